@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Updatinator",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Updatinator", targets: ["Updatinator"]),
+        .executable(name: "updatinator", targets: ["updatinator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries, each with a shim header for what Swift cannot import.
+        .systemLibrary(name: "CLua", pkgConfig: "lua5.4", providers: [.apt(["liblua5.4-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Linux calls that Swift's Glibc module lacks (extended attributes, O_NOATIME).
+        .systemLibrary(name: "CLinux"),
+
+        // The core: manifests, trees, blobs, signing. No Lua, no HTTP server.
+        .target(name: "Updatinator", dependencies: ["CLinux", "CSodium", "CZlib"]),
+
+        // The command-line tool: thin commands over the core.
+        .executableTarget(
+            name: "updatinator",
+            dependencies: [
+                "Updatinator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(
+            name: "UpdatinatorTests",
+            dependencies: ["Updatinator", "updatinator", "CLinux"],
+            resources: [.copy("Fixtures")]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,64 @@
+import Foundation
+
+/// Turns an image tree into a manifest and blobs in a repository, optionally signed: `generate`.
+public struct ImageGenerator {
+    /// What one generation produced.
+    public struct Result: Sendable {
+        public let manifest: Manifest
+        public let manifestPath: String
+        public let statistics: TreeScanner.Statistics
+        public let signedBy: String?
+    }
+
+    public var tree: String
+    public var repositoryRoot: String
+    public var image: String
+    public var version: String
+    public var signingKey: SecretKey?
+    /// The creation time to record; by default SOURCE_DATE_EPOCH when set, else none.
+    public var created: Int64? = ImageGenerator.sourceDateEpoch()
+    public var compressionLevel: Int32?
+    public var workers = Parallel.defaultWorkers
+    public var progress: (@Sendable (TreeScanner.Progress) -> Void)?
+
+    public init(tree: String, repository: String, image: String, version: String) {
+        self.tree = tree
+        self.repositoryRoot = repository
+        self.image = image
+        self.version = version
+    }
+
+    /// Reads SOURCE_DATE_EPOCH, the reproducible-builds convention for a build's timestamp.
+    public static func sourceDateEpoch() -> Int64? {
+        ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap { Int64($0) }
+    }
+
+    public func run() throws -> Result {
+        for (what, name) in [("image name", image), ("version", version)] {
+            if let problem = Manifest.problem(withName: name) { throw UpdError(.usage, "\(what) '\(name)' \(problem)") }
+        }
+        let repository = try Repository(creatingAt: repositoryRoot, compressionLevel: compressionLevel)
+        var scanner = TreeScanner(root: tree, blobs: repository.blobs)
+        scanner.workers = workers
+        scanner.progress = progress
+        let (manifest, stats) = try scanner.scan(image: image, version: version, created: created)
+        try repository.blobs.syncDirectories()
+
+        let bytes = ManifestWriter.write(manifest)
+        let path = repository.manifestPath(image: image, version: version)
+        if (try Sys.lstatIfExists(path)) != nil {
+            // A published version is immutable: clients may hold its manifest and signatures.
+            guard try Sys.readFile(path, limit: ManifestParser.maxManifestBytes) == bytes else {
+                throw UpdError(.usage, "\(path) already exists with different content; publish a new version instead")
+            }
+        } else {
+            try Sys.mkdirs(Sys.parentDirectory(of: path))
+            try Sys.writeFileAtomically(path, bytes)
+        }
+        var signer: String? = nil
+        if let key = signingKey {
+            signer = try SignedDocument.signManifest(at: path, with: key)
+        }
+        return Result(manifest: manifest, manifestPath: path, statistics: stats, signedBy: signer)
+    }
+}

@@ -1,0 +1,120 @@
+import Foundation
+
+/// A signed pointer from a channel to one image version: `channels/NAME.json` and its `.sig`.
+///
+/// The serial grows by one with each publication and the metadata expires, so a client that
+/// remembers the highest serial it accepted refuses replayed (older) and stale metadata.
+public struct ChannelMetadata: Codable, Equatable, Sendable {
+    public var channel: String
+    public var image: String
+    public var version: String
+    /// BLAKE2b-256 of the manifest's exact bytes, in hex.
+    public var manifestHash: String
+    public var serial: UInt64
+    /// Seconds since the epoch after which the metadata must not be used.
+    public var expires: Int64
+
+    enum CodingKeys: String, CodingKey {
+        case channel, image, version, serial, expires
+        case manifestHash = "manifest_hash"
+    }
+
+    public init(channel: String, image: String, version: String, manifestHash: ContentHash, serial: UInt64, expires: Int64) {
+        self.channel = channel
+        self.image = image
+        self.version = version
+        self.manifestHash = manifestHash.hex
+        self.serial = serial
+        self.expires = expires
+    }
+
+    /// The canonical JSON text (sorted keys), which is what gets signed.
+    public func encoded() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        return Array(try! encoder.encode(self)) + [10]
+    }
+
+    /// Parses channel metadata without checking its signature or freshness.
+    public static func parse(_ bytes: [UInt8], source: String) throws -> ChannelMetadata {
+        guard bytes.count <= 64 * 1024 else { throw UpdError(.corrupt, "\(source): larger than 64 KiB") }
+        let metadata: ChannelMetadata
+        do {
+            metadata = try JSONDecoder().decode(ChannelMetadata.self, from: Data(bytes))
+        } catch {
+            throw UpdError(.corrupt, "\(source): not valid channel metadata (\(JSONErrors.describe(error)))")
+        }
+        for (field, value) in [("channel", metadata.channel), ("image", metadata.image), ("version", metadata.version)] {
+            if let problem = Manifest.problem(withName: value) {
+                throw UpdError(.corrupt, "\(source): \(field) \(problem)")
+            }
+        }
+        guard ContentHash(hex: metadata.manifestHash) != nil else {
+            throw UpdError(.corrupt, "\(source): manifest_hash is not 64 lowercase hex digits")
+        }
+        return metadata
+    }
+
+    /// Verifies signature and freshness: refuses metadata that is expired at `now` or whose serial
+    /// is lower than `minimumSerial`, the highest one this client accepted before.
+    public static func verify(_ bytes: [UInt8], signatures: SignatureFile, keyring: Keyring, source: String,
+                              now: Int64, minimumSerial: UInt64 = 0) throws -> ChannelMetadata {
+        try keyring.verify(bytes, signatures: signatures, purpose: .channel, source: source)
+        let metadata = try parse(bytes, source: source)
+        try metadata.checkFreshness(source: source, now: now, minimumSerial: minimumSerial)
+        return metadata
+    }
+
+    /// Refuses metadata expired at `now`, or older than the serial this client accepted before.
+    public func checkFreshness(source: String, now: Int64, minimumSerial: UInt64 = 0) throws {
+        guard serial >= minimumSerial else {
+            throw UpdError(.verification,
+                           "\(source): serial \(serial) is older than the accepted serial \(minimumSerial) (replayed metadata)")
+        }
+        guard now < expires else {
+            throw UpdError(.verification, "\(source): expired at \(Self.formatTime(expires))")
+        }
+    }
+
+    /// Writes the next publication of a channel: serial one above the current file's, signed.
+    public static func publish(repository: Repository, channel: String, image: String, version: String,
+                               validFor seconds: Int64, key: SecretKey, now: Int64) throws -> ChannelMetadata {
+        if let problem = Manifest.problem(withName: channel) { throw UpdError(.usage, "channel name \(problem)") }
+        let manifestPath = repository.manifestPath(image: image, version: version)
+        guard (try Sys.lstatIfExists(manifestPath)) != nil else {
+            throw UpdError(.usage, "\(manifestPath) does not exist: generate the image first")
+        }
+        let manifestHash = Blake2b.hash(try Sys.readFile(manifestPath, limit: ManifestParser.maxManifestBytes))
+        let path = repository.channelPath(channel)
+        var serial: UInt64 = 1
+        if (try Sys.lstatIfExists(path)) != nil {
+            serial = try parse(Sys.readFile(path, limit: 64 * 1024), source: path).serial + 1
+        }
+        let metadata = ChannelMetadata(channel: channel, image: image, version: version, manifestHash: manifestHash,
+                                       serial: serial, expires: now + seconds)
+        let bytes = metadata.encoded()
+        var signatures = SignatureFile()
+        signatures.sign(bytes, with: key, purpose: .channel)
+        try Sys.mkdirs(Sys.parentDirectory(of: path))
+        // The signature goes first: a reader never sees new metadata beside an old signature
+        // that verifies, because an old signature does not match the new bytes.
+        try Sys.writeFileAtomically(path + ".sig", signatures.encoded())
+        try Sys.writeFileAtomically(path, bytes)
+        return metadata
+    }
+
+    static func formatTime(_ seconds: Int64) -> String {
+        let formatter = ISO8601DateFormatter()
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
+    }
+
+    /// Parses a duration such as `90s`, `30m`, `12h`, `7d` or `2w` into seconds.
+    public static func parseDuration(_ text: String) throws -> Int64 {
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800]
+        guard let unit = text.last, let factor = units[unit], let value = Int64(text.dropLast()), value > 0,
+              value <= Int64.max / factor / 2 else {
+            throw UpdError(.usage, "invalid duration '\(text)': expected a positive number and a unit s, m, h, d or w (e.g. 30d)")
+        }
+        return value * factor
+    }
+}

@@ -1,0 +1,45 @@
+/// Signing and verifying the documents a repository publishes: manifests and channel metadata.
+public enum SignedDocument {
+    /// What a successful verification found.
+    public struct Verified: Sendable {
+        public let signers: [String]
+        /// A one-line description of the document, e.g. "manifest base 2 (3012 entries)".
+        public let summary: String
+    }
+
+    /// Adds a signature by `key` to `PATH.sig`, creating it when missing. The manifest must parse.
+    @discardableResult
+    public static func signManifest(at path: String, with key: SecretKey) throws -> String {
+        let content = try Sys.readFile(path, limit: ManifestParser.maxManifestBytes)
+        _ = try ManifestParser.parse(content, source: path)
+        let sigPath = path + ".sig"
+        var signatures = SignatureFile()
+        if (try Sys.lstatIfExists(sigPath)) != nil {
+            signatures = try SignatureFile.parse(Sys.readFile(sigPath, limit: 64 * 1024), source: sigPath)
+        }
+        signatures.sign(content, with: key, purpose: .manifest)
+        try Sys.writeFileAtomically(sigPath, signatures.encoded())
+        return key.publicKey.keyID
+    }
+
+    /// Verifies a manifest or channel metadata file (told apart by its first byte) against `PATH.sig`.
+    public static func verify(fileAt path: String, keyring: Keyring, now: Int64) throws -> Verified {
+        let head = try Sys.readFile(path, limit: ManifestParser.maxManifestBytes).first
+        if head == UInt8(ascii: "{") {
+            let content = try Sys.readFile(path, limit: 64 * 1024)
+            let sigPath = path + ".sig"
+            guard (try Sys.lstatIfExists(sigPath)) != nil else {
+                throw UpdError(.verification, "\(path): no signature file \(sigPath)")
+            }
+            let signatures = try SignatureFile.parse(Sys.readFile(sigPath, limit: 64 * 1024), source: sigPath)
+            let signers = try keyring.verify(content, signatures: signatures, purpose: .channel, source: path)
+            let m = try ChannelMetadata.parse(content, source: path)
+            try m.checkFreshness(source: path, now: now)
+            return Verified(signers: signers, summary: "channel \(m.channel) → \(m.image) \(m.version), serial \(m.serial)")
+        }
+        let (content, signers) = try keyring.verifyFile(path, purpose: .manifest)
+        let manifest = try ManifestParser.parse(content, source: path)
+        return Verified(signers: signers,
+                        summary: "manifest \(manifest.image) \(manifest.version) (\(manifest.entries.count) entries)")
+    }
+}

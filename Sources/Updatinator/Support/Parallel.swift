@@ -1,0 +1,26 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+/// Runs independent jobs on every core; the first error stops the remaining jobs and is rethrown.
+enum Parallel {
+    static var defaultWorkers: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    static func forEach(_ count: Int, workers: Int = defaultWorkers, _ body: @Sendable (Int) throws -> Void) throws {
+        let next = Atomic<Int>(0)
+        let failure = Mutex<Error?>(nil)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(workers, count))) { _ in
+            while true {
+                let i = next.add(1, ordering: .relaxed).oldValue
+                if i >= count || failure.withLock({ $0 != nil }) { return }
+                do {
+                    try body(i)
+                } catch {
+                    failure.withLock { if $0 == nil { $0 = error } }
+                    return
+                }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+    }
+}

@@ -1,0 +1,85 @@
+import Synchronization
+
+/// Compares a tree (and optionally a repository's blobs) against a manifest and lists every difference.
+public struct TreeChecker {
+    /// One difference, described for a person.
+    public struct Finding: Sendable, CustomStringConvertible {
+        public let path: String
+        public let problem: String
+        public var description: String { "\(path): \(problem)" }
+    }
+
+    public let manifest: Manifest
+    public var workers = Parallel.defaultWorkers
+
+    public init(manifest: Manifest) {
+        self.manifest = manifest
+    }
+
+    /// Every difference between the tree at `root` and the manifest.
+    public func checkTree(root: String) throws -> [Finding] {
+        var scanner = TreeScanner(root: root)
+        scanner.workers = workers
+        let (actual, _) = try scanner.scan(image: manifest.image, version: manifest.version)
+        let diff = ManifestDiff(from: manifest, to: actual)
+        var findings = [Finding]()
+        for e in diff.removed { findings.append(Finding(path: e.path.description, problem: "missing (\(e.kind.typeName) expected)")) }
+        for e in diff.added { findings.append(Finding(path: e.path.description, problem: "unexpected \(e.kind.typeName)")) }
+        for c in diff.changed {
+            findings.append(Finding(path: c.path.description, problem: Self.describe(c)))
+        }
+        return findings.sorted { $0.path < $1.path }
+    }
+
+    /// Every blob of the manifest that the store lacks, or that is corrupt or of the wrong size.
+    public func checkBlobs(_ store: BlobStore) throws -> [Finding] {
+        let contents = manifest.contents.sorted { $0.key < $1.key }
+        let findings = Mutex<[Finding]>([])
+        try Parallel.forEach(contents.count, workers: workers) { i in
+            let (hash, sizes) = contents[i]
+            let problem: String?
+            do {
+                if let blobSize = try store.blobSize(of: hash) {
+                    if blobSize != sizes.blobSize {
+                        problem = "blob is \(blobSize) bytes, the manifest says \(sizes.blobSize)"
+                    } else {
+                        try store.verify(hash, size: sizes.size)
+                        problem = nil
+                    }
+                } else {
+                    problem = "blob missing"
+                }
+            } catch let error as UpdError where error.code == .corrupt {
+                problem = "blob corrupt: \(error.message)"
+            }
+            if let problem { findings.withLock { $0.append(Finding(path: store.path(for: hash), problem: problem)) } }
+        }
+        return findings.withLock { $0 }.sorted { $0.path < $1.path }
+    }
+
+    static func describe(_ c: ManifestDiff.Change) -> String {
+        if c.aspects.contains(.type) {
+            return "is a \(c.new.kind.typeName), expected a \(c.old.kind.typeName)"
+        }
+        var parts = [String]()
+        if c.aspects.contains(.content) {
+            switch (c.old.kind, c.new.kind) {
+            case (.file(let s1, let h1, _), .file(let s2, let h2, _)):
+                parts.append("content differs (\(s2) bytes \(h2.hex.prefix(12))…, expected \(s1) bytes \(h1.hex.prefix(12))…)")
+            case (.symlink(let t1), .symlink(let t2)):
+                parts.append("link target is \(ByteEscaping.escape(t2)), expected \(ByteEscaping.escape(t1))")
+            case (.hardlink(let t1), .hardlink(let t2)):
+                parts.append("hardlinked to \(t2), expected \(t1)")
+            default:
+                parts.append("device numbers differ")
+            }
+        }
+        let a = c.old.metadata, b = c.new.metadata
+        if a.mode != b.mode { parts.append("mode \(ManifestWriter.octal4(b.mode)), expected \(ManifestWriter.octal4(a.mode))") }
+        if a.uid != b.uid { parts.append("uid \(b.uid), expected \(a.uid)") }
+        if a.gid != b.gid { parts.append("gid \(b.gid), expected \(a.gid)") }
+        if a.mtime != b.mtime { parts.append("mtime \(ManifestWriter.timestamp(b.mtime)), expected \(ManifestWriter.timestamp(a.mtime))") }
+        if a.xattrs != b.xattrs { parts.append("extended attributes differ") }
+        return parts.joined(separator: "; ")
+    }
+}

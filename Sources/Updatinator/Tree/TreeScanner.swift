@@ -1,0 +1,265 @@
+import CLinux
+import Glibc
+import Synchronization
+
+/// Walks a tree without following symlinks and describes it as a manifest, hashing every
+/// distinct regular file on all cores and, when given a blob store, storing its content.
+public struct TreeScanner {
+    /// Counts reported while contents are hashed.
+    public struct Progress: Sendable {
+        public var filesDone: Int
+        public var filesTotal: Int
+        public var bytesDone: UInt64
+        public var bytesTotal: UInt64
+    }
+
+    /// What a scan did.
+    public struct Statistics: Sendable {
+        public var entries = 0
+        public var contents = 0
+        public var blobsNew = 0
+        public var blobsReused = 0
+        /// Raw bytes of the distinct contents.
+        public var rawBytes: UInt64 = 0
+        /// Compressed bytes of the distinct contents' blobs.
+        public var blobBytes: UInt64 = 0
+    }
+
+    public let root: String
+    public var blobs: BlobStore?
+    public var workers = Parallel.defaultWorkers
+    public var progress: (@Sendable (Progress) -> Void)?
+
+    public init(root: String, blobs: BlobStore? = nil) {
+        self.root = root
+        self.blobs = blobs
+    }
+
+    private struct Item {
+        let path: ManifestPath
+        let st: stat
+        var linkTarget: [UInt8] = []
+        var xattrs: [ExtendedAttribute] = []
+    }
+
+    /// Scans the tree into a manifest named `image` `version`.
+    public func scan(image: String, version: String, created: Int64? = nil) throws -> (Manifest, Statistics) {
+        let fs = FileSystemPath(root: root)
+        guard let rootStat = try Sys.lstatIfExists(root), rootStat.st_mode & S_IFMT == S_IFDIR else {
+            throw UpdError(.usage, "\(root) is not a directory")
+        }
+        var items = try walk(fs)
+        items.sort { $0.path < $1.path }
+
+        // The first name of an inode (in path order) is its file entry; later names are hardlinks.
+        var firstName = [InodeKey: ManifestPath]()
+        var fileIndices = [Int]()
+        var hardlinkTargets = [Int: ManifestPath]()
+        for (i, item) in items.enumerated() where item.st.st_mode & S_IFMT == S_IFREG {
+            let key = InodeKey(device: item.st.st_dev, inode: item.st.st_ino)
+            if item.st.st_nlink > 1, let first = firstName[key] {
+                hardlinkTargets[i] = first
+            } else {
+                if item.st.st_nlink > 1 { firstName[key] = item.path }
+                fileIndices.append(i)
+            }
+        }
+
+        let results = try hashContents(items: items, fileIndices: fileIndices, fs: fs)
+        var stats = Statistics(entries: items.count)
+        var seen = Set<ContentHash>()
+        var entries = [ManifestEntry]()
+        entries.reserveCapacity(items.count)
+        var resultIndex = 0
+        var metadataByPath = [ManifestPath: Metadata]()
+        for (i, item) in items.enumerated() {
+            let metadata = Metadata(mode: UInt32(item.st.st_mode & 0o7777), uid: item.st.st_uid, gid: item.st.st_gid,
+                                    mtime: Timestamp(seconds: Int64(item.st.st_mtim.tv_sec),
+                                                     nanoseconds: UInt32(item.st.st_mtim.tv_nsec)),
+                                    xattrs: item.xattrs)
+            let kind: EntryKind
+            switch item.st.st_mode & S_IFMT {
+            case S_IFDIR: kind = .directory
+            case S_IFLNK: kind = .symlink(target: item.linkTarget)
+            case S_IFCHR: kind = .characterDevice(major: Self.major(item.st.st_rdev), minor: Self.minor(item.st.st_rdev))
+            case S_IFBLK: kind = .blockDevice(major: Self.major(item.st.st_rdev), minor: Self.minor(item.st.st_rdev))
+            case S_IFIFO: kind = .fifo
+            case S_IFREG:
+                if let target = hardlinkTargets[i] {
+                    entries.append(ManifestEntry(path: item.path, kind: .hardlink(target: target), metadata: metadataByPath[target]!))
+                    continue
+                }
+                let r = results[resultIndex]
+                resultIndex += 1
+                kind = .file(size: UInt64(item.st.st_size), hash: r.hash, blobSize: r.blobSize)
+                metadataByPath[item.path] = metadata
+                if seen.insert(r.hash).inserted {
+                    stats.contents += 1
+                    stats.rawBytes += UInt64(item.st.st_size)
+                    stats.blobBytes += r.blobSize
+                }
+                if r.isNew { stats.blobsNew += 1 }
+            default:
+                throw UpdError(.usage, "\(fs.display(item.path)): sockets and other special files cannot be part of an image")
+            }
+            entries.append(ManifestEntry(path: item.path, kind: kind, metadata: metadata))
+        }
+        stats.blobsReused = blobs == nil ? 0 : stats.contents - stats.blobsNew
+        return (Manifest(image: image, version: version, created: created, entries: entries), stats)
+    }
+
+    private struct InodeKey: Hashable {
+        let device: UInt
+        let inode: UInt
+    }
+
+    private struct ContentResult {
+        var hash = ContentHash(bytes: [UInt8](repeating: 0, count: 32))!
+        var blobSize: UInt64 = 0
+        var isNew = false
+    }
+
+    static func major(_ dev: UInt) -> UInt32 { UInt32(truncatingIfNeeded: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)) }
+    static func minor(_ dev: UInt) -> UInt32 { UInt32(truncatingIfNeeded: (dev & 0xff) | ((dev >> 12) & ~0xff)) }
+
+    /// Lists every entry below the root, depth first, never following symlinks.
+    private func walk(_ fs: FileSystemPath) throws -> [Item] {
+        var items = [Item]()
+        var pending = [ManifestPath.root]
+        items.append(Item(path: .root, st: try Sys.lstat(root), xattrs: try readXattrs(fs, .root)))
+        while let directory = pending.popLast() {
+            for name in try listDirectory(fs, directory) {
+                if directory.isRoot && name == ManifestPath.stateDirectoryName { continue }
+                let path = directory.appending(name)
+                if let problem = ManifestPath.problem(with: path.bytes) {
+                    throw UpdError(.usage, "\(fs.display(path)): cannot be part of an image: \(problem)")
+                }
+                var st = stat()
+                let rc = fs.withCString(path) { Glibc.lstat($0, &st) }
+                if rc != 0 { throw UpdError.system("lstat", fs.display(path)) }
+                var item = Item(path: path, st: st)
+                if st.st_mode & S_IFMT == S_IFLNK { item.linkTarget = try readLink(fs, path) }
+                item.xattrs = try readXattrs(fs, path)
+                items.append(item)
+                if st.st_mode & S_IFMT == S_IFDIR { pending.append(path) }
+            }
+        }
+        return items
+    }
+
+    private func listDirectory(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [[UInt8]] {
+        guard let dir = fs.withCString(path, { opendir($0) }) else { throw UpdError.system("opendir", fs.display(path)) }
+        defer { closedir(dir) }
+        var names = [[UInt8]]()
+        while true {
+            errno = 0
+            guard let e = readdir(dir) else {
+                if errno != 0 { throw UpdError.system("readdir", fs.display(path)) }
+                break
+            }
+            let name = withUnsafeBytes(of: e.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            if name == [46] || name == [46, 46] { continue }
+            names.append(name)
+        }
+        return names
+    }
+
+    private func readLink(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = fs.withCString(path) { p in
+            buffer.withUnsafeMutableBufferPointer { readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count) }
+        }
+        guard n >= 0 else { throw UpdError.system("readlink", fs.display(path)) }
+        return Array(buffer[0..<n])
+    }
+
+    /// Reads every extended attribute of an entry, sorted by name.
+    private func readXattrs(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [ExtendedAttribute] {
+        try fs.withCString(path) { p -> [ExtendedAttribute] in
+            let size = llistxattr(p, nil, 0)
+            if size < 0 {
+                if errno == ENOTSUP || errno == ENODATA { return [] }
+                throw UpdError.system("llistxattr", fs.display(path))
+            }
+            if size == 0 { return [] }
+            var names = [UInt8](repeating: 0, count: size)
+            let got = names.withUnsafeMutableBufferPointer {
+                llistxattr(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size)
+            }
+            guard got >= 0 else { throw UpdError.system("llistxattr", fs.display(path)) }
+            var result = [ExtendedAttribute]()
+            for name in names[0..<got].split(separator: 0) {
+                let nameBytes = Array(name)
+                var cName = nameBytes + [0]
+                let value: [UInt8] = try cName.withUnsafeMutableBufferPointer { nb in
+                    let np = UnsafeRawPointer(nb.baseAddress!).assumingMemoryBound(to: CChar.self)
+                    let length = lgetxattr(p, np, nil, 0)
+                    guard length >= 0 else { throw UpdError.system("lgetxattr", fs.display(path)) }
+                    var value = [UInt8](repeating: 0, count: length)
+                    let n = value.withUnsafeMutableBytes { lgetxattr(p, np, $0.baseAddress, length) }
+                    guard n >= 0 else { throw UpdError.system("lgetxattr", fs.display(path)) }
+                    return Array(value[0..<n])
+                }
+                result.append(ExtendedAttribute(name: nameBytes, value: value))
+            }
+            return result.sorted { $0.name.lexicographicallyPrecedes($1.name) }
+        }
+    }
+
+    /// Hashes (and stores) the content of each listed file, on all workers.
+    private func hashContents(items: [Item], fileIndices: [Int], fs: FileSystemPath) throws -> [ContentResult] {
+        let results = UnsafeMutableBufferPointer<ContentResult>.allocate(capacity: fileIndices.count)
+        results.initialize(repeating: ContentResult())
+        defer { results.deallocate() }
+        let sendableResults = UnsafeSendable(results)
+        let total = fileIndices.reduce(UInt64(0)) { $0 + UInt64(items[$1].st.st_size) }
+        let done = Mutex<(files: Int, bytes: UInt64)>((0, 0))
+        let blobs = self.blobs
+        let progress = self.progress
+        let paths = fileIndices.map { items[$0].path }
+        let sizes = fileIndices.map { UInt64(items[$0].st.st_size) }
+        try Parallel.forEach(fileIndices.count, workers: workers) { n in
+            let r = try Self.hashFile(fs: fs, path: paths[n], expectedSize: sizes[n], blobs: blobs)
+            sendableResults.value[n] = r
+            let snapshot = done.withLock { d -> (Int, UInt64) in
+                d.files += 1
+                d.bytes += sizes[n]
+                return (d.files, d.bytes)
+            }
+            progress?(Progress(filesDone: snapshot.0, filesTotal: paths.count, bytesDone: snapshot.1, bytesTotal: total))
+        }
+        return Array(results)
+    }
+
+    private static func hashFile(fs: FileSystemPath, path: ManifestPath, expectedSize: UInt64, blobs: BlobStore?) throws -> ContentResult {
+        let display = fs.display(path)
+        var fd = fs.withCString(path) { Glibc.open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | CLinux_O_NOATIME) }
+        if fd < 0 && errno == EPERM { fd = fs.withCString(path) { Glibc.open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) } }
+        guard fd >= 0 else { throw UpdError.system("open", display) }
+        defer { Sys.close(fd) }
+        let hasher = Blake2b()
+        var size: UInt64 = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        try buffer.withUnsafeMutableBytes { buf in
+            while true {
+                let n = try Sys.read(fd, buf.baseAddress!, buf.count, path: display)
+                if n == 0 { break }
+                hasher.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+                size += UInt64(n)
+            }
+        }
+        guard size == expectedSize else { throw UpdError(.io, "\(display): file changed size while it was being read") }
+        var result = ContentResult(hash: hasher.finalize())
+        if let blobs {
+            guard lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("lseek", display) }
+            (result.blobSize, result.isNew) = try blobs.store(from: fd, source: display, hash: result.hash)
+        }
+        return result
+    }
+}
+
+/// Carries a value across a concurrency boundary where the caller guarantees disjoint access.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}

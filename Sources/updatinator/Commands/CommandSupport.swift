@@ -1,0 +1,60 @@
+import ArgumentParser
+import Foundation
+import Updatinator
+
+/// A subcommand whose library errors become one line on stderr and the documented exit code.
+protocol UpdatinatorSubcommand: ParsableCommand {
+    func execute() throws
+}
+
+extension UpdatinatorSubcommand {
+    func run() throws {
+        do {
+            try execute()
+        } catch let error as UpdError {
+            Console.error(error.message)
+            throw ExitCode(error.code.exitStatus)
+        }
+    }
+}
+
+enum Console {
+    /// Whether standard error is a terminal, where progress is shown.
+    static let isInteractive = isatty(2) == 1
+
+    static func error(_ message: String) {
+        FileHandle.standardError.write(Data("updatinator: \(message)\n".utf8))
+    }
+
+    static func print(_ line: String) {
+        FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    }
+
+    /// Rewrites the current terminal line with a progress message.
+    static func progress(_ line: String) {
+        guard isInteractive else { return }
+        FileHandle.standardError.write(Data("\r\u{1b}[K\(line)".utf8))
+    }
+
+    static func endProgress() {
+        guard isInteractive else { return }
+        FileHandle.standardError.write(Data("\r\u{1b}[K".utf8))
+    }
+
+    static func writeJSON(_ value: Any) throws {
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted])
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+}
+
+/// Formats byte counts for people: "1.5 MiB".
+func formatBytes(_ bytes: UInt64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(bytes)
+    var unit = 0
+    while value >= 1024 && unit < units.count - 1 {
+        value /= 1024
+        unit += 1
+    }
+    return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+}

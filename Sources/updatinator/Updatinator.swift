@@ -1,0 +1,17 @@
+import ArgumentParser
+
+@main
+struct UpdatinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "updatinator",
+        abstract: "Moves machines between whole OS images, safely and cheaply.",
+        discussion: """
+            A build server turns image trees into signed manifests and content-addressed blobs \
+            with 'generate', 'sign' and 'publish'. Exit codes are the same for every command \
+            and are listed in docs/cli.md.
+            """,
+        subcommands: [
+            KeygenCommand.self, GenerateCommand.self, SignCommand.self, VerifyCommand.self,
+            DiffCommand.self, FsckCommand.self, PublishCommand.self,
+        ])
+}
