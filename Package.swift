@@ -33,7 +33,7 @@ let package = Package(
 
         .testTarget(
             name: "UpdatinatorTests",
-            dependencies: ["Updatinator", "updatinator", "CLinux"],
+            dependencies: ["Updatinator", "updatinator", "CLinux", "CZlib"],
             resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v6]

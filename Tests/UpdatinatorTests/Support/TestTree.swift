@@ -92,17 +92,31 @@ struct TreeBuilder {
 
     /// Sets every entry's mtime to a fixed time, deepest first so directory times stick.
     func fixTimes(_ seconds: Int64 = epoch) {
-        var paths = [String]()
-        let e = FileManager.default.enumerator(atPath: root)!
-        while let p = e.nextObject() as? String { paths.append(full("/" + p)) }
-        paths.sort { $0.count > $1.count }
-        paths.append(root)
-        for p in paths { setTime(p, seconds) }
+        func visit(_ path: [UInt8]) {
+            var st = stat()
+            let isDirectory = withCPath(path) { lstat($0, &st) } == 0 && st.st_mode & S_IFMT == S_IFDIR
+            if isDirectory, let dir = withCPath(path, { opendir($0) }) {
+                var names = [[UInt8]]()
+                while let e = readdir(dir) {
+                    let name = withUnsafeBytes(of: e.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+                    if name != [46] && name != [46, 46] { names.append(name) }
+                }
+                closedir(dir)
+                for name in names { visit(path + [47] + name) }
+            }
+            var times = [timespec(tv_sec: Int(seconds), tv_nsec: 0), timespec(tv_sec: Int(seconds), tv_nsec: 0)]
+            check(withCPath(path) { utimensat(AT_FDCWD, $0, &times, AT_SYMLINK_NOFOLLOW) }, "utimensat")
+        }
+        visit(Array(root.utf8))
     }
 
     func setTime(_ fullPath: String, _ seconds: Int64, nanoseconds: Int = 0) {
         var times = [timespec(tv_sec: Int(seconds), tv_nsec: nanoseconds), timespec(tv_sec: Int(seconds), tv_nsec: nanoseconds)]
         check(utimensat(AT_FDCWD, fullPath, &times, AT_SYMLINK_NOFOLLOW), "utimensat \(fullPath)")
+    }
+
+    private func withCPath<T>(_ path: [UInt8], _ body: (UnsafePointer<CChar>) -> T) -> T {
+        (path + [0]).withUnsafeBufferPointer { $0.withMemoryRebound(to: CChar.self) { body($0.baseAddress!) } }
     }
 
     private func check(_ rc: Int32, _ what: String) {

@@ -1,0 +1,164 @@
+import Foundation
+import Glibc
+import Testing
+@testable import Updatinator
+
+@Suite struct SigningTests {
+    /// A signed manifest and a keyring directory, with helpers to change either.
+    struct Setup {
+        let tmp = TemporaryDirectory("sign")
+        let key = SecretKey.generate()
+        var manifestPath: String { tmp.sub("base.manifest") }
+        var keyring: String { tmp.sub("keyring") }
+
+        init() throws {
+            let m = Manifest(image: "base", version: "1", entries: [
+                ManifestEntry(path: .root, kind: .directory,
+                              metadata: Metadata(mode: 0o755, uid: 0, gid: 0, mtime: Timestamp(seconds: 1, nanoseconds: 0)))])
+            try Sys.writeFileAtomically(manifestPath, ManifestWriter.write(m))
+            try SignedDocument.signManifest(at: manifestPath, with: key)
+            try trust(key.publicKey, as: "build.pub")
+        }
+
+        func trust(_ key: PublicKey, as name: String, in sub: String = "") throws {
+            try Sys.mkdirs(keyring + sub)
+            try Sys.writeFileAtomically("\(keyring)\(sub)/\(name)", KeyFile.encode(key))
+        }
+
+        func verify() throws {
+            let ring = try Keyring(directory: keyring)
+            try ring.verifyFile(manifestPath, purpose: .manifest)
+        }
+
+        /// Expects verification to be refused with a message containing `text`.
+        func expectRefused(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            do {
+                try verify()
+                Issue.record("verification passed", sourceLocation: sourceLocation)
+            } catch let e as UpdError {
+                #expect(e.code == .verification, sourceLocation: sourceLocation)
+                #expect(e.message.contains(text), "\(e.message)", sourceLocation: sourceLocation)
+            } catch {
+                Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    @Test func acceptsAGoodSignature() throws {
+        let s = try Setup()
+        try s.verify()
+    }
+
+    @Test func refusesAManifestWithOneFlippedByte() throws {
+        let s = try Setup()
+        var bytes = try Sys.readFile(s.manifestPath)
+        bytes[bytes.count - 3] ^= 0x01
+        try Sys.writeFileAtomically(s.manifestPath, bytes)
+        s.expectRefused("does not match the content")
+    }
+
+    @Test func refusesASignatureByAnUntrustedKey() throws {
+        let s = try Setup()
+        unlink(s.keyring + "/build.pub")
+        try s.trust(SecretKey.generate().publicKey, as: "other.pub")
+        s.expectRefused("is not in the keyring")
+    }
+
+    @Test func refusesARevokedKey() throws {
+        let s = try Setup()
+        try s.trust(SecretKey.generate().publicKey, as: "other.pub")
+        try s.trust(s.key.publicKey, as: "build.pub", in: "/revoked")
+        s.expectRefused("is revoked")
+    }
+
+    @Test func requiresTheThresholdOfDistinctTrustedKeys() throws {
+        let s = try Setup()
+        let second = SecretKey.generate()
+        try s.trust(second.publicKey, as: "second.pub")
+        try Sys.writeFileAtomically(s.keyring + "/threshold", Array("2\n".utf8))
+        s.expectRefused("1 of the 2 required")
+        // Signing twice with the same key does not count twice.
+        try SignedDocument.signManifest(at: s.manifestPath, with: s.key)
+        s.expectRefused("1 of the 2 required")
+        try SignedDocument.signManifest(at: s.manifestPath, with: second)
+        try s.verify()
+        #expect(try SignatureFile.parse(Sys.readFile(s.manifestPath + ".sig"), source: "sig").signatures.count == 2)
+    }
+
+    @Test func refusesAnEmptyOrMissingKeyring() throws {
+        let s = try Setup()
+        unlink(s.keyring + "/build.pub")
+        s.expectRefused("holds no trusted")
+        rmdir(s.keyring)
+        s.expectRefused("does not exist")
+    }
+
+    @Test func refusesAMissingOrEmptySignatureFile() throws {
+        let s = try Setup()
+        try Sys.writeFileAtomically(s.manifestPath + ".sig", Array("updatinator-signature 1\n".utf8))
+        s.expectRefused("holds no signatures")
+        unlink(s.manifestPath + ".sig")
+        s.expectRefused("no signature file")
+    }
+
+    @Test func aManifestSignatureIsNotAChannelSignature() throws {
+        let key = SecretKey.generate()
+        let content = Array("{}".utf8)
+        let signature = key.sign(content, purpose: .manifest)
+        #expect(key.publicKey.isValidSignature(signature, over: content, purpose: .manifest))
+        #expect(!key.publicKey.isValidSignature(signature, over: content, purpose: .channel))
+    }
+
+    @Test func secretKeyFilesAreCreatedPrivateAndNeverOverwritten() throws {
+        let tmp = TemporaryDirectory("keys")
+        let key = SecretKey.generate()
+        try KeyFile.writeKeyPair(key, secretPath: tmp.sub("k.sec"), publicPath: tmp.sub("k.pub"))
+        let st = try Sys.lstat(tmp.sub("k.sec"))
+        #expect(st.st_mode & 0o777 == 0o600)
+        #expect(try KeyFile.readSecret(tmp.sub("k.sec")).bytes == key.bytes)
+        #expect(try KeyFile.readPublic(tmp.sub("k.pub")) == key.publicKey)
+        #expect(throws: UpdError.self) { try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: tmp.sub("k.sec"), publicPath: tmp.sub("x.pub")) }
+        #expect(try KeyFile.readSecret(tmp.sub("k.sec")).bytes == key.bytes)
+    }
+
+    @Test func channelMetadataRefusesReplayedAndExpiredPublications() throws {
+        let tmp = TemporaryDirectory("channel")
+        TreeBuilder(root: tmp.sub("tree")).file("/a", "a")
+        let key = SecretKey.generate()
+        var generator = ImageGenerator(tree: tmp.sub("tree"), repository: tmp.sub("repo"), image: "base", version: "1")
+        generator.signingKey = key
+        _ = try generator.run()
+        let repo = try Repository(opening: tmp.sub("repo"))
+        try Sys.mkdirs(tmp.sub("keyring"))
+        try Sys.writeFileAtomically(tmp.sub("keyring/k.pub"), KeyFile.encode(key.publicKey))
+        let ring = try Keyring(directory: tmp.sub("keyring"))
+        let path = repo.channelPath("stable")
+
+        let first = try ChannelMetadata.publish(repository: repo, channel: "stable", image: "base", version: "1",
+                                                validFor: 3600, key: key, now: 1000)
+        let firstBytes = try Sys.readFile(path), firstSig = try Sys.readFile(path + ".sig")
+        let second = try ChannelMetadata.publish(repository: repo, channel: "stable", image: "base", version: "1",
+                                                 validFor: 3600, key: key, now: 2000)
+        #expect(first.serial == 1)
+        #expect(second.serial == 2)
+        #expect(first.manifestHash == Blake2b.hash(try Sys.readFile(repo.manifestPath(image: "base", version: "1"))).hex)
+
+        let sig = try SignatureFile.parse(firstSig, source: "sig")
+        // Fresh and new enough: accepted.
+        #expect(try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, source: "c", now: 1500, minimumSerial: 1) == first)
+        // Replayed after the client accepted serial 2.
+        #expect(throws: UpdError(.verification, "c: serial 1 is older than the accepted serial 2 (replayed metadata)")) {
+            try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, source: "c", now: 1500, minimumSerial: 2)
+        }
+        // Expired.
+        #expect(throws: UpdError.self) {
+            try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, source: "c", now: 4600)
+        }
+        // Tampered: the version changed after signing.
+        var tampered = String(decoding: firstBytes, as: UTF8.self)
+        tampered = tampered.replacingOccurrences(of: "\"serial\" : 1", with: "\"serial\" : 9")
+        #expect(throws: UpdError.self) {
+            try ChannelMetadata.verify(Array(tampered.utf8), signatures: sig, keyring: ring, source: "c", now: 1500)
+        }
+    }
+}

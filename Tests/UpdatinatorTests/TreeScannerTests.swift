@@ -1,0 +1,142 @@
+import Foundation
+import Glibc
+import Testing
+@testable import Updatinator
+
+@Suite struct TreeScannerTests {
+    /// A small tree with every entry type a Debian tree has, with exact metadata.
+    static func buildFixture(at root: String) {
+        let t = TreeBuilder(root: root)
+        t.dir("/bin").dir("/dev").dir("/etc").dir("/tmp", mode: 0o1777).dir("/root", mode: 0o700)
+        t.dir("/usr").dir("/usr/bin").dir("/usr/share", mode: 0o2755)
+        t.file("/etc/hostname", "school-laptop\n")
+        t.file("/etc/empty", "")
+        t.file("/etc/shadow", "root:*:19000:0:99999:7:::\n", mode: 0o640)
+        t.owner("/etc/shadow", uid: 0, gid: 42)
+        t.file("/usr/bin/passwd", bytes: Array(repeating: 0x7f, count: 5000), mode: 0o4755)
+        t.file("/usr/bin/wall", "wall\n", mode: 0o2755)
+        t.owner("/usr/bin/wall", uid: 0, gid: 5)
+        t.file("/usr/bin/gzip", "gzip binary\n", mode: 0o755)
+        t.hardlink("/usr/bin/gunzip", to: "/usr/bin/gzip")
+        t.hardlink("/bin/zcat", to: "/usr/bin/gzip")
+        t.file("/usr/bin/ping", "ping\n", mode: 0o755)
+        t.xattr("/usr/bin/ping", "security.capability", netRawCapability)
+        t.xattr("/usr/share", "user.comment", Array("shared data".utf8))
+        t.file("/usr/share/a copy", "same\n")
+        t.file("/usr/share/b copy", "same\n")
+        t.file("/usr/share/100%", "percent\n")
+        t.file(rawPath: Array("/usr/share/caf".utf8) + [0xe9], content: Array("latin-1 name\n".utf8))
+        t.file("/usr/share/line\nbreak", "newline in name\n")
+        t.symlink("/usr/bin/sh", to: "dash")
+        t.symlink("/etc/localtime", to: "/usr/share/zoneinfo/Etc/UTC")
+        t.device("/dev/null", char: true, major: 1, minor: 3)
+        t.device("/dev/loop0", char: false, major: 7, minor: 0)
+        t.fifo("/dev/initctl")
+        t.dir("/home").dir("/home/pupil")
+        t.owner("/home/pupil", uid: 1000, gid: 1000)
+        t.fixTimes()
+    }
+
+    @Test func capturesEveryEntryTypeAndFsckAgrees() throws {
+        let tmp = TemporaryDirectory("scan")
+        Self.buildFixture(at: tmp.sub("tree"))
+        let repo = try Repository(creatingAt: tmp.sub("repo"))
+        let (m, stats) = try TreeScanner(root: tmp.sub("tree"), blobs: repo.blobs).scan(image: "fixture", version: "1")
+        func kind(_ p: String) throws -> EntryKind? { m.entry(at: try ManifestPath(p))?.kind }
+        #expect(try kind("/dev/null") == .characterDevice(major: 1, minor: 3))
+        #expect(try kind("/dev/loop0") == .blockDevice(major: 7, minor: 0))
+        #expect(try kind("/dev/initctl") == .fifo)
+        #expect(try kind("/usr/bin/sh") == .symlink(target: Array("dash".utf8)))
+        #expect(try kind("/bin/zcat") != nil)
+        // Hardlinks: the first name in path order is the file, the others link to it.
+        if case .file = try kind("/bin/zcat") {} else { Issue.record("/bin/zcat should be the file entry") }
+        #expect(try kind("/usr/bin/gunzip") == .hardlink(target: try ManifestPath("/bin/zcat")))
+        #expect(try kind("/usr/bin/gzip") == .hardlink(target: try ManifestPath("/bin/zcat")))
+        #expect(m.entry(at: try ManifestPath("/usr/bin/passwd"))?.metadata.mode == 0o4755)
+        #expect(m.entry(at: try ManifestPath("/usr/share"))?.metadata.mode == 0o2755)
+        #expect(m.entry(at: try ManifestPath("/tmp"))?.metadata.mode == 0o1777)
+        #expect(m.entry(at: try ManifestPath("/etc/shadow"))?.metadata.gid == 42)
+        #expect(m.entry(at: try ManifestPath("/usr/bin/ping"))?.metadata.xattrs
+                == [ExtendedAttribute(name: Array("security.capability".utf8), value: netRawCapability)])
+        #expect(m.entry(at: try ManifestPath("/usr/share"))?.metadata.xattrs.first?.name == Array("user.comment".utf8))
+        #expect(m.entry(at: try ManifestPath(bytes: Array("/usr/share/caf".utf8) + [0xe9])) != nil)
+        #expect(m.entries.first?.path == .root)
+        // Two files with the same content share one blob.
+        #expect(stats.contents == stats.blobsNew)
+        #expect(stats.contents < m.entries.filter { if case .file = $0.kind { true } else { false } }.count)
+
+        let checker = TreeChecker(manifest: m)
+        #expect(try checker.checkTree(root: tmp.sub("tree")).isEmpty)
+        #expect(try checker.checkBlobs(repo.blobs).isEmpty)
+        // The text survives a round trip through the parser.
+        #expect(try ManifestParser.parse(ManifestWriter.write(m)) == m)
+    }
+
+    @Test func fsckReportsEveryKindOfDifference() throws {
+        let tmp = TemporaryDirectory("fsck")
+        let root = tmp.sub("tree")
+        Self.buildFixture(at: root)
+        let (m, _) = try TreeScanner(root: root).scan(image: "fixture", version: "1")
+        chmod(root + "/usr/bin/passwd", 0o755)
+        unlink(root + "/etc/empty")
+        TreeBuilder(root: root).file("/etc/hostname", "other-laptop\n")
+        TreeBuilder(root: root).setTime(root + "/etc/hostname", TreeBuilder.epoch)
+        TreeBuilder(root: root).file("/etc/new", "unexpected\n")
+        unlink(root + "/usr/bin/sh")
+        mkdir(root + "/usr/bin/sh", 0o755)
+        let findings = try TreeChecker(manifest: m).checkTree(root: root)
+        let byPath = Dictionary(grouping: findings, by: \.path).mapValues { $0.map(\.problem).joined() }
+        #expect(byPath["/usr/bin/passwd"]?.contains("mode 0755, expected 4755") == true)
+        #expect(byPath["/etc/empty"]?.contains("missing") == true)
+        #expect(byPath["/etc/hostname"]?.contains("content differs") == true)
+        #expect(byPath["/etc/new"]?.contains("unexpected file") == true)
+        #expect(byPath["/usr/bin/sh"]?.contains("is a directory, expected a symlink") == true)
+    }
+
+    @Test func generatingTwiceGivesIdenticalBytesMatchingTheGoldenFile() throws {
+        let tmp = TemporaryDirectory("golden")
+        Self.buildFixture(at: tmp.sub("tree"))
+        var outputs = [[UInt8]]()
+        for repo in ["repo1", "repo2"] {
+            var generator = ImageGenerator(tree: tmp.sub("tree"), repository: tmp.sub(repo), image: "fixture", version: "1")
+            generator.created = 1_700_000_000
+            let result = try generator.run()
+            outputs.append(try Array(Data(contentsOf: URL(fileURLWithPath: result.manifestPath))))
+        }
+        #expect(outputs[0] == outputs[1])
+        // UPDATINATOR_UPDATE_GOLDEN=1 rewrites the golden file after a deliberate format change.
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/fixture.manifest")
+        if ProcessInfo.processInfo.environment["UPDATINATOR_UPDATE_GOLDEN"] == "1" {
+            try Data(outputs[0]).write(to: source)
+        }
+        let golden = Bundle.module.url(forResource: "fixture", withExtension: "manifest", subdirectory: "Fixtures")!
+        let expected = try String(decoding: Data(contentsOf: golden), as: UTF8.self)
+        #expect(String(decoding: outputs[0], as: UTF8.self) == expected)
+    }
+
+    @Test func neverScansTheStateDirectory() throws {
+        let tmp = TemporaryDirectory("state")
+        let t = TreeBuilder(root: tmp.sub("tree"))
+        t.dir("/.updatinator").file("/.updatinator/journal", "in progress").file("/a", "a")
+        let (m, _) = try TreeScanner(root: tmp.sub("tree")).scan(image: "x", version: "1")
+        #expect(m.entries.map(\.path.description) == ["/", "/a"])
+    }
+
+    @Test func rejectsSockets() throws {
+        let tmp = TemporaryDirectory("socket")
+        _ = TreeBuilder(root: tmp.sub("tree"))
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = tmp.sub("tree") + "/sock"
+        withUnsafeMutableBytes(of: &address.sun_path) { buf in
+            for (i, b) in path.utf8.enumerated() { buf[i] = b }
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        try #require(rc == 0)
+        #expect(throws: UpdError.self) { try TreeScanner(root: tmp.sub("tree")).scan(image: "x", version: "1") }
+    }
+}
