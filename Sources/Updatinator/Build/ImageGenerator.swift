@@ -42,7 +42,6 @@ public struct ImageGenerator {
         scanner.workers = workers
         scanner.progress = progress
         let (manifest, stats) = try scanner.scan(image: image, version: version, created: created)
-        try repository.blobs.syncDirectories()
 
         let bytes = ManifestWriter.write(manifest)
         let path = repository.manifestPath(image: image, version: version)

@@ -12,6 +12,12 @@ final class ZlibDeflater {
 
     deinit { deflateEnd(&stream) }
 
+    /// Starts a new stream with the same settings, keeping zlib's allocated state.
+    func reset() throws {
+        let status = deflateReset(&stream)
+        guard status == Z_OK else { throw UpdError(.io, "zlib deflateReset failed with status \(status)") }
+    }
+
     /// Feeds input; `sink` receives compressed bytes. Call with `finish` once, last.
     func compress(_ input: UnsafeRawBufferPointer, finish: Bool, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress?.assumingMemoryBound(to: Bytef.self))

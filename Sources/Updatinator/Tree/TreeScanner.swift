@@ -214,12 +214,13 @@ public struct TreeScanner {
         let sendableResults = UnsafeSendable(results)
         let total = fileIndices.reduce(UInt64(0)) { $0 + UInt64(items[$1].st.st_size) }
         let done = Mutex<(files: Int, bytes: UInt64)>((0, 0))
-        let blobs = self.blobs
+        let batch = blobs.map { BlobBatch(store: $0) }
+        let level = blobs?.compressionLevel ?? RepoConfig.defaultCompressionLevel
         let progress = self.progress
         let paths = fileIndices.map { items[$0].path }
         let sizes = fileIndices.map { UInt64(items[$0].st.st_size) }
-        try Parallel.forEach(fileIndices.count, workers: workers) { n in
-            let r = try Self.hashFile(fs: fs, path: paths[n], expectedSize: sizes[n], blobs: blobs)
+        try Parallel.forEach(fileIndices.count, workers: workers, perWorker: { try BlobWorkspace(level: level) }) { workspace, n in
+            let r = try Self.hashFile(fs: fs, path: paths[n], expectedSize: sizes[n], batch: batch, workspace: workspace)
             sendableResults.value[n] = r
             let snapshot = done.withLock { d -> (Int, UInt64) in
                 d.files += 1
@@ -228,10 +229,12 @@ public struct TreeScanner {
             }
             progress?(Progress(filesDone: snapshot.0, filesTotal: paths.count, bytesDone: snapshot.1, bytesTotal: total))
         }
+        try batch?.commit()
         return Array(results)
     }
 
-    private static func hashFile(fs: FileSystemPath, path: ManifestPath, expectedSize: UInt64, blobs: BlobStore?) throws -> ContentResult {
+    private static func hashFile(fs: FileSystemPath, path: ManifestPath, expectedSize: UInt64, batch: BlobBatch?,
+                                 workspace: BlobWorkspace) throws -> ContentResult {
         let display = fs.display(path)
         var fd = fs.withCString(path) { Glibc.open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | CLinux_O_NOATIME) }
         if fd < 0 && errno == EPERM { fd = fs.withCString(path) { Glibc.open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) } }
@@ -239,20 +242,18 @@ public struct TreeScanner {
         defer { Sys.close(fd) }
         let hasher = Blake2b()
         var size: UInt64 = 0
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        try buffer.withUnsafeMutableBytes { buf in
-            while true {
-                let n = try Sys.read(fd, buf.baseAddress!, buf.count, path: display)
-                if n == 0 { break }
-                hasher.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-                size += UInt64(n)
-            }
+        let buffer = workspace.buffer
+        while true {
+            let n = try Sys.read(fd, buffer.baseAddress!, buffer.count, path: display)
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            size += UInt64(n)
         }
         guard size == expectedSize else { throw UpdError(.io, "\(display): file changed size while it was being read") }
         var result = ContentResult(hash: hasher.finalize())
-        if let blobs {
+        if let batch {
             guard lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("lseek", display) }
-            (result.blobSize, result.isNew) = try blobs.store(from: fd, source: display, hash: result.hash)
+            (result.blobSize, result.isNew) = try batch.store(from: fd, source: display, hash: result.hash, workspace: workspace)
         }
         return result
     }
