@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <sys/types.h>
 #include <sys/xattr.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 /* O_NOATIME needs _GNU_SOURCE, which Swift's Glibc module is not built with. */
 #ifdef O_NOATIME

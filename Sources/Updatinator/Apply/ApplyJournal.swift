@@ -1,0 +1,45 @@
+import Foundation
+
+/// The record of an apply in progress, `ROOT/.updatinator/apply/journal`: which move, and how
+/// many steps are durably done. Everything before `done` reached the disk before it was written.
+struct ApplyJournal: Codable, Equatable {
+    /// BLAKE2b-256 of the manifests moved from and to, in hex.
+    var from: String
+    var to: String
+    var done: Int
+
+    static func read(_ path: String) throws -> ApplyJournal? {
+        guard (try Sys.lstatIfExists(path)) != nil else { return nil }
+        do {
+            return try JSONDecoder().decode(ApplyJournal.self, from: Data(Sys.readFile(path, limit: 64 * 1024)))
+        } catch let e as UpdError {
+            throw e
+        } catch {
+            throw UpdError(.corrupt, "\(path): unreadable apply journal (\(JSONErrors.describe(error)))")
+        }
+    }
+
+    func write(_ path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try Sys.writeFileAtomically(path, Array(try encoder.encode(self)) + [10])
+    }
+}
+
+/// The paths of a tree's state directory, `ROOT/.updatinator/`.
+public struct StateDirectory: Sendable {
+    public let root: String
+    public var directory: String { "\(root)/.updatinator" }
+    public var installedManifest: String { "\(directory)/installed.manifest" }
+    var apply: String { "\(directory)/apply" }
+    var journal: String { "\(apply)/journal" }
+    var fromManifest: String { "\(apply)/from.manifest" }
+    var targetManifest: String { "\(apply)/target.manifest" }
+    var work: String { "\(apply)/work" }
+
+    public init(root: String) {
+        var r = root
+        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
+        self.root = r
+    }
+}

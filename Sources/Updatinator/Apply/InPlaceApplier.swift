@@ -1,0 +1,370 @@
+import CLinux
+import Foundation
+import Glibc
+
+/// Transforms a tree from one image to another where it stands, resumably.
+///
+/// Progress is journaled at checkpoints: a checkpoint flushes the filesystem and then records
+/// how many steps are done, so after a crash or power cut the next run redoes only the steps
+/// after the last checkpoint, each of which gives the same result when repeated. Files are
+/// written under a temporary name in their own directory, with their metadata, and renamed into
+/// place. The installed manifest changes to the new one only when the tree matches it.
+public final class InPlaceApplier {
+    /// What an apply did.
+    public struct Report: Sendable {
+        public var alreadyCurrent = false
+        public var resumed = false
+        public var bytesWritten: UInt64 = 0
+        public var bytesReused: UInt64 = 0
+        public var plannedPeakExtraDisk: UInt64 = 0
+        /// The largest excess of allocated bytes over the larger tree seen during this run.
+        public var observedPeakExtraDisk: UInt64 = 0
+        public var seconds: Double = 0
+        /// Filesystem operations this run made (the unit of the crash-test kill switch).
+        public var operations = 0
+    }
+
+    public let root: String
+    public let target: Manifest
+    public let targetBytes: [UInt8]
+    public var from: (manifest: Manifest, bytes: [UInt8])?
+    public var blobDirectories: [String] = []
+    /// For tests of crash safety: the process kills itself with SIGKILL after this many operations.
+    public var killAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) }
+
+    private let state: StateDirectory
+    private var tree: RootedTree!
+    private var workFD: Int32 = -1
+    private var operations = 0
+    private var report = Report()
+    private var startUsed: UInt64 = 0
+    private var peakBase: Int64 = 0
+
+    public init(root: String, target: Manifest, targetBytes: [UInt8]) {
+        self.root = root
+        self.target = target
+        self.targetBytes = targetBytes
+        state = StateDirectory(root: root)
+    }
+
+    deinit { if workFD >= 0 { Sys.close(workFD) } }
+
+    /// Plans the move from the installed (or given) manifest, without changing anything.
+    public static func plan(root: String, from: Manifest, fromBytes: Int, to: Manifest, toBytes: Int,
+                            blobDirectories: [String]) throws -> ApplyPlan {
+        var planner = Planner(from: from, to: to)
+        planner.fromManifestBytes = UInt64(fromBytes)
+        planner.toManifestBytes = UInt64(toBytes)
+        planner.blobDirectories = blobDirectories
+        let fs = try FilesystemSpace(path: root)
+        planner.allocationUnit = fs.unit
+        let state = StateDirectory(root: root)
+        planner.existingStateBytes = try Sys.lstatIfExists(state.installedManifest).map { UInt64($0.st_blocks) * 512 } ?? 0
+        return try planner.plan()
+    }
+
+    public func run() throws -> Report {
+        let start = Date()
+        tree = try RootedTree(root: root)
+        let targetHash = Blake2b.hash(targetBytes).hex
+        let journal = try ApplyJournal.read(state.journal)
+        let installed = try Sys.lstatIfExists(state.installedManifest) != nil ? try Sys.readFile(state.installedManifest) : nil
+
+        if installed == targetBytes {
+            if journal != nil { try finish() }
+            report.alreadyCurrent = true
+            return report
+        }
+        let old: (manifest: Manifest, bytes: [UInt8])
+        if let journal {
+            guard journal.to == targetHash else {
+                throw UpdError(.usage, "\(state.journal): an apply to another manifest (\(journal.to.prefix(16))…) is in progress; finish it first")
+            }
+            let bytes = try Sys.readFile(state.fromManifest)
+            guard Blake2b.hash(bytes).hex == journal.from else {
+                throw UpdError(.corrupt, "\(state.fromManifest): does not match the journal")
+            }
+            old = (try ManifestParser.parse(bytes, source: state.fromManifest), bytes)
+            report.resumed = true
+        } else if let from {
+            old = from
+        } else if let installed {
+            old = (try ManifestParser.parse(installed, source: state.installedManifest), installed)
+        } else {
+            throw UpdError(.usage, "\(root) has no installed manifest (\(state.installedManifest)); give the manifest it matches with --from")
+        }
+
+        let plan = try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target,
+                                 toBytes: targetBytes.count, blobDirectories: blobDirectories)
+        if plan.contentsToObtain > 0 {
+            let first = plan.missing.keys.sorted().first!
+            throw UpdError(.usage, "\(plan.contentsToObtain) contents (\(plan.bytesToObtain) bytes compressed) are in neither the tree nor the blob directories, e.g. blob \(first.hex)")
+        }
+        let space = try FilesystemSpace(path: root)
+        if journal == nil && space.free < plan.requiredFreeSpace {
+            throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(space.free); nothing was changed")
+        }
+        report.plannedPeakExtraDisk = plan.peakExtraDisk
+        report.bytesReused = plan.bytesReused
+        startUsed = space.used
+        // The excess over the larger tree before anything changes; observed growth adds to it.
+        peakBase = Int64(plan.oldTreeBytes) - Int64(max(plan.oldTreeBytes, plan.newTreeBytes))
+
+        var done = 0
+        if let journal {
+            done = journal.done
+        } else {
+            try Sys.mkdirs(state.apply, mode: 0o700)
+            try Sys.writeFileAtomically(state.fromManifest, old.bytes)
+            try Sys.writeFileAtomically(state.targetManifest, targetBytes)
+            try ApplyJournal(from: Blake2b.hash(old.bytes).hex, to: targetHash, done: 0).write(state.journal)
+        }
+        try Sys.mkdirs(state.work, mode: 0o700)
+        workFD = try Sys.open(state.work, O_RDONLY | O_DIRECTORY)
+        observe()
+
+        var journalRecord = ApplyJournal(from: Blake2b.hash(old.bytes).hex, to: targetHash, done: done)
+        for index in done..<plan.steps.count {
+            let step = plan.steps[index]
+            if case .checkpoint = step {
+                try syncFilesystem()
+                operation()
+                journalRecord.done = index + 1
+                try journalRecord.write(state.journal)
+                operation()
+            } else {
+                try execute(step)
+            }
+        }
+        try finish()
+        report.seconds = Date().timeIntervalSince(start)
+        report.operations = operations
+        return report
+    }
+
+    /// Makes the target the installed manifest, then removes the apply's state.
+    private func finish() throws {
+        if (try Sys.lstatIfExists(state.targetManifest)) != nil {
+            try Sys.rename(state.targetManifest, state.installedManifest)
+        } else {
+            try Sys.writeFileAtomically(state.installedManifest, targetBytes)
+        }
+        try Sys.fsyncDirectory(state.directory)
+        operation()
+        Sys.unlink(state.journal)
+        try Sys.fsyncDirectory(state.apply)
+        operation()
+        if workFD >= 0 { Sys.close(workFD); workFD = -1 }
+        try? FileManager.default.removeItem(atPath: state.apply)
+    }
+
+    /// Counts one filesystem operation, samples disk use, and honours the test kill switch.
+    private func operation() {
+        operations += 1
+        observe()
+        if let limit = killAfterOperations, operations >= limit { kill(getpid(), SIGKILL) }
+    }
+
+    private func observe() {
+        guard let space = try? FilesystemSpace(path: root) else { return }
+        let extra = Int64(space.used) - Int64(startUsed) + peakBase
+        if extra > Int64(report.observedPeakExtraDisk) { report.observedPeakExtraDisk = UInt64(extra) }
+    }
+
+    private func syncFilesystem() throws {
+        if CLinux_syncfs(tree.rootFD) != 0 { throw UpdError.system("syncfs", root) }
+    }
+
+    private static func temporaryName(for path: ManifestPath) -> [UInt8] {
+        Array(".updatinator-\(Blake2b.hash(path.bytes).hex.prefix(16)).tmp".utf8)
+    }
+
+    private func execute(_ step: ApplyStep) throws {
+        switch step {
+        case .preserve(let hash, let path):
+            try tree.inParent(of: path) { fd, name in
+                let rc = tree.withName(name) { n in tree.withName(Array(hash.hex.utf8)) { linkat(fd, n, workFD, $0, 0) } }
+                if rc != 0 && errno != EEXIST && errno != ENOENT { throw UpdError.system("link", tree.display(path)) }
+            }
+            operation()
+        case .remove(let path, let directory):
+            try tree.remove(path, directory: directory)
+            operation()
+        case .makeDirectory(let path):
+            try tree.inParent(of: path) { fd, name in
+                if tree.withName(name, { mkdirat(fd, $0, 0o700) }) != 0 {
+                    guard errno == EEXIST, let st = try RootedTree.status(fd, name, display: tree.display(path)),
+                          st.st_mode & S_IFMT == S_IFDIR else { throw UpdError.system("mkdir", tree.display(path)) }
+                }
+            }
+            operation()
+        case .writeFile(let e):
+            try writeFile(e)
+        case .link(let e):
+            guard case .hardlink(let target) = e.kind else { return }
+            let temporary = Self.temporaryName(for: e.path)
+            let targetDir = try tree.openDirectory(target.parent)
+            defer { Sys.close(targetDir) }
+            try tree.inParent(of: e.path) { fd, name in
+                _ = tree.withName(temporary) { unlinkat(fd, $0, 0) }
+                let rc = tree.withName(target.name) { t in tree.withName(temporary) { linkat(targetDir, t, fd, $0, 0) } }
+                if rc != 0 { throw UpdError.system("link", tree.display(e.path)) }
+                try rename(fd, temporary, name, display: tree.display(e.path))
+                _ = tree.withName(temporary) { unlinkat(fd, $0, 0) }  // left when both names were already one inode
+            }
+            operation()
+        case .makeSpecial(let e):
+            let temporary = Self.temporaryName(for: e.path)
+            try tree.inParent(of: e.path) { fd, name in
+                _ = tree.withName(temporary) { unlinkat(fd, $0, 0) }
+                let display = tree.display(e.path)
+                let rc: Int32
+                switch e.kind {
+                case .symlink(let target):
+                    rc = tree.withName(target) { t in tree.withName(temporary) { symlinkat(t, fd, $0) } }
+                case .characterDevice(let major, let minor), .blockDevice(let major, let minor):
+                    let type = e.kind.letter == "c" ? Glibc.S_IFCHR : Glibc.S_IFBLK
+                    rc = tree.withName(temporary) { mknodat(fd, $0, type | 0o600, Self.device(major, minor)) }
+                default:
+                    rc = tree.withName(temporary) { mknodat(fd, $0, Glibc.S_IFIFO | 0o600, 0) }
+                }
+                if rc != 0 { throw UpdError.system("create", display) }
+                try RootedTree.setMetadata(fd, temporary, e.metadata, isSymlink: e.kind.letter == "l", display: display)
+                try rename(fd, temporary, name, display: display)
+            }
+            operation()
+        case .setMetadata(let e):
+            try tree.inParent(of: e.path) { fd, name in
+                try RootedTree.setMetadata(fd, name, e.metadata, isSymlink: e.kind.letter == "l", display: tree.display(e.path))
+            }
+            operation()
+        case .release(let hash):
+            _ = tree.withName(Array(hash.hex.utf8)) { unlinkat(workFD, $0, 0) }
+            operation()
+        case .finishDirectories:
+            for e in target.entries.reversed() where e.kind == .directory {
+                if e.path.isRoot {
+                    try RootedTree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], e.metadata, isSymlink: false, display: root)
+                } else {
+                    try tree.inParent(of: e.path) { fd, name in
+                        try RootedTree.setMetadata(fd, name, e.metadata, isSymlink: false, display: tree.display(e.path))
+                    }
+                }
+            }
+            operation()
+        case .checkpoint:
+            break
+        }
+    }
+
+    private func rename(_ fd: Int32, _ from: [UInt8], _ to: [UInt8], display: String) throws {
+        let rc = tree.withName(from) { f in tree.withName(to) { renameat(fd, f, fd, $0) } }
+        if rc != 0 { throw UpdError.system("rename", display) }
+    }
+
+    static func device(_ major: UInt32, _ minor: UInt32) -> dev_t {
+        let ma = UInt64(major), mi = UInt64(minor)
+        return dev_t((ma & 0xfff) << 8 | (ma & ~0xfff) << 32 | (mi & 0xff) | (mi & ~0xff) << 12)
+    }
+
+    /// Writes a regular file under a temporary name, from the work area or a blob directory,
+    /// verifying its hash, sets its metadata, and renames it into place.
+    private func writeFile(_ e: ManifestEntry) throws {
+        guard case .file(let size, let hash, _) = e.kind else { return }
+        let temporary = Self.temporaryName(for: e.path)
+        let display = tree.display(e.path)
+        try tree.inParent(of: e.path) { dir, name in
+            _ = tree.withName(temporary) { unlinkat(dir, $0, 0) }
+            let fd = tree.withName(temporary) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+            guard fd >= 0 else { throw UpdError.system("create", display) }
+            var renamed = false
+            defer {
+                Sys.close(fd)
+                if !renamed { _ = tree.withName(temporary) { unlinkat(dir, $0, 0) } }
+            }
+            operation()
+            if size > 0 { try copyContent(hash, size: size, into: fd, display: display) }
+            report.bytesWritten += size
+            try setMetadata(fd, e.metadata, display: display)
+            operation()
+            try rename(dir, temporary, name, display: display)
+            renamed = true
+            operation()
+        }
+    }
+
+    /// Copies a content into `fd`: from the work area when the old tree had it, else from the
+    /// first blob directory whose blob verifies. A source that fails verification is skipped.
+    private func copyContent(_ hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws {
+        var problems = [String]()
+        let preserved = tree.withName(Array(hash.hex.utf8)) { openat(workFD, $0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+        if preserved >= 0 {
+            defer { Sys.close(preserved) }
+            do {
+                let hasher = Blake2b()
+                var total: UInt64 = 0
+                var buffer = [UInt8](repeating: 0, count: 1 << 20)
+                try buffer.withUnsafeMutableBytes { buf in
+                    while true {
+                        let n = try Sys.read(preserved, buf.baseAddress!, buf.count, path: "preserved \(hash.hex)")
+                        if n == 0 { break }
+                        let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+                        hasher.update(chunk)
+                        try Sys.writeAll(fd, chunk, path: display)
+                        total += UInt64(n)
+                    }
+                }
+                if total == size && hasher.finalize() == hash { return }
+                problems.append("the old tree's copy does not match its manifest")
+            } catch let e as UpdError where e.code == .noSpace {
+                throw e
+            }
+            try restart(fd, display: display)
+        }
+        for directory in blobDirectories {
+            let store = BlobStore(directory: directory)
+            guard (try Sys.lstatIfExists(store.path(for: hash))) != nil else { continue }
+            do {
+                try store.read(hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
+                return
+            } catch let e as UpdError where e.code == .corrupt {
+                problems.append(e.message)
+                try restart(fd, display: display)
+            }
+        }
+        throw UpdError(.corrupt, "\(display): no intact source for content \(hash.hex)"
+            + (problems.isEmpty ? "" : " (" + problems.joined(separator: "; ") + ")"))
+    }
+
+    private func restart(_ fd: Int32, display: String) throws {
+        guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
+    }
+
+    /// Sets a new file's metadata through its descriptor: owner, extended attributes, mode, time.
+    private func setMetadata(_ fd: Int32, _ m: Metadata, display: String) throws {
+        if fchown(fd, m.uid, m.gid) != 0 { throw UpdError.system("chown", display) }
+        for x in m.xattrs {
+            let rc = RootedTree.withName(x.name) { n in x.value.withUnsafeBytes { fsetxattr(fd, n, $0.baseAddress, $0.count, 0) } }
+            if rc != 0 { throw UpdError.system("setxattr \(String(decoding: x.name, as: UTF8.self))", display) }
+        }
+        if fchmod(fd, mode_t(m.mode)) != 0 { throw UpdError.system("chmod", display) }
+        var times = [timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds)),
+                     timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds))]
+        if futimens(fd, &times) != 0 { throw UpdError.system("futimens", display) }
+    }
+}
+
+/// Free and used space of the filesystem holding a path.
+struct FilesystemSpace {
+    let unit: UInt64
+    let free: UInt64
+    let used: UInt64
+
+    init(path: String) throws {
+        var s = statvfs()
+        guard statvfs(path, &s) == 0 else { throw UpdError.system("statvfs", path) }
+        unit = UInt64(s.f_frsize)
+        free = UInt64(s.f_bavail) * unit
+        used = (UInt64(s.f_blocks) - UInt64(s.f_bfree)) * unit
+    }
+}

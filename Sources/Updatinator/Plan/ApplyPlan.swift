@@ -1,0 +1,39 @@
+/// An ordered in-place apply from one manifest to another, with its exact costs.
+public struct ApplyPlan: Sendable {
+    /// How many paths each kind of change touches.
+    public struct Changes: Sendable, Equatable {
+        public var created = 0
+        public var replaced = 0
+        public var removed = 0
+        public var reowned = 0
+        public var remoded = 0
+        public var retimed = 0
+        public var xattrsChanged = 0
+    }
+
+    public let from: Manifest
+    public let to: Manifest
+    public let steps: [ApplyStep]
+    public let changes: Changes
+
+    /// Contents that neither the tree nor a blob directory has, and their compressed size.
+    public internal(set) var contentsToObtain = 0
+    public internal(set) var bytesToObtain: UInt64 = 0
+    /// Contents read from local blob directories, and their raw size.
+    public internal(set) var contentsFromBlobs = 0
+    public internal(set) var bytesFromBlobs: UInt64 = 0
+    /// Raw bytes of the new image that come from the old tree: kept files and copies of old contents.
+    public internal(set) var bytesReused: UInt64 = 0
+    /// Raw bytes the apply writes.
+    public internal(set) var bytesToWrite: UInt64 = 0
+    /// The largest excess, at any moment, of allocated bytes over the larger of the two trees.
+    public internal(set) var peakExtraDisk: UInt64 = 0
+    /// The free space the apply needs: its largest growth over what is allocated before it starts.
+    public internal(set) var requiredFreeSpace: UInt64 = 0
+    /// The allocated size of the old and of the new tree, in whole allocation units.
+    public internal(set) var oldTreeBytes: UInt64 = 0
+    public internal(set) var newTreeBytes: UInt64 = 0
+
+    /// Contents the planner found in no local source, by hash, with their compressed size.
+    public internal(set) var missing: [ContentHash: UInt64] = [:]
+}

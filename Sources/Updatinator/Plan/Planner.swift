@@ -1,0 +1,241 @@
+import Glibc
+
+/// Computes the ordered steps of an in-place apply and what they cost, exactly.
+///
+/// The order: preserve every old content the new image needs (hardlinks into the work area),
+/// remove what goes away (children first, so space is freed before anything is written),
+/// create new directories, write contents grouped by content (each preserved content is
+/// dropped after its last use), create symlinks and special files, fix metadata that changed
+/// in place, and set directory metadata last. Checkpoints between phases, and every few MiB,
+/// make the apply resumable after a crash.
+public struct Planner {
+    /// Bytes written (or held for release) between two checkpoints.
+    public static let checkpointBytes: UInt64 = 8 << 20
+    /// The size the apply's state files (journal, manifest copies) are counted with.
+    public static let journalBytes: UInt64 = 4096
+
+    public let from: Manifest
+    public let to: Manifest
+    /// The byte size of each manifest's text, for the copies the state directory holds.
+    public var fromManifestBytes: UInt64 = 0
+    public var toManifestBytes: UInt64 = 0
+    /// Bytes of the state directory before the apply starts (the installed manifest).
+    public var existingStateBytes: UInt64 = 0
+    public var blobDirectories: [String] = []
+    /// The filesystem's allocation unit; files occupy whole units.
+    public var allocationUnit: UInt64 = 4096
+
+    public init(from: Manifest, to: Manifest) {
+        self.from = from
+        self.to = to
+    }
+
+    public func plan() throws -> ApplyPlan {
+        let old = InodeGroups(from), new = InodeGroups(to)
+        let steps = makeSteps(old: old, new: new)
+        var plan = ApplyPlan(from: from, to: to, steps: steps, changes: countChanges())
+        try account(&plan, old: old, new: new)
+        simulateDisk(&plan, old: old, new: new)
+        return plan
+    }
+
+    /// The new inode groups whose old inode stays: same content, and every path of the new group
+    /// is already a name of that one old inode. Each old inode is kept by at most one new group.
+    func keptGroups(old: InodeGroups, new: InodeGroups) -> [ManifestPath: ManifestPath] {
+        var kept = [ManifestPath: ManifestPath]()
+        var taken = Set<ManifestPath>()
+        for file in new.groups.keys.sorted() {
+            let g = new.groups[file]!
+            guard let oldID = old.inodeOf[file], let og = old.groups[oldID], og.hash == g.hash, og.size == g.size,
+                  !taken.contains(oldID), g.paths.allSatisfy({ old.inodeOf[$0] == oldID }) else { continue }
+            kept[file] = oldID
+            taken.insert(oldID)
+        }
+        return kept
+    }
+
+    func makeSteps(old: InodeGroups, new: InodeGroups) -> [ApplyStep] {
+        var steps = [ApplyStep]()
+        let kept = keptGroups(old: old, new: new)
+        let writes = new.groups.keys.sorted().filter { kept[$0] == nil }.map { new.groups[$0]! }
+
+        // Old contents that new files need, kept safe from the removals and replacements below.
+        var oldHolder = [ContentHash: ManifestPath]()
+        for file in old.groups.keys.sorted() where old.groups[file]!.size > 0 {
+            let g = old.groups[file]!
+            if oldHolder[g.hash] == nil { oldHolder[g.hash] = file }
+        }
+        let preserved = Set(writes.map(\.hash)).filter { oldHolder[$0] != nil }
+        for hash in preserved.sorted() { steps.append(.preserve(hash, from: oldHolder[hash]!)) }
+        steps.append(.checkpoint)
+
+        for e in from.entries.reversed() where !e.path.isRoot {
+            let isDirectory = e.kind == .directory
+            if let n = to.entry(at: e.path), (n.kind == .directory) == isDirectory { continue }
+            steps.append(.remove(e.path, directory: isDirectory))
+        }
+        steps.append(.checkpoint)
+
+        for e in to.entries where e.kind == .directory && !e.path.isRoot && from.entry(at: e.path)?.kind != .directory {
+            steps.append(.makeDirectory(e.path))
+        }
+
+        // Contents grouped together; preserved ones first, so their space is released early.
+        var byHash = [ContentHash: [InodeGroups.Group]]()
+        var order = [ContentHash]()
+        for g in writes {
+            if byHash[g.hash] == nil { order.append(g.hash) }
+            byHash[g.hash, default: []].append(g)
+        }
+        order = order.filter { preserved.contains($0) } + order.filter { !preserved.contains($0) }
+        var sinceCheckpoint: UInt64 = 0
+        var pendingReleases = [ContentHash]()
+        func checkpoint() {
+            steps.append(.checkpoint)
+            for hash in pendingReleases { steps.append(.release(hash)) }
+            pendingReleases = []
+            sinceCheckpoint = 0
+        }
+        for hash in order {
+            for g in byHash[hash]! {
+                steps.append(.writeFile(to.entry(at: g.file)!))
+                for path in g.paths.dropFirst() { steps.append(.link(to.entry(at: path)!)) }
+                sinceCheckpoint += g.size
+            }
+            if preserved.contains(hash) {
+                pendingReleases.append(hash)
+                sinceCheckpoint += byHash[hash]![0].size
+            }
+            if sinceCheckpoint >= Self.checkpointBytes { checkpoint() }
+        }
+        if !pendingReleases.isEmpty { checkpoint() }
+
+        for e in to.entries {
+            switch e.kind {
+            case .symlink, .characterDevice, .blockDevice, .fifo:
+                if let o = from.entry(at: e.path), o.kind == e.kind {
+                    if o.metadata != e.metadata { steps.append(.setMetadata(e)) }
+                } else {
+                    steps.append(.makeSpecial(e))
+                }
+            case .file:
+                if let oldID = kept[e.path], old.groups[oldID]!.metadata != e.metadata { steps.append(.setMetadata(e)) }
+            default:
+                break
+            }
+        }
+        steps.append(.finishDirectories)
+        steps.append(.checkpoint)
+        return steps
+    }
+
+    func countChanges() -> ApplyPlan.Changes {
+        var c = ApplyPlan.Changes()
+        let diff = ManifestDiff(from: from, to: to)
+        c.created = diff.added.count
+        c.removed = diff.removed.count
+        for change in diff.changed {
+            if !change.aspects.isDisjoint(with: [.type, .content]) { c.replaced += 1 }
+            let a = change.old.metadata, b = change.new.metadata
+            if a.uid != b.uid || a.gid != b.gid { c.reowned += 1 }
+            if a.mode != b.mode { c.remoded += 1 }
+            if a.mtime != b.mtime { c.retimed += 1 }
+            if a.xattrs != b.xattrs { c.xattrsChanged += 1 }
+        }
+        return c
+    }
+
+    /// Where each written content comes from, and the byte figures.
+    func account(_ plan: inout ApplyPlan, old: InodeGroups, new: InodeGroups) throws {
+        let oldHashes = Set(old.groups.values.map(\.hash))
+        var counted = Set<ContentHash>()
+        let blobSizes = to.contents
+        for step in plan.steps {
+            guard case .writeFile(let e) = step, case .file(let size, let hash, _) = e.kind else { continue }
+            plan.bytesToWrite += size
+            if size == 0 || oldHashes.contains(hash) {
+                plan.bytesReused += size
+                continue
+            }
+            guard counted.insert(hash).inserted else { continue }
+            if try BlobSource.find(hash, in: blobDirectories) != nil {
+                plan.contentsFromBlobs += 1
+                plan.bytesFromBlobs += size
+            } else {
+                plan.contentsToObtain += 1
+                plan.bytesToObtain += blobSizes[hash]?.blobSize ?? 0
+                plan.missing[hash] = blobSizes[hash]?.blobSize ?? 0
+            }
+        }
+        let kept = keptGroups(old: old, new: new)
+        for (file, g) in new.groups where kept[file] != nil { plan.bytesReused += g.size }
+    }
+
+    func rounded(_ bytes: UInt64) -> UInt64 {
+        (bytes + allocationUnit - 1) / allocationUnit * allocationUnit
+    }
+
+    /// Walks the steps, tracking every inode's links and the bytes allocated, for the peak.
+    func simulateDisk(_ plan: inout ApplyPlan, old: InodeGroups, new: InodeGroups) {
+        enum Inode: Hashable { case old(ManifestPath), new(ManifestPath) }
+        var links = [Inode: Int]()
+        var sizes = [Inode: UInt64]()
+        var at = [ManifestPath: Inode]()
+        var work = [ContentHash: Inode]()
+        var allocated: UInt64 = existingStateBytes
+        for (file, g) in old.groups {
+            links[.old(file)] = g.paths.count
+            sizes[.old(file)] = rounded(g.size)
+            allocated += rounded(g.size)
+            for p in g.paths { at[p] = .old(file) }
+        }
+        plan.oldTreeBytes = old.groups.values.reduce(0) { $0 + rounded($1.size) }
+        plan.newTreeBytes = new.groups.values.reduce(0) { $0 + rounded($1.size) }
+        let start = allocated
+        let floor = max(plan.oldTreeBytes, plan.newTreeBytes) + existingStateBytes
+        var highest = allocated
+
+        func unlink(_ inode: Inode?) {
+            guard let inode, let n = links[inode] else { return }
+            links[inode] = n - 1
+            if n == 1 { allocated -= sizes[inode]! }
+        }
+        func replace(_ path: ManifestPath, with inode: Inode?) {
+            unlink(at[path])
+            at[path] = inode
+        }
+        // The state directory's copies of both manifests and the journal.
+        allocated += rounded(fromManifestBytes) + rounded(toManifestBytes) + Self.journalBytes
+        highest = max(highest, allocated)
+        for step in plan.steps {
+            switch step {
+            case .preserve(let hash, let path):
+                work[hash] = at[path]
+                links[at[path]!]! += 1
+            case .remove(let path, _):
+                replace(path, with: nil)
+            case .writeFile(let e):
+                let inode = Inode.new(e.path)
+                let size = rounded(ManifestDiff.fileSize(e))
+                sizes[inode] = size
+                links[inode] = 1
+                allocated += size   // the temporary file, before it replaces the old entry
+                highest = max(highest, allocated)
+                replace(e.path, with: inode)
+            case .link(let e):
+                guard case .hardlink(let target) = e.kind, let inode = at[target] else { continue }
+                links[inode]! += 1
+                replace(e.path, with: inode)
+            case .makeSpecial(let e):
+                replace(e.path, with: nil)
+            case .release(let hash):
+                unlink(work.removeValue(forKey: hash))
+            case .checkpoint, .makeDirectory, .setMetadata, .finishDirectories:
+                break
+            }
+            highest = max(highest, allocated)
+        }
+        plan.peakExtraDisk = highest > floor ? highest - floor : 0
+        plan.requiredFreeSpace = highest - start
+    }
+}

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import Updatinator
+
+struct ApplyCommand: UpdatinatorSubcommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Moves a tree to another image in place, from local blob directories.",
+        discussion: """
+            Verifies the target manifest against the keyring, plans the move, refuses before \
+            changing anything when the filesystem lacks the space the plan needs, and then \
+            transforms the tree where it stands. Progress is journaled in ROOT/.updatinator: \
+            after a crash or power cut, running the same command again (or with --resume) \
+            completes the move. The installed manifest changes only when the tree matches the \
+            target. Blob directories are only read.
+            """)
+
+    @Option(help: "The tree to move.")
+    var root: String
+
+    @Option(help: "The manifest to move to.")
+    var to: String
+
+    @Option(help: "The directory of trusted public keys that must have signed the target manifest.")
+    var keyring: String?
+
+    @Option(help: "A local blob directory in repository layout (DIR/<hh>/<hash>); repeatable.")
+    var blobs: [String] = []
+
+    @Option(help: "The manifest the tree matches now; default: its installed manifest.")
+    var from: String?
+
+    @Flag(help: "Continue an interrupted apply; without a journal, start afresh.")
+    var resume = false
+
+    @Flag(help: "Apply a manifest without checking its signature (for testing only).")
+    var insecureSkipVerify = false
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func validate() throws {
+        if keyring == nil && !insecureSkipVerify {
+            throw ValidationError("--keyring is required (or --insecure-skip-verify, for testing only).")
+        }
+    }
+
+    func execute() throws {
+        let target: (manifest: Manifest, bytes: [UInt8])
+        if insecureSkipVerify {
+            target = try ManifestFile.read(to)
+        } else {
+            target = try ManifestFile.readVerified(to, keyring: Keyring(directory: keyring!))
+        }
+        let applier = InPlaceApplier(root: root, target: target.manifest, targetBytes: target.bytes)
+        applier.blobDirectories = blobs
+        if let from { applier.from = try ManifestFile.read(from) }
+        let report = try applier.run()
+        let name = "\(target.manifest.image) \(target.manifest.version)"
+        if json {
+            try Console.writeJSON([
+                "image": target.manifest.image, "version": target.manifest.version,
+                "already_current": report.alreadyCurrent, "resumed": report.resumed,
+                "bytes_written": report.bytesWritten, "bytes_reused": report.bytesReused,
+                "planned_peak_extra_disk": report.plannedPeakExtraDisk,
+                "observed_peak_extra_disk": report.observedPeakExtraDisk,
+                "seconds": report.seconds, "operations": report.operations,
+            ])
+            return
+        }
+        if report.alreadyCurrent {
+            Console.print("\(root) is already at \(name)")
+            return
+        }
+        Console.print("\(root) is now at \(name)\(report.resumed ? " (resumed)" : ""): wrote \(formatBytes(report.bytesWritten)), "
+            + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s, peak extra disk "
+            + "\(formatBytes(report.observedPeakExtraDisk)) observed (\(formatBytes(report.plannedPeakExtraDisk)) planned)")
+    }
+}

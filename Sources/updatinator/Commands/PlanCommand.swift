@@ -1,0 +1,59 @@
+import ArgumentParser
+import Updatinator
+
+struct PlanCommand: UpdatinatorSubcommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Shows what moving a tree to another image would cost, without changing anything.",
+        discussion: """
+            Prints the contents to obtain (count and compressed bytes), the bytes reused from \
+            the tree, the bytes to write, the exact peak extra disk space the apply needs, and \
+            the changes by kind. The tree's installed manifest is the starting point unless \
+            --from names another (needed for a tree that was only generated, never applied).
+            """)
+
+    @Option(help: "The tree to move.")
+    var root: String
+
+    @Option(help: "The manifest to move to.")
+    var to: String
+
+    @Option(help: "The manifest the tree matches now; default: its installed manifest.")
+    var from: String?
+
+    @Option(help: "A local blob directory in repository layout (DIR/<hh>/<hash>); repeatable.")
+    var blobs: [String] = []
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    func execute() throws {
+        let target = try ManifestFile.read(to)
+        let origin = try ManifestFile.read(from ?? StateDirectory(root: root).installedManifest)
+        let plan = try InPlaceApplier.plan(root: root, from: origin.manifest, fromBytes: origin.bytes.count,
+                                           to: target.manifest, toBytes: target.bytes.count, blobDirectories: blobs)
+        let c = plan.changes
+        if json {
+            try Console.writeJSON([
+                "from": ["image": plan.from.image, "version": plan.from.version],
+                "to": ["image": plan.to.image, "version": plan.to.version],
+                "contents_to_obtain": plan.contentsToObtain, "bytes_to_obtain": plan.bytesToObtain,
+                "contents_from_blobs": plan.contentsFromBlobs, "bytes_from_blobs": plan.bytesFromBlobs,
+                "bytes_reused": plan.bytesReused, "bytes_to_write": plan.bytesToWrite,
+                "peak_extra_disk": plan.peakExtraDisk, "required_free_space": plan.requiredFreeSpace,
+                "steps": plan.steps.count,
+                "changes": ["created": c.created, "replaced": c.replaced, "removed": c.removed, "reowned": c.reowned,
+                            "remoded": c.remoded, "retimed": c.retimed, "xattrs_changed": c.xattrsChanged],
+            ])
+            return
+        }
+        Console.print("\(plan.from.image) \(plan.from.version) → \(plan.to.image) \(plan.to.version)")
+        Console.print("  to obtain:   \(plan.contentsToObtain) contents, \(formatBytes(plan.bytesToObtain)) compressed")
+        Console.print("  from blobs:  \(plan.contentsFromBlobs) contents, \(formatBytes(plan.bytesFromBlobs))")
+        Console.print("  reused:      \(formatBytes(plan.bytesReused)) from the tree")
+        Console.print("  to write:    \(formatBytes(plan.bytesToWrite))")
+        Console.print("  peak extra disk: \(formatBytes(plan.peakExtraDisk)) (\(plan.peakExtraDisk) bytes); free space needed: \(formatBytes(plan.requiredFreeSpace))")
+        Console.print("  changes: \(c.created) created, \(c.replaced) replaced, \(c.removed) removed, \(c.reowned) re-owned, "
+            + "\(c.remoded) re-moded, \(c.retimed) re-timed, \(c.xattrsChanged) with other extended attributes")
+    }
+}
