@@ -71,7 +71,8 @@ public final class InPlaceApplier {
         let installed = try Sys.lstatIfExists(state.installedManifest) != nil ? try Sys.readFile(state.installedManifest) : nil
 
         if installed == targetBytes {
-            if journal != nil { try finish() }
+            // A run killed after the switch may have left its state behind.
+            try removeApplyState()
             report.alreadyCurrent = true
             return report
         }
@@ -144,18 +145,25 @@ public final class InPlaceApplier {
 
     /// Makes the target the installed manifest, then removes the apply's state.
     private func finish() throws {
-        if (try Sys.lstatIfExists(state.targetManifest)) != nil {
-            try Sys.rename(state.targetManifest, state.installedManifest)
-        } else {
-            try Sys.writeFileAtomically(state.installedManifest, targetBytes)
-        }
+        try Sys.rename(state.targetManifest, state.installedManifest)
         try Sys.fsyncDirectory(state.directory)
         operation()
+        try removeApplyState()
+    }
+
+    /// Removes the journal (first, so that a crash cannot leave a journal without its files),
+    /// then the rest of the apply's state.
+    private func removeApplyState() throws {
+        guard (try Sys.lstatIfExists(state.apply)) != nil else { return }
         Sys.unlink(state.journal)
         try Sys.fsyncDirectory(state.apply)
         operation()
         if workFD >= 0 { Sys.close(workFD); workFD = -1 }
-        try? FileManager.default.removeItem(atPath: state.apply)
+        do {
+            try FileManager.default.removeItem(atPath: state.apply)
+        } catch {
+            throw UpdError(.io, "\(state.apply): cannot remove the finished apply's state: \(error.localizedDescription)")
+        }
     }
 
     /// Counts one filesystem operation, samples disk use, and honours the test kill switch.

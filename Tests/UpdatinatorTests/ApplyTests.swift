@@ -1,0 +1,99 @@
+import Foundation
+import Glibc
+import Testing
+@testable import Updatinator
+
+/// In-place apply between real sample images, through the command line as a user runs it.
+@Suite struct ApplyTests {
+    let samples = SampleImages.shared
+    let tmp = TemporaryDirectory("apply")
+    var root: String { tmp.sub("root") }
+
+    /// Starts from a copy of an image tree whose installed manifest is that image's.
+    func install(_ image: String, _ version: String, at root: String) throws {
+        try Shell.copyTree(samples.tree(image, version), root)
+        try Sys.mkdirs("\(root)/.updatinator")
+        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", Sys.readFile(samples.manifest(image, version)))
+    }
+
+    func applyArguments(_ image: String, _ version: String, root: String) -> [String] {
+        ["apply", "--root", root, "--to", samples.manifest(image, version), "--keyring", samples.keyring,
+         "--blobs", "\(samples.repo)/blobs", "--json"]
+    }
+
+    func report(_ r: CLI.Result) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+    }
+
+    func expectAt(_ image: String, _ version: String, root: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(try Shell.rsyncDifferences(expected: samples.tree(image, version), root: root) == [], sourceLocation: sourceLocation)
+        let manifest = try ManifestParser.parse(contentsOf: samples.manifest(image, version))
+        #expect(try TreeChecker(manifest: manifest).checkTree(root: root).map(\.description) == [], sourceLocation: sourceLocation)
+        #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(samples.manifest(image, version)),
+                sourceLocation: sourceLocation)
+        #expect((try Sys.lstatIfExists("\(root)/.updatinator/apply")) == nil, "the apply's state is cleaned up",
+                sourceLocation: sourceLocation)
+    }
+
+    @Test func movesForwardBackwardAndAcrossImages() throws {
+        try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
+        // A tree that was only generated has no installed manifest: --from names the one it matches.
+        let first = try CLI.run(applyArguments("olpc-ext3", "2", root: root) + ["--from", samples.manifest("olpc-ext3", "1")])
+        #expect(first.status == 0, "\(first.stderr)")
+        try expectAt("olpc-ext3", "2", root: root)
+        for (image, version) in [("olpc-ext3", "1"), ("olpc-devel-ext3", "2"), ("olpc-ext3", "2")] {
+            let r = try CLI.run(applyArguments(image, version, root: root))
+            #expect(r.status == 0, "\(image) \(version): \(r.stderr)")
+            try expectAt(image, version, root: root)
+            let json = try report(r)
+            let planned = json["planned_peak_extra_disk"] as! Int, observed = json["observed_peak_extra_disk"] as! Int
+            #expect(abs(planned - observed) <= 1 << 20, "planned \(planned), observed \(observed)")
+        }
+        let again = try CLI.run(applyArguments("olpc-ext3", "2", root: root))
+        #expect(again.status == 0)
+        #expect(try report(again)["already_current"] as? Bool == true)
+    }
+
+    @Test func refusesAManifestThatTheKeyringDidNotSign() throws {
+        try install("olpc-ext3", "1", at: root)
+        let other = TemporaryDirectory("otherkeys")
+        try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: other.sub("k.sec"), publicPath: other.sub("k.pub"))
+        var args = applyArguments("olpc-ext3", "2", root: root)
+        args[args.firstIndex(of: samples.keyring)!] = other.path
+        let r = try CLI.run(args)
+        #expect(r.status == 2)
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "1"), root: root) == [])
+    }
+
+    @Test func refusesWhenBlobsAreMissingWithoutChangingTheTree() throws {
+        try install("olpc-ext3", "1", at: root)
+        let r = try CLI.run(applyArguments("olpc-ext3", "2", root: root).filter { !$0.hasSuffix("/blobs") && $0 != "--blobs" })
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("are in neither the tree nor the blob directories"), "\(r.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "1"), root: root) == [])
+    }
+
+    @Test func completesAfterSigkillAtFiftyPoints() throws {
+        // The number of operations of a whole run, to spread the kill points over.
+        try install("olpc-ext3", "1", at: tmp.sub("probe"))
+        let probe = try CLI.run(applyArguments("olpc-ext3", "2", root: tmp.sub("probe")))
+        let total = try report(probe)["operations"] as! Int
+        let oldBytes = try Sys.readFile(samples.manifest("olpc-ext3", "1"))
+        let newBytes = try Sys.readFile(samples.manifest("olpc-ext3", "2"))
+        let points = Set((0..<50).map { 1 + $0 * (total - 1) / 49 })
+        #expect(points.count == 50)
+        for (n, point) in points.sorted().enumerated() {
+            let root = tmp.sub("kill-\(n)")
+            try install("olpc-ext3", "1", at: root)
+            let killed = try CLI.run(applyArguments("olpc-ext3", "2", root: root), environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
+            #expect(killed.status == SIGKILL, "kill point \(point) of \(total)")
+            // The installed record is the old manifest (resumable) or the new one (complete).
+            let installed = try Sys.readFile("\(root)/.updatinator/installed.manifest")
+            #expect(installed == oldBytes || installed == newBytes)
+            let resumed = try CLI.run(applyArguments("olpc-ext3", "2", root: root))
+            #expect(resumed.status == 0, "after a kill at \(point): \(resumed.stderr)")
+            try expectAt("olpc-ext3", "2", root: root)
+            try FileManager.default.removeItem(atPath: root)
+        }
+    }
+}
