@@ -31,6 +31,9 @@ public final class InPlaceApplier {
     public var blobDirectories: [String] = []
     /// For tests of crash safety: the process kills itself with SIGKILL after this many operations.
     public var killAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) }
+    /// For tests of a disk filled by another process: the process stops itself (SIGSTOP) once,
+    /// after this many operations, until it is continued.
+    public var stopAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_STOP_AFTER"].flatMap { Int($0) }
 
     private let state: StateDirectory
     private var tree: RootedTree!
@@ -171,6 +174,7 @@ public final class InPlaceApplier {
         operations += 1
         observe()
         if let limit = killAfterOperations, operations >= limit { kill(getpid(), SIGKILL) }
+        if let limit = stopAfterOperations, operations == limit { kill(getpid(), SIGSTOP) }
     }
 
     private func observe() {

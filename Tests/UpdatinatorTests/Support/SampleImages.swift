@@ -40,13 +40,15 @@ enum Shell {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
-        let out = Pipe()
+        let out = Pipe(), err = Pipe()
         process.standardOutput = out
+        process.standardError = err
         try process.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw UpdError(.io, "\(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+            throw UpdError(.io, "\(arguments.joined(separator: " ")) exited with \(process.terminationStatus): \(message)")
         }
         return String(decoding: data, as: UTF8.self)
     }

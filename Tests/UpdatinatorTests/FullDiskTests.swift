@@ -1,0 +1,98 @@
+import Foundation
+import Glibc
+import Testing
+@testable import Updatinator
+
+/// Apply on a real, size-limited tmpfs: the plan's space check, streaming, and ENOSPC mid-way.
+@Suite(.serialized) struct FullDiskTests {
+    let samples = SampleImages.shared
+    let tmp = TemporaryDirectory("fulldisk")
+    var mountPoint: String { tmp.sub("mnt") }
+    var root: String { "\(mountPoint)/root" }
+
+    /// Mounts a tmpfs holding a copy of image 1 (installed), and returns the plan to image 2.
+    func prepare() throws -> (plan: ApplyPlan, used: UInt64) {
+        try Sys.mkdirs(mountPoint)
+        try Shell.run(["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs", mountPoint])
+        try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
+        try Sys.mkdirs("\(root)/.updatinator")
+        let old = try Sys.readFile(samples.manifest("olpc-ext3", "1")), new = try Sys.readFile(samples.manifest("olpc-ext3", "2"))
+        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", old)
+        let plan = try InPlaceApplier.plan(root: root, from: ManifestParser.parse(old), fromBytes: old.count,
+                                           to: ManifestParser.parse(new), toBytes: new.count,
+                                           blobDirectories: ["\(samples.repo)/blobs"])
+        return (plan, try FilesystemSpace(path: mountPoint).used)
+    }
+
+    func resize(to bytes: UInt64) throws {
+        try Shell.run(["mount", "-o", "remount,size=\(bytes / 1024)k", mountPoint])
+    }
+
+    func unmount() {
+        _ = try? Shell.run(["umount", "-l", mountPoint])
+    }
+
+    var arguments: [String] {
+        ["apply", "--root", root, "--to", samples.manifest("olpc-ext3", "2"), "--keyring", samples.keyring,
+         "--blobs", "\(samples.repo)/blobs", "--json"]
+    }
+
+    @Test func refusesBeforeAnyChangeWhenThePlannedPeakDoesNotFit() throws {
+        defer { unmount() }
+        let (plan, used) = try prepare()
+        try resize(to: used + plan.requiredFreeSpace - 64 * 1024)
+        let r = try CLI.run(arguments)
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(r.stderr.contains("nothing was changed"))
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "1"), root: root) == [])
+        #expect((try Sys.lstatIfExists("\(root)/.updatinator/apply")) == nil)
+    }
+
+    @Test func fitsOnlyBecauseRemovalsComeFirstAndContentIsStreamed() throws {
+        defer { unmount() }
+        let (plan, used) = try prepare()
+        // The prototype needed room for every new content at once; this disk has far less.
+        let free = plan.requiredFreeSpace + 64 * 1024
+        #expect(free < plan.bytesFromBlobs, "free \(free), new contents \(plan.bytesFromBlobs)")
+        try resize(to: used + free)
+        let r = try CLI.run(arguments)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let planned = report["planned_peak_extra_disk"] as! Int, observed = report["observed_peak_extra_disk"] as! Int
+        #expect(abs(planned - observed) <= 1 << 20, "planned \(planned), observed \(observed)")
+    }
+
+    @Test func aDiskFilledByAnotherProcessLeavesAResumableTree() throws {
+        defer { unmount() }
+        _ = try prepare()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLI.binary)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(["UPDATINATOR_STOP_AFTER": "50"]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        // Wait until the apply has stopped itself mid-way, then fill the disk and let it go on.
+        while process.isRunning,
+              (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8))?.contains(") T ") != true {
+            usleep(10_000)
+        }
+        try #require(process.isRunning, "the apply ended before it stopped itself")
+        let filler = "\(mountPoint)/filler"
+        _ = try? Shell.run(["dd", "if=/dev/zero", "of=\(filler)", "bs=64k", "status=none"])
+        kill(process.processIdentifier, SIGCONT)
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 3, "\(message)")
+        #expect(message.contains("No space left on device"), "\(message)")
+        #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(samples.manifest("olpc-ext3", "1")))
+        #expect((try Sys.lstatIfExists("\(root)/.updatinator/apply/journal")) != nil)
+
+        unlink(filler)
+        let resumed = try CLI.run(arguments)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+    }
+}
