@@ -1,0 +1,152 @@
+import Foundation
+import Glibc
+import Testing
+@testable import Updatinator
+
+/// Signed manifests that try to make apply reach outside its root. None may touch anything there.
+@Suite struct HostileManifestTests {
+    let tmp = TemporaryDirectory("hostile")
+    let key = SecretKey.generate()
+    var root: String { tmp.sub("root") }
+    var outside: String { tmp.sub("outside") }
+    var blobs: String { tmp.sub("blobs") }
+    var keyring: String { tmp.sub("keyring") }
+    let meta = Metadata(mode: 0o755, uid: 0, gid: 0, mtime: Timestamp(seconds: 1_600_000_000, nanoseconds: 0))
+
+    init() throws {
+        try Sys.mkdirs(root)
+        try Sys.mkdirs(outside)
+        try Sys.writeFileAtomically("\(outside)/sentinel", Array("keep me".utf8))
+        try Sys.mkdirs(keyring)
+        try Sys.writeFileAtomically("\(keyring)/test.pub", KeyFile.encode(key.publicKey))
+    }
+
+    func dir(_ path: String) throws -> ManifestEntry {
+        ManifestEntry(path: try ManifestPath(path), kind: .directory, metadata: meta)
+    }
+
+    func file(_ path: String, _ content: String) throws -> ManifestEntry {
+        let stored = try BlobStore(directory: blobs).store(bytes: Array(content.utf8))
+        return ManifestEntry(path: try ManifestPath(path),
+                             kind: .file(size: UInt64(content.utf8.count), hash: stored.hash, blobSize: stored.blobSize), metadata: meta)
+    }
+
+    func symlink(_ path: String, _ target: String) throws -> ManifestEntry {
+        ManifestEntry(path: try ManifestPath(path), kind: .symlink(target: Array(target.utf8)), metadata: meta)
+    }
+
+    /// Writes and signs a manifest of `entries` (sorted here), returning its path.
+    func signed(_ name: String, _ entries: [ManifestEntry]) throws -> String {
+        try signed(name, text: ManifestWriter.write(Manifest(image: "hostile", version: name, entries: entries.sorted { $0.path < $1.path })))
+    }
+
+    func signed(_ name: String, text: [UInt8]) throws -> String {
+        let path = tmp.sub("\(name).manifest")
+        try Sys.writeFileAtomically(path, text)
+        try SignedDocument.signManifest(at: path, with: key)
+        return path
+    }
+
+    /// Signs a manifest without parsing it first, as a compromised build server could.
+    func signedUnchecked(_ name: String, _ text: String) throws -> String {
+        let path = tmp.sub("\(name).manifest")
+        try Sys.writeFileAtomically(path, Array(text.utf8))
+        var signatures = SignatureFile()
+        signatures.sign(Array(text.utf8), with: key, purpose: .manifest)
+        try Sys.writeFileAtomically(path + ".sig", signatures.encoded())
+        return path
+    }
+
+    func apply(_ manifest: String, from: String? = nil) throws -> CLI.Result {
+        try CLI.run(["apply", "--root", root, "--to", manifest, "--keyring", keyring, "--blobs", blobs] + (from.map { ["--from", $0] } ?? []))
+    }
+
+    func expectOutsideUntouched(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside) == ["sentinel"], sourceLocation: sourceLocation)
+        #expect(try Sys.readFile("\(outside)/sentinel") == Array("keep me".utf8), sourceLocation: sourceLocation)
+    }
+
+    func emptyTree() throws -> String { try signed("empty", [try dir("/")]) }
+
+    @Test func aPathThroughASymlinkIsRefusedBeforeAnyChange() throws {
+        let text = """
+            updatinator-manifest 1
+            image hostile
+            version 1
+            hash blake2b-256
+            entries 3
+            / d 0755 0 0 1.000000000
+            /a l 0777 0 0 1.000000000 \(outside)
+            /a/x p 0644 0 0 1.000000000
+
+            """
+        let r = try apply(try signedUnchecked("through", text), from: try emptyTree())
+        #expect(r.status == 5, "\(r.stderr)")
+        #expect(r.stderr.contains("parent directory of /a/x is not an earlier directory entry"), "\(r.stderr)")
+        try expectOutsideUntouched()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root) == [])
+    }
+
+    @Test func aHardlinkToAPathOutsideTheTreeIsRefused() throws {
+        for (name, target) in [("dotdot", "/../outside/sentinel"), ("unlisted", outside + "/sentinel")] {
+            let text = """
+                updatinator-manifest 1
+                image hostile
+                version 1
+                hash blake2b-256
+                entries 2
+                / d 0755 0 0 1.000000000
+                /x h \(target)
+
+                """
+            let r = try apply(try signedUnchecked(name, text), from: try emptyTree())
+            #expect(r.status == 5, "\(r.stderr)")
+            try expectOutsideUntouched()
+        }
+    }
+
+    @Test func absoluteAndDotDotLinkTargetsFollowedByWritesStayInside() throws {
+        let links = try signed("links", [try dir("/"), try symlink("/abs", outside), try symlink("/rel", "../outside"),
+                                         try symlink("/deep", "../../../../../../../../\(outside)")])
+        #expect(try apply(links, from: try emptyTree()).status == 0)
+        // The next image turns every link into a directory and writes into it.
+        let writes = try signed("writes", [try dir("/"), try dir("/abs"), try file("/abs/sentinel", "evil"),
+                                           try dir("/rel"), try file("/rel/sentinel", "evil"),
+                                           try dir("/deep"), try file("/deep/x", "evil")])
+        let r = try apply(writes)
+        #expect(r.status == 0, "\(r.stderr)")
+        try expectOutsideUntouched()
+        #expect(try Sys.readFile("\(root)/abs/sentinel") == Array("evil".utf8))
+        #expect(try Sys.lstat("\(root)/rel").st_mode & S_IFMT == S_IFDIR)
+    }
+
+    @Test func aDirectoryReplacedByASymlinkToTheHostRootTouchesNothingThere() throws {
+        let probe = "updatinator-hostile-\(UInt32.random(in: 0...UInt32.max))"
+        let first = try signed("first", [try dir("/"), try dir("/etc"), try file("/etc/passwd", "root:x:0:0")])
+        #expect(try apply(first, from: try emptyTree()).status == 0)
+        let toHost = try signed("tohost", [try dir("/"), try symlink("/etc", "/")])
+        #expect(try apply(toHost).status == 0)
+        #expect(try Sys.lstat("\(root)/etc").st_mode & S_IFMT == S_IFLNK)
+        let back = try signed("back", [try dir("/"), try dir("/etc"), try file("/etc/\(probe)", "evil")])
+        let r = try apply(back)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect((try Sys.lstatIfExists("/\(probe)")) == nil, "nothing was written to the host's root")
+        #expect(try Sys.readFile("\(root)/etc/\(probe)") == Array("evil".utf8))
+    }
+
+    @Test func aSymlinkAlreadyInTheTreeWhereADirectoryIsExpectedIsNeverFollowed() throws {
+        // The installed manifest says /usr is a directory, but someone put a symlink there.
+        let installed = try signed("installed", [try dir("/"), try dir("/usr"), try file("/usr/old", "old")])
+        #expect(try apply(installed, from: try emptyTree()).status == 0)
+        unlink("\(root)/usr/old")
+        rmdir("\(root)/usr")
+        Glibc.symlink(outside, "\(root)/usr")
+        try Sys.writeFileAtomically("\(outside)/old", Array("outside".utf8))
+        let next = try signed("next", [try dir("/"), try dir("/usr"), try file("/usr/new", "evil")])
+        let r = try apply(next)
+        #expect(r.status == 5, "\(r.stderr)")
+        #expect(r.stderr.contains("refusing to follow"), "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside).sorted() == ["old", "sentinel"])
+        #expect(try Sys.readFile("\(outside)/old") == Array("outside".utf8))
+    }
+}
