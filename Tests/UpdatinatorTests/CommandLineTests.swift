@@ -112,7 +112,7 @@ import Testing
                            "--expires", "1d", "--secret-key", tmp.sub("build.sec")], status: 64, mentioning: "does not exist")
     }
 
-    @Test(arguments: ["keygen", "generate", "sign", "verify", "diff", "fsck", "publish"])
+    @Test(arguments: ["keygen", "generate", "sign", "verify", "diff", "fsck", "publish", "plan", "apply"])
     func everyCommandExplainsItselfInWholeSentences(command: String) throws {
         let r = try CLI.run([command, "--help"])
         #expect(r.status == 0)

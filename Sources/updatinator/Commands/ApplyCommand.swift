@@ -15,22 +15,12 @@ struct ApplyCommand: UpdatinatorSubcommand {
             target. Blob directories are only read.
             """)
 
-    @Option(help: "The tree to move.")
-    var root: String
-
-    @Option(help: "The manifest to move to.")
-    var to: String
+    @OptionGroup var move: MoveOptions
 
     @Option(help: "The directory of trusted public keys that must have signed the target manifest.")
     var keyring: String?
 
-    @Option(help: "A local blob directory in repository layout (DIR/<hh>/<hash>); repeatable.")
-    var blobs: [String] = []
-
-    @Option(help: "The manifest the tree matches now; default: its installed manifest.")
-    var from: String?
-
-    @Flag(help: "Continue an interrupted apply; without a journal, start afresh.")
+    @Flag(help: "Continue an interrupted apply (apply always does; without one it starts afresh).")
     var resume = false
 
     @Flag(help: "Apply a manifest without checking its signature (for testing only).")
@@ -48,13 +38,13 @@ struct ApplyCommand: UpdatinatorSubcommand {
     func execute() throws {
         let target: (manifest: Manifest, bytes: [UInt8])
         if insecureSkipVerify {
-            target = try ManifestFile.read(to)
+            target = try ManifestFile.read(move.to)
         } else {
-            target = try ManifestFile.readVerified(to, keyring: Keyring(directory: keyring!))
+            target = try ManifestFile.readVerified(move.to, keyring: Keyring(directory: keyring!))
         }
-        let applier = InPlaceApplier(root: root, target: target.manifest, targetBytes: target.bytes)
-        applier.blobDirectories = blobs
-        if let from { applier.from = try ManifestFile.read(from) }
+        let applier = InPlaceApplier(root: move.root, target: target.manifest, targetBytes: target.bytes)
+        applier.blobDirectories = move.blobs
+        if let from = move.from { applier.from = try ManifestFile.read(from) }
         let report = try applier.run()
         let name = "\(target.manifest.image) \(target.manifest.version)"
         if json {
@@ -69,10 +59,10 @@ struct ApplyCommand: UpdatinatorSubcommand {
             return
         }
         if report.alreadyCurrent {
-            Console.print("\(root) is already at \(name)")
+            Console.print("\(move.root) is already at \(name)")
             return
         }
-        Console.print("\(root) is now at \(name)\(report.resumed ? " (resumed)" : ""): wrote \(formatBytes(report.bytesWritten)), "
+        Console.print("\(move.root) is now at \(name)\(report.resumed ? " (resumed)" : ""): wrote \(formatBytes(report.bytesWritten)), "
             + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s, peak extra disk "
             + "\(formatBytes(report.observedPeakExtraDisk)) observed (\(formatBytes(report.plannedPeakExtraDisk)) planned)")
     }

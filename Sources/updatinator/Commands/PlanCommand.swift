@@ -12,26 +12,16 @@ struct PlanCommand: UpdatinatorSubcommand {
             --from names another (needed for a tree that was only generated, never applied).
             """)
 
-    @Option(help: "The tree to move.")
-    var root: String
-
-    @Option(help: "The manifest to move to.")
-    var to: String
-
-    @Option(help: "The manifest the tree matches now; default: its installed manifest.")
-    var from: String?
-
-    @Option(help: "A local blob directory in repository layout (DIR/<hh>/<hash>); repeatable.")
-    var blobs: [String] = []
+    @OptionGroup var move: MoveOptions
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
     func execute() throws {
-        let target = try ManifestFile.read(to)
-        let origin = try ManifestFile.read(from ?? StateDirectory(root: root).installedManifest)
-        let plan = try InPlaceApplier.plan(root: root, from: origin.manifest, fromBytes: origin.bytes.count,
-                                           to: target.manifest, toBytes: target.bytes.count, blobDirectories: blobs)
+        let target = try ManifestFile.read(move.to)
+        let origin = try ManifestFile.read(move.from ?? StateDirectory(root: move.root).installedManifest)
+        let plan = try InPlaceApplier.plan(root: move.root, from: origin.manifest, fromBytes: origin.bytes.count,
+                                           to: target.manifest, toBytes: target.bytes.count, blobDirectories: move.blobs)
         let c = plan.changes
         if json {
             try Console.writeJSON([
