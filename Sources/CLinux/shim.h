@@ -5,6 +5,7 @@
 #include <sys/xattr.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/vfs.h>
 
 /* O_NOATIME needs _GNU_SOURCE, which Swift's Glibc module is not built with. */
 #ifdef O_NOATIME

@@ -93,4 +93,21 @@ import Testing
             try FileManager.default.removeItem(atPath: root)
         }
     }
+
+    @Test func anInterruptedApplyIsNeitherAbandonedNorMistakenForTheOldImage() throws {
+        try install("olpc-ext3", "1", at: tmp.sub("probe"))
+        let total = try report(try CLI.run(applyArguments("olpc-ext3", "2", root: tmp.sub("probe"))))["operations"] as! Int
+        try install("olpc-ext3", "1", at: root)
+        let killed = try CLI.run(applyArguments("olpc-ext3", "2", root: root), environment: ["UPDATINATOR_KILL_AFTER": "\(total / 2)"])
+        #expect(killed.status == SIGKILL)
+        // The installed record still names image 1, but the tree is half-way: going "back" to 1
+        // must not declare it done and drop the journal with the preserved contents.
+        let back = try CLI.run(applyArguments("olpc-ext3", "1", root: root))
+        #expect(back.status == 64, "\(back.stdout) \(back.stderr)")
+        #expect(back.stderr.contains("is in progress"))
+        #expect(try CLI.run(applyArguments("olpc-ext3", "2", root: root)).status == 0)
+        try expectAt("olpc-ext3", "2", root: root)
+        #expect(try CLI.run(applyArguments("olpc-ext3", "1", root: root)).status == 0)
+        try expectAt("olpc-ext3", "1", root: root)
+    }
 }

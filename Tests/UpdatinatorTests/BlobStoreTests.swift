@@ -49,21 +49,23 @@ import Testing
     @Test func refusesAStreamThatInflatesPastTheDeclaredSize() throws {
         let tmp = TemporaryDirectory("blobs")
         let store = BlobStore(directory: tmp.sub("blobs"))
-        // 64 MiB of zeros compress to about 64 KiB: a small decompression bomb.
+        // 64 MiB of zeros compress to about 64 KiB: a decompression bomb for a 1 MiB content.
         let bomb = zlib([UInt8](repeating: 0, count: 64 << 20))
-        let hash = Blake2b.hash(Array("small".utf8))
+        let hash = Blake2b.hash([UInt8](repeating: 1, count: 1 << 20))
         try Sys.mkdirs(Sys.parentDirectory(of: store.path(for: hash)))
         try Sys.writeFileAtomically(store.path(for: hash), bomb)
         var delivered = 0
         do {
-            try store.read(hash, size: 5) { delivered += $0.count }
+            try store.read(hash, size: 1 << 20) { delivered += $0.count }
             Issue.record("a bomb was accepted")
         } catch let e as UpdError {
             #expect(e.code == .corrupt)
-            #expect(e.message.contains("more than its declared 5 bytes"))
+            #expect(e.message.contains("more than its declared 1048576 bytes"), "\(e.message)")
         }
-        // Inflating stopped at once: never more than the declared size plus one byte was produced.
-        #expect(delivered <= 6)
+        // Inflating stopped at once: never more than the declared size was passed on.
+        #expect(delivered <= 1 << 20)
+        // A blob larger than zlib could ever make of the content is refused without inflating.
+        #expect(throws: UpdError.self) { try store.read(hash, size: 1000) { _ in Issue.record("inflated") } }
     }
 
     @Test func refusesTruncatedAndTrailingData() throws {

@@ -149,4 +149,39 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside).sorted() == ["old", "sentinel"])
         #expect(try Sys.readFile("\(outside)/old") == Array("outside".utf8))
     }
+
+    /// Blobs of only the given contents, as on a USB stick that carries what is new.
+    func blobsOnly(_ contents: [String]) throws -> String {
+        let directory = tmp.sub("stick-\(contents.count)")
+        let store = BlobStore(directory: directory)
+        for c in contents { _ = try store.store(bytes: Array(c.utf8)) }
+        return directory
+    }
+
+    @Test func aChangedOldFileWhoseContentHasNoBlobStopsBeforeAnythingIsRemoved() throws {
+        let first = try signed("first", [try dir("/"), try file("/a", "moves to b"), try file("/c", "goes away")])
+        #expect(try apply(first, from: try emptyTree()).status == 0)
+        try Sys.writeFileAtomically("\(root)/a", Array("changed locally".utf8))
+        let second = try signed("second", [try dir("/"), try file("/b", "moves to b"), try file("/d", "new")])
+        let stick = try blobsOnly(["new"])
+        let refused = try CLI.run(["apply", "--root", root, "--to", second, "--keyring", keyring, "--blobs", stick])
+        #expect(refused.status == 5, "\(refused.stderr)")
+        #expect(refused.stderr.contains("nothing was removed"), "\(refused.stderr)")
+        #expect(try Sys.readFile("\(root)/c") == Array("goes away".utf8))
+        // With a blob for the content, the same apply completes.
+        let r = try CLI.run(["apply", "--root", root, "--to", second, "--keyring", keyring, "--blobs", stick, "--blobs", blobs])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try Sys.readFile("\(root)/b") == Array("moves to b".utf8))
+    }
+
+    @Test func aFifoPlantedWhereAReusedFileWasNeitherHangsNorIsCopied() throws {
+        let first = try signed("first", [try dir("/"), try file("/a", "reused content")])
+        #expect(try apply(first, from: try emptyTree()).status == 0)
+        unlink("\(root)/a")
+        mkfifo("\(root)/a", 0o644)
+        let second = try signed("second", [try dir("/"), try file("/b", "reused content")])
+        let r = try apply(second)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try Sys.readFile("\(root)/b") == Array("reused content".utf8))
+    }
 }

@@ -39,6 +39,7 @@ import Testing
         Case(name: "missing parent", text: manifest([root, "/usr/bin/ls f 0755 0 0 1.000000000 5 \(hash) 13"]), line: 7, field: "path"),
         Case(name: "parent is a file", text: manifest([root, usr, file, "/usr/f/x p 0644 0 0 1.000000000"]), line: 9, field: "path"),
         Case(name: "first entry is not the root", text: manifest([usr]), line: 6, field: "path"),
+        Case(name: "apply's temporary name", text: manifest([root, "/.updatinator-0123456789abcdef.tmp p 0644 0 0 1.000000000"]), line: 7, field: "path"),
         Case(name: "state directory", text: manifest([root, "/.updatinator d 0700 0 0 1.000000000"]), line: 7, field: "path"),
         Case(name: "hardlink to a directory", text: manifest([root, usr, "/x h /usr"]), line: 8, field: "target"),
         Case(name: "hardlink to a later file", text: manifest([root, "/a h /usr/f", usr, file]), line: 7, field: "target"),

@@ -6,6 +6,8 @@ struct ApplyJournal: Codable, Equatable {
     /// BLAKE2b-256 of the manifests moved from and to, in hex.
     var from: String
     var to: String
+    /// The plan's fingerprint: a resumed apply must follow the same steps.
+    var plan: String
     var done: Int
 
     static func read(_ path: String) throws -> ApplyJournal? {

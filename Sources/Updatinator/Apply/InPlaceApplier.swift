@@ -36,6 +36,7 @@ public final class InPlaceApplier {
     public var stopAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_STOP_AFTER"].flatMap { Int($0) }
 
     private let state: StateDirectory
+    private lazy var targetSizes: [ContentHash: UInt64] = target.contents.mapValues(\.size)
     private var tree: RootedTree!
     private var workFD: Int32 = -1
     private var operations = 0
@@ -61,6 +62,7 @@ public final class InPlaceApplier {
         planner.blobDirectories = blobDirectories
         let fs = try FilesystemSpace(path: root)
         planner.allocationUnit = fs.unit
+        planner.directoryBytes = fs.isTmpfs ? 0 : fs.unit
         let state = StateDirectory(root: root)
         planner.existingStateBytes = try Sys.lstatIfExists(state.installedManifest).map { UInt64($0.st_blocks) * 512 } ?? 0
         return try planner.plan()
@@ -70,7 +72,11 @@ public final class InPlaceApplier {
         let start = Date()
         tree = try RootedTree(root: root)
         let targetHash = Blake2b.hash(targetBytes).hex
+        try checkStateDirectory()
         let journal = try ApplyJournal.read(state.journal)
+        if let journal, journal.to != targetHash {
+            throw UpdError(.usage, "\(state.journal): an apply to another manifest (\(journal.to.prefix(16))…) is in progress; finish it first")
+        }
         let installed = try Sys.lstatIfExists(state.installedManifest) != nil ? try Sys.readFile(state.installedManifest) : nil
 
         if installed == targetBytes {
@@ -81,9 +87,6 @@ public final class InPlaceApplier {
         }
         let old: (manifest: Manifest, bytes: [UInt8])
         if let journal {
-            guard journal.to == targetHash else {
-                throw UpdError(.usage, "\(state.journal): an apply to another manifest (\(journal.to.prefix(16))…) is in progress; finish it first")
-            }
             let bytes = try Sys.readFile(state.fromManifest)
             guard Blake2b.hash(bytes).hex == journal.from else {
                 throw UpdError(.corrupt, "\(state.fromManifest): does not match the journal")
@@ -114,21 +117,25 @@ public final class InPlaceApplier {
         // The excess over the larger tree before anything changes; observed growth adds to it.
         peakBase = Int64(plan.oldTreeBytes) - Int64(max(plan.oldTreeBytes, plan.newTreeBytes))
 
-        var done = 0
+        var journalRecord = ApplyJournal(from: Blake2b.hash(old.bytes).hex, to: targetHash, plan: plan.fingerprint, done: 0)
         if let journal {
-            done = journal.done
+            // The step list must be the one the journal counts: a different planner (an updated
+            // binary) could order the steps differently.
+            guard journal.plan == plan.fingerprint, (0...plan.steps.count).contains(journal.done) else {
+                throw UpdError(.corrupt, "\(state.journal): records a different plan than this version of updatinator makes; finish the apply with the version that started it")
+            }
+            journalRecord.done = journal.done
         } else {
             try Sys.mkdirs(state.apply, mode: 0o700)
             try Sys.writeFileAtomically(state.fromManifest, old.bytes)
             try Sys.writeFileAtomically(state.targetManifest, targetBytes)
-            try ApplyJournal(from: Blake2b.hash(old.bytes).hex, to: targetHash, done: 0).write(state.journal)
+            try journalRecord.write(state.journal)
         }
         try Sys.mkdirs(state.work, mode: 0o700)
         workFD = try Sys.open(state.work, O_RDONLY | O_DIRECTORY)
         observe()
 
-        var journalRecord = ApplyJournal(from: Blake2b.hash(old.bytes).hex, to: targetHash, done: done)
-        for index in done..<plan.steps.count {
+        for index in journalRecord.done..<plan.steps.count {
             let step = plan.steps[index]
             if case .checkpoint = step {
                 try syncFilesystem()
@@ -144,6 +151,14 @@ public final class InPlaceApplier {
         report.seconds = Date().timeIntervalSince(start)
         report.operations = operations
         return report
+    }
+
+    /// Refuses a state directory that is not a real directory of its own (a planted symlink).
+    private func checkStateDirectory() throws {
+        guard let st = try Sys.lstatIfExists(state.directory) else { return }
+        guard st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid() else {
+            throw UpdError(.corrupt, "\(state.directory): not a directory owned by this user; refusing to use it")
+        }
     }
 
     /// Makes the target the installed manifest, then removes the apply's state.
@@ -194,9 +209,18 @@ public final class InPlaceApplier {
     private func execute(_ step: ApplyStep) throws {
         switch step {
         case .preserve(let hash, let path):
+            let size = targetSizes[hash] ?? 0
             try tree.inParent(of: path) { fd, name in
                 let rc = tree.withName(name) { n in tree.withName(Array(hash.hex.utf8)) { linkat(fd, n, workFD, $0, 0) } }
                 if rc != 0 && errno != EEXIST && errno != ENOENT { throw UpdError.system("link", tree.display(path)) }
+            }
+            // Nothing has been removed yet: check the old copy now, so that a changed file whose
+            // content has no blob stops the apply while the tree is still whole.
+            if !(try preservedCopyIsIntact(hash, size: size)) {
+                _ = tree.withName(Array(hash.hex.utf8)) { unlinkat(workFD, $0, 0) }
+                guard try BlobSource.find(hash, in: blobDirectories) != nil else {
+                    throw UpdError(.corrupt, "\(tree.display(path)) differs from the installed manifest and no blob directory has its content \(hash.hex); nothing was removed")
+                }
             }
             operation()
         case .remove(let path, let directory):
@@ -305,32 +329,43 @@ public final class InPlaceApplier {
         }
     }
 
+    /// Whether the work area's copy of a content is a regular file of the right size and hash.
+    private func preservedCopyIsIntact(_ hash: ContentHash, size: UInt64) throws -> Bool {
+        try readPreserved(hash, size: size) { _ in }
+    }
+
+    /// Streams the work area's copy of a content to `sink`, reading no more than its size; returns
+    /// false when there is no copy, or it is not a regular file of that size and hash.
+    private func readPreserved(_ hash: ContentHash, size: UInt64, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        // O_NONBLOCK: a fifo planted where a file was must not hang the apply.
+        let fd = tree.withName(Array(hash.hex.utf8)) { openat(workFD, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        guard fd >= 0 else { return false }
+        defer { Sys.close(fd) }
+        let st = try Sys.fstat(fd, path: "preserved \(hash.hex)")
+        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else { return false }
+        let hasher = Blake2b()
+        var total: UInt64 = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        try buffer.withUnsafeMutableBytes { buf in
+            while total <= size {
+                let n = try Sys.read(fd, buf.baseAddress!, min(buf.count, Int(size - total) + 1), path: "preserved \(hash.hex)")
+                if n == 0 { break }
+                let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+                hasher.update(chunk)
+                try sink(chunk)
+                total += UInt64(n)
+            }
+        }
+        return total == size && hasher.finalize() == hash
+    }
+
     /// Copies a content into `fd`: from the work area when the old tree had it, else from the
     /// first blob directory whose blob verifies. A source that fails verification is skipped.
     private func copyContent(_ hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws {
         var problems = [String]()
-        let preserved = tree.withName(Array(hash.hex.utf8)) { openat(workFD, $0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
-        if preserved >= 0 {
-            defer { Sys.close(preserved) }
-            do {
-                let hasher = Blake2b()
-                var total: UInt64 = 0
-                var buffer = [UInt8](repeating: 0, count: 1 << 20)
-                try buffer.withUnsafeMutableBytes { buf in
-                    while true {
-                        let n = try Sys.read(preserved, buf.baseAddress!, buf.count, path: "preserved \(hash.hex)")
-                        if n == 0 { break }
-                        let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
-                        hasher.update(chunk)
-                        try Sys.writeAll(fd, chunk, path: display)
-                        total += UInt64(n)
-                    }
-                }
-                if total == size && hasher.finalize() == hash { return }
-                problems.append("the old tree's copy does not match its manifest")
-            } catch let e as UpdError where e.code == .noSpace {
-                throw e
-            }
+        if try readPreserved(hash, size: size, sink: { try Sys.writeAll(fd, $0, path: display) }) { return }
+        if tree.withName(Array(hash.hex.utf8), { faccessat(workFD, $0, F_OK, AT_SYMLINK_NOFOLLOW) }) == 0 {
+            problems.append("the old tree's copy does not match its manifest")
             try restart(fd, display: display)
         }
         for directory in blobDirectories {
@@ -355,6 +390,20 @@ public final class InPlaceApplier {
     /// Sets a new file's metadata through its descriptor: owner, extended attributes, mode, time.
     private func setMetadata(_ fd: Int32, _ m: Metadata, display: String) throws {
         if fchown(fd, m.uid, m.gid) != 0 { throw UpdError.system("chown", display) }
+        // Drop what the new file inherited (default ACLs, labels) that the manifest does not list.
+        let size = flistxattr(fd, nil, 0)
+        if size > 0 {
+            var names = [UInt8](repeating: 0, count: size)
+            let got = names.withUnsafeMutableBufferPointer {
+                flistxattr(fd, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size)
+            }
+            let wanted = Set(m.xattrs.map(\.name))
+            for name in names[0..<max(0, got)].split(separator: 0).map(Array.init) where !wanted.contains(name) {
+                if RootedTree.withName(name, { fremovexattr(fd, $0) }) != 0 && errno != ENODATA {
+                    throw UpdError.system("removexattr", display)
+                }
+            }
+        }
         for x in m.xattrs {
             let rc = RootedTree.withName(x.name) { n in x.value.withUnsafeBytes { fsetxattr(fd, n, $0.baseAddress, $0.count, 0) } }
             if rc != 0 { throw UpdError.system("setxattr \(String(decoding: x.name, as: UTF8.self))", display) }
@@ -371,12 +420,15 @@ struct FilesystemSpace {
     let unit: UInt64
     let free: UInt64
     let used: UInt64
+    /// Whether it is a tmpfs, whose directories occupy no data pages.
+    let isTmpfs: Bool
 
     init(path: String) throws {
-        var s = statvfs()
-        guard statvfs(path, &s) == 0 else { throw UpdError.system("statvfs", path) }
+        var s = statfs()
+        guard statfs(path, &s) == 0 else { throw UpdError.system("statfs", path) }
         unit = UInt64(s.f_frsize)
         free = UInt64(s.f_bavail) * unit
         used = (UInt64(s.f_blocks) - UInt64(s.f_bfree)) * unit
+        isTmpfs = s.f_type == 0x0102_1994
     }
 }

@@ -45,6 +45,12 @@ public struct ImageGenerator {
 
         let bytes = ManifestWriter.write(manifest)
         let path = repository.manifestPath(image: image, version: version)
+        // Publish nothing a client would refuse (an xattr too large, too many of them, …).
+        do {
+            _ = try ManifestParser.parse(bytes, source: path)
+        } catch let e as UpdError {
+            throw UpdError(.usage, "\(tree) cannot be an image: its manifest would break the format's limits: \(e.message)")
+        }
         if (try Sys.lstatIfExists(path)) != nil {
             // A published version is immutable: clients may hold its manifest and signatures.
             guard try Sys.readFile(path, limit: ManifestParser.maxManifestBytes) == bytes else {

@@ -7,6 +7,9 @@ public struct ManifestPath: Hashable, Comparable, Sendable, CustomStringConverti
     public static let root = ManifestPath(unchecked: [UInt8(ascii: "/")])
     /// The state directory at a tree's root, never part of an image.
     public static let stateDirectoryName = Array(".updatinator".utf8)
+    /// Names `.updatinator-*.tmp`, which apply uses for files it is writing.
+    static let temporaryPrefix = Array(".updatinator-".utf8)
+    static let temporarySuffix = Array(".tmp".utf8)
 
     public let bytes: [UInt8]
 
@@ -38,6 +41,9 @@ public struct ManifestPath: Hashable, Comparable, Sendable, CustomStringConverti
             if c.count > maxComponentLength { return "has a component longer than \(maxComponentLength) bytes" }
             if c.elementsEqual([UInt8(ascii: ".")]) || c.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
                 return "has a '.' or '..' component"
+            }
+            if c.starts(with: temporaryPrefix) && c.reversed().starts(with: temporarySuffix.reversed()) {
+                return "uses a name reserved for apply's temporary files (.updatinator-*.tmp)"
             }
         }
         if components.removeFirst().elementsEqual(stateDirectoryName) {

@@ -36,4 +36,11 @@ public struct ApplyPlan: Sendable {
 
     /// Contents the planner found in no local source, by hash, with their compressed size.
     public internal(set) var missing: [ContentHash: UInt64] = [:]
+
+    /// A digest of the steps, which an interrupted apply must find unchanged when it resumes.
+    public var fingerprint: String {
+        let hasher = Blake2b()
+        for step in steps { hasher.update(Array("\(step)\n".utf8)) }
+        return hasher.finalize().hex
+    }
 }

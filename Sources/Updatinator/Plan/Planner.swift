@@ -11,8 +11,8 @@ import Glibc
 public struct Planner {
     /// Bytes written (or held for release) between two checkpoints.
     public static let checkpointBytes: UInt64 = 8 << 20
-    /// The size the apply's state files (journal, manifest copies) are counted with.
-    public static let journalBytes: UInt64 = 4096
+    /// The journal, and its replacement while a checkpoint rewrites it.
+    public var journalBytes: UInt64 { 2 * allocationUnit }
 
     public let from: Manifest
     public let to: Manifest
@@ -24,6 +24,8 @@ public struct Planner {
     public var blobDirectories: [String] = []
     /// The filesystem's allocation unit; files occupy whole units.
     public var allocationUnit: UInt64 = 4096
+    /// What one directory occupies: a unit on disk filesystems, nothing on tmpfs.
+    public var directoryBytes: UInt64 = 4096
 
     public init(from: Manifest, to: Manifest) {
         self.from = from
@@ -189,8 +191,10 @@ public struct Planner {
             allocated += rounded(g.size)
             for p in g.paths { at[p] = .old(file) }
         }
-        plan.oldTreeBytes = old.groups.values.reduce(0) { $0 + rounded($1.size) }
-        plan.newTreeBytes = new.groups.values.reduce(0) { $0 + rounded($1.size) }
+        let directories = { (m: Manifest) in UInt64(m.entries.filter { $0.kind == .directory }.count) }
+        allocated += directories(from) * directoryBytes
+        plan.oldTreeBytes = old.groups.values.reduce(0) { $0 + rounded($1.size) } + directories(from) * directoryBytes
+        plan.newTreeBytes = new.groups.values.reduce(0) { $0 + rounded($1.size) } + directories(to) * directoryBytes
         let start = allocated
         let floor = max(plan.oldTreeBytes, plan.newTreeBytes) + existingStateBytes
         var highest = allocated
@@ -205,15 +209,18 @@ public struct Planner {
             at[path] = inode
         }
         // The state directory's copies of both manifests and the journal.
-        allocated += rounded(fromManifestBytes) + rounded(toManifestBytes) + Self.journalBytes
+        allocated += rounded(fromManifestBytes) + rounded(toManifestBytes) + journalBytes
         highest = max(highest, allocated)
         for step in plan.steps {
             switch step {
             case .preserve(let hash, let path):
                 work[hash] = at[path]
                 links[at[path]!]! += 1
-            case .remove(let path, _):
+            case .remove(let path, let directory):
                 replace(path, with: nil)
+                if directory { allocated -= directoryBytes }
+            case .makeDirectory:
+                allocated += directoryBytes
             case .writeFile(let e):
                 let inode = Inode.new(e.path)
                 let size = rounded(ManifestDiff.fileSize(e))
@@ -230,7 +237,7 @@ public struct Planner {
                 replace(e.path, with: nil)
             case .release(let hash):
                 unlink(work.removeValue(forKey: hash))
-            case .checkpoint, .makeDirectory, .setMetadata, .finishDirectories:
+            case .checkpoint, .setMetadata, .finishDirectories:
                 break
             }
             highest = max(highest, allocated)

@@ -40,8 +40,14 @@ public final class BlobStore: Sendable {
     /// Stops at once when the blob inflates past `size` (a decompression bomb).
     public func read(_ hash: ContentHash, size: UInt64, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let blobPath = path(for: hash)
-        let fd = try Sys.open(blobPath, O_RDONLY | O_NOFOLLOW)
+        let fd = try Sys.open(blobPath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
         defer { Sys.close(fd) }
+        let st = try Sys.fstat(fd, path: blobPath)
+        // zlib never expands data beyond this; a larger blob is padding or garbage.
+        let bound = size + size / 1024 + 64
+        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) <= bound else {
+            throw UpdError(.corrupt, "\(blobPath): not a regular file of at most \(bound) bytes")
+        }
         let hasher = Blake2b()
         let inflater = try ZlibInflater(expectedSize: size, source: blobPath)
         var buffer = [UInt8](repeating: 0, count: Self.chunkSize)

@@ -9,10 +9,14 @@ import Glibc
 final class RootedTree {
     let root: String
     let rootFD: Int32
+    /// The root's filesystem: operations never cross into another one (a mount point inside
+    /// the tree), whose writes the root's flushes would not make durable.
+    let device: dev_t
 
     init(root: String) throws {
         self.root = root
         rootFD = try Sys.open(root, O_RDONLY | O_DIRECTORY)
+        device = try Sys.fstat(rootFD, path: root).st_dev
     }
 
     deinit { Sys.close(rootFD) }
@@ -46,6 +50,10 @@ final class RootedTree {
                 throw UpdError.system("openat", display(path), errno: err)
             }
             fd = next
+            guard try Sys.fstat(fd, path: display(path)).st_dev == device else {
+                Sys.close(fd)
+                throw UpdError(.usage, "\(display(path)): is on another filesystem than the root; a tree must be one filesystem")
+            }
         }
         return fd
     }
