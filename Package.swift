@@ -21,7 +21,7 @@ let package = Package(
         .systemLibrary(name: "CLinux"),
 
         // The core: manifests, trees, blobs, signing. No Lua, no HTTP server.
-        .target(name: "Updatinator", dependencies: ["CLinux", "CSodium", "CZlib"]),
+        .target(name: "Updatinator", dependencies: ["CCurl", "CLinux", "CSodium", "CZlib"]),
 
         // The command-line tool: thin commands over the core.
         .executableTarget(

@@ -39,7 +39,12 @@ public final class BlobStore: Sendable {
     /// Inflates a blob, verifying its hash and size, and passes the raw content to `sink` in chunks.
     /// Stops at once when the blob inflates past `size` (a decompression bomb).
     public func read(_ hash: ContentHash, size: UInt64, sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let blobPath = path(for: hash)
+        try Self.read(blobAt: path(for: hash), hash: hash, size: size, sink: sink)
+    }
+
+    /// Inflates and verifies the blob file at `blobPath`, which should hold `hash`.
+    static func read(blobAt blobPath: String, hash: ContentHash, size: UInt64,
+                     sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let fd = try Sys.open(blobPath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
         defer { Sys.close(fd) }
         let st = try Sys.fstat(fd, path: blobPath)

@@ -1,0 +1,356 @@
+import CCurl
+import Foundation
+import Glibc
+import Synchronization
+
+/// Downloads files and blobs from an ordered list of mirrors with libcurl's multi interface.
+///
+/// Several transfers run at once on kept-alive connections. Each download goes to a partial
+/// file beside its destination and is resumed with a Range request after an interruption. A
+/// mirror that fails a blob, sends a corrupt one, or sends more than the blob's declared size is
+/// left for the next mirror and demoted for later blobs. Errors that may pass (5xx, dropped
+/// connections) are retried with exponential back-off and jitter. One rate limit, which can be
+/// changed while a fetch runs, is shared by all transfers.
+public final class CurlFetcher {
+    public let options: FetchOptions
+    /// Called on the fetching thread as bytes arrive (at most a few times a second).
+    public var progress: ((FetchProgress) -> Void)?
+
+    private let rateLimit: Mutex<UInt64?>
+    private var demotions: [Int]
+    private var tokens: Double = 0
+    private var lastRefill = Date()
+    private var lastProgress = Date.distantPast
+
+    public init(options: FetchOptions) throws {
+        try options.validate()
+        precondition(Self.curlReady, "libcurl failed to initialize")
+        self.options = options
+        rateLimit = Mutex(options.rateLimit)
+        demotions = Array(repeating: 0, count: options.mirrors.count)
+    }
+
+    private static let curlReady: Bool = curl_global_init(3) == CURLE_OK  // CURL_GLOBAL_ALL
+
+    /// Changes the overall rate limit, also while a fetch runs (from any thread).
+    public func setRateLimit(_ bytesPerSecond: UInt64?) {
+        rateLimit.withLock { $0 = bytesPerSecond }
+    }
+
+    /// Downloads every requested blob the store lacks into it, each verified before it gets its name.
+    @discardableResult
+    public func fetch(_ requests: [BlobRequest], into store: BlobStore) throws -> FetchReport {
+        var targets = [Target]()
+        for r in Set(requests).sorted(by: { $0.hash < $1.hash }) where try store.blobSize(of: r.hash) == nil {
+            let final = store.path(for: r.hash)
+            try Sys.mkdirs(Sys.parentDirectory(of: final))
+            let hex = r.hash.hex
+            targets.append(Target(label: "blob \(hex)", path: "blobs/\(hex.prefix(2))/\(hex)", destination: final,
+                                  partial: "\(Sys.parentDirectory(of: final))/.partial-\(hex)", maxBytes: r.blobSize,
+                                  verify: { path in try BlobStore.read(blobAt: path, hash: r.hash, size: r.size) { _ in } }))
+        }
+        return try run(targets)
+    }
+
+    /// Downloads one file of the repository (a manifest, a signature) to `destination`.
+    @discardableResult
+    public func fetchFile(_ path: String, to destination: String, maxBytes: UInt64) throws -> FetchReport {
+        try run([Target(label: path, path: path, destination: destination, partial: destination + ".partial",
+                        maxBytes: maxBytes, verify: nil)])
+    }
+
+    struct Target {
+        let label: String
+        /// The path below a mirror's root.
+        let path: String
+        let destination: String
+        let partial: String
+        /// The most a mirror may send: more is cut off.
+        let maxBytes: UInt64
+        /// Checks a complete download; throwing means the mirror sent a corrupt file.
+        let verify: ((String) throws -> Void)?
+    }
+
+    /// One target's progress through the mirrors.
+    final class Job {
+        let target: Target
+        var order: [Int]
+        var position = 0
+        var attempts = 0
+        var notBefore = Date.distantPast
+        var problems = [String]()
+
+        init(target: Target, order: [Int]) {
+            self.target = target
+            self.order = order
+        }
+
+        var mirror: Int { order[position] }
+    }
+
+    /// A running transfer; the write callback's context.
+    final class Transfer {
+        let job: Job
+        let easy: UnsafeMutableRawPointer
+        let fd: Int32
+        var received: UInt64
+        let resumedFrom: UInt64
+        var checkedResponse = false
+        var exceeded = false
+        var paused = false
+        var writeFailed: Int32 = 0
+        unowned let fetcher: CurlFetcher
+
+        init(job: Job, easy: UnsafeMutableRawPointer, fd: Int32, received: UInt64, fetcher: CurlFetcher) {
+            self.job = job
+            self.easy = easy
+            self.fd = fd
+            self.received = received
+            resumedFrom = received
+            self.fetcher = fetcher
+        }
+    }
+
+    private static let write: CCurl_write_callback = { data, size, count, context in
+        let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
+        return transfer.fetcher.receive(transfer, data!, size * count)
+    }
+
+    /// The write callback's work: checks the response once, applies the rate limit and the byte
+    /// cap, and appends to the partial file. Returning less than `count` aborts the transfer.
+    private func receive(_ t: Transfer, _ data: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
+        if !t.checkedResponse {
+            t.checkedResponse = true
+            var code = 0
+            _ = CCurl_easy_getinfo_long(t.easy, CURLINFO_RESPONSE_CODE, &code)
+            // A server that ignores the Range request sends the whole blob again.
+            if t.resumedFrom > 0 && code == 200 {
+                guard ftruncate(t.fd, 0) == 0, lseek(t.fd, 0, SEEK_SET) == 0 else { t.writeFailed = errno; return 0 }
+                t.received = 0
+            }
+        }
+        if rateLimit.withLock({ $0 }) != nil {
+            if tokens <= 0 {
+                t.paused = true
+                return Int(CCurl_WRITEFUNC_PAUSE)
+            }
+            tokens -= Double(count)
+        }
+        guard t.received + UInt64(count) <= t.job.target.maxBytes else {
+            t.exceeded = true
+            return 0
+        }
+        do {
+            try Sys.writeAll(t.fd, UnsafeRawBufferPointer(start: data, count: count), path: t.job.target.partial)
+        } catch {
+            t.writeFailed = errno
+            return 0
+        }
+        t.received += UInt64(count)
+        bytesReceived += UInt64(count)
+        return count
+    }
+
+    private var bytesReceived: UInt64 = 0
+
+    /// Mirrors in order, the least demoted first (the given order breaks ties).
+    private func mirrorOrder() -> [Int] {
+        Array(0..<options.mirrors.count).sorted { (demotions[$0], $0) < (demotions[$1], $1) }
+    }
+
+    private func run(_ targets: [Target]) throws -> FetchReport {
+        let began = Date()
+        var report = FetchReport()
+        bytesReceived = 0
+        guard !targets.isEmpty else { return report }
+        guard let multi = curl_multi_init() else { throw UpdError(.network, "libcurl: cannot create a multi handle") }
+        var pending = targets.map { Job(target: $0, order: mirrorOrder()) }
+        var active = [UnsafeMutableRawPointer: Transfer]()
+        var failure: UpdError?
+        let totalBytes = targets.reduce(0) { $0 + $1.maxBytes }
+        defer {
+            for (easy, t) in active {
+                curl_multi_remove_handle(multi, easy)
+                curl_easy_cleanup(easy)
+                Sys.close(t.fd)
+                Unmanaged.passUnretained(t).release()
+            }
+            curl_multi_cleanup(multi)
+        }
+
+        while failure == nil && (!pending.isEmpty || !active.isEmpty) {
+            let now = Date()
+            while active.count < options.concurrency, let index = pending.firstIndex(where: { $0.notBefore <= now }) {
+                let job = pending.remove(at: index)
+                let t = try start(job, multi: multi)
+                active[t.easy] = t
+            }
+            var running: Int32 = 0
+            curl_multi_perform(multi, &running)
+            var queued: Int32 = 0
+            while let message = curl_multi_info_read(multi, &queued) {
+                guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle, let t = active[easy] else { continue }
+                let result = message.pointee.data.result
+                active[easy] = nil
+                curl_multi_remove_handle(multi, easy)
+                Sys.close(t.fd)
+                defer {
+                    curl_easy_cleanup(easy)
+                    Unmanaged.passUnretained(t).release()
+                }
+                switch finish(t, result: result) {
+                case .done:
+                    report.blobs += 1
+                case .retry:
+                    report.retries += 1
+                    pending.append(t.job)
+                case .nextMirror:
+                    report.failovers += 1
+                    pending.append(t.job)
+                case .failed(let error):
+                    failure = error
+                }
+            }
+            refillAndResume(active.values)
+            showProgress(start: began, total: totalBytes, blobs: report.blobs, totalBlobs: targets.count)
+            var waitMs: Int32 = 100
+            if active.isEmpty, let next = pending.map(\.notBefore).min() {
+                waitMs = Int32(max(1, min(1000, next.timeIntervalSinceNow * 1000)))
+            }
+            curl_multi_poll(multi, nil, 0, waitMs, nil)
+        }
+        if let failure { throw failure }
+        report.bytes = bytesReceived
+        report.seconds = Date().timeIntervalSince(began)
+        return report
+    }
+
+    private func start(_ job: Job, multi: UnsafeMutableRawPointer) throws -> Transfer {
+        let target = job.target
+        let fd = try Sys.open(target.partial, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        let existing = UInt64(try Sys.fstat(fd, path: target.partial).st_size)
+        let have = existing <= target.maxBytes ? existing : 0
+        if existing > target.maxBytes { _ = ftruncate(fd, 0) }
+        guard let easy = curl_easy_init() else {
+            Sys.close(fd)
+            throw UpdError(.network, "libcurl: cannot create a transfer")
+        }
+        let t = Transfer(job: job, easy: easy, fd: fd, received: have, fetcher: self)
+        let url = "\(options.mirrors[job.mirror])/\(target.path)"
+        _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_FAILONERROR, 1)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT, options.connectTimeoutSeconds)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, options.lowSpeedSeconds)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        _ = CCurl_easy_setopt_off(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(target.maxBytes))
+        if have > 0 { _ = CCurl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(have)) }
+        _ = CCurl_easy_setopt_write(easy, Self.write)
+        _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, Unmanaged.passRetained(t).toOpaque())
+        curl_multi_add_handle(multi, easy)
+        return t
+    }
+
+    enum Outcome {
+        case done, retry, nextMirror
+        case failed(UpdError)
+    }
+
+    /// Decides what a finished transfer means for its job.
+    private func finish(_ t: Transfer, result: CURLcode) -> Outcome {
+        let job = t.job, target = job.target
+        let mirror = options.mirrors[job.mirror]
+        var code = 0
+        _ = CCurl_easy_getinfo_long(t.easy, CURLINFO_RESPONSE_CODE, &code)
+        if t.writeFailed != 0 {
+            return .failed(UpdError.system("write", target.partial, errno: t.writeFailed))
+        }
+        if result == CURLE_OK {
+            do {
+                try target.verify?(target.partial)
+                try Sys.rename(target.partial, target.destination)
+                return .done
+            } catch let e as UpdError where e.code == .corrupt {
+                Sys.unlink(target.partial)
+                return nextMirror(job, demote: true, "\(mirror): corrupt (\(e.message))")
+            } catch {
+                return .failed(error as? UpdError ?? UpdError(.io, "\(target.destination): \(error)"))
+            }
+        }
+        let message = String(cString: curl_easy_strerror(result))
+        switch result {
+        case CURLE_WRITE_ERROR where t.exceeded, CURLE_FILESIZE_EXCEEDED:
+            Sys.unlink(target.partial)
+            return nextMirror(job, demote: true, "\(mirror): sent more than the \(target.maxBytes) bytes declared")
+        case CURLE_OPERATION_TIMEDOUT:
+            // Stalled or trickling: another mirror goes on from what arrived.
+            return nextMirror(job, demote: true, "\(mirror): slower than \(options.lowSpeedLimit) bytes/s for \(options.lowSpeedSeconds) s")
+        case CURLE_HTTP_RETURNED_ERROR where code == 416:
+            Sys.unlink(target.partial)
+            return retry(job, "\(mirror): HTTP 416")
+        case CURLE_HTTP_RETURNED_ERROR where code >= 500 || code == 429 || code == 408:
+            return retry(job, "\(mirror): HTTP \(code)")
+        case CURLE_HTTP_RETURNED_ERROR:
+            return nextMirror(job, demote: false, "\(mirror): HTTP \(code)")
+        case CURLE_FILE_COULDNT_READ_FILE, CURLE_REMOTE_FILE_NOT_FOUND:
+            return nextMirror(job, demote: false, "\(mirror): not found")
+        case CURLE_PARTIAL_FILE, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_COULDNT_CONNECT,
+             CURLE_COULDNT_RESOLVE_HOST:
+            return retry(job, "\(mirror): \(message)")
+        default:
+            return nextMirror(job, demote: true, "\(mirror): \(message)")
+        }
+    }
+
+    private func retry(_ job: Job, _ problem: String) -> Outcome {
+        job.attempts += 1
+        guard job.attempts < options.attemptsPerMirror else { return nextMirror(job, demote: true, problem) }
+        let delay = min(8, options.retryDelay * pow(2, Double(job.attempts - 1))) * Double.random(in: 0.5...1.5)
+        job.notBefore = Date().addingTimeInterval(delay)
+        return .retry
+    }
+
+    private func nextMirror(_ job: Job, demote: Bool, _ problem: String) -> Outcome {
+        if demote { demotions[job.mirror] += 1 }
+        job.problems.append(problem)
+        job.position += 1
+        job.attempts = 0
+        job.notBefore = .distantPast
+        guard job.position < job.order.count else {
+            Sys.unlink(job.target.partial)
+            return .failed(UpdError(.network, "\(job.target.label): no mirror could provide it (\(job.problems.joined(separator: "; ")))"))
+        }
+        return .nextMirror
+    }
+
+    /// Refills the rate limiter's bucket and resumes transfers it paused.
+    private func refillAndResume(_ transfers: Dictionary<UnsafeMutableRawPointer, Transfer>.Values) {
+        let now = Date()
+        let elapsed = now.timeIntervalSince(lastRefill)
+        lastRefill = now
+        guard let limit = rateLimit.withLock({ $0 }) else {
+            tokens = 0
+            for t in transfers where t.paused { t.paused = false; curl_easy_pause(t.easy, CCurl_PAUSE_CONT) }
+            return
+        }
+        // A bucket of a tenth of a second's worth keeps bursts short.
+        tokens = min(Double(limit) / 10, tokens + Double(limit) * elapsed)
+        if tokens > 0 {
+            for t in transfers where t.paused {
+                t.paused = false
+                curl_easy_pause(t.easy, CCurl_PAUSE_CONT)
+            }
+        }
+    }
+
+    private func showProgress(start: Date, total: UInt64, blobs: Int, totalBlobs: Int) {
+        guard let progress, Date().timeIntervalSince(lastProgress) >= 0.2 || blobs == totalBlobs else { return }
+        lastProgress = Date()
+        let elapsed = max(0.001, Date().timeIntervalSince(start))
+        let rate = Double(bytesReceived) / elapsed
+        let left = total > bytesReceived ? Double(total - bytesReceived) / max(rate, 1) : 0
+        progress(FetchProgress(bytes: bytesReceived, totalBytes: total, blobs: blobs, totalBlobs: totalBlobs,
+                               rate: rate, secondsLeft: rate > 0 ? left : nil))
+    }
+}

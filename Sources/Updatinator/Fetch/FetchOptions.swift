@@ -1,0 +1,64 @@
+/// How a fetcher talks to its mirrors.
+public struct FetchOptions: Sendable {
+    /// Repository roots, tried in order for each blob: `http://`, `https://` or `file://` URLs.
+    public var mirrors: [String]
+    /// Transfers at once.
+    public var concurrency = 4
+    /// One limit in bytes per second for all transfers together; nil for none.
+    public var rateLimit: UInt64?
+    /// A transfer slower than `lowSpeedLimit` bytes per second for `lowSpeedSeconds` is abandoned.
+    public var lowSpeedLimit = 1024
+    public var lowSpeedSeconds = 20
+    public var connectTimeoutSeconds = 15
+    /// Tries of one blob on one mirror before moving to the next, for errors that may pass.
+    public var attemptsPerMirror = 3
+    /// The first retry's delay; each later one doubles, with ±50 % jitter, up to 8 s.
+    public var retryDelay = 0.25
+
+    public init(mirrors: [String]) {
+        self.mirrors = mirrors.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+    }
+
+    /// Checks that every mirror is a URL this fetcher can use.
+    public func validate() throws {
+        guard !mirrors.isEmpty else { throw UpdError(.usage, "no mirror given") }
+        for m in mirrors where !(m.hasPrefix("http://") || m.hasPrefix("https://") || m.hasPrefix("file://")) {
+            throw UpdError(.usage, "mirror \(m): only http://, https:// and file:// URLs are supported")
+        }
+        guard concurrency >= 1 else { throw UpdError(.usage, "concurrency must be at least 1") }
+    }
+}
+
+/// Where a fetch stands, for progress displays.
+public struct FetchProgress: Sendable {
+    public var bytes: UInt64
+    public var totalBytes: UInt64
+    public var blobs: Int
+    public var totalBlobs: Int
+    /// Bytes per second since the start.
+    public var rate: Double
+    /// Seconds left at that rate, when known.
+    public var secondsLeft: Double?
+}
+
+/// What a fetch did.
+public struct FetchReport: Sendable {
+    public var blobs = 0
+    public var bytes: UInt64 = 0
+    public var retries = 0
+    public var failovers = 0
+    public var seconds = 0.0
+}
+
+/// One blob to fetch: its hash, raw size and compressed size (the most a mirror may send).
+public struct BlobRequest: Sendable, Hashable {
+    public let hash: ContentHash
+    public let size: UInt64
+    public let blobSize: UInt64
+
+    public init(hash: ContentHash, size: UInt64, blobSize: UInt64) {
+        self.hash = hash
+        self.size = size
+        self.blobSize = blobSize
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Foundation
+import Updatinator
+
+/// The options of every command that downloads from mirrors.
+struct MirrorOptions: ParsableArguments {
+    @Option(help: "A repository to download from (http://, https:// or file://); repeatable, tried in order.")
+    var mirror: [String] = []
+
+    @Option(help: "The most bytes per second to download, for all transfers together.")
+    var rateLimit: UInt64?
+
+    @Option(help: "How many downloads run at once.")
+    var concurrency = 4
+
+    /// A fetcher for these mirrors, with a progress bar on a terminal.
+    func makeFetcher() throws -> CurlFetcher {
+        var options = FetchOptions(mirrors: mirror)
+        options.rateLimit = rateLimit
+        options.concurrency = concurrency
+        let fetcher = try CurlFetcher(options: options)
+        fetcher.progress = { p in
+            var line = "downloading \(p.blobs)/\(p.totalBlobs) blobs, \(formatBytes(p.bytes)) of \(formatBytes(p.totalBytes)), "
+                + "\(formatBytes(UInt64(p.rate)))/s"
+            if let left = p.secondsLeft { line += String(format: ", %.0f s left", left) }
+            Console.progress(line)
+        }
+        return fetcher
+    }
+}
