@@ -22,9 +22,7 @@ struct ApplyJournal: Codable, Equatable {
     }
 
     func write(_ path: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try Sys.writeFileAtomically(path, Array(try encoder.encode(self)) + [10])
+        try Sys.writeFileAtomically(path, CanonicalJSON.encode(self, pretty: false))
     }
 }
 

@@ -391,17 +391,11 @@ public final class InPlaceApplier {
     private func setMetadata(_ fd: Int32, _ m: Metadata, display: String) throws {
         if fchown(fd, m.uid, m.gid) != 0 { throw UpdError.system("chown", display) }
         // Drop what the new file inherited (default ACLs, labels) that the manifest does not list.
-        let size = flistxattr(fd, nil, 0)
-        if size > 0 {
-            var names = [UInt8](repeating: 0, count: size)
-            let got = names.withUnsafeMutableBufferPointer {
-                flistxattr(fd, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size)
-            }
-            let wanted = Set(m.xattrs.map(\.name))
-            for name in names[0..<max(0, got)].split(separator: 0).map(Array.init) where !wanted.contains(name) {
-                if RootedTree.withName(name, { fremovexattr(fd, $0) }) != 0 && errno != ENODATA {
-                    throw UpdError.system("removexattr", display)
-                }
+        let wanted = Set(m.xattrs.map(\.name))
+        for name in try XattrNames.read(call: "flistxattr", display: display, { flistxattr(fd, $0, $1) })
+        where !wanted.contains(name) {
+            if RootedTree.withName(name, { fremovexattr(fd, $0) }) != 0 && errno != ENODATA {
+                throw UpdError.system("removexattr", display)
             }
         }
         for x in m.xattrs {
@@ -412,23 +406,5 @@ public final class InPlaceApplier {
         var times = [timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds)),
                      timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds))]
         if futimens(fd, &times) != 0 { throw UpdError.system("futimens", display) }
-    }
-}
-
-/// Free and used space of the filesystem holding a path.
-struct FilesystemSpace {
-    let unit: UInt64
-    let free: UInt64
-    let used: UInt64
-    /// Whether it is a tmpfs, whose directories occupy no data pages.
-    let isTmpfs: Bool
-
-    init(path: String) throws {
-        var s = statfs()
-        guard statfs(path, &s) == 0 else { throw UpdError.system("statfs", path) }
-        unit = UInt64(s.f_frsize)
-        free = UInt64(s.f_bavail) * unit
-        used = (UInt64(s.f_blocks) - UInt64(s.f_bfree)) * unit
-        isTmpfs = s.f_type == 0x0102_1994
     }
 }

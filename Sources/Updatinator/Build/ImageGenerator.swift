@@ -34,9 +34,8 @@ public struct ImageGenerator {
     }
 
     public func run() throws -> Result {
-        for (what, name) in [("image name", image), ("version", version)] {
-            if let problem = Manifest.problem(withName: name) { throw UpdError(.usage, "\(what) '\(name)' \(problem)") }
-        }
+        try Manifest.checkName(image, what: "image name")
+        try Manifest.checkName(version, what: "version")
         let repository = try Repository(creatingAt: repositoryRoot, compressionLevel: compressionLevel)
         var scanner = TreeScanner(root: tree, blobs: repository.blobs)
         scanner.workers = workers

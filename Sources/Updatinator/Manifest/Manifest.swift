@@ -34,6 +34,11 @@ public struct Manifest: Hashable, Sendable {
         return nil
     }
 
+    /// Refuses an unusable image name, version or channel name with a usage error.
+    public static func checkName(_ name: String, what: String) throws {
+        if let problem = problem(withName: name) { throw UpdError(.usage, "\(what) '\(name)' \(problem)") }
+    }
+
     /// The entry at a path, by binary search.
     public func entry(at path: ManifestPath) -> ManifestEntry? {
         var low = 0, high = entries.count
@@ -51,13 +56,5 @@ public struct Manifest: Hashable, Sendable {
             if case .file(let size, let hash, let blobSize) = e.kind { result[hash] = (size, blobSize) }
         }
         return result
-    }
-
-    /// The sum of the sizes of all regular files, counting each inode once.
-    public var totalFileBytes: UInt64 {
-        entries.reduce(0) { sum, e in
-            if case .file(let size, _, _) = e.kind { return sum + size }
-            return sum
-        }
     }
 }

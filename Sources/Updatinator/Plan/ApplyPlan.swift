@@ -17,8 +17,8 @@ public struct ApplyPlan: Sendable {
     public let changes: Changes
 
     /// Contents that neither the tree nor a blob directory has, and their compressed size.
-    public internal(set) var contentsToObtain = 0
-    public internal(set) var bytesToObtain: UInt64 = 0
+    public var contentsToObtain: Int { missing.count }
+    public var bytesToObtain: UInt64 { missing.values.reduce(0, +) }
     /// Contents read from local blob directories, and their raw size.
     public internal(set) var contentsFromBlobs = 0
     public internal(set) var bytesFromBlobs: UInt64 = 0

@@ -164,8 +164,6 @@ public struct Planner {
                 plan.contentsFromBlobs += 1
                 plan.bytesFromBlobs += size
             } else {
-                plan.contentsToObtain += 1
-                plan.bytesToObtain += blobSizes[hash]?.blobSize ?? 0
                 plan.missing[hash] = blobSizes[hash]?.blobSize ?? 0
             }
         }

@@ -30,9 +30,7 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
 
     /// The canonical JSON text (sorted keys), which is what gets signed.
     public func encoded() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        return Array(try! encoder.encode(self)) + [10]
+        CanonicalJSON.encode(self)
     }
 
     /// Parses channel metadata without checking its signature or freshness.
@@ -79,7 +77,7 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
     /// Writes the next publication of a channel: serial one above the current file's, signed.
     public static func publish(repository: Repository, channel: String, image: String, version: String,
                                validFor seconds: Int64, key: SecretKey, now: Int64) throws -> ChannelMetadata {
-        if let problem = Manifest.problem(withName: channel) { throw UpdError(.usage, "channel name \(problem)") }
+        try Manifest.checkName(channel, what: "channel name")
         let manifestPath = repository.manifestPath(image: image, version: version)
         guard (try Sys.lstatIfExists(manifestPath)) != nil else {
             throw UpdError(.usage, "\(manifestPath) does not exist: generate the image first")

@@ -26,13 +26,7 @@ public enum SignedDocument {
     public static func verify(fileAt path: String, keyring: Keyring, now: Int64) throws -> Verified {
         let head = try Sys.readFile(path, limit: ManifestParser.maxManifestBytes).first
         if head == UInt8(ascii: "{") {
-            let content = try Sys.readFile(path, limit: 64 * 1024)
-            let sigPath = path + ".sig"
-            guard (try Sys.lstatIfExists(sigPath)) != nil else {
-                throw UpdError(.verification, "\(path): no signature file \(sigPath)")
-            }
-            let signatures = try SignatureFile.parse(Sys.readFile(sigPath, limit: 64 * 1024), source: sigPath)
-            let signers = try keyring.verify(content, signatures: signatures, purpose: .channel, source: path)
+            let (content, signers) = try keyring.verifyFile(path, purpose: .channel)
             let m = try ChannelMetadata.parse(content, source: path)
             try m.checkFreshness(source: path, now: now)
             return Verified(signers: signers, summary: "channel \(m.channel) → \(m.image) \(m.version), serial \(m.serial)")

@@ -45,9 +45,7 @@ public struct RepoConfig: Codable, Equatable, Sendable {
 
     /// The canonical JSON text, with sorted keys.
     public func encoded() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        return Array(try! encoder.encode(self)) + [10]
+        CanonicalJSON.encode(self)
     }
 }
 

@@ -16,11 +16,7 @@ struct FileSystemPath {
 
     /// Calls `body` with a NUL-terminated C string of the full path.
     func withCString<T>(_ path: ManifestPath, _ body: (UnsafePointer<CChar>) throws -> T) rethrows -> T {
-        var bytes = bytes(for: path)
-        bytes.append(0)
-        return try bytes.withUnsafeBufferPointer { buf in
-            try buf.baseAddress!.withMemoryRebound(to: CChar.self, capacity: buf.count) { try body($0) }
-        }
+        try RootedTree.withName(bytes(for: path), body)
     }
 
     /// The full path for messages.

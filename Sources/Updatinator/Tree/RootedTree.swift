@@ -128,17 +128,7 @@ final class RootedTree {
     static func setXattrs(_ dirFD: Int32, _ name: [UInt8], _ xattrs: [ExtendedAttribute], display: String) throws {
         let path = Array("/proc/self/fd/\(dirFD)/".utf8) + name
         try withName(path) { p in
-            let size = llistxattr(p, nil, 0)
-            var existing = [[UInt8]]()
-            if size > 0 {
-                var names = [UInt8](repeating: 0, count: size)
-                let got = names.withUnsafeMutableBufferPointer {
-                    llistxattr(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size)
-                }
-                if got > 0 { existing = names[0..<got].split(separator: 0).map(Array.init) }
-            } else if size < 0 && errno != ENOTSUP {
-                throw UpdError.system("llistxattr", display)
-            }
+            let existing = try XattrNames.read(call: "llistxattr", display: display) { llistxattr(p, $0, $1) }
             let wanted = Set(xattrs.map(\.name))
             for old in existing where !wanted.contains(old) {
                 if withName(old, { lremovexattr(p, $0) }) != 0 && errno != ENODATA {

@@ -176,20 +176,8 @@ public struct TreeScanner {
     /// Reads every extended attribute of an entry, sorted by name.
     private func readXattrs(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [ExtendedAttribute] {
         try fs.withCString(path) { p -> [ExtendedAttribute] in
-            let size = llistxattr(p, nil, 0)
-            if size < 0 {
-                if errno == ENOTSUP || errno == ENODATA { return [] }
-                throw UpdError.system("llistxattr", fs.display(path))
-            }
-            if size == 0 { return [] }
-            var names = [UInt8](repeating: 0, count: size)
-            let got = names.withUnsafeMutableBufferPointer {
-                llistxattr(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), size)
-            }
-            guard got >= 0 else { throw UpdError.system("llistxattr", fs.display(path)) }
             var result = [ExtendedAttribute]()
-            for name in names[0..<got].split(separator: 0) {
-                let nameBytes = Array(name)
+            for nameBytes in try XattrNames.read(call: "llistxattr", display: fs.display(path), { llistxattr(p, $0, $1) }) {
                 var cName = nameBytes + [0]
                 let value: [UInt8] = try cName.withUnsafeMutableBufferPointer { nb in
                     let np = UnsafeRawPointer(nb.baseAddress!).assumingMemoryBound(to: CChar.self)

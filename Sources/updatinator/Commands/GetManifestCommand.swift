@@ -26,9 +26,8 @@ struct GetManifestCommand: UpdatinatorSubcommand {
     var keyring: String?
 
     func execute() throws {
-        for (what, name) in [("image name", image), ("version", version)] {
-            if let problem = Manifest.problem(withName: name) { throw UpdError(.usage, "\(what) '\(name)' \(problem)") }
-        }
+        try Manifest.checkName(image, what: "image name")
+        try Manifest.checkName(version, what: "version")
         let fetcher = try mirrors.makeFetcher()
         let remote = Repository.manifestPath(image: image, version: version)
         let local = "\(out)/\(version).manifest"

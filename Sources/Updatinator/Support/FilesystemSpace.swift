@@ -1,0 +1,20 @@
+import CLinux
+import Glibc
+
+/// Free and used space of the filesystem holding a path.
+struct FilesystemSpace {
+    let unit: UInt64
+    let free: UInt64
+    let used: UInt64
+    /// Whether it is a tmpfs, whose directories occupy no data pages.
+    let isTmpfs: Bool
+
+    init(path: String) throws {
+        var s = statfs()
+        guard statfs(path, &s) == 0 else { throw UpdError.system("statfs", path) }
+        unit = UInt64(s.f_frsize)
+        free = UInt64(s.f_bavail) * unit
+        used = (UInt64(s.f_blocks) - UInt64(s.f_bfree)) * unit
+        isTmpfs = s.f_type == 0x0102_1994
+    }
+}
