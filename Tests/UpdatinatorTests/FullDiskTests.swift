@@ -78,26 +78,16 @@ import Testing
     @Test func aDiskFilledByAnotherProcessLeavesAResumableTree() throws {
         defer { unmount() }
         _ = try prepare()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CLI.binary)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["UPDATINATOR_STOP_AFTER": "50"]) { $1 }
-        process.standardOutput = FileHandle.nullDevice
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
+        let apply = try Subprocess([CLI.binary] + arguments, environment: ["UPDATINATOR_STOP_AFTER": "50"])
         // Wait until the apply has stopped itself mid-way, then fill the disk and let it go on.
-        while process.isRunning,
-              (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8))?.contains(") T ") != true {
-            usleep(10_000)
-        }
-        try #require(process.isRunning, "the apply ended before it stopped itself")
+        while apply.isRunning && !apply.isStopped { usleep(10_000) }
+        try #require(apply.isRunning, "the apply ended before it stopped itself")
         let filler = "\(mountPoint)/filler"
         _ = try? Shell.run(["dd", "if=/dev/zero", "of=\(filler)", "bs=64k", "status=none"])
-        kill(process.processIdentifier, SIGCONT)
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 3, "\(message)")
+        kill(apply.pid, SIGCONT)
+        let status = apply.wait()
+        let message = apply.stderr
+        #expect(status == 3, "\(message)")
         #expect(message.contains("No space left on device"), "\(message)")
         #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(samples.manifest("olpc-ext3", "1")))
         #expect((try Sys.lstatIfExists("\(root)/.updatinator/apply/journal")) != nil)

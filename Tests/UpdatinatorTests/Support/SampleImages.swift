@@ -37,20 +37,12 @@ enum Shell {
     /// Runs a program and returns its standard output; a non-zero exit is an error.
     @discardableResult
     static func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw UpdError(.io, "\(arguments.joined(separator: " ")) exited with \(process.terminationStatus): \(message)")
+        let child = try Subprocess(arguments)
+        let status = child.wait()
+        guard status == 0 else {
+            throw UpdError(.io, "\(arguments.joined(separator: " ")) exited with \(status): \(child.stderr)")
         }
-        return String(decoding: data, as: UTF8.self)
+        return child.stdout
     }
 
     /// Copies a tree exactly: hardlinks, devices, owners, times and extended attributes.

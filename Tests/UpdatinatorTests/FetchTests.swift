@@ -1,0 +1,116 @@
+import Foundation
+import Glibc
+import Testing
+@testable import Updatinator
+
+/// Fetching over real HTTP (nginx and a misbehaving server on loopback) and file:// mirrors.
+@Suite struct FetchTests {
+    let samples = SampleImages.shared
+    let tmp = TemporaryDirectory("fetch")
+
+    /// The blobs image 2 needs when image 1 is installed.
+    var upgradeBlobs: [BlobRequest] {
+        get throws {
+            try BlobFetchPlan.missing(target: ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2")),
+                                      present: ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1")), stores: [])
+        }
+    }
+
+    func fetcher(_ mirrors: [String], configure: (inout FetchOptions) -> Void = { _ in }) throws -> CurlFetcher {
+        var options = FetchOptions(mirrors: mirrors)
+        options.lowSpeedLimit = 1000
+        options.lowSpeedSeconds = 2
+        options.retryDelay = 0.05
+        configure(&options)
+        return try CurlFetcher(options: options)
+    }
+
+    /// Every blob of `requests` is in the store and verifies.
+    func expectStored(_ requests: [BlobRequest], in store: BlobStore, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for r in requests { try store.verify(r.hash, size: r.size) }
+        let partials = try Shell.run(["find", store.directory, "-name", ".partial-*"])
+        #expect(partials.isEmpty, "no partial downloads are left", sourceLocation: sourceLocation)
+    }
+
+    @Test func thePrototypesThreeStepsMoveATree() throws {
+        let mirror = try NginxMirror(repo: samples.repo)
+        let root = tmp.sub("root")
+        try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
+        let manifests = tmp.sub("manifests")
+        // 1. The installed image's manifest, and the target's.
+        for version in ["1", "2"] {
+            let r = try CLI.run(["get-manifest", "--mirror", mirror.url, "olpc-ext3", version, "--out", manifests, "--keyring", samples.keyring])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(try Sys.readFile("\(manifests)/\(version).manifest") == Sys.readFile(samples.manifest("olpc-ext3", version)))
+        }
+        // 2. The blobs the target needs and the installed image lacks.
+        let cache = tmp.sub("cache")
+        let fetched = try CLI.run(["fetch", "--to", "\(manifests)/2.manifest", "--from", "\(manifests)/1.manifest",
+                                   "--mirror", mirror.url, "--cache", cache])
+        #expect(fetched.status == 0, "\(fetched.stderr)")
+        let needed = try upgradeBlobs
+        #expect(fetched.stdout.contains("fetched \(needed.count) blobs"), "\(fetched.stdout)")
+        try expectStored(needed, in: BlobStore(directory: cache))
+        // 3. The upgrade from the cache.
+        let applied = try CLI.run(["apply", "--root", root, "--from", "\(manifests)/1.manifest", "--to", "\(manifests)/2.manifest",
+                                   "--keyring", samples.keyring, "--blobs", cache])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+        // Fetching again downloads nothing.
+        let again = try CLI.run(["fetch", "--to", "\(manifests)/2.manifest", "--from", "\(manifests)/1.manifest",
+                                 "--mirror", mirror.url, "--cache", cache])
+        #expect(again.stdout.contains("fetched 0 blobs"))
+    }
+
+    @Test func aFileMirrorWorksLikeAnHTTPOne() throws {
+        let store = BlobStore(directory: tmp.sub("cache"))
+        let report = try fetcher(["file://\(samples.repo)"]).fetch(try upgradeBlobs, into: store)
+        #expect(report.blobs == (try upgradeBlobs).count)
+        try expectStored(try upgradeBlobs, in: store)
+    }
+
+    @Test(arguments: ["error500", "drop", "cut"])
+    func retriesAndResumesOnAFlakyMirror(mode: String) throws {
+        let flaky = try FlakyMirror(repo: samples.repo, mode: mode)
+        let store = BlobStore(directory: tmp.sub("cache"))
+        let report = try fetcher([flaky.url]).fetch(try upgradeBlobs, into: store)
+        #expect(report.retries > 0)
+        #expect(report.failovers == 0)
+        try expectStored(try upgradeBlobs, in: store)
+    }
+
+    @Test(arguments: ["stall", "trickle", "corrupt", "endless", "missing"])
+    func failsOverToTheSecondMirror(mode: String) throws {
+        let flaky = try FlakyMirror(repo: samples.repo, mode: mode)
+        let good = try NginxMirror(repo: samples.repo)
+        let store = BlobStore(directory: tmp.sub("cache"))
+        let requests = Array(try upgradeBlobs.prefix(6))
+        let report = try fetcher([flaky.url, good.url]) { $0.concurrency = 2 }.fetch(requests, into: store)
+        #expect(report.failovers > 0)
+        try expectStored(requests, in: store)
+    }
+
+    @Test func aBlobNoMirrorHasIsAClearErrorNamingIt() throws {
+        let flaky = try FlakyMirror(repo: samples.repo, mode: "missing")
+        let request = try #require(try upgradeBlobs.first)
+        do {
+            try fetcher([flaky.url, "file://\(tmp.sub("empty"))"]).fetch([request], into: BlobStore(directory: tmp.sub("cache")))
+            Issue.record("fetch succeeded")
+        } catch let e as UpdError {
+            #expect(e.code == .network)
+            #expect(e.message.contains("blob \(request.hash.hex): no mirror could provide it"), "\(e.message)")
+        }
+    }
+
+    @Test func theRateLimitHoldsTheTransferToItsSpeed() throws {
+        let mirror = try NginxMirror(repo: samples.repo)
+        let requests = try BlobFetchPlan.missing(target: ManifestParser.parse(contentsOf: samples.manifest("olpc-devel-ext3", "2")),
+                                                 present: nil, stores: [])
+        let total = requests.reduce(0) { $0 + $1.blobSize }
+        let limit = max(UInt64(1 << 20), total / 3)  // about three seconds
+        let report = try fetcher([mirror.url]) { $0.rateLimit = limit }.fetch(requests, into: BlobStore(directory: tmp.sub("cache")))
+        let expected = Double(report.bytes) / Double(limit)
+        #expect(report.seconds > expected * 0.8 && report.seconds < expected * 1.2,
+                "\(report.bytes) bytes at \(limit) B/s took \(report.seconds) s, expected \(expected) s")
+    }
+}

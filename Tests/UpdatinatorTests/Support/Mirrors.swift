@@ -1,0 +1,50 @@
+import Foundation
+@testable import Updatinator
+
+/// The project's scripts, found from this file.
+enum Scripts {
+    static func path(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/\(name)").path
+    }
+}
+
+/// nginx serving a repository on loopback, stopped when released.
+final class NginxMirror {
+    let url: String
+    let state: String
+
+    init(repo: String) throws {
+        let out = try Shell.run([Scripts.path("serve-repo"), repo]).split(separator: " ")
+        url = String(out[0])
+        state = String(out[1]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit { _ = try? Shell.run([Scripts.path("serve-repo"), "--stop", state]) }
+
+    /// Bytes nginx sent, from its access log.
+    var bytesSent: Int {
+        let log = (try? String(contentsOfFile: "\(state)/access.log", encoding: .utf8)) ?? ""
+        return log.split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
+    }
+}
+
+/// scripts/flaky-mirror in one of its misbehaving modes, stopped when released.
+final class FlakyMirror {
+    let url: String
+    private let server: Subprocess
+
+    init(repo: String, mode: String) throws {
+        server = try Subprocess([Scripts.path("flaky-mirror"), repo, mode])
+        // The server prints its URL once it listens.
+        var waited = 0
+        while !server.stdout.contains("\n") {
+            guard server.isRunning, waited < 1000 else { throw UpdError(.io, "flaky-mirror did not start: \(server.stderr)") }
+            usleep(10_000)
+            waited += 1
+        }
+        url = server.stdout.split(separator: "\n")[0].trimmingCharacters(in: .whitespaces)
+    }
+
+    deinit { server.stop() }
+}

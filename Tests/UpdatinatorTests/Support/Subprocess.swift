@@ -1,0 +1,90 @@
+import Foundation
+import Glibc
+
+/// A child process started with `posix_spawnp` and reaped with `waitpid`.
+///
+/// Its output goes to files rather than pipes, so a daemon it leaves behind (nginx) cannot hold
+/// the test waiting for an end of file, and nothing depends on Foundation's process monitoring.
+final class Subprocess {
+    let pid: pid_t
+    let stdoutPath: String
+    let stderrPath: String
+    private var status: Int32?
+
+    /// Starts `arguments[0]`, found on PATH, with `environment` added to the test's own.
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        let base = "/tmp/updatinator-subprocess-\(getpid())-\(UUID().uuidString.prefix(8))"
+        stdoutPath = base + ".out"
+        stderrPath = base + ".err"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        // The child starts with no signal blocked or ignored, whatever this thread's mask is.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        posix_spawnattr_setsigmask(&attributes, &signals)
+        sigfillset(&signals)
+        posix_spawnattr_setsigdefault(&attributes, &signals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0)=\($1)" }
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var child: pid_t = 0
+        let error = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, envp)
+        guard error == 0 else { throw POSIXError(POSIXErrorCode(rawValue: error) ?? .EIO) }
+        pid = child
+    }
+
+    deinit {
+        if status == nil {
+            kill(pid, SIGKILL)
+            _ = wait()
+        }
+        unlink(stdoutPath)
+        unlink(stderrPath)
+    }
+
+    /// Waits for the child to end; its exit status, or 128 + the signal that ended it.
+    @discardableResult
+    func wait() -> Int32 {
+        if let status { return status }
+        var raw: Int32 = 0
+        while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+        return ended(raw)
+    }
+
+    private func ended(_ raw: Int32) -> Int32 {
+        let result = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        status = result
+        return result
+    }
+
+    /// Sends SIGTERM and waits.
+    func stop() {
+        if status == nil { kill(pid, SIGTERM) }
+        wait()
+    }
+
+    var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Whether the child is stopped (by SIGSTOP or itself).
+    var isStopped: Bool {
+        (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.contains(") T ") == true
+    }
+
+    var isRunning: Bool {
+        guard status == nil else { return false }
+        var raw: Int32 = 0
+        guard waitpid(pid, &raw, WNOHANG) == pid else { return true }
+        _ = ended(raw)
+        return false
+    }
+}
