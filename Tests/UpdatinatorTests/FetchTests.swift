@@ -62,6 +62,54 @@ import Testing
         #expect(again.stdout.contains("fetched 0 blobs"))
     }
 
+    /// A copy of image 1, installed, and the apply arguments that move it to image 2 from `mirrors`.
+    func installedCopy(mirrors: [String]) throws -> (root: String, arguments: [String]) {
+        let root = tmp.sub("root")
+        try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
+        try Sys.mkdirs("\(root)/.updatinator")
+        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", Sys.readFile(samples.manifest("olpc-ext3", "1")))
+        return (root, ["apply", "--root", root, "--to", samples.manifest("olpc-ext3", "2"), "--keyring", samples.keyring]
+            + mirrors.flatMap { ["--mirror", $0] })
+    }
+
+    @Test func applyFromAMirrorDownloadsEachMissingBlobOnce() throws {
+        let mirror = try NginxMirror(repo: samples.repo)
+        let (root, arguments) = try installedCopy(mirrors: [mirror.url])
+        let r = try CLI.run(arguments)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+        let needed = try upgradeBlobs
+        #expect(r.stdout.contains("downloaded \(needed.count) blobs"), "\(r.stdout)")
+        #expect(mirror.blobBytesSent == Int(needed.reduce(0) { $0 + $1.blobSize }))
+        #expect((try Sys.lstatIfExists("\(root)/.updatinator/apply")) == nil, "no downloaded blob is left")
+    }
+
+    @Test func anApplyWhoseBlobNoMirrorHasStopsCleanlyAndResumesFromAnotherMirror() throws {
+        let flaky = try FlakyMirror(repo: samples.repo, mode: "missing")
+        let (root, arguments) = try installedCopy(mirrors: [flaky.url])
+        let failed = try CLI.run(arguments)
+        #expect(failed.status == 4, "\(failed.stderr)")
+        #expect(failed.stderr.contains(": no mirror could provide it"), "\(failed.stderr)")
+        #expect(failed.stderr.split(separator: "\n").count == 1, "one line: \(failed.stderr)")
+        #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(samples.manifest("olpc-ext3", "1")))
+        let good = try NginxMirror(repo: samples.repo)
+        let resumed = try CLI.run(arguments + ["--mirror", good.url])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+    }
+
+    @Test(arguments: [5, 40, 200])
+    func anApplyFromAMirrorKilledMidwayResumes(after operations: Int) throws {
+        let mirror = try NginxMirror(repo: samples.repo)
+        let (root, arguments) = try installedCopy(mirrors: [mirror.url])
+        let killed = try CLI.run(arguments, environment: ["UPDATINATOR_KILL_AFTER": "\(operations)"])
+        #expect(killed.status == 128 + SIGKILL)
+        let resumed = try CLI.run(arguments)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("(resumed)"), "\(resumed.stdout)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+    }
+
     @Test func aFileMirrorWorksLikeAnHTTPOne() throws {
         let store = BlobStore(directory: tmp.sub("cache"))
         let report = try fetcher(["file://\(samples.repo)"]).fetch(try upgradeBlobs, into: store)

@@ -60,6 +60,51 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
     }
 
+    /// Two images of the same twelve 512 KiB files, every content replaced (incompressible), so
+    /// the new blobs are about as large as the old tree.
+    func replacedContentImages() throws -> (repo: String, old: String, new: String) {
+        let repo = tmp.sub("repo")
+        var rng = SeededGenerator(seed: 42)
+        for version in ["1", "2"] {
+            let builder = TreeBuilder(root: tmp.sub("image-\(version)")).dir("/data")
+            for i in 0..<12 { _ = builder.file("/data/part-\(i)", bytes: (0..<(512 << 10)).map { _ in UInt8.random(in: 0...255, using: &rng) }) }
+            builder.fixTimes()
+            let r = try CLI.run(["generate", "--tree", tmp.sub("image-\(version)"), "--repo", repo, "--image", "data",
+                                 "--version", version, "--sign-key", samples.secretKey])
+            try #require(r.status == 0, "\(r.stderr)")
+        }
+        return (repo, "\(repo)/images/data/1.manifest", "\(repo)/images/data/2.manifest")
+    }
+
+    @Test func applyFromAMirrorFitsWhereTheOldTreeAndEveryNewBlobCannot() throws {
+        defer { unmount() }
+        let images = try replacedContentImages()
+        try Sys.mkdirs(mountPoint)
+        try Shell.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mountPoint])
+        try Shell.copyTree(tmp.sub("image-1"), root)
+        try Sys.mkdirs("\(root)/.updatinator")
+        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", Sys.readFile(images.old))
+        let mirror = try NginxMirror(repo: images.repo)
+        let old = try Sys.readFile(images.old), new = try Sys.readFile(images.new)
+        let plan = try InPlaceApplier.plan(root: root, from: ManifestParser.parse(old), fromBytes: old.count,
+                                           to: ManifestParser.parse(new), toBytes: new.count, blobDirectories: [],
+                                           downloadWindow: 0)
+        let free = plan.requiredFreeSpace + 64 * 1024
+        #expect(free * 3 < plan.bytesToObtain, "free \(free), every new blob \(plan.bytesToObtain)")
+        try resize(to: try FilesystemSpace(path: mountPoint).used + free)
+        let r = try CLI.run(["apply", "--root", root, "--to", images.new, "--keyring", samples.keyring,
+                             "--mirror", mirror.url, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: tmp.sub("image-2"), root: root) == [])
+        #expect((try Sys.lstatIfExists("\(root)/.updatinator/apply")) == nil, "the downloads are gone")
+        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(report["blobs_downloaded"] as? Int == plan.contentsToObtain)
+        #expect(report["bytes_downloaded"] as? Int == Int(plan.bytesToObtain))
+        #expect(mirror.blobBytesSent == Int(plan.bytesToObtain), "nginx sent each blob once")
+        let planned = report["planned_peak_extra_disk"] as! Int, observed = report["observed_peak_extra_disk"] as! Int
+        #expect(observed <= planned + (1 << 20), "planned \(planned), observed \(observed)")
+    }
+
     @Test func thePlannedPeakMatchesThePeakMeasuredOnTmpfs() throws {
         defer { unmount() }
         _ = try prepare()

@@ -36,6 +36,7 @@ public struct StateDirectory: Sendable {
     var fromManifest: String { "\(apply)/from.manifest" }
     var targetManifest: String { "\(apply)/target.manifest" }
     var work: String { "\(apply)/work" }
+    var downloads: String { "\(apply)/downloads" }
 
     public init(root: String) {
         var r = root

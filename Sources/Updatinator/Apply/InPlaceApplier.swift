@@ -22,6 +22,8 @@ public final class InPlaceApplier {
         public var seconds: Double = 0
         /// Filesystem operations this run made (the unit of the crash-test kill switch).
         public var operations = 0
+        /// What this run downloaded from mirrors.
+        public var download = FetchReport()
     }
 
     public let root: String
@@ -29,6 +31,12 @@ public final class InPlaceApplier {
     public let targetBytes: [UInt8]
     public var from: (manifest: Manifest, bytes: [UInt8])?
     public var blobDirectories: [String] = []
+    /// Downloads the contents that neither the tree nor a blob directory has, as the apply goes.
+    public var fetcher: CurlFetcher?
+    /// The most compressed bytes downloaded ahead of their use. When the filesystem lacks the
+    /// space for that, the apply downloads one blob at a time.
+    public var downloadWindow: UInt64 = defaultDownloadWindow
+    public static let defaultDownloadWindow: UInt64 = 32 << 20
     /// For tests of crash safety: the process kills itself with SIGKILL after this many operations.
     public var killAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) }
     /// For tests of a disk filled by another process: the process stops itself (SIGSTOP) once,
@@ -43,6 +51,7 @@ public final class InPlaceApplier {
     private var report = Report()
     private var startUsed: UInt64 = 0
     private var peakBase: Int64 = 0
+    private var downloads: BlobStream?
 
     public init(root: String, target: Manifest, targetBytes: [UInt8]) {
         self.root = root
@@ -55,8 +64,9 @@ public final class InPlaceApplier {
 
     /// Plans the move from the installed (or given) manifest, without changing anything.
     public static func plan(root: String, from: Manifest, fromBytes: Int, to: Manifest, toBytes: Int,
-                            blobDirectories: [String]) throws -> ApplyPlan {
+                            blobDirectories: [String], downloadWindow: UInt64? = nil) throws -> ApplyPlan {
         var planner = Planner(from: from, to: to)
+        planner.downloadWindow = downloadWindow
         planner.fromManifestBytes = UInt64(fromBytes)
         planner.toManifestBytes = UInt64(toBytes)
         planner.blobDirectories = blobDirectories
@@ -101,13 +111,19 @@ public final class InPlaceApplier {
             throw UpdError(.usage, "\(root) has no installed manifest (\(state.installedManifest)); give the manifest it matches with --from")
         }
 
-        let plan = try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target,
-                                 toBytes: targetBytes.count, blobDirectories: blobDirectories)
-        if plan.contentsToObtain > 0 {
+        func makePlan(window: UInt64?) throws -> ApplyPlan {
+            try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target,
+                          toBytes: targetBytes.count, blobDirectories: blobDirectories, downloadWindow: window)
+        }
+        var plan = try makePlan(window: fetcher == nil ? nil : downloadWindow)
+        if plan.contentsToObtain > 0 && fetcher == nil {
             let first = plan.missing.keys.sorted().first!
-            throw UpdError(.usage, "\(plan.contentsToObtain) contents (\(plan.bytesToObtain) bytes compressed) are in neither the tree nor the blob directories, e.g. blob \(first.hex)")
+            throw UpdError(.usage, "\(plan.contentsToObtain) contents (\(plan.bytesToObtain) bytes compressed) are in neither the tree nor the blob directories, e.g. blob \(first.hex); give a mirror to download them from")
         }
         let space = try FilesystemSpace(path: root)
+        if journal == nil && space.free < plan.requiredFreeSpace && fetcher != nil && downloadWindow > 0 {
+            plan = try makePlan(window: 0)
+        }
         if journal == nil && space.free < plan.requiredFreeSpace {
             throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(space.free); nothing was changed")
         }
@@ -135,8 +151,17 @@ public final class InPlaceApplier {
         workFD = try Sys.open(state.work, O_RDONLY | O_DIRECTORY)
         observe()
 
+        let (requests, lastUse) = plan.downloads(from: journalRecord.done)
+        if let fetcher, !requests.isEmpty {
+            downloads = try BlobStream(fetcher: fetcher, requests: requests, directory: state.downloads,
+                                       window: plan.downloadWindow ?? 0)
+        }
+        defer { downloads?.finish() }
         for index in journalRecord.done..<plan.steps.count {
             let step = plan.steps[index]
+            defer {
+                if case .writeFile(let e) = step, let hash = e.contentHash, lastUse[hash] == index { downloads?.release(hash) }
+            }
             if case .checkpoint = step {
                 try syncFilesystem()
                 operation()
@@ -146,6 +171,10 @@ public final class InPlaceApplier {
             } else {
                 try execute(step)
             }
+        }
+        if let d = downloads {
+            report.download = d.finish()
+            downloads = nil
         }
         try finish()
         report.seconds = Date().timeIntervalSince(start)
@@ -367,6 +396,10 @@ public final class InPlaceApplier {
         if tree.withName(Array(hash.hex.utf8), { faccessat(workFD, $0, F_OK, AT_SYMLINK_NOFOLLOW) }) == 0 {
             problems.append("the old tree's copy does not match its manifest")
             try restart(fd, display: display)
+        }
+        if let downloads, downloads.isExpected(hash) {
+            try BlobStore.read(blobAt: try downloads.path(for: hash), hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
+            return
         }
         for directory in blobDirectories {
             let store = BlobStore(directory: directory)

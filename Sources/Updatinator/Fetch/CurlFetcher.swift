@@ -11,12 +11,16 @@ import Synchronization
 /// left for the next mirror and demoted for later blobs. Errors that may pass (5xx, dropped
 /// connections) are retried with exponential back-off and jitter. One rate limit, which can be
 /// changed while a fetch runs, is shared by all transfers.
-public final class CurlFetcher {
+///
+/// A fetch runs on the calling thread; `setRateLimit` and `wakeUp` may be called from any other.
+public final class CurlFetcher: @unchecked Sendable {
     public let options: FetchOptions
     /// Called on the fetching thread as bytes arrive (at most a few times a second).
     public var progress: ((FetchProgress) -> Void)?
 
     private let rateLimit: Mutex<UInt64?>
+    /// The running fetch's multi handle (its address, 0 for none), for `wakeUp`.
+    private let runningMulti = Mutex<UInt>(0)
     private var demotions: [Int]
     private var tokens: Double = 0
     private var lastRefill = Date()
@@ -37,32 +41,62 @@ public final class CurlFetcher {
         rateLimit.withLock { $0 = bytesPerSecond }
     }
 
+    /// Interrupts a running fetch's wait for network events, so that it looks at `Flow` again.
+    public func wakeUp() {
+        runningMulti.withLock { address in
+            if let multi = UnsafeMutableRawPointer(bitPattern: address) { curl_multi_wakeup(multi) }
+        }
+    }
+
     /// Downloads every requested blob the store lacks into it, each verified before it gets its name.
     @discardableResult
     public func fetch(_ requests: [BlobRequest], into store: BlobStore) throws -> FetchReport {
+        try fetch(requests, into: store, flow: nil)
+    }
+
+    /// How a consumer paces a fetch that it reads while it runs (see `BlobStream`).
+    struct Flow: Sendable {
+        /// Asked once per blob, in request order, before its download starts: may a blob of this
+        /// compressed size start now? A refusal holds back that blob and every later one.
+        let admit: @Sendable (UInt64) -> Bool
+        /// A blob is complete and verified in the store.
+        let arrived: @Sendable (ContentHash) -> Void
+        /// Whether to give up.
+        let cancelled: @Sendable () -> Bool
+    }
+
+    /// Downloads the requested blobs the store lacks, in the order given.
+    func fetch(_ requests: [BlobRequest], into store: BlobStore, flow: Flow?) throws -> FetchReport {
         var targets = [Target]()
-        for r in Set(requests).sorted(by: { $0.hash < $1.hash }) where try store.blobSize(of: r.hash) == nil {
+        var seen = Set<ContentHash>()
+        for r in requests where seen.insert(r.hash).inserted {
+            if try store.blobSize(of: r.hash) != nil {
+                flow?.arrived(r.hash)
+                continue
+            }
             let final = store.path(for: r.hash)
             try Sys.mkdirs(Sys.parentDirectory(of: final))
             let hex = r.hash.hex
-            targets.append(Target(label: "blob \(hex)", path: "blobs/\(hex.prefix(2))/\(hex)", destination: final,
+            targets.append(Target(label: "blob \(hex)", path: "blobs/\(hex.prefix(2))/\(hex)", hash: r.hash, destination: final,
                                   partial: "\(Sys.parentDirectory(of: final))/.partial-\(hex)", maxBytes: r.blobSize,
                                   verify: { path in try BlobStore.read(blobAt: path, hash: r.hash, size: r.size) { _ in } }))
         }
-        return try run(targets)
+        return try run(targets, flow: flow)
     }
 
     /// Downloads one file of the repository (a manifest, a signature) to `destination`.
     @discardableResult
     public func fetchFile(_ path: String, to destination: String, maxBytes: UInt64) throws -> FetchReport {
-        try run([Target(label: path, path: path, destination: destination, partial: destination + ".partial",
-                        maxBytes: maxBytes, verify: nil)])
+        try run([Target(label: path, path: path, hash: nil, destination: destination, partial: destination + ".partial",
+                        maxBytes: maxBytes, verify: nil)], flow: nil)
     }
 
     struct Target {
         let label: String
         /// The path below a mirror's root.
         let path: String
+        /// The blob's hash, for a blob.
+        let hash: ContentHash?
         let destination: String
         let partial: String
         /// The most a mirror may send: more is cut off.
@@ -77,6 +111,8 @@ public final class CurlFetcher {
         var order: [Int]
         var position = 0
         var attempts = 0
+        /// Whether the consumer has let it start (it keeps its place when retried).
+        var admitted = false
         var notBefore = Date.distantPast
         var problems = [String]()
 
@@ -158,12 +194,13 @@ public final class CurlFetcher {
         Array(0..<options.mirrors.count).sorted { (demotions[$0], $0) < (demotions[$1], $1) }
     }
 
-    private func run(_ targets: [Target]) throws -> FetchReport {
+    private func run(_ targets: [Target], flow: Flow?) throws -> FetchReport {
         let began = Date()
         var report = FetchReport()
         bytesReceived = 0
         guard !targets.isEmpty else { return report }
         guard let multi = curl_multi_init() else { throw UpdError(.network, "libcurl: cannot create a multi handle") }
+        runningMulti.withLock { $0 = UInt(bitPattern: multi) }
         var pending = targets.map { Job(target: $0, order: mirrorOrder()) }
         var active = [UnsafeMutableRawPointer: Transfer]()
         var failure: UpdError?
@@ -175,22 +212,31 @@ public final class CurlFetcher {
                 Sys.close(t.fd)
                 Unmanaged.passUnretained(t).release()
             }
+            runningMulti.withLock { $0 = 0 }
             curl_multi_cleanup(multi)
         }
 
         while failure == nil && (!pending.isEmpty || !active.isEmpty) {
+            if flow?.cancelled() == true { throw UpdError(.network, "the download was cancelled") }
             let now = Date()
-            while active.count < options.concurrency, let index = pending.firstIndex(where: { $0.notBefore <= now }) {
+            while active.count < options.concurrency, let index = nextJob(&pending, now: now, flow: flow) {
                 let job = pending.remove(at: index)
+                if try completedEarlier(job.target) {
+                    report.blobs += 1
+                    if let hash = job.target.hash { flow?.arrived(hash) }
+                    continue
+                }
                 let t = try start(job, multi: multi)
                 active[t.easy] = t
             }
             var running: Int32 = 0
             curl_multi_perform(multi, &running)
             var queued: Int32 = 0
+            var finishedAny = false
             while let message = curl_multi_info_read(multi, &queued) {
                 guard message.pointee.msg == CURLMSG_DONE, let easy = message.pointee.easy_handle, let t = active[easy] else { continue }
                 let result = message.pointee.data.result
+                finishedAny = true
                 active[easy] = nil
                 curl_multi_remove_handle(multi, easy)
                 Sys.close(t.fd)
@@ -201,6 +247,7 @@ public final class CurlFetcher {
                 switch finish(t, result: result) {
                 case .done:
                     report.blobs += 1
+                    if let hash = t.job.target.hash { flow?.arrived(hash) }
                 case .retry:
                     report.retries += 1
                     pending.append(t.job)
@@ -211,10 +258,17 @@ public final class CurlFetcher {
                     failure = error
                 }
             }
-            refillAndResume(active.values)
+            let resumed = refillAndResume(active.values)
             showProgress(start: began, total: totalBytes, blobs: report.blobs, totalBlobs: targets.count)
+            // Start the next transfers at once; and libcurl watches a resumed transfer's socket
+            // again only from its next perform.
+            if finishedAny || resumed { continue }
             var waitMs: Int32 = 100
-            if active.isEmpty, let next = pending.map(\.notBefore).min() {
+            if let limit = rateLimit.withLock({ $0 }), tokens <= 0, active.values.contains(where: \.paused) {
+                // Until the bucket has tokens again.
+                waitMs = Int32(max(1, min(100, (-tokens / Double(max(limit, 1))) * 1000 + 1)))
+            }
+            if active.isEmpty, let next = pending.filter(\.admitted).map(\.notBefore).min() {
                 waitMs = Int32(max(1, min(1000, next.timeIntervalSinceNow * 1000)))
             }
             curl_multi_poll(multi, nil, 0, waitMs, nil)
@@ -223,6 +277,31 @@ public final class CurlFetcher {
         report.bytes = bytesReceived
         report.seconds = Date().timeIntervalSince(began)
         return report
+    }
+
+    /// The pending job to start next: a retry that is due, or else the first job not yet
+    /// started, if the consumer admits it.
+    private func nextJob(_ pending: inout [Job], now: Date, flow: Flow?) -> Int? {
+        if let index = pending.firstIndex(where: { $0.admitted && $0.notBefore <= now }) { return index }
+        guard let index = pending.firstIndex(where: { !$0.admitted }),
+              flow?.admit(pending[index].target.maxBytes) ?? true else { return nil }
+        pending[index].admitted = true
+        return index
+    }
+
+    /// Whether an earlier run left the whole file as a partial download that verifies; it is
+    /// then renamed into place. One that does not verify is removed.
+    private func completedEarlier(_ target: Target) throws -> Bool {
+        guard let verify = target.verify, let st = try Sys.lstatIfExists(target.partial),
+              UInt64(st.st_size) >= target.maxBytes else { return false }
+        do {
+            try verify(target.partial)
+        } catch let e as UpdError where e.code == .corrupt {
+            Sys.unlink(target.partial)
+            return false
+        }
+        try Sys.rename(target.partial, target.destination)
+        return true
     }
 
     private func start(_ job: Job, multi: UnsafeMutableRawPointer) throws -> Transfer {
@@ -273,6 +352,8 @@ public final class CurlFetcher {
                 return .done
             } catch let e as UpdError where e.code == .corrupt {
                 Sys.unlink(target.partial)
+                // What an earlier run left may be what was torn, not what the mirror sent.
+                if t.resumedFrom > 0 { return retry(job, "\(mirror): the resumed download did not verify") }
                 return nextMirror(job, demote: true, "\(mirror): corrupt (\(e.message))")
             } catch {
                 return .failed(error as? UpdError ?? UpdError(.io, "\(target.destination): \(error)"))
@@ -282,6 +363,7 @@ public final class CurlFetcher {
         switch result {
         case CURLE_WRITE_ERROR where t.exceeded, CURLE_FILESIZE_EXCEEDED:
             Sys.unlink(target.partial)
+            if t.resumedFrom > 0 { return retry(job, "\(mirror): the resumed download overran; starting again") }
             return nextMirror(job, demote: true, "\(mirror): sent more than the \(target.maxBytes) bytes declared")
         case CURLE_OPERATION_TIMEDOUT:
             // Stalled or trickling: another mirror goes on from what arrived.
@@ -324,24 +406,27 @@ public final class CurlFetcher {
         return .nextMirror
     }
 
-    /// Refills the rate limiter's bucket and resumes transfers it paused.
-    private func refillAndResume(_ transfers: Dictionary<UnsafeMutableRawPointer, Transfer>.Values) {
+    /// Refills the rate limiter's bucket and resumes transfers it paused; whether it resumed any.
+    private func refillAndResume(_ transfers: Dictionary<UnsafeMutableRawPointer, Transfer>.Values) -> Bool {
         let now = Date()
         let elapsed = now.timeIntervalSince(lastRefill)
         lastRefill = now
-        guard let limit = rateLimit.withLock({ $0 }) else {
+        let limit = rateLimit.withLock { $0 }
+        if let limit {
+            // A bucket of a quarter second's worth keeps bursts short, and is deep enough that a
+            // loop slowed by a busy machine does not lose its share.
+            tokens = min(Double(limit) / 4, tokens + Double(limit) * elapsed)
+        } else {
             tokens = 0
-            for t in transfers where t.paused { t.paused = false; curl_easy_pause(t.easy, CCurl_PAUSE_CONT) }
-            return
         }
-        // A bucket of a tenth of a second's worth keeps bursts short.
-        tokens = min(Double(limit) / 10, tokens + Double(limit) * elapsed)
-        if tokens > 0 {
-            for t in transfers where t.paused {
-                t.paused = false
-                curl_easy_pause(t.easy, CCurl_PAUSE_CONT)
-            }
+        guard limit == nil || tokens > 0 else { return false }
+        var resumed = false
+        for t in transfers where t.paused {
+            t.paused = false
+            curl_easy_pause(t.easy, CCurl_PAUSE_CONT)
+            resumed = true
         }
+        return resumed
     }
 
     private func showProgress(start: Date, total: UInt64, blobs: Int, totalBlobs: Int) {

@@ -34,8 +34,25 @@ public struct ApplyPlan: Sendable {
     public internal(set) var oldTreeBytes: UInt64 = 0
     public internal(set) var newTreeBytes: UInt64 = 0
 
+    /// The download window the disk figures allow for, when the apply downloads as it goes.
+    public internal(set) var downloadWindow: UInt64?
+
     /// Contents the planner found in no local source, by hash, with their compressed size.
     public internal(set) var missing: [ContentHash: UInt64] = [:]
+
+    /// The missing contents the steps from `start` on write, in order of first use, and the
+    /// index of the step after which each is no longer needed: what an apply downloads.
+    public func downloads(from start: Int = 0) -> (requests: [BlobRequest], lastUse: [ContentHash: Int]) {
+        var requests = [BlobRequest]()
+        var lastUse = [ContentHash: Int]()
+        for index in start..<steps.count {
+            guard case .writeFile(let e) = steps[index], case .file(let size, let hash, _) = e.kind,
+                  let blobSize = missing[hash] else { continue }
+            if lastUse[hash] == nil { requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize)) }
+            lastUse[hash] = index
+        }
+        return (requests, lastUse)
+    }
 
     /// A digest of the steps, which an interrupted apply must find unchanged when it resumes.
     public var fingerprint: String {

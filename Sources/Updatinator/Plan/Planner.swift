@@ -26,6 +26,9 @@ public struct Planner {
     public var allocationUnit: UInt64 = 4096
     /// What one directory occupies: a unit on disk filesystems, nothing on tmpfs.
     public var directoryBytes: UInt64 = 4096
+    /// When the contents to obtain are downloaded during the apply (`BlobStream`): the most
+    /// compressed bytes downloaded ahead of their use. Nil when they are not downloaded.
+    public var downloadWindow: UInt64?
 
     public init(from: Manifest, to: Manifest) {
         self.from = from
@@ -36,6 +39,7 @@ public struct Planner {
         let old = InodeGroups(from), new = InodeGroups(to)
         let steps = makeSteps(old: old, new: new)
         var plan = ApplyPlan(from: from, to: to, steps: steps, changes: countChanges())
+        plan.downloadWindow = downloadWindow
         try account(&plan, old: old, new: new)
         simulateDisk(&plan, old: old, new: new)
         return plan
@@ -209,7 +213,9 @@ public struct Planner {
         // The state directory's copies of both manifests and the journal.
         allocated += rounded(fromManifestBytes) + rounded(toManifestBytes) + journalBytes
         highest = max(highest, allocated)
-        for step in plan.steps {
+        var downloads = DownloadModel(plan: plan, window: downloadWindow, planner: self)
+        allocated += downloads.directories
+        for (index, step) in plan.steps.enumerated() {
             switch step {
             case .preserve(let hash, let path):
                 work[hash] = at[path]
@@ -225,7 +231,7 @@ public struct Planner {
                 sizes[inode] = size
                 links[inode] = 1
                 allocated += size   // the temporary file, before it replaces the old entry
-                highest = max(highest, allocated)
+                highest = max(highest, allocated + downloads.held)
                 replace(e.path, with: inode)
             case .link(let e):
                 guard case .hardlink(let target) = e.kind, let inode = at[target] else { continue }
@@ -238,9 +244,55 @@ public struct Planner {
             case .checkpoint, .setMetadata, .finishDirectories:
                 break
             }
-            highest = max(highest, allocated)
+            highest = max(highest, allocated + downloads.held)
+            downloads.stepDone(index)
         }
         plan.peakExtraDisk = highest > floor ? highest - floor : 0
         plan.requiredFreeSpace = highest - start
+    }
+}
+
+/// The blobs an apply that downloads as it goes holds at each step: its downloads directories,
+/// and from the next blob not yet released, as many blobs as fit in the window (at least one).
+struct DownloadModel {
+    /// Each blob's compressed size (what the window counts) and what it occupies on disk.
+    private var sizes = [(bytes: UInt64, allocated: UInt64)]()
+    private var releasedAfter = [Int: Int]()
+    private var next = 0
+    private let window: UInt64
+    /// Bytes of the directories the downloads go to.
+    let directories: UInt64
+    /// Bytes of downloaded blobs present now.
+    private(set) var held: UInt64 = 0
+
+    init(plan: ApplyPlan, window: UInt64?, planner: Planner) {
+        self.window = window ?? 0
+        guard window != nil else {
+            directories = 0
+            return
+        }
+        let (requests, lastUse) = plan.downloads()
+        sizes = requests.map { ($0.blobSize, planner.rounded($0.blobSize)) }
+        for (position, r) in requests.enumerated() { releasedAfter[lastUse[r.hash]!] = position }
+        // The downloads directory and one subdirectory per hash prefix (`BlobStore` layout).
+        let prefixes = Set(requests.map { $0.hash.hex.prefix(2) })
+        directories = requests.isEmpty ? 0 : UInt64(1 + prefixes.count) * planner.directoryBytes
+        held = heldFromNext()
+    }
+
+    mutating func stepDone(_ index: Int) {
+        guard let position = releasedAfter[index] else { return }
+        next = position + 1
+        held = heldFromNext()
+    }
+
+    private func heldFromNext() -> UInt64 {
+        var admitted: UInt64 = 0, allocated: UInt64 = 0
+        for size in sizes[next...] {
+            guard admitted == 0 || admitted + size.bytes <= window else { break }
+            admitted += size.bytes
+            allocated += size.allocated
+        }
+        return allocated
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// A content-addressed store of zlib-compressed blobs: `DIR/<hh>/<hash>`, named by the hash of the raw content.
@@ -26,6 +27,17 @@ public final class BlobStore: Sendable {
             throw UpdError(.corrupt, "\(path(for: hash)): not a regular file")
         }
         return UInt64(st.st_size)
+    }
+
+    /// Deletes every complete blob, keeping partial downloads (names starting with a dot).
+    func removeCompleteBlobs() throws {
+        let files = FileManager.default
+        for prefix in (try? files.contentsOfDirectory(atPath: directory)) ?? [] where !prefix.hasPrefix(".") {
+            let subdirectory = "\(directory)/\(prefix)"
+            for name in (try? files.contentsOfDirectory(atPath: subdirectory)) ?? [] where !name.hasPrefix(".") {
+                Sys.unlink("\(subdirectory)/\(name)")
+            }
+        }
     }
 
     /// Stores bytes held in memory, durably, unless the store has them already.

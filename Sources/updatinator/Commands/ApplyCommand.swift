@@ -5,17 +5,22 @@ import Updatinator
 struct ApplyCommand: UpdatinatorSubcommand {
     static let configuration = CommandConfiguration(
         commandName: "apply",
-        abstract: "Moves a tree to another image in place, from local blob directories.",
+        abstract: "Moves a tree to another image in place, from local blob directories or mirrors.",
         discussion: """
             Verifies the target manifest against the keyring, plans the move, refuses before \
             changing anything when the filesystem lacks the space the plan needs, and then \
             transforms the tree where it stands. Progress is journaled in ROOT/.updatinator: \
             after a crash or power cut, running the same command again (or with --resume) \
             completes the move. The installed manifest changes only when the tree matches the \
-            target. Blob directories are only read.
+            target. Blob directories are only read. Contents that neither the tree nor a blob \
+            directory has are downloaded from the mirrors as the apply goes, each verified, used \
+            and deleted at once: at most 32 MiB of blobs wait on disk, or one blob at a time \
+            when the filesystem is short of space, and the free-space check counts them.
             """)
 
     @OptionGroup var move: MoveOptions
+
+    @OptionGroup var mirrors: MirrorOptions
 
     @Option(help: "The directory of trusted public keys that must have signed the target manifest.")
     var keyring: String?
@@ -33,6 +38,9 @@ struct ApplyCommand: UpdatinatorSubcommand {
         if keyring == nil && !insecureSkipVerify {
             throw ValidationError("--keyring is required (or --insecure-skip-verify, for testing only).")
         }
+        if move.blobs.isEmpty && mirrors.mirror.isEmpty {
+            throw ValidationError("give --blobs DIR or --mirror URL (or both): where contents the tree lacks come from.")
+        }
     }
 
     func execute() throws {
@@ -45,7 +53,10 @@ struct ApplyCommand: UpdatinatorSubcommand {
         let applier = InPlaceApplier(root: move.root, target: target.manifest, targetBytes: target.bytes)
         applier.blobDirectories = move.blobs
         if let from = move.from { applier.from = try ManifestFile.read(from) }
+        if !mirrors.mirror.isEmpty { applier.fetcher = try mirrors.makeFetcher() }
         let report = try applier.run()
+        Console.endProgress()
+        let download = report.download
         let name = "\(target.manifest.image) \(target.manifest.version)"
         if json {
             try Console.writeJSON([
@@ -55,6 +66,8 @@ struct ApplyCommand: UpdatinatorSubcommand {
                 "planned_peak_extra_disk": report.plannedPeakExtraDisk,
                 "observed_peak_extra_disk": report.observedPeakExtraDisk,
                 "seconds": report.seconds, "operations": report.operations,
+                "blobs_downloaded": download.blobs, "bytes_downloaded": download.bytes,
+                "download_retries": download.retries, "download_failovers": download.failovers,
             ])
             return
         }
@@ -62,7 +75,9 @@ struct ApplyCommand: UpdatinatorSubcommand {
             Console.print("\(move.root) is already at \(name)")
             return
         }
-        Console.print("\(move.root) is now at \(name)\(report.resumed ? " (resumed)" : ""): wrote \(formatBytes(report.bytesWritten)), "
+        Console.print("\(move.root) is now at \(name)\(report.resumed ? " (resumed)" : ""): "
+            + (mirrors.mirror.isEmpty ? "" : "downloaded \(download.blobs) blobs, \(formatBytes(download.bytes)); ")
+            + "wrote \(formatBytes(report.bytesWritten)), "
             + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s, peak extra disk "
             + "\(formatBytes(report.observedPeakExtraDisk)) observed (\(formatBytes(report.plannedPeakExtraDisk)) planned)")
     }

@@ -23,6 +23,7 @@ enum Console {
     static let isInteractive = isatty(2) == 1
 
     static func error(_ message: String) {
+        endProgress()
         FileHandle.standardError.write(Data("updatinator: \(message)\n".utf8))
     }
 

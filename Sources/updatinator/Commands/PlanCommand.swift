@@ -9,10 +9,15 @@ struct PlanCommand: UpdatinatorSubcommand {
             Prints the contents to obtain (count and compressed bytes), the bytes reused from \
             the tree, the bytes to write, the exact peak extra disk space the apply needs, and \
             the changes by kind. The tree's installed manifest is the starting point unless \
-            --from names another (needed for a tree that was only generated, never applied).
+            --from names another (needed for a tree that was only generated, never applied). \
+            With --mirror, the contents to obtain are counted as downloads during the apply, and \
+            the disk figures include the blobs waiting on disk (no mirror is contacted).
             """)
 
     @OptionGroup var move: MoveOptions
+
+    @Option(help: "A mirror the apply will download from; repeatable.")
+    var mirror: [String] = []
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
@@ -21,7 +26,8 @@ struct PlanCommand: UpdatinatorSubcommand {
         let target = try ManifestFile.read(move.to)
         let origin = try ManifestFile.read(move.from ?? StateDirectory(root: move.root).installedManifest)
         let plan = try InPlaceApplier.plan(root: move.root, from: origin.manifest, fromBytes: origin.bytes.count,
-                                           to: target.manifest, toBytes: target.bytes.count, blobDirectories: move.blobs)
+                                           to: target.manifest, toBytes: target.bytes.count, blobDirectories: move.blobs,
+                                           downloadWindow: mirror.isEmpty ? nil : InPlaceApplier.defaultDownloadWindow)
         let c = plan.changes
         if json {
             try Console.writeJSON([
@@ -38,7 +44,7 @@ struct PlanCommand: UpdatinatorSubcommand {
             return
         }
         Console.print("\(plan.from.image) \(plan.from.version) → \(plan.to.image) \(plan.to.version)")
-        Console.print("  to obtain:   \(plan.contentsToObtain) contents, \(formatBytes(plan.bytesToObtain)) compressed")
+        Console.print("  to \(mirror.isEmpty ? "obtain:  " : "download:") \(plan.contentsToObtain) contents, \(formatBytes(plan.bytesToObtain)) compressed")
         Console.print("  from blobs:  \(plan.contentsFromBlobs) contents, \(formatBytes(plan.bytesFromBlobs))")
         Console.print("  reused:      \(formatBytes(plan.bytesReused)) from the tree")
         Console.print("  to write:    \(formatBytes(plan.bytesToWrite))")

@@ -22,10 +22,11 @@ final class NginxMirror {
 
     deinit { _ = try? Shell.run([Scripts.path("serve-repo"), "--stop", state]) }
 
-    /// Bytes nginx sent, from its access log.
-    var bytesSent: Int {
+    /// Body bytes nginx sent for blobs, from its access log ("GET /blobs/… HTTP/1.1 200 1234").
+    var blobBytesSent: Int {
         let log = (try? String(contentsOfFile: "\(state)/access.log", encoding: .utf8)) ?? ""
-        return log.split(separator: "\n").compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
+        return log.split(separator: "\n").filter { $0.hasPrefix("GET /blobs/") }
+            .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
     }
 }
 

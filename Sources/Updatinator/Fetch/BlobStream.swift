@@ -1,0 +1,101 @@
+import Foundation
+
+/// Blobs downloaded on a background thread just ahead of their use, and deleted after it.
+///
+/// Blobs are requested in the order they will be used and released in that order. At most
+/// `window` compressed bytes are downloaded and not yet released at any moment (one blob is
+/// always let through, however large), so an apply from a mirror needs only that much disk
+/// beyond an apply from a local directory: `Planner.downloadWindow` models exactly this rule.
+final class BlobStream: @unchecked Sendable {
+    let store: BlobStore
+    private let fetcher: CurlFetcher
+    private let window: UInt64
+    private let condition = NSCondition()
+    private let sizes: [ContentHash: UInt64]
+    private var reserved: UInt64 = 0
+    private var arrived = Set<ContentHash>()
+    private var ended = false
+    private var cancelled = false
+    private var failure: Error?
+    private var report = FetchReport()
+
+    /// Starts downloading `requests` (in order of use) into `directory`. Complete blobs an
+    /// earlier run left there are removed first (a power cut may have torn them); partial
+    /// downloads stay, to be resumed and verified.
+    init(fetcher: CurlFetcher, requests: [BlobRequest], directory: String, window: UInt64) throws {
+        self.fetcher = fetcher
+        self.window = window
+        store = BlobStore(directory: directory)
+        try Sys.mkdirs(directory, mode: 0o700)
+        try store.removeCompleteBlobs()
+        sizes = Dictionary(requests.map { ($0.hash, $0.blobSize) }, uniquingKeysWith: { a, _ in a })
+        let flow = CurlFetcher.Flow(admit: { [unowned self] in admit($0) },
+                                    arrived: { [unowned self] in markArrived($0) },
+                                    cancelled: { [unowned self] in isCancelled })
+        let thread = Thread { [self] in
+            let result = Result { try fetcher.fetch(requests, into: store, flow: flow) }
+            condition.withLock {
+                switch result {
+                case .success(let r): report = r
+                case .failure(let e): failure = e
+                }
+                ended = true
+                condition.broadcast()
+            }
+        }
+        thread.name = "blob downloads"
+        thread.start()
+    }
+
+    /// Whether this stream downloads the blob.
+    func isExpected(_ hash: ContentHash) -> Bool { sizes[hash] != nil }
+
+    /// The path of a downloaded, verified blob, waiting for it if need be.
+    func path(for hash: ContentHash) throws -> String {
+        try condition.withLock {
+            while !arrived.contains(hash) {
+                if let failure { throw failure }
+                if ended { throw UpdError(.network, "blob \(hash.hex) was not downloaded") }
+                condition.wait()
+            }
+        }
+        return store.path(for: hash)
+    }
+
+    /// Deletes a blob after its last use, making room for the next downloads.
+    func release(_ hash: ContentHash) {
+        Sys.unlink(store.path(for: hash))
+        condition.withLock {
+            if arrived.remove(hash) != nil, let size = sizes[hash] { reserved -= min(reserved, size) }
+        }
+        fetcher.wakeUp()
+    }
+
+    /// Stops the downloads (if still running), waits for them, and returns what they did.
+    @discardableResult
+    func finish() -> FetchReport {
+        condition.withLock { cancelled = true }
+        fetcher.wakeUp()
+        return condition.withLock {
+            while !ended { condition.wait() }
+            return report
+        }
+    }
+
+    private func admit(_ size: UInt64) -> Bool {
+        condition.withLock {
+            guard reserved == 0 || reserved + size <= window else { return false }
+            reserved += size
+            return true
+        }
+    }
+
+    private func markArrived(_ hash: ContentHash) {
+        condition.withLock {
+            arrived.insert(hash)
+            condition.broadcast()
+        }
+    }
+
+    private var isCancelled: Bool { condition.withLock { cancelled } }
+}
