@@ -112,7 +112,14 @@ import Testing
                            "--expires", "1d", "--secret-key", tmp.sub("build.sec")], status: 64, mentioning: "does not exist")
     }
 
-    @Test(arguments: ["keygen", "generate", "sign", "verify", "diff", "fsck", "publish", "plan", "apply"])
+    @Test func applyNeedsASourceForContents() throws {
+        try expectFailure(["apply", "--root", tmp.sub("tree"), "--to", "\(repo)/images/base/1.manifest",
+                           "--keyring", tmp.sub("keyring")], status: 64, mentioning: "give --blobs DIR or --mirror URL")
+        try expectFailure(["fetch", "--to", "\(repo)/images/base/1.manifest", "--cache", tmp.sub("cache"),
+                           "--mirror", "ftp://example.org/repo"], status: 64, mentioning: "only http://, https:// and file://")
+    }
+
+    @Test(arguments: ["keygen", "generate", "sign", "verify", "diff", "fsck", "publish", "plan", "apply", "get-manifest", "fetch"])
     func everyCommandExplainsItselfInWholeSentences(command: String) throws {
         let r = try CLI.run([command, "--help"])
         #expect(r.status == 0)

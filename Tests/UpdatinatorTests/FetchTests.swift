@@ -110,6 +110,21 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
     }
 
+    @Test func getManifestRefusesAnotherSignedManifestPassedOffAsTheVersionAsked() throws {
+        // A mirror that answers for version 2 with version 1's validly signed manifest (a downgrade).
+        let mirror = tmp.sub("mirror")
+        try Sys.mkdirs("\(mirror)/images/olpc-ext3")
+        for suffix in ["", ".sig"] {
+            try Sys.writeFileAtomically("\(mirror)/images/olpc-ext3/2.manifest\(suffix)",
+                                        Sys.readFile(samples.manifest("olpc-ext3", "1") + suffix))
+        }
+        let out = tmp.sub("out")
+        let r = try CLI.run(["get-manifest", "--mirror", "file://\(mirror)", "olpc-ext3", "2", "--out", out, "--keyring", samples.keyring])
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.contains("the mirror sent the manifest of olpc-ext3 1"), "\(r.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out) == [], "nothing is left behind")
+    }
+
     @Test func aFileMirrorWorksLikeAnHTTPOne() throws {
         let store = BlobStore(directory: tmp.sub("cache"))
         let report = try fetcher(["file://\(samples.repo)"]).fetch(try upgradeBlobs, into: store)

@@ -34,16 +34,13 @@ struct ApplyCommand: UpdatinatorSubcommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
-    func validate() throws {
+    func execute() throws {
         if keyring == nil && !insecureSkipVerify {
-            throw ValidationError("--keyring is required (or --insecure-skip-verify, for testing only).")
+            throw UpdError(.usage, "--keyring is required (or --insecure-skip-verify, for testing only)")
         }
         if move.blobs.isEmpty && mirrors.mirror.isEmpty {
-            throw ValidationError("give --blobs DIR or --mirror URL (or both): where contents the tree lacks come from.")
+            throw UpdError(.usage, "give --blobs DIR or --mirror URL (or both): where contents the tree lacks come from")
         }
-    }
-
-    func execute() throws {
         let target: (manifest: Manifest, bytes: [UInt8])
         if insecureSkipVerify {
             target = try ManifestFile.read(move.to)

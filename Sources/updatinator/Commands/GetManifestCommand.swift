@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import Updatinator
 
 struct GetManifestCommand: UpdatinatorSubcommand {
@@ -8,7 +7,8 @@ struct GetManifestCommand: UpdatinatorSubcommand {
         abstract: "Downloads an image version's manifest and its signature from mirrors.",
         discussion: """
             Writes DIR/VERSION.manifest and DIR/VERSION.manifest.sig, from the first mirror that \
-            has them. With --keyring, the manifest must also verify against it.
+            has them, once the manifest names IMAGE and VERSION and, with --keyring, verifies \
+            against it; otherwise nothing is written.
             """)
 
     @OptionGroup var mirrors: MirrorOptions
@@ -26,16 +26,9 @@ struct GetManifestCommand: UpdatinatorSubcommand {
     var keyring: String?
 
     func execute() throws {
-        try Manifest.checkName(image, what: "image name")
-        try Manifest.checkName(version, what: "version")
-        let fetcher = try mirrors.makeFetcher()
-        let remote = Repository.manifestPath(image: image, version: version)
-        let local = "\(out)/\(version).manifest"
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        try fetcher.fetchFile(remote, to: local, maxBytes: UInt64(ManifestParser.maxManifestBytes))
-        try fetcher.fetchFile(remote + ".sig", to: local + ".sig", maxBytes: 64 * 1024)
-        let manifest = try keyring.map { try ManifestFile.readVerified(local, keyring: Keyring(directory: $0)) } ?? ManifestFile.read(local)
-        Console.print("\(local): \(manifest.manifest.image) \(manifest.manifest.version), \(manifest.manifest.entries.count) entries"
+        let got = try mirrors.makeFetcher().downloadManifest(image: image, version: version, into: out,
+                                                             keyring: keyring.map { try Keyring(directory: $0) })
+        Console.print("\(got.path): \(image) \(version), \(got.manifest.entries.count) entries"
             + (keyring == nil ? "" : ", signature verified"))
     }
 }
