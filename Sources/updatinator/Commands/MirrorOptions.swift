@@ -20,7 +20,9 @@ struct MirrorOptions: ParsableArguments {
         options.concurrency = concurrency
         let fetcher = try CurlFetcher(options: options)
         fetcher.progress = { p in
-            var line = "downloading \(p.blobs)/\(p.totalBlobs) blobs, \(formatBytes(p.bytes)) of \(formatBytes(p.totalBytes)), "
+            let done = p.totalBytes > 0 ? min(1, Double(p.bytes) / Double(p.totalBytes)) : 1
+            let bar = String(repeating: "#", count: Int(done * 24)).padding(toLength: 24, withPad: ".", startingAt: 0)
+            var line = "[\(bar)] \(p.blobs)/\(p.totalBlobs) blobs, \(formatBytes(p.bytes)) of \(formatBytes(p.totalBytes)), "
                 + "\(formatBytes(UInt64(p.rate)))/s"
             if let left = p.secondsLeft { line += String(format: ", %.0f s left", left) }
             Console.progress(line)
