@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "Updatinator", targets: ["Updatinator"]),
+        .library(name: "UpdatinatorLua", targets: ["UpdatinatorLua"]),
         .executable(name: "updatinator", targets: ["updatinator"]),
     ],
     dependencies: [
@@ -23,11 +24,15 @@ let package = Package(
         // The core: manifests, trees, blobs, signing. No Lua, no HTTP server.
         .target(name: "Updatinator", dependencies: ["CCurl", "CLinux", "CSodium", "CZlib"]),
 
+        // The Lua host: a sandboxed state, the bridge, and the `upd` API over the core.
+        .target(name: "UpdatinatorLua", dependencies: ["Updatinator", "CLua"]),
+
         // The command-line tool: thin commands over the core.
         .executableTarget(
             name: "updatinator",
             dependencies: [
                 "Updatinator",
+                "UpdatinatorLua",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -35,6 +40,7 @@ let package = Package(
             name: "UpdatinatorTests",
             dependencies: ["Updatinator", "updatinator", "CLinux", "CZlib"],
             resources: [.copy("Fixtures")]),
+        .testTarget(name: "UpdatinatorLuaTests", dependencies: ["UpdatinatorLua", "Updatinator", "CLua"]),
     ],
     swiftLanguageModes: [.v6]
 )

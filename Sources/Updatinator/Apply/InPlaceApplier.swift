@@ -1,6 +1,15 @@
 import CLinux
 import Foundation
 import Glibc
+import Synchronization
+
+/// Where an apply stands.
+public struct ApplyProgress: Sendable {
+    public var stepsDone = 0
+    public var totalSteps = 0
+    /// The downloads' progress, when the apply downloads.
+    public var download: FetchProgress?
+}
 
 /// Transforms a tree from one image to another where it stands, resumably.
 ///
@@ -37,6 +46,9 @@ public final class InPlaceApplier {
     /// space for that, the apply downloads one blob at a time.
     public var downloadWindow: UInt64 = defaultDownloadWindow
     public static let defaultDownloadWindow: UInt64 = 32 << 20
+    /// Called on the applying thread at most five times a second, also while it waits for a
+    /// download; throwing stops the apply at a resumable point.
+    public var onProgress: ((ApplyProgress) throws -> Void)?
     /// For tests of crash safety: the process kills itself with SIGKILL after this many operations.
     public var killAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) }
     /// For tests of a disk filled by another process: the process stops itself (SIGSTOP) once,
@@ -52,6 +64,9 @@ public final class InPlaceApplier {
     private var startUsed: UInt64 = 0
     private var peakBase: Int64 = 0
     private var downloads: BlobStream?
+    private let latestDownload = Mutex<FetchProgress?>(nil)
+    private var progress = ApplyProgress()
+    private var lastProgress = Date.distantPast
 
     public init(root: String, target: Manifest, targetBytes: [UInt8]) {
         self.root = root
@@ -152,7 +167,13 @@ public final class InPlaceApplier {
         observe()
 
         let (requests, lastUse) = plan.downloads(from: journalRecord.done)
+        progress.totalSteps = plan.steps.count
         if let fetcher, !requests.isEmpty {
+            let previous = fetcher.progress
+            fetcher.progress = { [weak self] p in
+                self?.latestDownload.withLock { $0 = p }
+                previous?(p)
+            }
             downloads = try BlobStream(fetcher: fetcher, requests: requests, directory: state.downloads,
                                        window: plan.downloadWindow ?? 0)
         }
@@ -162,6 +183,8 @@ public final class InPlaceApplier {
             defer {
                 if case .writeFile(let e) = step, let hash = e.contentHash, lastUse[hash] == index { downloads?.release(hash) }
             }
+            progress.stepsDone = index
+            try reportProgress()
             if case .checkpoint = step {
                 try syncFilesystem()
                 operation()
@@ -180,6 +203,14 @@ public final class InPlaceApplier {
         report.seconds = Date().timeIntervalSince(start)
         report.operations = operations
         return report
+    }
+
+    /// Calls `onProgress`, at most five times a second.
+    private func reportProgress() throws {
+        guard let onProgress, Date().timeIntervalSince(lastProgress) >= 0.2 else { return }
+        lastProgress = Date()
+        progress.download = latestDownload.withLock { $0 }
+        try onProgress(progress)
     }
 
     /// Refuses a state directory that is not a real directory of its own (a planted symlink).
@@ -398,7 +429,7 @@ public final class InPlaceApplier {
             try restart(fd, display: display)
         }
         if let downloads, downloads.isExpected(hash) {
-            try BlobStore.read(blobAt: try downloads.path(for: hash), hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
+            try BlobStore.read(blobAt: try downloads.path(for: hash, whileWaiting: reportProgress), hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
             return
         }
         for directory in blobDirectories {

@@ -50,16 +50,20 @@ final class BlobStream: @unchecked Sendable {
     /// Whether this stream downloads the blob.
     func isExpected(_ hash: ContentHash) -> Bool { sizes[hash] != nil }
 
-    /// The path of a downloaded, verified blob, waiting for it if need be.
-    func path(for hash: ContentHash) throws -> String {
-        try condition.withLock {
-            while !arrived.contains(hash) {
+    /// The path of a downloaded, verified blob, waiting for it if need be; `whileWaiting` runs
+    /// on this thread every fifth of a second of the wait (without the lock).
+    func path(for hash: ContentHash, whileWaiting: () throws -> Void = {}) throws -> String {
+        while true {
+            let ready: Bool = try condition.withLock {
+                if arrived.contains(hash) { return true }
                 if let failure { throw failure }
                 if ended { throw UpdError(.network, "blob \(hash.hex) was not downloaded") }
-                condition.wait()
+                _ = condition.wait(until: Date().addingTimeInterval(0.2))
+                return arrived.contains(hash)
             }
+            if ready { return store.path(for: hash) }
+            try whileWaiting()
         }
-        return store.path(for: hash)
     }
 
     /// Deletes a blob after its last use, making room for the next downloads.

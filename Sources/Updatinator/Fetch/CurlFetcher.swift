@@ -19,6 +19,7 @@ public final class CurlFetcher: @unchecked Sendable {
     public var progress: ((FetchProgress) -> Void)?
 
     private let rateLimit: Mutex<UInt64?>
+    private let cancelled = Mutex(false)
     /// The running fetch's multi handle (its address, 0 for none), for `wakeUp`.
     private let runningMulti = Mutex<UInt>(0)
     private var demotions: [Int]
@@ -39,6 +40,12 @@ public final class CurlFetcher: @unchecked Sendable {
     /// Changes the overall rate limit, also while a fetch runs (from any thread).
     public func setRateLimit(_ bytesPerSecond: UInt64?) {
         rateLimit.withLock { $0 = bytesPerSecond }
+    }
+
+    /// Makes a running fetch stop soon with an error (from any thread).
+    public func cancel() {
+        cancelled.withLock { $0 = true }
+        wakeUp()
     }
 
     /// Interrupts a running fetch's wait for network events, so that it looks at `Flow` again.
@@ -217,7 +224,9 @@ public final class CurlFetcher: @unchecked Sendable {
         }
 
         while failure == nil && (!pending.isEmpty || !active.isEmpty) {
-            if flow?.cancelled() == true { throw UpdError(.network, "the download was cancelled") }
+            if flow?.cancelled() == true || cancelled.withLock({ $0 }) {
+                throw UpdError(.network, "the download was cancelled")
+            }
             let now = Date()
             while active.count < options.concurrency, let index = nextJob(&pending, now: now, flow: flow) {
                 let job = pending.remove(at: index)
@@ -264,7 +273,7 @@ public final class CurlFetcher: @unchecked Sendable {
             // again only from its next perform.
             if finishedAny || resumed { continue }
             var waitMs: Int32 = 100
-            if let limit = rateLimit.withLock({ $0 }), tokens <= 0, active.values.contains(where: \.paused) {
+            if let limit = rateLimit.withLock({ $0 }), limit > 0, tokens <= 0, active.values.contains(where: \.paused) {
                 // Until the bucket has tokens again.
                 waitMs = Int32(max(1, min(100, (-tokens / Double(max(limit, 1))) * 1000 + 1)))
             }

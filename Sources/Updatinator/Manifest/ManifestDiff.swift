@@ -71,7 +71,7 @@ public struct ManifestDiff: Sendable {
         }
     }
 
-    static func fileSize(_ e: ManifestEntry) -> UInt64 {
+    public static func fileSize(_ e: ManifestEntry) -> UInt64 {
         if case .file(let size, _, _) = e.kind { return size }
         return 0
     }

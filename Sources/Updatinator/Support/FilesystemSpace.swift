@@ -2,14 +2,14 @@ import CLinux
 import Glibc
 
 /// Free and used space of the filesystem holding a path.
-struct FilesystemSpace {
-    let unit: UInt64
-    let free: UInt64
-    let used: UInt64
+public struct FilesystemSpace: Sendable {
+    public let unit: UInt64
+    public let free: UInt64
+    public let used: UInt64
     /// Whether it is a tmpfs, whose directories occupy no data pages.
-    let isTmpfs: Bool
+    public let isTmpfs: Bool
 
-    init(path: String) throws {
+    public init(path: String) throws {
         var s = statfs()
         guard statfs(path, &s) == 0 else { throw UpdError.system("statfs", path) }
         unit = UInt64(s.f_frsize)

@@ -1,0 +1,281 @@
+internal import CLua
+import Foundation
+import Updatinator
+
+/// A Lua 5.4 state with a sandbox, limits, and Swift functions callable from Lua.
+///
+/// Lua errors never unwind through Swift: Swift functions registered here return normally and
+/// a C trampoline raises their errors afterwards, and Swift calls into Lua only through
+/// `lua_pcallk`. A state belongs to one thread at a time.
+public final class LuaState {
+    /// What a script may use.
+    public struct Options: Sendable {
+        /// Grants the `io` and `os` libraries.
+        public var allowOS = false
+        /// Strict globals: created only at a script's top level, never read before assigned.
+        public var strictGlobals = true
+        /// Lua instructions per call into Lua (a script run, a policy callback); nil for none.
+        public var instructionLimit: Int? = 200_000_000
+        /// Bytes the whole state may allocate; nil for none.
+        public var memoryLimit: Int? = 256 << 20
+
+        public init() {}
+    }
+
+    let L: OpaquePointer
+    private let limits: UnsafeMutablePointer<CLua_Limits>
+    /// Functions and objects Lua holds pointers to; they live as long as the state.
+    private var functions = [LuaFunction]()
+    /// Calls into Lua in progress (callbacks nest inside a script's call).
+    private var depth = 0
+    public let options: Options
+    /// Where `print` writes.
+    public var output: (String) -> Void = { FileHandle.standardOutput.write(Data($0.utf8)) }
+    /// Where `upd.log` writes, with the level.
+    public var log: (String, String) -> Void = { level, message in
+        FileHandle.standardError.write(Data("[\(level)] \(message)\n".utf8))
+    }
+    /// The tree that `upd` functions act on when a script gives no `root` (`run --root`).
+    public var root: String?
+    /// The file `upd.state` keeps its values in; nil keeps them in memory only.
+    public var stateFile: String?
+
+    public init(options: Options = Options()) throws {
+        self.options = options
+        limits = .allocate(capacity: 1)
+        limits.initialize(to: CLua_Limits(used: 0, memory_limit: options.memoryLimit.map { size_t($0) } ?? 0,
+                                          instructions_left: 0, instruction_limit: Int64(options.instructionLimit ?? 0),
+                                          host_active: 1, interrupted: 0))
+        guard let state = CLua_newstate(limits) else {
+            limits.deallocate()
+            throw LuaError(message: "cannot create a Lua state")
+        }
+        L = state
+        CLua_sethook(L)
+        try Sandbox.install(in: self)
+    }
+
+    deinit {
+        lua_close(L)
+        limits.deallocate()
+    }
+
+    /// Bytes the state has allocated.
+    public var memoryInUse: Int { Int(limits.pointee.used) }
+
+    /// Asks a running script to stop at its next instruction check (safe from a signal handler's
+    /// thread, as a single store).
+    public func interrupt() { limits.pointee.interrupted = 1 }
+
+    /// Whether an interrupt was asked for (clearing it), for Swift code that waits.
+    func takeInterrupt() -> Bool {
+        guard limits.pointee.interrupted != 0 else { return false }
+        limits.pointee.interrupted = 0
+        return true
+    }
+
+    private var loadedPolicyState: PolicyState?
+
+    func policyState() throws -> PolicyState {
+        if let loadedPolicyState { return loadedPolicyState }
+        let state = try PolicyState(file: stateFile)
+        loadedPolicyState = state
+        return state
+    }
+
+    // MARK: Running Lua
+
+    /// Loads a script file (text only) and runs it with `arguments` as `arg` and `...`.
+    public func runFile(_ path: String, arguments: [String] = []) throws {
+        let source: Data
+        do { source = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw LuaError(message: "cannot read \(path): \(error.localizedDescription)")
+        }
+        let chunkName = "@" + path
+        try load(source, chunkName: chunkName)
+        lua_createtable(L, Int32(arguments.count), 1)
+        push(path)
+        lua_rawseti(L, -2, 0)
+        for (i, a) in arguments.enumerated() {
+            push(a)
+            lua_rawseti(L, -2, lua_Integer(i + 1))
+        }
+        setGlobal("arg")
+        for a in arguments { push(a) }
+        try protectedCall(arguments: Int32(arguments.count), results: 0)
+    }
+
+    /// Runs a chunk of text and returns its results converted to Swift values.
+    @discardableResult
+    public func run(_ code: String, chunkName: String = "=(string)") throws -> [LuaValue] {
+        let base = lua_gettop(L)
+        try load(Data(code.utf8), chunkName: chunkName)
+        try protectedCall(arguments: 0, results: LUA_MULTRET)
+        let values = (base + 1..<lua_gettop(L) + 1).map { value(at: $0) }
+        lua_settop(L, base)
+        return values
+    }
+
+    /// Calls a global function, if the script defined it; returns its results, or nil when the
+    /// global is not a function.
+    public func callGlobal(_ name: String, _ arguments: [LuaValue] = []) throws -> [LuaValue]? {
+        let base = lua_gettop(L)
+        CLua_pushglobaltable(L)
+        push(name)
+        lua_rawget(L, -2)
+        CLua_remove(L, -2)
+        guard lua_type(L, -1) == LUA_TFUNCTION else {
+            lua_settop(L, base)
+            return nil
+        }
+        for a in arguments { push(a) }
+        try protectedCall(arguments: Int32(arguments.count), results: LUA_MULTRET)
+        let values = (base + 1..<lua_gettop(L) + 1).map { value(at: $0) }
+        lua_settop(L, base)
+        return values
+    }
+
+    /// Sets a global to the value on top of the stack (popping it), bypassing strict globals.
+    func setGlobal(_ name: String) {
+        CLua_pushglobaltable(L)
+        CLua_insert(L, -2)
+        push(name)
+        CLua_insert(L, -2)
+        lua_rawset(L, -3)
+        CLua_pop(L, 1)
+    }
+
+    func load(_ source: [UInt8], chunkName: String) throws { try load(Data(source), chunkName: chunkName) }
+
+    func load(_ source: Data, chunkName: String) throws {
+        let status = source.withUnsafeBytes { bytes in
+            CLua_loadbuffer(L, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), bytes.count, chunkName)
+        }
+        guard status == LUA_OK else {
+            let message = CLua_tostring(L, -1).map { String(cString: $0) } ?? "cannot load \(chunkName)"
+            CLua_pop(L, 1)
+            throw LuaError(message: message)
+        }
+    }
+
+    /// Calls the function below `arguments` values on the stack, with a fresh instruction budget
+    /// and a traceback on error. Leaves `results` values (all, for LUA_MULTRET).
+    func protectedCall(arguments: Int32, results: Int32, on thread: OpaquePointer? = nil) throws {
+        let L = thread ?? self.L
+        let handlerIndex = lua_gettop(L) - arguments
+        lua_pushcclosure(L, CLua_traceback, 0)
+        CLua_insert(L, handlerIndex)
+        // A call from the host starts a fresh budget; a callback a script gave shares its budget.
+        if depth == 0 { limits.pointee.instructions_left = limits.pointee.instruction_limit }
+        let hostActive = limits.pointee.host_active
+        limits.pointee.host_active = 0
+        depth += 1
+        let status = CLua_pcall(L, arguments, results, handlerIndex)
+        depth -= 1
+        limits.pointee.host_active = hostActive
+        CLua_remove(L, handlerIndex)
+        guard status == LUA_OK else {
+            let text = CLua_tostring(L, -1).map { String(cString: $0) } ?? "error"
+            CLua_pop(L, 1)
+            CLua_collectgarbage(L)
+            throw LuaError(traceback: text)
+        }
+    }
+
+    /// Calls the Lua function at `index` (a callback a script gave) with arguments, from inside a
+    /// Swift function that Lua called; its errors come back as a thrown `LuaError`.
+    func callFunction(at index: Int32, on L: OpaquePointer, _ arguments: [LuaValue]) throws -> [LuaValue] {
+        let absolute = lua_absindex(L, index)
+        let base = lua_gettop(L)
+        lua_pushvalue(L, absolute)
+        for a in arguments { push(a, on: L) }
+        try protectedCall(arguments: Int32(arguments.count), results: LUA_MULTRET, on: L)
+        let values = (base + 1..<lua_gettop(L) + 1).map { value(at: $0, on: L) }
+        lua_settop(L, base)
+        return values
+    }
+
+    // MARK: Registering Swift functions
+
+    /// Sets `table[name]` (the table on top of the stack) to a Swift function.
+    /// (A raw set: the host never runs a metamethod, which could raise outside a protected call.)
+    func setFunction(_ name: String, _ body: @escaping (LuaCall) throws -> Int32) {
+        push(name)
+        pushFunction(name, body)
+        lua_rawset(L, -3)
+    }
+
+    func pushFunction(_ name: String, on thread: OpaquePointer? = nil, _ body: @escaping (LuaCall) throws -> Int32) {
+        let L = thread ?? self.L
+        let function = LuaFunction(name: name, state: self, body: body)
+        functions.append(function)
+        CLua_pushfunction(L, LuaState.dispatch, Unmanaged.passUnretained(function).toOpaque())
+    }
+
+    /// The one entry point from Lua into Swift. It never raises: errors are left on the stack
+    /// for the trampoline to raise once this frame is gone.
+    private static let dispatch: CLua_Dispatch = { L in
+        let function = Unmanaged<LuaFunction>.fromOpaque(lua_touserdata(L, CLua_upvalueindex(2))!).takeUnretainedValue()
+        let call = LuaCall(L: L!, name: function.name, state: function.state!)
+        do {
+            return try function.body(call)
+        } catch let error as LuaArgumentError {
+            luaL_where(L, 1)
+            lua_pushstring(L, error.message)
+            lua_concat(L, 2)
+        } catch let error as UpdError {
+            // An expected failure (no network, bad signature, no space): `nil, message, code`.
+            return call.failure(error)
+        } catch let error as LuaError {
+            // A callback's error, already with its position: pass it on as it is.
+            lua_pushstring(L, error.message)
+        } catch {
+            luaL_where(L, 1)
+            lua_pushstring(L, "\(function.name): \(error)")
+            lua_concat(L, 2)
+        }
+        return CLUA_RAISE
+    }
+}
+
+/// A Swift function registered with Lua, with the state it belongs to.
+final class LuaFunction {
+    let name: String
+    weak var state: LuaState?
+    let body: (LuaCall) throws -> Int32
+
+    init(name: String, state: LuaState, body: @escaping (LuaCall) throws -> Int32) {
+        self.name = name
+        self.state = state
+        self.body = body
+    }
+}
+
+/// An error of a script: its message (`chunk:line: message`) and, when known, the traceback.
+public struct LuaError: Error, CustomStringConvertible {
+    public let message: String
+    public let traceback: String?
+
+    init(message: String) {
+        self.message = message
+        traceback = nil
+    }
+
+    /// From a message handler's text: the message, then "stack traceback:" and the frames.
+    init(traceback text: String) {
+        if let range = text.range(of: "\nstack traceback:") {
+            message = String(text[..<range.lowerBound])
+            traceback = String(text[range.lowerBound...].dropFirst())
+        } else {
+            message = text
+            traceback = nil
+        }
+    }
+
+    public var description: String { message }
+}
+
+/// A misuse of a function by a script: raised in Lua as "bad argument #1 to 'verify' (...)".
+struct LuaArgumentError: Error {
+    let message: String
+}

@@ -1,0 +1,155 @@
+internal import CLua
+import Foundation
+import Updatinator
+
+/// A manifest a script holds: its parsed form, exact bytes and signatures, and whether a
+/// keyring has verified it.
+final class LuaManifest {
+    let manifest: Manifest
+    let bytes: [UInt8]
+    let signatures: [UInt8]?
+    let source: String
+    var verified = false
+
+    init(manifest: Manifest, bytes: [UInt8], signatures: [UInt8]?, source: String) {
+        self.manifest = manifest
+        self.bytes = bytes
+        self.signatures = signatures
+        self.source = source
+    }
+
+    /// Reads a manifest file and, when present, its signature file.
+    convenience init(path: String) throws {
+        let (manifest, bytes) = try ManifestFile.read(path)
+        let signatures = FileManager.default.contents(atPath: path + ".sig").map { [UInt8]($0) }
+        self.init(manifest: manifest, bytes: bytes, signatures: signatures, source: path)
+    }
+
+    lazy var totalBytes: UInt64 = manifest.entries.reduce(0) { $0 + ManifestDiff.fileSize($1) }
+}
+
+final class LuaKeyring {
+    let keyring: Keyring
+    init(_ keyring: Keyring) { self.keyring = keyring }
+}
+
+extension UpdLibrary {
+    static let manifestType = LuaObjectType<LuaManifest>(name: "upd.Manifest")
+    static let keyringType = LuaObjectType<LuaKeyring>(name: "upd.Keyring")
+
+    static func installManifests(in state: LuaState) {
+        state.defineType(manifestType, methods: [
+            "get": { call in
+                let m = try call.object(1, manifestType)
+                let path = try call.string(2)
+                guard let p = try? ManifestPath(path), let e = m.manifest.entry(at: p) else { return call.results(.nil) }
+                return call.results(entryTable(e))
+            },
+            "entries": { call in
+                let m = try call.object(1, manifestType)
+                var position = 0
+                call.state.pushFunction("entries iterator", on: call.L) { inner in
+                    guard position < m.manifest.entries.count else { return inner.results(.nil) }
+                    position += 1
+                    return inner.results(entryTable(m.manifest.entries[position - 1]))
+                }
+                return 1
+            },
+        ], fields: [
+            "image": { .string($0.manifest.image) },
+            "version": { .string($0.manifest.version) },
+            "entry_count": { .integer(Int64($0.manifest.entries.count)) },
+            "total_bytes": { .integer(Int64($0.totalBytes)) },
+            "verified": { .boolean($0.verified) },
+            "source": { .string($0.source) },
+        ], describe: { "Manifest \($0.manifest.image) \($0.manifest.version) (\($0.manifest.entries.count) entries)" })
+
+        state.defineType(keyringType, methods: [
+            "verify": { call in
+                let kr = try call.object(1, keyringType)
+                let m = try call.object(2, manifestType)
+                guard let sig = m.signatures else {
+                    throw UpdError(.verification, "\(m.source): no signature file")
+                }
+                let signatures = try SignatureFile.parse(sig, source: m.source + ".sig")
+                _ = try kr.keyring.verify(m.bytes, signatures: signatures, purpose: .manifest, source: m.source)
+                m.verified = true
+                return call.results(.boolean(true))
+            },
+        ], fields: [
+            "directory": { .string($0.keyring.directory) },
+            "threshold": { .integer(Int64($0.keyring.threshold)) },
+        ], describe: { "Keyring \($0.keyring.directory) (\($0.keyring.trusted.count) keys, \($0.keyring.threshold) required)" })
+
+        submodule("manifest", in: state) {
+            state.setFunction("load") { call in
+                let location = try call.string(1)
+                let m = try loadManifest(location)
+                call.push(m, as: manifestType)
+                return 1
+            }
+            state.setFunction("installed") { call in
+                let root = try call.string(1)
+                call.push(try LuaManifest(path: StateDirectory(root: root).installedManifest), as: manifestType)
+                return 1
+            }
+        }
+        state.setFunction("keyring") { call in
+            call.push(LuaKeyring(try Keyring(directory: try call.string(1))), as: keyringType)
+            return 1
+        }
+        state.setFunction("diff") { call in
+            let a = try call.object(1, manifestType), b = try call.object(2, manifestType)
+            let d = ManifestDiff(from: a.manifest, to: b.manifest)
+            return call.results(.table([
+                "added": .array(d.added.map { .string($0.path.description) }),
+                "removed": .array(d.removed.map { .string($0.path.description) }),
+                "changed": .array(d.changed.map { .string($0.path.description) }),
+                "added_bytes": .integer(Int64(d.addedFileBytes)),
+                "removed_bytes": .integer(Int64(d.removedFileBytes)),
+                "new_contents": .integer(Int64(d.newContents)),
+                "download_bytes": .integer(Int64(d.newContentBlobBytes)),
+            ]))
+        }
+    }
+
+    /// A manifest from a file, or from a URL (with its signature, if the server has one).
+    static func loadManifest(_ location: String) throws -> LuaManifest {
+        guard let scheme = location.range(of: "://"), location[..<scheme.lowerBound].allSatisfy(\.isLetter) else {
+            return try LuaManifest(path: location)
+        }
+        let slash = location.lastIndex(of: "/")!
+        let mirror = String(location[..<slash]), name = String(location[location.index(after: slash)...])
+        let fetcher = try CurlFetcher(options: FetchOptions(mirrors: [mirror]))
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-lua-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try fetcher.fetchFile(name, to: "\(directory)/m", maxBytes: UInt64(ManifestParser.maxManifestBytes))
+        _ = try? fetcher.fetchFile(name + ".sig", to: "\(directory)/m.sig", maxBytes: 64 * 1024)
+        let (manifest, bytes) = try ManifestFile.read("\(directory)/m")
+        let signatures = FileManager.default.contents(atPath: "\(directory)/m.sig").map { [UInt8]($0) }
+        return LuaManifest(manifest: manifest, bytes: bytes, signatures: signatures, source: location)
+    }
+
+    /// An entry as a table: path, type, size, hash, mode, uid, gid, mtime, target.
+    static func entryTable(_ e: ManifestEntry) -> LuaValue {
+        var t: [String: LuaValue] = [
+            "path": .string(e.path.description), "type": .string(e.kind.typeName),
+            "mode": .integer(Int64(e.metadata.mode)), "uid": .integer(Int64(e.metadata.uid)),
+            "gid": .integer(Int64(e.metadata.gid)), "mtime": .integer(e.metadata.mtime.seconds),
+        ]
+        switch e.kind {
+        case .file(let size, let hash, let blobSize):
+            t["size"] = .integer(Int64(size))
+            t["hash"] = .string(hash.hex)
+            t["blob_size"] = .integer(Int64(blobSize))
+        case .hardlink(let target):
+            t["target"] = .string(target.description)
+        case .symlink(let target):
+            t["target"] = .string(String(decoding: target, as: UTF8.self))
+        default:
+            break
+        }
+        return .table(t)
+    }
+}

@@ -1,0 +1,132 @@
+internal import CLua
+import Foundation
+import Updatinator
+
+extension UpdLibrary {
+    static func installSystem(in state: LuaState) {
+        submodule("system", in: state) {
+            state.setFunction("free_bytes") { call in
+                call.results(.integer(Int64(try FilesystemSpace(path: try call.string(1)).free)))
+            }
+            state.setFunction("on_ac_power") { call in
+                call.results(.boolean(PowerSupply.read().onACPower))
+            }
+            state.setFunction("battery_percent") { call in
+                call.results(PowerSupply.read().batteryPercent.map { .integer(Int64($0)) } ?? .nil)
+            }
+            state.setFunction("device_id") { call in
+                call.results(.string(try DeviceIdentity.read()))
+            }
+        }
+        submodule("time", in: state) {
+            state.setFunction("now") { call in
+                call.results(.number(Date().timeIntervalSince1970))
+            }
+            state.setFunction("in_window") { call in
+                let window = try TimeWindow(parsing: try call.string(1))
+                let when = call.isNil(2) ? Date() : Date(timeIntervalSince1970: try call.number(2))
+                return call.results(.boolean(window.contains(when)))
+            }
+        }
+        state.setFunction("sleep") { call in
+            let seconds = try call.number(1)
+            guard seconds >= 0 else { throw call.argumentError(1, "seconds must not be negative") }
+            let end = Date().addingTimeInterval(seconds)
+            while Date() < end {
+                if call.state.takeInterrupt() { throw LuaError(message: "interrupted") }
+                usleep(UInt32(min(100_000, max(1000, end.timeIntervalSinceNow * 1_000_000))))
+            }
+            return 0
+        }
+        submodule("state", in: state) {
+            state.setFunction("get") { call in
+                call.results(try call.state.policyState().get(try call.string(1)))
+            }
+            state.setFunction("set") { call in
+                let key = try call.string(1)
+                let value = call.state.value(at: 2, on: call.L)
+                if case .opaque(let type) = value { throw call.argumentError(2, "a \(type) cannot be stored") }
+                try call.state.policyState().set(key, value)
+                return 0
+            }
+        }
+        submodule("log", in: state) {
+            for level in ["info", "warn", "error"] {
+                state.setFunction(level) { call in
+                    let parts = try (1...max(1, call.argumentCount)).map { try call.string($0) }
+                    call.state.log(level, parts.joined(separator: " "))
+                    return 0
+                }
+            }
+        }
+    }
+}
+
+/// `HH:MM-HH:MM` in local time; a window whose end is before its start runs past midnight.
+struct TimeWindow {
+    let start: Int
+    let end: Int
+
+    init(parsing text: String) throws {
+        func minutes(_ part: Substring) -> Int? {
+            let hm = part.split(separator: ":")
+            guard hm.count == 2, let h = Int(hm[0]), let m = Int(hm[1]), (0...24).contains(h), (0..<60).contains(m),
+                  h * 60 + m <= 1440 else { return nil }
+            return h * 60 + m
+        }
+        let bounds = text.split(separator: "-")
+        guard bounds.count == 2, let start = minutes(bounds[0]), let end = minutes(bounds[1]) else {
+            throw LuaArgumentError(message: "bad argument #1 to 'in_window' (\"HH:MM-HH:MM\" expected, got \"\(text)\")")
+        }
+        self.start = start
+        self.end = end
+    }
+
+    func contains(_ date: Date) -> Bool {
+        let c = Calendar.current.dateComponents([.hour, .minute], from: date)
+        let now = c.hour! * 60 + c.minute!
+        return start <= end ? (start <= now && now < end) : (now >= start || now < end)
+    }
+}
+
+/// The machine's power state from /sys/class/power_supply (or UPDATINATOR_POWER_SUPPLY).
+struct PowerSupply {
+    var onACPower = true
+    var batteryPercent: Int?
+
+    static func read() -> PowerSupply {
+        let directory = ProcessInfo.processInfo.environment["UPDATINATOR_POWER_SUPPLY"] ?? "/sys/class/power_supply"
+        func field(_ supply: String, _ name: String) -> String? {
+            (try? String(contentsOfFile: "\(directory)/\(supply)/\(name)", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        var result = PowerSupply()
+        var mainsOnline = false, hasBattery = false
+        for supply in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+            switch field(supply, "type") {
+            case "Mains", "USB":
+                if field(supply, "online") == "1" { mainsOnline = true }
+            case "Battery":
+                hasBattery = true
+                if let capacity = field(supply, "capacity").flatMap(Int.init) { result.batteryPercent = capacity }
+            default:
+                break
+            }
+        }
+        // No battery: a desktop or server, always on mains.
+        result.onACPower = !hasBattery || mainsOnline
+        return result
+    }
+}
+
+/// This machine's stable identity: UPDATINATOR_DEVICE_ID, else /etc/machine-id.
+enum DeviceIdentity {
+    static func read() throws -> String {
+        if let id = ProcessInfo.processInfo.environment["UPDATINATOR_DEVICE_ID"], !id.isEmpty { return id }
+        guard let id = try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines), !id.isEmpty else {
+            throw UpdError(.io, "/etc/machine-id: no machine identity (set UPDATINATOR_DEVICE_ID)")
+        }
+        return id
+    }
+}

@@ -1,0 +1,77 @@
+import Testing
+@testable import UpdatinatorLua
+
+@Suite struct SandboxTests {
+    func error(_ code: String, options: LuaState.Options = .init()) throws -> String? {
+        let lua = try LuaState(options: options)
+        do {
+            try lua.run(code, chunkName: "=script")
+            return nil
+        } catch let e as LuaError {
+            return e.message
+        }
+    }
+
+    @Test(arguments: [
+        ("os.execute('touch /tmp/updatinator-sandbox-escape')", "global 'os' is not declared"),
+        ("io.open('/etc/passwd')", "global 'io' is not declared"),
+        ("dofile('/etc/passwd')", "global 'dofile' is not declared"),
+        ("loadfile('/etc/passwd')", "global 'loadfile' is not declared"),
+        ("debug.sethook()", "global 'debug' is not declared"),
+        ("require('os')", "module 'os' not found"),
+        ("assert(load(string.dump(function() end)))", "attempt to load a binary chunk"),
+        ("local function f() sttaus = 1 end f()", "assignment to undeclared global 'sttaus'"),
+        ("local x = undefined_name", "global 'undefined_name' is not declared"),
+    ])
+    func refuses(code: String, message: String) throws {
+        let e = try error(code)
+        #expect(e?.contains(message) == true, "\(e ?? "no error")")
+    }
+
+    @Test func topLevelGlobalsAndRequireWork() throws {
+        let lua = try LuaState()
+        let r = try lua.run("""
+            status = "ok"
+            local function read() return status end
+            return read(), require("updatinator") == upd
+            """)
+        #expect(r == [.string("ok"), .boolean(true)])
+    }
+
+    @Test func osAndIoOnlyWhenGranted() throws {
+        var options = LuaState.Options()
+        options.allowOS = true
+        let lua = try LuaState(options: options)
+        #expect(try lua.run("return type(os.time()), io.open('/nonexistent') == nil") == [.string("number"), .boolean(true)])
+    }
+
+    @Test func anInfiniteLoopIsStopped() throws {
+        var options = LuaState.Options()
+        options.instructionLimit = 1_000_000
+        let e = try error("while true do end", options: options)
+        #expect(e?.contains("instruction limit exceeded") == true, "\(e ?? "no error")")
+    }
+
+    @Test func aMemoryBombIsStopped() throws {
+        var options = LuaState.Options()
+        options.memoryLimit = 16 << 20
+        let lua = try LuaState(options: options)
+        do {
+            try lua.run("local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1000) .. i end")
+            Issue.record("no error")
+        } catch let e as LuaError {
+            #expect(e.message.contains("not enough memory"), "\(e.message)")
+        }
+        // The state is still usable, and its memory came back.
+        #expect(try lua.run("return 1 + 1") == [.integer(2)])
+        #expect(lua.memoryInUse < 4 << 20)
+    }
+
+    @Test func eachCallGetsAFreshInstructionBudget() throws {
+        var options = LuaState.Options()
+        options.instructionLimit = 2_000_000
+        let lua = try LuaState(options: options)
+        try lua.run("function work() local n = 0 for i = 1, 200000 do n = n + i end return n end")
+        for _ in 0..<20 { #expect(try lua.callGlobal("work") == [.integer(20_000_100_000)]) }
+    }
+}
