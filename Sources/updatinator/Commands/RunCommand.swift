@@ -1,0 +1,34 @@
+import ArgumentParser
+import Foundation
+import UpdatinatorLua
+
+struct RunCommand: UpdatinatorSubcommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Runs a Lua script once, with the upd API.",
+        discussion: """
+            The script runs in the sandbox (no io or os unless --allow-os; strict globals) with \
+            the arguments after -- in the global table arg and as the chunk's varargs. A script \
+            error prints SCRIPT:LINE: message and a traceback, and exits with status 1. The \
+            upd API is described in docs/lua-api.md.
+            """)
+
+    @OptionGroup var scripting: ScriptOptions
+
+    @Argument(help: "The Lua script to run.")
+    var script: String
+
+    @Argument(parsing: .postTerminator, help: "Arguments for the script, after --.")
+    var arguments: [String] = []
+
+    func execute() throws {
+        let lua = try scripting.makeState()
+        do {
+            try lua.runFile(script, arguments: arguments)
+        } catch let error as LuaError {
+            Console.error(error.message)
+            if let traceback = error.traceback { FileHandle.standardError.write(Data((traceback + "\n").utf8)) }
+            throw ExitCode(1)
+        }
+    }
+}

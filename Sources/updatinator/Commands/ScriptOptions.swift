@@ -1,0 +1,33 @@
+import ArgumentParser
+import UpdatinatorLua
+
+/// The options of every command that runs Lua scripts.
+struct ScriptOptions: ParsableArguments {
+    @Option(help: "The tree that upd functions act on when a script gives no root.")
+    var root: String?
+
+    @Option(help: "The file upd.state keeps its values in; default: ROOT/.updatinator/policy-state.json with --root, else /var/lib/updatinator/policy-state.json.")
+    var state: String?
+
+    @Flag(help: "Grant scripts Lua's io and os libraries.")
+    var allowOS = false
+
+    @Option(help: "Lua instructions a script may run per call (0 for no limit).")
+    var instructionLimit = 200_000_000
+
+    @Option(help: "Bytes of memory the Lua state may use (0 for no limit).")
+    var memoryLimit = 256 << 20
+
+    /// A Lua state with these options.
+    func makeState(strictGlobals: Bool = true) throws -> LuaState {
+        var options = LuaState.Options()
+        options.allowOS = allowOS
+        options.strictGlobals = strictGlobals
+        options.instructionLimit = instructionLimit > 0 ? instructionLimit : nil
+        options.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
+        let lua = try LuaState(options: options)
+        lua.root = root
+        lua.stateFile = state ?? root.map { "\($0)/.updatinator/policy-state.json" } ?? "/var/lib/updatinator/policy-state.json"
+        return lua
+    }
+}
