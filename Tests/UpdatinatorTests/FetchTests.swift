@@ -132,7 +132,7 @@ import Testing
         try expectStored(try upgradeBlobs, in: store)
     }
 
-    @Test(arguments: ["error500", "drop", "cut"])
+    @Test(arguments: ["error500", "drop", "cut", "norange"])
     func retriesAndResumesOnAFlakyMirror(mode: String) throws {
         let flaky = try FlakyMirror(repo: samples.repo, mode: mode)
         let store = BlobStore(directory: tmp.sub("cache"))

@@ -105,6 +105,29 @@ import Testing
         #expect(observed <= planned + (1 << 20), "planned \(planned), observed \(observed)")
     }
 
+    @Test(arguments: [8, 30, 45])
+    func aTightApplyFromAMirrorKilledMidwayResumesInTheSameSpace(after operations: Int) throws {
+        defer { unmount() }
+        let images = try replacedContentImages()
+        try Sys.mkdirs(mountPoint)
+        try Shell.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mountPoint])
+        try Shell.copyTree(tmp.sub("image-1"), root)
+        try Sys.mkdirs("\(root)/.updatinator")
+        let old = try Sys.readFile(images.old), new = try Sys.readFile(images.new)
+        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", old)
+        let plan = try InPlaceApplier.plan(root: root, from: ManifestParser.parse(old), fromBytes: old.count,
+                                           to: ManifestParser.parse(new), toBytes: new.count, blobDirectories: [],
+                                           downloadWindow: 0)
+        try resize(to: try FilesystemSpace(path: mountPoint).used + plan.requiredFreeSpace + 64 * 1024)
+        let mirror = try NginxMirror(repo: images.repo)
+        let arguments = ["apply", "--root", root, "--to", images.new, "--keyring", samples.keyring, "--mirror", mirror.url]
+        let killed = try CLI.run(arguments, environment: ["UPDATINATOR_KILL_AFTER": "\(operations)"])
+        #expect(killed.status == 128 + SIGKILL)
+        let resumed = try CLI.run(arguments)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: tmp.sub("image-2"), root: root) == [])
+    }
+
     @Test func thePlannedPeakMatchesThePeakMeasuredOnTmpfs() throws {
         defer { unmount() }
         _ = try prepare()

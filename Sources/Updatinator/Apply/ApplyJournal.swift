@@ -9,6 +9,8 @@ struct ApplyJournal: Codable, Equatable {
     /// The plan's fingerprint: a resumed apply must follow the same steps.
     var plan: String
     var done: Int
+    /// The download window the apply chose (its disk figures depend on it), when it downloads.
+    var downloadWindow: UInt64? = nil
 
     static func read(_ path: String) throws -> ApplyJournal? {
         guard (try Sys.lstatIfExists(path)) != nil else { return nil }

@@ -130,7 +130,8 @@ public final class InPlaceApplier {
             try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target,
                           toBytes: targetBytes.count, blobDirectories: blobDirectories, downloadWindow: window)
         }
-        var plan = try makePlan(window: fetcher == nil ? nil : downloadWindow)
+        // A resumed apply keeps the window the first run chose: the space it checked assumed it.
+        var plan = try makePlan(window: fetcher == nil ? nil : journal?.downloadWindow ?? downloadWindow)
         if plan.contentsToObtain > 0 && fetcher == nil {
             let first = plan.missing.keys.sorted().first!
             throw UpdError(.usage, "\(plan.contentsToObtain) contents (\(plan.bytesToObtain) bytes compressed) are in neither the tree nor the blob directories, e.g. blob \(first.hex); give a mirror to download them from")
@@ -148,7 +149,8 @@ public final class InPlaceApplier {
         // The excess over the larger tree before anything changes; observed growth adds to it.
         peakBase = Int64(plan.oldTreeBytes) - Int64(max(plan.oldTreeBytes, plan.newTreeBytes))
 
-        var journalRecord = ApplyJournal(from: Blake2b.hash(old.bytes).hex, to: targetHash, plan: plan.fingerprint, done: 0)
+        var journalRecord = ApplyJournal(from: Blake2b.hash(old.bytes).hex, to: targetHash, plan: plan.fingerprint, done: 0,
+                                         downloadWindow: journal?.downloadWindow ?? plan.downloadWindow)
         if let journal {
             // The step list must be the one the journal counts: a different planner (an updated
             // binary) could order the steps differently.
@@ -166,6 +168,7 @@ public final class InPlaceApplier {
         workFD = try Sys.open(state.work, O_RDONLY | O_DIRECTORY)
         observe()
 
+        if journal != nil { removeLeftoverTemporaries(plan.steps[journalRecord.done...]) }
         let (requests, lastUse) = plan.downloads(from: journalRecord.done)
         progress.totalSteps = plan.steps.count
         if let fetcher, !requests.isEmpty {
@@ -203,6 +206,21 @@ public final class InPlaceApplier {
         report.seconds = Date().timeIntervalSince(start)
         report.operations = operations
         return report
+    }
+
+    /// Removes the temporary files that steps to redo may have left when the process died
+    /// (their space is not in the plan). A directory that is not there yet holds none.
+    private func removeLeftoverTemporaries(_ steps: ArraySlice<ApplyStep>) {
+        for step in steps {
+            let path: ManifestPath
+            switch step {
+            case .writeFile(let e), .link(let e), .makeSpecial(let e): path = e.path
+            default: continue
+            }
+            _ = try? tree.inParent(of: path) { fd, _ in
+                tree.withName(Self.temporaryName(for: path)) { unlinkat(fd, $0, 0) }
+            }
+        }
     }
 
     /// Calls `onProgress`, at most five times a second.

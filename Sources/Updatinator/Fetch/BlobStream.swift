@@ -13,23 +13,25 @@ final class BlobStream: @unchecked Sendable {
     private let condition = NSCondition()
     private let sizes: [ContentHash: UInt64]
     private var reserved: UInt64 = 0
+    private var admitted = Set<ContentHash>()
     private var arrived = Set<ContentHash>()
     private var ended = false
     private var cancelled = false
     private var failure: Error?
     private var report = FetchReport()
 
-    /// Starts downloading `requests` (in order of use) into `directory`. Complete blobs an
-    /// earlier run left there are removed first (a power cut may have torn them); partial
-    /// downloads stay, to be resumed and verified.
+    /// Starts downloading `requests` (in order of use) into `directory`. What an earlier run
+    /// left there is removed first (a power cut may have torn a complete blob, and blobs that
+    /// are not next would take space the plan does not count), except the partial download of
+    /// the first blob, which is resumed and verified.
     init(fetcher: CurlFetcher, requests: [BlobRequest], directory: String, window: UInt64) throws {
         self.fetcher = fetcher
         self.window = window
         store = BlobStore(directory: directory)
         try Sys.mkdirs(directory, mode: 0o700)
-        try store.removeCompleteBlobs()
+        try store.removeAll(keepingPartialOf: requests.first?.hash)
         sizes = Dictionary(requests.map { ($0.hash, $0.blobSize) }, uniquingKeysWith: { a, _ in a })
-        let flow = CurlFetcher.Flow(admit: { [unowned self] in admit($0) },
+        let flow = CurlFetcher.Flow(admit: { [unowned self] in admit($0, size: $1) },
                                     arrived: { [unowned self] in markArrived($0) },
                                     cancelled: { [unowned self] in isCancelled })
         let thread = Thread { [self] in
@@ -70,7 +72,8 @@ final class BlobStream: @unchecked Sendable {
     func release(_ hash: ContentHash) {
         Sys.unlink(store.path(for: hash))
         condition.withLock {
-            if arrived.remove(hash) != nil, let size = sizes[hash] { reserved -= min(reserved, size) }
+            arrived.remove(hash)
+            if admitted.remove(hash) != nil, let size = sizes[hash] { reserved -= size }
         }
         fetcher.wakeUp()
     }
@@ -86,9 +89,10 @@ final class BlobStream: @unchecked Sendable {
         }
     }
 
-    private func admit(_ size: UInt64) -> Bool {
+    private func admit(_ hash: ContentHash, size: UInt64) -> Bool {
         condition.withLock {
             guard reserved == 0 || reserved + size <= window else { return false }
+            admitted.insert(hash)
             reserved += size
             return true
         }

@@ -65,7 +65,7 @@ public final class CurlFetcher: @unchecked Sendable {
     struct Flow: Sendable {
         /// Asked once per blob, in request order, before its download starts: may a blob of this
         /// compressed size start now? A refusal holds back that blob and every later one.
-        let admit: @Sendable (UInt64) -> Bool
+        let admit: @Sendable (ContentHash, UInt64) -> Bool
         /// A blob is complete and verified in the store.
         let arrived: @Sendable (ContentHash) -> Void
         /// Whether to give up.
@@ -293,7 +293,7 @@ public final class CurlFetcher: @unchecked Sendable {
     private func nextJob(_ pending: inout [Job], now: Date, flow: Flow?) -> Int? {
         if let index = pending.firstIndex(where: { $0.admitted && $0.notBefore <= now }) { return index }
         guard let index = pending.firstIndex(where: { !$0.admitted }),
-              flow?.admit(pending[index].target.maxBytes) ?? true else { return nil }
+              flow.map({ $0.admit(pending[index].target.hash!, pending[index].target.maxBytes) }) ?? true else { return nil }
         pending[index].admitted = true
         return index
     }
@@ -332,6 +332,10 @@ public final class CurlFetcher: @unchecked Sendable {
         _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, options.lowSpeedSeconds)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
+        // A mirror may redirect (to https, to another host), but only to http or https.
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 5)
+        _ = CCurl_easy_setopt_str(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
         _ = CCurl_easy_setopt_off(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(target.maxBytes))
         if have > 0 { _ = CCurl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(have)) }
         _ = CCurl_easy_setopt_write(easy, Self.write)
@@ -377,6 +381,12 @@ public final class CurlFetcher: @unchecked Sendable {
         case CURLE_OPERATION_TIMEDOUT:
             // Stalled or trickling: another mirror goes on from what arrived.
             return nextMirror(job, demote: true, "\(mirror): slower than \(options.lowSpeedLimit) bytes/s for \(options.lowSpeedSeconds) s")
+        case CURLE_RANGE_ERROR where t.resumedFrom > 0:
+            // The server ignored the Range request: start this blob again from its first byte.
+            Sys.unlink(target.partial)
+            return retry(job, "\(mirror): ignored a Range request")
+        case CURLE_OPERATION_TIMEDOUT where code == 0:
+            return nextMirror(job, demote: true, "\(mirror): no answer within \(options.connectTimeoutSeconds) s")
         case CURLE_HTTP_RETURNED_ERROR where code == 416:
             Sys.unlink(target.partial)
             return retry(job, "\(mirror): HTTP 416")

@@ -26,6 +26,7 @@ public struct FetchOptions: Sendable {
             throw UpdError(.usage, "mirror \(m): only http://, https:// and file:// URLs are supported")
         }
         guard concurrency >= 1 else { throw UpdError(.usage, "concurrency must be at least 1") }
+        if rateLimit == 0 { throw UpdError(.usage, "a rate limit must be at least 1 byte per second") }
     }
 }
 

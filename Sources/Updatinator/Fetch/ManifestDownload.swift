@@ -12,8 +12,7 @@ extension CurlFetcher {
         let incoming = "\(directory)/.incoming-\(version).manifest"
         try Sys.mkdirs(directory)
         defer {
-            Sys.unlink(incoming)
-            Sys.unlink(incoming + ".sig")
+            for leftover in [incoming, incoming + ".partial", incoming + ".sig", incoming + ".sig.partial"] { Sys.unlink(leftover) }
         }
         try fetchFile(remote, to: incoming, maxBytes: UInt64(ManifestParser.maxManifestBytes))
         try fetchFile(remote + ".sig", to: incoming + ".sig", maxBytes: 64 * 1024)

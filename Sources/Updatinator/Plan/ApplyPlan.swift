@@ -49,6 +49,8 @@ public struct ApplyPlan: Sendable {
             guard case .writeFile(let e) = steps[index], case .file(let size, let hash, _) = e.kind,
                   let blobSize = missing[hash] else { continue }
             if lastUse[hash] == nil { requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize)) }
+            // Downloads are released in the order they are fetched: each content's writes are together.
+            assert(lastUse[hash] == nil || requests.last?.hash == hash, "content \(hash.hex) is written in two places")
             lastUse[hash] = index
         }
         return (requests, lastUse)

@@ -29,12 +29,13 @@ public final class BlobStore: Sendable {
         return UInt64(st.st_size)
     }
 
-    /// Deletes every complete blob, keeping partial downloads (names starting with a dot).
-    func removeCompleteBlobs() throws {
+    /// Deletes every blob and partial download except the partial download of `keep`.
+    func removeAll(keepingPartialOf keep: ContentHash?) throws {
         let files = FileManager.default
-        for prefix in (try? files.contentsOfDirectory(atPath: directory)) ?? [] where !prefix.hasPrefix(".") {
+        let kept = keep.map { ".partial-\($0.hex)" }
+        for prefix in (try? files.contentsOfDirectory(atPath: directory)) ?? [] {
             let subdirectory = "\(directory)/\(prefix)"
-            for name in (try? files.contentsOfDirectory(atPath: subdirectory)) ?? [] where !name.hasPrefix(".") {
+            for name in (try? files.contentsOfDirectory(atPath: subdirectory)) ?? [] where name != kept {
                 Sys.unlink("\(subdirectory)/\(name)")
             }
         }
