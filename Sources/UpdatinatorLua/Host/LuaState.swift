@@ -216,7 +216,7 @@ public final class LuaState {
     /// for the trampoline to raise once this frame is gone.
     private static let dispatch: CLua_Dispatch = { L in
         let function = Unmanaged<LuaFunction>.fromOpaque(lua_touserdata(L, CLua_upvalueindex(2))!).takeUnretainedValue()
-        let call = LuaCall(L: L!, name: function.name, state: function.state!)
+        let call = LuaCall(L: L!, name: function.name, state: function.state)
         do {
             return try function.body(call)
         } catch let error as LuaArgumentError {
@@ -241,7 +241,9 @@ public final class LuaState {
 /// A Swift function registered with Lua, with the state it belongs to.
 final class LuaFunction {
     let name: String
-    weak var state: LuaState?
+    /// Not weak: `lua_close` in the state's deinit runs `__gc` functions, when a weak reference
+    /// would already read nil. The state outlives every function (it holds them).
+    unowned(unsafe) let state: LuaState
     let body: (LuaCall) throws -> Int32
 
     init(name: String, state: LuaState, body: @escaping (LuaCall) throws -> Int32) {
