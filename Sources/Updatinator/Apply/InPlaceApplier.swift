@@ -202,6 +202,8 @@ public final class InPlaceApplier {
             report.download = d.finish()
             downloads = nil
         }
+        progress.stepsDone = plan.steps.count
+        try reportProgress(final: true)
         try finish()
         report.seconds = Date().timeIntervalSince(start)
         report.operations = operations
@@ -223,9 +225,9 @@ public final class InPlaceApplier {
         }
     }
 
-    /// Calls `onProgress`, at most five times a second.
-    private func reportProgress() throws {
-        guard let onProgress, Date().timeIntervalSince(lastProgress) >= 0.2 else { return }
+    /// Calls `onProgress`, at most five times a second, and once more at the end.
+    private func reportProgress(final: Bool = false) throws {
+        guard let onProgress, final || Date().timeIntervalSince(lastProgress) >= 0.2 else { return }
         lastProgress = Date()
         progress.download = latestDownload.withLock { $0 }
         try onProgress(progress)
@@ -447,7 +449,7 @@ public final class InPlaceApplier {
             try restart(fd, display: display)
         }
         if let downloads, downloads.isExpected(hash) {
-            try BlobStore.read(blobAt: try downloads.path(for: hash, whileWaiting: reportProgress), hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
+            try BlobStore.read(blobAt: try downloads.path(for: hash, whileWaiting: { try self.reportProgress() }), hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
             return
         }
         for directory in blobDirectories {

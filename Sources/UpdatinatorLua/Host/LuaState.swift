@@ -36,7 +36,25 @@ public final class LuaState {
         FileHandle.standardError.write(Data("[\(level)] \(message)\n".utf8))
     }
     /// The tree that `upd` functions act on when a script gives no `root` (`run --root`).
-    public var root: String?
+    public var root: String? {
+        didSet {
+            CLua_pushglobaltable(L)
+            push("upd")
+            lua_rawget(L, -2)
+            push("root")
+            push(root.map { LuaValue.string($0) } ?? .nil)
+            lua_rawset(L, -3)
+            CLua_pop(L, 2)
+        }
+    }
+    /// The settings file `upd.config` reads (`--config`).
+    public var configFile: String?
+    /// What the script asked with `upd.schedule`: seconds between ticks, and the random jitter.
+    public internal(set) var schedule: (every: Double, jitter: Double)?
+    /// The clock scripts see: the test hook UPDATINATOR_TIME (seconds since the epoch), else now.
+    var now: Double {
+        ProcessInfo.processInfo.environment["UPDATINATOR_TIME"].flatMap(Double.init) ?? Date().timeIntervalSince1970
+    }
     /// The file `upd.state` keeps its values in; nil keeps them in memory only.
     public var stateFile: String?
 

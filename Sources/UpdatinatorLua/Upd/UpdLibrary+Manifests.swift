@@ -61,6 +61,7 @@ extension UpdLibrary {
             "entry_count": { .integer(Int64($0.manifest.entries.count)) },
             "total_bytes": { .integer(Int64($0.totalBytes)) },
             "verified": { .boolean($0.verified) },
+            "hash": { .string(Blake2b.hash($0.bytes).hex) },
             "source": { .string($0.source) },
         ], describe: { "Manifest \($0.manifest.image) \($0.manifest.version) (\($0.manifest.entries.count) entries)" })
 

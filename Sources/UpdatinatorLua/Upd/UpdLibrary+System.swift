@@ -20,11 +20,11 @@ extension UpdLibrary {
         }
         submodule("time", in: state) {
             state.setFunction("now") { call in
-                call.results(.number(Date().timeIntervalSince1970))
+                call.results(.number(call.state.now))
             }
             state.setFunction("in_window") { call in
                 let window = try TimeWindow(parsing: try call.string(1))
-                let when = call.isNil(2) ? Date() : Date(timeIntervalSince1970: try call.number(2))
+                let when = Date(timeIntervalSince1970: call.isNil(2) ? call.state.now : try call.number(2))
                 return call.results(.boolean(window.contains(when)))
             }
         }

@@ -60,13 +60,19 @@ extension UpdLibrary {
         state.setFunction("get_manifest") { call in
             let mirrors = try call.strings(1)
             let image = try call.string(2), version = try call.string(3)
-            let options = try call.options(4, allowed: ["dir", "keyring"])
+            let options = try call.options(4, allowed: ["dir", "keyring", "hash"])
             let keyring = try options.index == 0 ? nil : keyringOption(options, call)
-            let directory = try options.string("dir")
-                ?? FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-manifests").path
+            // Without a directory to keep them in, the files live only until they are read.
+            let kept = try options.string("dir")
+            let directory = kept ?? FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-manifest-\(UUID().uuidString)").path
+            defer { if kept == nil { try? FileManager.default.removeItem(atPath: directory) } }
             let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors))
                 .downloadManifest(image: image, version: version, into: directory, keyring: keyring?.keyring)
             let m = try LuaManifest(path: got.path)
+            // A channel or a server decision names the manifest by its hash.
+            if let expected = try options.string("hash"), Blake2b.hash(m.bytes).hex != expected {
+                throw UpdError(.verification, "\(got.path): its hash is not the \(expected) that was announced")
+            }
             m.verified = keyring != nil
             call.push(m, as: manifestType)
             return 1
@@ -114,11 +120,11 @@ extension UpdLibrary {
             } else if try options.function("on_progress") != nil {
                 progress = try ProgressCallback(options, call, fetcher: nil)
             }
-            if let progress {
-                applier.onProgress = { a in
-                    progress.report(download: a.download, steps: (a.stepsDone, a.totalSteps))
-                    try progress.rethrow()
-                }
+            let state = call.state
+            applier.onProgress = { a in
+                progress?.report(download: a.download, steps: (a.stepsDone, a.totalSteps))
+                try progress?.rethrow()
+                if state.takeInterrupt() { throw LuaError(message: "interrupted; the apply stopped at a resumable point") }
             }
             let r = try applier.run()
             return call.results(.table([
@@ -173,8 +179,9 @@ extension UpdLibrary {
 }
 
 /// A script's `on_progress` function, called on the script's thread. It receives bytes, blobs,
-/// rate and ETA (and steps, for an apply); returning a number sets a new rate limit, `false`
-/// pauses the downloads until the next call, anything else keeps (or restores) the limit.
+/// rate and ETA (and steps, for an apply); returning a number sets a new rate limit, `true`
+/// removes the limit, `false` pauses the downloads until the next call, and nothing keeps (or
+/// after a pause, restores) the limit.
 final class ProgressCallback {
     let call: LuaCall
     let function: Int32?
@@ -208,6 +215,9 @@ final class ProgressCallback {
             let result = try call.state.callFunction(at: function, on: call.L, [.table(fields)]).first ?? .nil
             switch result {
             case .boolean(false): fetcher?.setRateLimit(0)
+            case .boolean(true):
+                limit = nil
+                fetcher?.setRateLimit(nil)
             case let v where v.integerValue != nil:
                 limit = UInt64(max(0, v.integerValue!))
                 fetcher?.setRateLimit(limit)

@@ -10,6 +10,7 @@ enum UpdLibrary {
         installManifests(in: state)
         installUpdates(in: state)
         installSystem(in: state)
+        installPolicy(in: state)
         lua_setglobal(L, "upd")
     }
 

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import UpdatinatorLua
 
 struct RunCommand: UpdatinatorSubcommand {
@@ -26,8 +25,7 @@ struct RunCommand: UpdatinatorSubcommand {
         do {
             try lua.runFile(script, arguments: arguments)
         } catch let error as LuaError {
-            Console.error(error.message)
-            if let traceback = error.traceback { FileHandle.standardError.write(Data((traceback + "\n").utf8)) }
+            ScriptOptions.report(error)
             throw ExitCode(1)
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import UpdatinatorLua
 
 /// The options of every command that runs Lua scripts.
@@ -9,6 +10,9 @@ struct ScriptOptions: ParsableArguments {
     @Option(help: "The file upd.state keeps its values in; default: ROOT/.updatinator/policy-state.json with --root, else /var/lib/updatinator/policy-state.json.")
     var state: String?
 
+    @Option(help: "A JSON file of settings that upd.config lays over a policy's defaults.")
+    var config: String?
+
     @Flag(help: "Grant scripts Lua's io and os libraries.")
     var allowOS = false
 
@@ -17,6 +21,12 @@ struct ScriptOptions: ParsableArguments {
 
     @Option(help: "Bytes of memory the Lua state may use (0 for no limit).")
     var memoryLimit = 256 << 20
+
+    /// Prints a script's error, `SCRIPT:LINE: message` and its traceback, on standard error.
+    static func report(_ error: LuaError) {
+        Console.error(error.message)
+        if let traceback = error.traceback { FileHandle.standardError.write(Data((traceback + "\n").utf8)) }
+    }
 
     /// A Lua state with these options.
     func makeState(strictGlobals: Bool = true) throws -> LuaState {
@@ -27,6 +37,7 @@ struct ScriptOptions: ParsableArguments {
         options.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
         let lua = try LuaState(options: options)
         lua.root = root
+        lua.configFile = config
         lua.stateFile = state ?? root.map { "\($0)/.updatinator/policy-state.json" } ?? "/var/lib/updatinator/policy-state.json"
         return lua
     }

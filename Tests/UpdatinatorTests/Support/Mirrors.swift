@@ -1,12 +1,14 @@
 import Foundation
 @testable import Updatinator
 
-/// The project's scripts, found from this file.
+/// The project's scripts and policies, found from this file.
 enum Scripts {
-    static func path(_ name: String) -> String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/\(name)").path
-    }
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    static func path(_ name: String) -> String { repositoryRoot.appendingPathComponent("scripts/\(name)").path }
+
+    static func policy(_ name: String) -> String { repositoryRoot.appendingPathComponent("policies/client/\(name)").path }
 }
 
 /// nginx serving a repository on loopback, stopped when released.
