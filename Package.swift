@@ -18,6 +18,8 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Line editing and history for the REPL (BSD-licensed libedit).
+        .systemLibrary(name: "CEdit", pkgConfig: "libedit", providers: [.apt(["libedit-dev"])]),
         // Linux calls that Swift's Glibc module lacks (extended attributes, O_NOATIME).
         .systemLibrary(name: "CLinux"),
 
@@ -33,6 +35,7 @@ let package = Package(
             dependencies: [
                 "Updatinator",
                 "UpdatinatorLua",
+                "CEdit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -81,12 +81,14 @@ public final class LuaState {
     /// Bytes the state has allocated.
     public var memoryInUse: Int { Int(limits.pointee.used) }
 
-    /// Asks a running script to stop at its next instruction check (safe from a signal handler's
-    /// thread, as a single store).
+    /// Asks a running script to stop at its next instruction check (a single store).
     public func interrupt() { limits.pointee.interrupted = 1 }
 
+    /// A handle that other threads (a signal handler's) may use to interrupt this state.
+    public var interrupter: LuaInterrupter { LuaInterrupter(self) }
+
     /// Whether an interrupt was asked for (clearing it), for Swift code that waits.
-    func takeInterrupt() -> Bool {
+    public func takeInterrupt() -> Bool {
         guard limits.pointee.interrupted != 0 else { return false }
         limits.pointee.interrupted = 0
         return true
@@ -254,6 +256,13 @@ public final class LuaState {
         }
         return CLUA_RAISE
     }
+}
+
+/// Interrupts a state from another thread: the only thing another thread may do with it.
+public final class LuaInterrupter: @unchecked Sendable {
+    private let state: LuaState
+    init(_ state: LuaState) { self.state = state }
+    public func interrupt() { state.interrupt() }
 }
 
 /// A Swift function registered with Lua, with the state it belongs to.

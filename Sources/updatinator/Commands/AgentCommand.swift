@@ -59,23 +59,32 @@ struct AgentCommand: UpdatinatorSubcommand {
     }
 }
 
+/// Signals handled on a dispatch queue instead of by their default action.
+final class SignalWatcher: @unchecked Sendable {
+    private var sources = [DispatchSourceSignal]()
+
+    init(_ signals: [Int32], _ handler: @escaping @Sendable () -> Void) {
+        for number in signals {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler(handler: handler)
+            source.resume()
+            sources.append(source)
+        }
+    }
+}
+
 /// SIGTERM and SIGINT: remembered, and passed to the running script as an interruption.
 final class StopRequest: @unchecked Sendable {
     private let flag = Atomic<Bool>(false)
-    private let lua: LuaState
-    private var sources = [DispatchSourceSignal]()
+    private let interrupter: LuaInterrupter
+    private var watcher: SignalWatcher?
 
     init(_ lua: LuaState) {
-        self.lua = lua
-        for number in [SIGTERM, SIGINT] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [unowned self] in
-                flag.store(true, ordering: .relaxed)
-                self.lua.interrupt()
-            }
-            source.resume()
-            sources.append(source)
+        interrupter = lua.interrupter
+        watcher = SignalWatcher([SIGTERM, SIGINT]) { [unowned self] in
+            flag.store(true, ordering: .relaxed)
+            interrupter.interrupt()
         }
     }
 
