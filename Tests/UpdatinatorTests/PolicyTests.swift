@@ -155,6 +155,39 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "1"), root: setup.root) == [])
     }
 
+    // MARK: the agent
+
+    @Test func theAgentStopsOnSigtermWithTheApplyAtAResumablePoint() throws {
+        let setup = try Setup(self)
+        let policy = tmp.sub("slow.lua")
+        try Sys.writeFileAtomically(policy, Array("""
+            local config = upd.config { root = "/", mirrors = {}, keyring = "" }
+            upd.schedule { every = "1h" }
+            function tick()
+              local kr = assert(upd.keyring(config.keyring))
+              local target = assert(upd.get_manifest(config.mirrors, "olpc-ext3", "2", { keyring = kr }))
+              local plan = assert(upd.plan(assert(upd.manifest.installed(config.root)), target, { root = config.root, mirrors = config.mirrors }))
+              print("applying")
+              return assert(upd.apply(plan, { mirrors = config.mirrors, rate_limit = 100000 }))
+            end
+            """.utf8))
+        let config = tmp.sub("config.json")
+        try Sys.writeFileAtomically(config, Array(try JSONSerialization.data(withJSONObject: settings(setup))))
+        let agent = try Subprocess([CLI.binary, "agent", "--policy", policy, "--config", config, "--state", tmp.sub("state.json")])
+        while !agent.stdout.contains("applying") && agent.isRunning { usleep(50_000) }
+        usleep(1_500_000)
+        kill(agent.pid, SIGTERM)
+        #expect(agent.wait() == 0, "\(agent.stderr)")
+        #expect(agent.stdout.contains("agent: stopped"), "\(agent.stdout)")
+        #expect(try Sys.readFile("\(setup.root)/.updatinator/installed.manifest") == Sys.readFile(samples.manifest("olpc-ext3", "1")))
+        #expect((try Sys.lstatIfExists("\(setup.root)/.updatinator/apply/journal")) != nil, "the apply stopped mid-way")
+        let resumed = try CLI.run(["apply", "--root", setup.root, "--to", samples.manifest("olpc-ext3", "2"), "--keyring", samples.keyring,
+                                   "--mirror", setup.mirror.url])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        #expect(resumed.stdout.contains("(resumed)"))
+        #expect(try isAtVersion2(setup.root))
+    }
+
     // MARK: field-upgrade.lua
 
     @Test func fieldUpgradeFromAUSBStickShowsProgressAndChecksTheTree() throws {

@@ -27,7 +27,7 @@ extension UpdLibrary {
             guard let every = try options.string("every") else { throw call.argumentError(1, "option 'every' is required") }
             do {
                 let period = Double(try ChannelMetadata.parseDuration(every))
-                let jitter = Double(try ChannelMetadata.parseDuration(try options.string("jitter") ?? "0s"))
+                let jitter = try options.string("jitter").map { Double(try ChannelMetadata.parseDuration($0)) } ?? 0
                 call.state.schedule = (period, jitter)
             } catch let e as UpdError {
                 throw call.argumentError(1, e.message)
