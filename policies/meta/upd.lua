@@ -1,0 +1,196 @@
+---@meta
+-- Annotations of Updatinator's Lua API for editors (LuaCATS, as read by lua-language-server).
+-- The reference is docs/lua-api.md. Expected failures return nil, message, code.
+
+---@alias upd.Code "io"|"verification"|"no_space"|"network"|"corrupt"|"differences"|"nothing_to_do"|"usage"
+---@alias upd.Mirrors string|string[]
+
+---@class upd.Entry
+---@field path string
+---@field type "directory"|"file"|"hardlink"|"symlink"|"character device"|"block device"|"fifo"
+---@field mode integer
+---@field uid integer
+---@field gid integer
+---@field mtime integer
+---@field size? integer
+---@field hash? string
+---@field blob_size? integer
+---@field target? string
+
+---@class upd.Manifest
+---@field image string
+---@field version string
+---@field entry_count integer
+---@field total_bytes integer
+---@field hash string
+---@field verified boolean
+---@field source string
+local Manifest = {}
+---@param path string
+---@return upd.Entry|nil
+function Manifest:get(path) end
+---@return fun(): upd.Entry|nil
+function Manifest:entries() end
+
+---@class upd.Keyring
+---@field directory string
+---@field threshold integer
+local Keyring = {}
+---@param manifest upd.Manifest
+---@return true|nil ok, string? message, upd.Code? code
+function Keyring:verify(manifest) end
+
+---@class upd.Changes
+---@field created integer
+---@field replaced integer
+---@field removed integer
+---@field reowned integer
+---@field remoded integer
+---@field retimed integer
+---@field xattrs_changed integer
+
+---@class upd.Plan
+---@field blobs integer
+---@field download_bytes integer
+---@field reused_bytes integer
+---@field write_bytes integer
+---@field peak_disk_bytes integer
+---@field required_free_bytes integer
+---@field steps integer
+---@field root string
+---@field changes upd.Changes
+
+---@class upd.Progress
+---@field bytes? integer
+---@field total_bytes? integer
+---@field blobs? integer
+---@field total_blobs? integer
+---@field rate? number
+---@field eta? number
+---@field steps_done? integer
+---@field total_steps? integer
+
+---@alias upd.OnProgress fun(p: upd.Progress): integer|boolean|nil
+
+---@class upd.ApplyReport
+---@field already_current boolean
+---@field resumed boolean
+---@field bytes_written integer
+---@field bytes_reused integer
+---@field bytes_downloaded integer
+---@field blobs_downloaded integer
+---@field planned_peak_extra_disk integer
+---@field observed_peak_extra_disk integer
+---@field seconds number
+
+---@class upd.Channel
+---@field channel string
+---@field image string
+---@field version string
+---@field manifest_hash string
+---@field serial integer
+---@field expires integer
+
+---@class upd
+---@field root string|nil
+upd = {}
+
+upd.manifest = {}
+---@param path_or_url string
+---@return upd.Manifest|nil, string? message, upd.Code? code
+function upd.manifest.load(path_or_url) end
+---@param root string
+---@return upd.Manifest|nil, string? message, upd.Code? code
+function upd.manifest.installed(root) end
+
+---@param mirrors upd.Mirrors
+---@param image string
+---@param version string
+---@param options? {keyring?: upd.Keyring, dir?: string, hash?: string}
+---@return upd.Manifest|nil, string? message, upd.Code? code
+function upd.get_manifest(mirrors, image, version, options) end
+
+---@param a upd.Manifest
+---@param b upd.Manifest
+---@return {added: string[], removed: string[], changed: string[], added_bytes: integer, removed_bytes: integer, new_contents: integer, download_bytes: integer}
+function upd.diff(a, b) end
+
+---@param dir string
+---@return upd.Keyring|nil, string? message, upd.Code? code
+function upd.keyring(dir) end
+
+---@param from upd.Manifest
+---@param to upd.Manifest
+---@param options? {root?: string, blobs?: string[], mirrors?: upd.Mirrors}
+---@return upd.Plan|nil, string? message, upd.Code? code
+function upd.plan(from, to, options) end
+
+---@param plan upd.Plan
+---@param options {mirrors: upd.Mirrors, cache: string, rate_limit?: integer, concurrency?: integer, on_progress?: upd.OnProgress}
+---@return {blobs: integer, bytes: integer, retries: integer, failovers: integer, seconds: number}|nil, string? message, upd.Code? code
+function upd.fetch(plan, options) end
+
+---@param plan upd.Plan
+---@param options? {mirrors?: upd.Mirrors, blobs?: string[], root?: string, rate_limit?: integer, concurrency?: integer, on_progress?: upd.OnProgress, insecure?: boolean}
+---@return upd.ApplyReport|nil, string? message, upd.Code? code
+function upd.apply(plan, options) end
+
+---@param root string
+---@param manifest upd.Manifest
+---@return true|nil, string? message, upd.Code? code, string[]? findings
+function upd.fsck(root, manifest) end
+
+---@param mirrors upd.Mirrors
+---@param name string
+---@param keyring upd.Keyring
+---@return upd.Channel|nil, string? message, upd.Code? code
+function upd.channel(mirrors, name, keyring) end
+
+---@generic T: table
+---@param defaults T
+---@return T
+function upd.config(defaults) end
+
+---@param options {every: string, jitter?: string}
+function upd.schedule(options) end
+
+---@param seconds number
+function upd.sleep(seconds) end
+
+upd.system = {}
+---@param path string
+---@return integer
+function upd.system.free_bytes(path) end
+---@return boolean
+function upd.system.on_ac_power() end
+---@return integer|nil
+function upd.system.battery_percent() end
+---@return string
+function upd.system.device_id() end
+
+upd.time = {}
+---@return number
+function upd.time.now() end
+---@param window string "HH:MM-HH:MM"
+---@param time? number
+---@return boolean
+function upd.time.in_window(window, time) end
+
+upd.state = {}
+---@param key string
+---@return any
+function upd.state.get(key) end
+---@param key string
+---@param value boolean|number|string|table|nil
+function upd.state.set(key, value) end
+
+upd.log = {}
+---@param ... any
+function upd.log.info(...) end
+---@param ... any
+function upd.log.warn(...) end
+---@param ... any
+function upd.log.error(...) end
+
+---@return boolean|string
+function tick() end
