@@ -156,6 +156,29 @@ import Testing
         #expect(again == "ok\n")
     }
 
+    @Test func theEditorAnnotationsAndTheReferenceNameEveryFunction() throws {
+        let out = try run("""
+            local names = {}
+            local function walk(t, prefix)
+              for k, v in pairs(t) do
+                if type(v) == "function" then names[#names + 1] = prefix .. k
+                elseif type(v) == "table" then walk(v, prefix .. k .. ".") end
+              end
+            end
+            walk(upd, "upd.")
+            table.sort(names)
+            print(table.concat(names, "\\n"))
+            """)
+        let functions = out.split(separator: "\n").map(String.init)
+        #expect(functions.count > 20)
+        let meta = try String(contentsOf: Scripts.repositoryRoot.appendingPathComponent("policies/meta/upd.lua"), encoding: .utf8)
+        let reference = try String(contentsOf: Scripts.repositoryRoot.appendingPathComponent("docs/lua-api.md"), encoding: .utf8)
+        for name in functions {
+            #expect(meta.contains("function \(name)("), "\(name) is annotated in policies/meta/upd.lua")
+            #expect(reference.contains("`\(name)("), "\(name) is described in docs/lua-api.md")
+        }
+    }
+
     @Test func aScriptErrorPrintsItsPlaceAndTracebackAndExitsOne() throws {
         let path = tmp.sub("broken.lua")
         try Sys.writeFileAtomically(path, Array("local function decide()\n  return upd.nothing.here\nend\ndecide()\n".utf8))
