@@ -39,6 +39,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // scripts/bench lua: what the Lua layer costs against calling Swift directly.
+        .executableTarget(name: "lua-bench", dependencies: ["Updatinator", "UpdatinatorLua"]),
+
         .testTarget(
             name: "UpdatinatorTests",
             dependencies: ["Updatinator", "updatinator", "CLinux", "CZlib"],
