@@ -53,6 +53,8 @@ import Testing
 
             local missing, why, code2 = upd.manifest.load("/nonexistent.manifest")
             same(missing, nil, "missing manifest"); same(code2, "usage", "code"); check(why:find("no such manifest"), why)
+            local none, why_none, code_none = upd.manifest.installed("/nonexistent-root")
+            same(none, nil, "no installed manifest"); same(code_none, "usage", "installed code")
             local broken, reason, code3 = upd.keyring("/nonexistent-keyring")
             same(broken, nil, "missing keyring"); check(code3 ~= nil and reason ~= nil, "failure triple")
             local misuse_ok, misuse = pcall(kr.verify, kr, "not a manifest")
