@@ -57,6 +57,12 @@ import Testing
             same(none, nil, "no installed manifest"); same(code_none, "usage", "installed code")
             local broken, reason, code3 = upd.keyring("/nonexistent-keyring")
             same(broken, nil, "missing keyring"); check(code3 ~= nil and reason ~= nil, "failure triple")
+            -- A school server that does not answer (the server's own tests drive the answers).
+            local decision, no_answer, net = upd.check("http://127.0.0.1:9", { image = m1.image, version = m1.version }, kr)
+            same(decision, nil, "check"); same(net, "network", "check code"); check(no_answer:find("/v1/check"), no_answer)
+            local reported, _, net2 = upd.report("http://127.0.0.1:9", { status = "done" })
+            same(reported, nil, "report"); same(net2, "network", "report code")
+            check(not pcall(upd.report, "http://127.0.0.1:9", {}), "a report needs a status")
             local misuse_ok, misuse = pcall(kr.verify, kr, "not a manifest")
             check(not misuse_ok and misuse:find("bad argument #2 to 'verify' (Manifest expected, got string)", 1, true), misuse)
             print("ok")

@@ -162,3 +162,53 @@ import Testing
         }
     }
 }
+
+/// A school server's decisions: signed with a decision key, bound to one request, short-lived.
+@Suite struct DecisionTests {
+    let tmp = TemporaryDirectory("decision")
+    let key = SecretKey.generate()
+
+    func keyring() throws -> Keyring {
+        try Sys.mkdirs(tmp.sub("trusted"))
+        try KeyFile.writeKeyPair(key, secretPath: tmp.sub("d.sec"), publicPath: tmp.sub("trusted/d.pub"))
+        return try Keyring(directory: tmp.sub("trusted"))
+    }
+
+    var update: Decision {
+        var d = Decision(device: "laptop-7", nonce: "n1", expires: 2_000_000_000, update: true)
+        d.image = "olpc-ext3"
+        d.version = "2"
+        d.manifestHash = String(repeating: "ab", count: 32)
+        d.peers = ["http://10.0.0.5:8080"]
+        d.rateLimit = 32768
+        return d
+    }
+
+    @Test func aSignedDecisionVerifiesForItsRequest() throws {
+        let envelope = try update.signed(with: key)
+        let d = try Decision.verify(envelope: envelope, keyring: keyring(), device: "laptop-7", nonce: "n1",
+                                    now: 1_900_000_000, source: "check")
+        #expect(d == update)
+    }
+
+    @Test func refusesAnotherNonceAnotherDeviceAnExpiredOrAnUntrustedDecision() throws {
+        let kr = try keyring()
+        let envelope = try update.signed(with: key)
+        for (device, nonce, now) in [("laptop-7", "n2", Int64(1_900_000_000)), ("laptop-8", "n1", 1_900_000_000),
+                                     ("laptop-7", "n1", 2_000_000_001)] {
+            #expect(throws: UpdError.self) {
+                try Decision.verify(envelope: envelope, keyring: kr, device: device, nonce: nonce, now: now, source: "check")
+            }
+        }
+        let stranger = try update.signed(with: SecretKey.generate())
+        #expect(throws: UpdError.self) {
+            try Decision.verify(envelope: stranger, keyring: kr, device: "laptop-7", nonce: "n1", now: 1_900_000_000, source: "check")
+        }
+        // A manifest signature by the same key is not a decision signature, and the reverse.
+        var signatures = SignatureFile()
+        signatures.sign(Array("x".utf8), with: key, purpose: .manifest)
+        #expect(throws: UpdError.self) {
+            try kr.verify(Array("x".utf8), signatures: signatures, purpose: .decision, source: "x")
+        }
+    }
+}

@@ -146,6 +146,29 @@ function upd.fsck(root, manifest) end
 ---@return upd.Channel|nil, string? message, upd.Code? code
 function upd.channel(mirrors, name, keyring) end
 
+---@class upd.Decision
+---@field update boolean
+---@field expires integer
+---@field image? string
+---@field version? string
+---@field manifest_path? string
+---@field manifest_hash? string
+---@field peers string[]
+---@field rate_limit? integer
+---@field not_before? integer
+---@field window? string
+
+---@param server_url string
+---@param request table
+---@param decision_keyring upd.Keyring
+---@return upd.Decision|nil, string? message, upd.Code? code
+function upd.check(server_url, request, decision_keyring) end
+
+---@param server_url string
+---@param status {status: "checking"|"downloading"|"applying"|"done"|"failed", [string]: any}
+---@return true|nil, string? message, upd.Code? code
+function upd.report(server_url, status) end
+
 ---@generic T: table
 ---@param defaults T
 ---@return T

@@ -35,7 +35,7 @@ public final class CurlFetcher: @unchecked Sendable {
         demotions = Array(repeating: 0, count: options.mirrors.count)
     }
 
-    private static let curlReady: Bool = curl_global_init(3) == CURLE_OK  // CURL_GLOBAL_ALL
+    static let curlReady: Bool = curl_global_init(3) == CURLE_OK  // CURL_GLOBAL_ALL
 
     /// Changes the overall rate limit, also while a fetch runs (from any thread).
     public func setRateLimit(_ bytesPerSecond: UInt64?) {

@@ -5,6 +5,8 @@ import CSodium
 public enum SignaturePurpose: String, Sendable {
     case manifest
     case channel
+    /// A school server's answer to a device (`Decision`), signed with its decision key.
+    case decision
 
     func message(for content: [UInt8]) -> [UInt8] {
         Array("updatinator-\(rawValue)-v1".utf8) + [0] + content

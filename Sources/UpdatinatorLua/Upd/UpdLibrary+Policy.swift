@@ -3,6 +3,25 @@ import Foundation
 import Updatinator
 
 extension UpdLibrary {
+    /// A request table's fields (a missing table is an empty request).
+    static func requestFields(_ call: LuaCall, _ index: Int32) throws -> [String: LuaValue] {
+        if call.isNil(index) { return [:] }
+        guard case .table(let fields, let array) = call.state.value(at: index, on: call.L), array.isEmpty else {
+            throw call.argumentError(index, "table of named fields expected")
+        }
+        return fields
+    }
+
+    static func endpoint(_ server: String, _ name: String) -> String {
+        (server.hasSuffix("/") ? String(server.dropLast()) : server) + "/v1/" + name
+    }
+
+    static func json(_ fields: [String: LuaValue]) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(fields.compactMapValues { StoredValue($0) }))
+    }
+
     /// What a policy needs beyond the primitives: its settings, its schedule, and channels.
     static func installPolicy(in state: LuaState) {
         state.setFunction("config") { call in
@@ -33,6 +52,42 @@ extension UpdLibrary {
                 throw call.argumentError(1, e.message)
             }
             return 0
+        }
+
+        state.setFunction("check") { call in
+            let server = try call.string(1)
+            var request = try requestFields(call, 2)
+            let keyring = try call.object(3, keyringType)
+            let device = try request["device"]?.stringValue ?? DeviceIdentity.read()
+            let nonce = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+            request["device"] = .string(device)
+            request["nonce"] = .string(nonce)
+            let url = endpoint(server, "check")
+            let response = try HTTPClient.postJSON(url, body: try json(request))
+            guard response.status == 200 else { throw UpdError(.network, "\(url): HTTP \(response.status)") }
+            let d = try Decision.verify(envelope: response.body, keyring: keyring.keyring, device: device, nonce: nonce,
+                                        now: Int64(call.state.now), source: url)
+            var answer: [String: LuaValue] = ["update": .boolean(d.update), "expires": .integer(d.expires),
+                                              "peers": .array(d.peers.map { .string($0) })]
+            answer["image"] = d.image.map { .string($0) }
+            answer["version"] = d.version.map { .string($0) }
+            answer["manifest_path"] = d.manifestPath.map { .string($0) }
+            answer["manifest_hash"] = d.manifestHash.map { .string($0) }
+            answer["rate_limit"] = d.rateLimit.map { .integer(Int64($0)) }
+            answer["not_before"] = d.notBefore.map { .integer($0) }
+            answer["window"] = d.window.map { .string($0) }
+            return call.results(.table(answer))
+        }
+
+        state.setFunction("report") { call in
+            let server = try call.string(1)
+            var status = try requestFields(call, 2)
+            guard status["status"]?.stringValue != nil else { throw call.argumentError(2, "field 'status' is required") }
+            if status["device"] == nil { status["device"] = .string(try DeviceIdentity.read()) }
+            let url = endpoint(server, "report")
+            let response = try HTTPClient.postJSON(url, body: try json(status))
+            guard (200..<300).contains(response.status) else { throw UpdError(.network, "\(url): HTTP \(response.status)") }
+            return call.results(.boolean(true))
         }
 
         state.setFunction("channel") { call in

@@ -1,0 +1,82 @@
+import Foundation
+
+/// A school server's signed answer to a device's check: move to an image version (with the
+/// manifest's hash, peers that hold it and bandwidth rules), or no update. It echoes the
+/// device's nonce and expires soon, so it cannot be replayed to another device or later.
+public struct Decision: Codable, Equatable, Sendable {
+    public var device: String
+    public var nonce: String
+    /// Seconds since the epoch after which the decision must not be acted on.
+    public var expires: Int64
+    public var update: Bool
+    public var image: String?
+    public var version: String?
+    /// The manifest's path in the repository and the BLAKE2b-256 of its bytes, in hex.
+    public var manifestPath: String?
+    public var manifestHash: String?
+    /// Mirrors of devices known to hold the image, nearest first.
+    public var peers: [String] = []
+    /// Bandwidth rules: bytes per second, the earliest start, and a daily window "HH:MM-HH:MM".
+    public var rateLimit: UInt64?
+    public var notBefore: Int64?
+    public var window: String?
+
+    enum CodingKeys: String, CodingKey {
+        case device, nonce, expires, update, image, version, peers, window
+        case manifestPath = "manifest_path", manifestHash = "manifest_hash", rateLimit = "rate_limit", notBefore = "not_before"
+    }
+
+    public init(device: String, nonce: String, expires: Int64, update: Bool) {
+        self.device = device
+        self.nonce = nonce
+        self.expires = expires
+        self.update = update
+    }
+
+    /// What travels over HTTP: the decision's canonical JSON text and its signature file's text.
+    public struct Envelope: Codable, Sendable {
+        public var decision: String
+        public var signatures: String
+    }
+
+    /// The envelope of this decision, signed with a decision key.
+    public func signed(with key: SecretKey) throws -> [UInt8] {
+        let content = CanonicalJSON.encode(self)
+        var signatures = SignatureFile()
+        signatures.sign(content, with: key, purpose: .decision)
+        let envelope = Envelope(decision: String(decoding: content, as: UTF8.self),
+                                signatures: String(decoding: signatures.encoded(), as: UTF8.self))
+        return CanonicalJSON.encode(envelope)
+    }
+
+    /// Verifies an envelope: signed by the keyring's decision keys, for this device and nonce,
+    /// not expired at `now`, and, for an update, naming a valid image, version and hash.
+    public static func verify(envelope bytes: [UInt8], keyring: Keyring, device: String, nonce: String,
+                              now: Int64, source: String) throws -> Decision {
+        guard bytes.count <= 64 * 1024, let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)) else {
+            throw UpdError(.corrupt, "\(source): not a decision envelope")
+        }
+        let content = Array(envelope.decision.utf8)
+        let signatures = try SignatureFile.parse(Array(envelope.signatures.utf8), source: "\(source) signatures")
+        try keyring.verify(content, signatures: signatures, purpose: .decision, source: source)
+        let decision: Decision
+        do {
+            decision = try JSONDecoder().decode(Decision.self, from: Data(content))
+        } catch {
+            throw UpdError(.corrupt, "\(source): not a valid decision (\(JSONErrors.describe(error)))")
+        }
+        guard decision.device == device, decision.nonce == nonce else {
+            throw UpdError(.verification, "\(source): the decision is for another request (device or nonce differs)")
+        }
+        guard decision.expires > now else {
+            throw UpdError(.verification, "\(source): the decision expired at \(decision.expires)")
+        }
+        if decision.update {
+            guard let image = decision.image, let version = decision.version, Manifest.problem(withName: image) == nil,
+                  Manifest.problem(withName: version) == nil, decision.manifestHash.flatMap({ ContentHash(hex: $0) }) != nil else {
+                throw UpdError(.corrupt, "\(source): an update decision without a valid image, version and manifest hash")
+            }
+        }
+        return decision
+    }
+}
