@@ -1,7 +1,8 @@
 -- The default client policy: every few hours (with jitter, so a school's laptops do not all
--- ask at once), look at the channel; accept an offer only when the disk has the space the
--- plan needs at its peak, and the laptop is on mains power or has enough battery; download
--- from neighbouring laptops first, then the school server; apply in place.
+-- ask at once), ask the school server what to run (or, without one, follow the channel);
+-- accept an offer only when the disk has the space the plan needs at its peak, and the
+-- laptop is on mains power or has enough battery; download from neighbouring laptops first,
+-- then the school server; apply in place; report to the school server.
 local upd = require "updatinator"
 
 local config = upd.config {
@@ -10,14 +11,18 @@ local config = upd.config {
   mirrors = { "http://school-server/repo" }, -- the school server
   keyring = "/etc/updatinator/keyring",
   channel = "stable",
+  server = "",                               -- the school server's URL; "" to follow the channel
+  decision_keyring = "/etc/updatinator/decision-keyring",
   min_battery = 50,                          -- percent, when not on mains power
   every = "4h",
   jitter = "1h",
 }
 upd.schedule { every = config.every, jitter = config.jitter }
 
-local function sources()
+-- Where to download from: peers the server named, configured peers, then the mirrors.
+local function sources(named_peers)
   local all = {}
+  for _, url in ipairs(named_peers) do all[#all + 1] = url end
   for _, url in ipairs(config.peers) do all[#all + 1] = url end
   for _, url in ipairs(config.mirrors) do all[#all + 1] = url end
   return all
@@ -38,19 +43,47 @@ local function objection(plan)
   return nil
 end
 
+-- What to run: the school server's decision, or the channel's.
+local function offer(keyring, installed)
+  if config.server == "" then
+    local channel = assert(upd.channel(config.mirrors, config.channel, keyring))
+    return { image = channel.image, version = channel.version, manifest_hash = channel.manifest_hash, peers = {} }
+  end
+  local decision_keyring = assert(upd.keyring(config.decision_keyring))
+  local decision = assert(upd.check(config.server, {
+    image = installed.image, version = installed.version, channel = config.channel,
+    free_bytes = upd.system.free_bytes(config.root),
+  }, decision_keyring))
+  if not decision.update then return nil end
+  return decision
+end
+
+local function report(status, fields)
+  if config.server == "" then return end
+  fields.status = status
+  local ok, why = upd.report(config.server, fields)
+  if not ok then upd.log.warn("report: " .. why) end
+end
+
 function tick()
   local keyring = assert(upd.keyring(config.keyring))
-  local offer = assert(upd.channel(config.mirrors, config.channel, keyring))
   local installed = assert(upd.manifest.installed(config.root))
-  if installed.image == offer.image and installed.version == offer.version then return "up to date" end
-  local target = assert(upd.get_manifest(sources(), offer.image, offer.version,
-                                         { keyring = keyring, hash = offer.manifest_hash }))
-  local plan = assert(upd.plan(installed, target, { root = config.root, mirrors = sources() }))
+  local o = offer(keyring, installed)
+  if not o or (installed.image == o.image and installed.version == o.version) then return "up to date" end
+  local mirrors = sources(o.peers)
+  local target = assert(upd.get_manifest(mirrors, o.image, o.version, { keyring = keyring, hash = o.manifest_hash }))
+  local plan = assert(upd.plan(installed, target, { root = config.root, mirrors = mirrors }))
   local why = objection(plan)
   if why then
-    upd.log.info("update to " .. offer.version .. " deferred: " .. why)
+    upd.log.info("update to " .. o.version .. " deferred: " .. why)
     return "deferred: " .. why
   end
-  assert(upd.apply(plan, { mirrors = sources() }))
-  return ("applied %s %s"):format(offer.image, offer.version)
+  report("applying", { image = o.image, version = o.version })
+  local done, message, code = upd.apply(plan, { mirrors = mirrors, rate_limit = o.rate_limit })
+  if not done then
+    report("failed", { image = o.image, version = o.version, code = code, message = message })
+    error(message, 0)
+  end
+  report("done", { image = o.image, version = o.version, bytes = done.bytes_downloaded })
+  return ("applied %s %s"):format(o.image, o.version)
 end
