@@ -18,7 +18,7 @@ struct ReplCommand: UpdatinatorSubcommand {
     @OptionGroup var scripting: ScriptOptions
 
     func execute() throws {
-        let lua = try scripting.makeState(strictGlobals: false)
+        let lua = try scripting.makeState(interactive: true)
         let repl = try LuaREPL(lua: lua)
         let interrupter = lua.interrupter
         let interrupts = SignalWatcher([SIGINT]) { interrupter.interrupt() }

@@ -16,8 +16,8 @@ struct ScriptOptions: ParsableArguments {
     @Flag(help: "Grant scripts Lua's io and os libraries.")
     var allowOS = false
 
-    @Option(help: "Lua instructions a script may run per call (0 for no limit).")
-    var instructionLimit = 200_000_000
+    @Option(help: "Lua instructions a script may run per call (0 for no limit); default 200 million, none in the REPL.")
+    var instructionLimit: Int?
 
     @Option(help: "Bytes of memory the Lua state may use (0 for no limit).")
     var memoryLimit = 256 << 20
@@ -29,11 +29,13 @@ struct ScriptOptions: ParsableArguments {
     }
 
     /// A Lua state with these options.
-    func makeState(strictGlobals: Bool = true) throws -> LuaState {
+    func makeState(interactive: Bool = false) throws -> LuaState {
         var options = LuaState.Options()
         options.allowOS = allowOS
-        options.strictGlobals = strictGlobals
-        options.instructionLimit = instructionLimit > 0 ? instructionLimit : nil
+        // At the prompt, globals are open and Ctrl-C, not a count, stops a long command.
+        options.strictGlobals = !interactive
+        let limit = instructionLimit ?? (interactive ? 0 : 200_000_000)
+        options.instructionLimit = limit > 0 ? limit : nil
         options.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
         let lua = try LuaState(options: options)
         lua.root = root
