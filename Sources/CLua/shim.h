@@ -35,8 +35,12 @@ typedef struct {
     long long instructions_left;
     long long instruction_limit; /* 0: none */
     int host_active;
-    int interrupted;           /* set from a signal handler: stop at the next hook */
+    int interrupted;           /* set from another thread (atomically): stop at the next hook */
+    int stopping;              /* a limit or an interruption ended the call: raise until it returns */
 } CLua_Limits;
+
+static inline void CLua_interrupt(CLua_Limits *limits) { __atomic_store_n(&limits->interrupted, 1, __ATOMIC_RELAXED); }
+static inline int CLua_take_interrupt(CLua_Limits *limits) { return __atomic_exchange_n(&limits->interrupted, 0, __ATOMIC_RELAXED); }
 
 static inline void *CLua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     CLua_Limits *limits = (CLua_Limits *)ud;
@@ -66,20 +70,39 @@ static inline CLua_Limits *CLua_limits(lua_State *L) {
 #define CLUA_HOOK_EVERY 1000
 
 /* Counts instructions in steps of CLUA_HOOK_EVERY and raises when the budget is spent or the
- * run was interrupted. Runs only inside Lua code, so raising here never crosses Swift. */
+ * run was interrupted. Runs only inside Lua code, so raising here never crosses Swift. Once it
+ * has raised, it raises at every instruction until the host's call returns, so that a script
+ * cannot catch the stop with pcall and go on. */
 static inline void CLua_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     CLua_Limits *limits = CLua_limits(L);
-    if (limits->interrupted) {
-        limits->interrupted = 0;
-        luaL_error(L, "interrupted");
+    if (!limits->stopping) {
+        if (CLua_take_interrupt(limits)) {
+            limits->stopping = 1;
+        } else if (limits->instruction_limit) {
+            limits->instructions_left -= CLUA_HOOK_EVERY;
+            if (limits->instructions_left <= 0) limits->stopping = 2;
+        }
     }
+    if (limits->stopping) {
+        lua_sethook(L, CLua_hook, LUA_MASKCOUNT, 1);
+        if (limits->stopping == 1) luaL_error(L, "interrupted");
+        luaL_error(L, "instruction limit exceeded (%I instructions)", (lua_Integer)limits->instruction_limit);
+    }
+}
+
+/* Charges a new coroutine for the instructions it may run before its first hook, so that
+ * short-lived coroutines cannot multiply the budget. Wraps coroutine.create and wrap. */
+static inline int CLua_charge_coroutine(lua_State *L) {
+    CLua_Limits *limits = CLua_limits(L);
     if (limits->instruction_limit) {
         limits->instructions_left -= CLUA_HOOK_EVERY;
         if (limits->instructions_left <= 0) {
-            luaL_error(L, "instruction limit exceeded (%I instructions)", (lua_Integer)limits->instruction_limit);
+            limits->stopping = 2;
+            return luaL_error(L, "instruction limit exceeded (%I instructions)", (lua_Integer)limits->instruction_limit);
         }
     }
+    return 0;
 }
 
 static inline void CLua_sethook(lua_State *L) { lua_sethook(L, CLua_hook, LUA_MASKCOUNT, CLUA_HOOK_EVERY); }

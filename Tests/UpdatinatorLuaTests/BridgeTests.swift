@@ -69,8 +69,11 @@ extension LuaState {
             do
               local kr <close> = upd.keyring("\(dir)")
             end
-            local closed = upd.keyring("\(dir)")
-            getmetatable(closed).__close(closed)
+            local closed
+            do
+              local kr <close> = upd.keyring("\(dir)")
+              closed = kr
+            end
             local ok, err = pcall(function() return closed.threshold end)
             return tostring(kept):match("^Keyring"), ok, err, tostring(closed)
             """, chunkName: "=test")

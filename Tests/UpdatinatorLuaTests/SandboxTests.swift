@@ -22,6 +22,8 @@ import Testing
         ("assert(load(string.dump(function() end)))", "attempt to load a binary chunk"),
         ("local function f() sttaus = 1 end f()", "assignment to undeclared global 'sttaus'"),
         ("local x = undefined_name", "global 'undefined_name' is not declared"),
+        ("setmetatable({}, {__gc = function() while true do end end})", "__gc metamethods are not allowed"),
+        ("getmetatable(upd.keyring('/nonexistent') or assert(false, 'locked'))", "locked"),
     ])
     func refuses(code: String, message: String) throws {
         let e = try error(code)
@@ -65,6 +67,43 @@ import Testing
         // The state is still usable, and its memory came back.
         #expect(try lua.run("return 1 + 1") == [.integer(2)])
         #expect(lua.memoryInUse < 4 << 20)
+    }
+
+    @Test func pcallCannotCatchTheInstructionLimit() throws {
+        var options = LuaState.Options()
+        options.instructionLimit = 1_000_000
+        let e = try error("local n = 0 while n < 200000 do n = n + 1; pcall(function() while true do end end) end", options: options)
+        #expect(e?.contains("instruction limit exceeded") == true, "\(e ?? "no error")")
+    }
+
+    @Test func shortLivedCoroutinesCannotMultiplyTheBudget() throws {
+        var options = LuaState.Options()
+        options.instructionLimit = 1_000_000
+        let e = try error("local function burn() for i = 1, 300 do end end for k = 1, 20000 do coroutine.wrap(burn)() end",
+                          options: options)
+        #expect(e?.contains("instruction limit exceeded") == true, "\(e ?? "no error")")
+    }
+
+    @Test func hostileTablesAreRefusedWithoutHarm() throws {
+        let lua = try LuaState()
+        // A chain deeper than the stack a C function is promised, converted inside a coroutine.
+        try lua.run("""
+            local t = {} local c = t for i = 1, 40 do c.a = {} c = c.a end
+            coroutine.wrap(function() local l0, l1, l2, l3, l4, l5, l6, l7, l8, l9; upd.state.set("k", t) end)()
+            """)
+        // A table whose shared subtables would expand to billions of values.
+        let r = try lua.run("""
+            local t = {} for level = 1, 15 do local n = {} for i = 1, 8 do n[i] = t end t = n end
+            return pcall(upd.get_manifest, t, "a", "b")
+            """)
+        #expect(r.first == .boolean(false))
+        #expect(r.last?.stringValue?.contains("bad argument #1 to 'get_manifest'") == true, "\(r)")
+    }
+
+    @Test func loadKeepsTheGlobalEnvironmentUnlessGivenOne() throws {
+        let lua = try LuaState()
+        #expect(try lua.run("return load('return math.pi')() == math.pi, load('return x', 'c', 't', {x = 7})()")
+                == [.boolean(true), .integer(7)])
     }
 
     @Test func eachCallGetsAFreshInstructionBudget() throws {

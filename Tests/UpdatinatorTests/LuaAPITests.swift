@@ -41,6 +41,12 @@ import Testing
             for e in m1:entries() do n = n + 1 end
             same(n, m1.entry_count, "entries iterated")
 
+            for _ = 1, 1000 do m1:entries() end
+            local closed = assert(upd.manifest.load(path1))
+            local next_entry, state = closed:entries()
+            getmetatable(closed)
+            check(next_entry(state, nil).path == "/", "first entry")
+            check(getmetatable(closed) == "locked", "metatables are locked")
             local d = upd.diff(m1, m2)
             check(#d.added > 0 and #d.removed > 0 and #d.changed > 0 and d.download_bytes > 0, "diff")
 

@@ -70,6 +70,9 @@ function tick()
   local installed = assert(upd.manifest.installed(config.root))
   local o = offer(keyring, installed)
   if not o or (installed.image == o.image and installed.version == o.version) then return "up to date" end
+  -- The server's bandwidth rules: not before a time, only within a daily window.
+  if o.not_before and upd.time.now() < o.not_before then return "deferred: not before " .. o.not_before end
+  if o.window and not upd.time.in_window(o.window) then return "deferred: outside " .. o.window end
   local mirrors = sources(o.peers)
   local target = assert(upd.get_manifest(mirrors, o.image, o.version, { keyring = keyring, hash = o.manifest_hash }))
   local plan = assert(upd.plan(installed, target, { root = config.root, mirrors = mirrors }))
@@ -79,7 +82,8 @@ function tick()
     return "deferred: " .. why
   end
   report("applying", { image = o.image, version = o.version })
-  local done, message, code = upd.apply(plan, { mirrors = mirrors, rate_limit = o.rate_limit })
+  local ok, done, message, code = pcall(upd.apply, plan, { mirrors = mirrors, rate_limit = o.rate_limit })
+  if not ok then done, message, code = nil, done, "interrupted" end
   if not done then
     report("failed", { image = o.image, version = o.version, code = code, message = message })
     error(message, 0)

@@ -41,12 +41,17 @@ public struct Manifest: Hashable, Sendable {
 
     /// The entry at a path, by binary search.
     public func entry(at path: ManifestPath) -> ManifestEntry? {
+        index(of: path).map { entries[$0] }
+    }
+
+    /// The position of the entry at a path (entries are in path order), or nil.
+    public func index(of path: ManifestPath) -> Int? {
         var low = 0, high = entries.count
         while low < high {
             let mid = (low + high) / 2
             if entries[mid].path < path { low = mid + 1 } else { high = mid }
         }
-        return low < entries.count && entries[low].path == path ? entries[low] : nil
+        return low < entries.count && entries[low].path == path ? low : nil
     }
 
     /// Each distinct content of the image with its raw and compressed sizes.

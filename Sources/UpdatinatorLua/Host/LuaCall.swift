@@ -9,7 +9,8 @@ import Updatinator
 struct LuaCall {
     let L: OpaquePointer
     let name: String
-    unowned let state: LuaState
+    /// (Unowned-unsafe like `LuaFunction.state`: `__gc` runs while the state closes.)
+    unowned(unsafe) let state: LuaState
 
     var argumentCount: Int32 { lua_gettop(L) }
 

@@ -27,6 +27,9 @@ extension LuaState {
         setFunction("__close", release)
         push(type.luaName)
         lua_setfield(L, -2, "__name")
+        // Scripts must not reach the metatable: changing it would let them into the host.
+        push("locked")
+        lua_setfield(L, -2, "__metatable")
         CLua_pop(L, 1)
     }
 

@@ -26,6 +26,8 @@ public final class LuaState {
     private let limits: UnsafeMutablePointer<CLua_Limits>
     /// Functions and objects Lua holds pointers to; they live as long as the state.
     private var functions = [LuaFunction]()
+    /// Values the host keeps in the registry, by name (`luaL_ref` references).
+    var references = [String: Int32]()
     /// Calls into Lua in progress (callbacks nest inside a script's call).
     private var depth = 0
     public let options: Options
@@ -63,7 +65,7 @@ public final class LuaState {
         limits = .allocate(capacity: 1)
         limits.initialize(to: CLua_Limits(used: 0, memory_limit: options.memoryLimit.map { size_t($0) } ?? 0,
                                           instructions_left: 0, instruction_limit: Int64(options.instructionLimit ?? 0),
-                                          host_active: 1, interrupted: 0))
+                                          host_active: 1, interrupted: 0, stopping: 0))
         guard let state = CLua_newstate(limits) else {
             limits.deallocate()
             throw LuaError(message: "cannot create a Lua state")
@@ -82,16 +84,14 @@ public final class LuaState {
     public var memoryInUse: Int { Int(limits.pointee.used) }
 
     /// Asks a running script to stop at its next instruction check (a single store).
-    public func interrupt() { limits.pointee.interrupted = 1 }
+    public func interrupt() { CLua_interrupt(limits) }
 
     /// A handle that other threads (a signal handler's) may use to interrupt this state.
     public var interrupter: LuaInterrupter { LuaInterrupter(self) }
 
     /// Whether an interrupt was asked for (clearing it), for Swift code that waits.
     public func takeInterrupt() -> Bool {
-        guard limits.pointee.interrupted != 0 else { return false }
-        limits.pointee.interrupted = 0
-        return true
+        CLua_take_interrupt(limits) != 0
     }
 
     private var loadedPolicyState: PolicyState?
@@ -193,6 +193,11 @@ public final class LuaState {
         let status = CLua_pcall(L, arguments, results, handlerIndex)
         depth -= 1
         limits.pointee.host_active = hostActive
+        if depth == 0 && limits.pointee.stopping != 0 {
+            // The host's call has returned: the next one runs normally.
+            limits.pointee.stopping = 0
+            CLua_sethook(self.L)
+        }
         CLua_remove(L, handlerIndex)
         guard status == LUA_OK else {
             let text = CLua_tostring(L, -1).map { String(cString: $0) } ?? "error"

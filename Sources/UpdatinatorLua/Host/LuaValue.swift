@@ -58,6 +58,7 @@ extension LuaState {
         case .number(let d): lua_pushnumber(L, d)
         case .string(let s): push(s, on: L)
         case .table(let fields, let array):
+            guard lua_checkstack(L, 3) != 0 else { lua_pushnil(L); return }
             lua_createtable(L, Int32(array.count), Int32(fields.count))
             for (i, item) in array.enumerated() {
                 push(item, on: L)
@@ -78,9 +79,18 @@ extension LuaState {
         s.withUTF8 { _ = lua_pushlstring(L, UnsafeRawPointer($0.baseAddress)?.assumingMemoryBound(to: CChar.self), $0.count) }
     }
 
-    /// The value at a stack index, converted without running any metamethod.
-    func value(at index: Int32, on thread: OpaquePointer? = nil, depth: Int = 0) -> LuaValue {
+    /// The value at a stack index, converted without running any metamethod. Tables are followed
+    /// 16 levels deep; one with more than 100,000 values in all becomes `.opaque("table too
+    /// large")`, so a script cannot make the host work without bound.
+    func value(at index: Int32, on thread: OpaquePointer? = nil) -> LuaValue {
         let L = thread ?? self.L
+        var budget = 100_000
+        let converted = convert(at: lua_absindex(L, index), on: L, depth: 0, budget: &budget)
+        return budget < 0 ? .opaque("table too large") : converted
+    }
+
+    private func convert(at index: Int32, on L: OpaquePointer, depth: Int, budget: inout Int) -> LuaValue {
+        budget -= 1
         switch lua_type(L, index) {
         case LUA_TNIL, LUA_TNONE: return .nil
         case LUA_TBOOLEAN: return .boolean(lua_toboolean(L, index) != 0)
@@ -88,22 +98,27 @@ extension LuaState {
             if CLua_isinteger(L, index) != 0 { return .integer(Int64(lua_tointegerx(L, index, nil))) }
             return .number(lua_tonumberx(L, index, nil))
         case LUA_TSTRING: return .string(string(at: index, on: L) ?? "")
-        case LUA_TTABLE where depth < 16:
-            let table = lua_absindex(L, index)
+        case LUA_TTABLE where depth < 16 && budget >= 0:
+            // Each level holds a key and a value on the stack; a C function is promised only 20 slots.
+            guard lua_checkstack(L, 3) != 0 else { return .opaque("table") }
+            let top = lua_gettop(L)
             var fields = [String: LuaValue](), array = [LuaValue]()
-            let count = lua_rawlen(L, table)
-            for i in 0..<count {
-                lua_rawgeti(L, table, lua_Integer(i + 1))
-                array.append(value(at: -1, on: L, depth: depth + 1))
+            let count = lua_rawlen(L, index)
+            var i: lua_Unsigned = 0
+            while i < count && budget >= 0 {
+                lua_rawgeti(L, index, lua_Integer(i + 1))
+                array.append(convert(at: lua_gettop(L), on: L, depth: depth + 1, budget: &budget))
                 CLua_pop(L, 1)
+                i += 1
             }
             lua_pushnil(L)
-            while lua_next(L, table) != 0 {
+            while budget >= 0 && lua_next(L, index) != 0 {
                 if lua_type(L, -2) == LUA_TSTRING, let key = string(at: -2, on: L) {
-                    fields[key] = value(at: -1, on: L, depth: depth + 1)
+                    fields[key] = convert(at: lua_gettop(L), on: L, depth: depth + 1, budget: &budget)
                 }
                 CLua_pop(L, 1)
             }
+            lua_settop(L, top)  // a key, when the budget ran out mid-way
             return .table(fields, array: array)
         default:
             return .opaque(String(cString: lua_typename(L, lua_type(L, index))))

@@ -3,17 +3,29 @@ internal import CLua
 /// The libraries and globals a script gets: an allowlist, not a denylist.
 enum Sandbox {
     /// Runs once per state, before any script. Its arguments: `debug.getinfo` (kept here only,
-    /// for strict globals), whether globals are strict, and the host's output function.
+    /// for strict globals), whether globals are strict, the host's output function, and the
+    /// host's charge for a new coroutine.
     static let prelude = """
-        local getinfo, strict, write = ...
-        local raw_load, tostring, error, rawset, select, concat = load, tostring, error, rawset, select, table.concat
+        local getinfo, strict, write, charge = ...
+        local raw_load, tostring, error, rawset, rawget, select, concat = load, tostring, error, rawset, rawget, select, table.concat
+        local raw_setmetatable, create, wrap = setmetatable, coroutine.create, coroutine.wrap
 
         dofile, loadfile = nil, nil
 
         -- Text chunks only: precompiled bytecode can break the interpreter.
-        function load(chunk, name, mode, env)
-          return raw_load(chunk, name, "t", env)
+        function load(chunk, name, mode, ...)
+          return raw_load(chunk, name, "t", ...)
         end
+
+        -- A finalizer would run outside the limits (Lua runs it without hooks, and at close).
+        function setmetatable(t, mt)
+          if mt ~= nil and rawget(mt, "__gc") ~= nil then error("__gc metamethods are not allowed", 2) end
+          return raw_setmetatable(t, mt)
+        end
+
+        -- Each coroutine starts a new instruction count: charge for it.
+        function coroutine.create(f) charge() return create(f) end
+        function coroutine.wrap(f) charge() return wrap(f) end
 
         function print(...)
           local parts = {}
@@ -31,7 +43,7 @@ enum Sandbox {
           -- As Lua's classic strict.lua: a global is created only at a chunk's top level, and
           -- reading one never assigned raises, so a typo is an error.
           local declared = {}
-          setmetatable(_G, {
+          raw_setmetatable(_G, {
             __metatable = "strict globals",
             __newindex = function(t, k, v)
               if not declared[k] then
@@ -75,6 +87,7 @@ enum Sandbox {
             call.state.output(try call.string(1))
             return 0
         }
-        try state.protectedCall(arguments: 3, results: 0)
+        lua_pushcclosure(L, CLua_charge_coroutine, 0)
+        try state.protectedCall(arguments: 4, results: 0)
     }
 }

@@ -38,22 +38,28 @@ extension UpdLibrary {
     static let keyringType = LuaObjectType<LuaKeyring>(name: "upd.Keyring")
 
     static func installManifests(in state: LuaState) {
+        // next_entry(m, previous): the entry after `previous` (by its `index`), or the first.
+        state.pushFunction("entries") { call in
+            let m = try call.object(1, manifestType)
+            let index = Int(call.state.value(at: 2, on: call.L)["index"].integerValue ?? 0)
+            guard index >= 0, index < m.manifest.entries.count else { return call.results(.nil) }
+            return call.results(entryTable(m.manifest.entries[index], index: index + 1))
+        }
+        state.references["next_entry"] = luaL_ref(state.L, CLua_registryindex())
         state.defineType(manifestType, methods: [
             "get": { call in
                 let m = try call.object(1, manifestType)
                 let path = try call.string(2)
-                guard let p = try? ManifestPath(path), let e = m.manifest.entry(at: p) else { return call.results(.nil) }
-                return call.results(entryTable(e))
+                guard let p = try? ManifestPath(path), let i = m.manifest.index(of: p) else { return call.results(.nil) }
+                return call.results(entryTable(m.manifest.entries[i], index: i + 1))
             },
             "entries": { call in
-                let m = try call.object(1, manifestType)
-                var position = 0
-                call.state.pushFunction("entries iterator", on: call.L) { inner in
-                    guard position < m.manifest.entries.count else { return inner.results(.nil) }
-                    position += 1
-                    return inner.results(entryTable(m.manifest.entries[position - 1]))
-                }
-                return 1
+                // A stateless iterator: (next_entry, m, nil), as pairs does, so nothing is kept per call.
+                _ = try call.object(1, manifestType)
+                lua_rawgeti(call.L, CLua_registryindex(), lua_Integer(call.state.references["next_entry"]!))
+                lua_pushvalue(call.L, 1)
+                lua_pushnil(call.L)
+                return 3
             },
         ], fields: [
             "image": { .string($0.manifest.image) },
@@ -132,9 +138,11 @@ extension UpdLibrary {
         return LuaManifest(manifest: manifest, bytes: bytes, signatures: signatures, source: location)
     }
 
-    /// An entry as a table: path, type, size, hash, mode, uid, gid, mtime, target.
-    static func entryTable(_ e: ManifestEntry) -> LuaValue {
+    /// An entry as a table: its 1-based position in the manifest, path, type, size, hash, mode,
+    /// uid, gid, mtime, target.
+    static func entryTable(_ e: ManifestEntry, index: Int) -> LuaValue {
         var t: [String: LuaValue] = [
+            "index": .integer(Int64(index)),
             "path": .string(e.path.description), "type": .string(e.kind.typeName),
             "mode": .integer(Int64(e.metadata.mode)), "uid": .integer(Int64(e.metadata.uid)),
             "gid": .integer(Int64(e.metadata.gid)), "mtime": .integer(e.metadata.mtime.seconds),
