@@ -31,7 +31,19 @@ struct ReplCommand: UpdatinatorSubcommand {
         }
         defer { if terminal { _ = write_history(history) } }
         var pending = ""
-        while let line = readInput(prompt: pending.isEmpty ? "> " : ">> ", terminal: terminal) {
+        while true {
+            guard let line = readInput(prompt: pending.isEmpty ? "> " : ">> ", terminal: terminal) else {
+                // Ctrl-C at the prompt interrupts the read (EINTR; the handler that flags it runs on
+                // another thread): drop the input and prompt again.
+                let interrupted = errno == EINTR
+                usleep(50_000)
+                if terminal && (lua.takeInterrupt() || interrupted) {
+                    Console.print("")
+                    pending = ""
+                    continue
+                }
+                break
+            }
             if terminal && !line.trimmingCharacters(in: .whitespaces).isEmpty { add_history(line) }
             let input = pending.isEmpty ? line : pending + "\n" + line
             _ = lua.takeInterrupt()
@@ -54,6 +66,7 @@ struct ReplCommand: UpdatinatorSubcommand {
 
     private func readInput(prompt: String, terminal: Bool) -> String? {
         guard terminal else { return readLine(strippingNewline: true) }
+        errno = 0
         guard let raw = readline(prompt) else { return nil }
         defer { free(raw) }
         return String(cString: raw)
