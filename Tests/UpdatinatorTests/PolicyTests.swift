@@ -174,7 +174,8 @@ import Testing
         let config = tmp.sub("config.json")
         try Sys.writeFileAtomically(config, Array(try JSONSerialization.data(withJSONObject: settings(setup))))
         let agent = try Subprocess([CLI.binary, "agent", "--policy", policy, "--config", config, "--state", tmp.sub("state.json")])
-        while !agent.stdout.contains("applying") && agent.isRunning { usleep(50_000) }
+        let deadline = Date().addingTimeInterval(60)
+        while !agent.stdout.contains("applying") && agent.isRunning && Date() < deadline { usleep(50_000) }
         usleep(1_500_000)
         kill(agent.pid, SIGTERM)
         #expect(agent.wait() == 0, "\(agent.stderr)")
