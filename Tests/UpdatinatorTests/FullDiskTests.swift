@@ -76,22 +76,28 @@ import Testing
         return (repo, "\(repo)/images/data/1.manifest", "\(repo)/images/data/2.manifest")
     }
 
-    @Test func applyFromAMirrorFitsWhereTheOldTreeAndEveryNewBlobCannot() throws {
-        defer { unmount() }
+    /// A tmpfs holding a copy of the replaced-content image 1 (installed), shrunk to just the
+    /// free space an apply from a mirror needs one blob at a time (plus 64 KiB); nginx serves
+    /// the repository. Returns the images, the plan (window 0) and the mirror.
+    func tightDiskWithAMirror() throws -> (images: (repo: String, old: String, new: String), plan: ApplyPlan, mirror: NginxMirror) {
         let images = try replacedContentImages()
         try Sys.mkdirs(mountPoint)
         try Shell.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mountPoint])
         try Shell.copyTree(tmp.sub("image-1"), root)
         try Sys.mkdirs("\(root)/.updatinator")
-        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", Sys.readFile(images.old))
-        let mirror = try NginxMirror(repo: images.repo)
         let old = try Sys.readFile(images.old), new = try Sys.readFile(images.new)
+        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", old)
         let plan = try InPlaceApplier.plan(root: root, from: ManifestParser.parse(old), fromBytes: old.count,
                                            to: ManifestParser.parse(new), toBytes: new.count, blobDirectories: [],
                                            downloadWindow: 0)
-        let free = plan.requiredFreeSpace + 64 * 1024
-        #expect(free * 3 < plan.bytesToObtain, "free \(free), every new blob \(plan.bytesToObtain)")
-        try resize(to: try FilesystemSpace(path: mountPoint).used + free)
+        try resize(to: try FilesystemSpace(path: mountPoint).used + plan.requiredFreeSpace + 64 * 1024)
+        return (images, plan, try NginxMirror(repo: images.repo))
+    }
+
+    @Test func applyFromAMirrorFitsWhereTheOldTreeAndEveryNewBlobCannot() throws {
+        defer { unmount() }
+        let (images, plan, mirror) = try tightDiskWithAMirror()
+        #expect((plan.requiredFreeSpace + 64 * 1024) * 3 < plan.bytesToObtain, "free \(plan.requiredFreeSpace), every new blob \(plan.bytesToObtain)")
         let r = try CLI.run(["apply", "--root", root, "--to", images.new, "--keyring", samples.keyring,
                              "--mirror", mirror.url, "--json"])
         #expect(r.status == 0, "\(r.stderr)")
@@ -107,18 +113,7 @@ import Testing
 
     @Test func upgradeFromLuaFitsWhereFetchingEverythingFirstCannot() throws {
         defer { unmount() }
-        let images = try replacedContentImages()
-        try Sys.mkdirs(mountPoint)
-        try Shell.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mountPoint])
-        try Shell.copyTree(tmp.sub("image-1"), root)
-        try Sys.mkdirs("\(root)/.updatinator")
-        let old = try Sys.readFile(images.old), new = try Sys.readFile(images.new)
-        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", old)
-        let plan = try InPlaceApplier.plan(root: root, from: ManifestParser.parse(old), fromBytes: old.count,
-                                           to: ManifestParser.parse(new), toBytes: new.count, blobDirectories: [],
-                                           downloadWindow: 0)
-        try resize(to: try FilesystemSpace(path: mountPoint).used + plan.requiredFreeSpace + 64 * 1024)
-        let mirror = try NginxMirror(repo: images.repo)
+        let (images, _, mirror) = try tightDiskWithAMirror()
         let script = tmp.sub("upgrade.lua")
         try Sys.writeFileAtomically(script, Array("""
             local root, mirror, keyring, cache = ...
@@ -145,18 +140,7 @@ import Testing
     @Test(arguments: [8, 30, 45])
     func aTightApplyFromAMirrorKilledMidwayResumesInTheSameSpace(after operations: Int) throws {
         defer { unmount() }
-        let images = try replacedContentImages()
-        try Sys.mkdirs(mountPoint)
-        try Shell.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mountPoint])
-        try Shell.copyTree(tmp.sub("image-1"), root)
-        try Sys.mkdirs("\(root)/.updatinator")
-        let old = try Sys.readFile(images.old), new = try Sys.readFile(images.new)
-        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", old)
-        let plan = try InPlaceApplier.plan(root: root, from: ManifestParser.parse(old), fromBytes: old.count,
-                                           to: ManifestParser.parse(new), toBytes: new.count, blobDirectories: [],
-                                           downloadWindow: 0)
-        try resize(to: try FilesystemSpace(path: mountPoint).used + plan.requiredFreeSpace + 64 * 1024)
-        let mirror = try NginxMirror(repo: images.repo)
+        let (images, _, mirror) = try tightDiskWithAMirror()
         let arguments = ["apply", "--root", root, "--to", images.new, "--keyring", samples.keyring, "--mirror", mirror.url]
         let killed = try CLI.run(arguments, environment: ["UPDATINATOR_KILL_AFTER": "\(operations)"])
         #expect(killed.status == 128 + SIGKILL)
