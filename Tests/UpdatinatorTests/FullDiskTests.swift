@@ -113,7 +113,7 @@ import Testing
 
     @Test func upgradeFromLuaFitsWhereFetchingEverythingFirstCannot() throws {
         defer { unmount() }
-        let (images, _, mirror) = try tightDiskWithAMirror()
+        let (_, _, mirror) = try tightDiskWithAMirror()
         let script = tmp.sub("upgrade.lua")
         try Sys.writeFileAtomically(script, Array("""
             local root, mirror, keyring, cache = ...
