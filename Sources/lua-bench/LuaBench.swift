@@ -5,6 +5,8 @@ import UpdatinatorLua
 /// Measures what the Lua layer adds: one `upd` primitive called from Lua against the same Swift
 /// call made directly, and a trivial policy decision end to end (a new state, the policy
 /// loaded, one decision) against the same decision in Swift. Run by `scripts/bench lua`.
+struct WrongDecision: Error {}
+
 /// Where the direct calls' results go, so that the optimizer keeps the calls.
 nonisolated(unsafe) var kept = 0
 
@@ -48,7 +50,7 @@ enum LuaBench {
             for _ in 0..<decisions {
                 let state = try LuaState()
                 try state.runFile(file)
-                guard try state.callGlobal("decide", [.string(root)])?.first == .string("applied") else { fatalError("wrong decision") }
+                guard try state.callGlobal("decide", [.string(root)])?.first == .string("applied") else { throw WrongDecision() }
             }
         }
         let warm = try LuaState()
