@@ -38,7 +38,10 @@ import Testing
             same(release.type, "file", "type"); check(#release.hash == 64 and release.size > 0, "hash and size")
             same(m1:get("/no/such/path"), nil, "missing path")
             local n = 0
-            for e in m1:entries() do n = n + 1 end
+            for e in m1:entries() do
+              n = n + 1
+              check(m1:get(e.path).index == e.index, "m:get finds every entry by its path: " .. e.path)
+            end
             same(n, m1.entry_count, "entries iterated")
 
             for _ = 1, 1000 do m1:entries() end

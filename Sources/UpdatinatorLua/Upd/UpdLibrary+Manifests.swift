@@ -50,7 +50,9 @@ extension UpdLibrary {
             "get": { call in
                 let m = try call.object(1, manifestType)
                 let path = try call.string(2)
-                guard let p = try? ManifestPath(path), let i = m.manifest.index(of: p) else { return call.results(.nil) }
+                // Paths are in the manifest format's escaped form, as entry tables give them.
+                guard let bytes = ByteEscaping.unescape(Array(path.utf8)), let p = try? ManifestPath(bytes: bytes),
+                      let i = m.manifest.index(of: p) else { return call.results(.nil) }
                 return call.results(entryTable(m.manifest.entries[i], index: i + 1))
             },
             "entries": { call in
