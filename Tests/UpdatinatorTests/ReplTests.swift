@@ -6,27 +6,43 @@ import Testing
 @Suite struct ReplTests {
     let tmp = TemporaryDirectory("repl")
 
-    /// Types `lines` into `updatinator repl` on a terminal, one every fifth of a second; a line
-    /// "^C" sends Ctrl-C, once a second for three seconds (one may arrive before the command
-    /// starts, and Ctrl-C at the prompt does nothing). Returns the terminal's output; the whole
-    /// session is killed after a minute.
-    func type(_ lines: [String]) throws -> String {
-        let typing = lines.map { $0 == "^C" ? "for i in 1 2 3; do sleep 1; printf '\\003'; done; sleep 0.5" : "printf '%s\\n' '\($0)'; sleep 0.2" }
-            .joined(separator: "; ")
-        let command = "\(CLI.binary) repl --state \(tmp.sub("state.json"))"
-        let output = try Shell.run(["bash", "-c", "(sleep 1; \(typing); sleep 0.5; printf '\\004') | HOME=\(tmp.path) timeout 60 script -qc '\(command)' /dev/null"])
-        return output.replacingOccurrences(of: "\r", with: "")
+    /// `updatinator repl` on a pseudo-terminal (`script`), with a pipe to type into.
+    func terminal() throws -> Subprocess {
+        try Subprocess(["script", "-qc", "\(CLI.binary) repl --state \(tmp.sub("state.json"))", "/dev/null"],
+                       environment: ["HOME": tmp.path], input: true)
+    }
+
+    func type(_ session: Subprocess, _ text: String) {
+        session.input!.write(Data(text.utf8))
     }
 
     @Test func expressionsFunctionsErrorsAndInterruptsKeepThePrompt() throws {
-        let out = try type(["1 + 2", "function double(x)", "  return x * 2", "end", "double(21)", "error(\"boom\")",
-                            "{1, a = {b = \"c\"}}", "while true do end", "^C", "double(4)"])
+        let session = try terminal()
+        defer { session.stop() }
+        try #require(session.waitForOutput("> "), "the prompt: \(session.stdout)")
+        for line in ["1 + 2", "function double(x)", "  return x * 2", "end", "double(21)", "error(\"boom\")",
+                     "{1, a = {b = \"c\"}}", "print(\"looping\") while true do end"] {
+            type(session, line + "\n")
+            usleep(100_000)
+        }
+        try #require(session.waitForOutput("looping\r\n"), "\(session.stdout)")
+        // Ctrl-C, until the loop is stopped.
+        let deadline = Date().addingTimeInterval(30)
+        while !session.stdout.contains("interrupted") && Date() < deadline {
+            type(session, "\u{3}")
+            _ = session.waitForOutput("interrupted", seconds: 1)
+        }
+        type(session, "double(4)\n")
+        try #require(session.waitForOutput("double(4)\r\n8\r\n"), "\(session.stdout)")
+        type(session, "\u{4}")
+        let exited = session.waitForExit(seconds: 30)
+        let out = session.stdout.replacingOccurrences(of: "\r", with: "")
+        #expect(exited, "Ctrl-D leaves")
         #expect(out.contains("> 1 + 2\n3\n"), "\(out)")
         #expect(out.contains(">> end\n> double(21)\n42\n"), "a multi-line definition: \(out)")
         #expect(out.contains("stdin:1: boom\n> "), "an error, then the prompt: \(out)")
         #expect(out.contains("{ 1, a = { b = \"c\" } }"), "\(out)")
-        #expect(out.contains("interrupted\n> "), "Ctrl-C stops the loop: \(out)")
-        #expect(out.contains("double(4)\n8\n"), "the prompt stays: \(out)")
+        #expect(out.contains("interrupted\n> "), "Ctrl-C stops the loop and the prompt returns: \(out)")
         #expect(FileManager.default.fileExists(atPath: tmp.sub(".updatinator_history")), "history is kept")
     }
 

@@ -11,15 +11,27 @@ final class Subprocess {
     let stderrPath: String
     private var status: Int32?
 
-    /// Starts `arguments[0]`, found on PATH, with `environment` added to the test's own.
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    /// The write end of the child's standard input, when it was started with `input: true`.
+    let input: FileHandle?
+
+    /// Starts `arguments[0]`, found on PATH, with `environment` added to the test's own; its
+    /// standard input is /dev/null, or with `input` a pipe the test writes to.
+    init(_ arguments: [String], environment: [String: String] = [:], input: Bool = false) throws {
         let base = "/tmp/updatinator-subprocess-\(getpid())-\(UUID().uuidString.prefix(8))"
         stdoutPath = base + ".out"
         stderrPath = base + ".err"
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var pipeEnds: [Int32] = [-1, -1]
+        if input {
+            guard pipe(&pipeEnds) == 0 else { throw POSIXError(.EMFILE) }
+            posix_spawn_file_actions_adddup2(&actions, pipeEnds[0], 0)
+            posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
+            posix_spawn_file_actions_addclose(&actions, pipeEnds[1])
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         // The child starts with no signal blocked or ignored, whatever this thread's mask is.
@@ -38,8 +50,10 @@ final class Subprocess {
         defer { (argv + envp).forEach { free($0) } }
         var child: pid_t = 0
         let error = posix_spawnp(&child, arguments[0], &actions, &attributes, argv, envp)
+        if input { close(pipeEnds[0]) }
         guard error == 0 else { throw POSIXError(POSIXErrorCode(rawValue: error) ?? .EIO) }
         pid = child
+        self.input = input ? FileHandle(fileDescriptor: pipeEnds[1], closeOnDealloc: true) : nil
     }
 
     deinit {
@@ -64,6 +78,23 @@ final class Subprocess {
         let result = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
         status = result
         return result
+    }
+
+    /// Waits until the standard output contains `text`, up to `seconds`; whether it did.
+    func waitForOutput(_ text: String, seconds: Double = 30) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if stdout.contains(text) { return true }
+            usleep(50_000)
+        }
+        return stdout.contains(text)
+    }
+
+    /// Waits up to `seconds` for the child to end; whether it did.
+    func waitForExit(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while isRunning && Date() < deadline { usleep(50_000) }
+        return !isRunning
     }
 
     /// Sends SIGTERM and waits.
