@@ -110,6 +110,18 @@ public final class CurlFetcher: @unchecked Sendable {
         let maxBytes: UInt64
         /// Checks a complete download; throwing means the mirror sent a corrupt file.
         let verify: ((String) throws -> Void)?
+
+        /// Verifies the complete partial download and gives it its name (a corrupt one throws
+        /// `.corrupt` and is removed).
+        func promote() throws {
+            do {
+                try verify?(partial)
+            } catch let e as UpdError where e.code == .corrupt {
+                Sys.unlink(partial)
+                throw e
+            }
+            try Sys.rename(partial, destination)
+        }
     }
 
     /// One target's progress through the mirrors.
@@ -301,16 +313,14 @@ public final class CurlFetcher: @unchecked Sendable {
     /// Whether an earlier run left the whole file as a partial download that verifies; it is
     /// then renamed into place. One that does not verify is removed.
     private func completedEarlier(_ target: Target) throws -> Bool {
-        guard let verify = target.verify, let st = try Sys.lstatIfExists(target.partial),
+        guard target.verify != nil, let st = try Sys.lstatIfExists(target.partial),
               UInt64(st.st_size) >= target.maxBytes else { return false }
         do {
-            try verify(target.partial)
+            try target.promote()
+            return true
         } catch let e as UpdError where e.code == .corrupt {
-            Sys.unlink(target.partial)
             return false
         }
-        try Sys.rename(target.partial, target.destination)
-        return true
     }
 
     private func start(_ job: Job, multi: UnsafeMutableRawPointer) throws -> Transfer {
@@ -360,11 +370,9 @@ public final class CurlFetcher: @unchecked Sendable {
         }
         if result == CURLE_OK {
             do {
-                try target.verify?(target.partial)
-                try Sys.rename(target.partial, target.destination)
+                try target.promote()
                 return .done
             } catch let e as UpdError where e.code == .corrupt {
-                Sys.unlink(target.partial)
                 // What an earlier run left may be what was torn, not what the mirror sent.
                 if t.resumedFrom > 0 { return retry(job, "\(mirror): the resumed download did not verify") }
                 return nextMirror(job, demote: true, "\(mirror): corrupt (\(e.message))")

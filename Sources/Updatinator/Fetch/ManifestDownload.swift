@@ -1,28 +1,57 @@
+import Foundation
+
 extension CurlFetcher {
-    /// Downloads an image version's manifest and its signature into `directory` as
-    /// `VERSION.manifest` and `VERSION.manifest.sig`. They get those names only once the
-    /// manifest names that image and version and, given a keyring, its signature verifies;
-    /// otherwise nothing is left behind.
-    public func downloadManifest(image: String, version: String, into directory: String,
-                                 keyring: Keyring?) throws -> (manifest: Manifest, bytes: [UInt8], path: String) {
+    /// A repository document and its detached signature file (`PATH.sig`), downloaded into memory.
+    public struct SignedDownload: Sendable {
+        public let content: [UInt8]
+        /// Nil when the signature was optional and no mirror had it.
+        public let signature: [UInt8]?
+    }
+
+    /// Downloads a small repository file (a manifest, channel metadata) and its signature.
+    /// The partial downloads live in a private temporary directory, removed before returning.
+    public func fetchSigned(_ path: String, maxBytes: UInt64, signatureRequired: Bool = true) throws -> SignedDownload {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-\(UUID().uuidString)").path
+        try Sys.mkdirs(directory, mode: 0o700)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try fetchFile(path, to: "\(directory)/document", maxBytes: maxBytes)
+        let content = try Sys.readFile("\(directory)/document", limit: Int(maxBytes))
+        do {
+            try fetchFile(path + ".sig", to: "\(directory)/signature", maxBytes: 64 * 1024)
+        } catch let e as UpdError where e.code == .network && !signatureRequired {
+            return SignedDownload(content: content, signature: nil)
+        }
+        return SignedDownload(content: content, signature: try Sys.readFile("\(directory)/signature", limit: 64 * 1024))
+    }
+
+    /// Downloads an image version's manifest and its signature. It is refused unless it names that
+    /// image and version, has the announced BLAKE2b-256 `hash` (when given), and, given a
+    /// keyring, its signature verifies. Accepted, it is written to `directory` (when given) as
+    /// `VERSION.manifest` and `VERSION.manifest.sig`; refused, nothing is written.
+    public func downloadManifest(image: String, version: String, into directory: String?, keyring: Keyring?,
+                                 hash: String? = nil) throws -> (manifest: Manifest, download: SignedDownload, path: String?) {
         try Manifest.checkName(image, what: "image name")
         try Manifest.checkName(version, what: "version")
         let remote = Repository.manifestPath(image: image, version: version)
-        let local = "\(directory)/\(version).manifest"
-        let incoming = "\(directory)/.incoming-\(version).manifest"
-        try Sys.mkdirs(directory)
-        defer {
-            for leftover in [incoming, incoming + ".partial", incoming + ".sig", incoming + ".sig.partial"] { Sys.unlink(leftover) }
+        if let directory { try Sys.mkdirs(directory) }
+        let got = try fetchSigned(remote, maxBytes: UInt64(ManifestParser.maxManifestBytes))
+        if let keyring {
+            let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
+            try keyring.verify(got.content, signatures: signatures, purpose: .manifest, source: remote)
         }
-        try fetchFile(remote, to: incoming, maxBytes: UInt64(ManifestParser.maxManifestBytes))
-        try fetchFile(remote + ".sig", to: incoming + ".sig", maxBytes: 64 * 1024)
-        let got = try keyring.map { try ManifestFile.readVerified(incoming, keyring: $0) } ?? ManifestFile.read(incoming)
+        let manifest = try ManifestParser.parse(got.content, source: remote)
         // A mirror must not pass off another signed manifest (an older version, say) as this one.
-        guard got.manifest.image == image, got.manifest.version == version else {
-            throw UpdError(.verification, "\(remote): the mirror sent the manifest of \(got.manifest.image) \(got.manifest.version)")
+        guard manifest.image == image, manifest.version == version else {
+            throw UpdError(.verification, "\(remote): the mirror sent the manifest of \(manifest.image) \(manifest.version)")
         }
-        try Sys.rename(incoming + ".sig", local + ".sig")
-        try Sys.rename(incoming, local)
-        return (got.manifest, got.bytes, local)
+        // A channel or a server decision names the manifest by its hash.
+        if let hash, Blake2b.hash(got.content).hex != hash {
+            throw UpdError(.verification, "\(remote): its hash is not the \(hash) that was announced")
+        }
+        guard let directory else { return (manifest, got, nil) }
+        let local = "\(directory)/\(version).manifest"
+        try Sys.writeFileAtomically(local + ".sig", got.signature!)
+        try Sys.writeFileAtomically(local, got.content)
+        return (manifest, got, local)
     }
 }

@@ -75,9 +75,15 @@ struct LuaCall {
 
     /// The Swift object of a userdata argument of the given type.
     func object<T: AnyObject>(_ index: Int32, _ type: LuaObjectType<T>) throws -> T {
-        guard let raw = luaL_testudata(L, index, type.name) else { throw expected(index, type.luaName) }
-        guard let pointer = raw.load(as: UnsafeRawPointer?.self) else { throw argumentError(index, "\(type.luaName) is closed") }
-        return Unmanaged<LuaObjectBox>.fromOpaque(pointer).takeUnretainedValue().object as! T
+        guard luaL_testudata(L, index, type.name) != nil else { throw expected(index, type.luaName) }
+        guard let object = openObject(index, type) else { throw argumentError(index, "\(type.luaName) is closed") }
+        return object
+    }
+
+    /// The Swift object of a userdata of the given type, or nil when it is another value or closed.
+    func openObject<T: AnyObject>(_ index: Int32, _ type: LuaObjectType<T>) -> T? {
+        guard let pointer = luaL_testudata(L, index, type.name)?.load(as: UnsafeRawPointer?.self) else { return nil }
+        return Unmanaged<LuaObjectBox>.fromOpaque(pointer).takeUnretainedValue().object as? T
     }
 
     func push<T: AnyObject>(_ object: T, as type: LuaObjectType<T>) {

@@ -12,7 +12,6 @@ public final class LuaREPL {
     }
 
     public let lua: LuaState
-    private let showReference: Int32
 
     /// Shows values: strings as they are at the top level and quoted inside tables, tables as
     /// `{ 1, 2, key = value }` (three levels deep), everything else with `tostring`.
@@ -47,7 +46,7 @@ public final class LuaREPL {
         self.lua = lua
         try lua.load(Array(Self.show.utf8), chunkName: "=repl")
         try lua.protectedCall(arguments: 0, results: 1)
-        showReference = luaL_ref(lua.L, CLua_registryindex())
+        lua.references["show"] = luaL_ref(lua.L, CLua_registryindex())
     }
 
     /// Evaluates one input (one or more lines). Script errors are thrown as `LuaError`.
@@ -64,7 +63,7 @@ public final class LuaREPL {
                 return .incomplete
             }
         }
-        lua_rawgeti(L, CLua_registryindex(), lua_Integer(showReference))
+        lua_rawgeti(L, CLua_registryindex(), lua_Integer(lua.references["show"]!))
         CLua_insert(L, -2)
         try lua.protectedCall(arguments: 0, results: LUA_MULTRET)
         let results = lua_gettop(L) - base - 1

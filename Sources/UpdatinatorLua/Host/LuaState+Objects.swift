@@ -11,9 +11,7 @@ extension LuaState {
         lua_setfield(L, -2, "__methods")
         installIndex(type, fields: fields)
         setFunction("__tostring") { call in
-            let raw = luaL_testudata(call.L, 1, type.name)
-            guard let pointer = raw?.load(as: UnsafeRawPointer?.self) else { return call.results(.string("\(type.luaName) (closed)")) }
-            let object = Unmanaged<LuaObjectBox>.fromOpaque(pointer).takeUnretainedValue().object as! T
+            guard let object = call.openObject(1, type) else { return call.results(.string("\(type.luaName) (closed)")) }
             return call.results(.string(describe(object)))
         }
         let release: (LuaCall) throws -> Int32 = { call in

@@ -129,15 +129,10 @@ extension UpdLibrary {
         }
         let slash = location.lastIndex(of: "/")!
         let mirror = String(location[..<slash]), name = String(location[location.index(after: slash)...])
-        let fetcher = try CurlFetcher(options: FetchOptions(mirrors: [mirror]))
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-lua-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        try fetcher.fetchFile(name, to: "\(directory)/m", maxBytes: UInt64(ManifestParser.maxManifestBytes))
-        _ = try? fetcher.fetchFile(name + ".sig", to: "\(directory)/m.sig", maxBytes: 64 * 1024)
-        let (manifest, bytes) = try ManifestFile.read("\(directory)/m")
-        let signatures = FileManager.default.contents(atPath: "\(directory)/m.sig").map { [UInt8]($0) }
-        return LuaManifest(manifest: manifest, bytes: bytes, signatures: signatures, source: location)
+        let got = try CurlFetcher(options: FetchOptions(mirrors: [mirror]))
+            .fetchSigned(name, maxBytes: UInt64(ManifestParser.maxManifestBytes), signatureRequired: false)
+        let manifest = try ManifestParser.parse(got.content, source: location)
+        return LuaManifest(manifest: manifest, bytes: got.content, signatures: got.signature, source: location)
     }
 
     /// An entry as a table: its 1-based position in the manifest, path, type, size, hash, mode,

@@ -94,21 +94,14 @@ extension UpdLibrary {
             let mirrors = try call.strings(1)
             let name = try call.string(2)
             let keyring = try call.object(3, keyringType)
-            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-channel-\(UUID().uuidString)").path
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: directory) }
-            let fetcher = try CurlFetcher(options: FetchOptions(mirrors: mirrors))
             let remote = "channels/\(name).json"
-            try fetcher.fetchFile(remote, to: "\(directory)/c.json", maxBytes: 64 * 1024)
-            try fetcher.fetchFile(remote + ".sig", to: "\(directory)/c.json.sig", maxBytes: 64 * 1024)
-            let bytes = [UInt8](FileManager.default.contents(atPath: "\(directory)/c.json") ?? Data())
-            let signatures = try SignatureFile.parse([UInt8](FileManager.default.contents(atPath: "\(directory)/c.json.sig") ?? Data()),
-                                                     source: remote + ".sig")
+            let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors)).fetchSigned(remote, maxBytes: 64 * 1024)
+            let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
             // The highest serial accepted before, kept in upd.state, refuses a replayed channel.
             let key = "channel_serial." + name
             let policyState = try call.state.policyState()
             let seen = UInt64(max(0, policyState.get(key).integerValue ?? 0))
-            let metadata = try ChannelMetadata.verify(bytes, signatures: signatures, keyring: keyring.keyring, source: remote,
+            let metadata = try ChannelMetadata.verify(got.content, signatures: signatures, keyring: keyring.keyring, source: remote,
                                                       now: Int64(call.state.now), minimumSerial: seen)
             if metadata.serial > seen { try policyState.set(key, .integer(Int64(metadata.serial))) }
             return call.results(.table([

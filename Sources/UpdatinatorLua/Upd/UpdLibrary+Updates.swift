@@ -62,17 +62,11 @@ extension UpdLibrary {
             let image = try call.string(2), version = try call.string(3)
             let options = try call.options(4, allowed: ["dir", "keyring", "hash"])
             let keyring = try options.index == 0 ? nil : keyringOption(options, call)
-            // Without a directory to keep them in, the files live only until they are read.
-            let kept = try options.string("dir")
-            let directory = kept ?? FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-manifest-\(UUID().uuidString)").path
-            defer { if kept == nil { try? FileManager.default.removeItem(atPath: directory) } }
             let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors))
-                .downloadManifest(image: image, version: version, into: directory, keyring: keyring?.keyring)
-            let m = try LuaManifest(path: got.path)
-            // A channel or a server decision names the manifest by its hash.
-            if let expected = try options.string("hash"), Blake2b.hash(m.bytes).hex != expected {
-                throw UpdError(.verification, "\(got.path): its hash is not the \(expected) that was announced")
-            }
+                .downloadManifest(image: image, version: version, into: try options.string("dir"), keyring: keyring?.keyring,
+                                  hash: try options.string("hash"))
+            let m = LuaManifest(manifest: got.manifest, bytes: got.download.content, signatures: got.download.signature,
+                                source: got.path ?? Repository.manifestPath(image: image, version: version))
             m.verified = keyring != nil
             call.push(m, as: manifestType)
             return 1
@@ -85,8 +79,8 @@ extension UpdLibrary {
             let fetcher = try makeFetcher(options, call)
             let progress = try ProgressCallback(options, call, fetcher: fetcher)
             fetcher.progress = { progress.report(download: $0, steps: nil) }
-            let requests = try BlobFetchPlan.missing(target: p.to.manifest, present: p.from.manifest,
-                                                     stores: [BlobStore(directory: cache)])
+            // The plan's own contents to obtain; the fetch skips those the cache has already.
+            let requests = p.plan.downloads().requests
             let report: FetchReport
             do {
                 report = try fetcher.fetch(requests, into: BlobStore(directory: cache))

@@ -28,7 +28,7 @@ struct GetManifestCommand: UpdatinatorSubcommand {
     func execute() throws {
         let got = try mirrors.makeFetcher().downloadManifest(image: image, version: version, into: out,
                                                              keyring: keyring.map { try Keyring(directory: $0) })
-        Console.print("\(got.path): \(image) \(version), \(got.manifest.entries.count) entries"
+        Console.print("\(got.path!): \(image) \(version), \(got.manifest.entries.count) entries"
             + (keyring == nil ? "" : ", signature verified"))
     }
 }
