@@ -36,6 +36,7 @@ let package = Package(
                 "Updatinator",
                 "UpdatinatorLua",
                 "CEdit",
+                "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

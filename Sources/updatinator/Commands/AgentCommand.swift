@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Synchronization
 import Updatinator
@@ -56,21 +55,6 @@ struct AgentCommand: UpdatinatorSubcommand {
             if stop.requested { break }
         }
         if stop.requested { Console.print("agent: stopped") }
-    }
-}
-
-/// Signals handled on a dispatch queue instead of by their default action.
-final class SignalWatcher: @unchecked Sendable {
-    private var sources = [DispatchSourceSignal]()
-
-    init(_ signals: [Int32], _ handler: @escaping @Sendable () -> Void) {
-        for number in signals {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler(handler: handler)
-            source.resume()
-            sources.append(source)
-        }
     }
 }
 
