@@ -7,10 +7,12 @@ let package = Package(
     products: [
         .library(name: "Updatinator", targets: ["Updatinator"]),
         .library(name: "UpdatinatorLua", targets: ["UpdatinatorLua"]),
+        .library(name: "UpdatinatorServer", targets: ["UpdatinatorServer"]),
         .executable(name: "updatinator", targets: ["updatinator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         // System libraries, each with a shim header for what Swift cannot import.
@@ -22,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CEdit", pkgConfig: "libedit", providers: [.apt(["libedit-dev"])]),
         // Linux calls that Swift's Glibc module lacks (extended attributes, O_NOATIME).
         .systemLibrary(name: "CLinux"),
+        // The school server's fleet inventory.
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
 
         // The core: manifests, trees, blobs, signing. No Lua, no HTTP server.
         .target(name: "Updatinator", dependencies: ["CCurl", "CLinux", "CSodium", "CZlib"]),
@@ -29,15 +33,25 @@ let package = Package(
         // The Lua host: a sandboxed state, the bridge, and the `upd` API over the core.
         .target(name: "UpdatinatorLua", dependencies: ["Updatinator", "CLua"]),
 
+        // The school server and the peer server, on Hummingbird.
+        .target(
+            name: "UpdatinatorServer",
+            dependencies: [
+                "Updatinator", "UpdatinatorLua", "CSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]),
+
         // The command-line tool: thin commands over the core.
         .executableTarget(
             name: "updatinator",
             dependencies: [
                 "Updatinator",
                 "UpdatinatorLua",
+                "UpdatinatorServer",
                 "CEdit",
                 "CLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
             ]),
 
         // scripts/bench lua: what the Lua layer costs against calling Swift directly.
@@ -45,7 +59,7 @@ let package = Package(
 
         .testTarget(
             name: "UpdatinatorTests",
-            dependencies: ["Updatinator", "updatinator", "CLinux", "CZlib"],
+            dependencies: ["Updatinator", "UpdatinatorServer", "updatinator", "CLinux", "CZlib"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "UpdatinatorLuaTests", dependencies: ["UpdatinatorLua", "Updatinator", "CLua"]),
     ],

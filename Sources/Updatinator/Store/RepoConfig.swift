@@ -49,9 +49,9 @@ public struct RepoConfig: Codable, Equatable, Sendable {
     }
 }
 
-enum JSONErrors {
+public enum JSONErrors {
     /// A one-line description of a decoding error.
-    static func describe(_ error: Error) -> String {
+    public static func describe(_ error: Error) -> String {
         switch error {
         case DecodingError.keyNotFound(let key, _): return "missing field '\(key.stringValue)'"
         case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c):

@@ -33,12 +33,12 @@ final class PolicyState {
     }
 }
 
-/// A value `upd.state` can keep.
-enum StoredValue: Codable, Equatable {
+/// A JSON value as Lua sees it: what `upd.state` keeps, and what a device sends a server policy.
+public enum StoredValue: Codable, Equatable, Sendable {
     case boolean(Bool), integer(Int64), number(Double), string(String)
     case array([StoredValue]), object([String: StoredValue])
 
-    init?(_ value: LuaValue) {
+    public init?(_ value: LuaValue) {
         switch value {
         case .nil, .opaque: return nil
         case .boolean(let b): self = .boolean(b)
@@ -54,7 +54,7 @@ enum StoredValue: Codable, Equatable {
         }
     }
 
-    var luaValue: LuaValue {
+    public var luaValue: LuaValue {
         switch self {
         case .boolean(let b): return .boolean(b)
         case .integer(let i): return .integer(i)
@@ -65,7 +65,7 @@ enum StoredValue: Codable, Equatable {
         }
     }
 
-    init(from decoder: Decoder) throws {
+    public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if let b = try? c.decode(Bool.self) { self = .boolean(b) }
         else if let i = try? c.decode(Int64.self) { self = .integer(i) }
@@ -75,7 +75,7 @@ enum StoredValue: Codable, Equatable {
         else { self = .object(try c.decode([String: StoredValue].self)) }
     }
 
-    func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: Encoder) throws {
         var c = encoder.singleValueContainer()
         switch self {
         case .boolean(let b): try c.encode(b)

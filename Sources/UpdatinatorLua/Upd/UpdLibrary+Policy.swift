@@ -28,13 +28,15 @@ extension UpdLibrary {
             guard lua_type(call.L, 1) == LUA_TTABLE, case .table(var settings, _) = call.state.value(at: 1, on: call.L) else {
                 throw call.argumentError(1, "table of defaults expected")
             }
+            // A settings file that cannot be used stops the script: a policy must not run on its
+            // defaults because its configuration was mistyped.
             if let file = call.state.configFile {
                 guard let data = FileManager.default.contents(atPath: file),
                       let stored = try? JSONDecoder().decode([String: StoredValue].self, from: data) else {
-                    throw UpdError(.corrupt, "\(file): not a JSON object of settings")
+                    throw LuaError(message: "\(file): not a readable JSON object of settings")
                 }
                 if let unknown = stored.keys.sorted().first(where: { settings[$0] == nil }) {
-                    throw UpdError(.usage, "\(file): unknown setting '\(unknown)' (the policy knows \(settings.keys.sorted().joined(separator: ", ")))")
+                    throw LuaError(message: "\(file): unknown setting '\(unknown)' (the policy knows \(settings.keys.sorted().joined(separator: ", ")))")
                 }
                 for (key, value) in stored { settings[key] = value.luaValue }
             }

@@ -1,0 +1,52 @@
+import Foundation
+import Updatinator
+import UpdatinatorLua
+
+/// A device's check (`POST /v1/check`): who it is, what it runs, its nonce, and whatever else
+/// its client policy sent, all of which the server policy sees as the `device` table.
+public struct DeviceRequest: Sendable {
+    public let device: String
+    public let nonce: String
+    public let image: String?
+    public let version: String?
+    public let channel: String?
+    /// Every field, as the policy's `device` table (with `address`, the client's IP, added).
+    public let fields: [String: LuaValue]
+
+    /// Decodes and checks a request body.
+    public static func parse(_ body: [UInt8], address: String?) throws -> DeviceRequest {
+        guard case .object(let object)? = try? JSONDecoder().decode(StoredValue.self, from: Data(body)) else {
+            throw UpdError(.corrupt, "not a JSON object")
+        }
+        func text(_ name: String) throws -> String? {
+            switch object[name] {
+            case nil: return nil
+            case .string(let s)?: return s
+            default: throw UpdError(.corrupt, "\(name): a string expected")
+            }
+        }
+        guard let device = try text("device"), let nonce = try text("nonce") else {
+            throw UpdError(.corrupt, "'device' and 'nonce' are required")
+        }
+        try checkIdentifier(device, "device")
+        guard (16...128).contains(nonce.utf8.count), nonce.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            throw UpdError(.corrupt, "nonce: 16 to 128 lowercase hex digits expected")
+        }
+        let image = try text("image"), version = try text("version")
+        for (name, value) in [("image", image), ("version", version)] {
+            if let value, let problem = Manifest.problem(withName: value) { throw UpdError(.corrupt, "\(name): \(problem)") }
+        }
+        let channel = try text("channel")
+        if let channel { try checkIdentifier(channel, "channel") }
+        var fields = object.mapValues(\.luaValue)
+        fields["address"] = address.map { .string($0) }
+        return DeviceRequest(device: device, nonce: nonce, image: image, version: version, channel: channel, fields: fields)
+    }
+
+    /// Device ids, channels and codes: 1 to 128 printable ASCII characters without spaces.
+    static func checkIdentifier(_ value: String, _ name: String) throws {
+        guard (1...128).contains(value.utf8.count), value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+            throw UpdError(.corrupt, "\(name): 1 to 128 printable characters without spaces expected")
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import Updatinator
+
+/// Serves files of a directory the way resumable downloads and HTTP caches need: a strong
+/// ETag (size and modification time), `Last-Modified`, `Cache-Control` (immutable for content-
+/// addressed files), `If-None-Match`, and single `Range` requests honouring `If-Range`.
+/// Only paths whose every component is a valid name (no `..`, no hidden files, no slashes or
+/// NULs after decoding) are opened, and never through a symbolic link.
+struct FileResponder: Sendable {
+    let root: String
+    let metrics: ServerMetrics
+
+    /// A file's path below the root from URL path components, or nil when any is unsafe.
+    static func relativePath(_ components: [String]) -> String? {
+        guard !components.isEmpty, components.allSatisfy({ Manifest.problem(withName: $0) == nil }) else { return nil }
+        return components.joined(separator: "/")
+    }
+
+    func respond(to request: Request, path relative: String, immutable: Bool) throws -> Response {
+        let path = root + "/" + relative
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw HTTPError(.notFound) }
+        let size = Int(info.st_size)
+        let modified = Int64(info.st_mtim.tv_sec)
+        let etag = "\"\(String(size, radix: 16))-\(String(modified, radix: 16))-\(String(info.st_mtim.tv_nsec, radix: 16))\""
+        var headers: HTTPFields = [
+            .eTag: etag,
+            .lastModified: Self.httpDate(modified),
+            .acceptRanges: "bytes",
+            .cacheControl: immutable ? "public, max-age=31536000, immutable" : "no-cache",
+            .contentType: relative.hasSuffix(".json") ? "application/json" : "application/octet-stream",
+        ]
+        if let match = request.headers[.ifNoneMatch], match == "*" || match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == etag }) {
+            return Response(status: .notModified, headers: headers)
+        }
+        var range = 0..<size
+        var status = HTTPResponse.Status.ok
+        if let header = request.headers[.range], request.headers[.ifRange].map({ $0 == etag }) ?? true {
+            switch Self.parseRange(header, size: size) {
+            case .whole: break
+            case .unsatisfiable:
+                headers[.contentRange] = "bytes */\(size)"
+                return Response(status: .rangeNotSatisfiable, headers: headers)
+            case .part(let part):
+                range = part
+                status = .partialContent
+                headers[.contentRange] = "bytes \(part.lowerBound)-\(part.upperBound - 1)/\(size)"
+            }
+        }
+        headers[.contentLength] = String(range.count)
+        if request.method == .head { return Response(status: status, headers: headers) }
+        let expected = (device: info.st_dev, inode: info.st_ino, size: info.st_size)
+        let (metrics, part) = (self.metrics, range)
+        let body = ResponseBody(contentLength: part.count) { writer in
+            let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { throw HTTPError(.notFound) }
+            defer { close(fd) }
+            var now = stat()
+            guard fstat(fd, &now) == 0, now.st_dev == expected.device, now.st_ino == expected.inode, now.st_size == expected.size else {
+                throw HTTPError(.conflict)
+            }
+            var offset = part.lowerBound
+            while offset < part.upperBound {
+                let want = min(256 * 1024, part.upperBound - offset)
+                var buffer = ByteBufferAllocator().buffer(capacity: want)
+                let got = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw -> Int in
+                    let n = pread(fd, raw.baseAddress, want, off_t(offset))
+                    guard n > 0 else { throw HTTPError(.internalServerError) }
+                    return n
+                }
+                try await writer.write(buffer)
+                offset += got
+                metrics.served(bytes: got)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    enum RangeRequest: Equatable {
+        case whole
+        case part(Range<Int>)
+        case unsatisfiable
+    }
+
+    /// One `bytes=` range (`a-b`, `a-`, `-n`). Several ranges, or a malformed header, get the
+    /// whole file, as RFC 9110 allows.
+    static func parseRange(_ header: String, size: Int) -> RangeRequest {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return .whole }
+        let spec = header.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        let parts = spec.split(separator: "-", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return .whole }
+        if parts[0].isEmpty {
+            guard let suffix = Int(parts[1]), suffix >= 0 else { return .whole }
+            guard suffix > 0, size > 0 else { return .unsatisfiable }
+            return .part(max(0, size - suffix)..<size)
+        }
+        guard let first = Int(parts[0]), first >= 0 else { return .whole }
+        let last = parts[1].isEmpty ? size - 1 : Int(parts[1])
+        guard let last, last >= first else { return .whole }
+        guard first < size else { return .unsatisfiable }
+        return .part(first..<(min(last, size - 1) + 1))
+    }
+
+    static func httpDate(_ seconds: Int64) -> String {
+        var time = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let count = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

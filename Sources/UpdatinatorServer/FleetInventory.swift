@@ -1,0 +1,210 @@
+import Foundation
+import Synchronization
+import Updatinator
+import UpdatinatorLua
+
+/// The school server's record of its devices, in SQLite: one row per device (its image and
+/// version, what it moves to, its last status and when it was last seen) and the history of
+/// every report. Safe to use from any thread: one connection behind a lock.
+public final class FleetInventory: Sendable {
+    private let database: Mutex<SQLiteDatabase>
+
+    /// What a device may report.
+    public static let statuses: Set<String> = ["checking", "downloading", "applying", "done", "failed", "deferred"]
+
+    public init(path: String) throws {
+        let db = try SQLiteDatabase(path: path)
+        try db.execute("""
+            PRAGMA journal_mode = WAL;
+            PRAGMA synchronous = NORMAL;
+            CREATE TABLE IF NOT EXISTS devices (
+                device TEXT PRIMARY KEY, image TEXT, version TEXT, channel TEXT, address TEXT,
+                status TEXT, code TEXT, target_image TEXT, target_version TEXT, peer TEXT,
+                first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, last_report INTEGER);
+            CREATE INDEX IF NOT EXISTS devices_by_version ON devices (image, version, status);
+            CREATE INDEX IF NOT EXISTS devices_by_target ON devices (target_version, status);
+            CREATE TABLE IF NOT EXISTS history (
+                id INTEGER PRIMARY KEY, device TEXT NOT NULL, time INTEGER NOT NULL, status TEXT NOT NULL,
+                image TEXT, version TEXT, code TEXT, message TEXT, bytes INTEGER);
+            CREATE INDEX IF NOT EXISTS history_by_device ON history (device, time);
+            """)
+        database = Mutex(db)
+    }
+
+    /// A check: the device runs `image` `version` and was seen now.
+    public func recordCheck(device: String, image: String?, version: String?, channel: String?, address: String?, now: Int64) throws {
+        try database.withLock { db in
+            try db.query("""
+                INSERT INTO devices (device, image, version, channel, address, first_seen, last_seen)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
+                    channel = coalesce(?4, channel), address = coalesce(?5, address), last_seen = ?6
+                """, [.text(device), text(image), text(version), text(channel), text(address), .integer(now)])
+        }
+    }
+
+    /// A report of progress or a result. `image` and `version` name the image the event is about:
+    /// the target while checking, downloading or applying, or on failure; the image now running
+    /// when `done`.
+    public func recordReport(_ report: DeviceReport, address: String?, now: Int64) throws {
+        try database.withLock { db in
+            try db.transaction {
+                if report.status == "done" {
+                    try db.query("""
+                        INSERT INTO devices (device, image, version, address, status, peer, first_seen, last_seen, last_report)
+                        VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6, ?6, ?6)
+                        ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
+                            address = coalesce(?4, address), status = 'done', code = NULL, target_image = NULL,
+                            target_version = NULL, peer = ?5, last_seen = ?6, last_report = ?6
+                        """, [.text(report.device), text(report.image), text(report.version), text(address), text(report.peer), .integer(now)])
+                } else {
+                    try db.query("""
+                        INSERT INTO devices (device, address, status, code, target_image, target_version, first_seen, last_seen, last_report)
+                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)
+                        ON CONFLICT (device) DO UPDATE SET address = coalesce(?2, address), status = ?3, code = ?4,
+                            target_image = coalesce(?5, target_image), target_version = coalesce(?6, target_version),
+                            last_seen = ?7, last_report = ?7
+                        """, [.text(report.device), text(address), .text(report.status), text(report.code), text(report.image),
+                              text(report.version), .integer(now)])
+                }
+                try db.query("INSERT INTO history (device, time, status, image, version, code, message, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                             [.text(report.device), .integer(now), .text(report.status), text(report.image), text(report.version),
+                              text(report.code), text(report.message), report.bytes.map { .integer($0) } ?? .null])
+            }
+        }
+    }
+
+    /// How many devices match every filter (field name → value; see `filters`).
+    public func count(_ filter: [String: String]) throws -> Int {
+        let keys = filter.keys.sorted()
+        if let unknown = keys.first(where: { !FleetFilter.names.contains($0) }) {
+            throw UpdError(.usage, "fleet: unknown filter '\(unknown)' (known: \(FleetFilter.names.joined(separator: ", ")))")
+        }
+        let conditions = keys.map { "\($0) = ?" }.joined(separator: " AND ")
+        let sql = "SELECT count(*) FROM devices" + (keys.isEmpty ? "" : " WHERE " + conditions)
+        return try database.withLock { db in
+            Int(try db.query(sql, keys.map { .text(filter[$0]!) }).first?.first?.integer ?? 0)
+        }
+    }
+
+    /// Peer URLs of devices that reported `done` at this image and version within `maxAge`
+    /// seconds, those whose IPv4 address shares the first `prefix` bits with `near` first, then
+    /// the most recently seen.
+    public func peers(image: String, version: String, near: String?, prefix: Int, limit: Int, now: Int64,
+                      maxAge: Int64 = 86_400) throws -> [String] {
+        let rows = try database.withLock { db in
+            try db.query("""
+                SELECT peer, address FROM devices WHERE image = ? AND version = ? AND status = 'done' AND peer IS NOT NULL
+                    AND last_seen >= ? ORDER BY last_seen DESC LIMIT 256
+                """, [.text(image), .text(version), .integer(now - maxAge)])
+        }
+        let home = near.flatMap { IPv4.parse($0) }
+        let candidates = rows.compactMap { row -> (url: String, near: Bool)? in
+            guard let url = row[0].text, row[1].text != near || near == nil else { return nil }
+            let address = row[1].text.flatMap { IPv4.parse($0) }
+            let close = home != nil && address != nil && IPv4.samePrefix(home!, address!, bits: prefix)
+            return (url, close)
+        }
+        let ordered = candidates.filter(\.near) + candidates.filter { !$0.near }
+        return Array(ordered.map(\.url).prefix(max(0, limit)))
+    }
+
+    /// The inventory for operators: counts by image and version and by status, and each device.
+    public func summary() throws -> [String: Any] {
+        try database.withLock { db in
+            let versions = try db.query("SELECT image, version, count(*) FROM devices GROUP BY image, version ORDER BY image, version")
+            let statuses = try db.query("SELECT coalesce(status, 'unknown'), count(*) FROM devices GROUP BY 1 ORDER BY 1")
+            let devices = try db.query("""
+                SELECT device, image, version, channel, address, status, code, target_image, target_version, peer, last_seen, last_report
+                FROM devices ORDER BY device
+                """)
+            let names = ["device", "image", "version", "channel", "address", "status", "code", "target_image", "target_version",
+                         "peer", "last_seen", "last_report"]
+            return [
+                "device_count": devices.count,
+                "by_version": versions.map { ["image": $0[0].text ?? NSNull(), "version": $0[1].text ?? NSNull(), "devices": $0[2].integer ?? 0] as [String: Any] },
+                "by_status": Dictionary(uniqueKeysWithValues: statuses.map { ($0[0].text ?? "unknown", $0[1].integer ?? 0) }),
+                "devices": devices.map { row in
+                    Dictionary(uniqueKeysWithValues: zip(names, row).compactMap { name, value -> (String, Any)? in
+                        switch value {
+                        case .null: return nil
+                        case .integer(let i): return (name, i)
+                        case .text(let s): return (name, s)
+                        }
+                    })
+                },
+            ]
+        }
+    }
+
+    /// A device's history, oldest first.
+    public func history(device: String) throws -> [(time: Int64, status: String, version: String?, code: String?)] {
+        try database.withLock { db in
+            try db.query("SELECT time, status, version, code FROM history WHERE device = ? ORDER BY id", [.text(device)]).map {
+                ($0[0].integer ?? 0, $0[1].text ?? "", $0[2].text, $0[3].text)
+            }
+        }
+    }
+
+    private func text(_ value: String?) -> SQLiteDatabase.Value { value.map { .text($0) } ?? .null }
+}
+
+/// What a device reports (`POST /v1/report`).
+public struct DeviceReport: Codable, Sendable {
+    public var device: String
+    public var status: String
+    public var image: String?
+    public var version: String?
+    public var code: String?
+    public var message: String?
+    public var bytes: Int64?
+    /// The device's peer server, advertised with `done`.
+    public var peer: String?
+
+    /// Decodes and checks a report body.
+    public static func parse(_ body: [UInt8]) throws -> DeviceReport {
+        let report: DeviceReport
+        do {
+            report = try JSONDecoder().decode(DeviceReport.self, from: Data(body))
+        } catch {
+            throw UpdError(.corrupt, "not a report: \(JSONErrors.describe(error))")
+        }
+        try DeviceRequest.checkIdentifier(report.device, "device")
+        guard FleetInventory.statuses.contains(report.status) else {
+            throw UpdError(.corrupt, "unknown status '\(report.status.prefix(40))' (known: \(FleetInventory.statuses.sorted().joined(separator: ", ")))")
+        }
+        for (name, value) in [("image", report.image), ("version", report.version)] {
+            if let value, let problem = Manifest.problem(withName: value) { throw UpdError(.corrupt, "\(name): \(problem)") }
+        }
+        if let code = report.code { try DeviceRequest.checkIdentifier(code, "code") }
+        if let message = report.message, message.utf8.count > 2000 { throw UpdError(.corrupt, "message: longer than 2000 bytes") }
+        if let peer = report.peer {
+            guard peer.utf8.count <= 300, peer.hasPrefix("http://") || peer.hasPrefix("https://"),
+                  !peer.contains(where: { $0.isWhitespace || $0.isNewline }) else {
+                throw UpdError(.corrupt, "peer: not an http(s) URL")
+            }
+        }
+        return report
+    }
+}
+
+/// Dotted IPv4 addresses, for the nearest-peer rule.
+enum IPv4 {
+    static func parse(_ text: String) -> UInt32? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return nil }
+        var value: UInt32 = 0
+        for part in parts {
+            guard let byte = UInt8(part) else { return nil }
+            value = value << 8 | UInt32(byte)
+        }
+        return value
+    }
+
+    static func samePrefix(_ a: UInt32, _ b: UInt32, bits: Int) -> Bool {
+        let bits = min(32, max(0, bits))
+        guard bits > 0 else { return true }
+        let mask: UInt32 = bits == 32 ? .max : ~(UInt32.max >> UInt32(bits))
+        return a & mask == b & mask
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import Hummingbird
+import Synchronization
+import Updatinator
+
+/// A laptop serving its neighbours: `GET /blobs/<hh>/<hash>` for every content of its
+/// installed image, read from its own tree through the installed manifest (see
+/// `TreeContents`). Nothing else is served. A new installed manifest (after an upgrade) is
+/// picked up at the next request.
+public final class PeerServer: Sendable {
+    public let root: String
+    public let cache: BlobStore
+    public let metrics = ServerMetrics()
+    private let contents = Mutex<(stamp: [Int], contents: TreeContents)?>(nil)
+
+    public init(root: String, cache: String? = nil) throws {
+        self.root = root
+        self.cache = BlobStore(directory: cache ?? StateDirectory(root: root).directory + "/peer-cache")
+        _ = try current()
+    }
+
+    /// The contents of the installed manifest, read again when the file changed.
+    func current() throws -> TreeContents {
+        let path = StateDirectory(root: root).installedManifest
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw UpdError(.usage, "\(root) has no installed manifest (\(path)): nothing to serve")
+        }
+        let stamp = [Int(info.st_ino), Int(info.st_size), info.st_mtim.tv_sec, info.st_mtim.tv_nsec]
+        if let saved = contents.withLock({ $0 }), saved.stamp == stamp { return saved.contents }
+        let fresh = TreeContents(root: root, manifest: try ManifestParser.parse(contentsOf: path), cache: cache)
+        contents.withLock { $0 = (stamp, fresh) }
+        return fresh
+    }
+
+    public func router() -> Router<ServerContext> {
+        let router = Router(context: ServerContext.self)
+        router.add(middleware: CountingMiddleware(metrics: metrics))
+        let files = FileResponder(root: cache.directory, metrics: metrics)
+        router.files("/blobs/:prefix/:name") { request, context in
+            let name = try context.parameters.require("name")
+            guard let hash = ContentHash(hex: name), try context.parameters.require("prefix") == String(name.prefix(2)) else {
+                throw HTTPError(.notFound)
+            }
+            let blob: String?
+            do {
+                blob = try self.current().blob(for: hash)
+            } catch let error as UpdError {
+                FileHandle.standardError.write(Data("updatinator serve --peer: \(error.message)\n".utf8))
+                throw HTTPError(.notFound)
+            }
+            guard blob != nil else { throw HTTPError(.notFound) }
+            return try files.respond(to: request, path: "\(name.prefix(2))/\(name)", immutable: true)
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
+        }
+        return router
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import Updatinator
+import UpdatinatorLua
+
+/// The server policy's Lua states: one per concurrent request, each loaded with the policy
+/// script and the server's view. A state whose call failed (an error, the instruction or
+/// memory limit) is dropped and a fresh one is made for a later request.
+public final class PolicyPool: @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var script: String
+        public var configFile: String?
+        public var instructionLimit: Int? = 10_000_000
+        public var memoryLimit: Int? = 64 << 20
+        public init(script: String, configFile: String? = nil) {
+            self.script = script
+            self.configFile = configFile
+        }
+    }
+
+    /// What `decide(device)` answered: no update, or a target and the bandwidth rules.
+    public struct Answer: Sendable, Equatable {
+        public var image: String
+        public var version: String
+        public var peers: [String]?
+        public var rateLimit: UInt64?
+        public var notBefore: Int64?
+        public var window: String?
+    }
+
+    private let settings: Settings
+    private let makeView: @Sendable () -> SchoolView
+    private let lock = NSLock()
+    private var idle = [LuaState]()
+
+    /// Loads the policy once, so a broken script is reported at start rather than per request.
+    public init(settings: Settings, view: @escaping @Sendable () -> SchoolView) throws {
+        self.settings = settings
+        self.makeView = view
+        idle.append(try makeState())
+    }
+
+    private func makeState() throws -> LuaState {
+        var options = LuaState.Options()
+        options.instructionLimit = settings.instructionLimit
+        options.memoryLimit = settings.memoryLimit
+        let lua = try LuaState(options: options)
+        lua.configFile = settings.configFile
+        lua.stateFile = nil
+        lua.installSchool(makeView())
+        lua.log = { level, message in FileHandle.standardError.write(Data("policy \(level): \(message)\n".utf8)) }
+        lua.output = { FileHandle.standardError.write(Data($0.utf8)) }
+        do {
+            try lua.runFile(settings.script)
+        } catch let error as LuaError {
+            throw UpdError(.usage, "policy \(error.message)")
+        }
+        guard try lua.run("return type(decide)").first == .string("function") else {
+            throw UpdError(.usage, "\(settings.script): the policy defines no function decide(device)")
+        }
+        return lua
+    }
+
+    /// Runs `decide(device)`. A script error, a limit or a malformed answer throws `LuaError`
+    /// or `UpdError`; the caller answers "no update".
+    public func decide(_ device: [String: LuaValue]) throws -> Answer? {
+        lock.lock()
+        let state = idle.popLast()
+        lock.unlock()
+        let lua = try state ?? makeState()
+        let results = try lua.callGlobal("decide", [.table(device)]) ?? []
+        let answer = try Self.answer(results.first ?? .nil)
+        lock.lock()
+        idle.append(lua)
+        lock.unlock()
+        return answer
+    }
+
+    static func answer(_ value: LuaValue) throws -> Answer? {
+        guard case .table(let fields, _) = value else {
+            if value == .nil { return nil }
+            throw UpdError(.corrupt, "decide returned a \(value), not a table or nil")
+        }
+        let known: Set<String> = ["image", "version", "peers", "rate_limit", "not_before", "window"]
+        if let unknown = fields.keys.sorted().first(where: { !known.contains($0) }) {
+            throw UpdError(.corrupt, "decide returned an unknown field '\(unknown)'")
+        }
+        guard let image = fields["image"]?.stringValue, let version = fields["version"]?.stringValue else {
+            throw UpdError(.corrupt, "decide returned a table without image and version")
+        }
+        var answer = Answer(image: image, version: version)
+        if let peers = fields["peers"] {
+            guard case .table(let f, let items) = peers, f.isEmpty, items.allSatisfy({ $0.stringValue != nil }) else {
+                throw UpdError(.corrupt, "decide returned peers that are not a list of URLs")
+            }
+            answer.peers = items.compactMap(\.stringValue)
+        }
+        if let rate = fields["rate_limit"] {
+            guard let value = rate.integerValue, value > 0 else { throw UpdError(.corrupt, "decide returned a rate_limit that is not a positive integer") }
+            answer.rateLimit = UInt64(value)
+        }
+        if let notBefore = fields["not_before"] {
+            guard let value = notBefore.integerValue else { throw UpdError(.corrupt, "decide returned a not_before that is not an integer") }
+            answer.notBefore = value
+        }
+        if let window = fields["window"] {
+            guard let text = window.stringValue, text.wholeMatch(of: /\d\d:\d\d-\d\d:\d\d/) != nil else {
+                throw UpdError(.corrupt, "decide returned a window that is not \"HH:MM-HH:MM\"")
+            }
+            answer.window = text
+        }
+        return answer
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import Synchronization
+import Updatinator
+
+/// What the school server knows of the repository it serves: its images and versions, the
+/// channels, and each manifest's hash. Read from the directory and kept for a second, so that
+/// thousands of checks a second cost no directory scans while a new publication is still seen
+/// at once.
+public final class RepositoryIndex: Sendable {
+    public let root: String
+    private struct Snapshot {
+        var taken: Date
+        var versions: [String: [String]]
+        var channels: [String: ChannelMetadata]
+        var hashes: [String: ContentHash]
+    }
+    private let snapshot = Mutex<Snapshot?>(nil)
+    private let maxAge: TimeInterval
+
+    public init(root: String, maxAge: TimeInterval = 1) {
+        self.root = root
+        self.maxAge = maxAge
+    }
+
+    public func images() -> [String] { current().versions.keys.sorted() }
+
+    /// An image's versions, oldest first by natural order (numbers compared as numbers).
+    public func versions(of image: String) -> [String] { current().versions[image] ?? [] }
+
+    /// The version that channel metadata names for the image, else the image's newest version.
+    public func latest(image: String, channel: String?) -> String? {
+        let now = current()
+        if let channel, let metadata = now.channels[channel], metadata.image == image { return metadata.version }
+        return now.versions[image]?.last
+    }
+
+    /// The manifest's repository path and the hash of its bytes, when the repository has it.
+    public func manifest(image: String, version: String) -> (path: String, hash: ContentHash)? {
+        let now = current()
+        let path = "images/\(image)/\(version).manifest"
+        return now.hashes[path].map { (path, $0) }
+    }
+
+    private func current() -> Snapshot {
+        snapshot.withLock { saved in
+            if let saved, Date().timeIntervalSince(saved.taken) < maxAge { return saved }
+            let fresh = scan(previous: saved)
+            saved = fresh
+            return fresh
+        }
+    }
+
+    /// Lists `images/*/*.manifest` and `channels/*.json`; a manifest's hash is computed again
+    /// only when its size or modification time changed.
+    private func scan(previous: Snapshot?) -> Snapshot {
+        let files = FileManager.default
+        var versions = [String: [String]]()
+        var hashes = [String: ContentHash]()
+        for image in (try? files.contentsOfDirectory(atPath: root + "/images")) ?? [] where Manifest.problem(withName: image) == nil {
+            let names = (try? files.contentsOfDirectory(atPath: "\(root)/images/\(image)")) ?? []
+            let found = names.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }
+                .filter { Manifest.problem(withName: $0) == nil }
+            guard !found.isEmpty else { continue }
+            versions[image] = found.sorted { $0.compare($1, options: .numeric) == .orderedAscending }
+            for version in found {
+                let path = "images/\(image)/\(version).manifest"
+                if let hash = hashOf(path, previous: previous?.hashes[path].map { ($0, previous!.taken) }) { hashes[path] = hash }
+            }
+        }
+        var channels = [String: ChannelMetadata]()
+        for name in (try? files.contentsOfDirectory(atPath: root + "/channels")) ?? [] where name.hasSuffix(".json") {
+            if let data = files.contents(atPath: "\(root)/channels/\(name)"),
+               let metadata = try? JSONDecoder().decode(ChannelMetadata.self, from: data) {
+                channels[String(name.dropLast(".json".count))] = metadata
+            }
+        }
+        return Snapshot(taken: Date(), versions: versions, channels: channels, hashes: hashes)
+    }
+
+    private func hashOf(_ path: String, previous: (hash: ContentHash, taken: Date)?) -> ContentHash? {
+        var info = stat()
+        guard stat(root + "/" + path, &info) == 0 else { return nil }
+        let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+        // A file modified before the previous scan began (with a second's margin) is unchanged.
+        if let previous, modified < previous.taken.addingTimeInterval(-1) { return previous.hash }
+        guard let bytes = FileManager.default.contents(atPath: root + "/" + path) else { return nil }
+        return Blake2b.hash(Array(bytes))
+    }
+}

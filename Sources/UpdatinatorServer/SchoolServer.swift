@@ -1,0 +1,188 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Updatinator
+import UpdatinatorLua
+
+/// The school server: the repository as static files, signed decisions from the Lua policy
+/// (`POST /v1/check`), device reports into the fleet inventory (`POST /v1/report`), the
+/// inventory for operators (`GET /v1/fleet`) and counters (`GET /metrics`).
+public final class SchoolServer: Sendable {
+    public struct Settings: Sendable {
+        public var repository: String
+        public var policy: PolicyPool.Settings
+        public var decisionKey: SecretKey
+        public var database: String
+        /// How long a decision may be acted on.
+        public var decisionLifetime: Int64 = 900
+        /// Peers listed in a decision when the policy names none.
+        public var peerLimit = 4
+        public var maxRequestBytes = 64 * 1024
+
+        public init(repository: String, policy: PolicyPool.Settings, decisionKey: SecretKey, database: String? = nil) {
+            self.repository = repository
+            self.policy = policy
+            self.decisionKey = decisionKey
+            self.database = database ?? repository + "/fleet.sqlite"
+        }
+    }
+
+    public let settings: Settings
+    public let inventory: FleetInventory
+    public let index: RepositoryIndex
+    public let metrics = ServerMetrics()
+    let policy: PolicyPool
+
+    public init(settings: Settings) throws {
+        self.settings = settings
+        inventory = try FleetInventory(path: settings.database)
+        index = RepositoryIndex(root: settings.repository)
+        let (index, inventory) = (self.index, self.inventory)
+        policy = try PolicyPool(settings: settings.policy) { SchoolServerView(index: index, inventory: inventory) }
+    }
+
+    /// The routes, for `serve` and for tests.
+    public func router() -> Router<ServerContext> {
+        let router = Router(context: ServerContext.self)
+        router.add(middleware: CountingMiddleware(metrics: metrics))
+        let files = FileResponder(root: settings.repository, metrics: metrics)
+        router.files("/repo.json") { request, _ in try files.respond(to: request, path: "repo.json", immutable: false) }
+        router.files("/channels/:name") { request, context in
+            guard let path = FileResponder.relativePath(["channels", try context.parameters.require("name")]) else { throw HTTPError(.notFound) }
+            return try files.respond(to: request, path: path, immutable: false)
+        }
+        router.files("/images/:image/:name") { request, context in
+            let name = try context.parameters.require("name")
+            guard let path = FileResponder.relativePath(["images", try context.parameters.require("image"), name]) else { throw HTTPError(.notFound) }
+            return try files.respond(to: request, path: path, immutable: name.hasSuffix(".manifest"))
+        }
+        for kind in ["blobs", "deltas"] {
+            router.files("/\(kind)/:prefix/:name") { request, context in
+                guard let path = FileResponder.relativePath([kind, try context.parameters.require("prefix"), try context.parameters.require("name")]) else {
+                    throw HTTPError(.notFound)
+                }
+                return try files.respond(to: request, path: path, immutable: true)
+            }
+        }
+        router.post("/v1/check") { request, context in try await self.check(request, context) }
+        router.post("/v1/report") { request, context in try await self.report(request, context) }
+        router.get("/v1/fleet") { _, _ in
+            let data = try JSONSerialization.data(withJSONObject: try self.inventory.summary(), options: [.sortedKeys, .prettyPrinted])
+            return Self.json(Array(data))
+        }
+        router.get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
+        }
+        return router
+    }
+
+    func body(of request: Request) async throws -> [UInt8] {
+        var buffer = try await request.body.collect(upTo: settings.maxRequestBytes)
+        return buffer.readBytes(length: buffer.readableBytes) ?? []
+    }
+
+    func check(_ request: Request, _ context: ServerContext) async throws -> Response {
+        let device: DeviceRequest
+        do {
+            device = try DeviceRequest.parse(try await body(of: request), address: context.clientAddress)
+        } catch let error as UpdError {
+            throw HTTPError(.badRequest, message: "check: \(error.message)")
+        }
+        let now = Int64(Date().timeIntervalSince1970)
+        try inventory.recordCheck(device: device.device, image: device.image, version: device.version,
+                                  channel: device.channel, address: context.clientAddress, now: now)
+        var decision = Decision(device: device.device, nonce: device.nonce, expires: now + settings.decisionLifetime, update: false)
+        do {
+            let started = DispatchTime.now()
+            var answer: PolicyPool.Answer?
+            do {
+                answer = try policy.decide(device.fields)
+                metrics.policyCall(seconds: Self.seconds(since: started), failed: false)
+            } catch {
+                metrics.policyCall(seconds: Self.seconds(since: started), failed: true)
+                throw error
+            }
+            if let answer, answer.image != device.image || answer.version != device.version {
+                guard let manifest = index.manifest(image: answer.image, version: answer.version) else {
+                    throw UpdError(.corrupt, "decide named \(answer.image) \(answer.version), which the repository does not hold")
+                }
+                decision.update = true
+                decision.image = answer.image
+                decision.version = answer.version
+                decision.manifestPath = manifest.path
+                decision.manifestHash = manifest.hash.hex
+                decision.peers = try answer.peers ?? inventory.peers(image: answer.image, version: answer.version,
+                                                                      near: context.clientAddress, prefix: 24,
+                                                                      limit: settings.peerLimit, now: now)
+                decision.rateLimit = answer.rateLimit
+                decision.notBefore = answer.notBefore
+                decision.window = answer.window
+            }
+            metrics.decision(decision.update ? "update" : "none")
+        } catch {
+            // A broken policy answers "no update": the device keeps what it runs.
+            metrics.decision("error")
+            let message = (error as? LuaError)?.message ?? (error as? UpdError)?.message ?? "\(error)"
+            FileHandle.standardError.write(Data("updatinator serve: policy error for device \(device.device): \(message)\n".utf8))
+            decision = Decision(device: device.device, nonce: device.nonce, expires: now + settings.decisionLifetime, update: false)
+        }
+        return Self.json(try decision.signed(with: settings.decisionKey))
+    }
+
+    func report(_ request: Request, _ context: ServerContext) async throws -> Response {
+        let report: DeviceReport
+        do {
+            report = try DeviceReport.parse(try await body(of: request))
+        } catch let error as UpdError {
+            throw HTTPError(.badRequest, message: "report: \(error.message)")
+        }
+        try inventory.recordReport(report, address: context.clientAddress, now: Int64(Date().timeIntervalSince1970))
+        return Response(status: .noContent)
+    }
+
+    static func json(_ bytes: [UInt8]) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static func seconds(since start: DispatchTime) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    }
+}
+
+/// The policy's view of this server.
+final class SchoolServerView: SchoolView {
+    let index: RepositoryIndex
+    let inventory: FleetInventory
+
+    init(index: RepositoryIndex, inventory: FleetInventory) {
+        self.index = index
+        self.inventory = inventory
+    }
+
+    func images() throws -> [String] { index.images() }
+    func versions(of image: String) throws -> [String] { index.versions(of: image) }
+    func latest(image: String, channel: String?) throws -> String? { index.latest(image: image, channel: channel) }
+    func count(_ filter: [String: String]) throws -> Int { try inventory.count(filter) }
+    func peers(image: String, version: String, near: String?, prefix: Int, limit: Int) throws -> [String] {
+        try inventory.peers(image: image, version: version, near: near, prefix: prefix, limit: limit,
+                            now: Int64(Date().timeIntervalSince1970))
+    }
+}
+
+/// Runs a router on an address until SIGTERM or SIGINT, calling `onListening` with the URL
+/// once the socket is bound (a port of 0 picks a free one).
+public enum HTTPService {
+    public static func run(_ router: Router<ServerContext>, host: String, port: Int, name: String,
+                           onListening: @escaping @Sendable (String) -> Void) async throws {
+        var logger = Logger(label: "updatinator.\(name)")
+        logger.logLevel = .warning
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "updatinator"),
+            onServerRunning: { channel in onListening("http://\(host):\(channel.localAddress?.port ?? port)") },
+            logger: logger)
+        try await app.runService()
+    }
+}

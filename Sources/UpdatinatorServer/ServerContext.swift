@@ -1,0 +1,38 @@
+import Hummingbird
+import NIOCore
+
+/// A request's context, with the client's IP address (for the inventory and nearest peers).
+public struct ServerContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let clientAddress: String?
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        clientAddress = source.channel.remoteAddress?.ipAddress
+    }
+}
+
+/// Counts every answer by route and status for `/metrics`.
+struct CountingMiddleware: RouterMiddleware {
+    let metrics: ServerMetrics
+
+    func handle(_ request: Request, context: ServerContext,
+                next: (Request, ServerContext) async throws -> Response) async throws -> Response {
+        do {
+            let response = try await next(request, context)
+            metrics.request(route: context.endpointPath ?? "unmatched", status: response.status.code)
+            return response
+        } catch let error as any HTTPResponseError {
+            metrics.request(route: context.endpointPath ?? "unmatched", status: error.status.code)
+            throw error
+        }
+    }
+}
+
+extension Router where Context == ServerContext {
+    /// GET and HEAD of the files below `pattern`, each parameter one path component.
+    func files(_ pattern: RouterPath, _ handler: @escaping @Sendable (Request, ServerContext) async throws -> Response) {
+        get(pattern, use: handler)
+        head(pattern, use: handler)
+    }
+}

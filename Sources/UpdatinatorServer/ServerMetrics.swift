@@ -1,0 +1,68 @@
+import Foundation
+import Synchronization
+
+/// Counters for `GET /metrics`, in Prometheus's text format.
+public final class ServerMetrics: Sendable {
+    private struct Counts {
+        var requests = [String: Int]()      // "route status" → count
+        var decisions = [String: Int]()     // outcome → count
+        var bytesServed = 0
+        var policyErrors = 0
+        var policySeconds = 0.0
+        var policyCalls = 0
+    }
+    private let counts = Mutex(Counts())
+
+    public init() {}
+
+    func request(route: String, status: Int) {
+        counts.withLock { $0.requests["\(route) \(status)", default: 0] += 1 }
+    }
+
+    func decision(_ outcome: String) {
+        counts.withLock { $0.decisions[outcome, default: 0] += 1 }
+    }
+
+    func served(bytes: Int) {
+        counts.withLock { $0.bytesServed += bytes }
+    }
+
+    func policyCall(seconds: Double, failed: Bool) {
+        counts.withLock {
+            $0.policyCalls += 1
+            $0.policySeconds += seconds
+            if failed { $0.policyErrors += 1 }
+        }
+    }
+
+    /// The exposition text.
+    public func text() -> String {
+        let c = counts.withLock { $0 }
+        var lines = [
+            "# HELP updatinator_requests_total HTTP requests by route and status.",
+            "# TYPE updatinator_requests_total counter",
+        ]
+        for (key, count) in c.requests.sorted(by: { $0.key < $1.key }) {
+            let parts = key.split(separator: " ")
+            lines.append("updatinator_requests_total{route=\"\(parts[0])\",status=\"\(parts[1])\"} \(count)")
+        }
+        lines += ["# HELP updatinator_decisions_total Check answers by outcome (update, none, error).",
+                  "# TYPE updatinator_decisions_total counter"]
+        for outcome in ["update", "none", "error"] {
+            lines.append("updatinator_decisions_total{outcome=\"\(outcome)\"} \(c.decisions[outcome] ?? 0)")
+        }
+        lines += [
+            "# HELP updatinator_bytes_served_total Bytes of files sent.",
+            "# TYPE updatinator_bytes_served_total counter",
+            "updatinator_bytes_served_total \(c.bytesServed)",
+            "# HELP updatinator_policy_errors_total Policy calls that failed (errors, limits, bad answers).",
+            "# TYPE updatinator_policy_errors_total counter",
+            "updatinator_policy_errors_total \(c.policyErrors)",
+            "# HELP updatinator_policy_seconds Time spent in the policy's decide.",
+            "# TYPE updatinator_policy_seconds summary",
+            "updatinator_policy_seconds_sum \(c.policySeconds)",
+            "updatinator_policy_seconds_count \(c.policyCalls)",
+        ]
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import Updatinator
+import UpdatinatorLua
+import Hummingbird
+import Synchronization
+import UpdatinatorServer
+
+struct ServeCommand: UpdatinatorSubcommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Runs the school server, or with --peer a laptop's peer server.",
+        discussion: """
+            The school server serves the repository at the URL root (with ETag, Range and \
+            caching headers), answers POST /v1/check with a decision from the Lua policy's \
+            decide(device), signed with the decision key, records POST /v1/report in the fleet \
+            inventory (SQLite), and shows the inventory at GET /v1/fleet and counters at \
+            GET /metrics. A policy error or limit answers "no update" and is logged and counted. \
+            With --peer, a laptop serves GET /blobs/<hh>/<hash> for the contents of its \
+            installed image, read from its tree, so that neighbours can use it as a mirror. \
+            Prints the URL it listens on, then runs until SIGTERM or SIGINT.
+            """)
+
+    @Flag(help: "Serve the blobs of an installed tree to neighbours (needs --root).")
+    var peer = false
+
+    @Option(help: "The repository directory to serve.")
+    var repo: String?
+
+    @Option(help: "The server policy script (Lua), which defines decide(device).")
+    var policy: String?
+
+    @Option(help: "The secret key that signs decisions (never a build key).")
+    var decisionKey: String?
+
+    @Option(help: "Where to listen, HOST:PORT (port 0 picks a free one).")
+    var listen = "0.0.0.0:8080"
+
+    @Option(help: "The fleet inventory's SQLite file; default: REPO/fleet.sqlite.")
+    var db: String?
+
+    @Option(help: "A JSON file of settings that upd.config lays over the policy's defaults.")
+    var config: String?
+
+    @Option(help: "Lua instructions a policy may run per request (0 for no limit).")
+    var instructionLimit = 10_000_000
+
+    @Option(help: "Bytes of memory each policy state may use (0 for no limit).")
+    var memoryLimit = 64 << 20
+
+    @Option(help: "With --peer: the installed tree whose contents are served.")
+    var root: String?
+
+    @Option(help: "With --peer: where compressed blobs are kept once made; default ROOT/.updatinator/peer-cache.")
+    var cache: String?
+
+    func execute() throws {
+        let (host, port) = try Self.address(listen)
+        if peer {
+            guard let root else { throw UpdError(.usage, "serve --peer needs --root, the installed tree to serve") }
+            let server = try PeerServer(root: root, cache: cache)
+            try Self.run({ server.router() }, host: host, port: port, name: "peer")
+            return
+        }
+        guard let repo, let policy, let decisionKey else {
+            throw UpdError(.usage, "serve needs --repo, --policy and --decision-key (or --peer with --root)")
+        }
+        var policySettings = PolicyPool.Settings(script: policy, configFile: config)
+        policySettings.instructionLimit = instructionLimit > 0 ? instructionLimit : nil
+        policySettings.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
+        let settings = SchoolServer.Settings(repository: repo, policy: policySettings,
+                                             decisionKey: try KeyFile.readSecret(decisionKey), database: db)
+        let server = try SchoolServer(settings: settings)
+        try Self.run({ server.router() }, host: host, port: port, name: "school")
+    }
+
+    static func address(_ text: String) throws -> (String, Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port),
+              colon != text.startIndex else {
+            throw UpdError(.usage, "--listen \(text): HOST:PORT expected")
+        }
+        return (String(text[..<colon]), port)
+    }
+
+    /// Runs the server until it is stopped, from this synchronous command.
+    static func run(_ router: @escaping @Sendable () -> Router<ServerContext>, host: String, port: Int, name: String) throws {
+        let done = DispatchSemaphore(value: 0)
+        let failure = Mutex<String?>(nil)
+        Task {
+            do {
+                try await HTTPService.run(router(), host: host, port: port, name: name) { url in
+                    Console.print("updatinator serve: \(name) server listening on \(url)")
+                }
+            } catch {
+                failure.withLock { $0 = "cannot serve on \(host):\(port): \(error)" }
+            }
+            done.signal()
+        }
+        done.wait()
+        if let message = failure.withLock({ $0 }) { throw UpdError(.io, message) }
+    }
+}
