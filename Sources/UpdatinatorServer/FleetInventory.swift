@@ -33,7 +33,7 @@ public final class FleetInventory: Sendable {
 
     /// A check: the device runs `image` `version` and was seen now.
     public func recordCheck(device: String, image: String?, version: String?, channel: String?, address: String?, now: Int64) throws {
-        try database.withLock { db in
+        _ = try database.withLock { db in
             try db.query("""
                 INSERT INTO devices (device, image, version, channel, address, first_seen, last_seen)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
@@ -87,20 +87,20 @@ public final class FleetInventory: Sendable {
         }
     }
 
-    /// Peer URLs of devices that reported `done` at this image and version within `maxAge`
-    /// seconds, those whose IPv4 address shares the first `prefix` bits with `near` first, then
-    /// the most recently seen.
+    /// Peer URLs of devices (other than `asking`) that reported `done` at this image and
+    /// version within `maxAge` seconds, those whose IPv4 address shares the first `prefix` bits
+    /// with `near` first, then the most recently seen.
     public func peers(image: String, version: String, near: String?, prefix: Int, limit: Int, now: Int64,
-                      maxAge: Int64 = 86_400) throws -> [String] {
+                      asking: String? = nil, maxAge: Int64 = 86_400) throws -> [String] {
         let rows = try database.withLock { db in
             try db.query("""
                 SELECT peer, address FROM devices WHERE image = ? AND version = ? AND status = 'done' AND peer IS NOT NULL
-                    AND last_seen >= ? ORDER BY last_seen DESC LIMIT 256
-                """, [.text(image), .text(version), .integer(now - maxAge)])
+                    AND last_seen >= ? AND device IS NOT ? ORDER BY last_seen DESC LIMIT 256
+                """, [.text(image), .text(version), .integer(now - maxAge), text(asking)])
         }
         let home = near.flatMap { IPv4.parse($0) }
         let candidates = rows.compactMap { row -> (url: String, near: Bool)? in
-            guard let url = row[0].text, row[1].text != near || near == nil else { return nil }
+            guard let url = row[0].text else { return nil }
             let address = row[1].text.flatMap { IPv4.parse($0) }
             let close = home != nil && address != nil && IPv4.samePrefix(home!, address!, bits: prefix)
             return (url, close)

@@ -103,7 +103,7 @@ public final class PolicyPool: @unchecked Sendable {
             answer.notBefore = value
         }
         if let window = fields["window"] {
-            guard let text = window.stringValue, text.wholeMatch(of: /\d\d:\d\d-\d\d:\d\d/) != nil else {
+            guard let text = window.stringValue, TimeWindow(parsing: text) != nil else {
                 throw UpdError(.corrupt, "decide returned a window that is not \"HH:MM-HH:MM\"")
             }
             answer.window = text

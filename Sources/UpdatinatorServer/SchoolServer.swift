@@ -115,7 +115,7 @@ public final class SchoolServer: Sendable {
                 decision.manifestHash = manifest.hash.hex
                 decision.peers = try answer.peers ?? inventory.peers(image: answer.image, version: answer.version,
                                                                       near: context.clientAddress, prefix: 24,
-                                                                      limit: settings.peerLimit, now: now)
+                                                                      limit: settings.peerLimit, now: now, asking: device.device)
                 decision.rateLimit = answer.rateLimit
                 decision.notBefore = answer.notBefore
                 decision.window = answer.window

@@ -13,6 +13,6 @@ struct UpdatinatorCommand: ParsableCommand {
         subcommands: [
             KeygenCommand.self, GenerateCommand.self, SignCommand.self, VerifyCommand.self,
             DiffCommand.self, FsckCommand.self, PublishCommand.self, PlanCommand.self, ApplyCommand.self, GetManifestCommand.self, FetchCommand.self,
-            RunCommand.self, ReplCommand.self, AgentCommand.self, ServeCommand.self,
+            RunCommand.self, ReplCommand.self, AgentCommand.self, ServeCommand.self, UpgradeCommand.self,
         ])
 }

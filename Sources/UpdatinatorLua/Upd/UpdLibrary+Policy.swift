@@ -12,10 +12,6 @@ extension UpdLibrary {
         return fields
     }
 
-    static func endpoint(_ server: String, _ name: String) -> String {
-        (server.hasSuffix("/") ? String(server.dropLast()) : server) + "/v1/" + name
-    }
-
     static func json(_ fields: [String: LuaValue]) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -61,14 +57,11 @@ extension UpdLibrary {
             var request = try requestFields(call, 2)
             let keyring = try call.object(3, keyringType)
             let device = try request["device"]?.stringValue ?? DeviceIdentity.read()
-            let nonce = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+            let nonce = SchoolServerClient.newNonce()
             request["device"] = .string(device)
             request["nonce"] = .string(nonce)
-            let url = endpoint(server, "check")
-            let response = try HTTPClient.postJSON(url, body: try json(request))
-            guard response.status == 200 else { throw UpdError(.network, "\(url): HTTP \(response.status)") }
-            let d = try Decision.verify(envelope: response.body, keyring: keyring.keyring, device: device, nonce: nonce,
-                                        now: Int64(call.state.now), source: url)
+            let d = try SchoolServerClient(server: server).check(body: try json(request), device: device, nonce: nonce,
+                                                                keyring: keyring.keyring, now: Int64(call.state.now))
             var answer: [String: LuaValue] = ["update": .boolean(d.update), "expires": .integer(d.expires),
                                               "peers": .array(d.peers.map { .string($0) })]
             answer["image"] = d.image.map { .string($0) }
@@ -86,9 +79,7 @@ extension UpdLibrary {
             var status = try requestFields(call, 2)
             guard status["status"]?.stringValue != nil else { throw call.argumentError(2, "field 'status' is required") }
             if status["device"] == nil { status["device"] = .string(try DeviceIdentity.read()) }
-            let url = endpoint(server, "report")
-            let response = try HTTPClient.postJSON(url, body: try json(status))
-            guard (200..<300).contains(response.status) else { throw UpdError(.network, "\(url): HTTP \(response.status)") }
+            try SchoolServerClient(server: server).report(body: try json(status))
             return call.results(.boolean(true))
         }
 

@@ -23,7 +23,8 @@ extension UpdLibrary {
                 call.results(.number(call.state.now))
             }
             state.setFunction("in_window") { call in
-                let window = try TimeWindow(parsing: try call.string(1))
+                let text = try call.string(1)
+                guard let window = TimeWindow(parsing: text) else { throw call.argumentError(1, "\"HH:MM-HH:MM\" expected, got \"\(text)\"") }
                 let when = Date(timeIntervalSince1970: call.isNil(2) ? call.state.now : try call.number(2))
                 return call.results(.boolean(window.contains(when)))
             }
@@ -62,33 +63,6 @@ extension UpdLibrary {
     }
 }
 
-/// `HH:MM-HH:MM` in local time; a window whose end is before its start runs past midnight.
-struct TimeWindow {
-    let start: Int
-    let end: Int
-
-    init(parsing text: String) throws {
-        func minutes(_ part: Substring) -> Int? {
-            let hm = part.split(separator: ":")
-            guard hm.count == 2, let h = Int(hm[0]), let m = Int(hm[1]), (0...24).contains(h), (0..<60).contains(m),
-                  h * 60 + m <= 1440 else { return nil }
-            return h * 60 + m
-        }
-        let bounds = text.split(separator: "-")
-        guard bounds.count == 2, let start = minutes(bounds[0]), let end = minutes(bounds[1]) else {
-            throw LuaArgumentError(message: "bad argument #1 to 'in_window' (\"HH:MM-HH:MM\" expected, got \"\(text)\")")
-        }
-        self.start = start
-        self.end = end
-    }
-
-    func contains(_ date: Date) -> Bool {
-        let c = Calendar.current.dateComponents([.hour, .minute], from: date)
-        let now = c.hour! * 60 + c.minute!
-        return start <= end ? (start <= now && now < end) : (now >= start || now < end)
-    }
-}
-
 /// The machine's power state from /sys/class/power_supply (or UPDATINATOR_POWER_SUPPLY).
 struct PowerSupply {
     var onACPower = true
@@ -116,17 +90,5 @@ struct PowerSupply {
         // No battery: a desktop or server, always on mains.
         result.onACPower = !hasBattery || mainsOnline
         return result
-    }
-}
-
-/// This machine's stable identity: UPDATINATOR_DEVICE_ID, else /etc/machine-id.
-enum DeviceIdentity {
-    static func read() throws -> String {
-        if let id = ProcessInfo.processInfo.environment["UPDATINATOR_DEVICE_ID"], !id.isEmpty { return id }
-        guard let id = try? String(contentsOfFile: "/etc/machine-id", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines), !id.isEmpty else {
-            throw UpdError(.io, "/etc/machine-id: no machine identity (set UPDATINATOR_DEVICE_ID)")
-        }
-        return id
     }
 }

@@ -19,14 +19,17 @@ struct MirrorOptions: ParsableArguments {
         options.rateLimit = rateLimit
         options.concurrency = concurrency
         let fetcher = try CurlFetcher(options: options)
-        fetcher.progress = { p in
-            let done = p.totalBytes > 0 ? min(1, Double(p.bytes) / Double(p.totalBytes)) : 1
-            let bar = String(repeating: "#", count: Int(done * 24)).padding(toLength: 24, withPad: ".", startingAt: 0)
-            var line = "[\(bar)] \(p.blobs)/\(p.totalBlobs) blobs, \(formatBytes(p.bytes)) of \(formatBytes(p.totalBytes)), "
-                + "\(formatBytes(UInt64(p.rate)))/s"
-            if let left = p.secondsLeft { line += String(format: ", %.0f s left", left) }
-            Console.progress(line)
-        }
+        fetcher.progress = Self.showProgress
         return fetcher
+    }
+
+    /// Shows a fetch's progress as a bar on a terminal.
+    static func showProgress(_ p: FetchProgress) {
+        let done = p.totalBytes > 0 ? min(1, Double(p.bytes) / Double(p.totalBytes)) : 1
+        let bar = String(repeating: "#", count: Int(done * 24)).padding(toLength: 24, withPad: ".", startingAt: 0)
+        var line = "[\(bar)] \(p.blobs)/\(p.totalBlobs) blobs, \(formatBytes(p.bytes)) of \(formatBytes(p.totalBytes)), "
+            + "\(formatBytes(UInt64(p.rate)))/s"
+        if let left = p.secondsLeft { line += String(format: ", %.0f s left", left) }
+        Console.progress(line)
     }
 }

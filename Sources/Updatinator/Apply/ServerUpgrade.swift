@@ -1,0 +1,100 @@
+import Foundation
+
+/// One upgrade as the school server directs it: check (a signed decision for this device and
+/// a fresh nonce) → verify → the target manifest (signed by a build key, with the hash the
+/// decision names) → plan and streaming apply, downloading from the peers the decision lists
+/// first, then the mirrors, then the server → report. The decision's bandwidth rules hold:
+/// nothing starts before `not_before` or outside its window, and its rate limit caps downloads.
+public struct ServerUpgrade {
+    public var root: String
+    public var server: String
+    /// Build keys, which sign manifests.
+    public var keyring: Keyring
+    /// The school servers' keys, which sign decisions.
+    public var decisionKeyring: Keyring
+    /// Repositories to download from after the peers and before the server.
+    public var mirrors: [String] = []
+    /// The manifest the tree matches, for a tree without an installed-manifest record.
+    public var from: (manifest: Manifest, bytes: [UInt8])?
+    public var device: String
+    public var channel: String?
+    /// This device's peer server, advertised to the school server once the upgrade is done.
+    public var peerURL: String?
+    public var concurrency = 4
+    /// Called with each fetcher made, to show progress.
+    public var prepareFetcher: (CurlFetcher) -> Void = { _ in }
+    /// Where failures to report go (a report never stops an upgrade).
+    public var warn: (String) -> Void = { _ in }
+    public var now: () -> Date = { Date() }
+
+    public enum Outcome {
+        case upToDate(Decision)
+        case deferred(String, Decision)
+        case applied(Decision, InPlaceApplier.Report)
+    }
+
+    public init(root: String, server: String, keyring: Keyring, decisionKeyring: Keyring, device: String) {
+        self.root = root
+        self.server = server
+        self.keyring = keyring
+        self.decisionKeyring = decisionKeyring
+        self.device = device
+    }
+
+    public func run() throws -> Outcome {
+        let installed = try from ?? ManifestFile.read(StateDirectory(root: root).installedManifest)
+        let client = SchoolServerClient(server: server)
+        let nonce = SchoolServerClient.newNonce()
+        var request: [String: Any] = ["device": device, "nonce": nonce, "image": installed.manifest.image,
+                                      "version": installed.manifest.version]
+        request["channel"] = channel
+        request["free_bytes"] = try? FilesystemSpace(path: root).free
+        let body = Array(try JSONSerialization.data(withJSONObject: request, options: [.sortedKeys]))
+        let decision = try client.check(body: body, device: device, nonce: nonce, keyring: decisionKeyring,
+                                        now: Int64(now().timeIntervalSince1970))
+        guard decision.update, let image = decision.image, let version = decision.version,
+              image != installed.manifest.image || version != installed.manifest.version else {
+            return .upToDate(decision)
+        }
+        if let notBefore = decision.notBefore, Int64(now().timeIntervalSince1970) < notBefore {
+            return .deferred("the decision allows no download before \(notBefore)", decision)
+        }
+        if let text = decision.window {
+            guard let window = TimeWindow(parsing: text) else { throw UpdError(.corrupt, "\(server): the decision's window '\(text)' is not HH:MM-HH:MM") }
+            if !window.contains(now()) { return .deferred("the decision allows downloads only in \(text)", decision) }
+        }
+        report(client, ["status": "applying", "image": image, "version": version])
+        do {
+            let manifestFetcher = try CurlFetcher(options: FetchOptions(mirrors: [server] + mirrors))
+            let target = try manifestFetcher.downloadManifest(image: image, version: version, into: nil, keyring: keyring,
+                                                              hash: decision.manifestHash)
+            var options = FetchOptions(mirrors: decision.peers + mirrors + [server])
+            options.rateLimit = decision.rateLimit
+            options.concurrency = concurrency
+            let fetcher = try CurlFetcher(options: options)
+            prepareFetcher(fetcher)
+            let applier = InPlaceApplier(root: root, target: target.manifest, targetBytes: target.download.content)
+            applier.from = from
+            applier.fetcher = fetcher
+            let result = try applier.run()
+            var done: [String: Any] = ["status": "done", "image": image, "version": version, "bytes": result.download.bytes]
+            done["peer"] = peerURL
+            report(client, done)
+            return .applied(decision, result)
+        } catch let error as UpdError {
+            report(client, ["status": "failed", "image": image, "version": version, "code": error.code.rawValue,
+                            "message": String(error.message.prefix(1000))])
+            throw error
+        }
+    }
+
+    private func report(_ client: SchoolServerClient, _ fields: [String: Any]) {
+        var fields = fields
+        fields["device"] = device
+        do {
+            try client.report(body: Array(try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])))
+        } catch {
+            warn("report '\(fields["status"]!)': \((error as? UpdError)?.message ?? "\(error)")")
+        }
+    }
+}

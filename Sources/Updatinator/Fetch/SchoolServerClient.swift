@@ -1,0 +1,36 @@
+import Foundation
+
+/// A device's side of the school server's protocol: `POST /v1/check`, answered with a signed
+/// decision that must verify for this device and a fresh nonce, and `POST /v1/report`.
+public struct SchoolServerClient: Sendable {
+    public let server: String
+
+    public init(server: String) {
+        self.server = server
+    }
+
+    func endpoint(_ name: String) -> String {
+        (server.hasSuffix("/") ? String(server.dropLast()) : server) + "/v1/" + name
+    }
+
+    /// 128 random bits in hex: what makes each decision good for one request only.
+    public static func newNonce() -> String {
+        (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    }
+
+    /// Asks what to run. `body` is the request's JSON object, which must carry `device` and
+    /// `nonce`; the answer is verified against the decision keyring before it is returned.
+    public func check(body: [UInt8], device: String, nonce: String, keyring: Keyring, now: Int64) throws -> Decision {
+        let url = endpoint("check")
+        let response = try HTTPClient.postJSON(url, body: body)
+        guard response.status == 200 else { throw UpdError(.network, "\(url): HTTP \(response.status)") }
+        return try Decision.verify(envelope: response.body, keyring: keyring, device: device, nonce: nonce, now: now, source: url)
+    }
+
+    /// Sends a report (a JSON object with `device` and `status`).
+    public func report(body: [UInt8]) throws {
+        let url = endpoint("report")
+        let response = try HTTPClient.postJSON(url, body: body)
+        guard (200..<300).contains(response.status) else { throw UpdError(.network, "\(url): HTTP \(response.status)") }
+    }
+}
