@@ -59,7 +59,7 @@ let package = Package(
 
         .testTarget(
             name: "UpdatinatorTests",
-            dependencies: ["Updatinator", "UpdatinatorServer", "updatinator", "CLinux", "CZlib"],
+            dependencies: ["Updatinator", "UpdatinatorLua", "UpdatinatorServer", "updatinator", "CLinux", "CZlib"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "UpdatinatorLuaTests", dependencies: ["UpdatinatorLua", "Updatinator", "CLua"]),
     ],

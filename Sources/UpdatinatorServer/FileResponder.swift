@@ -98,7 +98,7 @@ struct FileResponder: Sendable {
             return .part(max(0, size - suffix)..<size)
         }
         guard let first = Int(parts[0]), first >= 0 else { return .whole }
-        let last = parts[1].isEmpty ? size - 1 : Int(parts[1])
+        let last = parts[1].isEmpty ? Int.max : Int(parts[1])
         guard let last, last >= first else { return .whole }
         guard first < size else { return .unsatisfiable }
         return .part(first..<(min(last, size - 1) + 1))

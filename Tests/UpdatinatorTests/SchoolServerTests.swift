@@ -1,0 +1,253 @@
+import Foundation
+import Testing
+@testable import Updatinator
+import UpdatinatorLua
+
+/// The school server (`updatinator serve`) and the peer server over real loopback HTTP, driven
+/// by `curl`, the project's libcurl client and `updatinator upgrade`.
+@Suite struct SchoolServerTests {
+    let samples = SampleImages.shared
+    let tmp = TemporaryDirectory("school")
+
+    /// A repository with the sample images, a decision key, and the server with a policy.
+    final class School {
+        let repo: String
+        let decisionKeyring: String
+        let server: ServeProcess
+
+        init(_ test: SchoolServerTests, policy: String, settings: [String: Any], extra: [String] = []) throws {
+            repo = test.tmp.sub("repo")
+            if !FileManager.default.fileExists(atPath: repo) { try Shell.run(["cp", "-al", test.samples.repo, repo]) }
+            decisionKeyring = test.tmp.sub("decision-keyring")
+            let secret = test.tmp.sub("decision.sec")
+            if !FileManager.default.fileExists(atPath: secret) {
+                try Sys.mkdirs(decisionKeyring)
+                try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: secret, publicPath: decisionKeyring + "/decision.pub")
+            }
+            let config = test.tmp.sub("server-\(UUID().uuidString).json")
+            try Sys.writeFileAtomically(config, Array(try JSONSerialization.data(withJSONObject: settings)))
+            server = try ServeProcess(["--repo", repo, "--policy", policy, "--decision-key", secret, "--config", config,
+                                       "--db", test.tmp.sub("fleet-\(UUID().uuidString).sqlite")] + extra)
+        }
+
+        /// A check as a device sends it; the decision, verified with the decision keyring.
+        func check(_ device: String, image: String = "olpc-ext3", version: String = "1", _ more: [String: Any] = [:]) throws -> Decision {
+            let nonce = SchoolServerClient.newNonce()
+            var fields: [String: Any] = ["device": device, "nonce": nonce, "image": image, "version": version]
+            fields.merge(more) { $1 }
+            let response = try server.post("/v1/check", fields)
+            try #require(response.status == 200, "\(String(decoding: response.body, as: UTF8.self))")
+            return try Decision.verify(envelope: response.body, keyring: Keyring(directory: decisionKeyring), device: device,
+                                       nonce: nonce, now: Int64(Date().timeIntervalSince1970), source: "check")
+        }
+
+        func report(_ device: String, _ status: String, version: String = "2", _ more: [String: Any] = [:]) throws {
+            var fields: [String: Any] = ["device": device, "status": status, "image": "olpc-ext3", "version": version]
+            fields.merge(more) { $1 }
+            let response = try server.post("/v1/report", fields)
+            try #require(response.status == 204, "\(String(decoding: response.body, as: UTF8.self))")
+        }
+
+        func fleet() throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(try Curl.get(server.url + "/v1/fleet").body.utf8)) as! [String: Any]
+        }
+    }
+
+    static func serverPolicy(_ name: String) -> String {
+        Scripts.repositoryRoot.appendingPathComponent("policies/server/\(name)").path
+    }
+
+    /// A tree at olpc-ext3 `version` with its installed-manifest record.
+    func installedTree(_ name: String, version: String) throws -> String {
+        let root = tmp.sub(name)
+        try Shell.copyTree(samples.tree("olpc-ext3", version), root)
+        try Sys.mkdirs("\(root)/.updatinator")
+        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", Sys.readFile(samples.manifest("olpc-ext3", version)))
+        try Shell.run(["touch", "-h", "-r", samples.tree("olpc-ext3", version), root])
+        return root
+    }
+
+    @Test func aLaptopUpgradesFromItsPeerFirstAndTheServerForTheRest() throws {
+        let school = try School(self, policy: Self.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        // A neighbour at version 2 serves its tree; one content it was to serve was changed
+        // locally, so the peer refuses it and the laptop gets that one from the server.
+        let neighbour = try installedTree("neighbour", version: "2")
+        let old = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1"))
+        let new = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
+        let oldContents = Set(old.entries.compactMap(\.contentHash))
+        let needed = Set(new.entries.compactMap(\.contentHash)).subtracting(oldContents)
+        let changed = try #require(new.entries.first { $0.contentHash.map { needed.contains($0) } ?? false })
+        try Sys.writeFileAtomically(neighbour + String(decoding: changed.path.bytes, as: UTF8.self), Array("changed here\n".utf8))
+        let peer = try ServeProcess(["--peer", "--root", neighbour])
+        try school.report("neighbour", "done", ["peer": peer.url])
+
+        let laptop = try installedTree("laptop", version: "1")
+        let upgrade = try CLI.run(["upgrade", "--root", laptop, "--server", school.server.url, "--keyring", samples.keyring,
+                                   "--decision-keyring", school.decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": "laptop"])
+        #expect(upgrade.status == 0, "\(upgrade.stderr)")
+        let fsck = try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "2")])
+        #expect(fsck.status == 0, "\(fsck.stdout)\(fsck.stderr)")
+
+        #expect(try peer.metric("updatinator_requests_total", ["status=\"200\"", "blobs"]) == needed.count - 1)
+        #expect(try school.server.metric("updatinator_requests_total", ["status=\"200\"", "blobs"]) == 1)
+        let devices = try school.fleet()["devices"] as! [[String: Any]]
+        let row = try #require(devices.first { $0["device"] as? String == "laptop" })
+        #expect(row["version"] as? String == "2" && row["status"] as? String == "done", "\(row)")
+    }
+
+    @Test func filesCarryETagsAndRangesSoDownloadsResume() throws {
+        let school = try School(self, policy: Self.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let new = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
+        let hash = try #require(new.entries.lazy.compactMap(\.contentHash).first)
+        let path = "/blobs/\(hash.hex.prefix(2))/\(hash.hex)"
+        let blob = try Sys.readFile(school.repo + path)
+        let url = school.server.url + path
+
+        let whole = try Curl.get(url)
+        #expect(whole.status == 200 && Array(whole.body.data(using: .isoLatin1)!) == blob)
+        #expect(whole.header("Content-Length") == String(blob.count))
+        #expect(whole.header("Cache-Control")?.contains("immutable") == true)
+        let etag = try #require(whole.header("ETag"))
+        #expect(try Curl.get(url, ["-H", "If-None-Match: \(etag)"]).status == 304)
+        let part = try Curl.get(url, ["-r", "2-9"])
+        #expect(part.status == 206 && part.header("Content-Range") == "bytes 2-9/\(blob.count)")
+        #expect(Array(part.body.data(using: .isoLatin1)!) == Array(blob[2...9]))
+        #expect(try Curl.get(url, ["-r", "-3"]).body.data(using: .isoLatin1).map(Array.init) == Array(blob.suffix(3)))
+        #expect(try Curl.get(url, ["-r", "\(blob.count)-"]).status == 416)
+        #expect(try Curl.get(url, ["-r", "2-9", "-H", "If-Range: \"stale\""]).status == 200, "a changed file is sent whole")
+        let head = try Curl.get(url, ["-I"])
+        #expect(head.status == 200 && head.header("Content-Length") == String(blob.count))
+        #expect(head.body == head.headers, "HEAD sends headers only")
+        #expect(try Curl.get(school.server.url + "/repo.json").header("Cache-Control") == "no-cache")
+
+        // A download cut in the middle: the fetcher asks for the rest with Range, and the blob verifies.
+        let partsBefore = try school.server.metric("updatinator_requests_total", ["status=\"206\"", "blobs"])
+        let cache = tmp.sub("cache")
+        try Sys.mkdirs("\(cache)/\(hash.hex.prefix(2))")
+        try Sys.writeFileAtomically("\(cache)/\(hash.hex.prefix(2))/.partial-\(hash.hex)", Array(blob.prefix(blob.count / 2)))
+        let fetch = try CLI.run(["fetch", "--to", samples.manifest("olpc-ext3", "2"), "--mirror", school.server.url, "--cache", cache])
+        #expect(fetch.status == 0, "\(fetch.stderr)")
+        #expect(try Sys.readFile("\(cache)\(path.dropFirst("/blobs".count))") == blob)
+        #expect(try school.server.metric("updatinator_requests_total", ["status=\"206\"", "blobs"]) == partsBefore + 1, "the rest of the cut blob")
+    }
+
+    @Test func theClientRefusesDecisionsItCannotTrustAndKeysKeepTheirRoles() throws {
+        let school = try School(self, policy: Self.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        // The real server's answer, checked as the client checks it.
+        let nonce = SchoolServerClient.newNonce()
+        let response = try school.server.post("/v1/check", ["device": "d1", "nonce": nonce, "image": "olpc-ext3", "version": "1"])
+        let keyring = try Keyring(directory: school.decisionKeyring)
+        let now = Int64(Date().timeIntervalSince1970)
+        let decision = try Decision.verify(envelope: response.body, keyring: keyring, device: "d1", nonce: nonce, now: now, source: "check")
+        #expect(decision.update && decision.version == "2")
+        #expect(throws: UpdError.self, "another nonce") {
+            try Decision.verify(envelope: response.body, keyring: keyring, device: "d1", nonce: SchoolServerClient.newNonce(), now: now, source: "check")
+        }
+        #expect(throws: UpdError.self, "expired") {
+            try Decision.verify(envelope: response.body, keyring: keyring, device: "d1", nonce: nonce, now: decision.expires, source: "check")
+        }
+        #expect(throws: UpdError.self, "a build key is not a decision key") {
+            try Decision.verify(envelope: response.body, keyring: Keyring(directory: samples.keyring), device: "d1", nonce: nonce, now: now, source: "check")
+        }
+        // The decision key's signature does not pass as a manifest signature.
+        let envelope = try JSONDecoder().decode(Decision.Envelope.self, from: Data(response.body))
+        let signatures = try SignatureFile.parse(Array(envelope.signatures.utf8), source: "decision")
+        #expect(throws: UpdError.self) {
+            try keyring.verify(Array(envelope.decision.utf8), signatures: signatures, purpose: .manifest, source: "decision")
+        }
+
+        // upgrade with a keyring that does not hold the server's key changes nothing.
+        let laptop = try installedTree("laptop", version: "1")
+        let stranger = tmp.sub("stranger")
+        try Sys.mkdirs(stranger)
+        try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: tmp.sub("stranger.sec"), publicPath: stranger + "/stranger.pub")
+        let refused = try CLI.run(["upgrade", "--root", laptop, "--server", school.server.url, "--keyring", samples.keyring,
+                                   "--decision-keyring", stranger], environment: ["UPDATINATOR_DEVICE_ID": "laptop"])
+        #expect(refused.status == 2, "\(refused.stderr)")
+        #expect(refused.stderr.contains("check"), "\(refused.stderr)")
+        #expect(try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "1")]).status == 0)
+    }
+
+    @Test func stagedRolloutWidensByStageAndHaltsWhenFailuresClimb() throws {
+        let school = try School(self, policy: Self.serverPolicy("staged-rollout.lua"),
+                                settings: ["image": "olpc-ext3", "version": "2", "salt": "test"])
+        let devices = (0..<1000).map { "device-\($0)" }
+        func offered(_ among: [String]) throws -> [String] {
+            try among.filter { try school.check($0).update }
+        }
+        // Stage 1: 5 % by bucket.
+        let first = try offered(devices)
+        #expect((30...70).contains(first.count), "\(first.count) of 1000 offered")
+        #expect(first.allSatisfy { RolloutBucket.of(device: $0, salt: "test") < 5 })
+        for device in first { try school.report(device, "done") }
+        // Stage 2 opens once most of stage 1 is done: 25 %.
+        let rest = devices.filter { !first.contains($0) }
+        let second = try offered(rest)
+        #expect((200...300).contains(first.count + second.count), "\(first.count + second.count) of 1000 offered")
+        #expect(second.allSatisfy { RolloutBucket.of(device: $0, salt: "test") < 25 })
+        // Failures pass 10 % of the reports: the rollout halts for everyone not yet there.
+        let failing = Array(second.prefix(20))
+        for device in failing { try school.report(device, "failed", ["code": "no_space"]) }
+        #expect(try offered(rest).isEmpty, "halted")
+        #expect(try school.check(first[0], version: "2").update == false, "devices already there stay")
+        let fleet = try school.fleet()
+        #expect((fleet["by_status"] as! [String: Int])["failed"] == failing.count)
+    }
+
+    @Test func hostileRequestsGetCleanErrorsAndTheServerKeepsServing() throws {
+        let policy = tmp.sub("hostile.lua")
+        try Sys.writeFileAtomically(policy, Array("""
+            local upd = require "updatinator"
+            local config = upd.config { image = "olpc-ext3" }
+            function decide(device)
+              if device.device == "loop" then while true do end end
+              if device.device == "hog" then
+                local t = {}
+                while true do t[#t + 1] = string.rep("x", 1000000) .. #t end
+              end
+              if device.device == "error" then error("policy bug") end
+              if device.device == "nonsense" then return { image = "olpc-ext3", version = "99" } end
+              return { image = config.image, version = upd.repo.latest(config.image) }
+            end
+            """.utf8))
+        let school = try School(self, policy: policy, settings: [:])
+        let url = school.server.url
+        for device in ["loop", "hog", "error", "nonsense"] {
+            #expect(try school.check(device).update == false, "\(device): no update")
+        }
+        #expect(try school.server.metric("updatinator_policy_errors_total") == 3, "loop, hog and error; nonsense is a bad answer")
+        #expect(try school.server.metric("updatinator_decisions_total", ["error"]) == 4)
+
+        #expect(try Curl.get(url + "/v1/check", ["-d", "{not json"]).status == 400)
+        #expect(try Curl.get(url + "/v1/check", ["-d", "{\"device\": \"x\"}"]).status == 400, "no nonce")
+        #expect(try Curl.get(url + "/v1/check", ["-d", "[1, 2, 3]"]).status == 400)
+        #expect(try Curl.get(url + "/v1/report", ["-d", "{\"device\": \"x\", \"status\": \"hacked\"}"]).status == 400)
+        let huge = tmp.sub("huge.json")
+        try Sys.writeFileAtomically(huge, Array(("{\"device\": \"" + String(repeating: "x", count: 1 << 20) + "\"}").utf8))
+        #expect(try Curl.get(url + "/v1/check", ["--data-binary", "@" + huge]).status == 413)
+        for path in ["/images/../repo.json", "/images/%2e%2e/%2e%2e/etc/passwd", "/blobs/..%2f..%2f/repo.json",
+                     "/images/olpc-ext3/..%2f..%2frepo.json", "/blobs/.%2e/.%2e", "/images/olpc-ext3/%00.manifest",
+                     "/fleet.sqlite", "/images/olpc-ext3/.hidden"] {
+            let response = try Curl.get(url + path, ["--path-as-is"])
+            #expect((400..<500).contains(response.status), "\(path): \(response.status)")
+            #expect(!response.body.contains("root:") && !response.body.contains("algorithm"), "\(path)")
+        }
+        #expect(try school.check("good").update, "still serving")
+    }
+
+    @Test func aPeerServesOnlyTheContentsOfItsInstalledManifest() throws {
+        let neighbour = try installedTree("neighbour", version: "2")
+        let peer = try ServeProcess(["--peer", "--root", neighbour])
+        let outside = Blake2b.hash(Array("root:x:0:0:root:/root:/bin/bash\n".utf8)).hex
+        #expect(try Curl.get(peer.url + "/blobs/\(outside.prefix(2))/\(outside)").status == 404)
+        for path in ["/repo.json", "/.updatinator/installed.manifest", "/images/olpc-ext3/2.manifest", "/blobs/../etc/passwd"] {
+            #expect(try Curl.get(peer.url + path, ["--path-as-is"]).status == 404, "\(path)")
+        }
+        let new = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
+        let hash = try #require(new.entries.lazy.compactMap(\.contentHash).first)
+        let served = try Curl.get(peer.url + "/blobs/\(hash.hex.prefix(2))/\(hash.hex)")
+        #expect(served.status == 200)
+        #expect(Array(served.body.data(using: .isoLatin1)!) == (try Sys.readFile(samples.repo + "/blobs/\(hash.hex.prefix(2))/\(hash.hex)")),
+                "the same blob as the repository's")
+    }
+}

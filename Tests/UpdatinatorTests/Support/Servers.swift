@@ -1,0 +1,59 @@
+import Foundation
+@testable import Updatinator
+
+/// `updatinator serve` on a free loopback port, stopped when released.
+final class ServeProcess {
+    let url: String
+    let process: Subprocess
+
+    init(_ arguments: [String]) throws {
+        process = try Subprocess([CLI.binary, "serve", "--listen", "127.0.0.1:0"] + arguments)
+        guard process.waitForOutput("listening on ", seconds: 60) else {
+            process.stop()
+            throw UpdError(.io, "serve did not start: \(process.stderr)")
+        }
+        url = String(process.stdout.split(separator: " ").last!).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit { process.stop() }
+
+    /// A counter from /metrics: the sum of the lines of `name` whose labels contain every one given.
+    func metric(_ name: String, _ labels: [String] = []) throws -> Int {
+        try Curl.get(url + "/metrics").body.split(separator: "\n")
+            .filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }
+            .filter { line in labels.allSatisfy { line.contains($0) } }
+            .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
+            .reduce(0) { $0 + Int($1) }
+    }
+
+    /// POSTs JSON with the project's libcurl client.
+    func post(_ path: String, _ fields: [String: Any]) throws -> HTTPClient.Response {
+        try HTTPClient.postJSON(url + path, body: Array(try JSONSerialization.data(withJSONObject: fields)))
+    }
+}
+
+/// The `curl` command, for requests as any HTTP client makes them.
+enum Curl {
+    struct Response {
+        let status: Int
+        let headers: String
+        let body: String
+    }
+
+    /// Runs curl with `arguments` (options before the URL); the status, headers and body.
+    static func get(_ url: String, _ arguments: [String] = []) throws -> Response {
+        let tmp = TemporaryDirectory("curl")
+        let out = try Shell.run(["curl", "-s", "-o", tmp.sub("body"), "-D", tmp.sub("headers"), "-w", "%{http_code}"] + arguments + [url])
+        return Response(status: Int(out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0,
+                        headers: (try? String(contentsOfFile: tmp.sub("headers"), encoding: .utf8)) ?? "",
+                        body: (try? String(contentsOfFile: tmp.sub("body"), encoding: .isoLatin1)) ?? "")
+    }
+}
+
+extension Curl.Response {
+    /// A header's value (case-insensitive name), or nil.
+    func header(_ name: String) -> String? {
+        headers.split(separator: "\r\n").first { $0.lowercased().hasPrefix(name.lowercased() + ":") }
+            .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) }
+    }
+}
