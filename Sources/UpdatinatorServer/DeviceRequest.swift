@@ -10,6 +10,8 @@ public struct DeviceRequest: Sendable {
     public let image: String?
     public let version: String?
     public let channel: String?
+    /// The device's peer server, which serves the image it runs to its neighbours.
+    public let peer: String?
     /// Every field, as the policy's `device` table (with `address`, the client's IP, added).
     public let fields: [String: LuaValue]
 
@@ -38,15 +40,24 @@ public struct DeviceRequest: Sendable {
         }
         let channel = try text("channel")
         if let channel { try checkIdentifier(channel, "channel") }
+        let peer = try text("peer")
+        if let peer { try checkPeerURL(peer) }
         var fields = object.mapValues(\.luaValue)
         fields["address"] = address.map { .string($0) }
-        return DeviceRequest(device: device, nonce: nonce, image: image, version: version, channel: channel, fields: fields)
+        return DeviceRequest(device: device, nonce: nonce, image: image, version: version, channel: channel, peer: peer, fields: fields)
     }
 
     /// Device ids, channels and codes: 1 to 128 printable ASCII characters without spaces.
     static func checkIdentifier(_ value: String, _ name: String) throws {
         guard (1...128).contains(value.utf8.count), value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
             throw UpdError(.corrupt, "\(name): 1 to 128 printable characters without spaces expected")
+        }
+    }
+
+    static func checkPeerURL(_ url: String) throws {
+        guard url.utf8.count <= 300, url.hasPrefix("http://") || url.hasPrefix("https://"),
+              !url.contains(where: { $0.isWhitespace || $0.isNewline }) else {
+            throw UpdError(.corrupt, "peer: not an http(s) URL")
         }
     }
 }

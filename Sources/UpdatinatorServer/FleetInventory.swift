@@ -31,15 +31,16 @@ public final class FleetInventory: Sendable {
         database = Mutex(db)
     }
 
-    /// A check: the device runs `image` `version` and was seen now.
-    public func recordCheck(device: String, image: String?, version: String?, channel: String?, address: String?, now: Int64) throws {
+    /// A check: the device runs `image` `version` (and serves it at `peer`) and was seen now.
+    public func recordCheck(_ request: DeviceRequest, address: String?, now: Int64) throws {
         _ = try database.withLock { db in
             try db.query("""
-                INSERT INTO devices (device, image, version, channel, address, first_seen, last_seen)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7)
                 ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
-                    channel = coalesce(?4, channel), address = coalesce(?5, address), last_seen = ?6
-                """, [.text(device), text(image), text(version), text(channel), text(address), .integer(now)])
+                    channel = coalesce(?4, channel), address = coalesce(?5, address), peer = coalesce(?6, peer), last_seen = ?7
+                """, [.text(request.device), text(request.image), text(request.version), text(request.channel), text(address),
+                      text(request.peer), .integer(now)])
         }
     }
 
@@ -87,14 +88,16 @@ public final class FleetInventory: Sendable {
         }
     }
 
-    /// Peer URLs of devices (other than `asking`) that reported `done` at this image and
-    /// version within `maxAge` seconds, those whose IPv4 address shares the first `prefix` bits
-    /// with `near` first, then the most recently seen.
+    /// Peer URLs of devices (other than `asking`) at this image and version, seen within
+    /// `maxAge` seconds and not in the middle of a move (applying, downloading, failed), those
+    /// whose IPv4 address shares the first `prefix` bits with `near` first, then the most
+    /// recently seen.
     public func peers(image: String, version: String, near: String?, prefix: Int, limit: Int, now: Int64,
                       asking: String? = nil, maxAge: Int64 = 86_400) throws -> [String] {
         let rows = try database.withLock { db in
             try db.query("""
-                SELECT peer, address FROM devices WHERE image = ? AND version = ? AND status = 'done' AND peer IS NOT NULL
+                SELECT peer, address FROM devices WHERE image = ? AND version = ? AND peer IS NOT NULL
+                    AND (status IS NULL OR status NOT IN ('applying', 'downloading', 'failed'))
                     AND last_seen >= ? AND device IS NOT ? ORDER BY last_seen DESC LIMIT 256
                 """, [.text(image), .text(version), .integer(now - maxAge), text(asking)])
         }
@@ -178,12 +181,7 @@ public struct DeviceReport: Codable, Sendable {
         }
         if let code = report.code { try DeviceRequest.checkIdentifier(code, "code") }
         if let message = report.message, message.utf8.count > 2000 { throw UpdError(.corrupt, "message: longer than 2000 bytes") }
-        if let peer = report.peer {
-            guard peer.utf8.count <= 300, peer.hasPrefix("http://") || peer.hasPrefix("https://"),
-                  !peer.contains(where: { $0.isWhitespace || $0.isNewline }) else {
-                throw UpdError(.corrupt, "peer: not an http(s) URL")
-            }
-        }
+        if let peer = report.peer { try DeviceRequest.checkPeerURL(peer) }
         return report
     }
 }

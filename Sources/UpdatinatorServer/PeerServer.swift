@@ -6,7 +6,8 @@ import Updatinator
 /// A laptop serving its neighbours: `GET /blobs/<hh>/<hash>` for every content of its
 /// installed image, read from its own tree through the installed manifest (see
 /// `TreeContents`). Nothing else is served. A new installed manifest (after an upgrade) is
-/// picked up at the next request.
+/// picked up at the next request. The cache of compressed blobs is emptied at start, so that
+/// nothing a crash left half-written is ever served.
 public final class PeerServer: Sendable {
     public let root: String
     public let cache: BlobStore
@@ -17,6 +18,8 @@ public final class PeerServer: Sendable {
         self.root = root
         self.cache = BlobStore(directory: cache ?? StateDirectory(root: root).directory + "/peer-cache")
         _ = try current()
+        try? FileManager.default.removeItem(atPath: self.cache.directory)
+        try FileManager.default.createDirectory(atPath: self.cache.directory, withIntermediateDirectories: true)
     }
 
     /// The contents of the installed manifest, read again when the file changed.

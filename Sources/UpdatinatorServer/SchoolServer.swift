@@ -91,8 +91,7 @@ public final class SchoolServer: Sendable {
             throw HTTPError(.badRequest, message: "check: \(error.message)")
         }
         let now = Int64(Date().timeIntervalSince1970)
-        try inventory.recordCheck(device: device.device, image: device.image, version: device.version,
-                                  channel: device.channel, address: context.clientAddress, now: now)
+        try inventory.recordCheck(device, address: context.clientAddress, now: now)
         var decision = Decision(device: device.device, nonce: device.nonce, expires: now + settings.decisionLifetime, update: false)
         do {
             let started = DispatchTime.now()

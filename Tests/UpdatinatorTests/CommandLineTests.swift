@@ -119,7 +119,8 @@ import Testing
                            "--mirror", "ftp://example.org/repo"], status: 64, mentioning: "only http://, https:// and file://")
     }
 
-    @Test(arguments: ["keygen", "generate", "sign", "verify", "diff", "fsck", "publish", "plan", "apply", "get-manifest", "fetch"])
+    @Test(arguments: ["keygen", "generate", "sign", "verify", "diff", "fsck", "publish", "plan", "apply", "get-manifest", "fetch",
+                     "run", "repl", "agent", "serve", "upgrade"])
     func everyCommandExplainsItselfInWholeSentences(command: String) throws {
         let r = try CLI.run([command, "--help"])
         #expect(r.status == 0)

@@ -250,4 +250,69 @@ import UpdatinatorLua
         #expect(Array(served.body.data(using: .isoLatin1)!) == (try Sys.readFile(samples.repo + "/blobs/\(hash.hex.prefix(2))/\(hash.hex)")),
                 "the same blob as the repository's")
     }
+
+    // MARK: Server policies
+
+    @Test func defaultPolicyPinsStableAndLetsTestingFollowTheNewest() throws {
+        let school = try School(self, policy: Self.serverPolicy("default.lua"),
+                                settings: ["image": "olpc-ext3", "pins": ["stable": "1"]])
+        let back = try school.check("s2", version: "2", ["channel": "stable"])
+        #expect(back.update && back.version == "1", "stable moves back to its pin")
+        #expect(try school.check("s1", version: "1", ["channel": "stable"]).update == false)
+        #expect(try school.check("none", version: "2").version == "1", "no channel is stable")
+        let testing = try school.check("t1", version: "1", ["channel": "testing"])
+        #expect(testing.update && testing.version == "2" && testing.manifestPath == "images/olpc-ext3/2.manifest")
+        #expect(testing.manifestHash == Blake2b.hash(try Sys.readFile(samples.manifest("olpc-ext3", "2"))).hex)
+    }
+
+    @Test func schoolsPinVersionsAndSetWindowsAndRatesBySchoolOrAddress() throws {
+        let school = try School(self, policy: Self.serverPolicy("schools.lua"), settings: [
+            "image": "olpc-ext3",
+            "schools": [
+                "north": ["subnet": "10.1.", "pin": "1", "window": "18:00-06:00", "rate_limit": 2_000_000],
+                "here": ["subnet": "127.", "pin": "", "window": "", "rate_limit": 500_000],
+            ],
+        ])
+        let north = try school.check("n1", version: "2", ["school": "north"])
+        #expect(north.version == "1" && north.window == "18:00-06:00" && north.rateLimit == 2_000_000, "\(north)")
+        let here = try school.check("h1", version: "1")
+        #expect(here.version == "2" && here.window == nil && here.rateLimit == 500_000, "found by its address: \(here)")
+    }
+
+    @Test func upgradeWaitsForTheDecisionsWindow() throws {
+        // A window that opens in two hours.
+        let minutes = Calendar.current.dateComponents([.hour, .minute], from: Date())
+        let now = minutes.hour! * 60 + minutes.minute!
+        func clock(_ m: Int) -> String { String(format: "%02d:%02d", (m / 60) % 24, m % 60) }
+        let window = "\(clock(now + 120))-\(clock(now + 180))"
+        let school = try School(self, policy: Self.serverPolicy("schools.lua"), settings: [
+            "image": "olpc-ext3", "schools": ["here": ["subnet": "127.", "pin": "", "window": window, "rate_limit": 0]],
+        ])
+        let laptop = try installedTree("laptop", version: "1")
+        let r = try CLI.run(["upgrade", "--root", laptop, "--server", school.server.url, "--keyring", samples.keyring,
+                             "--decision-keyring", school.decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": "laptop"])
+        #expect(r.status == 10 && r.stdout.contains("deferred") && r.stdout.contains(window), "\(r.stdout)\(r.stderr)")
+        #expect(try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "1")]).status == 0)
+    }
+
+    @Test func theDefaultClientPolicyChecksAppliesAndReports() throws {
+        let school = try School(self, policy: Self.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let laptop = try installedTree("laptop", version: "1")
+        let config = tmp.sub("client.json")
+        try Sys.writeFileAtomically(config, Array(try JSONSerialization.data(withJSONObject: [
+            "root": laptop, "mirrors": [school.server.url], "keyring": samples.keyring, "server": school.server.url,
+            "decision_keyring": school.decisionKeyring,
+        ])))
+        let environment = ["UPDATINATOR_DEVICE_ID": "laptop", "UPDATINATOR_POWER_SUPPLY": tmp.sub("no-power-supply")]
+        let tick = try CLI.run(["agent", "--once", "--policy", Scripts.policy("default.lua"), "--config", config,
+                                "--state", tmp.sub("state.json")], environment: environment)
+        #expect(tick.status == 0 && tick.stdout.contains("tick: applied olpc-ext3 2"), "\(tick.stdout)\(tick.stderr)")
+        #expect(try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "2")]).status == 0)
+        let devices = try school.fleet()["devices"] as! [[String: Any]]
+        let row = try #require(devices.first { $0["device"] as? String == "laptop" })
+        #expect(row["version"] as? String == "2" && row["status"] as? String == "done", "\(row)")
+        let again = try CLI.run(["agent", "--once", "--policy", Scripts.policy("default.lua"), "--config", config,
+                                 "--state", tmp.sub("state.json")], environment: environment)
+        #expect(again.stdout.contains("tick: up to date"), "\(again.stdout)\(again.stderr)")
+    }
 }

@@ -13,6 +13,7 @@ local config = upd.config {
   channel = "stable",
   server = "",                               -- the school server's URL; "" to follow the channel
   decision_keyring = "/etc/updatinator/decision-keyring",
+  peer_url = "",                             -- this laptop's `serve --peer`, advertised to the server
   min_battery = 50,                          -- percent, when not on mains power
   every = "4h",
   jitter = "1h",
@@ -53,6 +54,7 @@ local function offer(keyring, installed)
   local decision = assert(upd.check(config.server, {
     image = installed.image, version = installed.version, channel = config.channel,
     free_bytes = upd.system.free_bytes(config.root),
+    peer = config.peer_url ~= "" and config.peer_url or nil,
   }, decision_keyring))
   if not decision.update then return nil end
   return decision
@@ -74,7 +76,8 @@ function tick()
   if o.not_before and upd.time.now() < o.not_before then return "deferred: not before " .. o.not_before end
   if o.window and not upd.time.in_window(o.window) then return "deferred: outside " .. o.window end
   local mirrors = sources(o.peers)
-  local target = assert(upd.get_manifest(mirrors, o.image, o.version, { keyring = keyring, hash = o.manifest_hash }))
+  -- Manifests come from the repositories (peers serve blobs only); contents from peers first.
+  local target = assert(upd.get_manifest(config.mirrors, o.image, o.version, { keyring = keyring, hash = o.manifest_hash }))
   local plan = assert(upd.plan(installed, target, { root = config.root, mirrors = mirrors }))
   local why = objection(plan)
   if why then
@@ -88,6 +91,7 @@ function tick()
     report("failed", { image = o.image, version = o.version, code = code, message = message })
     error(message, 0)
   end
-  report("done", { image = o.image, version = o.version, bytes = done.bytes_downloaded })
+  report("done", { image = o.image, version = o.version, bytes = done.bytes_downloaded,
+                   peer = config.peer_url ~= "" and config.peer_url or nil })
   return ("applied %s %s"):format(o.image, o.version)
 end

@@ -18,7 +18,7 @@ public struct ServerUpgrade {
     public var from: (manifest: Manifest, bytes: [UInt8])?
     public var device: String
     public var channel: String?
-    /// This device's peer server, advertised to the school server once the upgrade is done.
+    /// This device's peer server, advertised to the school server with each check and report.
     public var peerURL: String?
     public var concurrency = 4
     /// Called with each fetcher made, to show progress.
@@ -48,6 +48,7 @@ public struct ServerUpgrade {
         var request: [String: Any] = ["device": device, "nonce": nonce, "image": installed.manifest.image,
                                       "version": installed.manifest.version]
         request["channel"] = channel
+        request["peer"] = peerURL
         request["free_bytes"] = try? FilesystemSpace(path: root).free
         let body = Array(try JSONSerialization.data(withJSONObject: request, options: [.sortedKeys]))
         let decision = try client.check(body: body, device: device, nonce: nonce, keyring: decisionKeyring,

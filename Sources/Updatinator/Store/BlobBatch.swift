@@ -72,8 +72,9 @@ public final class BlobBatch: Sendable {
         return (hash, result.blobSize, result.isNew)
     }
 
-    /// Makes every blob of the batch durable, then gives each its name.
-    public func commit() throws {
+    /// Makes every blob of the batch durable, then gives each its name. Without `durable`, a
+    /// cache that is emptied after a crash skips the flushes.
+    public func commit(durable: Bool = true) throws {
         let pending = states.withLock { states -> [(ContentHash, String)] in
             let written = states.compactMap { hash, state -> (ContentHash, String)? in
                 if case .written(let temporary, _) = state { return (hash, temporary) }
@@ -84,9 +85,9 @@ public final class BlobBatch: Sendable {
         }
         guard !pending.isEmpty else { return }
         do {
-            try syncFilesystem()
+            if durable { try syncFilesystem() }
             for (hash, temporary) in pending { try Sys.rename(temporary, store.path(for: hash)) }
-            try syncFilesystem()
+            if durable { try syncFilesystem() }
         } catch {
             for (_, temporary) in pending { Sys.unlink(temporary) }
             throw error

@@ -3,7 +3,8 @@ import Glibc
 /// The contents of an installed tree, as blobs by hash: what a laptop serves its neighbours
 /// (peer mode). Only contents that the tree's manifest lists are ever read, through no
 /// symbolic link; each is compressed into a cache on first request, hashed again while it is
-/// compressed (a file changed since the manifest is refused), and served from there.
+/// compressed (a file changed since the manifest is refused), and served from there. The
+/// cache is not flushed to disk: whoever owns it empties it before use (see `PeerServer`).
 public final class TreeContents: Sendable {
     public let root: String
     public let cache: BlobStore
@@ -40,7 +41,7 @@ public final class TreeContents: Sendable {
         }
         let batch = BlobBatch(store: cache)
         _ = try batch.store(from: fd, source: tree.display(file.path), hash: hash, workspace: BlobWorkspace(level: cache.compressionLevel))
-        try batch.commit()
+        try batch.commit(durable: false)
         return path
     }
 }

@@ -51,7 +51,7 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Option(help: "With --peer: the installed tree whose contents are served.")
     var root: String?
 
-    @Option(help: "With --peer: where compressed blobs are kept once made; default ROOT/.updatinator/peer-cache.")
+    @Option(help: "With --peer: where compressed blobs are kept once made, emptied at start; default ROOT/.updatinator/peer-cache.")
     var cache: String?
 
     func execute() throws {

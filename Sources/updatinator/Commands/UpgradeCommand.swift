@@ -38,7 +38,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     @Option(help: "The channel to ask for.")
     var channel: String?
 
-    @Option(help: "This device's peer server URL, advertised to the school server once upgraded.")
+    @Option(help: "This device's peer server URL (serve --peer), advertised to the school server.")
     var peerURL: String?
 
     @Option(help: "This device's id; default UPDATINATOR_DEVICE_ID, else /etc/machine-id.")
@@ -64,7 +64,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
         case .applied(let decision, let report):
             Console.endProgress()
             Console.print("\(root) is now at \(decision.image!) \(decision.version!): downloaded \(report.download.blobs) blobs, "
-                + "\(formatBytes(report.download.bytes)) (\(decision.peers.count) peers offered), wrote \(formatBytes(report.bytesWritten)), "
+                + "\(formatBytes(report.download.bytes)) (peers offered: \(decision.peers.count)), wrote \(formatBytes(report.bytesWritten)), "
                 + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s")
         }
     }
