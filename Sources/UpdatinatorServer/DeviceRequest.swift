@@ -17,7 +17,7 @@ public struct DeviceRequest: Sendable {
 
     /// Decodes and checks a request body.
     public static func parse(_ body: [UInt8], address: String?) throws -> DeviceRequest {
-        guard case .object(let object)? = try? JSONDecoder().decode(StoredValue.self, from: Data(body)) else {
+        guard let parsed = try? JSONSerialization.jsonObject(with: Data(body)), case .table(let object, _)? = try? luaValue(parsed) else {
             throw UpdError(.corrupt, "not a JSON object")
         }
         func text(_ name: String) throws -> String? {
@@ -42,7 +42,7 @@ public struct DeviceRequest: Sendable {
         if let channel { try checkIdentifier(channel, "channel") }
         let peer = try text("peer")
         if let peer { try checkPeerURL(peer) }
-        var fields = object.mapValues(\.luaValue)
+        var fields = object
         fields["address"] = address.map { .string($0) }
         return DeviceRequest(device: device, nonce: nonce, image: image, version: version, channel: channel, peer: peer, fields: fields)
     }
@@ -58,6 +58,24 @@ public struct DeviceRequest: Sendable {
         guard url.utf8.count <= 300, url.hasPrefix("http://") || url.hasPrefix("https://"),
               !url.contains(where: { $0.isWhitespace || $0.isNewline }) else {
             throw UpdError(.corrupt, "peer: not an http(s) URL")
+        }
+    }
+
+    /// A parsed JSON value as Lua sees it: objects as tables with named fields, arrays as
+    /// sequences, null as absent; at most 16 levels deep.
+    static func luaValue(_ value: Any, depth: Int = 0) throws -> LuaValue {
+        guard depth < 16 else { throw UpdError(.corrupt, "nested more than 16 levels") }
+        switch value {
+        case let s as String: return .string(s)
+        case let b as Bool where type(of: value) != NSNumber.self || String(cString: (value as! NSNumber).objCType) == "c":
+            return .boolean(b)
+        case let n as NSNumber:
+            let kind = String(cString: n.objCType)
+            return kind == "d" || kind == "f" ? .number(n.doubleValue) : .integer(n.int64Value)
+        case let array as [Any]: return .array(try array.map { try luaValue($0, depth: depth + 1) })
+        case let object as [String: Any]:
+            return .table(try object.compactMapValues { $0 is NSNull ? nil : try luaValue($0, depth: depth + 1) })
+        default: return .nil
         }
     }
 }

@@ -18,7 +18,7 @@ struct FileResponder: Sendable {
         return components.joined(separator: "/")
     }
 
-    func respond(to request: Request, path relative: String, immutable: Bool) throws -> Response {
+    func respond(to request: Request, path relative: String, immutable: Bool) async throws -> Response {
         let path = root + "/" + relative
         var info = stat()
         guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw HTTPError(.notFound) }
@@ -53,7 +53,8 @@ struct FileResponder: Sendable {
         if request.method == .head { return Response(status: status, headers: headers) }
         let expected = (device: info.st_dev, inode: info.st_ino, size: info.st_size)
         let (metrics, part) = (self.metrics, range)
-        let body = ResponseBody(contentLength: part.count) { writer in
+        /// Opens the file that was stat'ed (refusing one replaced meanwhile) for `body`.
+        @Sendable func withFile<T>(_ body: (Int32) async throws -> T) async throws -> T {
             let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
             guard fd >= 0 else { throw HTTPError(.notFound) }
             defer { close(fd) }
@@ -61,18 +62,32 @@ struct FileResponder: Sendable {
             guard fstat(fd, &now) == 0, now.st_dev == expected.device, now.st_ino == expected.inode, now.st_size == expected.size else {
                 throw HTTPError(.conflict)
             }
-            var offset = part.lowerBound
-            while offset < part.upperBound {
-                let want = min(256 * 1024, part.upperBound - offset)
-                var buffer = ByteBufferAllocator().buffer(capacity: want)
-                let got = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw -> Int in
-                    let n = pread(fd, raw.baseAddress, want, off_t(offset))
-                    guard n > 0 else { throw HTTPError(.internalServerError) }
-                    return n
+            return try await body(fd)
+        }
+        @Sendable func read(_ fd: Int32, _ offset: Int, _ count: Int) throws -> ByteBuffer {
+            var buffer = ByteBufferAllocator().buffer(capacity: count)
+            _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw -> Int in
+                let n = pread(fd, raw.baseAddress, count, off_t(offset))
+                guard n == count else { throw HTTPError(.internalServerError) }
+                return n
+            }
+            metrics.served(bytes: count)
+            return buffer
+        }
+        let chunk = 256 * 1024
+        // Most blobs are small: read at once, sent in one piece.
+        if part.count <= chunk {
+            let buffer = try await withFile { try read($0, part.lowerBound, part.count) }
+            return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
+        }
+        let body = ResponseBody(contentLength: part.count) { writer in
+            try await withFile { fd in
+                var offset = part.lowerBound
+                while offset < part.upperBound {
+                    let count = min(chunk, part.upperBound - offset)
+                    try await writer.write(try read(fd, offset, count))
+                    offset += count
                 }
-                try await writer.write(buffer)
-                offset += got
-                metrics.served(bytes: got)
             }
             try await writer.finish(nil)
         }

@@ -8,11 +8,16 @@ import UpdatinatorLua
 /// every report. Safe to use from any thread: one connection behind a lock.
 public final class FleetInventory: Sendable {
     private let database: Mutex<SQLiteDatabase>
+    private let counts = Mutex<[String: (taken: Date, count: Int)]>([:])
+    private let pendingChecks = Mutex<[(DeviceRequest, String?, Int64)]>([])
+    /// Seconds a count may be reused.
+    public let countLifetime: TimeInterval
 
     /// What a device may report.
     public static let statuses: Set<String> = ["checking", "downloading", "applying", "done", "failed", "deferred"]
 
-    public init(path: String) throws {
+    public init(path: String, countLifetime: TimeInterval = 1) throws {
+        self.countLifetime = countLifetime
         let db = try SQLiteDatabase(path: path)
         try db.execute("""
             PRAGMA journal_mode = WAL;
@@ -32,15 +37,35 @@ public final class FleetInventory: Sendable {
     }
 
     /// A check: the device runs `image` `version` (and serves it at `peer`) and was seen now.
+    /// Checks are queued and written together, by `writeChecks`, once 500 wait or before
+    /// anything reads the inventory; `serve` also writes them every second.
     public func recordCheck(_ request: DeviceRequest, address: String?, now: Int64) throws {
-        _ = try database.withLock { db in
-            try db.query("""
-                INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7)
-                ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
-                    channel = coalesce(?4, channel), address = coalesce(?5, address), peer = coalesce(?6, peer), last_seen = ?7
-                """, [.text(request.device), text(request.image), text(request.version), text(request.channel), text(address),
-                      text(request.peer), .integer(now)])
+        let queued = pendingChecks.withLock { pending in
+            pending.append((request, address, now))
+            return pending.count
+        }
+        if queued >= 500 { try writeChecks() }
+    }
+
+    /// Writes the queued checks in one transaction.
+    public func writeChecks() throws {
+        let checks = pendingChecks.withLock { pending in
+            defer { pending.removeAll(keepingCapacity: true) }
+            return pending
+        }
+        guard !checks.isEmpty else { return }
+        try database.withLock { db in
+            try db.transaction {
+                for (request, address, now) in checks {
+                    try db.query("""
+                        INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen)
+                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7)
+                        ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
+                            channel = coalesce(?4, channel), address = coalesce(?5, address), peer = coalesce(?6, peer), last_seen = ?7
+                        """, [.text(request.device), text(request.image), text(request.version), text(request.channel), text(address),
+                              text(request.peer), .integer(now)])
+                }
+            }
         }
     }
 
@@ -48,6 +73,7 @@ public final class FleetInventory: Sendable {
     /// the target while checking, downloading or applying, or on failure; the image now running
     /// when `done`.
     public func recordReport(_ report: DeviceReport, address: String?, now: Int64) throws {
+        try writeChecks()
         try database.withLock { db in
             try db.transaction {
                 if report.status == "done" {
@@ -68,6 +94,7 @@ public final class FleetInventory: Sendable {
                         """, [.text(report.device), text(address), .text(report.status), text(report.code), text(report.image),
                               text(report.version), .integer(now)])
                 }
+                counts.withLock { $0.removeAll() }
                 try db.query("INSERT INTO history (device, time, status, image, version, code, message, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              [.text(report.device), .integer(now), .text(report.status), text(report.image), text(report.version),
                               text(report.code), text(report.message), report.bytes.map { .integer($0) } ?? .null])
@@ -75,17 +102,28 @@ public final class FleetInventory: Sendable {
         }
     }
 
-    /// How many devices match every filter (field name → value; see `filters`).
+    /// How many devices match every filter (field name → value; see `FleetFilter.names`).
+    /// Counts are kept until the next report, for at most `countLifetime` seconds: a policy asks
+    /// the same few counts for every device, and only reports change a status.
     public func count(_ filter: [String: String]) throws -> Int {
         let keys = filter.keys.sorted()
         if let unknown = keys.first(where: { !FleetFilter.names.contains($0) }) {
             throw UpdError(.usage, "fleet: unknown filter '\(unknown)' (known: \(FleetFilter.names.joined(separator: ", ")))")
         }
+        let key = keys.map { "\($0)=\(filter[$0]!)" }.joined(separator: "\u{0}")
+        let now = Date()
+        if let saved = counts.withLock({ $0[key] }), now.timeIntervalSince(saved.taken) < countLifetime { return saved.count }
+        try writeChecks()
         let conditions = keys.map { "\($0) = ?" }.joined(separator: " AND ")
         let sql = "SELECT count(*) FROM devices" + (keys.isEmpty ? "" : " WHERE " + conditions)
-        return try database.withLock { db in
+        let count = try database.withLock { db in
             Int(try db.query(sql, keys.map { .text(filter[$0]!) }).first?.first?.integer ?? 0)
         }
+        counts.withLock { saved in
+            if saved.count > 10_000 { saved.removeAll() }
+            saved[key] = (now, count)
+        }
+        return count
     }
 
     /// Peer URLs of devices (other than `asking`) at this image and version, seen within
@@ -94,6 +132,7 @@ public final class FleetInventory: Sendable {
     /// recently seen.
     public func peers(image: String, version: String, near: String?, prefix: Int, limit: Int, now: Int64,
                       asking: String? = nil, maxAge: Int64 = 86_400) throws -> [String] {
+        try writeChecks()
         let rows = try database.withLock { db in
             try db.query("""
                 SELECT peer, address FROM devices WHERE image = ? AND version = ? AND peer IS NOT NULL
@@ -114,7 +153,8 @@ public final class FleetInventory: Sendable {
 
     /// The inventory for operators: counts by image and version and by status, and each device.
     public func summary() throws -> [String: Any] {
-        try database.withLock { db in
+        try writeChecks()
+        return try database.withLock { db in
             let versions = try db.query("SELECT image, version, count(*) FROM devices GROUP BY image, version ORDER BY image, version")
             let statuses = try db.query("SELECT coalesce(status, 'unknown'), count(*) FROM devices GROUP BY 1 ORDER BY 1")
             let devices = try db.query("""
@@ -142,7 +182,8 @@ public final class FleetInventory: Sendable {
 
     /// A device's history, oldest first.
     public func history(device: String) throws -> [(time: Int64, status: String, version: String?, code: String?)] {
-        try database.withLock { db in
+        try writeChecks()
+        return try database.withLock { db in
             try db.query("SELECT time, status, version, code FROM history WHERE device = ? ORDER BY id", [.text(device)]).map {
                 ($0[0].integer ?? 0, $0[1].text ?? "", $0[2].text, $0[3].text)
             }

@@ -53,7 +53,7 @@ public final class PeerServer: Sendable {
                 throw HTTPError(.notFound)
             }
             guard blob != nil else { throw HTTPError(.notFound) }
-            return try files.respond(to: request, path: "\(name.prefix(2))/\(name)", immutable: true)
+            return try await files.respond(to: request, path: "\(name.prefix(2))/\(name)", immutable: true)
         }
         router.get("/metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],

@@ -42,27 +42,44 @@ public final class SchoolServer: Sendable {
         policy = try PolicyPool(settings: settings.policy) { SchoolServerView(index: index, inventory: inventory) }
     }
 
-    /// The routes, for `serve` and for tests.
+    /// Serves until SIGTERM or SIGINT, writing queued checks to the inventory every second
+    /// and once more at the end.
+    public func run(host: String, port: Int, onListening: @escaping @Sendable (String) -> Void) async throws {
+        let inventory = self.inventory
+        let writer = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                do { try inventory.writeChecks() } catch {
+                    FileHandle.standardError.write(Data("updatinator serve: \((error as? UpdError)?.message ?? "\(error)")\n".utf8))
+                }
+            }
+        }
+        defer { writer.cancel() }
+        try await HTTPService.run(router(), host: host, port: port, name: "school", onListening: onListening)
+        try inventory.writeChecks()
+    }
+
+    /// The routes.
     public func router() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
         router.add(middleware: CountingMiddleware(metrics: metrics))
         let files = FileResponder(root: settings.repository, metrics: metrics)
-        router.files("/repo.json") { request, _ in try files.respond(to: request, path: "repo.json", immutable: false) }
+        router.files("/repo.json") { request, _ in try await files.respond(to: request, path: "repo.json", immutable: false) }
         router.files("/channels/:name") { request, context in
             guard let path = FileResponder.relativePath(["channels", try context.parameters.require("name")]) else { throw HTTPError(.notFound) }
-            return try files.respond(to: request, path: path, immutable: false)
+            return try await files.respond(to: request, path: path, immutable: false)
         }
         router.files("/images/:image/:name") { request, context in
             let name = try context.parameters.require("name")
             guard let path = FileResponder.relativePath(["images", try context.parameters.require("image"), name]) else { throw HTTPError(.notFound) }
-            return try files.respond(to: request, path: path, immutable: name.hasSuffix(".manifest"))
+            return try await files.respond(to: request, path: path, immutable: name.hasSuffix(".manifest"))
         }
         for kind in ["blobs", "deltas"] {
             router.files("/\(kind)/:prefix/:name") { request, context in
                 guard let path = FileResponder.relativePath([kind, try context.parameters.require("prefix"), try context.parameters.require("name")]) else {
                     throw HTTPError(.notFound)
                 }
-                return try files.respond(to: request, path: path, immutable: true)
+                return try await files.respond(to: request, path: path, immutable: true)
             }
         }
         router.post("/v1/check") { request, context in try await self.check(request, context) }
@@ -175,8 +192,9 @@ final class SchoolServerView: SchoolView {
 public enum HTTPService {
     public static func run(_ router: Router<ServerContext>, host: String, port: Int, name: String,
                            onListening: @escaping @Sendable (String) -> Void) async throws {
-        var logger = Logger(label: "updatinator.\(name)")
-        logger.logLevel = .warning
+        // The server reports what matters itself, on stderr; the framework's per-request logger
+        // metadata would cost a tenth of a small file's time.
+        let logger = Logger(label: "updatinator.\(name)", factory: { _ in SwiftLogNoOpLogHandler() })
         let app = Application(
             router: router,
             configuration: .init(address: .hostname(host, port: port), serverName: "updatinator"),

@@ -222,6 +222,10 @@ import UpdatinatorLua
         #expect(try Curl.get(url + "/v1/check", ["-d", "{\"device\": \"x\"}"]).status == 400, "no nonce")
         #expect(try Curl.get(url + "/v1/check", ["-d", "[1, 2, 3]"]).status == 400)
         #expect(try Curl.get(url + "/v1/report", ["-d", "{\"device\": \"x\", \"status\": \"hacked\"}"]).status == 400)
+        let deep = tmp.sub("deep.json")
+        try Sys.writeFileAtomically(deep, Array(("{\"device\": \"d\", \"nonce\": \"00000000000000000000\", \"x\": "
+            + String(repeating: "[", count: 30_000) + String(repeating: "]", count: 30_000) + "}").utf8))
+        #expect(try Curl.get(url + "/v1/check", ["--data-binary", "@" + deep]).status == 400, "nested too deep")
         let huge = tmp.sub("huge.json")
         try Sys.writeFileAtomically(huge, Array(("{\"device\": \"" + String(repeating: "x", count: 1 << 20) + "\"}").utf8))
         #expect(try Curl.get(url + "/v1/check", ["--data-binary", "@" + huge]).status == 413)

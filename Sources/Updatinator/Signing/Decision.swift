@@ -41,12 +41,12 @@ public struct Decision: Codable, Equatable, Sendable {
 
     /// The envelope of this decision, signed with a decision key.
     public func signed(with key: SecretKey) throws -> [UInt8] {
-        let content = CanonicalJSON.encode(self)
+        let content = CanonicalJSON.encode(self, pretty: false)
         var signatures = SignatureFile()
         signatures.sign(content, with: key, purpose: .decision)
         let envelope = Envelope(decision: String(decoding: content, as: UTF8.self),
                                 signatures: String(decoding: signatures.encoded(), as: UTF8.self))
-        return CanonicalJSON.encode(envelope)
+        return CanonicalJSON.encode(envelope, pretty: false)
     }
 
     /// Verifies an envelope: signed by the keyring's decision keys, for this device and nonce,

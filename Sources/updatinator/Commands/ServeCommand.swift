@@ -59,7 +59,7 @@ struct ServeCommand: UpdatinatorSubcommand {
         if peer {
             guard let root else { throw UpdError(.usage, "serve --peer needs --root, the installed tree to serve") }
             let server = try PeerServer(root: root, cache: cache)
-            try Self.run({ server.router() }, host: host, port: port, name: "peer")
+            try Self.run(listen) { try await HTTPService.run(server.router(), host: host, port: port, name: "peer", onListening: $0) }
             return
         }
         guard let repo, let policy, let decisionKey else {
@@ -71,7 +71,7 @@ struct ServeCommand: UpdatinatorSubcommand {
         let settings = SchoolServer.Settings(repository: repo, policy: policySettings,
                                              decisionKey: try KeyFile.readSecret(decisionKey), database: db)
         let server = try SchoolServer(settings: settings)
-        try Self.run({ server.router() }, host: host, port: port, name: "school")
+        try Self.run(listen) { try await server.run(host: host, port: port, onListening: $0) }
     }
 
     static func address(_ text: String) throws -> (String, Int) {
@@ -82,17 +82,17 @@ struct ServeCommand: UpdatinatorSubcommand {
         return (String(text[..<colon]), port)
     }
 
-    /// Runs the server until it is stopped, from this synchronous command.
-    static func run(_ router: @escaping @Sendable () -> Router<ServerContext>, host: String, port: Int, name: String) throws {
+    /// Runs a server until it is stopped, from this synchronous command; it prints the URL.
+    static func run(_ listen: String, _ serve: @escaping @Sendable (@escaping @Sendable (String) -> Void) async throws -> Void) throws {
         let done = DispatchSemaphore(value: 0)
         let failure = Mutex<String?>(nil)
         Task {
             do {
-                try await HTTPService.run(router(), host: host, port: port, name: name) { url in
-                    Console.print("updatinator serve: \(name) server listening on \(url)")
-                }
+                try await serve { url in Console.print("updatinator serve: listening on \(url)") }
+            } catch let error as UpdError {
+                failure.withLock { $0 = error.message }
             } catch {
-                failure.withLock { $0 = "cannot serve on \(host):\(port): \(error)" }
+                failure.withLock { $0 = "cannot serve on \(listen): \(error)" }
             }
             done.signal()
         }
