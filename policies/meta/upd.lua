@@ -165,7 +165,7 @@ function upd.channel(mirrors, name, keyring) end
 function upd.check(server_url, request, decision_keyring) end
 
 ---@param server_url string
----@param status {status: "checking"|"downloading"|"applying"|"done"|"failed", [string]: any}
+---@param status {status: "checking"|"downloading"|"applying"|"done"|"failed"|"deferred", [string]: any}
 ---@return true|nil, string? message, upd.Code? code
 function upd.report(server_url, status) end
 
@@ -217,3 +217,44 @@ function upd.log.error(...) end
 
 ---@return boolean|string
 function tick() end
+
+-- On the school server only (server policies, policies/server/):
+
+upd.repo = {}
+---@return string[]
+function upd.repo.images() end
+---@param image string
+---@return string[] versions oldest first
+function upd.repo.versions(image) end
+---@param image string
+---@param channel? string
+---@return string|nil
+function upd.repo.latest(image, channel) end
+
+upd.fleet = {}
+---@param filter {image?: string, version?: string, status?: string, channel?: string, target_image?: string, target_version?: string}
+---@return integer
+function upd.fleet.count(filter) end
+---@param options {image: string, version: string, near?: string, prefix?: integer, limit?: integer}
+---@return string[]
+function upd.fleet.peers(options) end
+
+upd.rollout = {}
+---@param device_id string
+---@param salt? string
+---@return integer bucket 0 to 99
+function upd.rollout.bucket(device_id, salt) end
+
+---@class upd.DeviceRequest
+---@field device string
+---@field nonce string
+---@field address? string
+---@field image? string
+---@field version? string
+---@field channel? string
+---@field free_bytes? integer
+---@field peer? string
+
+---@param device upd.DeviceRequest
+---@return {image: string, version: string, rate_limit?: integer, not_before?: integer, window?: string, peers?: string[]}|nil
+function decide(device) end
