@@ -67,11 +67,12 @@ public struct DeviceRequest: Sendable {
         guard depth < 16 else { throw UpdError(.corrupt, "nested more than 16 levels") }
         switch value {
         case let s as String: return .string(s)
-        case let b as Bool where type(of: value) != NSNumber.self || String(cString: (value as! NSNumber).objCType) == "c":
-            return .boolean(b)
         case let n as NSNumber:
-            let kind = String(cString: n.objCType)
-            return kind == "d" || kind == "f" ? .number(n.doubleValue) : .integer(n.int64Value)
+            switch String(cString: n.objCType) {
+            case "c", "B": return .boolean(n.boolValue)
+            case "d", "f": return .number(n.doubleValue)
+            default: return .integer(n.int64Value)
+            }
         case let array as [Any]: return .array(try array.map { try luaValue($0, depth: depth + 1) })
         case let object as [String: Any]:
             return .table(try object.compactMapValues { $0 is NSNull ? nil : try luaValue($0, depth: depth + 1) })

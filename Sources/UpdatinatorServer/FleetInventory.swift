@@ -10,6 +10,7 @@ public final class FleetInventory: Sendable {
     private let database: Mutex<SQLiteDatabase>
     private let counts = Mutex<[String: (taken: Date, count: Int)]>([:])
     private let pendingChecks = Mutex<[(DeviceRequest, String?, Int64)]>([])
+    private let peerCandidates = Mutex<[String: (taken: Date, rows: [PeerCandidate])]>([:])
     /// Seconds a count may be reused.
     public let countLifetime: TimeInterval
 
@@ -95,6 +96,7 @@ public final class FleetInventory: Sendable {
                               text(report.version), .integer(now)])
                 }
                 counts.withLock { $0.removeAll() }
+                peerCandidates.withLock { $0.removeAll() }
                 try db.query("INSERT INTO history (device, time, status, image, version, code, message, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              [.text(report.device), .integer(now), .text(report.status), text(report.image), text(report.version),
                               text(report.code), text(report.message), report.bytes.map { .integer($0) } ?? .null])
@@ -104,7 +106,8 @@ public final class FleetInventory: Sendable {
 
     /// How many devices match every filter (field name → value; see `FleetFilter.names`).
     /// Counts are kept until the next report, for at most `countLifetime` seconds: a policy asks
-    /// the same few counts for every device, and only reports change a status.
+    /// the same few counts for every device, and only reports change a status. (Checks written
+    /// since may be missing from a count for that long.)
     public func count(_ filter: [String: String]) throws -> Int {
         let keys = filter.keys.sorted()
         if let unknown = keys.first(where: { !FleetFilter.names.contains($0) }) {
@@ -129,26 +132,46 @@ public final class FleetInventory: Sendable {
     /// Peer URLs of devices (other than `asking`) at this image and version, seen within
     /// `maxAge` seconds and not in the middle of a move (applying, downloading, failed), those
     /// whose IPv4 address shares the first `prefix` bits with `near` first, then the most
-    /// recently seen.
+    /// recently seen. The candidates are kept like counts.
     public func peers(image: String, version: String, near: String?, prefix: Int, limit: Int, now: Int64,
                       asking: String? = nil, maxAge: Int64 = 86_400) throws -> [String] {
-        try writeChecks()
-        let rows = try database.withLock { db in
-            try db.query("""
-                SELECT peer, address FROM devices WHERE image = ? AND version = ? AND peer IS NOT NULL
-                    AND (status IS NULL OR status NOT IN ('applying', 'downloading', 'failed'))
-                    AND last_seen >= ? AND device IS NOT ? ORDER BY last_seen DESC LIMIT 256
-                """, [.text(image), .text(version), .integer(now - maxAge), text(asking)])
+        let key = image + "\u{0}" + version
+        let taken = Date()
+        var rows = peerCandidates.withLock { saved in
+            saved[key].flatMap { taken.timeIntervalSince($0.taken) < countLifetime ? $0.rows : nil }
+        }
+        if rows == nil {
+            try writeChecks()
+            let fresh = try database.withLock { db in
+                try db.query("""
+                    SELECT device, peer, address FROM devices WHERE image = ? AND version = ? AND peer IS NOT NULL
+                        AND (status IS NULL OR status NOT IN ('applying', 'downloading', 'failed'))
+                        AND last_seen >= ? ORDER BY last_seen DESC LIMIT 256
+                    """, [.text(image), .text(version), .integer(now - maxAge)])
+            }.compactMap { row -> PeerCandidate? in
+                guard let device = row[0].text, let url = row[1].text else { return nil }
+                return PeerCandidate(device: device, url: url, address: row[2].text.flatMap { IPv4.parse($0) })
+            }
+            peerCandidates.withLock { saved in
+                if saved.count > 1000 { saved.removeAll() }
+                saved[key] = (taken, fresh)
+            }
+            rows = fresh
         }
         let home = near.flatMap { IPv4.parse($0) }
-        let candidates = rows.compactMap { row -> (url: String, near: Bool)? in
-            guard let url = row[0].text else { return nil }
-            let address = row[1].text.flatMap { IPv4.parse($0) }
-            let close = home != nil && address != nil && IPv4.samePrefix(home!, address!, bits: prefix)
-            return (url, close)
+        let others = rows!.filter { $0.device != asking }
+        let close = others.filter { candidate in
+            guard let home, let address = candidate.address else { return false }
+            return IPv4.samePrefix(home, address, bits: prefix)
         }
-        let ordered = candidates.filter(\.near) + candidates.filter { !$0.near }
+        let ordered = close + others.filter { c in !close.contains { $0.device == c.device } }
         return Array(ordered.map(\.url).prefix(max(0, limit)))
+    }
+
+    struct PeerCandidate: Sendable {
+        let device: String
+        let url: String
+        let address: UInt32?
     }
 
     /// The inventory for operators: counts by image and version and by status, and each device.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Updatinator
 import UpdatinatorLua
+import UpdatinatorServer
 
 /// The school server (`updatinator serve`) and the peer server over real loopback HTTP, driven
 /// by `curl`, the project's libcurl client and `updatinator upgrade`.
@@ -237,6 +238,16 @@ import UpdatinatorLua
             #expect(!response.body.contains("root:") && !response.body.contains("algorithm"), "\(path)")
         }
         #expect(try school.check("good").update, "still serving")
+    }
+
+    @Test func aRequestReachesThePolicyWithItsTypes() throws {
+        let body = #"{"device": "d", "nonce": "0123456789abcdef", "b": true, "n": 5, "f": 1.5, "s": "x", "a": [1, false], "o": {"k": "v"}, "z": null}"#
+        let request = try DeviceRequest.parse(Array(body.utf8), address: "10.1.2.3")
+        #expect(request.fields == [
+            "device": .string("d"), "nonce": .string("0123456789abcdef"), "b": .boolean(true), "n": .integer(5),
+            "f": .number(1.5), "s": .string("x"), "a": .array([.integer(1), .boolean(false)]), "o": .table(["k": .string("v")]),
+            "address": .string("10.1.2.3"),
+        ])
     }
 
     @Test func aPeerServesOnlyTheContentsOfItsInstalledManifest() throws {
