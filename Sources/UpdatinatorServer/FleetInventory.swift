@@ -38,14 +38,15 @@ public final class FleetInventory: Sendable {
     }
 
     /// A check: the device runs `image` `version` (and serves it at `peer`) and was seen now.
-    /// Checks are queued and written together, by `writeChecks`, once 500 wait or before
-    /// anything reads the inventory; `serve` also writes them every second.
+    /// Checks are queued and written together by `writeChecks`, which the server calls five
+    /// times a second, and which reports and reads of devices call first; counts may miss
+    /// the checks of the last fifth of a second. Only a queue of 50,000 is written at once.
     public func recordCheck(_ request: DeviceRequest, address: String?, now: Int64) throws {
         let queued = pendingChecks.withLock { pending in
             pending.append((request, address, now))
             return pending.count
         }
-        if queued >= 500 { try writeChecks() }
+        if queued >= 50_000 { try writeChecks() }
     }
 
     /// Writes the queued checks in one transaction.
@@ -106,8 +107,7 @@ public final class FleetInventory: Sendable {
 
     /// How many devices match every filter (field name → value; see `FleetFilter.names`).
     /// Counts are kept until the next report, for at most `countLifetime` seconds: a policy asks
-    /// the same few counts for every device, and only reports change a status. (Checks written
-    /// since may be missing from a count for that long.)
+    /// the same few counts for every device, and only reports change a status.
     public func count(_ filter: [String: String]) throws -> Int {
         let keys = filter.keys.sorted()
         if let unknown = keys.first(where: { !FleetFilter.names.contains($0) }) {
@@ -116,7 +116,6 @@ public final class FleetInventory: Sendable {
         let key = keys.map { "\($0)=\(filter[$0]!)" }.joined(separator: "\u{0}")
         let now = Date()
         if let saved = counts.withLock({ $0[key] }), now.timeIntervalSince(saved.taken) < countLifetime { return saved.count }
-        try writeChecks()
         let conditions = keys.map { "\($0) = ?" }.joined(separator: " AND ")
         let sql = "SELECT count(*) FROM devices" + (keys.isEmpty ? "" : " WHERE " + conditions)
         let count = try database.withLock { db in

@@ -42,13 +42,13 @@ public final class SchoolServer: Sendable {
         policy = try PolicyPool(settings: settings.policy) { SchoolServerView(index: index, inventory: inventory) }
     }
 
-    /// Serves until SIGTERM or SIGINT, writing queued checks to the inventory every second
-    /// and once more at the end.
+    /// Serves until SIGTERM or SIGINT, writing queued checks to the inventory five times a
+    /// second and once more at the end.
     public func run(host: String, port: Int, onListening: @escaping @Sendable (String) -> Void) async throws {
         let inventory = self.inventory
         let writer = Task {
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
+                try? await Task.sleep(for: .milliseconds(200))
                 do { try inventory.writeChecks() } catch {
                     FileHandle.standardError.write(Data("updatinator serve: \((error as? UpdError)?.message ?? "\(error)")\n".utf8))
                 }
