@@ -16,11 +16,12 @@ local config = upd.config {
 }
 
 -- The stage's percent, from how many devices are done: stage n + 1 opens when the number of
--- devices at the new version reaches advance_when times stage n's share of the fleet.
+-- devices at the new version reaches advance_when times stage n's share of the fleet (and
+-- at least one).
 local function percent(done, fleet)
   local stages = config.stages
   for i = 1, #stages - 1 do
-    if done < config.advance_when * fleet * stages[i] / 100 then return stages[i] end
+    if done < math.max(1, config.advance_when * fleet * stages[i] / 100) then return stages[i] end
   end
   return stages[#stages]
 end
