@@ -401,7 +401,7 @@ public final class InPlaceApplier {
             operation()
             if size > 0 { try copyContent(hash, size: size, into: fd, display: display) }
             report.bytesWritten += size
-            try setMetadata(fd, e.metadata, display: display)
+            try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
             operation()
             try rename(dir, temporary, name, display: display)
             renamed = true
@@ -469,26 +469,5 @@ public final class InPlaceApplier {
 
     private func restart(_ fd: Int32, display: String) throws {
         guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
-    }
-
-    /// Sets a new file's metadata through its descriptor: owner, extended attributes, mode, time.
-    private func setMetadata(_ fd: Int32, _ m: Metadata, display: String) throws {
-        if fchown(fd, m.uid, m.gid) != 0 { throw UpdError.system("chown", display) }
-        // Drop what the new file inherited (default ACLs, labels) that the manifest does not list.
-        let wanted = Set(m.xattrs.map(\.name))
-        for name in try XattrNames.read(call: "flistxattr", display: display, { flistxattr(fd, $0, $1) })
-        where !wanted.contains(name) {
-            if RootedTree.withName(name, { fremovexattr(fd, $0) }) != 0 && errno != ENODATA {
-                throw UpdError.system("removexattr", display)
-            }
-        }
-        for x in m.xattrs {
-            let rc = RootedTree.withName(x.name) { n in x.value.withUnsafeBytes { fsetxattr(fd, n, $0.baseAddress, $0.count, 0) } }
-            if rc != 0 { throw UpdError.system("setxattr \(String(decoding: x.name, as: UTF8.self))", display) }
-        }
-        if fchmod(fd, mode_t(m.mode)) != 0 { throw UpdError.system("chmod", display) }
-        var times = [timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds)),
-                     timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds))]
-        if futimens(fd, &times) != 0 { throw UpdError.system("futimens", display) }
     }
 }

@@ -123,6 +123,27 @@ final class RootedTree {
         }
     }
 
+    /// Sets a new file's metadata through its descriptor: owner, extended attributes, mode, time.
+    static func setMetadata(fd: Int32, _ m: Metadata, display: String) throws {
+        if fchown(fd, m.uid, m.gid) != 0 { throw UpdError.system("chown", display) }
+        // Drop what the new file inherited (default ACLs, labels) that the manifest does not list.
+        let wanted = Set(m.xattrs.map(\.name))
+        for name in try XattrNames.read(call: "flistxattr", display: display, { flistxattr(fd, $0, $1) })
+        where !wanted.contains(name) {
+            if withName(name, { fremovexattr(fd, $0) }) != 0 && errno != ENODATA {
+                throw UpdError.system("removexattr", display)
+            }
+        }
+        for x in m.xattrs {
+            let rc = withName(x.name) { n in x.value.withUnsafeBytes { fsetxattr(fd, n, $0.baseAddress, $0.count, 0) } }
+            if rc != 0 { throw UpdError.system("setxattr \(String(decoding: x.name, as: UTF8.self))", display) }
+        }
+        if fchmod(fd, mode_t(m.mode)) != 0 { throw UpdError.system("chmod", display) }
+        var times = [timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds)),
+                     timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds))]
+        if futimens(fd, &times) != 0 { throw UpdError.system("futimens", display) }
+    }
+
     /// Makes the entry's extended attributes exactly `xattrs`. The entry is reached through
     /// /proc/self/fd of its parent, so that the l*xattr calls cannot follow a symlink.
     static func setXattrs(_ dirFD: Int32, _ name: [UInt8], _ xattrs: [ExtendedAttribute], display: String) throws {

@@ -1,0 +1,247 @@
+import CLinux
+import Foundation
+import Glibc
+
+/// Builds a deployment of a manifest beside the current one in a sysroot, and switches to it.
+///
+/// Every file whose content and metadata are the current deployment's at the same path is a
+/// hardlink to it (no extra space); any other file gets its own inode, with its content copied
+/// from the current deployment (verified by its hash) or a blob, so metadata that differs
+/// between the images never leaks through a shared inode. Missing contents are downloaded as
+/// the build goes and deleted after their last use, as the in-place apply does. The build
+/// happens in `deployments/.building-NAME`; only once the whole tree verifies against the
+/// manifest is it renamed to `deployments/NAME` and `current` switched to it. A crash leaves
+/// `current` on a complete deployment, and the next run removes the half-built one.
+public final class Deployer {
+    public struct Report: Sendable {
+        public var name = ""
+        /// The deployment was current already: nothing changed.
+        public var alreadyCurrent = false
+        /// The deployment existed (a rollback's previous one, or a switch a crash interrupted): only switched to.
+        public var reused = false
+        public var filesLinked = 0
+        public var bytesLinked: UInt64 = 0
+        public var filesWritten = 0
+        public var bytesWritten: UInt64 = 0
+        public var download = FetchReport()
+        public var seconds = 0.0
+    }
+
+    public let sysroot: Sysroot
+    public let target: Manifest
+    public let targetBytes: [UInt8]
+    public var blobDirectories: [String] = []
+    public var fetcher: CurlFetcher?
+    /// For crash tests: SIGKILL this process after this many operations.
+    public var killAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) }
+
+    private var operations = 0
+    private var report = Report()
+
+    public init(sysroot: Sysroot, target: Manifest, targetBytes: [UInt8]) {
+        self.sysroot = sysroot
+        self.target = target
+        self.targetBytes = targetBytes
+    }
+
+    private func operation() {
+        operations += 1
+        if operations == killAfterOperations { kill(getpid(), SIGKILL) }
+    }
+
+    public func run() throws -> Report {
+        let started = Date()
+        let name = Sysroot.deploymentName(target, bytes: targetBytes)
+        report.name = name
+        try removeUnfinishedBuilds()
+        if sysroot.link("current") == name {
+            report.alreadyCurrent = true
+            return report
+        }
+        if !FileManager.default.fileExists(atPath: sysroot.tree(of: name)) {
+            try Sys.writeFileAtomically(sysroot.manifestPath(of: name), targetBytes)
+            operation()
+            try build(name)
+        } else {
+            report.reused = true
+        }
+        try sysroot.switchTo(name, operation: operation)
+        report.seconds = Date().timeIntervalSince(started)
+        return report
+    }
+
+    /// Removes what a killed build left: `.building-*` trees and leftover downloads.
+    private func removeUnfinishedBuilds() throws {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: sysroot.deployments)) ?? [] where entry.hasPrefix(".building-") {
+            try FileManager.default.removeItem(atPath: "\(sysroot.deployments)/\(entry)")
+        }
+        try? FileManager.default.removeItem(atPath: sysroot.downloads)
+    }
+
+    private func build(_ name: String) throws {
+        let building = "\(sysroot.deployments)/.building-\(name)"
+        try Sys.mkdirs(building, mode: 0o700)
+        let tree = try RootedTree(root: building)
+        let current = sysroot.link("current").flatMap { name -> (tree: RootedTree, manifest: Manifest)? in
+            guard let manifest = try? sysroot.manifest(of: name), let tree = try? RootedTree(root: sysroot.tree(of: name)) else { return nil }
+            return (tree, manifest)
+        }
+        var currentEntries = [ManifestPath: ManifestEntry]()
+        var currentPaths = [ContentHash: ManifestPath]()
+        for e in current?.manifest.entries ?? [] {
+            currentEntries[e.path] = e
+            if case .file(_, let hash, _) = e.kind, currentPaths[hash] == nil { currentPaths[hash] = e.path }
+        }
+        // Contents neither the current deployment nor a blob directory has: downloaded in order of first use.
+        var requests = [BlobRequest]()
+        var lastUse = [ContentHash: Int]()
+        var requested = Set<ContentHash>()
+        for (index, e) in target.entries.enumerated() {
+            guard case .file(let size, let hash, let blobSize) = e.kind, size > 0, currentPaths[hash] == nil else { continue }
+            lastUse[hash] = index
+            if requested.insert(hash).inserted, try BlobSource.find(hash, in: blobDirectories + [sysroot.blobCache]) == nil {
+                requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize))
+            }
+        }
+        var downloads: BlobStream?
+        if !requests.isEmpty {
+            guard let fetcher else {
+                throw UpdError(.usage, "\(requests.count) contents of \(target.image) \(target.version) are in no blob directory; give --mirror")
+            }
+            downloads = try BlobStream(fetcher: fetcher, requests: requests, directory: sysroot.downloads,
+                                       window: InPlaceApplier.defaultDownloadWindow)
+        }
+        defer { if let downloads { report.download = downloads.finish() } }
+
+        var usedInodes = Set<[UInt64]>()
+        for (index, e) in target.entries.enumerated() {
+            let display = tree.display(e.path)
+            switch e.kind {
+            case .directory:
+                if !e.path.isRoot {
+                    try tree.inParent(of: e.path) { fd, n in
+                        if tree.withName(n, { mkdirat(fd, $0, 0o700) }) != 0 { throw UpdError.system("mkdir", display) }
+                    }
+                }
+            case .file(let size, let hash, _):
+                if let current, let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata,
+                   try link(e, from: current.tree, into: tree, used: &usedInodes) {
+                    report.filesLinked += 1
+                    report.bytesLinked += size
+                } else {
+                    try write(e, into: tree) { fd in
+                        guard size > 0 else { return }
+                        if let current, let path = currentPaths[hash], try copy(from: current.tree, path, hash: hash, size: size, into: fd, display: display) {
+                            return
+                        }
+                        if let downloads, downloads.isExpected(hash) {
+                            try BlobStore.read(blobAt: try downloads.path(for: hash), hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
+                        } else if let blob = try BlobSource.find(hash, in: blobDirectories + [sysroot.blobCache]) {
+                            try BlobStore.read(blobAt: blob, hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
+                        } else {
+                            throw UpdError(.corrupt, "\(display): no intact source for content \(hash.hex)")
+                        }
+                    }
+                    report.filesWritten += 1
+                    report.bytesWritten += size
+                }
+                if let downloads, lastUse[hash] == index { downloads.release(hash) }
+            case .hardlink(let first):
+                let firstDir = try tree.openDirectory(first.parent)
+                defer { Sys.close(firstDir) }
+                try tree.inParent(of: e.path) { fd, n in
+                    let rc = tree.withName(first.name) { f in tree.withName(n) { linkat(firstDir, f, fd, $0, 0) } }
+                    if rc != 0 { throw UpdError.system("link", display) }
+                }
+            case .symlink(let destination):
+                try tree.inParent(of: e.path) { fd, n in
+                    if tree.withName(destination, { d in tree.withName(n) { symlinkat(d, fd, $0) } }) != 0 { throw UpdError.system("symlink", display) }
+                    try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: true, display: display)
+                }
+            case .characterDevice(let major, let minor), .blockDevice(let major, let minor):
+                let type = e.kind.letter == "c" ? Glibc.S_IFCHR : Glibc.S_IFBLK
+                try tree.inParent(of: e.path) { fd, n in
+                    if tree.withName(n, { mknodat(fd, $0, type | 0o600, InPlaceApplier.device(major, minor)) }) != 0 { throw UpdError.system("mknod", display) }
+                    try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: display)
+                }
+            case .fifo:
+                try tree.inParent(of: e.path) { fd, n in
+                    if tree.withName(n, { mknodat(fd, $0, Glibc.S_IFIFO | 0o600, 0) }) != 0 { throw UpdError.system("mkfifo", display) }
+                    try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: display)
+                }
+            }
+            operation()
+        }
+        for e in target.entries.reversed() where e.kind == .directory {
+            if e.path.isRoot {
+                try RootedTree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], e.metadata, isSymlink: false, display: building)
+            } else {
+                try tree.inParent(of: e.path) { fd, n in try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: tree.display(e.path)) }
+            }
+        }
+        operation()
+        if CLinux_syncfs(tree.rootFD) != 0 { throw UpdError.system("syncfs", building) }
+        let findings = try TreeChecker(manifest: target).checkTree(root: building)
+        guard findings.isEmpty else {
+            throw UpdError(.corrupt, "\(building) does not match \(target.image) \(target.version) after the build: "
+                + findings.prefix(3).map(\.description).joined(separator: "; ") + " (was the current deployment changed?)")
+        }
+        operation()
+        try Sys.rename(building, sysroot.tree(of: name))
+        if CLinux_syncfs(tree.rootFD) != 0 { throw UpdError.system("syncfs", sysroot.path) }
+        operation()
+    }
+
+    /// Hardlinks the current deployment's file when it still is what its manifest says (a
+    /// regular file of that size, mode, owner and time) and no other entry uses its inode.
+    private func link(_ e: ManifestEntry, from current: RootedTree, into tree: RootedTree, used: inout Set<[UInt64]>) throws -> Bool {
+        guard case .file(let size, _, _) = e.kind, let st = try current.status(e.path), st.st_mode & S_IFMT == S_IFREG,
+              UInt64(st.st_size) == size, UInt32(st.st_mode & 0o7777) == e.metadata.mode & 0o7777,
+              st.st_uid == e.metadata.uid, st.st_gid == e.metadata.gid, Int64(st.st_mtim.tv_sec) == e.metadata.mtime.seconds,
+              UInt32(st.st_mtim.tv_nsec) == e.metadata.mtime.nanoseconds,
+              used.insert([UInt64(st.st_dev), UInt64(st.st_ino)]).inserted else { return false }
+        let sourceDir = try current.openDirectory(e.path.parent)
+        defer { Sys.close(sourceDir) }
+        try tree.inParent(of: e.path) { fd, n in
+            let rc = tree.withName(n) { linkat(sourceDir, $0, fd, $0, 0) }
+            if rc != 0 { throw UpdError.system("link", tree.display(e.path)) }
+        }
+        return true
+    }
+
+    /// Creates a new file, fills it, and sets its metadata through the descriptor.
+    private func write(_ e: ManifestEntry, into tree: RootedTree, fill: (Int32) throws -> Void) throws {
+        let display = tree.display(e.path)
+        try tree.inParent(of: e.path) { dir, n in
+            let fd = tree.withName(n) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+            guard fd >= 0 else { throw UpdError.system("create", display) }
+            defer { Sys.close(fd) }
+            try fill(fd)
+            try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
+        }
+    }
+
+    /// Copies a content from the current deployment, verifying its hash; false (and the file
+    /// emptied) when the copy there does not match.
+    private func copy(from current: RootedTree, _ path: ManifestPath, hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws -> Bool {
+        let source = try current.inParent(of: path) { dir, n in current.withName(n) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) } }
+        guard source >= 0 else { return false }
+        defer { Sys.close(source) }
+        let hasher = Blake2b()
+        var total: UInt64 = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        try buffer.withUnsafeMutableBytes { buf in
+            while total <= size {
+                let n = try Sys.read(source, buf.baseAddress!, min(buf.count, Int(size - total) + 1), path: current.display(path))
+                if n == 0 { break }
+                let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
+                hasher.update(chunk)
+                try Sys.writeAll(fd, chunk, path: display)
+                total += UInt64(n)
+            }
+        }
+        if total == size && hasher.finalize() == hash { return true }
+        guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
+        return false
+    }
+}

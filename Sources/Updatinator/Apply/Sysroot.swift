@@ -1,0 +1,254 @@
+import Foundation
+import Glibc
+
+/// A directory of deployments, each a complete tree of one image, and two symbolic links:
+///
+///     DIR/deployments/NAME/           a complete, verified deployment (NAME: image-version-hash)
+///     DIR/deployments/.building-NAME/ a deployment being built (removed by the next run)
+///     DIR/manifests/NAME.manifest     the manifest of each deployment, kept or being built
+///     DIR/current -> deployments/NAME the deployment in use
+///     DIR/previous -> deployments/NAME the one before, for rollback
+///     DIR/boot.json                   the pending deployment and its boot tries
+///     DIR/lock                        held by whichever command changes the sysroot
+///
+/// Links are switched by renaming a new link over the old one, so a crash leaves each naming
+/// either its old or its new deployment, and both are complete.
+public final class Sysroot {
+    public let path: String
+    private var lockFD: Int32 = -1
+
+    public var deployments: String { path + "/deployments" }
+    public var manifests: String { path + "/manifests" }
+    public var blobCache: String { path + "/blobs" }
+    var downloads: String { path + "/downloads" }
+    var bootFile: String { path + "/boot.json" }
+
+    /// Opens (creating) the sysroot and takes its lock, or fails at once when another command holds it.
+    public init(path: String) throws {
+        self.path = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
+        try Sys.mkdirs(deployments)
+        try Sys.mkdirs(manifests)
+        lockFD = try Sys.open(self.path + "/lock", O_RDWR | O_CREAT, 0o600)
+        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
+            Sys.close(lockFD)
+            throw UpdError(.usage, "\(self.path): another updatinator command is changing this sysroot (it holds \(self.path)/lock)")
+        }
+    }
+
+    deinit { if lockFD >= 0 { Sys.close(lockFD) } }
+
+    /// A deployment's name: image, version and the first 12 hex digits of the manifest's hash.
+    public static func deploymentName(_ manifest: Manifest, bytes: [UInt8]) -> String {
+        "\(manifest.image)-\(manifest.version)-\(Blake2b.hash(bytes).hex.prefix(12))"
+    }
+
+    public func tree(of name: String) -> String { "\(deployments)/\(name)" }
+    public func manifestPath(of name: String) -> String { "\(manifests)/\(name).manifest" }
+
+    /// The deployment a link names, or nil.
+    public func link(_ which: String) -> String? {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(path)/\(which)"),
+              target.hasPrefix("deployments/") else { return nil }
+        return String(target.dropFirst("deployments/".count))
+    }
+
+    /// Points `which` (current or previous) at a deployment, atomically; nil removes it.
+    func setLink(_ which: String, to name: String?) throws {
+        let final = "\(path)/\(which)"
+        guard let name else {
+            if unlink(final) != 0 && errno != ENOENT { throw UpdError.system("unlink", final) }
+            try syncDirectory()
+            return
+        }
+        let temporary = "\(path)/.\(which).new"
+        unlink(temporary)
+        guard symlink("deployments/\(name)", temporary) == 0 else { throw UpdError.system("symlink", temporary) }
+        try Sys.rename(temporary, final)
+        try syncDirectory()
+    }
+
+    func syncDirectory() throws {
+        let fd = try Sys.open(path, O_RDONLY | O_DIRECTORY)
+        defer { Sys.close(fd) }
+        if fsync(fd) != 0 { throw UpdError.system("fsync", path) }
+    }
+
+    /// Complete deployments, by name.
+    public func deploymentNames() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: deployments)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+    }
+
+    public func manifest(of name: String) throws -> Manifest {
+        try ManifestParser.parse(contentsOf: manifestPath(of: name))
+    }
+
+    // MARK: Boot counting
+
+    /// The deployment switched to and not yet marked good, with the boots it has had.
+    public struct BootState: Codable, Equatable, Sendable {
+        public var pending: String?
+        public var tries = 0
+        /// The last deployment rolled back from by boot-check.
+        public var rolledBack: String?
+
+        enum CodingKeys: String, CodingKey {
+            case pending, tries
+            case rolledBack = "rolled_back"
+        }
+    }
+
+    public func bootState() throws -> BootState {
+        guard let data = FileManager.default.contents(atPath: bootFile) else { return BootState() }
+        do {
+            return try JSONDecoder().decode(BootState.self, from: data)
+        } catch {
+            throw UpdError(.corrupt, "\(bootFile): not a boot state (\(JSONErrors.describe(error)))")
+        }
+    }
+
+    func writeBootState(_ state: BootState) throws {
+        try Sys.writeFileAtomically(bootFile, CanonicalJSON.encode(state))
+        try syncDirectory()
+    }
+
+    /// Makes a complete deployment current, the current one previous, and the new one pending.
+    func switchTo(_ name: String, operation: () -> Void = {}) throws {
+        let old = link("current")
+        guard old != name else { return }
+        try writeBootState(BootState(pending: name, tries: 0))
+        operation()
+        if let old { try setLink("previous", to: old) }
+        operation()
+        try setLink("current", to: name)
+        operation()
+    }
+
+    /// Switches back to the previous deployment; the current one becomes previous.
+    public func rollback() throws -> (from: String, to: String) {
+        guard let previous = link("previous"), FileManager.default.fileExists(atPath: tree(of: previous)) else {
+            throw UpdError(.nothingToDo, "\(path): there is no previous deployment to roll back to")
+        }
+        let current = link("current")
+        var state = try bootState()
+        if state.pending == current { state.pending = nil; state.tries = 0 }
+        try writeBootState(state)
+        if let current { try setLink("previous", to: current) }
+        try setLink("current", to: previous)
+        return (current ?? "nothing", previous)
+    }
+
+    /// The health check's word: the current deployment is good.
+    public func markGood() throws -> String? {
+        var state = try bootState()
+        guard let pending = state.pending, pending == link("current") else { return nil }
+        state.pending = nil
+        state.tries = 0
+        try writeBootState(state)
+        return pending
+    }
+
+    /// Early at boot: counts a boot of a pending deployment, and rolls back once it has had
+    /// `maxTries` boots without being marked good. Returns what it did.
+    public func bootCheck(maxTries: Int) throws -> String {
+        var state = try bootState()
+        guard let pending = state.pending, pending == link("current") else {
+            if state.pending != nil { state.pending = nil; state.tries = 0; try writeBootState(state) }
+            return "no pending deployment"
+        }
+        if state.tries >= maxTries {
+            let (from, to) = try rollback()
+            state = try bootState()
+            state.rolledBack = from
+            try writeBootState(state)
+            return "rolled back from \(from) to \(to) after \(maxTries) boots without mark-good"
+        }
+        state.tries += 1
+        try writeBootState(state)
+        return "\(pending) pending, boot \(state.tries) of \(maxTries)"
+    }
+
+    // MARK: Status and garbage collection
+
+    public struct DeploymentStatus: Sendable {
+        public let name: String
+        public let image: String
+        public let version: String
+        public let isCurrent: Bool
+        public let isPrevious: Bool
+        public let isPending: Bool
+        /// Bytes of files whose inodes no other deployment shares, and of those it shares.
+        public var ownBytes: UInt64 = 0
+        public var sharedBytes: UInt64 = 0
+    }
+
+    /// Every deployment, newest first, with its disk use by allocated blocks.
+    public func status() throws -> (deployments: [DeploymentStatus], boot: BootState) {
+        let boot = try bootState()
+        let (current, previous) = (link("current"), link("previous"))
+        var inodes = [String: [[UInt64]: UInt64]]()   // deployment → inode → bytes
+        var users = [[UInt64]: Int]()
+        var result = [DeploymentStatus]()
+        for name in deploymentNames() {
+            let manifest = try self.manifest(of: name)
+            var mine = [[UInt64]: UInt64]()
+            for e in manifest.entries where e.kind.letter == "f" {
+                var st = stat()
+                let path = Array(tree(of: name).utf8) + e.path.bytes
+                guard RootedTree.withName(path, { lstat($0, &st) }) == 0 else { continue }
+                mine[[UInt64(st.st_dev), UInt64(st.st_ino)]] = UInt64(st.st_blocks) * 512
+            }
+            for inode in mine.keys { users[inode, default: 0] += 1 }
+            inodes[name] = mine
+            result.append(DeploymentStatus(name: name, image: manifest.image, version: manifest.version, isCurrent: name == current,
+                                           isPrevious: name == previous, isPending: name == boot.pending))
+        }
+        for i in result.indices {
+            for (inode, bytes) in inodes[result[i].name] ?? [:] {
+                if users[inode]! > 1 { result[i].sharedBytes += bytes } else { result[i].ownBytes += bytes }
+            }
+        }
+        let age = { (name: String) in (try? FileManager.default.attributesOfItem(atPath: self.manifestPath(of: name))[.modificationDate] as? Date) ?? .distantPast }
+        return (result.sorted { age($0.name) > age($1.name) }, boot)
+    }
+
+    public struct Collected: Sendable {
+        public var deployments = [String]()
+        public var blobs = 0
+        public var blobBytes: UInt64 = 0
+    }
+
+    /// Removes deployments beyond the current, previous and pending ones and the newest others
+    /// up to `keep` in all, manifests of no deployment, and cached blobs (`DIR/blobs`) that no
+    /// kept deployment's manifest uses.
+    public func collectGarbage(keep: Int) throws -> Collected {
+        let (all, boot) = try status()
+        var kept = Set([link("current"), link("previous"), boot.pending].compactMap { $0 })
+        for d in all where kept.count < keep { kept.insert(d.name) }
+        var collected = Collected()
+        for d in all where !kept.contains(d.name) {
+            // The manifest goes last: a crash in between leaves a deployment that is still listed.
+            try FileManager.default.removeItem(atPath: tree(of: d.name))
+            try FileManager.default.removeItem(atPath: manifestPath(of: d.name))
+            collected.deployments.append(d.name)
+        }
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: manifests)) ?? [] where file.hasSuffix(".manifest") {
+            let name = String(file.dropLast(".manifest".count))
+            if !kept.contains(name) && !FileManager.default.fileExists(atPath: tree(of: name)) {
+                try FileManager.default.removeItem(atPath: manifestPath(of: name))
+            }
+        }
+        var used = Set<ContentHash>()
+        for name in kept { for e in try manifest(of: name).entries { if let h = e.contentHash { used.insert(h) } } }
+        for prefix in (try? FileManager.default.contentsOfDirectory(atPath: blobCache)) ?? [] {
+            for file in (try? FileManager.default.contentsOfDirectory(atPath: "\(blobCache)/\(prefix)")) ?? [] {
+                guard let hash = ContentHash(hex: file), !used.contains(hash) else { continue }
+                let path = "\(blobCache)/\(prefix)/\(file)"
+                collected.blobBytes += UInt64((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
+                try FileManager.default.removeItem(atPath: path)
+                collected.blobs += 1
+            }
+        }
+        try syncDirectory()
+        return collected
+    }
+}
