@@ -133,6 +133,34 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
     }
 
+    @Test func deployRollbackAndStatus() throws {
+        let mirror = try NginxMirror(repo: samples.repo)
+        try Sys.mkdirs(tmp.sub("sysroot"))
+        let out = try run("""
+            local sysroot, mirror, keyring, v1, v2 = ...
+            local kr = assert(upd.keyring(keyring))
+            local one, two = assert(upd.manifest.load(v1)), assert(upd.manifest.load(v2))
+            assert(kr:verify(one)); assert(kr:verify(two))
+            local first = assert(upd.deploy(assert(upd.plan(one, one, {root = sysroot})), {sysroot = sysroot, mirrors = {mirror}}))
+            check(first.files_written > 0 and first.blobs_downloaded > 0 and first.files_linked == 0, "a first deploy builds from blobs")
+            local second = assert(upd.deploy(assert(upd.plan(one, two, {root = sysroot})), {sysroot = sysroot, mirrors = {mirror}}))
+            check(second.files_linked > 0, "unchanged files are linked")
+            local status = assert(upd.status(sysroot))
+            same(status.current.version, "2", "current"); same(status.previous.version, "1", "previous")
+            same(status.pending, second.name, "pending"); same(#status.deployments, 2, "deployments")
+            check(status.current.shared_bytes > 0, "shared bytes")
+            assert(upd.fsck(sysroot .. "/current/", two))
+            local back = assert(upd.rollback(sysroot))
+            same(back.to, first.name, "rolled back")
+            same(assert(upd.status(sysroot)).current.version, "1", "current after rollback")
+            local unverified = assert(upd.manifest.load(v2))
+            local refused, _, code = upd.deploy(assert(upd.plan(one, unverified, {root = sysroot})), {sysroot = sysroot})
+            same(refused, nil, "unverified"); same(code, "verification", "code")
+            print("ok")
+            """, arguments: [tmp.sub("sysroot"), mirror.url, samples.keyring, samples.manifest("olpc-ext3", "1"), samples.manifest("olpc-ext3", "2")])
+        #expect(out == "ok\n", "\(out)")
+    }
+
     @Test func systemTimeStateAndLog() throws {
         let power = tmp.sub("power")
         try Sys.mkdirs("\(power)/AC")

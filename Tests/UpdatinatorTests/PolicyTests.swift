@@ -155,6 +155,18 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "1"), root: setup.root) == [])
     }
 
+    @Test func defaultDeploysSideBySideInStagedMode() throws {
+        let setup = try Setup(self)
+        let sysroot = tmp.sub("sysroot")
+        try Sys.mkdirs(sysroot)
+        let staged = settings(setup, ["mode": "staged", "sysroot": sysroot])
+        #expect(try tick("default.lua", staged) == "deployed olpc-ext3 2", "a first deploy into an empty sysroot")
+        #expect(try tick("default.lua", staged) == "up to date")
+        let fsck = try CLI.run(["fsck", "--tree", sysroot + "/current/", "--manifest", samples.manifest("olpc-ext3", "2")])
+        #expect(fsck.status == 0, "\(fsck.stdout)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "1"), root: setup.root) == [], "the in-place tree is untouched")
+    }
+
     // MARK: the agent
 
     @Test func theAgentStopsOnSigtermWithTheApplyAtAResumablePoint() throws {

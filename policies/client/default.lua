@@ -7,6 +7,8 @@ local upd = require "updatinator"
 
 local config = upd.config {
   root = "/",
+  mode = "in-place",                         -- or "staged": deployments side by side in `sysroot`
+  sysroot = "/sysroot",                      -- with mode = "staged"
   peers = {},                                -- other laptops, tried first
   mirrors = { "http://school-server/repo" }, -- the school server
   keyring = "/etc/updatinator/keyring",
@@ -31,7 +33,7 @@ end
 
 -- Why not now, or nil when the plan may run.
 local function objection(plan)
-  local free = upd.system.free_bytes(config.root)
+  local free = upd.system.free_bytes(config.mode == "staged" and config.sysroot or config.root)
   if free < plan.required_free_bytes then
     return ("needs %d bytes free, has %d"):format(plan.required_free_bytes, free)
   end
@@ -52,8 +54,8 @@ local function offer(keyring, installed)
   end
   local decision_keyring = assert(upd.keyring(config.decision_keyring))
   local decision = assert(upd.check(config.server, {
-    image = installed.image, version = installed.version, channel = config.channel,
-    free_bytes = upd.system.free_bytes(config.root),
+    image = installed and installed.image, version = installed and installed.version, channel = config.channel,
+    free_bytes = upd.system.free_bytes(config.mode == "staged" and config.sysroot or config.root),
     peer = config.peer_url ~= "" and config.peer_url or nil,
   }, decision_keyring))
   if not decision.update then return nil end
@@ -67,25 +69,37 @@ local function report(status, fields)
   if not ok then upd.log.warn("report: " .. why) end
 end
 
+-- What the machine runs: the installed manifest (in place), or the current deployment's.
+local function running()
+  if config.mode ~= "staged" then return assert(upd.manifest.installed(config.root)) end
+  local status = assert(upd.status(config.sysroot))
+  if not status.current then return nil end
+  return assert(upd.manifest.load(config.sysroot .. "/manifests/" .. status.current.name .. ".manifest"))
+end
+
 function tick()
   local keyring = assert(upd.keyring(config.keyring))
-  local installed = assert(upd.manifest.installed(config.root))
+  local installed = running()
   local o = offer(keyring, installed)
-  if not o or (installed.image == o.image and installed.version == o.version) then return "up to date" end
+  if not o or (installed and installed.image == o.image and installed.version == o.version) then return "up to date" end
   -- The server's bandwidth rules: not before a time, only within a daily window.
   if o.not_before and upd.time.now() < o.not_before then return "deferred: not before " .. o.not_before end
   if o.window and not upd.time.in_window(o.window) then return "deferred: outside " .. o.window end
   local mirrors = sources(o.peers)
   -- Manifests come from the repositories (peers serve blobs only); contents from peers first.
   local target = assert(upd.get_manifest(config.mirrors, o.image, o.version, { keyring = keyring, hash = o.manifest_hash }))
-  local plan = assert(upd.plan(installed, target, { root = config.root, mirrors = mirrors }))
+  local root = config.mode == "staged" and config.sysroot or config.root
+  local plan = assert(upd.plan(installed or target, target, { root = root, mirrors = mirrors }))
   local why = objection(plan)
   if why then
     upd.log.info("update to " .. o.version .. " deferred: " .. why)
     return "deferred: " .. why
   end
   report("applying", { image = o.image, version = o.version })
-  local ok, done, message, code = pcall(upd.apply, plan, { mirrors = mirrors, rate_limit = o.rate_limit })
+  local move = config.mode == "staged"
+    and function() return upd.deploy(plan, { sysroot = config.sysroot, mirrors = mirrors, rate_limit = o.rate_limit }) end
+    or function() return upd.apply(plan, { mirrors = mirrors, rate_limit = o.rate_limit }) end
+  local ok, done, message, code = pcall(move)
   if not ok then done, message, code = nil, done, "interrupted" end
   if not done then
     report("failed", { image = o.image, version = o.version, code = code, message = message })
@@ -93,5 +107,5 @@ function tick()
   end
   report("done", { image = o.image, version = o.version, bytes = done.bytes_downloaded,
                    peer = config.peer_url ~= "" and config.peer_url or nil })
-  return ("applied %s %s"):format(o.image, o.version)
+  return ("%s %s %s"):format(config.mode == "staged" and "deployed" or "applied", o.image, o.version)
 end

@@ -258,3 +258,26 @@ function upd.rollout.bucket(device_id, salt) end
 ---@param device upd.DeviceRequest
 ---@return {image: string, version: string, rate_limit?: integer, not_before?: integer, window?: string, peers?: string[]}|nil
 function decide(device) end
+
+---@class upd.Deployment
+---@field name string
+---@field image string
+---@field version string
+---@field current boolean
+---@field previous boolean
+---@field pending boolean
+---@field own_bytes integer
+---@field shared_bytes integer
+
+---@param plan upd.Plan
+---@param options {sysroot: string, mirrors?: string[], blobs?: string[], rate_limit?: integer, concurrency?: integer, insecure?: boolean}
+---@return {name: string, already_current: boolean, files_linked: integer, bytes_linked: integer, files_written: integer, bytes_written: integer, blobs_downloaded: integer, bytes_downloaded: integer, seconds: number}|nil, string? message, upd.Code? code
+function upd.deploy(plan, options) end
+
+---@param sysroot string
+---@return {from: string, to: string}|nil, string? message, upd.Code? code
+function upd.rollback(sysroot) end
+
+---@param sysroot string
+---@return {current?: upd.Deployment, previous?: upd.Deployment, pending?: string, tries: integer, rolled_back?: string, deployments: upd.Deployment[]}|nil, string? message, upd.Code? code
+function upd.status(sysroot) end

@@ -11,6 +11,7 @@ enum UpdLibrary {
         installUpdates(in: state)
         installSystem(in: state)
         installPolicy(in: state)
+        installDeployments(in: state)
         lua_setglobal(L, "upd")
     }
 
