@@ -20,12 +20,16 @@ struct AgentCommand: UpdatinatorSubcommand {
     @OptionGroup var scripting: ScriptOptions
 
     @Option(help: "The policy script.")
-    var policy: String
+    var policy = DefaultPaths.policy
 
     @Flag(help: "Run one tick now and exit.")
     var once = false
 
     func execute() throws {
+        var scripting = scripting
+        if scripting.config == nil && FileManager.default.fileExists(atPath: DefaultPaths.policySettings) {
+            scripting.config = DefaultPaths.policySettings
+        }
         let lua = try scripting.makeState()
         let stop = StopRequest(lua)
         do {

@@ -28,7 +28,7 @@ struct DeployCommand: UpdatinatorSubcommand {
     var to: String
 
     @Option(help: "The directory of trusted public keys that must have signed the manifest.")
-    var keyring: String
+    var keyring = DefaultPaths.keyring
 
     @Option(help: "A blob directory (repository layout) to read contents from; repeatable.")
     var blobs: [String] = []

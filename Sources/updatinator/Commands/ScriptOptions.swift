@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Updatinator
 import UpdatinatorLua
 
 /// The options of every command that runs Lua scripts.
@@ -10,7 +11,7 @@ struct ScriptOptions: ParsableArguments {
     @Option(help: "The file upd.state keeps its values in; default: ROOT/.updatinator/policy-state.json with --root, else /var/lib/updatinator/policy-state.json.")
     var state: String?
 
-    @Option(help: "A JSON file of settings that upd.config lays over a policy's defaults.")
+    @Option(help: "A JSON file of settings that upd.config lays over a policy's defaults; the agent reads /etc/updatinator/policy.json when it exists.")
     var config: String?
 
     @Flag(help: "Grant scripts Lua's io and os libraries.")
@@ -40,7 +41,7 @@ struct ScriptOptions: ParsableArguments {
         let lua = try LuaState(options: options)
         lua.root = root
         lua.configFile = config
-        lua.stateFile = state ?? root.map { "\($0)/.updatinator/policy-state.json" } ?? "/var/lib/updatinator/policy-state.json"
+        lua.stateFile = state ?? root.map { "\($0)/.updatinator/policy-state.json" } ?? DefaultPaths.policyState
         return lua
     }
 }

@@ -25,13 +25,13 @@ struct ServeCommand: UpdatinatorSubcommand {
     var peer = false
 
     @Option(help: "The repository directory to serve.")
-    var repo: String?
+    var repo = DefaultPaths.repository
 
     @Option(help: "The server policy script (Lua), which defines decide(device).")
-    var policy: String?
+    var policy = DefaultPaths.serverPolicy
 
     @Option(help: "The secret key that signs decisions (never a build key).")
-    var decisionKey: String?
+    var decisionKey = DefaultPaths.decisionKey
 
     @Option(help: "Where to listen, HOST:PORT (port 0 picks a free one).")
     var listen = "0.0.0.0:8080"
@@ -61,9 +61,6 @@ struct ServeCommand: UpdatinatorSubcommand {
             let server = try PeerServer(root: root, cache: cache)
             try Self.run(listen) { try await HTTPService.run(server.router(), host: host, port: port, name: "peer", onListening: $0) }
             return
-        }
-        guard let repo, let policy, let decisionKey else {
-            throw UpdError(.usage, "serve needs --repo, --policy and --decision-key (or --peer with --root)")
         }
         var policySettings = PolicyPool.Settings(script: policy, configFile: config)
         policySettings.instructionLimit = instructionLimit > 0 ? instructionLimit : nil

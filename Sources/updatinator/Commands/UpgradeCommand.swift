@@ -24,10 +24,10 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     var server: String
 
     @Option(help: "The directory of trusted build keys, which sign manifests.")
-    var keyring: String
+    var keyring = DefaultPaths.keyring
 
     @Option(help: "The directory of trusted school-server keys, which sign decisions.")
-    var decisionKeyring: String
+    var decisionKeyring = DefaultPaths.decisionKeyring
 
     @Option(help: "A repository to download from after the peers and before the server; repeatable.")
     var mirror: [String] = []
