@@ -114,24 +114,25 @@ public final class Deployer {
         defer { if let downloads { report.download = downloads.finish() } }
 
         var usedInodes = Set<[UInt64]>()
+        let dirs = DirectoryCursor(tree)
+        let currentDirs = current.map { DirectoryCursor($0.tree) }
         for (index, e) in target.entries.enumerated() {
             let display = tree.display(e.path)
             switch e.kind {
             case .directory:
                 if !e.path.isRoot {
-                    try tree.inParent(of: e.path) { fd, n in
-                        if tree.withName(n, { mkdirat(fd, $0, 0o700) }) != 0 { throw UpdError.system("mkdir", display) }
-                    }
+                    let (fd, n) = try dirs.parent(of: e.path)
+                    if tree.withName(n, { mkdirat(fd, $0, 0o700) }) != 0 { throw UpdError.system("mkdir", display) }
                 }
             case .file(let size, let hash, _):
-                if let current, let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata,
-                   try link(e, from: current.tree, into: tree, used: &usedInodes) {
+                if let currentDirs, let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata,
+                   try link(e, from: currentDirs, into: dirs, used: &usedInodes) {
                     report.filesLinked += 1
                     report.bytesLinked += size
                 } else {
-                    try write(e, into: tree) { fd in
+                    try write(e, into: dirs) { fd in
                         guard size > 0 else { return }
-                        if let current, let path = currentPaths[hash], try copy(from: current.tree, path, hash: hash, size: size, into: fd, display: display) {
+                        if let currentDirs, let path = currentPaths[hash], try copy(from: currentDirs, path, hash: hash, size: size, into: fd, display: display) {
                             return
                         }
                         if let downloads, downloads.isExpected(hash) {
@@ -149,26 +150,22 @@ public final class Deployer {
             case .hardlink(let first):
                 let firstDir = try tree.openDirectory(first.parent)
                 defer { Sys.close(firstDir) }
-                try tree.inParent(of: e.path) { fd, n in
-                    let rc = tree.withName(first.name) { f in tree.withName(n) { linkat(firstDir, f, fd, $0, 0) } }
-                    if rc != 0 { throw UpdError.system("link", display) }
-                }
+                let (fd, n) = try dirs.parent(of: e.path)
+                let rc = tree.withName(first.name) { f in tree.withName(n) { linkat(firstDir, f, fd, $0, 0) } }
+                if rc != 0 { throw UpdError.system("link", display) }
             case .symlink(let destination):
-                try tree.inParent(of: e.path) { fd, n in
-                    if tree.withName(destination, { d in tree.withName(n) { symlinkat(d, fd, $0) } }) != 0 { throw UpdError.system("symlink", display) }
-                    try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: true, display: display)
-                }
+                let (fd, n) = try dirs.parent(of: e.path)
+                if tree.withName(destination, { d in tree.withName(n) { symlinkat(d, fd, $0) } }) != 0 { throw UpdError.system("symlink", display) }
+                try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: true, display: display)
             case .characterDevice(let major, let minor), .blockDevice(let major, let minor):
                 let type = e.kind.letter == "c" ? Glibc.S_IFCHR : Glibc.S_IFBLK
-                try tree.inParent(of: e.path) { fd, n in
-                    if tree.withName(n, { mknodat(fd, $0, type | 0o600, InPlaceApplier.device(major, minor)) }) != 0 { throw UpdError.system("mknod", display) }
-                    try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: display)
-                }
+                let (fd, n) = try dirs.parent(of: e.path)
+                if tree.withName(n, { mknodat(fd, $0, type | 0o600, InPlaceApplier.device(major, minor)) }) != 0 { throw UpdError.system("mknod", display) }
+                try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: display)
             case .fifo:
-                try tree.inParent(of: e.path) { fd, n in
-                    if tree.withName(n, { mknodat(fd, $0, Glibc.S_IFIFO | 0o600, 0) }) != 0 { throw UpdError.system("mkfifo", display) }
-                    try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: display)
-                }
+                let (fd, n) = try dirs.parent(of: e.path)
+                if tree.withName(n, { mknodat(fd, $0, Glibc.S_IFIFO | 0o600, 0) }) != 0 { throw UpdError.system("mkfifo", display) }
+                try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: display)
             }
             operation()
         }
@@ -176,7 +173,8 @@ public final class Deployer {
             if e.path.isRoot {
                 try RootedTree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], e.metadata, isSymlink: false, display: building)
             } else {
-                try tree.inParent(of: e.path) { fd, n in try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: tree.display(e.path)) }
+                let (fd, n) = try dirs.parent(of: e.path)
+                try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: tree.display(e.path))
             }
         }
         operation()
@@ -194,37 +192,38 @@ public final class Deployer {
 
     /// Hardlinks the current deployment's file when it still is what its manifest says (a
     /// regular file of that size, mode, owner and time) and no other entry uses its inode.
-    private func link(_ e: ManifestEntry, from current: RootedTree, into tree: RootedTree, used: inout Set<[UInt64]>) throws -> Bool {
-        guard case .file(let size, _, _) = e.kind, let st = try current.status(e.path), st.st_mode & S_IFMT == S_IFREG,
+    private func link(_ e: ManifestEntry, from current: DirectoryCursor, into dirs: DirectoryCursor, used: inout Set<[UInt64]>) throws -> Bool {
+        // (Where the current deployment has no such directory, or a symlink in its place, there is nothing to link.)
+        guard case .file(let size, _, _) = e.kind, let sourceDir = (try? current.directory(e.path.parent)) ?? nil else { return false }
+        let n = e.path.name
+        var st = stat()
+        guard current.tree.withName(n, { fstatat(sourceDir, $0, &st, AT_SYMLINK_NOFOLLOW) }) == 0, st.st_mode & S_IFMT == S_IFREG,
               UInt64(st.st_size) == size, UInt32(st.st_mode & 0o7777) == e.metadata.mode & 0o7777,
               st.st_uid == e.metadata.uid, st.st_gid == e.metadata.gid, Int64(st.st_mtim.tv_sec) == e.metadata.mtime.seconds,
               UInt32(st.st_mtim.tv_nsec) == e.metadata.mtime.nanoseconds,
               used.insert([UInt64(st.st_dev), UInt64(st.st_ino)]).inserted else { return false }
-        let sourceDir = try current.openDirectory(e.path.parent)
-        defer { Sys.close(sourceDir) }
-        try tree.inParent(of: e.path) { fd, n in
-            let rc = tree.withName(n) { linkat(sourceDir, $0, fd, $0, 0) }
-            if rc != 0 { throw UpdError.system("link", tree.display(e.path)) }
-        }
+        let (fd, _) = try dirs.parent(of: e.path)
+        if dirs.tree.withName(n, { linkat(sourceDir, $0, fd, $0, 0) }) != 0 { throw UpdError.system("link", dirs.tree.display(e.path)) }
         return true
     }
 
     /// Creates a new file, fills it, and sets its metadata through the descriptor.
-    private func write(_ e: ManifestEntry, into tree: RootedTree, fill: (Int32) throws -> Void) throws {
-        let display = tree.display(e.path)
-        try tree.inParent(of: e.path) { dir, n in
-            let fd = tree.withName(n) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
-            guard fd >= 0 else { throw UpdError.system("create", display) }
-            defer { Sys.close(fd) }
-            try fill(fd)
-            try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
-        }
+    private func write(_ e: ManifestEntry, into dirs: DirectoryCursor, fill: (Int32) throws -> Void) throws {
+        let display = dirs.tree.display(e.path)
+        let (dir, n) = try dirs.parent(of: e.path)
+        let fd = dirs.tree.withName(n) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        guard fd >= 0 else { throw UpdError.system("create", display) }
+        defer { Sys.close(fd) }
+        try fill(fd)
+        try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
     }
 
     /// Copies a content from the current deployment, verifying its hash; false (and the file
     /// emptied) when the copy there does not match.
-    private func copy(from current: RootedTree, _ path: ManifestPath, hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws -> Bool {
-        let source = try current.inParent(of: path) { dir, n in current.withName(n) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) } }
+    private func copy(from dirs: DirectoryCursor, _ path: ManifestPath, hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws -> Bool {
+        let current = dirs.tree
+        guard let dir = (try? dirs.directory(path.parent)) ?? nil else { return false }
+        let source = current.withName(path.name) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
         guard source >= 0 else { return false }
         defer { Sys.close(source) }
         let hasher = Blake2b()
