@@ -117,6 +117,25 @@ import Testing
         #expect(kills >= 50, "\(kills) deploys were killed")
     }
 
+    @Test func aDeployThatCannotFitIsRefusedBeforeAnythingChanges() throws {
+        let mount = tmp.sub("mnt")
+        try Sys.mkdirs(mount)
+        try Shell.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", mount])
+        defer { _ = try? Shell.run(["umount", "-l", mount]) }
+        let small = mount + "/sysroot"
+        let first = try CLI.run(["deploy", "--sysroot", small, "--to", samples.manifest("olpc-ext3", "1"), "--keyring", samples.keyring,
+                                 "--blobs", samples.repo + "/blobs"])
+        #expect(first.status == 0, "\(first.stderr)")
+        let used = try FilesystemSpace(path: mount).used
+        try Shell.run(["mount", "-o", "remount,size=\((used + (1 << 20)) / 1024)k", mount])
+        let before = try FileManager.default.contentsOfDirectory(atPath: small + "/deployments")
+        let refused = try CLI.run(["deploy", "--sysroot", small, "--to", samples.manifest("olpc-devel-ext3", "2"), "--keyring",
+                                   samples.keyring, "--blobs", samples.repo + "/blobs"])
+        #expect(refused.status == 3 && refused.stderr.contains("needs"), "\(refused.stderr)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: small + "/deployments") == before)
+        #expect(try CLI.run(["fsck", "--tree", small + "/current/", "--manifest", samples.manifest("olpc-ext3", "1")]).status == 0)
+    }
+
     @Test func aPendingDeploymentNotMarkedGoodIsRolledBackAfterItsBoots() throws {
         try deploy(samples.manifest("olpc-ext3", "1"))
         let good = try #require(current())

@@ -59,8 +59,6 @@ public final class Deployer {
             return report
         }
         if !FileManager.default.fileExists(atPath: sysroot.tree(of: name)) {
-            try Sys.writeFileAtomically(sysroot.manifestPath(of: name), targetBytes)
-            operation()
             try build(name)
         } else {
             report.reused = true
@@ -80,8 +78,6 @@ public final class Deployer {
 
     private func build(_ name: String) throws {
         let building = "\(sysroot.deployments)/.building-\(name)"
-        try Sys.mkdirs(building, mode: 0o700)
-        let tree = try RootedTree(root: building)
         let current = sysroot.link("current").flatMap { name -> (tree: RootedTree, manifest: Manifest)? in
             guard let manifest = try? sysroot.manifest(of: name), let tree = try? RootedTree(root: sysroot.tree(of: name)) else { return nil }
             return (tree, manifest)
@@ -103,6 +99,11 @@ public final class Deployer {
                 requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize))
             }
         }
+        try checkSpace(currentEntries: currentEntries, downloadBytes: requests.reduce(0) { $0 + $1.blobSize })
+        try Sys.writeFileAtomically(sysroot.manifestPath(of: name), targetBytes)
+        operation()
+        try Sys.mkdirs(building, mode: 0o700)
+        let tree = try RootedTree(root: building)
         var downloads: BlobStream?
         if !requests.isEmpty {
             guard let fetcher else {
@@ -188,6 +189,30 @@ public final class Deployer {
         try Sys.rename(building, sysroot.tree(of: name))
         if CLinux_syncfs(tree.rootFD) != 0 { throw UpdError.system("syncfs", sysroot.path) }
         operation()
+    }
+
+    /// Refuses before anything is built when the filesystem lacks room for the files that
+    /// cannot be shared (whole allocation units), the directories, and the download window.
+    private func checkSpace(currentEntries: [ManifestPath: ManifestEntry], downloadBytes: UInt64) throws {
+        let space = try FilesystemSpace(path: sysroot.path)
+        let unit = max(space.unit, 1)
+        var need: UInt64 = 0
+        for e in target.entries {
+            switch e.kind {
+            case .file(let size, let hash, _):
+                if let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata { continue }
+                need += (size + unit - 1) / unit * unit
+            case .directory:
+                if !space.isTmpfs { need += unit }
+            default:
+                break
+            }
+        }
+        need += min(downloadBytes, InPlaceApplier.defaultDownloadWindow)
+        guard need <= space.free else {
+            throw UpdError(.noSpace, "\(sysroot.path): deploying \(target.image) \(target.version) needs \(need) bytes free, "
+                + "the filesystem has \(space.free); nothing was changed (gc --sysroot removes old deployments)")
+        }
     }
 
     /// Hardlinks the current deployment's file when it still is what its manifest says (a
