@@ -55,10 +55,7 @@ public final class PeerServer: Sendable {
             guard blob != nil else { throw HTTPError(.notFound) }
             return try await files.respond(to: request, path: "\(name.prefix(2))/\(name)", immutable: true)
         }
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
-        }
+        router.metrics(metrics)
         return router
     }
 }

@@ -88,10 +88,7 @@ public final class SchoolServer: Sendable {
             let data = try JSONSerialization.data(withJSONObject: try self.inventory.summary(), options: [.sortedKeys, .prettyPrinted])
             return Self.json(Array(data))
         }
-        router.get("/metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                     body: .init(byteBuffer: ByteBuffer(string: self.metrics.text())))
-        }
+        router.metrics(metrics)
         return router
     }
 

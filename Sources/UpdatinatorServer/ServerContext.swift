@@ -35,4 +35,11 @@ extension Router where Context == ServerContext {
         get(pattern, use: handler)
         head(pattern, use: handler)
     }
+
+    /// `GET /metrics`: the counters in Prometheus's text format.
+    func metrics(_ metrics: ServerMetrics) {
+        get("/metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: metrics.text())))
+        }
+    }
 }

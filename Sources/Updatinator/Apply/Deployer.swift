@@ -251,20 +251,9 @@ public final class Deployer {
         let source = current.withName(path.name) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
         guard source >= 0 else { return false }
         defer { Sys.close(source) }
-        let hasher = Blake2b()
-        var total: UInt64 = 0
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        try buffer.withUnsafeMutableBytes { buf in
-            while total <= size {
-                let n = try Sys.read(source, buf.baseAddress!, min(buf.count, Int(size - total) + 1), path: current.display(path))
-                if n == 0 { break }
-                let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
-                hasher.update(chunk)
-                try Sys.writeAll(fd, chunk, path: display)
-                total += UInt64(n)
-            }
+        if try VerifiedContent.read(source, size: size, hash: hash, display: current.display(path), sink: { try Sys.writeAll(fd, $0, path: display) }) {
+            return true
         }
-        if total == size && hasher.finalize() == hash { return true }
         guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
         return false
     }

@@ -421,22 +421,7 @@ public final class InPlaceApplier {
         let fd = tree.withName(Array(hash.hex.utf8)) { openat(workFD, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
         guard fd >= 0 else { return false }
         defer { Sys.close(fd) }
-        let st = try Sys.fstat(fd, path: "preserved \(hash.hex)")
-        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) == size else { return false }
-        let hasher = Blake2b()
-        var total: UInt64 = 0
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        try buffer.withUnsafeMutableBytes { buf in
-            while total <= size {
-                let n = try Sys.read(fd, buf.baseAddress!, min(buf.count, Int(size - total) + 1), path: "preserved \(hash.hex)")
-                if n == 0 { break }
-                let chunk = UnsafeRawBufferPointer(rebasing: buf[0..<n])
-                hasher.update(chunk)
-                try sink(chunk)
-                total += UInt64(n)
-            }
-        }
-        return total == size && hasher.finalize() == hash
+        return try VerifiedContent.read(fd, size: size, hash: hash, display: "preserved \(hash.hex)", sink: sink)
     }
 
     /// Copies a content into `fd`: from the work area when the old tree had it, else from the
