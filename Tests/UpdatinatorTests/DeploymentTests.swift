@@ -136,6 +136,14 @@ import Testing
         #expect(try CLI.run(["fsck", "--tree", small + "/current/", "--manifest", samples.manifest("olpc-ext3", "1")]).status == 0)
     }
 
+    @Test func onlyDeployMakesASysroot() throws {
+        for command in ["status", "rollback", "gc", "mark-good", "boot-check"] {
+            let r = try CLI.run([command, "--sysroot", sysroot])
+            #expect(r.status == 64 && r.stderr.contains("is not a sysroot"), "\(command): \(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: sysroot), "a mistyped path is not made into a sysroot")
+    }
+
     @Test func aPendingDeploymentNotMarkedGoodIsRolledBackAfterItsBoots() throws {
         try deploy(samples.manifest("olpc-ext3", "1"))
         let good = try #require(current())

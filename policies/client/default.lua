@@ -72,7 +72,9 @@ end
 -- What the machine runs: the installed manifest (in place), or the current deployment's.
 local function running()
   if config.mode ~= "staged" then return assert(upd.manifest.installed(config.root)) end
-  local status = assert(upd.status(config.sysroot))
+  local status, why, code = upd.status(config.sysroot)
+  if not status and code == "usage" then return nil end -- not a sysroot yet: the first deploy makes it
+  assert(status, why)
   if not status.current then return nil end
   return assert(upd.manifest.load(config.sysroot .. "/manifests/" .. status.current.name .. ".manifest"))
 end

@@ -23,11 +23,17 @@ public final class Sysroot {
     var downloads: String { path + "/downloads" }
     var bootFile: String { path + "/boot.json" }
 
-    /// Opens (creating) the sysroot and takes its lock, or fails at once when another command holds it.
-    public init(path: String) throws {
+    /// Opens the sysroot (creating it with `create`) and, unless only `reading`, takes its
+    /// lock, failing at once when another command holds it.
+    public init(path: String, create: Bool = false, reading: Bool = false) throws {
         self.path = path.count > 1 && path.hasSuffix("/") ? String(path.dropLast()) : path
-        try Sys.mkdirs(deployments)
-        try Sys.mkdirs(manifests)
+        if create {
+            try Sys.mkdirs(deployments)
+            try Sys.mkdirs(manifests)
+        } else if !FileManager.default.fileExists(atPath: deployments) {
+            throw UpdError(.usage, "\(self.path) is not a sysroot (it has no deployments/); deploy into it first")
+        }
+        if reading { return }
         lockFD = try Sys.open(self.path + "/lock", O_RDWR | O_CREAT, 0o600)
         guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
             Sys.close(lockFD)

@@ -13,7 +13,7 @@ extension UpdLibrary {
             guard p.to.verified || insecure else {
                 throw UpdError(.verification, "\(p.to.source): not verified; verify it with a keyring (kr:verify) first")
             }
-            let deployer = Deployer(sysroot: try Sysroot(path: path), target: p.to.manifest, targetBytes: p.to.bytes)
+            let deployer = Deployer(sysroot: try Sysroot(path: path, create: true), target: p.to.manifest, targetBytes: p.to.bytes)
             deployer.blobDirectories = (try options.strings("blobs") ?? []) + p.blobs
             if try options.strings("mirrors") != nil { deployer.fetcher = try makeFetcher(options, call) }
             let r = try deployer.run()
@@ -32,7 +32,7 @@ extension UpdLibrary {
         }
 
         state.setFunction("status") { call in
-            let (deployments, boot) = try Sysroot(path: try call.string(1)).status()
+            let (deployments, boot) = try Sysroot(path: try call.string(1), reading: true).status()
             var result: [String: LuaValue] = ["tries": .integer(Int64(boot.tries))]
             result["pending"] = boot.pending.map { .string($0) }
             result["rolled_back"] = boot.rolledBack.map { .string($0) }

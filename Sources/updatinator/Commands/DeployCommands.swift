@@ -37,7 +37,7 @@ struct DeployCommand: UpdatinatorSubcommand {
 
     func execute() throws {
         let target = try ManifestFile.readVerified(to, keyring: Keyring(directory: keyring))
-        let deployer = Deployer(sysroot: try Sysroot(path: root.sysroot), target: target.manifest, targetBytes: target.bytes)
+        let deployer = Deployer(sysroot: try Sysroot(path: root.sysroot, create: true), target: target.manifest, targetBytes: target.bytes)
         deployer.blobDirectories = blobs
         if !mirrors.mirror.isEmpty { deployer.fetcher = try mirrors.makeFetcher() }
         let report = try deployer.run()
@@ -83,7 +83,7 @@ struct StatusCommand: UpdatinatorSubcommand {
     var json = false
 
     func execute() throws {
-        let (deployments, boot) = try Sysroot(path: root.sysroot).status()
+        let (deployments, boot) = try Sysroot(path: root.sysroot, reading: true).status()
         if json {
             try Console.writeJSON([
                 "pending": boot.pending ?? NSNull(), "tries": boot.tries, "rolled_back": boot.rolledBack ?? NSNull(),
