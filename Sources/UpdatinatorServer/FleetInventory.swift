@@ -8,17 +8,16 @@ import UpdatinatorLua
 /// every report. Safe to use from any thread: one connection behind a lock.
 public final class FleetInventory: Sendable {
     private let database: Mutex<SQLiteDatabase>
-    private let counts = Mutex<[String: (taken: Date, count: Int)]>([:])
+    private let counts: ShortLivedCache<Int>
     private let pendingChecks = Mutex<[(DeviceRequest, String?, Int64)]>([])
-    private let peerCandidates = Mutex<[String: (taken: Date, rows: [PeerCandidate])]>([:])
-    /// Seconds a count may be reused.
-    public let countLifetime: TimeInterval
+    private let peerCandidates: ShortLivedCache<[PeerCandidate]>
 
     /// What a device may report.
     public static let statuses: Set<String> = ["checking", "downloading", "applying", "done", "failed", "deferred"]
 
     public init(path: String, countLifetime: TimeInterval = 1) throws {
-        self.countLifetime = countLifetime
+        counts = ShortLivedCache(lifetime: countLifetime, capacity: 10_000)
+        peerCandidates = ShortLivedCache(lifetime: countLifetime, capacity: 1000)
         let db = try SQLiteDatabase(path: path)
         try db.execute("""
             PRAGMA journal_mode = WAL;
@@ -96,8 +95,8 @@ public final class FleetInventory: Sendable {
                         """, [.text(report.device), text(address), .text(report.status), text(report.code), text(report.image),
                               text(report.version), .integer(now)])
                 }
-                counts.withLock { $0.removeAll() }
-                peerCandidates.withLock { $0.removeAll() }
+                counts.removeAll()
+                peerCandidates.removeAll()
                 try db.query("INSERT INTO history (device, time, status, image, version, code, message, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              [.text(report.device), .integer(now), .text(report.status), text(report.image), text(report.version),
                               text(report.code), text(report.message), report.bytes.map { .integer($0) } ?? .null])
@@ -106,7 +105,7 @@ public final class FleetInventory: Sendable {
     }
 
     /// How many devices match every filter (field name → value; see `FleetFilter.names`).
-    /// Counts are kept until the next report, for at most `countLifetime` seconds: a policy asks
+    /// Counts are kept until the next report, for at most `countLifetime` seconds (1): a policy asks
     /// the same few counts for every device, and only reports change a status.
     public func count(_ filter: [String: String]) throws -> Int {
         let keys = filter.keys.sorted()
@@ -114,18 +113,13 @@ public final class FleetInventory: Sendable {
             throw UpdError(.usage, "fleet: unknown filter '\(unknown)' (known: \(FleetFilter.names.joined(separator: ", ")))")
         }
         let key = keys.map { "\($0)=\(filter[$0]!)" }.joined(separator: "\u{0}")
-        let now = Date()
-        if let saved = counts.withLock({ $0[key] }), now.timeIntervalSince(saved.taken) < countLifetime { return saved.count }
-        let conditions = keys.map { "\($0) = ?" }.joined(separator: " AND ")
-        let sql = "SELECT count(*) FROM devices" + (keys.isEmpty ? "" : " WHERE " + conditions)
-        let count = try database.withLock { db in
-            Int(try db.query(sql, keys.map { .text(filter[$0]!) }).first?.first?.integer ?? 0)
+        return try counts.value(key) {
+            let conditions = keys.map { "\($0) = ?" }.joined(separator: " AND ")
+            let sql = "SELECT count(*) FROM devices" + (keys.isEmpty ? "" : " WHERE " + conditions)
+            return try database.withLock { db in
+                Int(try db.query(sql, keys.map { .text(filter[$0]!) }).first?.first?.integer ?? 0)
+            }
         }
-        counts.withLock { saved in
-            if saved.count > 10_000 { saved.removeAll() }
-            saved[key] = (now, count)
-        }
-        return count
     }
 
     /// Peer URLs of devices (other than `asking`) at this image and version, seen within
@@ -134,14 +128,9 @@ public final class FleetInventory: Sendable {
     /// recently seen. The candidates are kept like counts.
     public func peers(image: String, version: String, near: String?, prefix: Int, limit: Int, now: Int64,
                       asking: String? = nil, maxAge: Int64 = 86_400) throws -> [String] {
-        let key = image + "\u{0}" + version
-        let taken = Date()
-        var rows = peerCandidates.withLock { saved in
-            saved[key].flatMap { taken.timeIntervalSince($0.taken) < countLifetime ? $0.rows : nil }
-        }
-        if rows == nil {
+        let rows = try peerCandidates.value(image + "\u{0}" + version) {
             try writeChecks()
-            let fresh = try database.withLock { db in
+            return try database.withLock { db in
                 try db.query("""
                     SELECT device, peer, address FROM devices WHERE image = ? AND version = ? AND peer IS NOT NULL
                         AND (status IS NULL OR status NOT IN ('applying', 'downloading', 'failed'))
@@ -151,19 +140,14 @@ public final class FleetInventory: Sendable {
                 guard let device = row[0].text, let url = row[1].text else { return nil }
                 return PeerCandidate(device: device, url: url, address: row[2].text.flatMap { IPv4.parse($0) })
             }
-            peerCandidates.withLock { saved in
-                if saved.count > 1000 { saved.removeAll() }
-                saved[key] = (taken, fresh)
-            }
-            rows = fresh
         }
         let home = near.flatMap { IPv4.parse($0) }
-        let others = rows!.filter { $0.device != asking }
-        let close = others.filter { candidate in
+        func isClose(_ candidate: PeerCandidate) -> Bool {
             guard let home, let address = candidate.address else { return false }
             return IPv4.samePrefix(home, address, bits: prefix)
         }
-        let ordered = close + others.filter { c in !close.contains { $0.device == c.device } }
+        let others = rows.filter { $0.device != asking }
+        let ordered = others.filter(isClose) + others.filter { !isClose($0) }
         return Array(ordered.map(\.url).prefix(max(0, limit)))
     }
 
@@ -199,16 +183,6 @@ public final class FleetInventory: Sendable {
                     })
                 },
             ]
-        }
-    }
-
-    /// A device's history, oldest first.
-    public func history(device: String) throws -> [(time: Int64, status: String, version: String?, code: String?)] {
-        try writeChecks()
-        return try database.withLock { db in
-            try db.query("SELECT time, status, version, code FROM history WHERE device = ? ORDER BY id", [.text(device)]).map {
-                ($0[0].integer ?? 0, $0[1].text ?? "", $0[2].text, $0[3].text)
-            }
         }
     }
 

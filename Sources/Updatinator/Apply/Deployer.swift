@@ -17,8 +17,6 @@ public final class Deployer {
         public var name = ""
         /// The deployment was current already: nothing changed.
         public var alreadyCurrent = false
-        /// The deployment existed (a rollback's previous one, or a switch a crash interrupted): only switched to.
-        public var reused = false
         public var filesLinked = 0
         public var bytesLinked: UInt64 = 0
         public var filesWritten = 0
@@ -58,11 +56,9 @@ public final class Deployer {
             report.alreadyCurrent = true
             return report
         }
-        if !FileManager.default.fileExists(atPath: sysroot.tree(of: name)) {
-            try build(name)
-        } else {
-            report.reused = true
-        }
+        // A deployment that exists already (a rollback's previous one, or a switch a crash
+        // interrupted) is only switched to.
+        if !FileManager.default.fileExists(atPath: sysroot.tree(of: name)) { try build(name) }
         try sysroot.switchTo(name, operation: operation)
         report.seconds = Date().timeIntervalSince(started)
         return report
@@ -154,19 +150,9 @@ public final class Deployer {
                 let (fd, n) = try dirs.parent(of: e.path)
                 let rc = tree.withName(first.name) { f in tree.withName(n) { linkat(firstDir, f, fd, $0, 0) } }
                 if rc != 0 { throw UpdError.system("link", display) }
-            case .symlink(let destination):
+            case .symlink, .characterDevice, .blockDevice, .fifo:
                 let (fd, n) = try dirs.parent(of: e.path)
-                if tree.withName(destination, { d in tree.withName(n) { symlinkat(d, fd, $0) } }) != 0 { throw UpdError.system("symlink", display) }
-                try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: true, display: display)
-            case .characterDevice(let major, let minor), .blockDevice(let major, let minor):
-                let type = e.kind.letter == "c" ? Glibc.S_IFCHR : Glibc.S_IFBLK
-                let (fd, n) = try dirs.parent(of: e.path)
-                if tree.withName(n, { mknodat(fd, $0, type | 0o600, InPlaceApplier.device(major, minor)) }) != 0 { throw UpdError.system("mknod", display) }
-                try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: display)
-            case .fifo:
-                let (fd, n) = try dirs.parent(of: e.path)
-                if tree.withName(n, { mknodat(fd, $0, Glibc.S_IFIFO | 0o600, 0) }) != 0 { throw UpdError.system("mkfifo", display) }
-                try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: display)
+                try RootedTree.makeSpecial(e, in: fd, named: n, display: display)
             }
             operation()
         }

@@ -334,18 +334,7 @@ public final class InPlaceApplier {
             try tree.inParent(of: e.path) { fd, name in
                 _ = tree.withName(temporary) { unlinkat(fd, $0, 0) }
                 let display = tree.display(e.path)
-                let rc: Int32
-                switch e.kind {
-                case .symlink(let target):
-                    rc = tree.withName(target) { t in tree.withName(temporary) { symlinkat(t, fd, $0) } }
-                case .characterDevice(let major, let minor), .blockDevice(let major, let minor):
-                    let type = e.kind.letter == "c" ? Glibc.S_IFCHR : Glibc.S_IFBLK
-                    rc = tree.withName(temporary) { mknodat(fd, $0, type | 0o600, Self.device(major, minor)) }
-                default:
-                    rc = tree.withName(temporary) { mknodat(fd, $0, Glibc.S_IFIFO | 0o600, 0) }
-                }
-                if rc != 0 { throw UpdError.system("create", display) }
-                try RootedTree.setMetadata(fd, temporary, e.metadata, isSymlink: e.kind.letter == "l", display: display)
+                try RootedTree.makeSpecial(e, in: fd, named: temporary, display: display)
                 try rename(fd, temporary, name, display: display)
             }
             operation()
@@ -376,11 +365,6 @@ public final class InPlaceApplier {
     private func rename(_ fd: Int32, _ from: [UInt8], _ to: [UInt8], display: String) throws {
         let rc = tree.withName(from) { f in tree.withName(to) { renameat(fd, f, fd, $0) } }
         if rc != 0 { throw UpdError.system("rename", display) }
-    }
-
-    static func device(_ major: UInt32, _ minor: UInt32) -> dev_t {
-        let ma = UInt64(major), mi = UInt64(minor)
-        return dev_t((ma & 0xfff) << 8 | (ma & ~0xfff) << 32 | (mi & 0xff) | (mi & ~0xff) << 12)
     }
 
     /// Writes a regular file under a temporary name, from the work area or a blob directory,

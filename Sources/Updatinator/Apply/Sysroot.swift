@@ -79,9 +79,13 @@ public final class Sysroot {
         if fsync(fd) != 0 { throw UpdError.system("fsync", path) }
     }
 
-    /// Complete deployments, by name.
+    /// Complete deployments, newest (by when their build began) first.
     public func deploymentNames() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: deployments)) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: deployments)) ?? []).filter { !$0.hasPrefix(".") }
+        let began = Dictionary(uniqueKeysWithValues: names.map { name in
+            (name, (try? FileManager.default.attributesOfItem(atPath: manifestPath(of: name))[.modificationDate] as? Date) ?? .distantPast)
+        })
+        return names.sorted { (began[$0]!, $0) > (began[$1]!, $1) }
     }
 
     public func manifest(of name: String) throws -> Manifest {
@@ -129,14 +133,16 @@ public final class Sysroot {
         operation()
     }
 
-    /// Switches back to the previous deployment; the current one becomes previous.
-    public func rollback() throws -> (from: String, to: String) {
+    /// Switches back to the previous deployment; the current one becomes previous (and, for
+    /// boot-check, is recorded as the one rolled back from).
+    public func rollback(recording: Bool = false) throws -> (from: String, to: String) {
         guard let previous = link("previous"), FileManager.default.fileExists(atPath: tree(of: previous)) else {
             throw UpdError(.nothingToDo, "\(path): there is no previous deployment to roll back to")
         }
         let current = link("current")
         var state = try bootState()
         if state.pending == current { state.pending = nil; state.tries = 0 }
+        if recording { state.rolledBack = current }
         try writeBootState(state)
         if let current { try setLink("previous", to: current) }
         try setLink("current", to: previous)
@@ -162,10 +168,7 @@ public final class Sysroot {
             return "no pending deployment"
         }
         if state.tries >= maxTries {
-            let (from, to) = try rollback()
-            state = try bootState()
-            state.rolledBack = from
-            try writeBootState(state)
+            let (from, to) = try rollback(recording: true)
             return "rolled back from \(from) to \(to) after \(maxTries) boots without mark-good"
         }
         state.tries += 1
@@ -187,7 +190,8 @@ public final class Sysroot {
         public var sharedBytes: UInt64 = 0
     }
 
-    /// Every deployment, newest first, with its disk use by allocated blocks.
+    /// Every deployment, newest first, with its disk use by allocated blocks (a walk of every
+    /// deployment's files: for people, not for gc).
     public func status() throws -> (deployments: [DeploymentStatus], boot: BootState) {
         let boot = try bootState()
         let (current, previous) = (link("current"), link("previous"))
@@ -213,8 +217,7 @@ public final class Sysroot {
                 if users[inode]! > 1 { result[i].sharedBytes += bytes } else { result[i].ownBytes += bytes }
             }
         }
-        let age = { (name: String) in (try? FileManager.default.attributesOfItem(atPath: self.manifestPath(of: name))[.modificationDate] as? Date) ?? .distantPast }
-        return (result.sorted { age($0.name) > age($1.name) }, boot)
+        return (result, boot)
     }
 
     public struct Collected: Sendable {
@@ -227,15 +230,15 @@ public final class Sysroot {
     /// up to `keep` in all, manifests of no deployment, and cached blobs (`DIR/blobs`) that no
     /// kept deployment's manifest uses.
     public func collectGarbage(keep: Int) throws -> Collected {
-        let (all, boot) = try status()
-        var kept = Set([link("current"), link("previous"), boot.pending].compactMap { $0 })
-        for d in all where kept.count < keep { kept.insert(d.name) }
+        let all = deploymentNames()
+        var kept = Set([link("current"), link("previous"), try bootState().pending].compactMap { $0 })
+        for name in all where kept.count < keep { kept.insert(name) }
         var collected = Collected()
-        for d in all where !kept.contains(d.name) {
+        for name in all where !kept.contains(name) {
             // The manifest goes last: a crash in between leaves a deployment that is still listed.
-            try FileManager.default.removeItem(atPath: tree(of: d.name))
-            try FileManager.default.removeItem(atPath: manifestPath(of: d.name))
-            collected.deployments.append(d.name)
+            try FileManager.default.removeItem(atPath: tree(of: name))
+            try FileManager.default.removeItem(atPath: manifestPath(of: name))
+            collected.deployments.append(name)
         }
         for file in (try? FileManager.default.contentsOfDirectory(atPath: manifests)) ?? [] where file.hasSuffix(".manifest") {
             let name = String(file.dropLast(".manifest".count))

@@ -104,6 +104,30 @@ final class RootedTree {
         try Self.withName(name, body)
     }
 
+    /// Creates a symlink, device node or fifo as the entry describes, as `name` in `dirFD`,
+    /// with the entry's metadata.
+    static func makeSpecial(_ e: ManifestEntry, in dirFD: Int32, named name: [UInt8], display: String) throws {
+        let rc: Int32
+        switch e.kind {
+        case .symlink(let target):
+            rc = withName(target) { t in withName(name) { symlinkat(t, dirFD, $0) } }
+        case .characterDevice(let major, let minor), .blockDevice(let major, let minor):
+            let type = e.kind.letter == "c" ? Glibc.S_IFCHR : Glibc.S_IFBLK
+            rc = withName(name) { mknodat(dirFD, $0, type | 0o600, device(major, minor)) }
+        case .fifo:
+            rc = withName(name) { mknodat(dirFD, $0, Glibc.S_IFIFO | 0o600, 0) }
+        default:
+            preconditionFailure("\(display): not a symlink, device or fifo")
+        }
+        if rc != 0 { throw UpdError.system("create", display) }
+        try setMetadata(dirFD, name, e.metadata, isSymlink: e.kind.letter == "l", display: display)
+    }
+
+    static func device(_ major: UInt32, _ minor: UInt32) -> dev_t {
+        let ma = UInt64(major), mi = UInt64(minor)
+        return dev_t((ma & 0xfff) << 8 | (ma & ~0xfff) << 32 | (mi & 0xff) | (mi & ~0xff) << 12)
+    }
+
     /// Sets owner, extended attributes, mode and time of the entry `name` in `dirFD`, in the order
     /// that keeps them: chown clears setuid bits and capabilities, so it comes first; time is last.
     static func setMetadata(_ dirFD: Int32, _ name: [UInt8], _ m: Metadata, isSymlink: Bool, display: String) throws {
