@@ -64,7 +64,7 @@ public final class RepositoryIndex: Sendable {
             versions[image] = found.sorted { $0.compare($1, options: .numeric) == .orderedAscending }
             for version in found {
                 let path = "images/\(image)/\(version).manifest"
-                if let hash = hashOf(path, previous: previous?.hashes[path].map { ($0, previous!.taken) }) { hashes[path] = hash }
+                if let hash = hashOf(path, previous: previous) { hashes[path] = hash }
             }
         }
         var channels = [String: ChannelMetadata]()
@@ -77,12 +77,12 @@ public final class RepositoryIndex: Sendable {
         return Snapshot(taken: Date(), versions: versions, channels: channels, hashes: hashes)
     }
 
-    private func hashOf(_ path: String, previous: (hash: ContentHash, taken: Date)?) -> ContentHash? {
+    private func hashOf(_ path: String, previous: Snapshot?) -> ContentHash? {
         var info = stat()
         guard stat(root + "/" + path, &info) == 0 else { return nil }
         let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
         // A file modified before the previous scan began (with a second's margin) is unchanged.
-        if let previous, modified < previous.taken.addingTimeInterval(-1) { return previous.hash }
+        if let previous, let hash = previous.hashes[path], modified < previous.taken.addingTimeInterval(-1) { return hash }
         guard let bytes = FileManager.default.contents(atPath: root + "/" + path) else { return nil }
         return Blake2b.hash(Array(bytes))
     }

@@ -108,15 +108,7 @@ public final class SchoolServer: Sendable {
         try inventory.recordCheck(device, address: context.clientAddress, now: now)
         var decision = Decision(device: device.device, nonce: device.nonce, expires: now + settings.decisionLifetime, update: false)
         do {
-            let started = DispatchTime.now()
-            var answer: PolicyPool.Answer?
-            do {
-                answer = try policy.decide(device.fields)
-                metrics.policyCall(seconds: Self.seconds(since: started), failed: false)
-            } catch {
-                metrics.policyCall(seconds: Self.seconds(since: started), failed: true)
-                throw error
-            }
+            let answer = try timedDecision(device.fields)
             if let answer, answer.image != device.image || answer.version != device.version {
                 guard let manifest = index.manifest(image: answer.image, version: answer.version) else {
                     throw UpdError(.corrupt, "decide named \(answer.image) \(answer.version), which the repository does not hold")
@@ -159,8 +151,14 @@ public final class SchoolServer: Sendable {
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    static func seconds(since start: DispatchTime) -> Double {
-        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    /// The policy's decision, its time and outcome counted.
+    func timedDecision(_ device: [String: LuaValue]) throws -> PolicyPool.Answer? {
+        let started = DispatchTime.now()
+        var failed = true
+        defer { metrics.policyCall(seconds: Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9, failed: failed) }
+        let answer = try policy.decide(device)
+        failed = false
+        return answer
     }
 }
 
