@@ -32,6 +32,8 @@ import Testing
             type(session, "\u{3}")
             _ = session.waitForOutput("interrupted", seconds: 1)
         }
+        // Type only once the prompt is back, or the terminal echoes the line before the prompt.
+        try #require(session.waitForOutput("interrupted\r\n> "), "\(session.stdout)")
         type(session, "double(4)\n")
         try #require(session.waitForOutput("double(4)\r\n8\r\n"), "\(session.stdout)")
         type(session, "\u{4}")
