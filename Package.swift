@@ -20,6 +20,8 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // Content-pair deltas (prefix mode, as `zstd --patch-from`) and solid batch streams.
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // Line editing and history for the REPL (BSD-licensed libedit).
         .systemLibrary(name: "CEdit", pkgConfig: "libedit", providers: [.apt(["libedit-dev"])]),
         // Linux calls that Swift's Glibc module lacks (extended attributes, O_NOATIME).
@@ -28,7 +30,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
 
         // The core: manifests, trees, blobs, signing. No Lua, no HTTP server.
-        .target(name: "Updatinator", dependencies: ["CCurl", "CLinux", "CSodium", "CZlib"]),
+        .target(name: "Updatinator", dependencies: ["CCurl", "CLinux", "CSodium", "CZlib", "CZstd"]),
 
         // The Lua host: a sandboxed state, the bridge, and the `upd` API over the core.
         .target(name: "UpdatinatorLua", dependencies: ["Updatinator", "CLua"]),

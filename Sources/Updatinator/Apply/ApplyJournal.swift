@@ -39,6 +39,8 @@ public struct StateDirectory: Sendable {
     var targetManifest: String { "\(apply)/target.manifest" }
     var work: String { "\(apply)/work" }
     var downloads: String { "\(apply)/downloads" }
+    /// The delta index the plan was made with, so that a resumed apply makes the same plan.
+    var deltaIndex: String { "\(apply)/deltas" }
 
     public init(root: String) {
         var r = root

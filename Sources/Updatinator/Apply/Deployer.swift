@@ -22,6 +22,9 @@ public final class Deployer {
         public var filesWritten = 0
         public var bytesWritten: UInt64 = 0
         public var download = FetchReport()
+        /// Contents downloaded as deltas, and those that came as their full blob instead (and why).
+        public var deltas = 0
+        public var deltaFallbacks = [String]()
         public var seconds = 0.0
     }
 
@@ -30,6 +33,9 @@ public final class Deployer {
     public let targetBytes: [UInt8]
     public var blobDirectories: [String] = []
     public var fetcher: CurlFetcher?
+    /// The deltas the mirrors offer: a content to download comes as its cheapest delta against
+    /// a content of the current deployment, when that is smaller than its blob.
+    public var deltaIndex: DeltaIndex?
     /// For crash tests: SIGKILL this process after this many operations.
     public var killAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) }
 
@@ -92,10 +98,12 @@ public final class Deployer {
             guard case .file(let size, let hash, let blobSize) = e.kind, size > 0, currentPaths[hash] == nil else { continue }
             lastUse[hash] = index
             if requested.insert(hash).inserted, try BlobSource.find(hash, in: blobDirectories + [sysroot.blobCache]) == nil {
-                requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize))
+                let delta = deltaIndex?.cheapest(into: hash, from: { currentPaths[$0] != nil }).flatMap { $0.bytes < blobSize ? $0 : nil }
+                requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize, delta: delta))
             }
         }
-        try checkSpace(currentEntries: currentEntries, downloadBytes: requests.reduce(0) { $0 + $1.blobSize })
+        report.deltas = requests.filter { $0.delta != nil }.count
+        try checkSpace(currentEntries: currentEntries, downloadBytes: requests.reduce(0) { $0 + $1.downloadBytes })
         try Sys.writeFileAtomically(sysroot.manifestPath(of: name), targetBytes)
         operation()
         try Sys.mkdirs(building, mode: 0o700)
@@ -108,7 +116,12 @@ public final class Deployer {
             downloads = try BlobStream(fetcher: fetcher, requests: requests, directory: sysroot.downloads,
                                        window: InPlaceApplier.defaultDownloadWindow)
         }
-        defer { if let downloads { report.download = downloads.finish() } }
+        defer {
+            if let downloads {
+                report.download = downloads.finish()
+                report.deltaFallbacks = downloads.deltaFallbacks.withLock { $0 }
+            }
+        }
 
         var usedInodes = Set<[UInt64]>()
         let dirs = DirectoryCursor(tree)
@@ -133,7 +146,11 @@ public final class Deployer {
                             return
                         }
                         if let downloads, downloads.isExpected(hash) {
-                            try BlobStore.read(blobAt: try downloads.path(for: hash), hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
+                            try downloads.write(hash, into: fd, display: display, base: { base in
+                                guard let currentDirs, let path = currentPaths[base], case .file(let baseSize, _, _)? = currentEntries[path]?.kind else { return nil }
+                                var bytes = [UInt8]()
+                                return try read(from: currentDirs, path, hash: base, size: baseSize) { bytes += $0 } ? bytes : nil
+                            })
                         } else if let blob = try BlobSource.find(hash, in: blobDirectories + [sysroot.blobCache]) {
                             try BlobStore.read(blobAt: blob, hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
                         } else {
@@ -229,15 +246,21 @@ public final class Deployer {
         try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
     }
 
-    /// Copies a content from the current deployment, verifying its hash; false (and the file
-    /// emptied) when the copy there does not match.
-    private func copy(from dirs: DirectoryCursor, _ path: ManifestPath, hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws -> Bool {
+    /// Streams a content from the current deployment to `sink`; whether it was intact there.
+    private func read(from dirs: DirectoryCursor, _ path: ManifestPath, hash: ContentHash, size: UInt64,
+                      sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
         let current = dirs.tree
         guard let dir = (try? dirs.directory(path.parent)) ?? nil else { return false }
         let source = current.withName(path.name) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
         guard source >= 0 else { return false }
         defer { Sys.close(source) }
-        if try VerifiedContent.read(source, size: size, hash: hash, display: current.display(path), sink: { try Sys.writeAll(fd, $0, path: display) }) {
+        return try VerifiedContent.read(source, size: size, hash: hash, display: current.display(path), sink: sink)
+    }
+
+    /// Copies a content from the current deployment, verifying its hash; false (and the file
+    /// emptied) when the copy there does not match.
+    private func copy(from dirs: DirectoryCursor, _ path: ManifestPath, hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws -> Bool {
+        if try read(from: dirs, path, hash: hash, size: size, sink: { try Sys.writeAll(fd, $0, path: display) }) {
             return true
         }
         guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }

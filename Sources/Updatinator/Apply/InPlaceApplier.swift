@@ -33,6 +33,8 @@ public final class InPlaceApplier {
         public var operations = 0
         /// What this run downloaded from mirrors.
         public var download = FetchReport()
+        /// Contents planned as deltas that came as their full blob instead, and why.
+        public var deltaFallbacks = [String]()
     }
 
     public let root: String
@@ -45,6 +47,8 @@ public final class InPlaceApplier {
     /// The most compressed bytes downloaded ahead of their use. When the filesystem lacks the
     /// space for that, the apply downloads one blob at a time.
     public var downloadWindow: UInt64 = defaultDownloadWindow
+    /// The deltas the mirrors offer into the target's contents (see `Planner.deltaIndex`).
+    public var deltaIndex: DeltaIndex?
     public static let defaultDownloadWindow: UInt64 = 32 << 20
     /// Called on the applying thread at most five times a second, also while it waits for a
     /// download; throwing stops the apply at a resumable point.
@@ -56,7 +60,9 @@ public final class InPlaceApplier {
     public var stopAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_STOP_AFTER"].flatMap { Int($0) }
 
     private let state: StateDirectory
-    private lazy var targetSizes: [ContentHash: UInt64] = target.contents.mapValues(\.size)
+    /// The raw size of every content of both images.
+    private var contentSizes = [ContentHash: UInt64]()
+    private lazy var targetContents = Set(target.contents.keys)
     private var tree: RootedTree!
     private var workFD: Int32 = -1
     private var operations = 0
@@ -79,9 +85,10 @@ public final class InPlaceApplier {
 
     /// Plans the move from the installed (or given) manifest, without changing anything.
     public static func plan(root: String, from: Manifest, fromBytes: Int, to: Manifest, toBytes: Int,
-                            blobDirectories: [String], downloadWindow: UInt64? = nil) throws -> ApplyPlan {
+                            blobDirectories: [String], downloadWindow: UInt64? = nil, deltaIndex: DeltaIndex? = nil) throws -> ApplyPlan {
         var planner = Planner(from: from, to: to)
         planner.downloadWindow = downloadWindow
+        planner.deltaIndex = deltaIndex
         planner.fromManifestBytes = UInt64(fromBytes)
         planner.toManifestBytes = UInt64(toBytes)
         planner.blobDirectories = blobDirectories
@@ -126,9 +133,16 @@ public final class InPlaceApplier {
             throw UpdError(.usage, "\(root) has no installed manifest (\(state.installedManifest)); give the manifest it matches with --from")
         }
 
+        contentSizes = old.manifest.contents.mapValues(\.size).merging(target.contents.mapValues(\.size)) { a, _ in a }
+        // A resumed apply plans with the delta index the first run saved.
+        if journal != nil {
+            deltaIndex = try Sys.lstatIfExists(state.deltaIndex) == nil ? nil
+                : try DeltaIndex.parse(Sys.readFile(state.deltaIndex, limit: DeltaIndex.maxBytes), source: state.deltaIndex)
+        }
+        if fetcher == nil { deltaIndex = nil }
         func makePlan(window: UInt64?) throws -> ApplyPlan {
-            try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target,
-                          toBytes: targetBytes.count, blobDirectories: blobDirectories, downloadWindow: window)
+            try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target, toBytes: targetBytes.count,
+                          blobDirectories: blobDirectories, downloadWindow: window, deltaIndex: deltaIndex)
         }
         // A resumed apply keeps the window the first run chose: the space it checked assumed it.
         var plan = try makePlan(window: fetcher == nil ? nil : journal?.downloadWindow ?? downloadWindow)
@@ -162,6 +176,7 @@ public final class InPlaceApplier {
             try Sys.mkdirs(state.apply, mode: 0o700)
             try Sys.writeFileAtomically(state.fromManifest, old.bytes)
             try Sys.writeFileAtomically(state.targetManifest, targetBytes)
+            if let deltaIndex { try Sys.writeFileAtomically(state.deltaIndex, deltaIndex.encoded()) }
             try journalRecord.write(state.journal)
         }
         try Sys.mkdirs(state.work, mode: 0o700)
@@ -200,6 +215,7 @@ public final class InPlaceApplier {
         }
         if let d = downloads {
             report.download = d.finish()
+            report.deltaFallbacks = d.deltaFallbacks.withLock { $0 }
             downloads = nil
         }
         progress.stepsDone = plan.steps.count
@@ -289,16 +305,17 @@ public final class InPlaceApplier {
     private func execute(_ step: ApplyStep) throws {
         switch step {
         case .preserve(let hash, let path):
-            let size = targetSizes[hash] ?? 0
+            let size = contentSizes[hash] ?? 0
             try tree.inParent(of: path) { fd, name in
                 let rc = tree.withName(name) { n in tree.withName(Array(hash.hex.utf8)) { linkat(fd, n, workFD, $0, 0) } }
                 if rc != 0 && errno != EEXIST && errno != ENOENT { throw UpdError.system("link", tree.display(path)) }
             }
             // Nothing has been removed yet: check the old copy now, so that a changed file whose
             // content has no blob stops the apply while the tree is still whole.
+            // (A content kept only as a delta's base is not needed: its delta falls back to the blob.)
             if !(try preservedCopyIsIntact(hash, size: size)) {
                 _ = tree.withName(Array(hash.hex.utf8)) { unlinkat(workFD, $0, 0) }
-                guard try BlobSource.find(hash, in: blobDirectories) != nil else {
+                guard try !targetContents.contains(hash) || BlobSource.find(hash, in: blobDirectories) != nil else {
                     throw UpdError(.corrupt, "\(tree.display(path)) differs from the installed manifest and no blob directory has its content \(hash.hex); nothing was removed")
                 }
             }
@@ -418,7 +435,10 @@ public final class InPlaceApplier {
             try restart(fd, display: display)
         }
         if let downloads, downloads.isExpected(hash) {
-            try BlobStore.read(blobAt: try downloads.path(for: hash, whileWaiting: { try self.reportProgress() }), hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
+            try downloads.write(hash, into: fd, display: display, base: { base in
+                var bytes = [UInt8]()
+                return try self.readPreserved(base, size: self.contentSizes[base] ?? 0) { bytes += $0 } ? bytes : nil
+            }, whileWaiting: { try self.reportProgress() })
             return
         }
         for directory in blobDirectories {

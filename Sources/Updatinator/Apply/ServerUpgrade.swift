@@ -77,6 +77,7 @@ public struct ServerUpgrade {
             let applier = InPlaceApplier(root: root, target: target.manifest, targetBytes: target.download.content)
             applier.from = from
             applier.fetcher = fetcher
+            applier.deltaIndex = manifestFetcher.usableDeltaIndex(for: target.manifest, keyring: keyring, warn: warn)
             let result = try applier.run()
             var done: [String: Any] = ["status": "done", "image": image, "version": version, "bytes": result.download.bytes]
             done["peer"] = peerURL

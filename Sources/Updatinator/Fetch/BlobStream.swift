@@ -1,4 +1,6 @@
 import Foundation
+import Glibc
+import Synchronization
 
 /// Blobs downloaded on a background thread just ahead of their use, and deleted after it.
 ///
@@ -11,7 +13,7 @@ final class BlobStream: @unchecked Sendable {
     private let fetcher: CurlFetcher
     private let window: UInt64
     private let condition = NSCondition()
-    private let sizes: [ContentHash: UInt64]
+    private let requests: [ContentHash: BlobRequest]
     private var reserved: UInt64 = 0
     private var admitted = Set<ContentHash>()
     private var arrived = Set<ContentHash>()
@@ -29,8 +31,8 @@ final class BlobStream: @unchecked Sendable {
         self.window = window
         store = BlobStore(directory: directory)
         try Sys.mkdirs(directory, mode: 0o700)
-        try store.removeAll(keepingPartialOf: requests.first?.hash)
-        sizes = Dictionary(requests.map { ($0.hash, $0.blobSize) }, uniquingKeysWith: { a, _ in a })
+        try store.removeAll(keepingPartialOf: requests.first)
+        self.requests = Dictionary(requests.map { ($0.hash, $0) }, uniquingKeysWith: { a, _ in a })
         let flow = CurlFetcher.Flow(admit: { [unowned self] in admit($0, size: $1) },
                                     arrived: { [unowned self] in markArrived($0) },
                                     cancelled: { [unowned self] in isCancelled })
@@ -50,11 +52,42 @@ final class BlobStream: @unchecked Sendable {
     }
 
     /// Whether this stream downloads the blob.
-    func isExpected(_ hash: ContentHash) -> Bool { sizes[hash] != nil }
+    func isExpected(_ hash: ContentHash) -> Bool { requests[hash] != nil }
 
-    /// The path of a downloaded, verified blob, waiting for it if need be; `whileWaiting` runs
-    /// on this thread every fifth of a second of the wait (without the lock).
-    func path(for hash: ContentHash, whileWaiting: () throws -> Void = {}) throws -> String {
+    /// Writes a downloaded content into `fd`: inflated from its blob, or patched from its delta
+    /// against the base that `base` reads (verified; nil when it is not at hand). A delta that
+    /// cannot be used — no base, or a result that does not match the hash — is replaced by the
+    /// content's full blob, downloaded there and then. `whileWaiting` runs on this thread every
+    /// fifth of a second while a download is awaited.
+    func write(_ hash: ContentHash, into fd: Int32, display: String, base: (ContentHash) throws -> [UInt8]?,
+               whileWaiting: () throws -> Void = {}) throws {
+        let request = requests[hash]!
+        let path = try self.path(for: hash, whileWaiting: whileWaiting)
+        let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
+        guard let delta = request.delta else {
+            return try BlobStore.read(blobAt: path, hash: hash, size: request.size, sink: write)
+        }
+        do {
+            guard let baseBytes = try base(delta.base) else {
+                throw UpdError(.corrupt, "\(display): the base \(delta.base.hex) of its delta is not intact")
+            }
+            try ContentDelta.decode(deltaAt: path, base: baseBytes, target: hash, size: request.size, sink: write)
+        } catch let e as UpdError where e.code == .corrupt {
+            guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
+            deltaFallbacks.withLock { $0.append(e.message) }
+            let whole = request.withoutDelta
+            try CurlFetcher(options: fetcher.options).fetch([whole], into: store)
+            defer { Sys.unlink(store.path(for: whole)) }
+            try BlobStore.read(blobAt: store.path(for: whole), hash: hash, size: request.size, sink: write)
+        }
+    }
+
+    /// Why deltas were replaced by their full blobs.
+    let deltaFallbacks = Mutex([String]())
+
+    /// The path of a downloaded, verified blob or checked delta, waiting for it if need be;
+    /// `whileWaiting` runs on this thread every fifth of a second of the wait (without the lock).
+    private func path(for hash: ContentHash, whileWaiting: () throws -> Void) throws -> String {
         while true {
             let ready: Bool = try condition.withLock {
                 if arrived.contains(hash) { return true }
@@ -63,17 +96,17 @@ final class BlobStream: @unchecked Sendable {
                 _ = condition.wait(until: Date().addingTimeInterval(0.2))
                 return arrived.contains(hash)
             }
-            if ready { return store.path(for: hash) }
+            if ready { return store.path(for: requests[hash]!) }
             try whileWaiting()
         }
     }
 
     /// Deletes a blob after its last use, making room for the next downloads.
     func release(_ hash: ContentHash) {
-        Sys.unlink(store.path(for: hash))
+        Sys.unlink(store.path(for: requests[hash]!))
         condition.withLock {
             arrived.remove(hash)
-            if admitted.remove(hash) != nil, let size = sizes[hash] { reserved -= size }
+            if admitted.remove(hash) != nil, let r = requests[hash] { reserved -= r.downloadBytes }
         }
         fetcher.wakeUp()
     }

@@ -77,16 +77,24 @@ public final class CurlFetcher: @unchecked Sendable {
         var targets = [Target]()
         var seen = Set<ContentHash>()
         for r in requests where seen.insert(r.hash).inserted {
-            if try store.blobSize(of: r.hash) != nil {
+            let final = store.path(for: r)
+            if let st = try Sys.lstatIfExists(final), st.st_mode & S_IFMT == S_IFREG {
                 flow?.arrived(r.hash)
                 continue
             }
-            let final = store.path(for: r.hash)
             try Sys.mkdirs(Sys.parentDirectory(of: final))
-            let hex = r.hash.hex
-            targets.append(Target(label: "blob \(hex)", path: "blobs/\(hex.prefix(2))/\(hex)", hash: r.hash, destination: final,
-                                  partial: "\(Sys.parentDirectory(of: final))/.partial-\(hex)", maxBytes: r.blobSize,
-                                  verify: { path in try BlobStore.read(blobAt: path, hash: r.hash, size: r.size) { _ in } }))
+            let name = final.split(separator: "/").last!
+            let partial = "\(Sys.parentDirectory(of: final))/.partial-\(name)"
+            if let delta = r.delta {
+                // Only the header can be checked before the base is at hand: it must name this pair.
+                let path = ContentDelta.path(base: delta.base, target: r.hash)
+                targets.append(Target(label: "delta \(name)", path: path, hash: r.hash, destination: final, partial: partial,
+                                      maxBytes: delta.bytes, verify: { file in try ContentDelta.checkHeader(at: file, for: r) }))
+            } else {
+                targets.append(Target(label: "blob \(name)", path: "blobs/\(name.prefix(2))/\(name)", hash: r.hash, destination: final,
+                                      partial: partial, maxBytes: r.blobSize,
+                                      verify: { file in try BlobStore.read(blobAt: file, hash: r.hash, size: r.size) { _ in } }))
+            }
         }
         return try run(targets, flow: flow)
     }

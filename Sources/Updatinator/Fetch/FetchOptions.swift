@@ -51,15 +51,24 @@ public struct FetchReport: Sendable {
     public var seconds = 0.0
 }
 
-/// One blob to fetch: its hash, raw size and compressed size (the most a mirror may send).
+/// One content to fetch: its hash, raw size and compressed size (the most a mirror may send),
+/// and the delta to fetch instead of the blob, when the plan chose one.
 public struct BlobRequest: Sendable, Hashable {
     public let hash: ContentHash
     public let size: UInt64
     public let blobSize: UInt64
+    public let delta: DeltaIndex.Delta?
 
-    public init(hash: ContentHash, size: UInt64, blobSize: UInt64) {
+    public init(hash: ContentHash, size: UInt64, blobSize: UInt64, delta: DeltaIndex.Delta? = nil) {
         self.hash = hash
         self.size = size
         self.blobSize = blobSize
+        self.delta = delta
     }
+
+    /// The bytes a mirror sends for it.
+    public var downloadBytes: UInt64 { delta?.bytes ?? blobSize }
+
+    /// The same content, as its whole blob.
+    public var withoutDelta: BlobRequest { BlobRequest(hash: hash, size: size, blobSize: blobSize) }
 }

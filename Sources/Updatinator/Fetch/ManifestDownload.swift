@@ -55,3 +55,33 @@ extension CurlFetcher {
         return (manifest, got, local)
     }
 }
+
+extension CurlFetcher {
+    /// An image version's delta index from the mirrors (`DeltaIndex.path`), its signature checked
+    /// against `keyring` when one is given; nil when no mirror has one.
+    public func downloadDeltaIndex(image: String, version: String, keyring: Keyring?) throws -> DeltaIndex? {
+        let remote = DeltaIndex.path(image: image, version: version)
+        let got: SignedDownload
+        do {
+            got = try fetchSigned(remote, maxBytes: UInt64(DeltaIndex.maxBytes), signatureRequired: keyring != nil)
+        } catch let e as UpdError where e.code == .network {
+            return nil
+        }
+        if let keyring {
+            try keyring.verify(got.content, signatures: SignatureFile.parse(got.signature!, source: remote + ".sig"),
+                               purpose: .deltas, source: remote)
+        }
+        return try DeltaIndex.parse(got.content, source: remote)
+    }
+
+    /// `downloadDeltaIndex`, with a failure reported to `warn` and no deltas used: deltas only
+    /// save bytes, so an index that is missing, unsigned or corrupt never stops an update.
+    public func usableDeltaIndex(for manifest: Manifest, keyring: Keyring?, warn: (String) -> Void) -> DeltaIndex? {
+        do {
+            return try downloadDeltaIndex(image: manifest.image, version: manifest.version, keyring: keyring)
+        } catch {
+            warn("deltas not used: \((error as? UpdError)?.message ?? "\(error)")")
+            return nil
+        }
+    }
+}

@@ -16,7 +16,8 @@ public struct ApplyPlan: Sendable {
     public let steps: [ApplyStep]
     public let changes: Changes
 
-    /// Contents that neither the tree nor a blob directory has, and their compressed size.
+    /// Contents that neither the tree nor a blob directory has, and the bytes to download for
+    /// them (each content's delta or compressed blob).
     public var contentsToObtain: Int { missing.count }
     public var bytesToObtain: UInt64 { missing.values.reduce(0, +) }
     /// Contents read from local blob directories, and their raw size.
@@ -37,8 +38,15 @@ public struct ApplyPlan: Sendable {
     /// The download window the disk figures allow for, when the apply downloads as it goes.
     public internal(set) var downloadWindow: UInt64?
 
-    /// Contents the planner found in no local source, by hash, with their compressed size.
+    /// Contents the planner found in no local source, by hash, with the bytes to download.
     public internal(set) var missing: [ContentHash: UInt64] = [:]
+    /// The missing contents that come as a delta against a content of the old tree.
+    public internal(set) var deltas: [ContentHash: DeltaIndex.Delta] = [:]
+    /// What the chosen deltas save against downloading those contents' blobs.
+    public var bytesSavedByDeltas: UInt64 {
+        let blobs = to.contents
+        return deltas.reduce(0) { $0 + (blobs[$1.key]!.blobSize - $1.value.bytes) }
+    }
 
     /// The missing contents the steps from `start` on write, in order of first use, and the
     /// index of the step after which each is no longer needed: what an apply downloads.
@@ -46,9 +54,9 @@ public struct ApplyPlan: Sendable {
         var requests = [BlobRequest]()
         var lastUse = [ContentHash: Int]()
         for index in start..<steps.count {
-            guard case .writeFile(let e) = steps[index], case .file(let size, let hash, _) = e.kind,
-                  let blobSize = missing[hash] else { continue }
-            if lastUse[hash] == nil { requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize)) }
+            guard case .writeFile(let e) = steps[index], case .file(let size, let hash, let blobSize) = e.kind,
+                  missing[hash] != nil else { continue }
+            if lastUse[hash] == nil { requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize, delta: deltas[hash])) }
             // Downloads are released in the order they are fetched: each content's writes are together.
             assert(lastUse[hash] == nil || requests.last?.hash == hash, "content \(hash.hex) is written in two places")
             lastUse[hash] = index

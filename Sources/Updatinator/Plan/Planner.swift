@@ -29,6 +29,9 @@ public struct Planner {
     /// When the contents to obtain are downloaded during the apply (`BlobStream`): the most
     /// compressed bytes downloaded ahead of their use. Nil when they are not downloaded.
     public var downloadWindow: UInt64?
+    /// The deltas the mirrors offer into the target's contents; a content to download comes as
+    /// its cheapest delta against a content of the old tree, when that is smaller than its blob.
+    public var deltaIndex: DeltaIndex?
 
     public init(from: Manifest, to: Manifest) {
         self.from = from
@@ -37,9 +40,11 @@ public struct Planner {
 
     public func plan() throws -> ApplyPlan {
         let old = InodeGroups(from), new = InodeGroups(to)
-        let steps = makeSteps(old: old, new: new)
+        let deltas = try chooseDeltas(old: old)
+        let steps = makeSteps(old: old, new: new, deltas: deltas)
         var plan = ApplyPlan(from: from, to: to, steps: steps, changes: countChanges())
         plan.downloadWindow = downloadWindow
+        plan.deltas = deltas
         try account(&plan, old: old, new: new)
         simulateDisk(&plan, old: old, new: new)
         return plan
@@ -60,7 +65,21 @@ public struct Planner {
         return kept
     }
 
-    func makeSteps(old: InodeGroups, new: InodeGroups) -> [ApplyStep] {
+    /// The delta each content to download comes as: the cheapest one against a content of the
+    /// old tree, when it is smaller than the blob and no blob directory has the content.
+    func chooseDeltas(old: InodeGroups) throws -> [ContentHash: DeltaIndex.Delta] {
+        guard let deltaIndex else { return [:] }
+        let oldHashes = Set(old.groups.values.filter { $0.size > 0 }.map(\.hash))
+        var chosen = [ContentHash: DeltaIndex.Delta]()
+        for (hash, sizes) in to.contents where sizes.size > 0 && !oldHashes.contains(hash) {
+            guard let delta = deltaIndex.cheapest(into: hash, from: oldHashes.contains), delta.bytes < sizes.blobSize,
+                  try BlobSource.find(hash, in: blobDirectories) == nil else { continue }
+            chosen[hash] = delta
+        }
+        return chosen
+    }
+
+    func makeSteps(old: InodeGroups, new: InodeGroups, deltas: [ContentHash: DeltaIndex.Delta] = [:]) -> [ApplyStep] {
         var steps = [ApplyStep]()
         let kept = keptGroups(old: old, new: new)
         let writes = new.groups.keys.sorted().filter { kept[$0] == nil }.map { new.groups[$0]! }
@@ -71,7 +90,9 @@ public struct Planner {
             let g = old.groups[file]!
             if oldHolder[g.hash] == nil { oldHolder[g.hash] = file }
         }
-        let preserved = Set(writes.map(\.hash)).filter { oldHolder[$0] != nil }
+        // ... and the bases of the chosen deltas.
+        let copied = Set(writes.map(\.hash)).filter { oldHolder[$0] != nil }
+        let preserved = copied.union(deltas.values.map(\.base))
         for hash in preserved.sorted() { steps.append(.preserve(hash, from: oldHolder[hash]!)) }
         steps.append(.checkpoint)
 
@@ -93,7 +114,18 @@ public struct Planner {
             if byHash[g.hash] == nil { order.append(g.hash) }
             byHash[g.hash, default: []].append(g)
         }
-        order = order.filter { preserved.contains($0) } + order.filter { !preserved.contains($0) }
+        // Copies of old contents first, then patched contents by base (so that each base is
+        // released soon), then the rest; each preserved content is released after its last use.
+        let patched = order.filter { deltas[$0] != nil }.sorted { (deltas[$0]!.base, $0) < (deltas[$1]!.base, $1) }
+        order = order.filter { copied.contains($0) } + patched + order.filter { !copied.contains($0) && deltas[$0] == nil }
+        var lastUse = [ContentHash: Int]()
+        for (position, hash) in order.enumerated() {
+            if copied.contains(hash) { lastUse[hash] = position }
+            if let base = deltas[hash]?.base { lastUse[base] = position }
+        }
+        var releasedAfter = [Int: [ContentHash]]()
+        for (hash, position) in lastUse { releasedAfter[position, default: []].append(hash) }
+        let oldSizes = from.contents
         var sinceCheckpoint: UInt64 = 0
         var pendingReleases = [ContentHash]()
         func checkpoint() {
@@ -102,15 +134,15 @@ public struct Planner {
             pendingReleases = []
             sinceCheckpoint = 0
         }
-        for hash in order {
+        for (position, hash) in order.enumerated() {
             for g in byHash[hash]! {
                 steps.append(.writeFile(to.entry(at: g.file)!))
                 for path in g.paths.dropFirst() { steps.append(.link(to.entry(at: path)!)) }
                 sinceCheckpoint += g.size
             }
-            if preserved.contains(hash) {
-                pendingReleases.append(hash)
-                sinceCheckpoint += byHash[hash]![0].size
+            for released in (releasedAfter[position] ?? []).sorted() {
+                pendingReleases.append(released)
+                sinceCheckpoint += oldSizes[released]!.size
             }
             if sinceCheckpoint >= Self.checkpointBytes { checkpoint() }
         }
@@ -168,7 +200,7 @@ public struct Planner {
                 plan.contentsFromBlobs += 1
                 plan.bytesFromBlobs += size
             } else {
-                plan.missing[hash] = blobSizes[hash]?.blobSize ?? 0
+                plan.missing[hash] = plan.deltas[hash]?.bytes ?? blobSizes[hash]?.blobSize ?? 0
             }
         }
         let kept = keptGroups(old: old, new: new)
@@ -272,7 +304,7 @@ struct DownloadModel {
             return
         }
         let (requests, lastUse) = plan.downloads()
-        sizes = requests.map { ($0.blobSize, planner.rounded($0.blobSize)) }
+        sizes = requests.map { ($0.downloadBytes, planner.rounded($0.downloadBytes)) }
         for (position, r) in requests.enumerated() { releasedAfter[lastUse[r.hash]!] = position }
         // The downloads directory and one subdirectory per hash prefix (`BlobStore` layout).
         let prefixes = Set(requests.map { $0.hash.hex.prefix(2) })

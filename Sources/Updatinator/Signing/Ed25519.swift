@@ -7,6 +7,8 @@ public enum SignaturePurpose: String, Sendable {
     case channel
     /// A school server's answer to a device (`Decision`), signed with its decision key.
     case decision
+    /// The deltas a repository offers into an image version (`DeltaIndex`).
+    case deltas
 
     func message(for content: [UInt8]) -> [UInt8] {
         Array("updatinator-\(rawValue)-v1".utf8) + [0] + content

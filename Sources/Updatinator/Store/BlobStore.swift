@@ -20,6 +20,12 @@ public final class BlobStore: Sendable {
         return "\(directory)/\(hex.prefix(2))/\(hex)"
     }
 
+    /// Where a download lands: the blob, or the delta it is patched from.
+    public func path(for request: BlobRequest) -> String {
+        guard let delta = request.delta else { return path(for: request.hash) }
+        return "\(directory)/\(request.hash.hex.prefix(2))/\(delta.base.hex)-\(request.hash.hex)"
+    }
+
     /// The compressed size of a stored blob, or nil when the store lacks it.
     public func blobSize(of hash: ContentHash) throws -> UInt64? {
         guard let st = try Sys.lstatIfExists(path(for: hash)) else { return nil }
@@ -29,10 +35,10 @@ public final class BlobStore: Sendable {
         return UInt64(st.st_size)
     }
 
-    /// Deletes every blob and partial download except the partial download of `keep`.
-    func removeAll(keepingPartialOf keep: ContentHash?) throws {
+    /// Deletes every blob, delta and partial download except the partial download of `keep`.
+    func removeAll(keepingPartialOf keep: BlobRequest?) throws {
         let files = FileManager.default
-        let kept = keep.map { ".partial-\($0.hex)" }
+        let kept = keep.map { ".partial-" + path(for: $0).split(separator: "/").last! }
         for prefix in (try? files.contentsOfDirectory(atPath: directory)) ?? [] {
             let subdirectory = "\(directory)/\(prefix)"
             for name in (try? files.contentsOfDirectory(atPath: subdirectory)) ?? [] where name != kept {

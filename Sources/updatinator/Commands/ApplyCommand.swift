@@ -42,15 +42,20 @@ struct ApplyCommand: UpdatinatorSubcommand {
             throw UpdError(.usage, "give --blobs DIR or --mirror URL (or both): where contents the tree lacks come from")
         }
         let target: (manifest: Manifest, bytes: [UInt8])
+        let trusted = try keyring.map { try Keyring(directory: $0) }
         if insecureSkipVerify {
             target = try ManifestFile.read(move.to)
         } else {
-            target = try ManifestFile.readVerified(move.to, keyring: Keyring(directory: keyring!))
+            target = try ManifestFile.readVerified(move.to, keyring: trusted!)
         }
         let applier = InPlaceApplier(root: move.root, target: target.manifest, targetBytes: target.bytes)
         applier.blobDirectories = move.blobs
         if let from = move.from { applier.from = try ManifestFile.read(from) }
-        if !mirrors.mirror.isEmpty { applier.fetcher = try mirrors.makeFetcher() }
+        if !mirrors.mirror.isEmpty {
+            let fetcher = try mirrors.makeFetcher()
+            applier.fetcher = fetcher
+            applier.deltaIndex = MirrorOptions.deltaIndex(fetcher, for: target.manifest, keyring: trusted)
+        }
         let report = try applier.run()
         Console.endProgress()
         let download = report.download
@@ -64,6 +69,7 @@ struct ApplyCommand: UpdatinatorSubcommand {
                 "observed_peak_extra_disk": report.observedPeakExtraDisk,
                 "seconds": report.seconds, "operations": report.operations,
                 "blobs_downloaded": download.blobs, "bytes_downloaded": download.bytes,
+                "delta_fallbacks": report.deltaFallbacks,
                 "download_retries": download.retries, "download_failovers": download.failovers,
             ])
             return

@@ -36,10 +36,15 @@ struct DeployCommand: UpdatinatorSubcommand {
     @OptionGroup var mirrors: MirrorOptions
 
     func execute() throws {
-        let target = try ManifestFile.readVerified(to, keyring: Keyring(directory: keyring))
+        let trusted = try Keyring(directory: keyring)
+        let target = try ManifestFile.readVerified(to, keyring: trusted)
         let deployer = Deployer(sysroot: try Sysroot(path: root.sysroot, create: true), target: target.manifest, targetBytes: target.bytes)
         deployer.blobDirectories = blobs
-        if !mirrors.mirror.isEmpty { deployer.fetcher = try mirrors.makeFetcher() }
+        if !mirrors.mirror.isEmpty {
+            let fetcher = try mirrors.makeFetcher()
+            deployer.fetcher = fetcher
+            deployer.deltaIndex = MirrorOptions.deltaIndex(fetcher, for: target.manifest, keyring: trusted)
+        }
         let report = try deployer.run()
         Console.endProgress()
         if report.alreadyCurrent {
@@ -48,7 +53,8 @@ struct DeployCommand: UpdatinatorSubcommand {
         }
         Console.print("\(root.sysroot)/current is now \(report.name) (pending until mark-good): "
             + "linked \(report.filesLinked) files (\(formatBytes(report.bytesLinked))), wrote \(report.filesWritten) "
-            + "(\(formatBytes(report.bytesWritten))), downloaded \(report.download.blobs) blobs (\(formatBytes(report.download.bytes))), "
+            + "(\(formatBytes(report.bytesWritten))), downloaded \(report.download.blobs) blobs and deltas (\(report.deltas) deltas) "
+            + "(\(formatBytes(report.download.bytes))), "
             + String(format: "%.2f s", report.seconds))
     }
 }

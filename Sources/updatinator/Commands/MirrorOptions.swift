@@ -23,6 +23,12 @@ struct MirrorOptions: ParsableArguments {
         return fetcher
     }
 
+    /// The mirrors' delta index into `manifest`'s contents, or nil with a warning on standard
+    /// error (deltas only save bytes).
+    static func deltaIndex(_ fetcher: CurlFetcher, for manifest: Manifest, keyring: Keyring?) -> DeltaIndex? {
+        fetcher.usableDeltaIndex(for: manifest, keyring: keyring, warn: { Console.error("warning: \($0)") })
+    }
+
     /// Shows a fetch's progress as a bar on a terminal.
     static func showProgress(_ p: FetchProgress) {
         let done = p.totalBytes > 0 ? min(1, Double(p.bytes) / Double(p.totalBytes)) : 1

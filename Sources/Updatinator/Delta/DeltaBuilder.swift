@@ -1,0 +1,85 @@
+import Foundation
+import Synchronization
+
+/// Writes a repository's content-pair deltas for a move between two of its image versions, and
+/// the signed index of the target version's deltas.
+public struct DeltaBuilder: Sendable {
+    public struct Report: Sendable, Equatable {
+        /// Deltas written by this run, and their bytes.
+        public var made = 0
+        public var madeBytes: UInt64 = 0
+        /// Deltas the repository already had.
+        public var existing = 0
+        /// Pairs whose delta was not smaller than the target's blob (not written).
+        public var notSmaller = 0
+        /// New contents no rule found a base for.
+        public var unmatched = 0
+        /// New contents by the rule that found their base.
+        public var byRule: [String: Int] = [:]
+    }
+
+    public let repository: Repository
+    public var level: Int32 = ContentDelta.defaultLevel
+    public var jobs = Parallel.defaultWorkers
+
+    public init(repository: Repository) {
+        self.repository = repository
+    }
+
+    /// The delta of `target` against `base`, written into the repository unless it exists or is
+    /// not smaller than `blobSize`; its size when the repository has it afterwards.
+    public func makeDelta(base: ContentHash, baseSize: UInt64, target: ContentHash, size: UInt64, blobSize: UInt64) throws -> (bytes: UInt64?, made: Bool) {
+        let path = "\(repository.root)/\(ContentDelta.path(base: base, target: target))"
+        if let st = try Sys.lstatIfExists(path) { return (UInt64(st.st_size), false) }
+        let delta = try ContentDelta.encode(base: repository.blobs.readAll(base, size: baseSize),
+                                            target: repository.blobs.readAll(target, size: size), level: level)
+        guard UInt64(delta.count) < blobSize else { return (nil, false) }
+        try Sys.mkdirs(Sys.parentDirectory(of: path))
+        try Sys.writeFileAtomically(path, delta)
+        return (UInt64(delta.count), true)
+    }
+
+    /// Makes the deltas of the move `from` → `to` and adds them to `to`'s signed index.
+    public func build(from: Manifest, to: Manifest, key: SecretKey) throws -> Report {
+        let matches = DeltaBases.match(from: from, to: to).sorted { $0.key < $1.key }
+        let contents = to.contents
+        let report = Mutex(Report())
+        let found = Mutex([(target: ContentHash, base: ContentHash, bytes: UInt64)]())
+        try Parallel.forEach(matches.count, workers: jobs) { i in
+            let (target, match) = matches[i]
+            let sizes = contents[target]!
+            let result = try makeDelta(base: match.base, baseSize: match.baseSize, target: target, size: sizes.size, blobSize: sizes.blobSize)
+            report.withLock { r in
+                r.byRule[match.rule.rawValue, default: 0] += 1
+                if result.made { r.made += 1; r.madeBytes += result.bytes! }
+                else if result.bytes != nil { r.existing += 1 }
+                else { r.notSmaller += 1 }
+            }
+            if let bytes = result.bytes { found.withLock { $0.append((target, match.base, bytes)) } }
+        }
+        var index = try readIndex(image: to.image, version: to.version)
+        for d in found.withLock({ $0 }) { index.add(target: d.target, base: d.base, bytes: d.bytes) }
+        try writeIndex(index, image: to.image, version: to.version, key: key)
+        var r = report.withLock { $0 }
+        r.unmatched = Set(contents.keys).subtracting(from.contents.keys).filter { contents[$0]!.size > 0 }.count - matches.count
+        return r
+    }
+
+    /// The version's index as the repository has it, or an empty one.
+    public func readIndex(image: String, version: String) throws -> DeltaIndex {
+        let path = "\(repository.root)/\(DeltaIndex.path(image: image, version: version))"
+        guard (try Sys.lstatIfExists(path)) != nil else { return DeltaIndex() }
+        return try DeltaIndex.parse(Sys.readFile(path, limit: DeltaIndex.maxBytes), source: path)
+    }
+
+    /// Writes the index and its signature, each atomically. A reader between the two writes sees
+    /// a signature that does not match and uses no deltas, which costs bandwidth, nothing else.
+    public func writeIndex(_ index: DeltaIndex, image: String, version: String, key: SecretKey) throws {
+        let path = "\(repository.root)/\(DeltaIndex.path(image: image, version: version))"
+        let bytes = index.encoded()
+        var signatures = SignatureFile()
+        signatures.sign(bytes, with: key, purpose: .deltas)
+        try Sys.writeFileAtomically(path + ".sig", signatures.encoded())
+        try Sys.writeFileAtomically(path, bytes)
+    }
+}
