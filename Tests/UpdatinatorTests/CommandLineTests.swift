@@ -143,7 +143,7 @@ import Testing
         #expect(r.status != 0 && r.stderr.contains(path), "\(r.stderr)")
     }
 
-    @Test(arguments: ["keygen", "generate", "sign", "verify", "diff", "fsck", "publish", "plan", "apply", "get-manifest", "fetch",
+    @Test(arguments: ["keygen", "generate", "sign", "verify", "diff", "fsck", "publish", "delta", "plan", "apply", "get-manifest", "fetch",
                      "run", "repl", "agent", "serve", "upgrade", "deploy", "rollback", "status", "gc", "mark-good",
                      "boot-check"])
     func everyCommandExplainsItselfInWholeSentences(command: String) throws {

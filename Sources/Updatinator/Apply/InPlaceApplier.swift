@@ -33,6 +33,8 @@ public final class InPlaceApplier {
         public var operations = 0
         /// What this run downloaded from mirrors.
         public var download = FetchReport()
+        /// Contents planned to come as deltas.
+        public var deltas = 0
         /// Contents planned as deltas that came as their full blob instead, and why.
         public var deltaFallbacks = [String]()
     }
@@ -158,6 +160,7 @@ public final class InPlaceApplier {
             throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(space.free); nothing was changed")
         }
         report.plannedPeakExtraDisk = plan.peakExtraDisk
+        report.deltas = plan.downloads(from: journal?.done ?? 0).requests.filter { $0.delta != nil }.count
         report.bytesReused = plan.bytesReused
         startUsed = space.used
         // The excess over the larger tree before anything changes; observed growth adds to it.

@@ -48,21 +48,6 @@ public enum ContentDelta {
         "deltas/\(target.hex.prefix(2))/\(base.hex)-\(target.hex)"
     }
 
-    /// Checks a downloaded delta file before use: the size the index gave, and a header naming
-    /// the requested pair. Throws `.corrupt` otherwise.
-    static func checkHeader(at path: String, for request: BlobRequest) throws {
-        guard let delta = request.delta else { return }
-        let fd = try Sys.open(path, O_RDONLY | O_NOFOLLOW)
-        defer { Sys.close(fd) }
-        var bytes = [UInt8](repeating: 0, count: headerBytes)
-        let n = try bytes.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress!, headerBytes, path: path) }
-        let header = try Header.parse(bytes[0..<n], source: path)
-        let size = try Sys.fstat(fd, path: path).st_size
-        guard header == Header(base: delta.base, target: request.hash, targetSize: request.size), UInt64(size) == delta.bytes else {
-            throw UpdError(.corrupt, "\(path): not the delta of \(delta.base.hex) → \(request.hash.hex) the index announced")
-        }
-    }
-
     /// The window log a pair needs: the target may refer back to any byte of the base.
     static func windowLog(baseSize: Int, targetSize: Int) throws -> Int32 {
         let span = max(baseSize + targetSize, 1024)
@@ -81,7 +66,9 @@ public enum ContentDelta {
         try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "set the level")
         try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, log), "set the window")
         try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0), "set the checksum flag")
-        if base.count + target.count > 1 << 27 {
+        // The match finders index only part of a large prefix; long-distance matching finds the
+        // rest (as `zstd --patch-from` does for large files).
+        if base.count + target.count > 1 << 22 {
             try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 1), "enable long matching")
         }
         let header = Header(base: Blake2b.hash(base), target: Blake2b.hash(target), targetSize: UInt64(target.count))

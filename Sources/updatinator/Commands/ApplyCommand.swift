@@ -69,7 +69,7 @@ struct ApplyCommand: UpdatinatorSubcommand {
                 "observed_peak_extra_disk": report.observedPeakExtraDisk,
                 "seconds": report.seconds, "operations": report.operations,
                 "blobs_downloaded": download.blobs, "bytes_downloaded": download.bytes,
-                "delta_fallbacks": report.deltaFallbacks,
+                "deltas": report.deltas, "delta_fallbacks": report.deltaFallbacks,
                 "download_retries": download.retries, "download_failovers": download.failovers,
             ])
             return
