@@ -75,6 +75,24 @@ public final class PolicyPool: @unchecked Sendable {
         return answer
     }
 
+    /// Whether the policy's optional function `name(argument)` allows something: true when
+    /// the policy does not define it. It must return a boolean.
+    public func allows(_ name: String, _ argument: [String: LuaValue]) throws -> Bool {
+        lock.lock()
+        let state = idle.popLast()
+        lock.unlock()
+        let lua = try state ?? makeState()
+        let results = try lua.callGlobal(name, [.table(argument)])
+        lock.lock()
+        idle.append(lua)
+        lock.unlock()
+        guard let results else { return true }
+        guard case .boolean(let allowed) = results.first ?? .nil else {
+            throw UpdError(.corrupt, "\(name) returned \(results.first ?? .nil), not a boolean")
+        }
+        return allowed
+    }
+
     static func answer(_ value: LuaValue) throws -> Answer? {
         guard case .table(let fields, _) = value else {
             if value == .nil { return nil }

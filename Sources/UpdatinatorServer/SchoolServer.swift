@@ -19,12 +19,15 @@ public final class SchoolServer: Sendable {
         /// Peers listed in a decision when the policy names none.
         public var peerLimit = 4
         public var maxRequestBytes = 64 * 1024
+        /// Batch answers (`POST /v1/batch`); nil turns them off.
+        public var batches: BatchService.Settings?
 
         public init(repository: String, policy: PolicyPool.Settings, decisionKey: SecretKey, database: String? = nil) {
             self.repository = repository
             self.policy = policy
             self.decisionKey = decisionKey
             self.database = database ?? repository + "/fleet.sqlite"
+            batches = BatchService.Settings(cacheDirectory: repository + "/.batch-cache")
         }
     }
 
@@ -33,6 +36,7 @@ public final class SchoolServer: Sendable {
     public let index: RepositoryIndex
     public let metrics = ServerMetrics()
     let policy: PolicyPool
+    let batches: BatchService?
 
     public init(settings: Settings) throws {
         self.settings = settings
@@ -40,6 +44,7 @@ public final class SchoolServer: Sendable {
         index = RepositoryIndex(root: settings.repository)
         let (index, inventory) = (self.index, self.inventory)
         policy = try PolicyPool(settings: settings.policy) { SchoolServerView(index: index, inventory: inventory) }
+        batches = try settings.batches.map { try BatchService(settings: $0, repository: Repository(opening: settings.repository)) }
     }
 
     /// Serves until SIGTERM or SIGINT, writing queued checks to the inventory five times a
@@ -84,6 +89,15 @@ public final class SchoolServer: Sendable {
         }
         router.post("/v1/check") { request, context in try await self.check(request, context) }
         router.post("/v1/report") { request, context in try await self.report(request, context) }
+        if let batches {
+            router.post("/v1/batch") { request, context in try await self.batch(request, context, batches) }
+            let cached = FileResponder(root: batches.settings.cacheDirectory, metrics: metrics)
+            router.files("/v1/batch/:key") { request, context in
+                let key = try context.parameters.require("key")
+                guard key.count == 64, ContentHash(hex: key) != nil else { throw HTTPError(.notFound) }
+                return try await cached.respond(to: request, path: key + ".batch", immutable: true)
+            }
+        }
         router.get("/v1/fleet") { _, _ in
             let data = try JSONSerialization.data(withJSONObject: try self.inventory.summary(), options: [.sortedKeys, .prettyPrinted])
             return Self.json(Array(data))
@@ -145,6 +159,50 @@ public final class SchoolServer: Sendable {
         }
         try inventory.recordReport(report, address: context.clientAddress, now: Int64(Date().timeIntervalSince1970))
         return Response(status: .noContent)
+    }
+
+    /// `POST /v1/batch`: the batch's path and size once it is computed or found in the cache.
+    func batch(_ request: Request, _ context: ServerContext, _ service: BatchService) async throws -> Response {
+        var buffer = try await request.body.collect(upTo: BatchService.Settings.maxRequestBytes)
+        let parsed: BatchService.Request
+        do {
+            parsed = try BatchService.parse(buffer.readBytes(length: buffer.readableBytes) ?? [], maxItems: service.settings.maxItems)
+        } catch let error as UpdError {
+            metrics.batch("invalid")
+            throw HTTPError(.badRequest, message: "batch: \(error.message)")
+        }
+        let allowed: Bool
+        do {
+            allowed = try policy.allows("allow_batch", ["device": parsed.device.map { .string($0) } ?? .nil,
+                                                        "items": .integer(Int64(parsed.items.count)), "bytes": .integer(Int64(parsed.bytes)),
+                                                        "address": .string(context.clientAddress ?? "")])
+        } catch {
+            let message = (error as? LuaError)?.message ?? (error as? UpdError)?.message ?? "\(error)"
+            FileHandle.standardError.write(Data("updatinator serve: policy error in allow_batch: \(message)\n".utf8))
+            allowed = false
+        }
+        guard allowed else {
+            metrics.batch("refused")
+            throw HTTPError(.forbidden, message: "batch: the server's policy allows no batch now; download the contents one by one")
+        }
+        let started = DispatchTime.now()
+        let result: (key: String, bytes: UInt64, computed: Bool)
+        do {
+            result = try await service.prepare(parsed)
+        } catch is BatchWork.Busy {
+            metrics.batch("busy")
+            throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "30"], message: "batch: the server is computing other batches; try again later")
+        } catch let error as UpdError {
+            metrics.batch("invalid")
+            throw HTTPError(.notFound, message: "batch: \(error.message)")
+        }
+        metrics.batch(result.computed ? "computed" : "cached",
+                      seconds: result.computed ? Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9 : 0)
+        if let limit = parsed.limit, result.bytes > limit {
+            throw HTTPError(.conflict, message: "batch: \(result.bytes) bytes, more than the limit of \(limit); download the contents one by one")
+        }
+        let body = try JSONSerialization.data(withJSONObject: ["path": "/v1/batch/\(result.key)", "bytes": result.bytes], options: [.sortedKeys])
+        return Self.json(Array(body))
     }
 
     static func json(_ bytes: [UInt8]) -> Response {

@@ -10,6 +10,8 @@ public final class ServerMetrics: Sendable {
         var policyErrors = 0
         var policySeconds = 0.0
         var policyCalls = 0
+        var batches = [String: Int]()      // outcome → count
+        var batchSeconds = 0.0
     }
     private let counts = Mutex(Counts())
 
@@ -34,6 +36,17 @@ public final class ServerMetrics: Sendable {
             if failed { $0.policyErrors += 1 }
         }
     }
+
+    /// A batch request's outcome: computed, cached, busy, refused (by the policy) or invalid.
+    func batch(_ outcome: String, seconds: Double = 0) {
+        counts.withLock {
+            $0.batches[outcome, default: 0] += 1
+            $0.batchSeconds += seconds
+        }
+    }
+
+    /// How many batch requests had this outcome.
+    public func batches(_ outcome: String) -> Int { counts.withLock { $0.batches[outcome] ?? 0 } }
 
     /// The exposition text.
     public func text() -> String {
@@ -62,6 +75,16 @@ public final class ServerMetrics: Sendable {
             "# TYPE updatinator_policy_seconds summary",
             "updatinator_policy_seconds_sum \(c.policySeconds)",
             "updatinator_policy_seconds_count \(c.policyCalls)",
+            "# HELP updatinator_batches_total Batch requests by outcome (computed, cached, busy, refused, invalid).",
+            "# TYPE updatinator_batches_total counter",
+        ]
+        for outcome in ["computed", "cached", "busy", "refused", "invalid"] {
+            lines.append("updatinator_batches_total{outcome=\"\(outcome)\"} \(c.batches[outcome] ?? 0)")
+        }
+        lines += [
+            "# HELP updatinator_batch_seconds_total Time spent computing batches.",
+            "# TYPE updatinator_batch_seconds_total counter",
+            "updatinator_batch_seconds_total \(c.batchSeconds)",
         ]
         return lines.joined(separator: "\n") + "\n"
     }

@@ -41,6 +41,8 @@ public struct StateDirectory: Sendable {
     var downloads: String { "\(apply)/downloads" }
     /// The delta index the plan was made with, so that a resumed apply makes the same plan.
     var deltaIndex: String { "\(apply)/deltas" }
+    /// Present when the plan keeps bases for a school server's batches.
+    var batchMarker: String { "\(apply)/batches" }
 
     public init(root: String) {
         var r = root

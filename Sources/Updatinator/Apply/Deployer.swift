@@ -119,7 +119,7 @@ public final class Deployer {
         defer {
             if let downloads {
                 report.download = downloads.finish()
-                report.deltaFallbacks = downloads.deltaFallbacks.withLock { $0 }
+                report.deltaFallbacks = downloads.fallbacks
             }
         }
 

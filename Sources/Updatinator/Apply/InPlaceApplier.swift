@@ -51,6 +51,11 @@ public final class InPlaceApplier {
     public var downloadWindow: UInt64 = defaultDownloadWindow
     /// The deltas the mirrors offer into the target's contents (see `Planner.deltaIndex`).
     public var deltaIndex: DeltaIndex?
+    /// A school server to download contents from in batches, compressed against bases the plan
+    /// keeps (`BatchStream`); the delta index is then not used.
+    public var batchServer: String?
+    /// The device, named in batch requests.
+    public var device: String?
     public static let defaultDownloadWindow: UInt64 = 32 << 20
     /// Called on the applying thread at most five times a second, also while it waits for a
     /// download; throwing stops the apply at a resumable point.
@@ -71,7 +76,7 @@ public final class InPlaceApplier {
     private var report = Report()
     private var startUsed: UInt64 = 0
     private var peakBase: Int64 = 0
-    private var downloads: BlobStream?
+    private var downloads: ContentDownloads?
     private let latestDownload = Mutex<FetchProgress?>(nil)
     private var progress = ApplyProgress()
     private var lastProgress = Date.distantPast
@@ -87,10 +92,12 @@ public final class InPlaceApplier {
 
     /// Plans the move from the installed (or given) manifest, without changing anything.
     public static func plan(root: String, from: Manifest, fromBytes: Int, to: Manifest, toBytes: Int,
-                            blobDirectories: [String], downloadWindow: UInt64? = nil, deltaIndex: DeltaIndex? = nil) throws -> ApplyPlan {
+                            blobDirectories: [String], downloadWindow: UInt64? = nil, deltaIndex: DeltaIndex? = nil,
+                            batches: Bool = false) throws -> ApplyPlan {
         var planner = Planner(from: from, to: to)
         planner.downloadWindow = downloadWindow
         planner.deltaIndex = deltaIndex
+        planner.batches = batches
         planner.fromManifestBytes = UInt64(fromBytes)
         planner.toManifestBytes = UInt64(toBytes)
         planner.blobDirectories = blobDirectories
@@ -141,10 +148,11 @@ public final class InPlaceApplier {
             deltaIndex = try Sys.lstatIfExists(state.deltaIndex) == nil ? nil
                 : try DeltaIndex.parse(Sys.readFile(state.deltaIndex, limit: DeltaIndex.maxBytes), source: state.deltaIndex)
         }
-        if fetcher == nil { deltaIndex = nil }
+        let batches = journal != nil ? try Sys.lstatIfExists(state.batchMarker) != nil : batchServer != nil && fetcher != nil
+        if fetcher == nil || batches { deltaIndex = nil }
         func makePlan(window: UInt64?) throws -> ApplyPlan {
             try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target, toBytes: targetBytes.count,
-                          blobDirectories: blobDirectories, downloadWindow: window, deltaIndex: deltaIndex)
+                          blobDirectories: blobDirectories, downloadWindow: window, deltaIndex: deltaIndex, batches: batches)
         }
         // A resumed apply keeps the window the first run chose: the space it checked assumed it.
         var plan = try makePlan(window: fetcher == nil ? nil : journal?.downloadWindow ?? downloadWindow)
@@ -180,6 +188,7 @@ public final class InPlaceApplier {
             try Sys.writeFileAtomically(state.fromManifest, old.bytes)
             try Sys.writeFileAtomically(state.targetManifest, targetBytes)
             if let deltaIndex { try Sys.writeFileAtomically(state.deltaIndex, deltaIndex.encoded()) }
+            if batches { try Sys.writeFileAtomically(state.batchMarker, []) }
             try journalRecord.write(state.journal)
         }
         try Sys.mkdirs(state.work, mode: 0o700)
@@ -195,8 +204,14 @@ public final class InPlaceApplier {
                 self?.latestDownload.withLock { $0 = p }
                 previous?(p)
             }
-            downloads = try BlobStream(fetcher: fetcher, requests: requests, directory: state.downloads,
-                                       window: plan.downloadWindow ?? 0)
+            if batches, let batchServer {
+                downloads = try BatchStream(server: batchServer, device: device, mirrors: fetcher, requests: requests,
+                                            baseSizes: contentSizes, directory: state.downloads, window: plan.downloadWindow ?? 0)
+            } else {
+                // (A resumed batch apply without its server downloads the blobs.)
+                downloads = try BlobStream(fetcher: fetcher, requests: batches ? requests.map(\.withoutDelta) : requests,
+                                           directory: state.downloads, window: plan.downloadWindow ?? 0)
+            }
         }
         defer { downloads?.finish() }
         for index in journalRecord.done..<plan.steps.count {
@@ -218,7 +233,7 @@ public final class InPlaceApplier {
         }
         if let d = downloads {
             report.download = d.finish()
-            report.deltaFallbacks = d.deltaFallbacks.withLock { $0 }
+            report.deltaFallbacks = d.fallbacks
             downloads = nil
         }
         progress.stepsDone = plan.steps.count

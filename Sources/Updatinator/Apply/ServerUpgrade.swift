@@ -77,7 +77,9 @@ public struct ServerUpgrade {
             let applier = InPlaceApplier(root: root, target: target.manifest, targetBytes: target.download.content)
             applier.from = from
             applier.fetcher = fetcher
-            applier.deltaIndex = manifestFetcher.usableDeltaIndex(for: target.manifest, keyring: keyring, warn: warn)
+            // Without peers, the contents come from the server in batches; peers serve blobs.
+            applier.batchServer = decision.peers.isEmpty ? server : nil
+            applier.device = device
             let result = try applier.run()
             var done: [String: Any] = ["status": "done", "image": image, "version": version, "bytes": result.download.bytes]
             done["peer"] = peerURL

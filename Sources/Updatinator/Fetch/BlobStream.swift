@@ -8,7 +8,7 @@ import Synchronization
 /// `window` compressed bytes are downloaded and not yet released at any moment (one blob is
 /// always let through, however large), so an apply from a mirror needs only that much disk
 /// beyond an apply from a local directory: `Planner.downloadWindow` models exactly this rule.
-final class BlobStream: @unchecked Sendable {
+final class BlobStream: ContentDownloads, @unchecked Sendable {
     let store: BlobStore
     private let fetcher: CurlFetcher
     private let window: UInt64
@@ -74,7 +74,7 @@ final class BlobStream: @unchecked Sendable {
             try ContentDelta.decode(deltaAt: path, base: baseBytes, target: hash, size: request.size, sink: write)
         } catch let e as UpdError where e.code == .corrupt {
             guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
-            deltaFallbacks.withLock { $0.append(e.message) }
+            problems.withLock { $0.append(e.message) }
             let whole = request.withoutDelta
             try CurlFetcher(options: fetcher.options).fetch([whole], into: store)
             defer { Sys.unlink(store.path(for: whole)) }
@@ -83,7 +83,8 @@ final class BlobStream: @unchecked Sendable {
     }
 
     /// Why deltas were replaced by their full blobs.
-    let deltaFallbacks = Mutex([String]())
+    private let problems = Mutex([String]())
+    var fallbacks: [String] { problems.withLock { $0 } }
 
     /// The path of a downloaded, verified blob or checked delta, waiting for it if need be;
     /// `whileWaiting` runs on this thread every fifth of a second of the wait (without the lock).

@@ -62,3 +62,75 @@ public enum HTTPClient {
         return Response(status: status, body: sink.body)
     }
 }
+
+extension HTTPClient {
+    /// GETs byte ranges of `url` in one request (`Range: bytes=a-b,c-d,…`); each range's bytes,
+    /// in order. Throws `.network` unless the server answers 206 with exactly those ranges (a
+    /// server without Range support answers 200: the caller then fetches another way). Ranges
+    /// must be in increasing order and not adjacent.
+    public static func getRanges(_ url: String, _ ranges: [(offset: UInt64, bytes: UInt64)], rateLimit: UInt64? = nil,
+                                 timeoutSeconds: Int = 600) throws -> [[UInt8]] {
+        precondition(!ranges.isEmpty)
+        guard let easy = curl_easy_init() else { throw UpdError(.network, "libcurl: cannot create a transfer") }
+        defer { curl_easy_cleanup(easy) }
+        let total = ranges.reduce(0) { $0 + Int($1.bytes) }
+        let sink = Sink(limit: total + ranges.count * 256 + 1024)
+        let context = Unmanaged.passRetained(sink)
+        defer { context.release() }
+        let header = ranges.map { "\($0.offset)-\($0.offset + $0.bytes - 1)" }.joined(separator: ",")
+        _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
+        _ = CCurl_easy_setopt_str(easy, CURLOPT_RANGE, header)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT, timeoutSeconds)
+        if let rateLimit, rateLimit > 0 { _ = CCurl_easy_setopt_off(easy, CURLOPT_MAX_RECV_SPEED_LARGE, curl_off_t(rateLimit)) }
+        _ = CCurl_easy_setopt_write(easy, write)
+        _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context.toOpaque())
+        let result = curl_easy_perform(easy)
+        if sink.exceeded { throw UpdError(.network, "\(url): the server sent more than the ranges asked for") }
+        guard result == CURLE_OK else { throw UpdError(.network, "\(url): \(String(cString: curl_easy_strerror(result)))") }
+        var status = 0
+        _ = CCurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+        guard status == 206 else { throw UpdError(.network, "\(url): answered \(status) to a Range request, not 206") }
+        if ranges.count == 1 {
+            guard sink.body.count == total else { throw UpdError(.network, "\(url): a range of \(sink.body.count) bytes, not \(total)") }
+            return [sink.body]
+        }
+        var type: UnsafeMutableRawPointer?
+        _ = CCurl_easy_getinfo_ptr(easy, CURLINFO_CONTENT_TYPE, &type)
+        let contentType = type.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
+        guard contentType.hasPrefix("multipart/byteranges"), let b = contentType.range(of: "boundary=") else {
+            throw UpdError(.network, "\(url): answered several ranges as '\(contentType)', not multipart/byteranges")
+        }
+        let boundary = contentType[b.upperBound...].trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
+        return try parseByteRanges(sink.body, boundary: boundary, ranges: ranges, source: url)
+    }
+
+    /// The parts of a multipart/byteranges body, which must be exactly `ranges`, in order.
+    static func parseByteRanges(_ body: [UInt8], boundary: String, ranges: [(offset: UInt64, bytes: UInt64)], source: String) throws -> [[UInt8]] {
+        let delimiter = Array("--\(boundary)".utf8), blank = Array("\r\n\r\n".utf8)
+        func find(_ needle: [UInt8], from start: Int) -> Int? {
+            guard needle.count <= body.count else { return nil }
+            var i = start
+            while i + needle.count <= body.count {
+                if body[i] == needle[0] && body[i..<i + needle.count].elementsEqual(needle) { return i }
+                i += 1
+            }
+            return nil
+        }
+        var parts = [[UInt8]]()
+        var position = 0
+        for range in ranges {
+            guard let start = find(delimiter, from: position), let end = find(blank, from: start) else {
+                throw UpdError(.network, "\(source): a multipart answer with fewer parts than ranges")
+            }
+            let headers = String(decoding: body[start..<end], as: UTF8.self).lowercased()
+            let expected = "content-range: bytes \(range.offset)-\(range.offset + range.bytes - 1)/"
+            guard headers.contains(expected) else { throw UpdError(.network, "\(source): a part is not the range asked for") }
+            let data = end + blank.count
+            guard data + Int(range.bytes) <= body.count else { throw UpdError(.network, "\(source): a part is truncated") }
+            parts.append(Array(body[data..<data + Int(range.bytes)]))
+            position = data + Int(range.bytes)
+        }
+        return parts
+    }
+}

@@ -32,6 +32,10 @@ public struct Planner {
     /// The deltas the mirrors offer into the target's contents; a content to download comes as
     /// its cheapest delta against a content of the old tree, when that is smaller than its blob.
     public var deltaIndex: DeltaIndex?
+    /// When the contents come in a school server's batches: each content to download names the
+    /// base `DeltaBases` matches in the old tree (kept like a delta's base), and its download
+    /// is counted at its blob's size, the most the server's answer may take.
+    public var batches = false
 
     public init(from: Manifest, to: Manifest) {
         self.from = from
@@ -68,9 +72,15 @@ public struct Planner {
     /// The delta each content to download comes as: the cheapest one against a content of the
     /// old tree, when it is smaller than the blob and no blob directory has the content.
     func chooseDeltas(old: InodeGroups) throws -> [ContentHash: DeltaIndex.Delta] {
-        guard let deltaIndex else { return [:] }
         let oldHashes = Set(old.groups.values.filter { $0.size > 0 }.map(\.hash))
         var chosen = [ContentHash: DeltaIndex.Delta]()
+        if batches {
+            for (hash, match) in DeltaBases.match(from: from, to: to) where try BlobSource.find(hash, in: blobDirectories) == nil {
+                chosen[hash] = DeltaIndex.Delta(base: match.base, bytes: to.contents[hash]!.blobSize)
+            }
+            return chosen
+        }
+        guard let deltaIndex else { return [:] }
         for (hash, sizes) in to.contents where sizes.size > 0 && !oldHashes.contains(hash) {
             guard let delta = deltaIndex.cheapest(into: hash, from: oldHashes.contains), delta.bytes < sizes.blobSize,
                   try BlobSource.find(hash, in: blobDirectories) == nil else { continue }
@@ -114,9 +124,9 @@ public struct Planner {
             if byHash[g.hash] == nil { order.append(g.hash) }
             byHash[g.hash, default: []].append(g)
         }
-        // Copies of old contents first, then patched contents by base (so that each base is
-        // released soon), then the rest; each preserved content is released after its last use.
-        let patched = order.filter { deltas[$0] != nil }.sorted { (deltas[$0]!.base, $0) < (deltas[$1]!.base, $1) }
+        // Copies of old contents first, then patched contents, then the rest, each in path order
+        // (the order of a version's pack); each preserved content is released after its last use.
+        let patched = order.filter { deltas[$0] != nil }
         order = order.filter { copied.contains($0) } + patched + order.filter { !copied.contains($0) && deltas[$0] == nil }
         var lastUse = [ContentHash: Int]()
         for (position, hash) in order.enumerated() {
@@ -245,7 +255,7 @@ public struct Planner {
         // The state directory's copies of both manifests and the journal.
         allocated += rounded(fromManifestBytes) + rounded(toManifestBytes) + journalBytes
         highest = max(highest, allocated)
-        var downloads = DownloadModel(plan: plan, window: downloadWindow, planner: self)
+        var downloads = DownloadModel(plan: plan, window: downloadWindow, planner: self, batched: batches)
         allocated += downloads.directories
         for (index, step) in plan.steps.enumerated() {
             switch step {
@@ -292,13 +302,18 @@ struct DownloadModel {
     private var releasedAfter = [Int: Int]()
     private var next = 0
     private let window: UInt64
+    /// Batches are held whole until their last content is released: the model then counts the
+    /// whole window (at least the largest download, at most all of them) until the last
+    /// download is released.
+    private let batched: Bool
     /// Bytes of the directories the downloads go to.
     let directories: UInt64
     /// Bytes of downloaded blobs present now.
     private(set) var held: UInt64 = 0
 
-    init(plan: ApplyPlan, window: UInt64?, planner: Planner) {
+    init(plan: ApplyPlan, window: UInt64?, planner: Planner, batched: Bool = false) {
         self.window = window ?? 0
+        self.batched = batched
         guard window != nil else {
             directories = 0
             return
@@ -319,6 +334,10 @@ struct DownloadModel {
     }
 
     private func heldFromNext() -> UInt64 {
+        if batched {
+            guard next < sizes.count else { return 0 }
+            return min(max(window, sizes.map(\.allocated).max()!), sizes.reduce(0) { $0 + $1.allocated })
+        }
         var admitted: UInt64 = 0, allocated: UInt64 = 0
         for size in sizes[next...] {
             guard admitted == 0 || admitted + size.bytes <= window else { break }

@@ -48,6 +48,24 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Option(help: "Bytes of memory each policy state may use (0 for no limit).")
     var memoryLimit = 64 << 20
 
+    @Option(help: "Where computed batches are kept; default: REPO/.batch-cache.")
+    var batchCache: String?
+
+    @Option(help: "The most bytes of batches kept; the least recently used go first.")
+    var batchCacheBytes: UInt64 = 4 << 30
+
+    @Option(help: "Batches computed at once; more wait in a queue.")
+    var batchWorkers = 1
+
+    @Option(help: "Batch requests that may wait for a computation; more are refused (503).")
+    var batchQueue = 8
+
+    @Option(help: "The zstd level of batches, 1 to 22.")
+    var batchLevel: Int32 = ContentBatch.defaultLevel
+
+    @Flag(help: "Answer no batch requests (devices then download contents one by one).")
+    var noBatches = false
+
     @Option(help: "With --peer: the installed tree whose contents are served.")
     var root: String?
 
@@ -65,8 +83,18 @@ struct ServeCommand: UpdatinatorSubcommand {
         var policySettings = PolicyPool.Settings(script: policy, configFile: config)
         policySettings.instructionLimit = instructionLimit > 0 ? instructionLimit : nil
         policySettings.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
-        let settings = SchoolServer.Settings(repository: repo, policy: policySettings,
+        var settings = SchoolServer.Settings(repository: repo, policy: policySettings,
                                              decisionKey: try KeyFile.readSecret(decisionKey), database: db)
+        guard (1...22).contains(batchLevel), batchWorkers >= 1 else { throw UpdError(.usage, "--batch-level must be 1 to 22 and --batch-workers at least 1") }
+        if noBatches {
+            settings.batches = nil
+        } else {
+            if let batchCache { settings.batches?.cacheDirectory = batchCache }
+            settings.batches?.maxCacheBytes = batchCacheBytes
+            settings.batches?.workers = batchWorkers
+            settings.batches?.queueLimit = max(0, batchQueue)
+            settings.batches?.level = batchLevel
+        }
         let server = try SchoolServer(settings: settings)
         try Self.run(listen) { try await server.run(host: host, port: port, onListening: $0) }
     }

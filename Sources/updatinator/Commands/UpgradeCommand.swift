@@ -11,7 +11,10 @@ struct UpgradeCommand: UpdatinatorSubcommand {
             verifies the signed decision against the decision keyring (this device, this nonce, \
             not expired), downloads the manifest it names and verifies it against the keyring \
             and the decision's hash, then applies it in place, streaming contents from the peers \
-            the decision lists, then the mirrors, then the server. The decision's rate limit, \
+            the decision lists, then the mirrors, then the server; when the decision lists no \
+            peers, the contents come from the server in batches, compressed together and \
+            against the files the tree has (blob by blob when the server refuses a batch). \
+            The decision's rate limit, \
             earliest start and daily window are honoured. Progress and the result are reported \
             to SERVER/v1/report. Exit status 10 when there is nothing to do now (up to date, or \
             deferred by the decision's rules).
@@ -66,6 +69,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
             Console.print("\(root) is now at \(decision.image!) \(decision.version!): downloaded \(report.download.blobs) blobs, "
                 + "\(formatBytes(report.download.bytes)) (peers offered: \(decision.peers.count)), wrote \(formatBytes(report.bytesWritten)), "
                 + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s")
+            for problem in report.deltaFallbacks { Console.error("warning: \(problem)") }
         }
     }
 }

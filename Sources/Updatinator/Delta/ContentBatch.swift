@@ -1,0 +1,224 @@
+import CZstd
+import Foundation
+import Glibc
+import Synchronization
+
+/// Many contents in one download, compressed together: what a school server answers to a
+/// batch request (`POST /v1/batch`), so that thousands of small contents cost one request and
+/// similar new contents compress against each other.
+///
+/// Items keep the client's order (its plan's order of use). They are cut into chunks of
+/// consecutive items; each chunk is one zstd frame of the items' raw contents, end to end,
+/// compressed with a prefix of the previous chunk's contents (which the client has just
+/// decoded) followed by the chunk's bases (the distinct bases its items name, in order of
+/// first use: contents the client already has). The file:
+///
+///     "UPDBATCH" 1 | per chunk: item count (u32 LE), frame bytes (u64 LE), frame | 0 (u32)
+///
+/// The client knows every item's size and base from its own request, so a chunk's item count
+/// is all it needs to rebuild the prefix and split the output. Every item is checked by its
+/// hash after decompression.
+public enum ContentBatch {
+    public static let magic = Array("UPDBATCH".utf8) + [1]
+    /// A chunk closes once its items reach this many raw bytes (one larger item is a chunk of
+    /// its own), or its bases this many: the memory a client needs to decode one chunk.
+    public static let chunkContentBytes: UInt64 = 16 << 20
+    public static let chunkBaseBytes: UInt64 = 48 << 20
+    public static let defaultLevel: Int32 = 19
+
+    public struct Item: Sendable, Hashable {
+        public let hash: ContentHash
+        public let size: UInt64
+        /// A content the client has, to compress this one against.
+        public let base: ContentHash?
+        public let baseSize: UInt64
+
+        public init(hash: ContentHash, size: UInt64, base: ContentHash? = nil, baseSize: UInt64 = 0) {
+            self.hash = hash
+            self.size = size
+            self.base = base
+            self.baseSize = base == nil ? 0 : baseSize
+        }
+    }
+
+    /// The chunks the encoder makes of `items`: consecutive ranges.
+    public static func chunks(_ items: [Item]) -> [Range<Int>] {
+        var result = [Range<Int>]()
+        var start = 0, content: UInt64 = 0, bases: UInt64 = 0
+        var seen = Set<ContentHash>()
+        for (i, item) in items.enumerated() {
+            let newBase = item.base.map { !seen.contains($0) } ?? false
+            let addedBase = newBase ? item.baseSize : 0
+            if i > start && (content + item.size > chunkContentBytes || bases + addedBase > chunkBaseBytes) {
+                result.append(start..<i)
+                (start, content, bases) = (i, 0, 0)
+                seen = []
+            }
+            content += item.size
+            if let base = item.base, seen.insert(base).inserted { bases += item.baseSize }
+        }
+        if start < items.count { result.append(start..<items.count) }
+        return result
+    }
+
+    /// A chunk's distinct bases, in order of first use, with their sizes.
+    static func bases(of chunk: ArraySlice<Item>) -> [(hash: ContentHash, size: UInt64)] {
+        var seen = Set<ContentHash>()
+        return chunk.compactMap { item in
+            guard let base = item.base, seen.insert(base).inserted else { return nil }
+            return (base, item.baseSize)
+        }
+    }
+
+    /// Writes the batch of `items` to `path`, reading each content (and base) with `content`,
+    /// compressing chunks on `workers` threads; returns the file's size.
+    public static func encode(_ items: [Item], to path: String, level: Int32 = defaultLevel, workers: Int = 2,
+                              content: @Sendable (ContentHash, UInt64) throws -> [UInt8]) throws -> UInt64 {
+        let ranges = chunks(items)
+        let frames = Mutex([Int: [UInt8]]())
+        try Parallel.forEach(ranges.count, workers: workers) { c in
+            func joined(_ range: Range<Int>) throws -> [UInt8] {
+                var bytes = [UInt8]()
+                for item in items[range] { bytes += try content(item.hash, item.size) }
+                return bytes
+            }
+            let chunk = items[ranges[c]]
+            var prefix = c > 0 ? try joined(ranges[c - 1]) : []
+            for base in bases(of: chunk) { prefix += try content(base.hash, base.size) }
+            let frame = try compress(try joined(ranges[c]), prefix: prefix, level: level)
+            frames.withLock { $0[c] = frame }
+        }
+        var out = magic
+        let all = frames.withLock { $0 }
+        for (c, range) in ranges.enumerated() {
+            let frame = all[c]!
+            out += le(UInt32(range.count)) + le(UInt64(frame.count)) + frame
+        }
+        out += le(UInt32(0))
+        try Sys.writeFileAtomically(path, out)
+        return UInt64(out.count)
+    }
+
+    static func compress(_ input: [UInt8], prefix: [UInt8], level: Int32) throws -> [UInt8] {
+        guard let cctx = ZSTD_createCCtx() else { throw UpdError(.io, "zstd: cannot create a compression context") }
+        defer { ZSTD_freeCCtx(cctx) }
+        try ContentDelta.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "set the level")
+        try ContentDelta.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, try ContentDelta.windowLog(baseSize: prefix.count, targetSize: input.count)), "set the window")
+        try ContentDelta.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 1), "enable long matching")
+        var output = [UInt8](repeating: 0, count: ZSTD_compressBound(input.count))
+        let written = try prefix.withUnsafeBytes { p in
+            if !prefix.isEmpty { try ContentDelta.check(ZSTD_CCtx_refPrefix(cctx, p.baseAddress, p.count), "use the prefix") }
+            return try input.withUnsafeBytes { i in
+                try output.withUnsafeMutableBytes { o in
+                    try ContentDelta.check(ZSTD_compress2(cctx, o.baseAddress, o.count, i.baseAddress, i.count), "compress")
+                }
+            }
+        }
+        return Array(output[0..<written])
+    }
+
+    static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+}
+
+/// Reads a downloaded batch chunk by chunk, in order: the items of one chunk are decoded
+/// together (its bases read with `base`) and held in memory until a later chunk is asked for.
+public final class ContentBatchReader {
+    private let path: String
+    private let items: [ContentBatch.Item]
+    private let fd: Int32
+    private var nextItem = 0
+    /// The decoded chunk: its first item, and each item's bytes.
+    private var chunkStart = 0
+    private var chunk = [[UInt8]]()
+
+    public init(path: String, items: [ContentBatch.Item]) throws {
+        self.path = path
+        self.items = items
+        fd = try Sys.open(path, O_RDONLY | O_NOFOLLOW)
+        guard try read(ContentBatch.magic.count) == ContentBatch.magic else {
+            Sys.close(fd)
+            throw UpdError(.corrupt, "\(path): not a batch")
+        }
+    }
+
+    deinit { Sys.close(fd) }
+
+    /// The bytes of item `index`, not yet checked against its hash. Items are asked for in
+    /// order (an item of the current chunk may be asked for again). `base` returns a base's
+    /// verified bytes, or nil when it is not at hand (the chunk then cannot be decoded).
+    public func content(at index: Int, base: (ContentHash) throws -> [UInt8]?) throws -> [UInt8] {
+        guard index >= chunkStart, index < items.count else {
+            throw UpdError(.usage, "\(path): item \(index) was asked for after a later chunk, or is not in the batch")
+        }
+        while index >= chunkStart + chunk.count { try decodeNextChunk(base: base) }
+        return chunk[index - chunkStart]
+    }
+
+    private func decodeNextChunk(base: (ContentHash) throws -> [UInt8]?) throws {
+        let count = Int(try integer(UInt32.self))
+        guard count > 0, nextItem + count <= items.count else {
+            throw UpdError(.corrupt, "\(path): a chunk of \(count) items where \(items.count - nextItem) remain")
+        }
+        let frameBytes = try integer(UInt64.self)
+        let slice = items[nextItem..<nextItem + count]
+        let total = slice.reduce(UInt64(0)) { $0 + $1.size }
+        guard frameBytes <= total + total / 64 + 4096, frameBytes <= 1 << 31 else {
+            throw UpdError(.corrupt, "\(path): a chunk of \(frameBytes) bytes for \(total) bytes of content")
+        }
+        let frame = try read(Int(frameBytes))
+        guard frame.count == Int(frameBytes) else { throw UpdError(.corrupt, "\(path): truncated") }
+        var prefix = chunk.flatMap { $0 }
+        for b in ContentBatch.bases(of: slice) {
+            guard let bytes = try base(b.hash), bytes.count == Int(b.size) else {
+                throw UpdError(.corrupt, "\(path): the base \(b.hash.hex) of a chunk is not intact")
+            }
+            prefix += bytes
+        }
+        var output = [UInt8](repeating: 0, count: Int(total))
+        try decompress(frame, prefix: prefix, into: &output)
+        chunk = []
+        var offset = 0
+        for item in slice {
+            chunk.append(Array(output[offset..<offset + Int(item.size)]))
+            offset += Int(item.size)
+        }
+        chunkStart = nextItem
+        nextItem += count
+    }
+
+    private func decompress(_ frame: [UInt8], prefix: [UInt8], into output: inout [UInt8]) throws {
+        guard let dctx = ZSTD_createDCtx() else { throw UpdError(.io, "zstd: cannot create a decompression context") }
+        defer { ZSTD_freeDCtx(dctx) }
+        try ContentDelta.check(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, ContentDelta.maxWindowLog), "set the window limit")
+        let size = try prefix.withUnsafeBytes { p in
+            if !prefix.isEmpty { try ContentDelta.check(ZSTD_DCtx_refPrefix(dctx, p.baseAddress, p.count), "use the prefix") }
+            return try frame.withUnsafeBytes { f in
+                try output.withUnsafeMutableBytes { o in
+                    let n = ZSTD_decompressDCtx(dctx, o.baseAddress, o.count, f.baseAddress, f.count)
+                    if ZSTD_isError(n) != 0 {
+                        throw UpdError(.corrupt, "\(path): a chunk does not decode (\(String(cString: ZSTD_getErrorName(n))))")
+                    }
+                    return n
+                }
+            }
+        }
+        guard size == output.count else { throw UpdError(.corrupt, "\(path): a chunk decodes to \(size) bytes, not \(output.count)") }
+    }
+
+    private func integer<T: FixedWidthInteger>(_: T.Type) throws -> T {
+        let bytes = try read(MemoryLayout<T>.size)
+        guard bytes.count == MemoryLayout<T>.size else { throw UpdError(.corrupt, "\(path): truncated") }
+        return bytes.reversed().reduce(T(0)) { $0 << 8 | T($1) }
+    }
+
+    private func read(_ count: Int) throws -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = try result.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress! + got, count - got, path: path) }
+            if n == 0 { break }
+            got += n
+        }
+        return Array(result[0..<got])
+    }
+}

@@ -1,0 +1,246 @@
+import Foundation
+import Glibc
+import Synchronization
+
+/// What an apply reads downloaded contents from: a `BlobStream` (one request per blob or
+/// delta) or a `BatchStream` (a school server's batches).
+protocol ContentDownloads: AnyObject {
+    func isExpected(_ hash: ContentHash) -> Bool
+    func write(_ hash: ContentHash, into fd: Int32, display: String, base: (ContentHash) throws -> [UInt8]?,
+               whileWaiting: () throws -> Void) throws
+    func release(_ hash: ContentHash)
+    @discardableResult func finish() -> FetchReport
+    /// Contents that came as their full blob instead of as planned, and why.
+    var fallbacks: [String] { get }
+}
+
+/// Contents downloaded from a school server in batches (`ContentBatch`), each compressed
+/// against the bases the plan keeps, on a background thread just ahead of their use.
+///
+/// The requests (in order of use) are cut into groups of at most half the window (by the
+/// plan's download bytes, which the server's answer may not exceed); each group is one
+/// `POST /v1/batch` and one resumable download of the answer. A group is downloaded only when
+/// the groups not yet released and it fit in the window (or nothing is held), and deleted once
+/// its last content is released. A group the server refuses (an old server, a policy that
+/// turns batches off, a busy server, a batch not smaller than the contents' own downloads) is
+/// downloaded blob by blob from the mirrors instead; a content that fails its hash is
+/// downloaded again on its own.
+final class BatchStream: ContentDownloads, @unchecked Sendable {
+    private struct Group {
+        let requests: [BlobRequest]
+        let limit: UInt64
+        /// The downloaded batch, or nil when the group came blob by blob.
+        var batch: String?
+        var released = 0
+    }
+
+    private let server: String
+    private let device: String?
+    private let mirrors: CurlFetcher
+    /// Downloads batches from the server, and groups blob by blob from the mirrors.
+    private let batchFetcher: CurlFetcher
+    private let itemFetcher: CurlFetcher
+    private let store: BlobStore
+    private let window: UInt64
+    private let baseSizes: [ContentHash: UInt64]
+    private let condition = NSCondition()
+    private var groups: [Group]
+    private var groupOf = [ContentHash: (group: Int, item: Int)]()
+    private var arrived = 0
+    private var held: UInt64 = 0
+    private var ended = false
+    private var cancelled = false
+    private var failure: Error?
+    private var report = FetchReport()
+    private var reader: (group: Int, reader: ContentBatchReader)?
+    private let problems = Mutex([String]())
+
+    /// Starts downloading; `baseSizes` gives the size of every base the requests name.
+    init(server: String, device: String?, mirrors: CurlFetcher, requests: [BlobRequest], baseSizes: [ContentHash: UInt64],
+         directory: String, window: UInt64) throws {
+        self.server = server
+        self.device = device
+        self.mirrors = mirrors
+        var options = FetchOptions(mirrors: [server])
+        options.rateLimit = mirrors.options.rateLimit
+        batchFetcher = try CurlFetcher(options: options)
+        batchFetcher.progress = mirrors.progress
+        itemFetcher = try CurlFetcher(options: mirrors.options)
+        itemFetcher.progress = mirrors.progress
+        self.window = window
+        self.baseSizes = baseSizes
+        store = BlobStore(directory: directory)
+        try? FileManager.default.removeItem(atPath: directory)
+        try Sys.mkdirs(directory, mode: 0o700)
+        groups = []
+        var current = [BlobRequest](), bytes: UInt64 = 0
+        for r in requests {
+            if !current.isEmpty && bytes + r.downloadBytes > window / 2 {
+                groups.append(Group(requests: current, limit: bytes))
+                (current, bytes) = ([], 0)
+            }
+            current.append(r)
+            bytes += r.downloadBytes
+        }
+        if !current.isEmpty { groups.append(Group(requests: current, limit: bytes)) }
+        for (g, group) in groups.enumerated() {
+            for (i, r) in group.requests.enumerated() { groupOf[r.hash] = (g, i) }
+        }
+        let thread = Thread { [self] in
+            do {
+                for g in groups.indices { try download(g) }
+            } catch {
+                condition.withLock { failure = error }
+            }
+            condition.withLock {
+                ended = true
+                condition.broadcast()
+            }
+        }
+        thread.name = "batch downloads"
+        thread.start()
+    }
+
+    func isExpected(_ hash: ContentHash) -> Bool { groupOf[hash] != nil }
+
+    var fallbacks: [String] { problems.withLock { $0 } }
+
+    /// Downloads group `g` once the window allows it.
+    private func download(_ g: Int) throws {
+        let limit = groups[g].limit
+        try condition.withLock {
+            while held > 0 && held + limit > window && !cancelled { condition.wait() }
+            if cancelled { throw UpdError(.network, "the download was cancelled") }
+            held += limit
+        }
+        let requests = groups[g].requests
+        var path: String?
+        do {
+            path = try downloadBatch(requests, limit: limit, into: "\(store.directory)/batch-\(g)")
+        } catch let e as UpdError where e.code == .network || e.code == .corrupt {
+            problems.withLock { $0.append("batch \(g + 1) of \(groups.count) (\(requests.count) contents): \(e.message); downloaded one by one") }
+            let r = try itemFetcher.fetch(requests.map(\.withoutDelta), into: store)
+            condition.withLock { report.add(r) }
+        }
+        condition.withLock {
+            groups[g].batch = path
+            arrived = g + 1
+            condition.broadcast()
+        }
+    }
+
+    /// Asks the server for the batch of `requests` and downloads it to `destination`.
+    private func downloadBatch(_ requests: [BlobRequest], limit: UInt64, into destination: String) throws -> String {
+        var items = [[String: Any]]()
+        for r in requests {
+            var item: [String: Any] = ["hash": r.hash.hex, "size": r.size]
+            if let base = r.delta?.base, let size = baseSizes[base] {
+                item["base"] = base.hex
+                item["base_size"] = size
+            }
+            items.append(item)
+        }
+        var body: [String: Any] = ["items": items, "limit": limit]
+        body["device"] = device
+        let answer = try HTTPClient.postJSON(server + "/v1/batch", body: Array(try JSONSerialization.data(withJSONObject: body)),
+                                             timeoutSeconds: 900)
+        guard answer.status == 200 else {
+            let message = String(decoding: answer.body.prefix(300), as: UTF8.self)
+            throw UpdError(.network, "\(server)/v1/batch answered \(answer.status): \(message)")
+        }
+        guard let fields = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
+              let path = fields["path"] as? String, path.hasPrefix("/v1/batch/"), let bytes = fields["bytes"] as? Int,
+              bytes > 0, UInt64(bytes) <= limit else {
+            throw UpdError(.corrupt, "\(server)/v1/batch: an answer without a valid path and size")
+        }
+        let r = try batchFetcher.fetchFile(String(path.dropFirst()), to: destination, maxBytes: UInt64(bytes))
+        condition.withLock {
+            report.add(r)
+            report.blobs += requests.count - 1
+        }
+        return destination
+    }
+
+    func write(_ hash: ContentHash, into fd: Int32, display: String, base: (ContentHash) throws -> [UInt8]?,
+               whileWaiting: () throws -> Void) throws {
+        let (g, item) = groupOf[hash]!
+        while true {
+            let ready: Bool = try condition.withLock {
+                if arrived > g { return true }
+                if let failure { throw failure }
+                if ended { throw UpdError(.network, "content \(hash.hex) was not downloaded") }
+                _ = condition.wait(until: Date().addingTimeInterval(0.2))
+                return arrived > g
+            }
+            if ready { break }
+            try whileWaiting()
+        }
+        let request = groups[g].requests[item]
+        let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
+        guard let batch = condition.withLock({ groups[g].batch }) else {
+            return try BlobStore.read(blobAt: store.path(for: request.withoutDelta), hash: hash, size: request.size, sink: write)
+        }
+        do {
+            if reader?.group != g {
+                reader = (g, try ContentBatchReader(path: batch, items: groups[g].requests.map { r in
+                    ContentBatch.Item(hash: r.hash, size: r.size, base: r.delta.flatMap { baseSizes[$0.base] != nil ? $0.base : nil },
+                                      baseSize: r.delta.flatMap { baseSizes[$0.base] } ?? 0)
+                }))
+            }
+            let bytes = try reader!.reader.content(at: item, base: base)
+            guard Blake2b.hash(bytes) == hash else { throw UpdError(.corrupt, "\(batch): item \(item + 1) does not match its hash") }
+            try bytes.withUnsafeBytes(write)
+        } catch let e as UpdError where e.code == .corrupt {
+            guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
+            problems.withLock { $0.append("\(display): \(e.message); downloaded on its own") }
+            let whole = request.withoutDelta
+            let r = try CurlFetcher(options: mirrors.options).fetch([whole], into: store)
+            condition.withLock { report.add(r) }
+            defer { Sys.unlink(store.path(for: whole)) }
+            try BlobStore.read(blobAt: store.path(for: whole), hash: hash, size: request.size, sink: write)
+        }
+    }
+
+    func release(_ hash: ContentHash) {
+        guard let (g, _) = groupOf[hash] else { return }
+        condition.withLock {
+            groups[g].released += 1
+            guard groups[g].released == groups[g].requests.count else { return }
+            if let batch = groups[g].batch {
+                Sys.unlink(batch)
+            } else {
+                for r in groups[g].requests { Sys.unlink(store.path(for: r.withoutDelta)) }
+            }
+            if reader?.group == g { reader = nil }
+            held -= groups[g].limit
+            condition.broadcast()
+        }
+    }
+
+    @discardableResult
+    func finish() -> FetchReport {
+        let running = condition.withLock {
+            cancelled = true
+            condition.broadcast()
+            return !ended
+        }
+        if running {
+            batchFetcher.cancel()
+            itemFetcher.cancel()
+        }
+        return condition.withLock {
+            while !ended { condition.wait() }
+            return report
+        }
+    }
+}
+
+extension FetchReport {
+    mutating func add(_ other: FetchReport) {
+        blobs += other.blobs
+        bytes += other.bytes
+        retries += other.retries
+        failovers += other.failovers
+        seconds += other.seconds
+    }
+}

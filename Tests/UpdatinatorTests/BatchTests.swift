@@ -1,0 +1,158 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Updatinator
+
+/// The school server's batches: one request for many contents, compressed together and against
+/// the bases the laptop keeps, computed once and cached.
+@Suite struct BatchTests {
+    let school = SchoolServerTests()
+    var samples: SampleImages { school.samples }
+
+    func upgrade(_ laptop: String, _ server: SchoolServerTests.School, device: String) throws -> CLI.Result {
+        try CLI.run(["upgrade", "--root", laptop, "--server", server.server.url, "--keyring", samples.keyring,
+                     "--decision-keyring", server.decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": device])
+    }
+
+    func fsck(_ root: String) throws -> Int32 {
+        try CLI.run(["fsck", "--tree", root, "--manifest", samples.manifest("olpc-ext3", "2")]).status
+    }
+
+    /// The batch request a laptop at olpc-ext3 1 makes for `image` 2, with every matched base.
+    func requestBody(prefix count: Int? = nil, image: String = "olpc-ext3") throws -> [String: Any] {
+        let old = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1"))
+        let new = try ManifestParser.parse(contentsOf: samples.manifest(image, "2"))
+        let matches = DeltaBases.match(from: old, to: new), oldContents = old.contents
+        var items = [[String: Any]]()
+        for (hash, sizes) in new.contents.sorted(by: { $0.key < $1.key }) where sizes.size > 0 && oldContents[hash] == nil {
+            var item: [String: Any] = ["hash": hash.hex, "size": sizes.size]
+            if let m = matches[hash] { item["base"] = m.base.hex; item["base_size"] = m.baseSize }
+            items.append(item)
+        }
+        return ["items": Array(items.prefix(count ?? items.count))]
+    }
+
+    /// POSTs each body to SERVER/v1/batch, all at once; the statuses.
+    static func postAtOnce(_ server: String, _ bodies: [[String: Any]]) throws -> [Int] {
+        let encoded = try bodies.map { Array(try JSONSerialization.data(withJSONObject: $0)) }
+        let statuses = Mutex([Int]())
+        let group = DispatchGroup()
+        for body in encoded {
+            group.enter()
+            Thread {
+                let status = (try? HTTPClient.postJSON(server + "/v1/batch", body: body, timeoutSeconds: 600).status) ?? 0
+                statuses.withLock { $0.append(status) }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        return statuses.withLock { $0 }
+    }
+
+    @Test func anUpgradeComesInOneBatchComputedOnceForTheWholeSchool() throws {
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let first = try school.installedTree("first", version: "1"), second = try school.installedTree("second", version: "1")
+        for (laptop, device) in [(first, "first"), (second, "second")] {
+            let r = try upgrade(laptop, server, device: device)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(!r.stderr.contains("warning"), "\(r.stderr)")
+            #expect(try fsck(laptop) == 0)
+        }
+        // Two batch requests and two downloads of one batch, computed once; no blob one by one.
+        #expect(try server.server.metric("updatinator_batches_total", ["computed"]) == 1)
+        #expect(try server.server.metric("updatinator_batches_total", ["cached"]) == 1)
+        #expect(try server.server.metric("updatinator_requests_total", ["/v1/batch", "200"]) == 4)
+        #expect(try server.server.metric("updatinator_requests_total", ["blobs"]) == 0)
+        // The batch is smaller than the blobs it replaces.
+        let blobs = try CLI.run(["plan", "--root", first, "--from", samples.manifest("olpc-ext3", "1"), "--to", samples.manifest("olpc-ext3", "2"), "--json"])
+        let toObtain = (try JSONSerialization.jsonObject(with: Data(blobs.stdout.utf8)) as! [String: Any])["bytes_to_obtain"] as! Int
+        let served = try server.server.metric("updatinator_bytes_served_total")
+        #expect(served < toObtain * 2, "two batches of \(served / 2) bytes against \(toObtain) bytes of blobs")
+    }
+
+    @Test func identicalRequestsAtOnceAreComputedOnce() throws {
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let statuses = try Self.postAtOnce(server.server.url, Array(repeating: requestBody(), count: 6))
+        #expect(statuses == Array(repeating: 200, count: 6))
+        #expect(try server.server.metric("updatinator_batches_total", ["computed"]) == 1)
+        #expect(try server.server.metric("updatinator_batches_total", ["cached"]) == 5)
+    }
+
+    @Test func aFloodIsQueuedThenRefusedAndTheCacheStaysBounded() throws {
+        let cache = school.tmp.sub("batch-cache")
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"],
+                                                  extra: ["--batch-workers", "1", "--batch-queue", "2", "--batch-cache", cache,
+                                                          "--batch-cache-bytes", "20000", "--batch-level", "19"])
+        // Twelve different requests at once, each for megabytes of the developer image (seconds
+        // of work): one computes, two wait, the rest are turned away.
+        let count = (try requestBody(image: "olpc-devel-ext3")["items"] as! [Any]).count
+        try #require(count >= 12)
+        let statuses = try Self.postAtOnce(server.server.url, (0..<12).map { try requestBody(prefix: count - $0, image: "olpc-devel-ext3") })
+        let busy = statuses.filter { $0 == 503 }.count
+        #expect(busy >= 1 && statuses.filter { $0 == 200 }.count >= 3 && busy + statuses.filter { $0 == 200 }.count == 12, "\(statuses)")
+        #expect(try server.server.metric("updatinator_batches_total", ["busy"]) == busy)
+        // The server still answers, and the cache keeps at most its bound (or the newest batch alone).
+        #expect(try server.server.post("/v1/batch", try requestBody(prefix: 3)).status == 200)
+        let sizes = try FileManager.default.contentsOfDirectory(atPath: cache).map { try Sys.lstat("\(cache)/\($0)").st_size }
+        #expect(sizes.count == 1 || sizes.reduce(0, +) <= 20000, "\(sizes)")
+    }
+
+    @Test func aPolicyCanTurnBatchesOffAndLaptopsStillUpgrade() throws {
+        let policy = school.tmp.sub("no-batches.lua")
+        try Sys.writeFileAtomically(policy, Array("""
+            function decide(device) return { image = "olpc-ext3", version = "2" } end
+            function allow_batch(request) return false end
+            """.utf8))
+        let server = try SchoolServerTests.School(school, policy: policy, settings: [:])
+        let laptop = try school.installedTree("laptop", version: "1")
+        let r = try upgrade(laptop, server, device: "laptop")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("downloaded one by one"), "\(r.stderr)")
+        #expect(try fsck(laptop) == 0)
+        #expect(try server.server.metric("updatinator_batches_total", ["refused"]) >= 1)
+        #expect(try server.server.metric("updatinator_batches_total", ["computed"]) == 0)
+        #expect(try server.server.metric("updatinator_requests_total", ["blobs", "200"]) > 0)
+    }
+
+    @Test func aCorruptedBatchIsDetectedByHashAndItsContentsFetchedOnTheirOwn() throws {
+        let cache = school.tmp.sub("batch-cache")
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"],
+                                                  extra: ["--batch-cache", cache])
+        // A first laptop's upgrade computes the batch; then it is changed on the server's disk
+        // (a byte near its end flipped), and a second laptop downloads it.
+        let first = try school.installedTree("first", version: "1")
+        #expect(try upgrade(first, server, device: "first").status == 0)
+        let file = "\(cache)/" + (try FileManager.default.contentsOfDirectory(atPath: cache).first { $0.hasSuffix(".batch") }!)
+        var bytes = try Sys.readFile(file)
+        bytes[bytes.count - 40] ^= 0x20
+        try Sys.writeFileAtomically(file, bytes)
+        let laptop = try school.installedTree("laptop", version: "1")
+        let r = try upgrade(laptop, server, device: "laptop")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("downloaded on its own"), "\(r.stderr)")
+        #expect(try fsck(laptop) == 0)
+        #expect(try server.server.metric("updatinator_requests_total", ["blobs", "200"]) >= 1)
+    }
+
+    @Test func theBatchFormatRoundTripsAndRefusesAnotherPrefix() throws {
+        let tmp = TemporaryDirectory("batch")
+        let base = DeltaTests.text(lines: 4000), other = DeltaTests.text(lines: 4000, variant: 5)
+        let contents: [ContentHash: [UInt8]] = Dictionary(uniqueKeysWithValues: [base, other, DeltaTests.text(lines: 4000, variant: 6), Array("x".utf8)]
+            .map { (Blake2b.hash($0), $0) })
+        let items = [
+            ContentBatch.Item(hash: Blake2b.hash(other), size: UInt64(other.count), base: Blake2b.hash(base), baseSize: UInt64(base.count)),
+            ContentBatch.Item(hash: Blake2b.hash(DeltaTests.text(lines: 4000, variant: 6)), size: UInt64(other.count)),
+            ContentBatch.Item(hash: Blake2b.hash(Array("x".utf8)), size: 1),
+        ]
+        let size = try ContentBatch.encode(items, to: tmp.sub("b"), level: 19) { hash, _ in contents[hash]! }
+        #expect(size < UInt64(other.count) / 10, "\(size) bytes: the base and the earlier item do the work")
+        let reader = try ContentBatchReader(path: tmp.sub("b"), items: items)
+        for (i, item) in items.enumerated() {
+            #expect(Blake2b.hash(try reader.content(at: i) { contents[$0] }) == item.hash)
+        }
+        // Without its base the chunk cannot be decoded; with another base it decodes to the wrong bytes.
+        #expect(throws: UpdError.self) { _ = try ContentBatchReader(path: tmp.sub("b"), items: items).content(at: 0) { _ in nil } }
+        let wrong = try? ContentBatchReader(path: tmp.sub("b"), items: items).content(at: 0) { _ in Array(base.reversed()) }
+        #expect(wrong.map { Blake2b.hash($0) } != items[0].hash)
+    }
+}
