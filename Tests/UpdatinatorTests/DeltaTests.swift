@@ -215,7 +215,7 @@ import Testing
             let b = try apply(viaBlobs, from: samples.manifest(from.0, from.1), to: target, ["--mirror", "file://" + samples.repo])
             let name = "\(from) → \(to)"
             #expect((d["deltas"] as! Int) > 0, "\(name): deltas were used")
-            #expect((d["delta_fallbacks"] as! [String]).isEmpty, "\(name)")
+            #expect((d["fallbacks"] as! [String]).isEmpty, "\(name)")
             #expect((b["deltas"] as! Int) == 0)
             #expect((d["bytes_downloaded"] as! Int) < (b["bytes_downloaded"] as! Int), "\(name): \(d["bytes_downloaded"]!) vs \(b["bytes_downloaded"]!)")
             #expect(try Shell.rsyncDifferences(expected: viaBlobs, root: viaDeltas).isEmpty, "\(name)")
@@ -242,7 +242,7 @@ import Testing
         try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
         let target = samples.manifest("olpc-ext3", "2")
         let r = try apply(root, from: samples.manifest("olpc-ext3", "1"), to: target, ["--mirror", "file://" + repo])
-        let fallbacks = r["delta_fallbacks"] as! [String]
+        let fallbacks = r["fallbacks"] as! [String]
         #expect(fallbacks.count == 2, "\(fallbacks)")
         #expect(try CLI.run(["fsck", "--tree", root, "--manifest", target]).status == 0)
     }
@@ -278,6 +278,64 @@ import Testing
             }
         }
         #expect(try CLI.run(["fsck", "--tree", sysroot + "/current/", "--manifest", samples.manifest("olpc-ext3", "2")]).status == 0)
+    }
+
+    /// A repository with the deltas of 1 → 2 and the pack of 2.
+    func packedRepository() throws -> String {
+        let repo = try repositoryWithDeltas([(("olpc-ext3", "1"), ("olpc-ext3", "2"))])
+        let r = try CLI.run(["pack", "--repo", repo, "olpc-ext3/2", "--secret-key", samples.secretKey])
+        try #require(r.status == 0, "\(r.stderr)")
+        return repo
+    }
+
+    /// Applies 1 → 2 to a new copy from `mirror`; the report, after checking the tree.
+    func applyOneToTwo(from mirror: String, _ name: String) throws -> (report: [String: Any], stderr: String) {
+        let root = tmp.sub(name)
+        try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
+        let r = try CLI.run(["apply", "--root", root, "--from", samples.manifest("olpc-ext3", "1"), "--to", samples.manifest("olpc-ext3", "2"),
+                             "--keyring", samples.keyring, "--mirror", mirror, "--json"])
+        try #require(r.status == 0, "\(r.stderr)")
+        #expect(try CLI.run(["fsck", "--tree", root, "--manifest", samples.manifest("olpc-ext3", "2")]).status == 0, "\(name)")
+        return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any], r.stderr)
+    }
+
+    @Test func aPackServedByNginxTakesAFewRequestsInsteadOfOnePerContent() throws {
+        let repo = try packedRepository()
+        let nginx = try NginxMirror(repo: repo)
+        let packed = try applyOneToTwo(from: nginx.url, "packed")
+        let withPack = try String(contentsOfFile: "\(nginx.state)/access.log", encoding: .utf8).split(separator: "\n")
+        // The same upgrade from a mirror without the pack.
+        Sys.unlink(repo + "/" + PackIndex.indexPath(image: "olpc-ext3", version: "2"))
+        #expect(truncate("\(nginx.state)/access.log", 0) == 0)
+        let unpacked = try applyOneToTwo(from: nginx.url, "unpacked")
+        let without = try String(contentsOfFile: "\(nginx.state)/access.log", encoding: .utf8).split(separator: "\n")
+        let contents = packed.report["blobs_downloaded"] as! Int
+        #expect(contents > 50 && (packed.report["deltas"] as! Int) > 0, "\(packed.report)")
+        #expect(withPack.filter { $0.contains(".pack ") }.count >= 1)
+        #expect(withPack.count <= 24, "\(withPack.count) requests for \(contents) contents:\n\(withPack.joined(separator: "\n"))")
+        #expect(without.count > contents, "one request per content without the pack: \(without.count)")
+        #expect(packed.report["bytes_downloaded"] as! Int == unpacked.report["bytes_downloaded"] as! Int, "the same pieces either way")
+        #expect(!packed.stderr.contains("warning"), "\(packed.stderr)")
+    }
+
+    @Test func aMirrorWithoutRangeSupportIsUsedBlobByBlob() throws {
+        let repo = try packedRepository()
+        let mirror = try FlakyMirror(repo: repo, mode: "norange")
+        let r = try applyOneToTwo(from: mirror.url, "norange")
+        #expect(r.stderr.contains("downloading one by one"), "\(r.stderr)")
+        #expect((r.report["deltas"] as! Int) > 0)
+    }
+
+    @Test func aPackIndexMustLayItsPiecesEndToEnd() throws {
+        let a = Blake2b.hash([1]).hex, b = Blake2b.hash([2]).hex
+        let good = PackIndex.formatLine + "\n\(a) - 0 10\n\(b) \(a) 10 5\n"
+        #expect(try PackIndex.parse(Array(good.utf8), source: "p").entries.count == 2)
+        for bad in [PackIndex.formatLine + "\n\(a) - 0 10\n\(b) - 9 5\n",   // overlapping
+                    PackIndex.formatLine + "\n\(a) - 0 10\n\(b) - 11 5\n",  // a hole
+                    PackIndex.formatLine + "\n\(a) - 5 10\n",                // not from the start
+                    PackIndex.formatLine + "\n\(a) x 0 10\n", PackIndex.formatLine + "\n\(a) - 0 0\n"] {
+            #expect(throws: UpdError.self) { try PackIndex.parse(Array(bad.utf8), source: "p") }
+        }
     }
 
     @Test func thePlanCountsDeltasInItsDownload() throws {

@@ -24,7 +24,7 @@ public final class Deployer {
         public var download = FetchReport()
         /// Contents downloaded as deltas, and those that came as their full blob instead (and why).
         public var deltas = 0
-        public var deltaFallbacks = [String]()
+        public var fallbacks = [String]()
         public var seconds = 0.0
     }
 
@@ -119,7 +119,7 @@ public final class Deployer {
         defer {
             if let downloads {
                 report.download = downloads.finish()
-                report.deltaFallbacks = downloads.fallbacks
+                report.fallbacks = downloads.fallbacks
             }
         }
 

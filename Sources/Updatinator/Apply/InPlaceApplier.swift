@@ -35,8 +35,8 @@ public final class InPlaceApplier {
         public var download = FetchReport()
         /// Contents planned to come as deltas.
         public var deltas = 0
-        /// Contents planned as deltas that came as their full blob instead, and why.
-        public var deltaFallbacks = [String]()
+        /// Downloads that came another way than planned (a delta as its blob, a refused batch or an unusable pack blob by blob), and why.
+        public var fallbacks = [String]()
     }
 
     public let root: String
@@ -56,6 +56,9 @@ public final class InPlaceApplier {
     public var batchServer: String?
     /// The device, named in batch requests.
     public var device: String?
+    /// A static mirror's pack of the target and its verified index: the contents to download
+    /// come from it with multi-range requests (`BatchStream`), unless batches are used.
+    public var pack: (mirror: String, index: PackIndex)?
     public static let defaultDownloadWindow: UInt64 = 32 << 20
     /// Called on the applying thread at most five times a second, also while it waits for a
     /// download; throwing stops the apply at a resumable point.
@@ -93,11 +96,12 @@ public final class InPlaceApplier {
     /// Plans the move from the installed (or given) manifest, without changing anything.
     public static func plan(root: String, from: Manifest, fromBytes: Int, to: Manifest, toBytes: Int,
                             blobDirectories: [String], downloadWindow: UInt64? = nil, deltaIndex: DeltaIndex? = nil,
-                            batches: Bool = false) throws -> ApplyPlan {
+                            batches: Bool = false, grouped: Bool = false) throws -> ApplyPlan {
         var planner = Planner(from: from, to: to)
         planner.downloadWindow = downloadWindow
         planner.deltaIndex = deltaIndex
         planner.batches = batches
+        planner.groupedDownloads = grouped
         planner.fromManifestBytes = UInt64(fromBytes)
         planner.toManifestBytes = UInt64(toBytes)
         planner.blobDirectories = blobDirectories
@@ -152,7 +156,8 @@ public final class InPlaceApplier {
         if fetcher == nil || batches { deltaIndex = nil }
         func makePlan(window: UInt64?) throws -> ApplyPlan {
             try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target, toBytes: targetBytes.count,
-                          blobDirectories: blobDirectories, downloadWindow: window, deltaIndex: deltaIndex, batches: batches)
+                          blobDirectories: blobDirectories, downloadWindow: window, deltaIndex: deltaIndex, batches: batches,
+                          grouped: batches || pack != nil)
         }
         // A resumed apply keeps the window the first run chose: the space it checked assumed it.
         var plan = try makePlan(window: fetcher == nil ? nil : journal?.downloadWindow ?? downloadWindow)
@@ -205,8 +210,13 @@ public final class InPlaceApplier {
                 previous?(p)
             }
             if batches, let batchServer {
-                downloads = try BatchStream(server: batchServer, device: device, mirrors: fetcher, requests: requests,
+                downloads = try BatchStream(source: .server(batchServer), device: device, mirrors: fetcher, requests: requests,
                                             baseSizes: contentSizes, directory: state.downloads, window: plan.downloadWindow ?? 0)
+            } else if !batches, let pack {
+                downloads = try BatchStream(source: .pack(mirror: pack.mirror, path: PackIndex.packPath(image: target.image, version: target.version),
+                                                          index: pack.index),
+                                            device: device, mirrors: fetcher, requests: requests, baseSizes: contentSizes,
+                                            directory: state.downloads, window: plan.downloadWindow ?? 0)
             } else {
                 // (A resumed batch apply without its server downloads the blobs.)
                 downloads = try BlobStream(fetcher: fetcher, requests: batches ? requests.map(\.withoutDelta) : requests,
@@ -233,7 +243,7 @@ public final class InPlaceApplier {
         }
         if let d = downloads {
             report.download = d.finish()
-            report.deltaFallbacks = d.fallbacks
+            report.fallbacks = d.fallbacks
             downloads = nil
         }
         progress.stepsDone = plan.steps.count

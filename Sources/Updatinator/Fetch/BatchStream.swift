@@ -14,27 +14,38 @@ protocol ContentDownloads: AnyObject {
     var fallbacks: [String] { get }
 }
 
-/// Contents downloaded from a school server in batches (`ContentBatch`), each compressed
-/// against the bases the plan keeps, on a background thread just ahead of their use.
+/// Contents downloaded in groups, on a background thread just ahead of their use: from a
+/// school server in batches (`ContentBatch`), each compressed against the bases the plan keeps,
+/// or from a static mirror's pack (`PackIndex`) with multi-range requests.
 ///
 /// The requests (in order of use) are cut into groups of at most half the window (by the
-/// plan's download bytes, which the server's answer may not exceed); each group is one
-/// `POST /v1/batch` and one resumable download of the answer. A group is downloaded only when
-/// the groups not yet released and it fit in the window (or nothing is held), and deleted once
-/// its last content is released. A group the server refuses (an old server, a policy that
-/// turns batches off, a busy server, a batch not smaller than the contents' own downloads) is
-/// downloaded blob by blob from the mirrors instead; a content that fails its hash is
-/// downloaded again on its own.
+/// plan's download bytes, which a batch may not exceed); each group is one `POST /v1/batch`
+/// and one resumable download of the answer, or a few multi-range GETs of the pack. A group is
+/// downloaded only when the groups not yet released and it fit in the window (or nothing is
+/// held), and deleted once its last content is released. A group the server refuses (an old
+/// server, a policy that turns batches off, a busy server, a batch not smaller than the
+/// contents' own downloads), or a mirror that ignores Range requests, is downloaded blob by
+/// blob instead; a content that fails its hash is downloaded again on its own.
 final class BatchStream: ContentDownloads, @unchecked Sendable {
+    enum Source {
+        /// A school server's URL: batches, each request naming bases for the server to use.
+        case server(String)
+        /// A static mirror's URL and the version's verified pack index.
+        case pack(mirror: String, path: String, index: PackIndex)
+    }
+
     private struct Group {
         let requests: [BlobRequest]
         let limit: UInt64
-        /// The downloaded batch, or nil when the group came blob by blob.
+        /// The downloaded batch, or nil when the group came as one file per content.
         var batch: String?
+        /// What was downloaded for each content, when it came as one file per content.
+        var stored: [BlobRequest] = []
         var released = 0
     }
 
-    private let server: String
+    private let source: Source
+    private var packUsable = true
     private let device: String?
     private let mirrors: CurlFetcher
     /// Downloads batches from the server, and groups blob by blob from the mirrors.
@@ -56,11 +67,16 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private let problems = Mutex([String]())
 
     /// Starts downloading; `baseSizes` gives the size of every base the requests name.
-    init(server: String, device: String?, mirrors: CurlFetcher, requests: [BlobRequest], baseSizes: [ContentHash: UInt64],
+    init(source: Source, device: String?, mirrors: CurlFetcher, requests: [BlobRequest], baseSizes: [ContentHash: UInt64],
          directory: String, window: UInt64) throws {
-        self.server = server
+        self.source = source
         self.device = device
         self.mirrors = mirrors
+        let server: String
+        switch source {
+        case .server(let url): server = url
+        case .pack(let mirror, _, _): server = mirror
+        }
         var options = FetchOptions(mirrors: [server])
         options.rateLimit = mirrors.options.rateLimit
         batchFetcher = try CurlFetcher(options: options)
@@ -115,22 +131,97 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
         let requests = groups[g].requests
         var path: String?
-        do {
-            path = try downloadBatch(requests, limit: limit, into: "\(store.directory)/batch-\(g)")
-        } catch let e as UpdError where e.code == .network || e.code == .corrupt {
-            problems.withLock { $0.append("batch \(g + 1) of \(groups.count) (\(requests.count) contents): \(e.message); downloaded one by one") }
-            let r = try itemFetcher.fetch(requests.map(\.withoutDelta), into: store)
-            condition.withLock { report.add(r) }
+        var stored = [BlobRequest]()
+        switch source {
+        case .server(let server):
+            do {
+                path = try downloadBatch(requests, limit: limit, from: server, into: "\(store.directory)/batch-\(g)")
+            } catch let e as UpdError where e.code == .network || e.code == .corrupt {
+                problems.withLock { $0.append("batch \(g + 1) of \(groups.count) (\(requests.count) contents): \(e.message); downloaded one by one") }
+                // A base named for the server is no delta: the mirrors have the blobs.
+                stored = requests.map(\.withoutDelta)
+                let r = try itemFetcher.fetch(stored, into: store)
+                condition.withLock { report.add(r) }
+            }
+        case .pack(let mirror, let pack, let index):
+            stored = requests
+            try downloadPieces(requests, of: "\(mirror)/\(pack)", index: index)
         }
         condition.withLock {
             groups[g].batch = path
+            groups[g].stored = stored
             arrived = g + 1
             condition.broadcast()
         }
     }
 
+    /// The most ranges in one request, and the most bytes (the memory the answer takes).
+    static let rangesPerRequest = 200
+    static let bytesPerRequest: UInt64 = 8 << 20
+
+    /// Downloads the requests' blobs and deltas from the pack at `url`, adjacent pieces as one
+    /// range and many ranges per request, into the store; what the pack lacks, or all of it
+    /// once the mirror has ignored a Range request, comes one by one from the mirrors.
+    private func downloadPieces(_ requests: [BlobRequest], of url: String, index: PackIndex) throws {
+        var pieces = [(request: BlobRequest, entry: PackIndex.Entry)]()
+        var single = [BlobRequest]()
+        for r in requests {
+            if packUsable, let entry = index.entry(for: r) { pieces.append((r, entry)) } else { single.append(r) }
+        }
+        pieces.sort { $0.entry.offset < $1.entry.offset }
+        // Runs of adjacent pieces, each one range.
+        var ranges = [(offset: UInt64, bytes: UInt64, pieces: ArraySlice<(request: BlobRequest, entry: PackIndex.Entry)>)]()
+        var start = 0
+        for i in pieces.indices {
+            let last = i + 1 == pieces.count
+            if last || pieces[i + 1].entry.offset != pieces[i].entry.offset + pieces[i].entry.bytes
+                || pieces[i + 1].entry.offset + pieces[i + 1].entry.bytes - pieces[start].entry.offset > Self.bytesPerRequest {
+                let first = pieces[start].entry
+                ranges.append((first.offset, pieces[i].entry.offset + pieces[i].entry.bytes - first.offset, pieces[start...i]))
+                start = i + 1
+            }
+        }
+        var next = 0
+        while next < ranges.count && packUsable {
+            var end = next, bytes: UInt64 = 0
+            while end < ranges.count && end - next < Self.rangesPerRequest && (end == next || bytes + ranges[end].bytes <= Self.bytesPerRequest) {
+                bytes += ranges[end].bytes
+                end += 1
+            }
+            let asked = ranges[next..<end]
+            do {
+                let parts = try HTTPClient.getRanges(url, asked.map { ($0.offset, $0.bytes) }, rateLimit: mirrors.options.rateLimit)
+                for (range, part) in zip(asked, parts) {
+                    for piece in range.pieces {
+                        let from = Int(piece.entry.offset - range.offset)
+                        let path = store.path(for: piece.request)
+                        try Sys.mkdirs(Sys.parentDirectory(of: path))
+                        // (Downloads are removed when an apply restarts: no need to flush them.)
+                        guard FileManager.default.createFile(atPath: path, contents: Data(part[from..<from + Int(piece.entry.bytes)]),
+                                                             attributes: [.posixPermissions: 0o600]) else {
+                            throw UpdError.system("create", path)
+                        }
+                    }
+                }
+                condition.withLock {
+                    report.bytes += bytes
+                    report.blobs += asked.reduce(0) { $0 + $1.pieces.count }
+                }
+            } catch let e as UpdError where e.code == .network {
+                problems.withLock { $0.append("\(url): \(e.message); downloading one by one") }
+                packUsable = false
+                for range in ranges[next...] { single += range.pieces.map(\.request) }
+            }
+            next = end
+        }
+        if !single.isEmpty {
+            let r = try itemFetcher.fetch(single, into: store)
+            condition.withLock { report.add(r) }
+        }
+    }
+
     /// Asks the server for the batch of `requests` and downloads it to `destination`.
-    private func downloadBatch(_ requests: [BlobRequest], limit: UInt64, into destination: String) throws -> String {
+    private func downloadBatch(_ requests: [BlobRequest], limit: UInt64, from server: String, into destination: String) throws -> String {
         var items = [[String: Any]]()
         for r in requests {
             var item: [String: Any] = ["hash": r.hash.hex, "size": r.size]
@@ -177,8 +268,10 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
         let request = groups[g].requests[item]
         let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
-        guard let batch = condition.withLock({ groups[g].batch }) else {
-            return try BlobStore.read(blobAt: store.path(for: request.withoutDelta), hash: hash, size: request.size, sink: write)
+        let (batch, stored) = condition.withLock { (groups[g].batch, groups[g].stored) }
+        guard let batch else {
+            return try BlobStream.writeDownloaded(stored[item], at: store.path(for: stored[item]), into: fd, display: display, base: base,
+                                                  store: store, options: mirrors.options, problems: problems)
         }
         do {
             if reader?.group != g {
@@ -206,11 +299,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         condition.withLock {
             groups[g].released += 1
             guard groups[g].released == groups[g].requests.count else { return }
-            if let batch = groups[g].batch {
-                Sys.unlink(batch)
-            } else {
-                for r in groups[g].requests { Sys.unlink(store.path(for: r.withoutDelta)) }
-            }
+            if let batch = groups[g].batch { Sys.unlink(batch) }
+            for r in groups[g].stored { Sys.unlink(store.path(for: r)) }
             if reader?.group == g { reader = nil }
             held -= groups[g].limit
             condition.broadcast()

@@ -61,24 +61,32 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     /// fifth of a second while a download is awaited.
     func write(_ hash: ContentHash, into fd: Int32, display: String, base: (ContentHash) throws -> [UInt8]?,
                whileWaiting: () throws -> Void = {}) throws {
-        let request = requests[hash]!
         let path = try self.path(for: hash, whileWaiting: whileWaiting)
+        try Self.writeDownloaded(requests[hash]!, at: path, into: fd, display: display, base: base, store: store,
+                       options: fetcher.options, problems: problems)
+    }
+
+    /// Writes a content from its download at `path`: inflated from its blob, or patched from its
+    /// delta against the base `base` reads. A delta that fails is replaced by the content's blob,
+    /// downloaded into `store` there and then, and the reason added to `problems`.
+    static func writeDownloaded(_ request: BlobRequest, at path: String, into fd: Int32, display: String,
+                      base: (ContentHash) throws -> [UInt8]?, store: BlobStore, options: FetchOptions, problems: borrowing Mutex<[String]>) throws {
         let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
         guard let delta = request.delta else {
-            return try BlobStore.read(blobAt: path, hash: hash, size: request.size, sink: write)
+            return try BlobStore.read(blobAt: path, hash: request.hash, size: request.size, sink: write)
         }
         do {
             guard let baseBytes = try base(delta.base) else {
                 throw UpdError(.corrupt, "\(display): the base \(delta.base.hex) of its delta is not intact")
             }
-            try ContentDelta.decode(deltaAt: path, base: baseBytes, target: hash, size: request.size, sink: write)
+            try ContentDelta.decode(deltaAt: path, base: baseBytes, target: request.hash, size: request.size, sink: write)
         } catch let e as UpdError where e.code == .corrupt {
             guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
             problems.withLock { $0.append(e.message) }
             let whole = request.withoutDelta
-            try CurlFetcher(options: fetcher.options).fetch([whole], into: store)
+            try CurlFetcher(options: options).fetch([whole], into: store)
             defer { Sys.unlink(store.path(for: whole)) }
-            try BlobStore.read(blobAt: store.path(for: whole), hash: hash, size: request.size, sink: write)
+            try BlobStore.read(blobAt: store.path(for: whole), hash: request.hash, size: request.size, sink: write)
         }
     }
 

@@ -36,6 +36,9 @@ public struct Planner {
     /// base `DeltaBases` matches in the old tree (kept like a delta's base), and its download
     /// is counted at its blob's size, the most the server's answer may take.
     public var batches = false
+    /// When the downloads come in groups that are deleted whole (batches, or a pack's ranges):
+    /// the disk model then holds the whole window until the last download is released.
+    public var groupedDownloads = false
 
     public init(from: Manifest, to: Manifest) {
         self.from = from
@@ -255,7 +258,7 @@ public struct Planner {
         // The state directory's copies of both manifests and the journal.
         allocated += rounded(fromManifestBytes) + rounded(toManifestBytes) + journalBytes
         highest = max(highest, allocated)
-        var downloads = DownloadModel(plan: plan, window: downloadWindow, planner: self, batched: batches)
+        var downloads = DownloadModel(plan: plan, window: downloadWindow, planner: self, batched: batches || groupedDownloads)
         allocated += downloads.directories
         for (index, step) in plan.steps.enumerated() {
             switch step {

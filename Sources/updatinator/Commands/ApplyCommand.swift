@@ -55,9 +55,11 @@ struct ApplyCommand: UpdatinatorSubcommand {
             let fetcher = try mirrors.makeFetcher()
             applier.fetcher = fetcher
             applier.deltaIndex = MirrorOptions.deltaIndex(fetcher, for: target.manifest, keyring: trusted)
+            applier.pack = fetcher.usablePack(for: target.manifest, keyring: trusted, warn: { Console.error("warning: \($0)") })
         }
         let report = try applier.run()
         Console.endProgress()
+        for problem in report.fallbacks { Console.error("warning: \(problem)") }
         let download = report.download
         let name = "\(target.manifest.image) \(target.manifest.version)"
         if json {
@@ -69,7 +71,7 @@ struct ApplyCommand: UpdatinatorSubcommand {
                 "observed_peak_extra_disk": report.observedPeakExtraDisk,
                 "seconds": report.seconds, "operations": report.operations,
                 "blobs_downloaded": download.blobs, "bytes_downloaded": download.bytes,
-                "deltas": report.deltas, "delta_fallbacks": report.deltaFallbacks,
+                "deltas": report.deltas, "fallbacks": report.fallbacks,
                 "download_retries": download.retries, "download_failovers": download.failovers,
             ])
             return

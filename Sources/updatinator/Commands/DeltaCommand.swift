@@ -39,7 +39,7 @@ struct DeltaCommand: UpdatinatorSubcommand {
         if let jobs, jobs < 1 { throw UpdError(.usage, "--jobs must be at least 1") }
         let repository = try Repository(opening: repo)
         let key = try KeyFile.readSecret(secretKey)
-        let source = try manifest(from, in: repository), target = try manifest(to, in: repository)
+        let source = try Self.manifest(from, in: repository), target = try Self.manifest(to, in: repository)
         var builder = DeltaBuilder(repository: repository)
         builder.level = level
         if let jobs { builder.jobs = jobs }
@@ -49,7 +49,7 @@ struct DeltaCommand: UpdatinatorSubcommand {
             + "skipped \(r.notSmaller) not smaller than their blob; bases: \(rules); \(r.unmatched) new contents without a base")
     }
 
-    private func manifest(_ name: String, in repository: Repository) throws -> Manifest {
+    static func manifest(_ name: String, in repository: Repository) throws -> Manifest {
         let parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 2 else { throw UpdError(.usage, "'\(name)': expected IMAGE/VERSION") }
         try Manifest.checkName(parts[0], what: "image name")

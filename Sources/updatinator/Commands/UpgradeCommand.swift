@@ -69,7 +69,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
             Console.print("\(root) is now at \(decision.image!) \(decision.version!): downloaded \(report.download.blobs) blobs, "
                 + "\(formatBytes(report.download.bytes)) (peers offered: \(decision.peers.count)), wrote \(formatBytes(report.bytesWritten)), "
                 + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s")
-            for problem in report.deltaFallbacks { Console.error("warning: \(problem)") }
+            for problem in report.fallbacks { Console.error("warning: \(problem)") }
         }
     }
 }
