@@ -133,6 +133,30 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
     }
 
+    @Test func applyWithAKeyringUsesTheMirrorsDeltasAndPack() throws {
+        let repo = tmp.sub("repo")
+        try Shell.run(["cp", "-al", samples.repo, repo])
+        for command in [["delta", "--repo", repo, "--from", "olpc-ext3/1", "--to", "olpc-ext3/2"], ["pack", "--repo", repo, "olpc-ext3/2"]] {
+            #expect(try CLI.run(command + ["--secret-key", samples.secretKey]).status == 0)
+        }
+        let mirror = try NginxMirror(repo: repo)
+        let root = tmp.sub("root")
+        try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
+        let out = try run("""
+            local root, mirror, keyring, v1, v2 = ...
+            local kr = assert(upd.keyring(keyring))
+            local one, two = assert(upd.manifest.load(v1)), assert(upd.manifest.load(v2))
+            assert(kr:verify(two))
+            local r = assert(upd.apply(assert(upd.plan(one, two, {root = root})), {mirrors = {mirror}, keyring = kr}))
+            check(r.deltas > 0, "deltas were used"); same(#r.fallbacks, 0, "no fallback")
+            print("ok")
+            """, arguments: [root, mirror.url, samples.keyring, samples.manifest("olpc-ext3", "1"), samples.manifest("olpc-ext3", "2")])
+        #expect(out == "ok\n", "\(out)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+        let log = try String(contentsOfFile: "\(mirror.state)/access.log", encoding: .utf8)
+        #expect(log.contains(".pack "), "the pack was used")
+    }
+
     @Test func deployRollbackAndStatus() throws {
         let mirror = try NginxMirror(repo: samples.repo)
         try Sys.mkdirs(tmp.sub("sysroot"))

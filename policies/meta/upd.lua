@@ -82,6 +82,8 @@ function Keyring:verify(manifest) end
 ---@field planned_peak_extra_disk integer
 ---@field observed_peak_extra_disk integer
 ---@field seconds number
+---@field deltas integer
+---@field fallbacks string[]
 
 ---@class upd.Channel
 ---@field channel string
@@ -131,7 +133,7 @@ function upd.plan(from, to, options) end
 function upd.fetch(plan, options) end
 
 ---@param plan upd.Plan
----@param options? {mirrors?: upd.Mirrors, blobs?: string[], root?: string, rate_limit?: integer, concurrency?: integer, on_progress?: upd.OnProgress, insecure?: boolean}
+---@param options? {mirrors?: upd.Mirrors, blobs?: string[], root?: string, rate_limit?: integer, concurrency?: integer, on_progress?: upd.OnProgress, insecure?: boolean, keyring?: upd.Keyring}
 ---@return upd.ApplyReport|nil, string? message, upd.Code? code
 function upd.apply(plan, options) end
 
@@ -270,8 +272,8 @@ function decide(device) end
 ---@field shared_bytes integer
 
 ---@param plan upd.Plan
----@param options {sysroot: string, mirrors?: string[], blobs?: string[], rate_limit?: integer, concurrency?: integer, insecure?: boolean}
----@return {name: string, already_current: boolean, files_linked: integer, bytes_linked: integer, files_written: integer, bytes_written: integer, blobs_downloaded: integer, bytes_downloaded: integer, seconds: number}|nil, string? message, upd.Code? code
+---@param options {sysroot: string, mirrors?: string[], blobs?: string[], rate_limit?: integer, concurrency?: integer, insecure?: boolean, keyring?: upd.Keyring}
+---@return {name: string, already_current: boolean, files_linked: integer, bytes_linked: integer, files_written: integer, bytes_written: integer, blobs_downloaded: integer, bytes_downloaded: integer, seconds: number, deltas: integer, fallbacks: string[]}|nil, string? message, upd.Code? code
 function upd.deploy(plan, options) end
 
 ---@param sysroot string

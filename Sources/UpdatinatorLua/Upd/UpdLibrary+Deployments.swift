@@ -7,7 +7,7 @@ extension UpdLibrary {
     static func installDeployments(in state: LuaState) {
         state.setFunction("deploy") { call in
             let p = try call.object(1, planType)
-            let options = try call.options(2, allowed: ["sysroot", "mirrors", "blobs", "rate_limit", "concurrency", "insecure"])
+            let options = try call.options(2, allowed: ["sysroot", "mirrors", "blobs", "rate_limit", "concurrency", "insecure", "keyring"])
             guard let path = try options.string("sysroot") else { throw call.argumentError(2, "option 'sysroot' is required") }
             let insecure = try options.boolean("insecure") ?? false
             guard p.to.verified || insecure else {
@@ -15,14 +15,21 @@ extension UpdLibrary {
             }
             let deployer = Deployer(sysroot: try Sysroot(path: path, create: true), target: p.to.manifest, targetBytes: p.to.bytes)
             deployer.blobDirectories = (try options.strings("blobs") ?? []) + p.blobs
-            if try options.strings("mirrors") != nil { deployer.fetcher = try makeFetcher(options, call) }
+            if try options.strings("mirrors") != nil {
+                let fetcher = try makeFetcher(options, call)
+                deployer.fetcher = fetcher
+                if let keyring = try keyringOption(options, call)?.keyring {
+                    deployer.deltaIndex = fetcher.usableDeltaIndex(for: p.to.manifest, keyring: keyring, warn: warn)
+                }
+            }
             let r = try deployer.run()
             return call.results(.table([
                 "name": .string(r.name), "already_current": .boolean(r.alreadyCurrent),
                 "files_linked": .integer(Int64(r.filesLinked)), "bytes_linked": .integer(Int64(r.bytesLinked)),
                 "files_written": .integer(Int64(r.filesWritten)), "bytes_written": .integer(Int64(r.bytesWritten)),
                 "blobs_downloaded": .integer(Int64(r.download.blobs)), "bytes_downloaded": .integer(Int64(r.download.bytes)),
-                "seconds": .number(r.seconds),
+                "seconds": .number(r.seconds), "deltas": .integer(Int64(r.deltas)),
+                "fallbacks": .table([:], array: r.fallbacks.map { .string($0) }),
             ]))
         }
 

@@ -98,7 +98,7 @@ extension UpdLibrary {
         state.setFunction("apply") { call in
             let p = try call.object(1, planType)
             let options = try call.options(2, allowed: ["root", "mirrors", "blobs", "rate_limit", "concurrency", "resume",
-                                                        "on_progress", "insecure"])
+                                                        "on_progress", "insecure", "keyring"])
             let insecure = try options.boolean("insecure") ?? false
             guard p.to.verified || insecure else {
                 throw UpdError(.verification, "\(p.to.source): not verified; verify it with a keyring (kr:verify) first")
@@ -110,6 +110,10 @@ extension UpdLibrary {
             if try options.strings("mirrors") != nil {
                 let fetcher = try makeFetcher(options, call)
                 applier.fetcher = fetcher
+                if let keyring = try keyringOption(options, call)?.keyring {
+                    applier.deltaIndex = fetcher.usableDeltaIndex(for: p.to.manifest, keyring: keyring, warn: warn)
+                    applier.pack = fetcher.usablePack(for: p.to.manifest, keyring: keyring, warn: warn)
+                }
                 progress = try ProgressCallback(options, call, fetcher: fetcher)
             } else if try options.function("on_progress") != nil {
                 progress = try ProgressCallback(options, call, fetcher: nil)
@@ -127,6 +131,7 @@ extension UpdLibrary {
                 "bytes_downloaded": .integer(Int64(r.download.bytes)), "blobs_downloaded": .integer(Int64(r.download.blobs)),
                 "planned_peak_extra_disk": .integer(Int64(r.plannedPeakExtraDisk)),
                 "observed_peak_extra_disk": .integer(Int64(r.observedPeakExtraDisk)), "seconds": .number(r.seconds),
+                "deltas": .integer(Int64(r.deltas)), "fallbacks": .table([:], array: r.fallbacks.map { .string($0) }),
             ]))
         }
 
@@ -147,6 +152,11 @@ extension UpdLibrary {
             throw call.argumentError(options.index == 0 ? 3 : options.index, "option 'root' is required (or run with --root)")
         }
         return root
+    }
+
+    /// Where problems that never stop an update go (a delta index or pack not used).
+    static func warn(_ message: String) {
+        FileHandle.standardError.write(Data("updatinator: warning: \(message)\n".utf8))
     }
 
     static func keyringOption(_ options: LuaOptions, _ call: LuaCall) throws -> LuaKeyring? {
