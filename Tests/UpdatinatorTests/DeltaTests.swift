@@ -185,8 +185,8 @@ import Testing
     let tmp = TemporaryDirectory("delta-upgrade")
 
     /// A copy of the sample repository (hardlinked) with the deltas of the given moves.
-    func repositoryWithDeltas(_ moves: [((String, String), (String, String))]) throws -> String {
-        let repo = tmp.sub("repo")
+    func repositoryWithDeltas(_ moves: [((String, String), (String, String))], name: String = "repo") throws -> String {
+        let repo = tmp.sub(name)
         try Shell.run(["cp", "-al", samples.repo, repo])
         for ((fromImage, fromVersion), (toImage, toVersion)) in moves {
             let r = try CLI.run(["delta", "--repo", repo, "--from", "\(fromImage)/\(fromVersion)", "--to", "\(toImage)/\(toVersion)",
@@ -282,7 +282,7 @@ import Testing
 
     /// A repository with the deltas of 1 → 2 and the pack of 2.
     func packedRepository() throws -> String {
-        let repo = try repositoryWithDeltas([(("olpc-ext3", "1"), ("olpc-ext3", "2"))])
+        let repo = try repositoryWithDeltas([(("olpc-ext3", "1"), ("olpc-ext3", "2"))], name: "packed")
         let r = try CLI.run(["pack", "--repo", repo, "olpc-ext3/2", "--secret-key", samples.secretKey])
         try #require(r.status == 0, "\(r.stderr)")
         return repo
@@ -290,7 +290,7 @@ import Testing
 
     /// Applies 1 → 2 to a new copy from `mirror`; the report, after checking the tree.
     func applyOneToTwo(from mirror: String, _ name: String) throws -> (report: [String: Any], stderr: String) {
-        let root = tmp.sub(name)
+        let root = tmp.sub("tree-" + name)
         try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
         let r = try CLI.run(["apply", "--root", root, "--from", samples.manifest("olpc-ext3", "1"), "--to", samples.manifest("olpc-ext3", "2"),
                              "--keyring", samples.keyring, "--mirror", mirror, "--json"])
@@ -300,15 +300,13 @@ import Testing
     }
 
     @Test func aPackServedByNginxTakesAFewRequestsInsteadOfOnePerContent() throws {
-        let repo = try packedRepository()
-        let nginx = try NginxMirror(repo: repo)
+        let nginx = try NginxMirror(repo: try packedRepository())
         let packed = try applyOneToTwo(from: nginx.url, "packed")
         let withPack = try String(contentsOfFile: "\(nginx.state)/access.log", encoding: .utf8).split(separator: "\n")
-        // The same upgrade from a mirror without the pack.
-        Sys.unlink(repo + "/" + PackIndex.indexPath(image: "olpc-ext3", version: "2"))
-        #expect(truncate("\(nginx.state)/access.log", 0) == 0)
-        let unpacked = try applyOneToTwo(from: nginx.url, "unpacked")
-        let without = try String(contentsOfFile: "\(nginx.state)/access.log", encoding: .utf8).split(separator: "\n")
+        // The same upgrade from a mirror with the same deltas and no pack.
+        let plain = try NginxMirror(repo: try repositoryWithDeltas([(("olpc-ext3", "1"), ("olpc-ext3", "2"))]))
+        let unpacked = try applyOneToTwo(from: plain.url, "unpacked")
+        let without = try String(contentsOfFile: "\(plain.state)/access.log", encoding: .utf8).split(separator: "\n")
         let contents = packed.report["blobs_downloaded"] as! Int
         #expect(contents > 50 && (packed.report["deltas"] as! Int) > 0, "\(packed.report)")
         #expect(withPack.filter { $0.contains(".pack ") }.count >= 1)
@@ -326,16 +324,25 @@ import Testing
         #expect((r.report["deltas"] as! Int) > 0)
     }
 
-    @Test func aPackIndexMustLayItsPiecesEndToEnd() throws {
-        let a = Blake2b.hash([1]).hex, b = Blake2b.hash([2]).hex
-        let good = PackIndex.formatLine + "\n\(a) - 0 10\n\(b) \(a) 10 5\n"
-        #expect(try PackIndex.parse(Array(good.utf8), source: "p").entries.count == 2)
-        for bad in [PackIndex.formatLine + "\n\(a) - 0 10\n\(b) - 9 5\n",   // overlapping
-                    PackIndex.formatLine + "\n\(a) - 0 10\n\(b) - 11 5\n",  // a hole
-                    PackIndex.formatLine + "\n\(a) - 5 10\n",                // not from the start
-                    PackIndex.formatLine + "\n\(a) x 0 10\n", PackIndex.formatLine + "\n\(a) - 0 0\n"] {
-            #expect(throws: UpdError.self) { try PackIndex.parse(Array(bad.utf8), source: "p") }
+    @Test func aPackIsAnnouncedOnlyWhileItMatchesTheDeltaIndex() throws {
+        let repo = try packedRepository()
+        let manifest = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
+        let builder = DeltaBuilder(repository: try Repository(opening: repo))
+        var index = try builder.readIndex(image: "olpc-ext3", version: "2")
+        let layout = try #require(PackIndex.announced(for: manifest, in: index))
+        let pack = try Sys.readFile(repo + "/" + PackIndex.packPath(image: "olpc-ext3", version: "2"))
+        #expect(UInt64(pack.count) == layout.bytes)
+        // Every piece is where the layout says: a blob that inflates to its content.
+        for e in layout.entries where e.base == nil {
+            let blob = try Sys.readFile(try Repository(opening: repo).blobs.path(for: e.target))
+            #expect(Array(pack[Int(e.offset)..<Int(e.offset + e.bytes)]) == blob)
         }
+        // A delta added after the pack was written: the index no longer announces it.
+        index.add(target: Blake2b.hash([1]), base: Blake2b.hash([2]), bytes: 9)
+        #expect(index.packBytes == nil && PackIndex.announced(for: manifest, in: index) == nil)
+        // An index whose pack size does not add up announces nothing.
+        index.packBytes = layout.bytes + 1
+        #expect(PackIndex.announced(for: manifest, in: try DeltaIndex.parse(index.encoded(), source: "i")) == nil)
     }
 
     @Test func thePlanCountsDeltasInItsDownload() throws {

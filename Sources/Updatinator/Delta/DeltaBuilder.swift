@@ -10,8 +10,10 @@ public struct DeltaBuilder: Sendable {
         public var madeBytes: UInt64 = 0
         /// Deltas the repository already had.
         public var existing = 0
-        /// Pairs whose delta was not smaller than the target's blob (not written).
+        /// New contents with no delta smaller than their blob (none written).
         public var notSmaller = 0
+        /// Deltas against no base (zstd alone), among those made or kept.
+        public var alone = 0
         /// New contents no rule found a base for.
         public var unmatched = 0
         /// New contents by the rule that found their base.
@@ -31,7 +33,7 @@ public struct DeltaBuilder: Sendable {
     public func makeDelta(base: ContentHash, baseSize: UInt64, target: ContentHash, size: UInt64, blobSize: UInt64) throws -> (bytes: UInt64?, made: Bool) {
         let path = "\(repository.root)/\(ContentDelta.path(base: base, target: target))"
         if let st = try Sys.lstatIfExists(path) { return (UInt64(st.st_size), false) }
-        let delta = try ContentDelta.encode(base: repository.blobs.readAll(base, size: baseSize),
+        let delta = try ContentDelta.encode(base: base == .empty ? [] : repository.blobs.readAll(base, size: baseSize),
                                             target: repository.blobs.readAll(target, size: size), level: level)
         guard UInt64(delta.count) < blobSize else { return (nil, false) }
         try Sys.mkdirs(Sys.parentDirectory(of: path))
@@ -39,29 +41,43 @@ public struct DeltaBuilder: Sendable {
         return (UInt64(delta.count), true)
     }
 
-    /// Makes the deltas of the move `from` → `to` and adds them to `to`'s signed index.
+    /// Makes the deltas of the move `from` → `to` and adds them to `to`'s signed index. A new
+    /// content whose base gives no delta smaller than its blob, or that has no base, gets a
+    /// delta against no base (`ContentHash.empty`: zstd alone) when that is smaller.
     public func build(from: Manifest, to: Manifest, key: SecretKey) throws -> Report {
-        let matches = DeltaBases.match(from: from, to: to).sorted { $0.key < $1.key }
+        let matches = DeltaBases.match(from: from, to: to)
         let contents = to.contents
+        let oldContents = from.contents
+        let targets = contents.keys.filter { contents[$0]!.size > 0 && oldContents[$0] == nil }.sorted()
         let report = Mutex(Report())
         let found = Mutex([(target: ContentHash, base: ContentHash, bytes: UInt64)]())
-        try Parallel.forEach(matches.count, workers: jobs) { i in
-            let (target, match) = matches[i]
+        try Parallel.forEach(targets.count, workers: jobs) { i in
+            let target = targets[i]
             let sizes = contents[target]!
-            let result = try makeDelta(base: match.base, baseSize: match.baseSize, target: target, size: sizes.size, blobSize: sizes.blobSize)
+            var result: (bytes: UInt64?, made: Bool) = (nil, false)
+            var base = ContentHash.empty
+            if let match = matches[target] {
+                base = match.base
+                result = try makeDelta(base: match.base, baseSize: match.baseSize, target: target, size: sizes.size, blobSize: sizes.blobSize)
+            }
+            if result.bytes == nil {
+                base = .empty
+                result = try makeDelta(base: .empty, baseSize: 0, target: target, size: sizes.size, blobSize: sizes.blobSize)
+            }
             report.withLock { r in
-                r.byRule[match.rule.rawValue, default: 0] += 1
+                r.byRule[matches[target]?.rule.rawValue ?? "no base", default: 0] += 1
+                if base == .empty && result.bytes != nil { r.alone += 1 }
                 if result.made { r.made += 1; r.madeBytes += result.bytes! }
                 else if result.bytes != nil { r.existing += 1 }
                 else { r.notSmaller += 1 }
             }
-            if let bytes = result.bytes { found.withLock { $0.append((target, match.base, bytes)) } }
+            if let bytes = result.bytes { found.withLock { $0.append((target, base, bytes)) } }
         }
         var index = try readIndex(image: to.image, version: to.version)
         for d in found.withLock({ $0 }) { index.add(target: d.target, base: d.base, bytes: d.bytes) }
         try writeIndex(index, image: to.image, version: to.version, key: key)
         var r = report.withLock { $0 }
-        r.unmatched = Set(contents.keys).subtracting(from.contents.keys).filter { contents[$0]!.size > 0 }.count - matches.count
+        r.unmatched = r.byRule["no base"] ?? 0
         return r
     }
 

@@ -5,6 +5,7 @@
 ///
 ///     updatinator-deltas 1
 ///     <target hash> <base hash> <delta bytes>      (sorted, one line per delta)
+///     pack <bytes>                                 (when the version's pack holds these deltas)
 public struct DeltaIndex: Equatable, Sendable {
     public static let formatLine = "updatinator-deltas 1"
     public static let maxBytes = 64 << 20
@@ -17,12 +18,16 @@ public struct DeltaIndex: Equatable, Sendable {
     }
 
     public private(set) var deltas: [ContentHash: [Delta]] = [:]
+    /// The size of the version's pack, written from this index (`PackIndex`).
+    public var packBytes: UInt64?
 
     public init() {}
 
     public var count: Int { deltas.values.reduce(0) { $0 + $1.count } }
 
+    /// Adds a delta; the pack, written without it, no longer matches.
     public mutating func add(target: ContentHash, base: ContentHash, bytes: UInt64) {
+        packBytes = nil
         var list = deltas[target, default: []].filter { $0.base != base }
         list.append(Delta(base: base, bytes: bytes))
         deltas[target] = list.sorted()
@@ -42,6 +47,7 @@ public struct DeltaIndex: Equatable, Sendable {
         for target in deltas.keys.sorted() {
             for d in deltas[target]!.sorted(by: { $0.base < $1.base }) { text += "\(target.hex) \(d.base.hex) \(d.bytes)\n" }
         }
+        if let packBytes { text += "pack \(packBytes)\n" }
         return Array(text.utf8)
     }
 
@@ -50,10 +56,19 @@ public struct DeltaIndex: Equatable, Sendable {
         guard bytes.last == UInt8(ascii: "\n") else { throw UpdError(.corrupt, "\(source): does not end with a newline") }
         var index = DeltaIndex()
         var previous: (ContentHash, ContentHash)?
+        var pack: UInt64?
         for (number, line) in bytes.dropLast().split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             let at = "\(source):\(number + 1)"
             if number == 0 {
                 guard line.elementsEqual(formatLine.utf8) else { throw UpdError(.corrupt, "\(at): expected '\(formatLine)'") }
+                continue
+            }
+            guard pack == nil else { throw UpdError(.corrupt, "\(at): a line after the pack's") }
+            if line.starts(with: "pack ".utf8) {
+                guard let size = UInt64(String(decoding: line.dropFirst(5), as: UTF8.self)), size > 0 else {
+                    throw UpdError(.corrupt, "\(at): expected 'pack <bytes>'")
+                }
+                pack = size
                 continue
             }
             let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false)
@@ -69,6 +84,7 @@ public struct DeltaIndex: Equatable, Sendable {
             previous = (target, base)
             index.add(target: target, base: base, bytes: size)
         }
+        index.packBytes = pack
         return index
     }
 }

@@ -76,7 +76,7 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
             return try BlobStore.read(blobAt: path, hash: request.hash, size: request.size, sink: write)
         }
         do {
-            guard let baseBytes = try base(delta.base) else {
+            guard let baseBytes = try delta.base == .empty ? [] : base(delta.base) else {
                 throw UpdError(.corrupt, "\(display): the base \(delta.base.hex) of its delta is not intact")
             }
             try ContentDelta.decode(deltaAt: path, base: baseBytes, target: request.hash, size: request.size, sink: write)

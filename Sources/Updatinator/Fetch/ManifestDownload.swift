@@ -74,28 +74,12 @@ extension CurlFetcher {
         return try DeltaIndex.parse(got.content, source: remote)
     }
 
-    /// The first http(s) mirror with a pack of `manifest`'s version, and the pack's index, its
-    /// signature checked against `keyring` when given; nil when no mirror has one or one fails
-    /// (reported to `warn`: packs only save requests).
-    public func usablePack(for manifest: Manifest, keyring: Keyring?, warn: (String) -> Void) -> (mirror: String, index: PackIndex)? {
-        let remote = PackIndex.indexPath(image: manifest.image, version: manifest.version)
-        for mirror in options.mirrors where mirror.hasPrefix("http://") || mirror.hasPrefix("https://") {
-            do {
-                let got = try CurlFetcher(options: FetchOptions(mirrors: [mirror]))
-                    .fetchSigned(remote, maxBytes: UInt64(PackIndex.maxBytes), signatureRequired: keyring != nil)
-                if let keyring {
-                    try keyring.verify(got.content, signatures: SignatureFile.parse(got.signature!, source: remote + ".sig"),
-                                       purpose: .pack, source: remote)
-                }
-                return (mirror, try PackIndex.parse(got.content, source: "\(mirror)/\(remote)"))
-            } catch let e as UpdError where e.code == .network {
-                continue
-            } catch {
-                warn("pack not used: \((error as? UpdError)?.message ?? "\(error)")")
-                return nil
-            }
-        }
-        return nil
+    /// The first http(s) mirror and the layout of the pack that `deltas` announces for
+    /// `manifest`; nil when there is no such mirror or pack.
+    public func announcedPack(for manifest: Manifest, deltas: DeltaIndex?) -> (mirror: String, index: PackIndex)? {
+        guard let deltas, let layout = PackIndex.announced(for: manifest, in: deltas),
+              let mirror = options.mirrors.first(where: { $0.hasPrefix("http://") || $0.hasPrefix("https://") }) else { return nil }
+        return (mirror, layout)
     }
 
     /// `downloadDeltaIndex`, with a failure reported to `warn` and no deltas used: deltas only

@@ -22,6 +22,10 @@ public struct ContentHash: Hashable, Comparable, Sendable, CustomStringConvertib
     }
 
     public var hex: String { Hex.encode(bytes) }
+
+    /// The hash of no bytes: as a delta's base, a content compressed on its own (zstd, which
+    /// beats a zlib blob), which every client has.
+    public static let empty = Blake2b.hash([])
     public var description: String { hex }
 
     public static func < (a: ContentHash, b: ContentHash) -> Bool {

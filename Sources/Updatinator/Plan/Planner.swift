@@ -76,16 +76,17 @@ public struct Planner {
     /// old tree, when it is smaller than the blob and no blob directory has the content.
     func chooseDeltas(old: InodeGroups) throws -> [ContentHash: DeltaIndex.Delta] {
         let oldHashes = Set(old.groups.values.filter { $0.size > 0 }.map(\.hash))
+        let contents = to.contents
         var chosen = [ContentHash: DeltaIndex.Delta]()
         if batches {
             for (hash, match) in DeltaBases.match(from: from, to: to) where try BlobSource.find(hash, in: blobDirectories) == nil {
-                chosen[hash] = DeltaIndex.Delta(base: match.base, bytes: to.contents[hash]!.blobSize)
+                chosen[hash] = DeltaIndex.Delta(base: match.base, bytes: contents[hash]!.blobSize)
             }
             return chosen
         }
         guard let deltaIndex else { return [:] }
-        for (hash, sizes) in to.contents where sizes.size > 0 && !oldHashes.contains(hash) {
-            guard let delta = deltaIndex.cheapest(into: hash, from: oldHashes.contains), delta.bytes < sizes.blobSize,
+        for (hash, sizes) in contents where sizes.size > 0 && !oldHashes.contains(hash) {
+            guard let delta = deltaIndex.cheapest(into: hash, from: { oldHashes.contains($0) || $0 == .empty }), delta.bytes < sizes.blobSize,
                   try BlobSource.find(hash, in: blobDirectories) == nil else { continue }
             chosen[hash] = delta
         }
@@ -105,7 +106,7 @@ public struct Planner {
         }
         // ... and the bases of the chosen deltas.
         let copied = Set(writes.map(\.hash)).filter { oldHolder[$0] != nil }
-        let preserved = copied.union(deltas.values.map(\.base))
+        let preserved = copied.union(deltas.values.map(\.base).filter { $0 != .empty })
         for hash in preserved.sorted() { steps.append(.preserve(hash, from: oldHolder[hash]!)) }
         steps.append(.checkpoint)
 
@@ -134,7 +135,7 @@ public struct Planner {
         var lastUse = [ContentHash: Int]()
         for (position, hash) in order.enumerated() {
             if copied.contains(hash) { lastUse[hash] = position }
-            if let base = deltas[hash]?.base { lastUse[base] = position }
+            if let base = deltas[hash]?.base, base != .empty { lastUse[base] = position }
         }
         var releasedAfter = [Int: [ContentHash]]()
         for (hash, position) in lastUse { releasedAfter[position, default: []].append(hash) }

@@ -9,8 +9,6 @@ public enum SignaturePurpose: String, Sendable {
     case decision
     /// The deltas a repository offers into an image version (`DeltaIndex`).
     case deltas
-    /// Where pieces lie in an image version's pack (`PackIndex`).
-    case pack
 
     func message(for content: [UInt8]) -> [UInt8] {
         Array("updatinator-\(rawValue)-v1".utf8) + [0] + content

@@ -112,7 +112,7 @@ extension UpdLibrary {
                 applier.fetcher = fetcher
                 if let keyring = try keyringOption(options, call)?.keyring {
                     applier.deltaIndex = fetcher.usableDeltaIndex(for: p.to.manifest, keyring: keyring, warn: warn)
-                    applier.pack = fetcher.usablePack(for: p.to.manifest, keyring: keyring, warn: warn)
+                    applier.pack = fetcher.announcedPack(for: p.to.manifest, deltas: applier.deltaIndex)
                 }
                 progress = try ProgressCallback(options, call, fetcher: fetcher)
             } else if try options.function("on_progress") != nil {

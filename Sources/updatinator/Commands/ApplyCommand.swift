@@ -55,7 +55,7 @@ struct ApplyCommand: UpdatinatorSubcommand {
             let fetcher = try mirrors.makeFetcher()
             applier.fetcher = fetcher
             applier.deltaIndex = MirrorOptions.deltaIndex(fetcher, for: target.manifest, keyring: trusted)
-            applier.pack = fetcher.usablePack(for: target.manifest, keyring: trusted, warn: { Console.error("warning: \($0)") })
+            applier.pack = fetcher.announcedPack(for: target.manifest, deltas: applier.deltaIndex)
         }
         let report = try applier.run()
         Console.endProgress()

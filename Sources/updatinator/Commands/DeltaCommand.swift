@@ -46,7 +46,8 @@ struct DeltaCommand: UpdatinatorSubcommand {
         let r = try builder.build(from: source, to: target, key: key)
         let rules = DeltaBases.Rule.allCases.map { "\(r.byRule[$0.rawValue] ?? 0) by \($0.rawValue)" }.joined(separator: ", ")
         Console.print("\(from) → \(to): wrote \(r.made) deltas (\(formatBytes(r.madeBytes))), kept \(r.existing), "
-            + "skipped \(r.notSmaller) not smaller than their blob; bases: \(rules); \(r.unmatched) new contents without a base")
+            + "\(r.alone) of them against no base; \(r.notSmaller) new contents with no delta smaller than their blob; "
+            + "bases: \(rules); \(r.unmatched) new contents without a base")
     }
 
     static func manifest(_ name: String, in repository: Repository) throws -> Manifest {
