@@ -123,13 +123,13 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
 
     /// Downloads group `g` once the window allows it.
     private func download(_ g: Int) throws {
-        let limit = groups[g].limit
+        // (`groups` is shared with the applying thread: read and written under the lock.)
+        let (requests, limit) = condition.withLock { (groups[g].requests, groups[g].limit) }
         try condition.withLock {
             while held > 0 && held + limit > window && !cancelled { condition.wait() }
             if cancelled { throw UpdError(.network, "the download was cancelled") }
             held += limit
         }
-        let requests = groups[g].requests
         var path: String?
         var stored = [BlobRequest]()
         switch source {
@@ -266,16 +266,16 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             if ready { break }
             try whileWaiting()
         }
-        let request = groups[g].requests[item]
         let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
-        let (batch, stored) = condition.withLock { (groups[g].batch, groups[g].stored) }
+        let (requests, batch, stored) = condition.withLock { (groups[g].requests, groups[g].batch, groups[g].stored) }
+        let request = requests[item]
         guard let batch else {
             return try BlobStream.writeDownloaded(stored[item], at: store.path(for: stored[item]), into: fd, display: display, base: base,
                                                   store: store, options: mirrors.options, problems: problems)
         }
         do {
             if reader?.group != g {
-                reader = (g, try ContentBatchReader(path: batch, items: groups[g].requests.map { r in
+                reader = (g, try ContentBatchReader(path: batch, items: requests.map { r in
                     ContentBatch.Item(hash: r.hash, size: r.size, base: r.delta.flatMap { baseSizes[$0.base] != nil ? $0.base : nil },
                                       baseSize: r.delta.flatMap { baseSizes[$0.base] } ?? 0)
                 }))
