@@ -250,11 +250,13 @@ import Testing
     @Test func aDeltaIndexWithABadSignatureIsNotUsed() throws {
         let repo = try repositoryWithDeltas([(("olpc-ext3", "1"), ("olpc-ext3", "2"))])
         let index = repo + "/" + DeltaIndex.path(image: "olpc-ext3", version: "2")
-        // A mirror that adds a line: the signature no longer covers the index.
+        // A mirror that adds a line (to the index and its compressed copy): the signature no
+        // longer covers the index.
         var text = try Sys.readFile(index)
         Sys.unlink(index)
+        Sys.unlink(index + CompressedCopy.suffix)
         text += Array("\(Blake2b.hash([9]).hex) \(Blake2b.hash([8]).hex) 5\n".utf8)
-        try Sys.writeFileAtomically(index, text)
+        try CompressedCopy.write(index, text)
         let root = tmp.sub("tree")
         try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
         let r = try CLI.run(["apply", "--root", root, "--from", samples.manifest("olpc-ext3", "1"), "--to", samples.manifest("olpc-ext3", "2"),
@@ -343,6 +345,29 @@ import Testing
         // An index whose pack size does not add up announces nothing.
         index.packBytes = layout.bytes + 1
         #expect(PackIndex.announced(for: manifest, in: try DeltaIndex.parse(index.encoded(), source: "i")) == nil)
+    }
+
+    @Test func manifestsComeCompressedAndAnUndecodableCopyFallsBackToThePlainFile() throws {
+        let repo = tmp.sub("copies")
+        try Shell.run(["cp", "-al", samples.repo, repo])
+        let nginx = try NginxMirror(repo: repo)
+        func getManifest() throws -> [Substring] {
+            #expect(truncate("\(nginx.state)/access.log", 0) == 0)
+            let r = try CLI.run(["get-manifest", "--mirror", nginx.url, "olpc-ext3", "2", "--out", tmp.sub("got-\(UUID().uuidString)"),
+                                 "--keyring", samples.keyring])
+            #expect(r.status == 0, "\(r.stderr)")
+            return try String(contentsOfFile: "\(nginx.state)/access.log", encoding: .utf8).split(separator: "\n")
+        }
+        let compressed = try getManifest()
+        #expect(compressed.contains { $0.contains("GET /images/olpc-ext3/2.manifest.zst ") && $0.contains(" 200 ") }, "\(compressed)")
+        #expect(!compressed.contains { $0.contains("GET /images/olpc-ext3/2.manifest ") }, "\(compressed)")
+        let copy = repo + "/images/olpc-ext3/2.manifest.zst"
+        let size = try Sys.lstat(copy).st_size
+        #expect(Int(size) * 2 < (try Sys.readFile(samples.manifest("olpc-ext3", "2"))).count, "the copy is smaller")
+        Sys.unlink(copy)
+        try Sys.writeFileAtomically(copy, Array("not zstd".utf8))
+        let plain = try getManifest()
+        #expect(plain.contains { $0.contains("GET /images/olpc-ext3/2.manifest ") && $0.contains(" 200 ") }, "\(plain)")
     }
 
     @Test func thePlanCountsDeltasInItsDownload() throws {

@@ -57,7 +57,7 @@ public struct ImageGenerator {
             }
         } else {
             try Sys.mkdirs(Sys.parentDirectory(of: path))
-            try Sys.writeFileAtomically(path, bytes)
+            try CompressedCopy.write(path, bytes)
         }
         var signer: String? = nil
         if let key = signingKey {

@@ -96,6 +96,6 @@ public struct DeltaBuilder: Sendable {
         var signatures = SignatureFile()
         signatures.sign(bytes, with: key, purpose: .deltas)
         try Sys.writeFileAtomically(path + ".sig", signatures.encoded())
-        try Sys.writeFileAtomically(path, bytes)
+        try CompressedCopy.write(path, bytes)
     }
 }

@@ -8,14 +8,30 @@ extension CurlFetcher {
         public let signature: [UInt8]?
     }
 
-    /// Downloads a small repository file (a manifest, channel metadata) and its signature.
+    /// Downloads a small repository file (a manifest, channel metadata) and its signature;
+    /// with `compressed`, its compressed copy (`CompressedCopy`) when a mirror has one.
     /// The partial downloads live in a private temporary directory, removed before returning.
-    public func fetchSigned(_ path: String, maxBytes: UInt64, signatureRequired: Bool = true) throws -> SignedDownload {
+    public func fetchSigned(_ path: String, maxBytes: UInt64, signatureRequired: Bool = true, compressed: Bool = false) throws -> SignedDownload {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-\(UUID().uuidString)").path
         try Sys.mkdirs(directory, mode: 0o700)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        try fetchFile(path, to: "\(directory)/document", maxBytes: maxBytes)
-        let content = try Sys.readFile("\(directory)/document", limit: Int(maxBytes))
+        var copy: [UInt8]?
+        if compressed {
+            do {
+                try fetchFile(path + CompressedCopy.suffix, to: "\(directory)/copy", maxBytes: maxBytes)
+                copy = try CompressedCopy.decompress(Sys.readFile("\(directory)/copy", limit: Int(maxBytes)), limit: Int(maxBytes),
+                                                        source: path + CompressedCopy.suffix)
+            } catch let e as UpdError where e.code == .network || e.code == .corrupt {
+                copy = nil
+            }
+        }
+        let content: [UInt8]
+        if let copy {
+            content = copy
+        } else {
+            try fetchFile(path, to: "\(directory)/document", maxBytes: maxBytes)
+            content = try Sys.readFile("\(directory)/document", limit: Int(maxBytes))
+        }
         do {
             try fetchFile(path + ".sig", to: "\(directory)/signature", maxBytes: 64 * 1024)
         } catch let e as UpdError where e.code == .network && !signatureRequired {
@@ -34,7 +50,7 @@ extension CurlFetcher {
         try Manifest.checkName(version, what: "version")
         let remote = Repository.manifestPath(image: image, version: version)
         if let directory { try Sys.mkdirs(directory) }
-        let got = try fetchSigned(remote, maxBytes: UInt64(ManifestParser.maxManifestBytes))
+        let got = try fetchSigned(remote, maxBytes: UInt64(ManifestParser.maxManifestBytes), compressed: true)
         if let keyring {
             let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
             try keyring.verify(got.content, signatures: signatures, purpose: .manifest, source: remote)
@@ -63,7 +79,7 @@ extension CurlFetcher {
         let remote = DeltaIndex.path(image: image, version: version)
         let got: SignedDownload
         do {
-            got = try fetchSigned(remote, maxBytes: UInt64(DeltaIndex.maxBytes), signatureRequired: keyring != nil)
+            got = try fetchSigned(remote, maxBytes: UInt64(DeltaIndex.maxBytes), signatureRequired: keyring != nil, compressed: true)
         } catch let e as UpdError where e.code == .network {
             return nil
         }
