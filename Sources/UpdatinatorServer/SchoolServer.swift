@@ -143,8 +143,7 @@ public final class SchoolServer: Sendable {
         } catch {
             // A broken policy answers "no update": the device keeps what it runs.
             metrics.decision("error")
-            let message = (error as? LuaError)?.message ?? (error as? UpdError)?.message ?? "\(error)"
-            FileHandle.standardError.write(Data("updatinator serve: policy error for device \(device.device): \(message)\n".utf8))
+            Self.logPolicyError("for device \(device.device)", error)
             decision = Decision(device: device.device, nonce: device.nonce, expires: now + settings.decisionLifetime, update: false)
         }
         return Self.json(try decision.signed(with: settings.decisionKey))
@@ -177,8 +176,7 @@ public final class SchoolServer: Sendable {
                                                         "items": .integer(Int64(parsed.items.count)), "bytes": .integer(Int64(parsed.bytes)),
                                                         "address": .string(context.clientAddress ?? "")])
         } catch {
-            let message = (error as? LuaError)?.message ?? (error as? UpdError)?.message ?? "\(error)"
-            FileHandle.standardError.write(Data("updatinator serve: policy error in allow_batch: \(message)\n".utf8))
+            Self.logPolicyError("in allow_batch", error)
             allowed = false
         }
         guard allowed else {
@@ -203,6 +201,12 @@ public final class SchoolServer: Sendable {
         }
         let body = try JSONSerialization.data(withJSONObject: ["path": "/v1/batch/\(result.key)", "bytes": result.bytes], options: [.sortedKeys])
         return Self.json(Array(body))
+    }
+
+    /// One line on standard error for a policy call that failed (the server goes on).
+    static func logPolicyError(_ context: String, _ error: Error) {
+        let message = (error as? LuaError)?.message ?? (error as? UpdError)?.message ?? "\(error)"
+        FileHandle.standardError.write(Data("updatinator serve: policy error \(context): \(message)\n".utf8))
     }
 
     static func json(_ bytes: [UInt8]) -> Response {

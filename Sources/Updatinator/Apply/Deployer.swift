@@ -98,7 +98,7 @@ public final class Deployer {
             guard case .file(let size, let hash, let blobSize) = e.kind, size > 0, currentPaths[hash] == nil else { continue }
             lastUse[hash] = index
             if requested.insert(hash).inserted, try BlobSource.find(hash, in: blobDirectories + [sysroot.blobCache]) == nil {
-                let delta = deltaIndex?.cheapest(into: hash, from: { currentPaths[$0] != nil || $0 == .empty }).flatMap { $0.bytes < blobSize ? $0 : nil }
+                let delta = deltaIndex?.cheapest(into: hash, from: { currentPaths[$0] != nil }).flatMap { $0.bytes < blobSize ? $0 : nil }
                 requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize, delta: delta))
             }
         }

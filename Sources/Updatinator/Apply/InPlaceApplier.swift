@@ -173,7 +173,6 @@ public final class InPlaceApplier {
             throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(space.free); nothing was changed")
         }
         report.plannedPeakExtraDisk = plan.peakExtraDisk
-        report.deltas = plan.downloads(from: journal?.done ?? 0).requests.filter { $0.delta != nil }.count
         report.bytesReused = plan.bytesReused
         startUsed = space.used
         // The excess over the larger tree before anything changes; observed growth adds to it.
@@ -202,6 +201,7 @@ public final class InPlaceApplier {
 
         if journal != nil { removeLeftoverTemporaries(plan.steps[journalRecord.done...]) }
         let (requests, lastUse) = plan.downloads(from: journalRecord.done)
+        report.deltas = requests.filter { $0.delta != nil }.count
         progress.totalSteps = plan.steps.count
         if let fetcher, !requests.isEmpty {
             let previous = fetcher.progress

@@ -85,7 +85,7 @@ public enum ContentBatch {
             let chunk = items[ranges[c]]
             var prefix = c > 0 ? try joined(ranges[c - 1]) : []
             for base in bases(of: chunk) { prefix += try content(base.hash, base.size) }
-            let frame = try compress(try joined(ranges[c]), prefix: prefix, level: level)
+            let frame = try ContentDelta.compress(try joined(ranges[c]), prefix: prefix, level: level)
             frames.withLock { $0[c] = frame }
         }
         var out = magic
@@ -97,24 +97,6 @@ public enum ContentBatch {
         out += le(UInt32(0))
         try Sys.writeFileAtomically(path, out)
         return UInt64(out.count)
-    }
-
-    static func compress(_ input: [UInt8], prefix: [UInt8], level: Int32) throws -> [UInt8] {
-        guard let cctx = ZSTD_createCCtx() else { throw UpdError(.io, "zstd: cannot create a compression context") }
-        defer { ZSTD_freeCCtx(cctx) }
-        try ContentDelta.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "set the level")
-        try ContentDelta.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, try ContentDelta.windowLog(baseSize: prefix.count, targetSize: input.count)), "set the window")
-        try ContentDelta.check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 1), "enable long matching")
-        var output = [UInt8](repeating: 0, count: ZSTD_compressBound(input.count))
-        let written = try prefix.withUnsafeBytes { p in
-            if !prefix.isEmpty { try ContentDelta.check(ZSTD_CCtx_refPrefix(cctx, p.baseAddress, p.count), "use the prefix") }
-            return try input.withUnsafeBytes { i in
-                try output.withUnsafeMutableBytes { o in
-                    try ContentDelta.check(ZSTD_compress2(cctx, o.baseAddress, o.count, i.baseAddress, i.count), "compress")
-                }
-            }
-        }
-        return Array(output[0..<written])
     }
 
     static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }

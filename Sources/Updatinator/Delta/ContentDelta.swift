@@ -60,28 +60,31 @@ public enum ContentDelta {
 
     /// Encodes `target` against `base`: the header, then one zstd frame.
     public static func encode(base: [UInt8], target: [UInt8], level: Int32 = defaultLevel) throws -> [UInt8] {
+        let header = Header(base: Blake2b.hash(base), target: Blake2b.hash(target), targetSize: UInt64(target.count))
+        return header.encoded + (try compress(target, prefix: base, level: level))
+    }
+
+    /// One zstd frame of `input`, compressed with `prefix` as its prefix (zstd's prefix mode, which
+    /// a decoder must be given too): a window that covers both, and long-distance matching above
+    /// 4 MiB, since the match finders index only part of a large prefix (as `zstd --patch-from`).
+    static func compress(_ input: [UInt8], prefix: [UInt8], level: Int32) throws -> [UInt8] {
         guard let cctx = ZSTD_createCCtx() else { throw UpdError(.io, "zstd: cannot create a compression context") }
         defer { ZSTD_freeCCtx(cctx) }
-        let log = try windowLog(baseSize: base.count, targetSize: target.count)
         try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "set the level")
-        try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, log), "set the window")
-        try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 0), "set the checksum flag")
-        // The match finders index only part of a large prefix; long-distance matching finds the
-        // rest (as `zstd --patch-from` does for large files).
-        if base.count + target.count > 1 << 22 {
+        try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, try windowLog(baseSize: prefix.count, targetSize: input.count)), "set the window")
+        if prefix.count + input.count > 1 << 22 {
             try check(ZSTD_CCtx_setParameter(cctx, ZSTD_c_enableLongDistanceMatching, 1), "enable long matching")
         }
-        let header = Header(base: Blake2b.hash(base), target: Blake2b.hash(target), targetSize: UInt64(target.count))
-        var output = [UInt8](repeating: 0, count: ZSTD_compressBound(target.count))
-        let written = try base.withUnsafeBytes { b in
-            try check(ZSTD_CCtx_refPrefix(cctx, b.baseAddress, b.count), "use the base")
-            return try target.withUnsafeBytes { t in
+        var output = [UInt8](repeating: 0, count: ZSTD_compressBound(input.count))
+        let written = try prefix.withUnsafeBytes { p in
+            if !prefix.isEmpty { try check(ZSTD_CCtx_refPrefix(cctx, p.baseAddress, p.count), "use the prefix") }
+            return try input.withUnsafeBytes { i in
                 try output.withUnsafeMutableBytes { o in
-                    try check(ZSTD_compress2(cctx, o.baseAddress, o.count, t.baseAddress, t.count), "compress")
+                    try check(ZSTD_compress2(cctx, o.baseAddress, o.count, i.baseAddress, i.count), "compress")
                 }
             }
         }
-        return header.encoded + output[0..<written]
+        return Array(output[0..<written])
     }
 
     /// Decodes a delta read in chunks from `next` (which returns an empty chunk at the end)

@@ -33,13 +33,14 @@ public struct DeltaIndex: Equatable, Sendable {
         deltas[target] = list.sorted()
     }
 
-    /// The smallest delta into `target` whose base is among `bases`.
+    /// The smallest delta into `target` whose base is among `bases` (a delta against no base,
+    /// `ContentHash.empty`, needs none).
     public func cheapest(into target: ContentHash, from bases: (ContentHash) -> Bool) -> Delta? {
-        deltas[target]?.first { bases($0.base) }
+        deltas[target]?.first { $0.base == .empty || bases($0.base) }
     }
 
     public static func path(image: String, version: String) -> String {
-        Repository.manifestPath(image: image, version: version).dropLast(".manifest".count) + ".deltas"
+        Repository.versionPath(image: image, version: version, suffix: ".deltas")
     }
 
     public func encoded() -> [UInt8] {

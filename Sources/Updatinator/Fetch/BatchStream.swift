@@ -222,14 +222,9 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
 
     /// Asks the server for the batch of `requests` and downloads it to `destination`.
     private func downloadBatch(_ requests: [BlobRequest], limit: UInt64, from server: String, into destination: String) throws -> String {
-        var items = [[String: Any]]()
-        for r in requests {
-            var item: [String: Any] = ["hash": r.hash.hex, "size": r.size]
-            if let base = r.delta?.base, let size = baseSizes[base] {
-                item["base"] = base.hex
-                item["base_size"] = size
-            }
-            items.append(item)
+        let items = requests.map(batchItem).map { i -> [String: Any] in
+            guard let base = i.base else { return ["hash": i.hash.hex, "size": i.size] }
+            return ["hash": i.hash.hex, "size": i.size, "base": base.hex, "base_size": i.baseSize]
         }
         var body: [String: Any] = ["items": items, "limit": limit]
         body["device"] = device
@@ -252,6 +247,12 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         return destination
     }
 
+    /// A request as a batch item: with its base when the plan keeps one (one whose size is known).
+    private func batchItem(_ r: BlobRequest) -> ContentBatch.Item {
+        guard let base = r.delta?.base, let size = baseSizes[base] else { return ContentBatch.Item(hash: r.hash, size: r.size) }
+        return ContentBatch.Item(hash: r.hash, size: r.size, base: base, baseSize: size)
+    }
+
     func write(_ hash: ContentHash, into fd: Int32, display: String, base: (ContentHash) throws -> [UInt8]?,
                whileWaiting: () throws -> Void) throws {
         let (g, item) = groupOf[hash]!
@@ -266,7 +267,6 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             if ready { break }
             try whileWaiting()
         }
-        let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
         let (requests, batch, stored) = condition.withLock { (groups[g].requests, groups[g].batch, groups[g].stored) }
         let request = requests[item]
         guard let batch else {
@@ -275,22 +275,15 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
         do {
             if reader?.group != g {
-                reader = (g, try ContentBatchReader(path: batch, items: requests.map { r in
-                    ContentBatch.Item(hash: r.hash, size: r.size, base: r.delta.flatMap { baseSizes[$0.base] != nil ? $0.base : nil },
-                                      baseSize: r.delta.flatMap { baseSizes[$0.base] } ?? 0)
-                }))
+                reader = (g, try ContentBatchReader(path: batch, items: requests.map(batchItem)))
             }
             let bytes = try reader!.reader.content(at: item, base: base)
             guard Blake2b.hash(bytes) == hash else { throw UpdError(.corrupt, "\(batch): item \(item + 1) does not match its hash") }
-            try bytes.withUnsafeBytes(write)
+            try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, path: display) }
         } catch let e as UpdError where e.code == .corrupt {
-            guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
             problems.withLock { $0.append("\(display): \(e.message); downloaded on its own") }
-            let whole = request.withoutDelta
-            let r = try CurlFetcher(options: mirrors.options).fetch([whole], into: store)
+            let r = try BlobStream.writeWholeBlob(request, into: fd, display: display, store: store, options: mirrors.options)
             condition.withLock { report.add(r) }
-            defer { Sys.unlink(store.path(for: whole)) }
-            try BlobStore.read(blobAt: store.path(for: whole), hash: hash, size: request.size, sink: write)
         }
     }
 

@@ -81,13 +81,22 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
             }
             try ContentDelta.decode(deltaAt: path, base: baseBytes, target: request.hash, size: request.size, sink: write)
         } catch let e as UpdError where e.code == .corrupt {
-            guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
             problems.withLock { $0.append(e.message) }
-            let whole = request.withoutDelta
-            try CurlFetcher(options: options).fetch([whole], into: store)
-            defer { Sys.unlink(store.path(for: whole)) }
-            try BlobStore.read(blobAt: store.path(for: whole), hash: request.hash, size: request.size, sink: write)
+            try writeWholeBlob(request, into: fd, display: display, store: store, options: options)
         }
+    }
+
+    /// Writes a content from its blob, downloaded there and then (from the start of `fd`, which
+    /// a failed attempt may have written to); what the download did.
+    @discardableResult
+    static func writeWholeBlob(_ request: BlobRequest, into fd: Int32, display: String, store: BlobStore,
+                               options: FetchOptions) throws -> FetchReport {
+        guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
+        let whole = request.withoutDelta
+        let report = try CurlFetcher(options: options).fetch([whole], into: store)
+        defer { Sys.unlink(store.path(for: whole)) }
+        try BlobStore.read(blobAt: store.path(for: whole), hash: request.hash, size: request.size) { try Sys.writeAll(fd, $0, path: display) }
+        return report
     }
 
     /// Why deltas were replaced by their full blobs.

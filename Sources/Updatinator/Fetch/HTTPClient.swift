@@ -34,24 +34,34 @@ public enum HTTPClient {
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
             throw UpdError(.usage, "\(url): a server URL must be http:// or https://")
         }
+        let headers = curl_slist_append(nil, "Content-Type: application/json")
+        defer { curl_slist_free_all(headers) }
+        return try perform(url, maxResponseBytes: maxResponseBytes, timeoutSeconds: timeoutSeconds, configure: { easy in
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, body.count)
+            body.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) { _ = CCurl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress)) }
+            }
+            _ = CCurl_easy_setopt_ptr(easy, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headers))
+        }).response
+    }
+
+    /// One request with libcurl's easy interface: `configure` adds to the URL, timeout and body
+    /// sink; a transport failure or a body over `maxResponseBytes` is a `network` error. The
+    /// answer, and its Content-Type.
+    private static func perform(_ url: String, maxResponseBytes: Int, timeoutSeconds: Int,
+                                configure: (UnsafeMutableRawPointer) -> Void) throws -> (response: Response, contentType: String) {
         guard let easy = curl_easy_init() else { throw UpdError(.network, "libcurl: cannot create a transfer") }
         defer { curl_easy_cleanup(easy) }
         precondition(CurlFetcher.curlReady, "libcurl failed to initialize")
-        let headers = curl_slist_append(nil, "Content-Type: application/json")
-        defer { curl_slist_free_all(headers) }
         let sink = Sink(limit: maxResponseBytes)
         let context = Unmanaged.passRetained(sink)
         defer { context.release() }
         _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT, timeoutSeconds)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, body.count)
-        body.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { _ = CCurl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress)) }
-        }
-        _ = CCurl_easy_setopt_ptr(easy, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headers))
         _ = CCurl_easy_setopt_write(easy, write)
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context.toOpaque())
+        configure(easy)
         let result = curl_easy_perform(easy)
         if sink.exceeded { throw UpdError(.network, "\(url): the answer is larger than \(maxResponseBytes) bytes") }
         guard result == CURLE_OK else {
@@ -59,7 +69,10 @@ public enum HTTPClient {
         }
         var status = 0
         _ = CCurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
-        return Response(status: status, body: sink.body)
+        var type: UnsafeMutableRawPointer?
+        _ = CCurl_easy_getinfo_ptr(easy, CURLINFO_CONTENT_TYPE, &type)
+        let contentType = type.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
+        return (Response(status: status, body: sink.body), contentType)
     }
 }
 
@@ -71,38 +84,22 @@ extension HTTPClient {
     public static func getRanges(_ url: String, _ ranges: [(offset: UInt64, bytes: UInt64)], rateLimit: UInt64? = nil,
                                  timeoutSeconds: Int = 600) throws -> [[UInt8]] {
         precondition(!ranges.isEmpty)
-        guard let easy = curl_easy_init() else { throw UpdError(.network, "libcurl: cannot create a transfer") }
-        defer { curl_easy_cleanup(easy) }
         let total = ranges.reduce(0) { $0 + Int($1.bytes) }
-        let sink = Sink(limit: total + ranges.count * 256 + 1024)
-        let context = Unmanaged.passRetained(sink)
-        defer { context.release() }
         let header = ranges.map { "\($0.offset)-\($0.offset + $0.bytes - 1)" }.joined(separator: ",")
-        _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
-        _ = CCurl_easy_setopt_str(easy, CURLOPT_RANGE, header)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT, timeoutSeconds)
-        if let rateLimit, rateLimit > 0 { _ = CCurl_easy_setopt_off(easy, CURLOPT_MAX_RECV_SPEED_LARGE, curl_off_t(rateLimit)) }
-        _ = CCurl_easy_setopt_write(easy, write)
-        _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, context.toOpaque())
-        let result = curl_easy_perform(easy)
-        if sink.exceeded { throw UpdError(.network, "\(url): the server sent more than the ranges asked for") }
-        guard result == CURLE_OK else { throw UpdError(.network, "\(url): \(String(cString: curl_easy_strerror(result)))") }
-        var status = 0
-        _ = CCurl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
-        guard status == 206 else { throw UpdError(.network, "\(url): answered \(status) to a Range request, not 206") }
-        if ranges.count == 1 {
-            guard sink.body.count == total else { throw UpdError(.network, "\(url): a range of \(sink.body.count) bytes, not \(total)") }
-            return [sink.body]
+        let (answer, contentType) = try perform(url, maxResponseBytes: total + ranges.count * 256 + 1024, timeoutSeconds: timeoutSeconds) { easy in
+            _ = CCurl_easy_setopt_str(easy, CURLOPT_RANGE, header)
+            if let rateLimit, rateLimit > 0 { _ = CCurl_easy_setopt_off(easy, CURLOPT_MAX_RECV_SPEED_LARGE, curl_off_t(rateLimit)) }
         }
-        var type: UnsafeMutableRawPointer?
-        _ = CCurl_easy_getinfo_ptr(easy, CURLINFO_CONTENT_TYPE, &type)
-        let contentType = type.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
+        guard answer.status == 206 else { throw UpdError(.network, "\(url): answered \(answer.status) to a Range request, not 206") }
+        if ranges.count == 1 {
+            guard answer.body.count == total else { throw UpdError(.network, "\(url): a range of \(answer.body.count) bytes, not \(total)") }
+            return [answer.body]
+        }
         guard contentType.hasPrefix("multipart/byteranges"), let b = contentType.range(of: "boundary=") else {
             throw UpdError(.network, "\(url): answered several ranges as '\(contentType)', not multipart/byteranges")
         }
         let boundary = contentType[b.upperBound...].trimmingCharacters(in: CharacterSet(charactersIn: "\" "))
-        return try parseByteRanges(sink.body, boundary: boundary, ranges: ranges, source: url)
+        return try parseByteRanges(answer.body, boundary: boundary, ranges: ranges, source: url)
     }
 
     /// The parts of a multipart/byteranges body, which must be exactly `ranges`, in order.

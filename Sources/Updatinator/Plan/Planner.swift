@@ -36,8 +36,8 @@ public struct Planner {
     /// base `DeltaBases` matches in the old tree (kept like a delta's base), and its download
     /// is counted at its blob's size, the most the server's answer may take.
     public var batches = false
-    /// When the downloads come in groups that are deleted whole (batches, or a pack's ranges):
-    /// the disk model then holds the whole window until the last download is released.
+    /// When the downloads come in groups that are deleted whole (a school server's batches, or a
+    /// pack's ranges): the disk model then holds the whole window until the last download is released.
     public var groupedDownloads = false
 
     public init(from: Manifest, to: Manifest) {
@@ -86,7 +86,7 @@ public struct Planner {
         }
         guard let deltaIndex else { return [:] }
         for (hash, sizes) in contents where sizes.size > 0 && !oldHashes.contains(hash) {
-            guard let delta = deltaIndex.cheapest(into: hash, from: { oldHashes.contains($0) || $0 == .empty }), delta.bytes < sizes.blobSize,
+            guard let delta = deltaIndex.cheapest(into: hash, from: oldHashes.contains), delta.bytes < sizes.blobSize,
                   try BlobSource.find(hash, in: blobDirectories) == nil else { continue }
             chosen[hash] = delta
         }
@@ -104,9 +104,10 @@ public struct Planner {
             let g = old.groups[file]!
             if oldHolder[g.hash] == nil { oldHolder[g.hash] = file }
         }
-        // ... and the bases of the chosen deltas.
+        // ... and the bases of the chosen deltas (a delta against no base needs none).
+        let bases = deltas.compactMapValues { $0.base == .empty ? nil : $0.base }
         let copied = Set(writes.map(\.hash)).filter { oldHolder[$0] != nil }
-        let preserved = copied.union(deltas.values.map(\.base).filter { $0 != .empty })
+        let preserved = copied.union(bases.values)
         for hash in preserved.sorted() { steps.append(.preserve(hash, from: oldHolder[hash]!)) }
         steps.append(.checkpoint)
 
@@ -135,7 +136,7 @@ public struct Planner {
         var lastUse = [ContentHash: Int]()
         for (position, hash) in order.enumerated() {
             if copied.contains(hash) { lastUse[hash] = position }
-            if let base = deltas[hash]?.base, base != .empty { lastUse[base] = position }
+            if let base = bases[hash] { lastUse[base] = position }
         }
         var releasedAfter = [Int: [ContentHash]]()
         for (hash, position) in lastUse { releasedAfter[position, default: []].append(hash) }
@@ -259,7 +260,7 @@ public struct Planner {
         // The state directory's copies of both manifests and the journal.
         allocated += rounded(fromManifestBytes) + rounded(toManifestBytes) + journalBytes
         highest = max(highest, allocated)
-        var downloads = DownloadModel(plan: plan, window: downloadWindow, planner: self, batched: batches || groupedDownloads)
+        var downloads = DownloadModel(plan: plan, window: downloadWindow, planner: self, batched: groupedDownloads)
         allocated += downloads.directories
         for (index, step) in plan.steps.enumerated() {
             switch step {

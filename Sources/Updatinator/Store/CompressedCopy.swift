@@ -9,18 +9,8 @@ public enum CompressedCopy {
 
     /// Writes `bytes` to `path` and its compressed copy to `path.zst`, each atomically (the copy first).
     public static func write(_ path: String, _ bytes: [UInt8]) throws {
-        try Sys.writeFileAtomically(path + suffix, compress(bytes))
+        try Sys.writeFileAtomically(path + suffix, ContentDelta.compress(bytes, prefix: [], level: 19))
         try Sys.writeFileAtomically(path, bytes)
-    }
-
-    static func compress(_ bytes: [UInt8]) throws -> [UInt8] {
-        var output = [UInt8](repeating: 0, count: ZSTD_compressBound(bytes.count))
-        let written = try bytes.withUnsafeBytes { input in
-            try output.withUnsafeMutableBytes { o in
-                try ContentDelta.check(ZSTD_compress(o.baseAddress, o.count, input.baseAddress, input.count, 19), "compress")
-            }
-        }
-        return Array(output[0..<written])
     }
 
     /// The decompressed bytes of a copy; `.corrupt` when it does not decode or would exceed `limit`.

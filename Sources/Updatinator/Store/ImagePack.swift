@@ -24,7 +24,7 @@ public struct PackIndex: Equatable, Sendable {
     public var bytes: UInt64 { entries.last.map { $0.offset + $0.bytes } ?? 0 }
 
     public static func packPath(image: String, version: String) -> String {
-        Repository.manifestPath(image: image, version: version).dropLast(".manifest".count) + ".pack"
+        Repository.versionPath(image: image, version: version, suffix: ".pack")
     }
 
     private static func key(_ target: ContentHash, _ base: ContentHash?) -> String { target.hex + (base?.hex ?? "") }

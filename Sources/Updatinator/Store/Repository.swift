@@ -43,7 +43,12 @@ public struct Repository: Sendable {
 
     /// Where an image version's manifest lives, relative to the repository root.
     public static func manifestPath(image: String, version: String) -> String {
-        "images/\(image)/\(version).manifest"
+        versionPath(image: image, version: version, suffix: ".manifest")
+    }
+
+    /// Where a file of an image version lives (its manifest, delta index, pack), relative to the root.
+    public static func versionPath(image: String, version: String, suffix: String) -> String {
+        "images/\(image)/\(version)\(suffix)"
     }
 
     public func manifestPath(image: String, version: String) -> String {
