@@ -27,13 +27,16 @@ public final class BatchService: Sendable {
         }
     }
 
-    /// A parsed request: its items, and the most bytes the batch may have to be worth it.
+    /// A parsed request: its items, the contents the device decoded just before them, and the
+    /// most bytes the batch may have to be worth it.
     struct Request {
         let items: [ContentBatch.Item]
+        var after: [ContentBatch.Item] = []
         let limit: UInt64?
         let device: String?
         var key: String {
-            var text = "updatinator-batch 1\n"
+            var text = "updatinator-batch 2\n"
+            for i in after { text += "after \(i.hash.hex) \(i.size)\n" }
             for i in items { text += "\(i.hash.hex) \(i.size) \(i.base?.hex ?? "-") \(i.baseSize)\n" }
             return Blake2b.hash(Array(text.utf8)).hex
         }
@@ -77,10 +80,20 @@ public final class BatchService: Sendable {
                 items.append(ContentBatch.Item(hash: h, size: s))
             }
         }
+        var after = [ContentBatch.Item]()
+        if let value = fields["after"] {
+            guard let list = value as? [[String: Any]], list.count <= maxItems else { throw UpdError(.corrupt, "'after' is not an array of contents") }
+            for (at, item) in list.enumerated() {
+                after.append(ContentBatch.Item(hash: try hash(item["hash"], at, "hash"), size: try size(item["size"], at, "size")))
+            }
+            guard after.reduce(0, { $0 + $1.size }) <= ContentBatch.Limits.standard.history else {
+                throw UpdError(.corrupt, "'after' names more than \(ContentBatch.Limits.standard.history) bytes")
+            }
+        }
         let limit = fields["limit"].map { $0 as? Int }
         if let limit, (limit ?? -1) < 0 { throw UpdError(.corrupt, "'limit' is not a byte count") }
         let device = fields["device"] as? String
-        return Request(items: items, limit: limit.flatMap { $0 }.map(UInt64.init), device: device)
+        return Request(items: items, after: after, limit: limit.flatMap { $0 }.map(UInt64.init), device: device)
     }
 
     /// The batch's key and size, computing it when the cache lacks it. Throws `BatchWork.Busy`
@@ -88,12 +101,12 @@ public final class BatchService: Sendable {
     func prepare(_ request: Request) async throws -> (key: String, bytes: UInt64, computed: Bool) {
         let key = request.key
         let path = path(forKey: key)
-        for hash in Set(request.items.flatMap { [$0.hash] + ($0.base.map { [$0] } ?? []) }) where try repository.blobs.blobSize(of: hash) == nil {
+        for hash in Set((request.after + request.items).flatMap { [$0.hash] + ($0.base.map { [$0] } ?? []) }) where try repository.blobs.blobSize(of: hash) == nil {
             throw UpdError(.usage, "content \(hash.hex) is not in the repository")
         }
         let (repository, level, workers) = (self.repository, settings.level, max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, settings.workers)))
         let (bytes, computed) = try await work.result(for: key, cached: { Self.cachedSize(path) }) {
-            try ContentBatch.encode(request.items, to: path, level: level, workers: workers) { hash, size in
+            try ContentBatch.encode(request.items, after: request.after, to: path, level: level, workers: workers) { hash, size in
                 try repository.blobs.readAll(hash, size: size)
             }
         }

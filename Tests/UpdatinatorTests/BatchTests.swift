@@ -70,6 +70,22 @@ import Testing
         #expect(served < toObtain * 2, "two batches of \(served / 2) bytes against \(toObtain) bytes of blobs")
     }
 
+    @Test func aSmallWindowTakesSeveralBatchesEachCompressedAfterTheOneBefore() throws {
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let laptop = try school.installedTree("small-window", version: "1")
+        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: samples.manifest("olpc-ext3", "2"))))
+        let applier = InPlaceApplier(root: laptop, target: try ManifestParser.parse(bytes), targetBytes: bytes)
+        applier.fetcher = try CurlFetcher(options: FetchOptions(mirrors: [server.server.url]))
+        applier.batchServer = server.server.url
+        applier.downloadWindow = 64 << 10
+        let report = try applier.run()
+        #expect(report.fallbacks.isEmpty, "\(report.fallbacks)")
+        #expect(try fsck(laptop) == 0)
+        let batches = try server.server.metric("updatinator_batches_total", ["computed"])
+        #expect(batches >= 3, "\(batches) batches")
+        #expect(try server.server.metric("updatinator_requests_total", ["blobs"]) == 0)
+    }
+
     @Test func identicalRequestsAtOnceAreComputedOnce() throws {
         let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
         let statuses = try Self.postAtOnce(server.server.url, Array(repeating: requestBody(), count: 6))
@@ -154,5 +170,34 @@ import Testing
         #expect(throws: UpdError.self) { _ = try ContentBatchReader(path: tmp.sub("b"), items: items).content(at: 0) { _ in nil } }
         let wrong = try? ContentBatchReader(path: tmp.sub("b"), items: items).content(at: 0) { _ in Array(base.reversed()) }
         #expect(wrong.map { Blake2b.hash($0) } != items[0].hash)
+    }
+
+    @Test func aBatchIsCompressedAfterTheContentsDecodedBeforeItInEarlierChunksAndBatches() throws {
+        let tmp = TemporaryDirectory("batch-history")
+        // One chunk per content, and a history of four contents.
+        let limits = ContentBatch.Limits(chunkContent: 48 << 10, chunkBases: 48 << 10, history: 160 << 10)
+        let r = (1...3).map { DeltaTests.random(40 << 10, seed: UInt64($0)) }
+        func changed(_ bytes: [UInt8]) -> [UInt8] { var b = bytes; b[100] ^= 1; b[20_000] ^= 1; return b }
+        let all = r + r.map(changed)
+        let contents = Dictionary(uniqueKeysWithValues: all.map { (Blake2b.hash($0), $0) })
+        func item(_ bytes: [UInt8]) -> ContentBatch.Item { ContentBatch.Item(hash: Blake2b.hash(bytes), size: UInt64(bytes.count)) }
+        // The fourth content repeats the first, three chunks back.
+        let first = [r[0], r[1], r[2], changed(r[0])].map(item)
+        let second = [changed(r[1]), changed(r[2])].map(item)
+        let one = try ContentBatch.encode(first, to: tmp.sub("1"), limits: limits) { h, _ in contents[h]! }
+        #expect(one < 3 * (40 << 10) + (4 << 10), "\(one) bytes: the fourth content comes from the history")
+        #expect(ContentBatch.historyStart(first.map(\.size), limit: limits.history) == 0)
+        #expect(ContentBatch.historyStart(first.map(\.size), limit: 100 << 10) == 2)
+        let two = try ContentBatch.encode(second, after: first, to: tmp.sub("2"), limits: limits) { h, _ in contents[h]! }
+        #expect(two < 4 << 10, "\(two) bytes: the second batch comes from the first")
+
+        let reader = try ContentBatchReader(path: tmp.sub("1"), items: first, limits: limits)
+        for (i, item) in first.enumerated() { #expect(Blake2b.hash(try reader.content(at: i) { _ in nil }) == item.hash) }
+        #expect(reader.recent.map(\.hash) == first.map(\.hash))
+        let next = try ContentBatchReader(path: tmp.sub("2"), items: second, after: reader.recent, limits: limits)
+        for (i, item) in second.enumerated() { #expect(Blake2b.hash(try next.content(at: i) { _ in nil }) == item.hash) }
+        // Without that history the second batch does not decode to its contents.
+        let alone = try? ContentBatchReader(path: tmp.sub("2"), items: second, limits: limits).content(at: 0) { _ in nil }
+        #expect(alone.map { Blake2b.hash($0) } != second[0].hash)
     }
 }

@@ -9,22 +9,39 @@ import Synchronization
 ///
 /// Items keep the client's order (its plan's order of use). They are cut into chunks of
 /// consecutive items; each chunk is one zstd frame of the items' raw contents, end to end,
-/// compressed with a prefix of the previous chunk's contents (which the client has just
-/// decoded) followed by the chunk's bases (the distinct bases its items name, in order of
-/// first use: contents the client already has). The file:
+/// compressed with a prefix of two parts, both contents the client holds:
+/// - its history: the most recent whole contents before the chunk, at most `history` bytes
+///   (contents the client decoded just before, from this batch or, named as `after` in the
+///   request, from its previous batches), so that a stream of batches compresses almost as
+///   one stream with a long window;
+/// - its bases: the distinct bases its items name, in order of first use (old contents).
+/// The file:
 ///
-///     "UPDBATCH" 1 | per chunk: item count (u32 LE), frame bytes (u64 LE), frame | 0 (u32)
+///     "UPDBATCH" 2 | per chunk: item count (u32 LE), frame bytes (u64 LE), frame | 0 (u32)
 ///
 /// The client knows every item's size and base from its own request, so a chunk's item count
 /// is all it needs to rebuild the prefix and split the output. Every item is checked by its
 /// hash after decompression.
 public enum ContentBatch {
-    public static let magic = Array("UPDBATCH".utf8) + [1]
-    /// A chunk closes once its items reach this many raw bytes (one larger item is a chunk of
-    /// its own), or its bases this many: the memory a client needs to decode one chunk.
-    public static let chunkContentBytes: UInt64 = 16 << 20
-    public static let chunkBaseBytes: UInt64 = 48 << 20
+    public static let magic = Array("UPDBATCH".utf8) + [2]
     public static let defaultLevel: Int32 = 19
+
+    /// The memory a client needs to decode one chunk: its contents, its bases and its history.
+    /// Together they fit zstd's window of 2^27 bytes (`--long=27`).
+    public struct Limits: Sendable {
+        /// A chunk closes once its items reach this many raw bytes (one larger item is a chunk
+        /// of its own), or its bases this many.
+        public var chunkContent: UInt64
+        public var chunkBases: UInt64
+        public var history: UInt64
+        public static let standard = Limits()
+
+        public init(chunkContent: UInt64 = 16 << 20, chunkBases: UInt64 = 48 << 20, history: UInt64 = 64 << 20) {
+            self.chunkContent = chunkContent
+            self.chunkBases = chunkBases
+            self.history = history
+        }
+    }
 
     public struct Item: Sendable, Hashable {
         public let hash: ContentHash
@@ -42,14 +59,14 @@ public enum ContentBatch {
     }
 
     /// The chunks the encoder makes of `items`: consecutive ranges.
-    public static func chunks(_ items: [Item]) -> [Range<Int>] {
+    public static func chunks(_ items: [Item], limits: Limits = .standard) -> [Range<Int>] {
         var result = [Range<Int>]()
         var start = 0, content: UInt64 = 0, bases: UInt64 = 0
         var seen = Set<ContentHash>()
         for (i, item) in items.enumerated() {
             let newBase = item.base.map { !seen.contains($0) } ?? false
             let addedBase = newBase ? item.baseSize : 0
-            if i > start && (content + item.size > chunkContentBytes || bases + addedBase > chunkBaseBytes) {
+            if i > start && (content + item.size > limits.chunkContent || bases + addedBase > limits.chunkBases) {
                 result.append(start..<i)
                 (start, content, bases) = (i, 0, 0)
                 seen = []
@@ -59,6 +76,19 @@ public enum ContentBatch {
         }
         if start < items.count { result.append(start..<items.count) }
         return result
+    }
+
+    /// Where the history before `end` starts among contents of `sizes`: the most recent whole
+    /// contents that fit in `limit` bytes together.
+    public static func historyStart<S: BidirectionalCollection<UInt64>>(_ sizes: S, limit: UInt64) -> S.Index {
+        var start = sizes.endIndex, total: UInt64 = 0
+        while start > sizes.startIndex {
+            let before = sizes.index(before: start)
+            guard total + sizes[before] <= limit else { break }
+            total += sizes[before]
+            start = before
+        }
+        return start
     }
 
     /// A chunk's distinct bases, in order of first use, with their sizes.
@@ -71,21 +101,25 @@ public enum ContentBatch {
     }
 
     /// Writes the batch of `items` to `path`, reading each content (and base) with `content`,
-    /// compressing chunks on `workers` threads; returns the file's size.
-    public static func encode(_ items: [Item], to path: String, level: Int32 = defaultLevel, workers: Int = 2,
+    /// compressing chunks on `workers` threads; returns the file's size. `after` are the
+    /// contents the client decoded just before these, in order (their bases do not matter).
+    public static func encode(_ items: [Item], after: [Item] = [], to path: String, level: Int32 = defaultLevel,
+                              limits: Limits = .standard, workers: Int = 2,
                               content: @Sendable (ContentHash, UInt64) throws -> [UInt8]) throws -> UInt64 {
-        let ranges = chunks(items)
+        let ranges = chunks(items, limits: limits)
+        let sequence = after + items
         let frames = Mutex([Int: [UInt8]]())
         try Parallel.forEach(ranges.count, workers: workers) { c in
-            func joined(_ range: Range<Int>) throws -> [UInt8] {
-                var bytes = [UInt8]()
-                for item in items[range] { bytes += try content(item.hash, item.size) }
-                return bytes
-            }
             let chunk = items[ranges[c]]
-            var prefix = c > 0 ? try joined(ranges[c - 1]) : []
+            let end = after.count + ranges[c].lowerBound
+            var prefix = [UInt8]()
+            for item in sequence[historyStart(sequence[..<end].lazy.map(\.size), limit: limits.history)..<end] {
+                prefix += try content(item.hash, item.size)
+            }
             for base in bases(of: chunk) { prefix += try content(base.hash, base.size) }
-            let frame = try ContentDelta.compress(try joined(ranges[c]), prefix: prefix, level: level)
+            var input = [UInt8]()
+            for item in chunk { input += try content(item.hash, item.size) }
+            let frame = try ContentDelta.compress(input, prefix: prefix, level: level)
             frames.withLock { $0[c] = frame }
         }
         var out = magic
@@ -103,23 +137,32 @@ public enum ContentBatch {
 }
 
 /// Reads a downloaded batch chunk by chunk, in order: the items of one chunk are decoded
-/// together (its bases read with `base`) and held in memory until a later chunk is asked for.
+/// together (its bases read with `base`) and held in memory until a later chunk is asked for,
+/// with the history the next chunk needs.
 public final class ContentBatchReader {
+    public typealias Content = (hash: ContentHash, bytes: [UInt8])
     private let path: String
     private let items: [ContentBatch.Item]
+    private let limits: ContentBatch.Limits
     private let fd: Int32
     private var nextItem = 0
     /// The decoded chunk: its first item, and each item's bytes.
     private var chunkStart = 0
     private var chunk = [[UInt8]]()
+    /// The most recent contents decoded, oldest first: at least the history of the next chunk.
+    public private(set) var recent: [Content]
 
-    public init(path: String, items: [ContentBatch.Item]) throws {
+    /// Opens the batch at `path` of `items`; `after` are the contents the request named as
+    /// decoded just before them, in order.
+    public init(path: String, items: [ContentBatch.Item], after: [Content] = [], limits: ContentBatch.Limits = .standard) throws {
         self.path = path
         self.items = items
+        self.limits = limits
+        recent = after
         fd = try Sys.open(path, O_RDONLY | O_NOFOLLOW)
         guard try read(ContentBatch.magic.count) == ContentBatch.magic else {
             Sys.close(fd)
-            throw UpdError(.corrupt, "\(path): not a batch")
+            throw UpdError(.corrupt, "\(path): not a batch of this format")
         }
     }
 
@@ -149,7 +192,8 @@ public final class ContentBatchReader {
         }
         let frame = try read(Int(frameBytes))
         guard frame.count == Int(frameBytes) else { throw UpdError(.corrupt, "\(path): truncated") }
-        var prefix = chunk.flatMap { $0 }
+        recent.removeFirst(ContentBatch.historyStart(recent.lazy.map { UInt64($0.bytes.count) }, limit: limits.history))
+        var prefix = recent.flatMap(\.bytes)
         for b in ContentBatch.bases(of: slice) {
             guard let bytes = try base(b.hash), bytes.count == Int(b.size) else {
                 throw UpdError(.corrupt, "\(path): the base \(b.hash.hex) of a chunk is not intact")
@@ -162,6 +206,7 @@ public final class ContentBatchReader {
         var offset = 0
         for item in slice {
             chunk.append(Array(output[offset..<offset + Int(item.size)]))
+            recent.append((item.hash, chunk.last!))
             offset += Int(item.size)
         }
         chunkStart = nextItem

@@ -39,6 +39,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         let limit: UInt64
         /// The downloaded batch, or nil when the group came as one file per content.
         var batch: String?
+        /// The contents the batch's request named as decoded just before it (its history).
+        var after: [ContentBatch.Item] = []
         /// What was downloaded for each content, when it came as one file per content.
         var stored: [BlobRequest] = []
         var released = 0
@@ -64,6 +66,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private var failure: Error?
     private var report = FetchReport()
     private var reader: (group: Int, reader: ContentBatchReader)?
+    /// The most recent contents of the last batch released: the next batch's history.
+    private var history: (group: Int, contents: [ContentBatchReader.Content])?
     private let problems = Mutex([String]())
 
     /// Starts downloading; `baseSizes` gives the size of every base the requests name.
@@ -132,10 +136,11 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
         var path: String?
         var stored = [BlobRequest]()
+        let after = condition.withLock { contentsBefore(g) }
         switch source {
         case .server(let server):
             do {
-                path = try downloadBatch(requests, limit: limit, from: server, into: "\(store.directory)/batch-\(g)")
+                path = try downloadBatch(requests, after: after, limit: limit, from: server, into: "\(store.directory)/batch-\(g)")
             } catch let e as UpdError where e.code == .network || e.code == .corrupt {
                 problems.withLock { $0.append("batch \(g + 1) of \(groups.count) (\(requests.count) contents): \(e.message); downloaded one by one") }
                 // A base named for the server is no delta: the mirrors have the blobs.
@@ -149,6 +154,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
         condition.withLock {
             groups[g].batch = path
+            groups[g].after = path == nil ? [] : after
             groups[g].stored = stored
             arrived = g + 1
             condition.broadcast()
@@ -220,13 +226,26 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
     }
 
-    /// Asks the server for the batch of `requests` and downloads it to `destination`.
-    private func downloadBatch(_ requests: [BlobRequest], limit: UInt64, from server: String, into destination: String) throws -> String {
+    /// The history of group `g`'s batch: the most recent contents of the batches just before
+    /// it (the client decodes them, in order, before this one), back to a group that came
+    /// otherwise. Called under the lock.
+    private func contentsBefore(_ g: Int) -> [ContentBatch.Item] {
+        var first = g
+        while first > 0 && groups[first - 1].batch != nil { first -= 1 }
+        let contents = groups[first..<g].flatMap(\.requests).map { ContentBatch.Item(hash: $0.hash, size: $0.size) }
+        return Array(contents[ContentBatch.historyStart(contents.lazy.map(\.size), limit: ContentBatch.Limits.standard.history)...])
+    }
+
+    /// Asks the server for the batch of `requests`, compressed after the contents `after`, and
+    /// downloads it to `destination`.
+    private func downloadBatch(_ requests: [BlobRequest], after: [ContentBatch.Item], limit: UInt64, from server: String,
+                               into destination: String) throws -> String {
         let items = requests.map(batchItem).map { i -> [String: Any] in
             guard let base = i.base else { return ["hash": i.hash.hex, "size": i.size] }
             return ["hash": i.hash.hex, "size": i.size, "base": base.hex, "base_size": i.baseSize]
         }
         var body: [String: Any] = ["items": items, "limit": limit]
+        if !after.isEmpty { body["after"] = after.map { ["hash": $0.hash.hex, "size": $0.size] } }
         body["device"] = device
         let answer = try HTTPClient.postJSON(server + "/v1/batch", body: Array(try JSONSerialization.data(withJSONObject: body)),
                                              timeoutSeconds: 900)
@@ -267,7 +286,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             if ready { break }
             try whileWaiting()
         }
-        let (requests, batch, stored) = condition.withLock { (groups[g].requests, groups[g].batch, groups[g].stored) }
+        let (requests, batch, stored, after) = condition.withLock { (groups[g].requests, groups[g].batch, groups[g].stored, groups[g].after) }
         let request = requests[item]
         guard let batch else {
             return try BlobStream.writeDownloaded(stored[item], at: store.path(for: stored[item]), into: fd, display: display, base: base,
@@ -275,7 +294,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
         do {
             if reader?.group != g {
-                reader = (g, try ContentBatchReader(path: batch, items: requests.map(batchItem)))
+                reader = (g, try ContentBatchReader(path: batch, items: requests.map(batchItem), after: try decoded(after, before: g)))
             }
             let bytes = try reader!.reader.content(at: item, base: base)
             guard Blake2b.hash(bytes) == hash else { throw UpdError(.corrupt, "\(batch): item \(item + 1) does not match its hash") }
@@ -287,6 +306,19 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
     }
 
+    /// The bytes of `after`, from the batch decoded before group `g`.
+    private func decoded(_ after: [ContentBatch.Item], before g: Int) throws -> [ContentBatchReader.Content] {
+        guard !after.isEmpty else { return [] }
+        let previous = reader?.group == g - 1 ? reader!.reader.recent : condition.withLock { history?.group == g - 1 ? history!.contents : [] }
+        let bytes = Dictionary(previous.map { ($0.hash, $0.bytes) }, uniquingKeysWith: { first, _ in first })
+        return try after.map { item in
+            guard let content = bytes[item.hash] else {
+                throw UpdError(.corrupt, "the contents batch \(g + 1) was compressed after were not all decoded")
+            }
+            return (item.hash, content)
+        }
+    }
+
     func release(_ hash: ContentHash) {
         guard let (g, _) = groupOf[hash] else { return }
         condition.withLock {
@@ -294,7 +326,10 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             guard groups[g].released == groups[g].requests.count else { return }
             if let batch = groups[g].batch { Sys.unlink(batch) }
             for r in groups[g].stored { Sys.unlink(store.path(for: r)) }
-            if reader?.group == g { reader = nil }
+            if let current = reader, current.group == g {
+                history = (g, current.reader.recent)
+                reader = nil
+            }
             held -= groups[g].limit
             condition.broadcast()
         }
