@@ -67,3 +67,16 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// scripts/fuzz: libFuzzer targets over the parsers (Fuzz/), built only when that script names
+// libFuzzer's runtime, because the core modules are then instrumented for coverage and ASan.
+if let fuzzRuntime = Context.environment["UPDATINATOR_FUZZ_RUNTIME"] {
+    let instrumented: [SwiftSetting] = [.unsafeFlags(["-sanitize=fuzzer,address"])]
+    for target in package.targets where ["Updatinator", "UpdatinatorLua", "UpdatinatorServer"].contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + instrumented
+    }
+    package.targets.append(.executableTarget(
+        name: "updatinator-fuzz", dependencies: ["Updatinator", "UpdatinatorServer"], path: "Fuzz", exclude: ["seeds"],
+        swiftSettings: instrumented + [.unsafeFlags(["-parse-as-library"])],
+        linkerSettings: [.unsafeFlags(["-sanitize=address", "-Xlinker", fuzzRuntime, "-lstdc++"])]))
+}

@@ -1,0 +1,80 @@
+import Foundation
+@testable import Updatinator
+@testable import UpdatinatorServer
+
+/// The parsers libFuzzer drives (`scripts/fuzz TARGET SECONDS`). Each target takes arbitrary
+/// bytes and must return or throw `UpdError`: a crash, a hang, a leak or a memory error is a bug.
+/// Where a parser's input is signed, the target also signs the bytes with a key of its own
+/// keyring, so that the fuzzer reaches what follows the signature check.
+enum FuzzTargets {
+    static let names = ["manifest", "signature", "keyfile", "repo-json", "channel", "decision", "request"]
+
+    /// A keyring of one key, and that key.
+    struct Keys {
+        let keyring: Keyring
+        let key: SecretKey
+
+        init() throws {
+            let directory = NSTemporaryDirectory() + "updatinator-fuzz-\(getpid())"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            key = SecretKey.generate()
+            try KeyFile.writeKeyPair(key, secretPath: directory + "/fuzz.key", publicPath: directory + "/fuzz.pub")
+            keyring = try Keyring(directory: directory)
+        }
+    }
+
+    static func run(_ target: String, _ bytes: [UInt8], keys: Keys) {
+        let now: Int64 = 1_800_000_000
+        switch target {
+        case "manifest":
+            _ = try? ManifestParser.parse(bytes, source: "fuzz")
+        case "signature":
+            if let signatures = try? SignatureFile.parse(bytes, source: "fuzz") {
+                _ = try? keys.keyring.verify(Array("content".utf8), signatures: signatures, purpose: .manifest, source: "fuzz")
+                _ = signatures.encoded()
+            }
+        case "keyfile":
+            _ = try? KeyFile.parsePublic(bytes, source: "fuzz")
+            _ = try? KeyFile.parseSecret(bytes, source: "fuzz")
+        case "repo-json":
+            _ = try? RepoConfig.parse(bytes, source: "fuzz")
+        case "channel":
+            _ = try? ChannelMetadata.parse(bytes, source: "fuzz")
+            _ = try? ChannelMetadata.verify(bytes, signatures: signed(bytes, keys, .channel), keyring: keys.keyring, source: "fuzz", now: now)
+        case "decision":
+            _ = try? Decision.verify(envelope: bytes, keyring: keys.keyring, device: "fuzz", nonce: "00112233445566778899aabbccddeeff",
+                                     now: now, source: "fuzz")
+            // The same bytes as a decision, signed: what follows the signature check.
+            let envelope = Decision.Envelope(decision: String(decoding: bytes, as: UTF8.self),
+                                             signatures: String(decoding: signed(bytes, keys, .decision).encoded(), as: UTF8.self))
+            if let data = try? JSONEncoder().encode(envelope) {
+                _ = try? Decision.verify(envelope: Array(data), keyring: keys.keyring, device: "fuzz",
+                                         nonce: "00112233445566778899aabbccddeeff", now: now, source: "fuzz")
+            }
+        case "request":
+            request(bytes)
+        default:
+            fatalError("no fuzz target '\(target)' (known: \(names.joined(separator: ", ")))")
+        }
+    }
+
+    /// The school server's request handling: the first byte picks the check body, the report
+    /// body, the batch body, a repository path, or a Range header.
+    static func request(_ bytes: [UInt8]) {
+        guard let first = bytes.first else { return }
+        let rest = Array(bytes.dropFirst())
+        switch first % 5 {
+        case 0: _ = try? DeviceRequest.parse(rest, address: "10.1.2.3")
+        case 1: _ = try? DeviceReport.parse(rest)
+        case 2: _ = try? BatchService.parse(rest, maxItems: 1000)
+        case 3: _ = FileResponder.relativePath(String(decoding: rest, as: UTF8.self).split(separator: "/", omittingEmptySubsequences: false).map(String.init))
+        default: _ = FileResponder.parseRange(String(decoding: rest, as: UTF8.self), size: 1 << 20)
+        }
+    }
+
+    static func signed(_ bytes: [UInt8], _ keys: Keys, _ purpose: SignaturePurpose) -> SignatureFile {
+        var signatures = SignatureFile()
+        signatures.sign(bytes, with: keys.key, purpose: purpose)
+        return signatures
+    }
+}
