@@ -12,8 +12,10 @@ import Testing
         }
     }
 
-    @Test(arguments: [
+    @Test("lua-sandbox: no io, os, debug, package, file loading or bytecode; host objects' metatables are locked", arguments: [
         ("os.execute('touch /tmp/updatinator-sandbox-escape')", "global 'os' is not declared"),
+        ("package.loadlib('libc.so.6', 'system')", "global 'package' is not declared"),
+        ("assert(load(string.dump(function() end), 'chunk', 'b'))", "attempt to load a binary chunk"),
         ("io.open('/etc/passwd')", "global 'io' is not declared"),
         ("dofile('/etc/passwd')", "global 'dofile' is not declared"),
         ("loadfile('/etc/passwd')", "global 'loadfile' is not declared"),
@@ -67,6 +69,23 @@ import Testing
         // The state is still usable, and its memory came back.
         #expect(try lua.run("return 1 + 1") == [.integer(2)])
         #expect(lua.memoryInUse < 4 << 20)
+    }
+
+    @Test("lua-sandbox: collectgarbage cannot switch off the memory limit, and a full collection loop meets the instruction limit")
+    func collectgarbageAbuseMeetsTheLimits() throws {
+        var options = LuaState.Options()
+        options.memoryLimit = 16 << 20
+        options.instructionLimit = 1_000_000
+        let lua = try LuaState(options: options)
+        do {
+            try lua.run("collectgarbage('stop') local t = {} for i = 1, 1e9 do t[i] = {} end")
+            Issue.record("no error")
+        } catch let e as LuaError {
+            #expect(e.message.contains("not enough memory"), "\(e.message)")
+        }
+        #expect(lua.memoryInUse < 4 << 20)
+        let e = try error("while true do collectgarbage('collect') end", options: options)
+        #expect(e?.contains("instruction limit exceeded") == true, "\(e ?? "no error")")
     }
 
     @Test func pcallCannotCatchTheInstructionLimit() throws {

@@ -51,7 +51,8 @@ import Testing
         #expect(try report(again)["already_current"] as? Bool == true)
     }
 
-    @Test func refusesAManifestThatTheKeyringDidNotSign() throws {
+    @Test("arbitrary-installation: a manifest the keyring did not sign is refused and the tree is unchanged")
+    func refusesAManifestThatTheKeyringDidNotSign() throws {
         try install("olpc-ext3", "1", at: root)
         let other = TemporaryDirectory("otherkeys")
         try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: other.sub("k.sec"), publicPath: other.sub("k.pub"))

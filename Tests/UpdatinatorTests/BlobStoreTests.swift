@@ -46,7 +46,8 @@ import Testing
         }
     }
 
-    @Test func refusesAStreamThatInflatesPastTheDeclaredSize() throws {
+    @Test("endless-data: a decompression bomb stops at the declared size, and an oversized blob file is refused unread")
+    func refusesAStreamThatInflatesPastTheDeclaredSize() throws {
         let tmp = TemporaryDirectory("blobs")
         let store = BlobStore(directory: tmp.sub("blobs"))
         // 64 MiB of zeros compress to about 64 KiB: a decompression bomb for a 1 MiB content.

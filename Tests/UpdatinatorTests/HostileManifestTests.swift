@@ -68,7 +68,8 @@ import Testing
 
     func emptyTree() throws -> String { try signed("empty", [try dir("/")]) }
 
-    @Test func aPathThroughASymlinkIsRefusedBeforeAnyChange() throws {
+    @Test("hostile-manifest: a path through a symlink is refused before any change")
+    func aPathThroughASymlinkIsRefusedBeforeAnyChange() throws {
         let text = """
             updatinator-manifest 1
             image hostile
@@ -87,7 +88,8 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: root) == [])
     }
 
-    @Test func aHardlinkToAPathOutsideTheTreeIsRefused() throws {
+    @Test("hostile-manifest: a hardlink to a path outside the tree is refused")
+    func aHardlinkToAPathOutsideTheTreeIsRefused() throws {
         for (name, target) in [("dotdot", "/../outside/sentinel"), ("unlisted", outside + "/sentinel")] {
             let text = """
                 updatinator-manifest 1

@@ -68,7 +68,8 @@ import UpdatinatorServer
         return root
     }
 
-    @Test func aLaptopUpgradesFromItsPeerFirstAndTheServerForTheRest() throws {
+    @Test("malicious-peer: a blob a peer serves that is not the content it names is refused and fetched from the server")
+    func aLaptopUpgradesFromItsPeerFirstAndTheServerForTheRest() throws {
         let school = try School(self, policy: Self.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
         // A neighbour at version 2 serves its tree; one content it was to serve was changed
         // locally, so the peer refuses it and the laptop gets that one from the server.

@@ -64,14 +64,16 @@ import Testing
         s.expectRefused("is not in the keyring")
     }
 
-    @Test func refusesARevokedKey() throws {
+    @Test("key-compromise: a revoked key's signature never counts")
+    func refusesARevokedKey() throws {
         let s = try Setup()
         try s.trust(SecretKey.generate().publicKey, as: "other.pub")
         try s.trust(s.key.publicKey, as: "build.pub", in: "/revoked")
         s.expectRefused("is revoked")
     }
 
-    @Test func requiresTheThresholdOfDistinctTrustedKeys() throws {
+    @Test("key-compromise: k of n distinct trusted keys must sign, and one key signing twice counts once")
+    func requiresTheThresholdOfDistinctTrustedKeys() throws {
         let s = try Setup()
         let second = SecretKey.generate()
         try s.trust(second.publicKey, as: "second.pub")
@@ -93,7 +95,8 @@ import Testing
         s.expectRefused("does not exist")
     }
 
-    @Test func refusesAMissingOrEmptySignatureFile() throws {
+    @Test("key-compromise: zero signatures, or no signature file, never verify")
+    func refusesAMissingOrEmptySignatureFile() throws {
         let s = try Setup()
         try Sys.writeFileAtomically(s.manifestPath + ".sig", Array("updatinator-signature 1\n".utf8))
         s.expectRefused("holds no signatures")
@@ -121,7 +124,8 @@ import Testing
         #expect(try KeyFile.readSecret(tmp.sub("k.sec")).bytes == key.bytes)
     }
 
-    @Test func channelMetadataRefusesReplayedAndExpiredPublications() throws {
+    @Test("rollback: channel metadata older than the accepted serial, or for another channel, is refused")
+    func channelMetadataRefusesReplayedAndExpiredPublications() throws {
         let tmp = TemporaryDirectory("channel")
         TreeBuilder(root: tmp.sub("tree")).file("/a", "a")
         let key = SecretKey.generate()
@@ -145,20 +149,24 @@ import Testing
 
         let sig = try SignatureFile.parse(firstSig, source: "sig")
         // Fresh and new enough: accepted.
-        #expect(try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, source: "c", now: 1500, minimumSerial: 1) == first)
+        #expect(try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, channel: "stable", source: "c", now: 1500, minimumSerial: 1).metadata == first)
         // Replayed after the client accepted serial 2.
         #expect(throws: UpdError(.verification, "c: serial 1 is older than the accepted serial 2 (replayed metadata)")) {
-            try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, source: "c", now: 1500, minimumSerial: 2)
+            try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, channel: "stable", source: "c", now: 1500, minimumSerial: 2)
+        }
+        // Another channel's metadata served under this name.
+        #expect(throws: UpdError(.verification, "c: the metadata is for channel 'stable', not 'testing'")) {
+            try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, channel: "testing", source: "c", now: 1500)
         }
         // Expired.
         #expect(throws: UpdError.self) {
-            try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, source: "c", now: 4600)
+            try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, channel: "stable", source: "c", now: 4600)
         }
         // Tampered: the version changed after signing.
         var tampered = String(decoding: firstBytes, as: UTF8.self)
         tampered = tampered.replacingOccurrences(of: "\"serial\" : 1", with: "\"serial\" : 9")
         #expect(throws: UpdError.self) {
-            try ChannelMetadata.verify(Array(tampered.utf8), signatures: sig, keyring: ring, source: "c", now: 1500)
+            try ChannelMetadata.verify(Array(tampered.utf8), signatures: sig, keyring: ring, channel: "stable", source: "c", now: 1500)
         }
     }
 }
@@ -191,7 +199,8 @@ import Testing
         #expect(d == update)
     }
 
-    @Test func refusesAnotherNonceAnotherDeviceAnExpiredOrAnUntrustedDecision() throws {
+    @Test("mix-and-match: a decision for another device or nonce, expired, or signed by another key is refused")
+    func refusesAnotherNonceAnotherDeviceAnExpiredOrAnUntrustedDecision() throws {
         let kr = try keyring()
         let envelope = try update.signed(with: key)
         for (device, nonce, now) in [("laptop-7", "n2", Int64(1_900_000_000)), ("laptop-8", "n1", 1_900_000_000),

@@ -67,21 +67,23 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     }
 
     /// Writes a content from its download at `path`: inflated from its blob, or patched from its
-    /// delta against the base `base` reads. A delta that fails is replaced by the content's blob,
+    /// delta against the base `base` reads. A delta or a blob that fails is replaced by the content's blob,
     /// downloaded into `store` there and then, and the reason added to `problems`.
     static func writeDownloaded(_ request: BlobRequest, at path: String, into fd: Int32, display: String,
                       base: (ContentHash) throws -> [UInt8]?, store: BlobStore, options: FetchOptions, problems: borrowing Mutex<[String]>) throws {
         let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
-        guard let delta = request.delta else {
-            return try BlobStore.read(blobAt: path, hash: request.hash, size: request.size, sink: write)
-        }
         do {
+            guard let delta = request.delta else {
+                return try BlobStore.read(blobAt: path, hash: request.hash, size: request.size, sink: write)
+            }
             guard let baseBytes = try delta.base == .empty ? [] : base(delta.base) else {
                 throw UpdError(.corrupt, "\(display): the base \(delta.base.hex) of its delta is not intact")
             }
             try ContentDelta.decode(deltaAt: path, base: baseBytes, target: request.hash, size: request.size, sink: write)
         } catch let e as UpdError where e.code == .corrupt {
+            // A delta that fails, or a blob from a pack (whose pieces are checked only here).
             problems.withLock { $0.append(e.message) }
+            Sys.unlink(path)
             try writeWholeBlob(request, into: fd, display: display, store: store, options: options)
         }
     }

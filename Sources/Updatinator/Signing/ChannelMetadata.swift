@@ -33,6 +33,9 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
         CanonicalJSON.encode(self)
     }
 
+    /// The largest serial: every JSON reader holds it exactly, and so does a Lua integer.
+    public static let maxSerial: UInt64 = 1 << 53
+
     /// Parses channel metadata without checking its signature or freshness.
     public static func parse(_ bytes: [UInt8], source: String) throws -> ChannelMetadata {
         guard bytes.count <= 64 * 1024 else { throw UpdError(.corrupt, "\(source): larger than 64 KiB") }
@@ -50,17 +53,25 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
         guard ContentHash(hex: metadata.manifestHash) != nil else {
             throw UpdError(.corrupt, "\(source): manifest_hash is not 64 lowercase hex digits")
         }
+        guard (1...maxSerial).contains(metadata.serial) else {
+            throw UpdError(.corrupt, "\(source): serial \(metadata.serial) is not from 1 to 2^53")
+        }
         return metadata
     }
 
-    /// Verifies signature and freshness: refuses metadata that is expired at `now` or whose serial
-    /// is lower than `minimumSerial`, the highest one this client accepted before.
-    public static func verify(_ bytes: [UInt8], signatures: SignatureFile, keyring: Keyring, source: String,
-                              now: Int64, minimumSerial: UInt64 = 0) throws -> ChannelMetadata {
-        try keyring.verify(bytes, signatures: signatures, purpose: .channel, source: source)
+    /// Verifies signature, name and freshness: refuses metadata of another channel than
+    /// `channel` (a mirror serving `testing.json` as `stable.json`), expired at `now`, or whose
+    /// serial is lower than `minimumSerial`, the highest one this client accepted before.
+    /// Returns the metadata and the trusted keys that signed it.
+    public static func verify(_ bytes: [UInt8], signatures: SignatureFile, keyring: Keyring, channel: String, source: String,
+                              now: Int64, minimumSerial: UInt64 = 0) throws -> (metadata: ChannelMetadata, signers: [String]) {
+        let signers = try keyring.verify(bytes, signatures: signatures, purpose: .channel, source: source)
         let metadata = try parse(bytes, source: source)
+        guard metadata.channel == channel else {
+            throw UpdError(.verification, "\(source): the metadata is for channel '\(metadata.channel)', not '\(channel)'")
+        }
         try metadata.checkFreshness(source: source, now: now, minimumSerial: minimumSerial)
-        return metadata
+        return (metadata, signers)
     }
 
     /// Refuses metadata expired at `now`, or older than the serial this client accepted before.

@@ -90,13 +90,20 @@ extension UpdLibrary {
             let remote = "channels/\(name).json"
             let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors)).fetchSigned(remote, maxBytes: 64 * 1024)
             let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
-            // The highest serial accepted before, kept in upd.state, refuses a replayed channel.
-            let key = "channel_serial." + name
+            // The highest serial accepted before, kept in upd.state with the keys that signed it,
+            // refuses a replayed channel. It counts only while one of those keys is still trusted:
+            // a serial far ahead, signed with a key since revoked, cannot lock the device out.
             let policyState = try call.state.policyState()
-            let seen = UInt64(max(0, policyState.get(key).integerValue ?? 0))
-            let metadata = try ChannelMetadata.verify(got.content, signatures: signatures, keyring: keyring.keyring, source: remote,
-                                                      now: Int64(call.state.now), minimumSerial: seen)
-            if metadata.serial > seen { try policyState.set(key, .integer(Int64(metadata.serial))) }
+            let (serialKey, signersKey) = ("channel_serial." + name, "channel_signers." + name)
+            let seenSigners = (policyState.get(signersKey).stringValue ?? "").split(separator: ",").map(String.init)
+            let stillTrusted = seenSigners.isEmpty || seenSigners.contains { keyring.keyring.trusted[$0] != nil }
+            let seen = stillTrusted ? UInt64(max(0, policyState.get(serialKey).integerValue ?? 0)) : 0
+            let (metadata, signers) = try ChannelMetadata.verify(got.content, signatures: signatures, keyring: keyring.keyring, channel: name,
+                                                                 source: remote, now: Int64(call.state.now), minimumSerial: seen)
+            if metadata.serial > seen || !stillTrusted {
+                try policyState.set(serialKey, .integer(Int64(metadata.serial)))
+                try policyState.set(signersKey, .string(signers.joined(separator: ",")))
+            }
             return call.results(.table([
                 "channel": .string(metadata.channel), "image": .string(metadata.image), "version": .string(metadata.version),
                 "manifest_hash": .string(metadata.manifestHash), "serial": .integer(Int64(metadata.serial)),
