@@ -79,7 +79,8 @@ import Testing
         #expect(out == "ok\n")
     }
 
-    @Test func installedManifestPlanFetchApplyAndFsck() throws {
+    @Test("arbitrary-installation: a script cannot apply a manifest no keyring verified, nor ask to skip the check")
+    func installedManifestPlanFetchApplyAndFsck() throws {
         let mirror = try NginxMirror(repo: samples.repo)
         let root = tmp.sub("root")
         try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
@@ -114,6 +115,9 @@ import Testing
             local unverified = assert(upd.plan(installed, remote, {root = root}))
             local refused, reason, rcode = upd.apply(unverified, {mirrors = {mirror}})
             same(refused, nil, "unverified target"); same(rcode, "verification", "refusal code")
+            -- And no script can ask for it to be applied anyway.
+            local insecure, why = pcall(upd.apply, unverified, {mirrors = {mirror}, insecure = true})
+            same(insecure, false, "insecure is not an option"); check(tostring(why):find("insecure"), tostring(why))
             local progress_calls = 0
             local report = assert(upd.apply(plan, {mirrors = {mirror}, rate_limit = 50000000, on_progress = function(p)
               progress_calls = progress_calls + 1

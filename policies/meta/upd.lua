@@ -133,7 +133,7 @@ function upd.plan(from, to, options) end
 function upd.fetch(plan, options) end
 
 ---@param plan upd.Plan
----@param options? {mirrors?: upd.Mirrors, blobs?: string[], root?: string, rate_limit?: integer, concurrency?: integer, on_progress?: upd.OnProgress, insecure?: boolean, keyring?: upd.Keyring}
+---@param options? {mirrors?: upd.Mirrors, blobs?: string[], root?: string, rate_limit?: integer, concurrency?: integer, on_progress?: upd.OnProgress, keyring?: upd.Keyring}
 ---@return upd.ApplyReport|nil, string? message, upd.Code? code
 function upd.apply(plan, options) end
 
@@ -272,7 +272,7 @@ function decide(device) end
 ---@field shared_bytes integer
 
 ---@param plan upd.Plan
----@param options {sysroot: string, mirrors?: string[], blobs?: string[], rate_limit?: integer, concurrency?: integer, insecure?: boolean, keyring?: upd.Keyring}
+---@param options {sysroot: string, mirrors?: string[], blobs?: string[], rate_limit?: integer, concurrency?: integer, keyring?: upd.Keyring}
 ---@return {name: string, already_current: boolean, files_linked: integer, bytes_linked: integer, files_written: integer, bytes_written: integer, blobs_downloaded: integer, bytes_downloaded: integer, seconds: number, deltas: integer, fallbacks: string[]}|nil, string? message, upd.Code? code
 function upd.deploy(plan, options) end
 

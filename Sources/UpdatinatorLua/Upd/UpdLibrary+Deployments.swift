@@ -7,10 +7,10 @@ extension UpdLibrary {
     static func installDeployments(in state: LuaState) {
         state.setFunction("deploy") { call in
             let p = try call.object(1, planType)
-            let options = try call.options(2, allowed: ["sysroot", "mirrors", "blobs", "rate_limit", "concurrency", "insecure", "keyring"])
+            let options = try call.options(2, allowed: ["sysroot", "mirrors", "blobs", "rate_limit", "concurrency", "keyring"])
             guard let path = try options.string("sysroot") else { throw call.argumentError(2, "option 'sysroot' is required") }
-            let insecure = try options.boolean("insecure") ?? false
-            guard p.to.verified || insecure else {
+            // A script cannot install what no keyring verified: `insecure` is the CLI's, for tests.
+            guard p.to.verified else {
                 throw UpdError(.verification, "\(p.to.source): not verified; verify it with a keyring (kr:verify) first")
             }
             let deployer = Deployer(sysroot: try Sysroot(path: path, create: true), target: p.to.manifest, targetBytes: p.to.bytes)

@@ -98,9 +98,9 @@ extension UpdLibrary {
         state.setFunction("apply") { call in
             let p = try call.object(1, planType)
             let options = try call.options(2, allowed: ["root", "mirrors", "blobs", "rate_limit", "concurrency", "resume",
-                                                        "on_progress", "insecure", "keyring"])
-            let insecure = try options.boolean("insecure") ?? false
-            guard p.to.verified || insecure else {
+                                                        "on_progress", "keyring"])
+            // A script cannot install what no keyring verified: `insecure` is the CLI's, for tests.
+            guard p.to.verified else {
                 throw UpdError(.verification, "\(p.to.source): not verified; verify it with a keyring (kr:verify) first")
             }
             let applier = InPlaceApplier(root: try options.string("root") ?? p.root, target: p.to.manifest, targetBytes: p.to.bytes)
