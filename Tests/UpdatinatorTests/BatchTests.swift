@@ -199,5 +199,10 @@ import Testing
         // Without that history the second batch does not decode to its contents.
         let alone = try? ContentBatchReader(path: tmp.sub("2"), items: second, limits: limits).content(at: 0) { _ in nil }
         #expect(alone.map { Blake2b.hash($0) } != second[0].hash)
+        // A batch cut into other chunks than the request makes is refused: the server does not
+        // choose how much the client holds.
+        #expect(throws: UpdError.self) {
+            _ = try ContentBatchReader(path: tmp.sub("1"), items: first, limits: ContentBatch.Limits(chunkContent: 1 << 20)).content(at: 0) { _ in nil }
+        }
     }
 }

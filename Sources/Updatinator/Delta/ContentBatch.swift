@@ -149,6 +149,9 @@ public final class ContentBatchReader {
     /// The decoded chunk: its first item, and each item's bytes.
     private var chunkStart = 0
     private var chunk = [[UInt8]]()
+    /// The chunks the encoder makes of these items: a batch cut otherwise is refused, so that a
+    /// server cannot make the client hold more than one chunk's worth.
+    private let expectedChunks: [Range<Int>]
     /// The most recent contents decoded, oldest first: at least the history of the next chunk.
     public private(set) var recent: [Content]
 
@@ -158,6 +161,7 @@ public final class ContentBatchReader {
         self.path = path
         self.items = items
         self.limits = limits
+        expectedChunks = ContentBatch.chunks(items, limits: limits)
         recent = after
         fd = try Sys.open(path, O_RDONLY | O_NOFOLLOW)
         guard try read(ContentBatch.magic.count) == ContentBatch.magic else {
@@ -181,8 +185,8 @@ public final class ContentBatchReader {
 
     private func decodeNextChunk(base: (ContentHash) throws -> [UInt8]?) throws {
         let count = Int(try integer(UInt32.self))
-        guard count > 0, nextItem + count <= items.count else {
-            throw UpdError(.corrupt, "\(path): a chunk of \(count) items where \(items.count - nextItem) remain")
+        guard let expected = expectedChunks.first(where: { $0.lowerBound == nextItem }), count == expected.count else {
+            throw UpdError(.corrupt, "\(path): a chunk of \(count) items where the request makes another cut")
         }
         let frameBytes = try integer(UInt64.self)
         let slice = items[nextItem..<nextItem + count]
@@ -216,7 +220,8 @@ public final class ContentBatchReader {
     private func decompress(_ frame: [UInt8], prefix: [UInt8], into output: inout [UInt8]) throws {
         guard let dctx = ZSTD_createDCtx() else { throw UpdError(.io, "zstd: cannot create a decompression context") }
         defer { ZSTD_freeDCtx(dctx) }
-        try ContentDelta.check(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, ContentDelta.maxWindowLog), "set the window limit")
+        let window = try ContentDelta.windowLog(baseSize: prefix.count, targetSize: output.count)
+        try ContentDelta.check(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, window), "set the window limit")
         let size = try prefix.withUnsafeBytes { p in
             if !prefix.isEmpty { try ContentDelta.check(ZSTD_DCtx_refPrefix(dctx, p.baseAddress, p.count), "use the prefix") }
             return try frame.withUnsafeBytes { f in

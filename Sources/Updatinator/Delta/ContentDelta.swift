@@ -104,7 +104,10 @@ public enum ContentDelta {
         }
         guard let dctx = ZSTD_createDCtx() else { throw UpdError(.io, "zstd: cannot create a decompression context") }
         defer { ZSTD_freeDCtx(dctx) }
-        try check(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, maxWindowLog), "set the window limit")
+        // No larger window than the pair needs, which is what the encoder used: a frame asking
+        // for more memory is refused.
+        try check(ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, try windowLog(baseSize: base.count, targetSize: Int(size))),
+                  "set the window limit")
         let hasher = Blake2b()
         var produced: UInt64 = 0
         var frameDone = false
