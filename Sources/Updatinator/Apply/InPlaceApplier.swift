@@ -118,6 +118,8 @@ public final class InPlaceApplier {
         tree = try RootedTree(root: root)
         let targetHash = Blake2b.hash(targetBytes).hex
         try checkStateDirectory()
+        let lock = try lockStateDirectory()
+        defer { Sys.close(lock) }
         let journal = try ApplyJournal.read(state.journal)
         if let journal, journal.to != targetHash {
             throw UpdError(.usage, "\(state.journal): an apply to another manifest (\(journal.to.prefix(16))…) is in progress; finish it first")
@@ -283,6 +285,18 @@ public final class InPlaceApplier {
         guard st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid() else {
             throw UpdError(.corrupt, "\(state.directory): not a directory owned by this user; refusing to use it")
         }
+    }
+
+    /// Takes the tree's lock (`.updatinator/lock`, held until the descriptor is closed), failing
+    /// at once when another apply holds it: two applies must never interleave their steps.
+    private func lockStateDirectory() throws -> Int32 {
+        try Sys.mkdirs(state.directory, mode: 0o700)
+        let fd = try Sys.open(state.directory + "/lock", O_RDWR | O_CREAT | O_NOFOLLOW, 0o600)
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            Sys.close(fd)
+            throw UpdError(.usage, "\(root): another updatinator apply is changing this tree (it holds \(state.directory)/lock)")
+        }
+        return fd
     }
 
     /// Makes the target the installed manifest, then removes the apply's state.
