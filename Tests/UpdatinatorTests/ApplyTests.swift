@@ -63,6 +63,19 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "1"), root: root) == [])
     }
 
+    @Test func aSecondApplyWhileOneRunsIsRefusedAtOnce() throws {
+        try install("olpc-ext3", "1", at: root)
+        let first = try Subprocess([CLI.binary] + applyArguments("olpc-ext3", "2", root: root), environment: ["UPDATINATOR_STOP_AFTER": "50"])
+        while first.isRunning && !first.isStopped { usleep(10_000) }
+        try #require(first.isRunning, "the first apply ended before it stopped itself")
+        let second = try CLI.run(applyArguments("olpc-ext3", "2", root: root))
+        #expect(second.status == 64)
+        #expect(second.stderr.contains("another updatinator apply is changing this tree"), "\(second.stderr)")
+        kill(first.pid, SIGCONT)
+        #expect(first.wait() == 0, "\(first.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+    }
+
     @Test func refusesWhenBlobsAreMissingWithoutChangingTheTree() throws {
         try install("olpc-ext3", "1", at: root)
         let empty = TemporaryDirectory("noblobs")
