@@ -131,6 +131,32 @@ import Testing
         #expect(r.stderr.contains("warning"), "\(r.stderr)")
     }
 
+    @Test("malicious-mirror: a mirror serving a tampered or another version's manifest is passed over for the next mirror")
+    func aMirrorWithABadManifestIsPassedOver() throws {
+        let bad = tmp.sub("bad-mirror")
+        try Sys.mkdirs(bad + "/images/olpc-ext3")
+        let theirs = samples.repo + "/images/olpc-ext3"
+        // One bad mirror serves version 1's signed manifest as version 2; another a tampered one.
+        for name in ["2.manifest", "2.manifest.sig"] {
+            try Sys.writeFileAtomically("\(bad)/images/olpc-ext3/\(name)", Sys.readFile("\(theirs)/\(name.replacingOccurrences(of: "2.", with: "1."))"))
+        }
+        let tampered = tmp.sub("tampered-mirror")
+        try Sys.mkdirs(tampered + "/images/olpc-ext3")
+        var bytes = try Sys.readFile(theirs + "/2.manifest")
+        bytes[bytes.count - 2] ^= 1
+        try Sys.writeFileAtomically(tampered + "/images/olpc-ext3/2.manifest", bytes)
+        try Sys.writeFileAtomically(tampered + "/images/olpc-ext3/2.manifest.sig", Sys.readFile(theirs + "/2.manifest.sig"))
+        let keyring = try Keyring(directory: samples.keyring)
+        let mirrors = ["file://" + bad, "file://" + tampered, "file://" + samples.repo]
+        let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors)).downloadManifest(image: "olpc-ext3", version: "2", into: nil, keyring: keyring)
+        #expect(got.download.content == (try Sys.readFile(theirs + "/2.manifest")))
+        // With only bad mirrors, the first one's refusal is the error.
+        #expect(throws: UpdError(.verification, "images/olpc-ext3/2.manifest: the mirror sent the manifest of olpc-ext3 1")) {
+            try CurlFetcher(options: FetchOptions(mirrors: Array(mirrors.prefix(2)))).downloadManifest(image: "olpc-ext3", version: "2", into: nil,
+                                                                                                    keyring: keyring)
+        }
+    }
+
     // MARK: Manifests
 
     @Test("hostile-manifest: two paths that differ only in their escaping are refused")

@@ -44,12 +44,33 @@ extension CurlFetcher {
     /// image and version, has the announced BLAKE2b-256 `hash` (when given), and, given a
     /// keyring, its signature verifies. Accepted, it is written to `directory` (when given) as
     /// `VERSION.manifest` and `VERSION.manifest.sig`; refused, nothing is written.
+    ///
+    /// The mirrors are tried in order, each for both files: one whose manifest is refused (a stale
+    /// or hostile mirror first in the list) is passed over for the next, and when none has an
+    /// acceptable one, the first mirror's error is thrown.
     public func downloadManifest(image: String, version: String, into directory: String?, keyring: Keyring?,
                                  hash: String? = nil) throws -> (manifest: Manifest, download: SignedDownload, path: String?) {
         try Manifest.checkName(image, what: "image name")
         try Manifest.checkName(version, what: "version")
-        let remote = Repository.manifestPath(image: image, version: version)
         if let directory { try Sys.mkdirs(directory) }
+        var firstError: UpdError?
+        for mirror in options.mirrors {
+            var one = options
+            one.mirrors = [mirror]
+            do {
+                return try CurlFetcher(options: one).downloadManifest(image: image, version: version, keyring: keyring, hash: hash,
+                                                                      into: directory)
+            } catch let e as UpdError where e.code == .verification || e.code == .corrupt || e.code == .network {
+                firstError = firstError ?? e
+            }
+        }
+        throw firstError ?? UpdError(.usage, "no mirror to download \(image) \(version) from")
+    }
+
+    /// `downloadManifest` from this fetcher's mirrors as one source.
+    private func downloadManifest(image: String, version: String, keyring: Keyring?, hash: String?,
+                                  into directory: String?) throws -> (manifest: Manifest, download: SignedDownload, path: String?) {
+        let remote = Repository.manifestPath(image: image, version: version)
         let got = try fetchSigned(remote, maxBytes: UInt64(ManifestParser.maxManifestBytes), compressed: true)
         if let keyring {
             let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
