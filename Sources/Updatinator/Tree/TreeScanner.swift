@@ -198,7 +198,10 @@ public struct TreeScanner {
     private func hashContents(items: [Item], fileIndices: [Int], fs: FileSystemPath) throws -> [ContentResult] {
         let results = UnsafeMutableBufferPointer<ContentResult>.allocate(capacity: fileIndices.count)
         results.initialize(repeating: ContentResult())
-        defer { results.deallocate() }
+        defer {
+            _ = results.deinitialize()
+            results.deallocate()
+        }
         let sendableResults = UnsafeSendable(results)
         let total = fileIndices.reduce(UInt64(0)) { $0 + UInt64(items[$1].st.st_size) }
         let done = Mutex<(files: Int, bytes: UInt64)>((0, 0))
