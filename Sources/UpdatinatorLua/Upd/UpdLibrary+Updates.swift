@@ -189,7 +189,8 @@ extension UpdLibrary {
 final class ProgressCallback {
     let call: LuaCall
     let function: Int32?
-    let fetcher: CurlFetcher?
+    // Weak: the fetcher's progress closure holds this callback.
+    weak var fetcher: CurlFetcher?
     private var limit: UInt64?
     private var failure: Error?
 
