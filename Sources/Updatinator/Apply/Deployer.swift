@@ -38,6 +38,8 @@ public final class Deployer {
     public var deltaIndex: DeltaIndex?
     /// For crash tests: SIGKILL this process after this many operations.
     public var killAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) }
+    /// For power-cut tests: SIGSTOP this process once, after this many operations.
+    public var stopAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_STOP_AFTER"].flatMap { Int($0) }
 
     private var operations = 0
     private var report = Report()
@@ -51,6 +53,7 @@ public final class Deployer {
     private func operation() {
         operations += 1
         if operations == killAfterOperations { kill(getpid(), SIGKILL) }
+        if operations == stopAfterOperations { kill(getpid(), SIGSTOP) }
     }
 
     public func run() throws -> Report {
