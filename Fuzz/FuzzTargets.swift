@@ -40,7 +40,7 @@ enum FuzzTargets {
             _ = try? RepoConfig.parse(bytes, source: "fuzz")
         case "channel":
             _ = try? ChannelMetadata.parse(bytes, source: "fuzz")
-            _ = try? ChannelMetadata.verify(bytes, signatures: signed(bytes, keys, .channel), keyring: keys.keyring, source: "fuzz", now: now)
+            _ = try? ChannelMetadata.verify(bytes, signatures: signed(bytes, keys, .channel), keyring: keys.keyring, channel: "stable", source: "fuzz", now: now)
         case "decision":
             _ = try? Decision.verify(envelope: bytes, keyring: keys.keyring, device: "fuzz", nonce: "00112233445566778899aabbccddeeff",
                                      now: now, source: "fuzz")
