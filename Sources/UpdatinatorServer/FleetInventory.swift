@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Updatinator
 import UpdatinatorLua
 
@@ -7,9 +6,9 @@ import UpdatinatorLua
 /// version, what it moves to, its last status and when it was last seen) and the history of
 /// every report. Safe to use from any thread: one connection behind a lock.
 public final class FleetInventory: Sendable {
-    private let database: Mutex<SQLiteDatabase>
+    private let database: Locked<SQLiteDatabase>
     private let counts: ShortLivedCache<Int>
-    private let pendingChecks = Mutex<[(DeviceRequest, String?, Int64)]>([])
+    private let pendingChecks = Locked<[(DeviceRequest, String?, Int64)]>([])
     private let peerCandidates: ShortLivedCache<[PeerCandidate]>
 
     /// What a device may report.
@@ -33,7 +32,7 @@ public final class FleetInventory: Sendable {
                 image TEXT, version TEXT, code TEXT, message TEXT, bytes INTEGER);
             CREATE INDEX IF NOT EXISTS history_by_device ON history (device, time);
             """)
-        database = Mutex(db)
+        database = Locked(db)
     }
 
     /// A check: the device runs `image` `version` (and serves it at `peer`) and was seen now.

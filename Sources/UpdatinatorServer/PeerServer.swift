@@ -1,6 +1,5 @@
 import Foundation
 import Hummingbird
-import Synchronization
 import Updatinator
 
 /// A laptop serving its neighbours: `GET /blobs/<hh>/<hash>` for every content of its
@@ -12,7 +11,7 @@ public final class PeerServer: Sendable {
     public let root: String
     public let cache: BlobStore
     public let metrics = ServerMetrics()
-    private let contents = Mutex<(stamp: [Int], contents: TreeContents)?>(nil)
+    private let contents = Locked<(stamp: [Int], contents: TreeContents)?>(nil)
 
     public init(root: String, cache: String? = nil) throws {
         self.root = root

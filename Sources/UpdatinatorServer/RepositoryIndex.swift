@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Updatinator
 
 /// What the school server knows of the repository it serves: its images and versions, the
@@ -14,7 +13,7 @@ public final class RepositoryIndex: Sendable {
         var channels: [String: ChannelMetadata]
         var hashes: [String: ContentHash]
     }
-    private let snapshot = Mutex<Snapshot?>(nil)
+    private let snapshot = Locked<Snapshot?>(nil)
     private let maxAge: TimeInterval
 
     public init(root: String, maxAge: TimeInterval = 1) {

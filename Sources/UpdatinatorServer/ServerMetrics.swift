@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import Updatinator
 
 /// Counters for `GET /metrics`, in Prometheus's text format.
 public final class ServerMetrics: Sendable {
@@ -13,7 +13,7 @@ public final class ServerMetrics: Sendable {
         var batches = [String: Int]()      // outcome → count
         var batchSeconds = 0.0
     }
-    private let counts = Mutex(Counts())
+    private let counts = Locked(Counts())
 
     public init() {}
 

@@ -1,10 +1,10 @@
 import Foundation
-import Synchronization
+import Updatinator
 
 /// Values kept by key for a short time, all dropped at once when the data behind them changes:
 /// what a policy asks of the inventory for every device, computed once a second at most.
 final class ShortLivedCache<Value: Sendable>: Sendable {
-    private let entries = Mutex<[String: (taken: Date, value: Value)]>([:])
+    private let entries = Locked<[String: (taken: Date, value: Value)]>([:])
     let lifetime: TimeInterval
     let capacity: Int
 

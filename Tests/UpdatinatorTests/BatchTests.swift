@@ -35,7 +35,7 @@ import Testing
     /// POSTs each body to SERVER/v1/batch, all at once; the statuses.
     static func postAtOnce(_ server: String, _ bodies: [[String: Any]]) throws -> [Int] {
         let encoded = try bodies.map { Array(try JSONSerialization.data(withJSONObject: $0)) }
-        let statuses = Mutex([Int]())
+        let statuses = Locked([Int]())
         let group = DispatchGroup()
         for body in encoded {
             group.enter()

@@ -80,7 +80,7 @@ public final class InPlaceApplier {
     private var startUsed: UInt64 = 0
     private var peakBase: Int64 = 0
     private var downloads: ContentDownloads?
-    private let latestDownload = Mutex<FetchProgress?>(nil)
+    private let latestDownload = Locked<FetchProgress?>(nil)
     private var progress = ApplyProgress()
     private var lastProgress = Date.distantPast
 

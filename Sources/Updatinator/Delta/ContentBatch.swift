@@ -108,7 +108,7 @@ public enum ContentBatch {
                               content: @Sendable (ContentHash, UInt64) throws -> [UInt8]) throws -> UInt64 {
         let ranges = chunks(items, limits: limits)
         let sequence = after + items
-        let frames = Mutex([Int: [UInt8]]())
+        let frames = Locked([Int: [UInt8]]())
         try Parallel.forEach(ranges.count, workers: workers) { c in
             let chunk = items[ranges[c]]
             let end = after.count + ranges[c].lowerBound

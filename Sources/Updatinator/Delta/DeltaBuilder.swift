@@ -49,8 +49,8 @@ public struct DeltaBuilder: Sendable {
         let contents = to.contents
         let oldContents = from.contents
         let targets = contents.keys.filter { contents[$0]!.size > 0 && oldContents[$0] == nil }.sorted()
-        let report = Mutex(Report())
-        let found = Mutex([(target: ContentHash, base: ContentHash, bytes: UInt64)]())
+        let report = Locked(Report())
+        let found = Locked([(target: ContentHash, base: ContentHash, bytes: UInt64)]())
         try Parallel.forEach(targets.count, workers: jobs) { i in
             let target = targets[i]
             let sizes = contents[target]!

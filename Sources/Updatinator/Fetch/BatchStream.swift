@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import Synchronization
 
 /// What an apply reads downloaded contents from: a `BlobStream` (one request per blob or
 /// delta) or a `BatchStream` (a school server's batches).
@@ -68,7 +67,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private var reader: (group: Int, reader: ContentBatchReader)?
     /// The most recent contents of the last batch released: the next batch's history.
     private var history: (group: Int, contents: [ContentBatchReader.Content])?
-    private let problems = Mutex([String]())
+    private let problems = Locked([String]())
 
     /// Starts downloading; `baseSizes` gives the size of every base the requests name.
     init(source: Source, device: String?, mirrors: CurlFetcher, requests: [BlobRequest], baseSizes: [ContentHash: UInt64],

@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import Synchronization
 
 /// Blobs downloaded on a background thread just ahead of their use, and deleted after it.
 ///
@@ -70,7 +69,7 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     /// delta against the base `base` reads. A delta or a blob that fails is replaced by the content's blob,
     /// downloaded into `store` there and then, and the reason added to `problems`.
     static func writeDownloaded(_ request: BlobRequest, at path: String, into fd: Int32, display: String,
-                      base: (ContentHash) throws -> [UInt8]?, store: BlobStore, options: FetchOptions, problems: borrowing Mutex<[String]>) throws {
+                      base: (ContentHash) throws -> [UInt8]?, store: BlobStore, options: FetchOptions, problems: borrowing Locked<[String]>) throws {
         let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
         do {
             guard let delta = request.delta else {
@@ -102,7 +101,7 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     }
 
     /// Why deltas were replaced by their full blobs.
-    private let problems = Mutex([String]())
+    private let problems = Locked([String]())
     var fallbacks: [String] { problems.withLock { $0 } }
 
     /// The path of a downloaded, verified blob or checked delta, waiting for it if need be;

@@ -1,7 +1,6 @@
 import CCurl
 import Foundation
 import Glibc
-import Synchronization
 
 /// Downloads files and blobs from an ordered list of mirrors with libcurl's multi interface.
 ///
@@ -18,10 +17,10 @@ public final class CurlFetcher: @unchecked Sendable {
     /// Called on the fetching thread as bytes arrive (at most a few times a second).
     public var progress: ((FetchProgress) -> Void)?
 
-    private let rateLimit: Mutex<UInt64?>
-    private let cancelled = Mutex(false)
+    private let rateLimit: Locked<UInt64?>
+    private let cancelled = Locked(false)
     /// The running fetch's multi handle (its address, 0 for none), for `wakeUp`.
-    private let runningMulti = Mutex<UInt>(0)
+    private let runningMulti = Locked<UInt>(0)
     private var demotions: [Int]
     private var tokens: Double = 0
     private var lastRefill = Date()
@@ -31,7 +30,7 @@ public final class CurlFetcher: @unchecked Sendable {
         try options.validate()
         precondition(Self.curlReady, "libcurl failed to initialize")
         self.options = options
-        rateLimit = Mutex(options.rateLimit)
+        rateLimit = Locked(options.rateLimit)
         demotions = Array(repeating: 0, count: options.mirrors.count)
     }
 

@@ -1,6 +1,5 @@
 import CLinux
 import Glibc
-import Synchronization
 
 /// Per-thread scratch state for writing blobs: a read buffer and a reusable zlib stream.
 public final class BlobWorkspace {
@@ -32,7 +31,7 @@ public final class BlobBatch: Sendable {
         case written(temporary: String, size: UInt64)
     }
 
-    private let states = Mutex<[ContentHash: State]>([:])
+    private let states = Locked<[ContentHash: State]>([:])
 
     public init(store: BlobStore) {
         self.store = store

@@ -14,7 +14,7 @@ enum Parallel {
     static func forEach<Scratch>(_ count: Int, workers: Int = defaultWorkers, perWorker: @Sendable () throws -> Scratch,
                                  _ body: @Sendable (Scratch, Int) throws -> Void) throws {
         let next = Atomic<Int>(0)
-        let failure = Mutex<Error?>(nil)
+        let failure = Locked<Error?>(nil)
         DispatchQueue.concurrentPerform(iterations: max(1, min(workers, count))) { _ in
             let scratch: Scratch
             do {

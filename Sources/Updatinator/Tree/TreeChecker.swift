@@ -1,4 +1,3 @@
-import Synchronization
 
 /// Compares a tree (and optionally a repository's blobs) against a manifest and lists every difference.
 public struct TreeChecker {
@@ -34,7 +33,7 @@ public struct TreeChecker {
     /// Every blob of the manifest that the store lacks, or that is corrupt or of the wrong size.
     public func checkBlobs(_ store: BlobStore) throws -> [Finding] {
         let contents = manifest.contents.sorted { $0.key < $1.key }
-        let findings = Mutex<[Finding]>([])
+        let findings = Locked<[Finding]>([])
         try Parallel.forEach(contents.count, workers: workers) { i in
             let (hash, sizes) = contents[i]
             let problem: String?

@@ -1,6 +1,5 @@
 import CLinux
 import Glibc
-import Synchronization
 
 /// Walks a tree without following symlinks and describes it as a manifest, hashing every
 /// distinct regular file on all cores and, when given a blob store, storing its content.
@@ -204,7 +203,7 @@ public struct TreeScanner {
         }
         let sendableResults = UnsafeSendable(results)
         let total = fileIndices.reduce(UInt64(0)) { $0 + UInt64(items[$1].st.st_size) }
-        let done = Mutex<(files: Int, bytes: UInt64)>((0, 0))
+        let done = Locked<(files: Int, bytes: UInt64)>((0, 0))
         let batch = blobs.map { BlobBatch(store: $0) }
         let level = blobs?.compressionLevel ?? RepoConfig.defaultCompressionLevel
         let progress = self.progress

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Synchronization
 import Updatinator
 
 struct GenerateCommand: UpdatinatorSubcommand {
@@ -49,7 +48,7 @@ struct GenerateCommand: UpdatinatorSubcommand {
         if let signKey { generator.signingKey = try KeyFile.readSecret(signKey) }
         generator.compressionLevel = compressionLevel
         if let jobs { generator.workers = jobs }
-        let lastShown = Mutex<Double>(0)
+        let lastShown = Locked<Double>(0)
         generator.progress = { p in
             let now = Date().timeIntervalSince1970
             let show = lastShown.withLock { last in

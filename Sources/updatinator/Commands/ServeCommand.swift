@@ -3,7 +3,6 @@ import Foundation
 import Updatinator
 import UpdatinatorLua
 import Hummingbird
-import Synchronization
 import UpdatinatorServer
 
 struct ServeCommand: UpdatinatorSubcommand {
@@ -110,7 +109,7 @@ struct ServeCommand: UpdatinatorSubcommand {
     /// Runs a server until it is stopped, from this synchronous command; it prints the URL.
     static func run(_ listen: String, _ serve: @escaping @Sendable (@escaping @Sendable (String) -> Void) async throws -> Void) throws {
         let done = DispatchSemaphore(value: 0)
-        let failure = Mutex<String?>(nil)
+        let failure = Locked<String?>(nil)
         Task {
             do {
                 try await serve { url in Console.print("updatinator serve: listening on \(url)") }
