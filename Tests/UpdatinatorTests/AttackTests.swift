@@ -25,6 +25,14 @@ import Testing
         try Sys.writeFileAtomically("\(mirror)/channels/stable.json", bytes)
     }
 
+    /// A keyring (`keyring/`, with an empty `revoked/`) trusting each key as NAME.pub.
+    func keyring(trusting keys: [String: SecretKey]) throws -> String {
+        let keyring = tmp.sub("keyring")
+        try Sys.mkdirs(keyring + "/revoked")
+        for (name, key) in keys { try Sys.writeFileAtomically("\(keyring)/\(name).pub", KeyFile.encode(key.publicKey)) }
+        return keyring
+    }
+
     /// Checks the stable channel from `mirror` with `upd.channel`, keeping its state in one file
     /// as a device does; the serial accepted, or the error.
     func checkChannel(_ mirror: String, keyring: String, environment: [String: String] = [:]) throws -> String {
@@ -42,10 +50,7 @@ import Testing
     @Test("fast-forward: a serial far ahead, signed with a key since revoked, does not lock the device out")
     func aSerialFarAheadDoesNotLockTheDeviceOut() throws {
         let (build, stolen) = (SecretKey.generate(), SecretKey.generate())
-        let keyring = tmp.sub("keyring"), mirror = tmp.sub("mirror")
-        try Sys.mkdirs(keyring + "/revoked")
-        try Sys.writeFileAtomically(keyring + "/build.pub", KeyFile.encode(build.publicKey))
-        try Sys.writeFileAtomically(keyring + "/stolen.pub", KeyFile.encode(stolen.publicKey))
+        let keyring = try keyring(trusting: ["build": build, "stolen": stolen]), mirror = tmp.sub("mirror")
 
         try publishChannel(mirror, serial: 5, key: build)
         #expect(try checkChannel(mirror, keyring: keyring) == "serial 5")
@@ -68,9 +73,7 @@ import Testing
     @Test("indefinite-freeze: channel metadata past its expiry is refused, however well signed")
     func expiredChannelMetadataIsRefused() throws {
         let build = SecretKey.generate()
-        let keyring = tmp.sub("keyring"), mirror = tmp.sub("mirror")
-        try Sys.mkdirs(keyring)
-        try Sys.writeFileAtomically(keyring + "/build.pub", KeyFile.encode(build.publicKey))
+        let keyring = try keyring(trusting: ["build": build]), mirror = tmp.sub("mirror")
         try publishChannel(mirror, serial: 3, expires: 2_000_000_000, key: build)
         #expect(try checkChannel(mirror, keyring: keyring, environment: ["UPDATINATOR_TIME": "1999999999"]) == "serial 3")
         let frozen = try checkChannel(mirror, keyring: keyring, environment: ["UPDATINATOR_TIME": "2000000001"])
@@ -80,9 +83,7 @@ import Testing
     @Test("mix-and-match: another channel's metadata, and a manifest whose hash is not the one announced, are refused")
     func anotherChannelOrAnotherManifestIsRefused() throws {
         let build = SecretKey.generate()
-        let keyring = tmp.sub("keyring"), mirror = tmp.sub("mirror")
-        try Sys.mkdirs(keyring)
-        try Sys.writeFileAtomically(keyring + "/build.pub", KeyFile.encode(build.publicKey))
+        let keyring = try keyring(trusting: ["build": build]), mirror = tmp.sub("mirror")
         // The signed metadata of channel testing, served as stable.
         try publishChannel(mirror, serial: 500, key: build, channel: "testing")
         #expect(try checkChannel(mirror, keyring: keyring).contains("is for channel 'testing', not 'stable'"))

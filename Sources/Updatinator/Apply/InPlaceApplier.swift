@@ -291,12 +291,8 @@ public final class InPlaceApplier {
     /// at once when another apply holds it: two applies must never interleave their steps.
     private func lockStateDirectory() throws -> Int32 {
         try Sys.mkdirs(state.directory, mode: 0o700)
-        let fd = try Sys.open(state.directory + "/lock", O_RDWR | O_CREAT | O_NOFOLLOW, 0o600)
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            Sys.close(fd)
-            throw UpdError(.usage, "\(root): another updatinator apply is changing this tree (it holds \(state.directory)/lock)")
-        }
-        return fd
+        return try Sys.lockExclusively(state.directory + "/lock",
+                                       busy: "\(root): another updatinator apply is changing this tree (it holds \(state.directory)/lock)")
     }
 
     /// Makes the target the installed manifest, then removes the apply's state.

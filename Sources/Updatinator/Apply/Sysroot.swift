@@ -34,11 +34,8 @@ public final class Sysroot {
             throw UpdError(.usage, "\(self.path) is not a sysroot (it has no deployments/); deploy into it first")
         }
         if reading { return }
-        lockFD = try Sys.open(self.path + "/lock", O_RDWR | O_CREAT, 0o600)
-        guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
-            Sys.close(lockFD)
-            throw UpdError(.usage, "\(self.path): another updatinator command is changing this sysroot (it holds \(self.path)/lock)")
-        }
+        lockFD = try Sys.lockExclusively(self.path + "/lock",
+                                         busy: "\(self.path): another updatinator command is changing this sysroot (it holds \(self.path)/lock)")
     }
 
     deinit { if lockFD >= 0 { Sys.close(lockFD) } }

@@ -65,7 +65,7 @@ public struct DeltaBuilder: Sendable {
                 result = try makeDelta(base: .empty, baseSize: 0, target: target, size: sizes.size, blobSize: sizes.blobSize)
             }
             report.withLock { r in
-                r.byRule[matches[target]?.rule.rawValue ?? "no base", default: 0] += 1
+                if let match = matches[target] { r.byRule[match.rule.rawValue, default: 0] += 1 } else { r.unmatched += 1 }
                 if base == .empty && result.bytes != nil { r.alone += 1 }
                 if result.made { r.made += 1; r.madeBytes += result.bytes! }
                 else if result.bytes != nil { r.existing += 1 }
@@ -76,9 +76,7 @@ public struct DeltaBuilder: Sendable {
         var index = try readIndex(image: to.image, version: to.version)
         for d in found.withLock({ $0 }) { index.add(target: d.target, base: d.base, bytes: d.bytes) }
         try writeIndex(index, image: to.image, version: to.version, key: key)
-        var r = report.withLock { $0 }
-        r.unmatched = r.byRule["no base"] ?? 0
-        return r
+        return report.withLock { $0 }
     }
 
     /// The version's index as the repository has it, or an empty one.

@@ -38,8 +38,6 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         let limit: UInt64
         /// The downloaded batch, or nil when the group came as one file per content.
         var batch: String?
-        /// The contents the batch's request named as decoded just before it (its history).
-        var after: [ContentBatch.Item] = []
         /// What was downloaded for each content, when it came as one file per content.
         var stored: [BlobRequest] = []
         var released = 0
@@ -153,7 +151,6 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
         condition.withLock {
             groups[g].batch = path
-            groups[g].after = path == nil ? [] : after
             groups[g].stored = stored
             arrived = g + 1
             condition.broadcast()
@@ -285,7 +282,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             if ready { break }
             try whileWaiting()
         }
-        let (requests, batch, stored, after) = condition.withLock { (groups[g].requests, groups[g].batch, groups[g].stored, groups[g].after) }
+        let (requests, batch, stored) = condition.withLock { (groups[g].requests, groups[g].batch, groups[g].stored) }
         let request = requests[item]
         guard let batch else {
             return try BlobStream.writeDownloaded(stored[item], at: store.path(for: stored[item]), into: fd, display: display, base: base,
@@ -293,6 +290,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         }
         do {
             if reader?.group != g {
+                // What the batch's request named as `after` follows from the groups before it, all downloaded by now.
+                let after = condition.withLock { contentsBefore(g) }
                 reader = (g, try ContentBatchReader(path: batch, items: requests.map(batchItem), after: try decoded(after, before: g)))
             }
             let bytes = try reader!.reader.content(at: item, base: base)

@@ -69,7 +69,7 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     /// delta against the base `base` reads. A delta or a blob that fails is replaced by the content's blob,
     /// downloaded into `store` there and then, and the reason added to `problems`.
     static func writeDownloaded(_ request: BlobRequest, at path: String, into fd: Int32, display: String,
-                      base: (ContentHash) throws -> [UInt8]?, store: BlobStore, options: FetchOptions, problems: borrowing Locked<[String]>) throws {
+                      base: (ContentHash) throws -> [UInt8]?, store: BlobStore, options: FetchOptions, problems: Locked<[String]>) throws {
         let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
         do {
             guard let delta = request.delta else {

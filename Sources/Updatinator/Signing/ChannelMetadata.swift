@@ -74,6 +74,13 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
         return (metadata, signers)
     }
 
+    /// The serial a client accepted before, signed by `signers`, as the floor for the next one:
+    /// it counts only while one of those keys is still trusted (or none was recorded), so that a
+    /// serial signed far ahead with a key since revoked cannot lock the client out.
+    public static func replayFloor(serial: UInt64, signers: [String], keyring: Keyring) -> UInt64 {
+        signers.isEmpty || signers.contains { keyring.trusted[$0] != nil } ? serial : 0
+    }
+
     /// Refuses metadata expired at `now`, or older than the serial this client accepted before.
     public func checkFreshness(source: String, now: Int64, minimumSerial: UInt64 = 0) throws {
         guard serial >= minimumSerial else {

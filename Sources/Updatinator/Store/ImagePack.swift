@@ -69,8 +69,9 @@ public struct PackIndex: Equatable, Sendable {
         let layout = PackIndex(manifest: manifest, deltas: deltas)
         let packPath = "\(repository.root)/\(Self.packPath(image: manifest.image, version: manifest.version))"
         let temporary = packPath + ".tmp"
-        FileManager.default.createFile(atPath: temporary, contents: nil)
-        guard let out = FileHandle(forWritingAtPath: temporary) else { throw UpdError(.io, "\(temporary): cannot create") }
+        guard FileManager.default.createFile(atPath: temporary, contents: nil), let out = FileHandle(forWritingAtPath: temporary) else {
+            throw UpdError(.io, "\(temporary): cannot create")
+        }
         do {
             for e in layout.entries {
                 let path = e.base.map { "\(repository.root)/\(ContentDelta.path(base: $0, target: e.target))" } ?? repository.blobs.path(for: e.target)

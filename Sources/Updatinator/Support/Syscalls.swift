@@ -110,6 +110,17 @@ enum Sys {
         return result
     }
 
+    /// Opens (creating) the lock file at `path` and takes its exclusive lock, held until the
+    /// descriptor is closed; fails at once, with `busy` as the message, when another holds it.
+    static func lockExclusively(_ path: String, busy: String) throws -> Int32 {
+        let fd = try open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600)
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw UpdError(.usage, busy)
+        }
+        return fd
+    }
+
     /// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync of the directory.
     static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
         let directory = parentDirectory(of: path)

@@ -91,16 +91,15 @@ extension UpdLibrary {
             let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors)).fetchSigned(remote, maxBytes: 64 * 1024)
             let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
             // The highest serial accepted before, kept in upd.state with the keys that signed it,
-            // refuses a replayed channel. It counts only while one of those keys is still trusted:
-            // a serial far ahead, signed with a key since revoked, cannot lock the device out.
+            // refuses a replayed channel (`ChannelMetadata.replayFloor`).
             let policyState = try call.state.policyState()
             let (serialKey, signersKey) = ("channel_serial." + name, "channel_signers." + name)
-            let seenSigners = (policyState.get(signersKey).stringValue ?? "").split(separator: ",").map(String.init)
-            let stillTrusted = seenSigners.isEmpty || seenSigners.contains { keyring.keyring.trusted[$0] != nil }
-            let seen = stillTrusted ? UInt64(max(0, policyState.get(serialKey).integerValue ?? 0)) : 0
+            let seen = ChannelMetadata.replayFloor(serial: UInt64(max(0, policyState.get(serialKey).integerValue ?? 0)),
+                                                   signers: (policyState.get(signersKey).stringValue ?? "").split(separator: ",").map(String.init),
+                                                   keyring: keyring.keyring)
             let (metadata, signers) = try ChannelMetadata.verify(got.content, signatures: signatures, keyring: keyring.keyring, channel: name,
                                                                  source: remote, now: Int64(call.state.now), minimumSerial: seen)
-            if metadata.serial > seen || !stillTrusted {
+            if metadata.serial > seen {
                 try policyState.set(serialKey, .integer(Int64(metadata.serial)))
                 try policyState.set(signersKey, .string(signers.joined(separator: ",")))
             }

@@ -21,7 +21,7 @@ struct PackCommand: UpdatinatorSubcommand {
     @Argument(help: "The image version, as IMAGE/VERSION.")
     var version: String
 
-    @Option(help: "The secret key that signs the pack's index.")
+    @Option(help: "The secret key that signs the delta index again, with the pack's size.")
     var secretKey: String
 
     func execute() throws {
@@ -30,7 +30,6 @@ struct PackCommand: UpdatinatorSubcommand {
         let manifest = try DeltaCommand.manifest(version, in: repository)
         let index = try PackIndex.write(repository: repository, manifest: manifest, key: key)
         let blobs = index.entries.filter { $0.base == nil }.count
-        let bytes = index.bytes
-        Console.print("\(version): packed \(blobs) blobs and \(index.entries.count - blobs) deltas, \(formatBytes(bytes))")
+        Console.print("\(version): packed \(blobs) blobs and \(index.entries.count - blobs) deltas, \(formatBytes(index.bytes))")
     }
 }
