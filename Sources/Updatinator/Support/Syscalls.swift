@@ -116,7 +116,7 @@ enum Sys {
         let fd = try open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600)
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             close(fd)
-            throw UpdError(.usage, busy)
+            throw UpdError(.busy, busy, path: path)
         }
         return fd
     }

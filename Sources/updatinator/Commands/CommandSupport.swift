@@ -14,6 +14,13 @@ extension UpdatinatorSubcommand {
         } catch let error as UpdError {
             Console.error(error.message)
             throw ExitCode(error.code.exitStatus)
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            // Any other failure (Foundation's, a Lua host's) is still one documented line.
+            let wrapped = UpdError.wrapping(error, Self.configuration.commandName ?? "updatinator")
+            Console.error(wrapped.message)
+            throw ExitCode(wrapped.code.exitStatus)
         }
     }
 }
