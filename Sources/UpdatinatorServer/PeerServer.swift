@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import Updatinator
 
 /// A laptop serving its neighbours: `GET /blobs/<hh>/<hash>` for every content of its
@@ -11,10 +12,13 @@ public final class PeerServer: Sendable {
     public let root: String
     public let cache: BlobStore
     public let metrics = ServerMetrics()
+    /// Where the server reports what goes wrong while it serves.
+    public let logger: Logger
     private let contents = Locked<(stamp: [Int], contents: TreeContents)?>(nil)
 
-    public init(root: String, cache: String? = nil) throws {
+    public init(root: String, cache: String? = nil, logger: Logger = Logger(label: "updatinator.peer")) throws {
         self.root = root
+        self.logger = logger
         self.cache = BlobStore(directory: cache ?? StateDirectory(root: root).directory + "/peer-cache")
         _ = try current()
         try? FileManager.default.removeItem(atPath: self.cache.directory)
@@ -48,7 +52,7 @@ public final class PeerServer: Sendable {
             do {
                 blob = try self.current().blob(for: hash)
             } catch let error as UpdError {
-                FileHandle.standardError.write(Data("updatinator serve --peer: \(error.message)\n".utf8))
+                self.logger.error("\(error.message)")
                 throw HTTPError(.notFound)
             }
             guard blob != nil else { throw HTTPError(.notFound) }

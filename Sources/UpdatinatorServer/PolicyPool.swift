@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Updatinator
 import UpdatinatorLua
 
@@ -29,12 +30,14 @@ public final class PolicyPool: @unchecked Sendable {
 
     private let settings: Settings
     private let makeView: @Sendable () -> SchoolView
+    private let logger: Logger
     private let lock = NSLock()
     private var idle = [LuaState]()
 
     /// Loads the policy once, so a broken script is reported at start rather than per request.
-    public init(settings: Settings, view: @escaping @Sendable () -> SchoolView) throws {
+    public init(settings: Settings, logger: Logger = Logger(label: "updatinator.policy"), view: @escaping @Sendable () -> SchoolView) throws {
         self.settings = settings
+        self.logger = logger
         self.makeView = view
         idle.append(try makeState())
     }
@@ -47,8 +50,9 @@ public final class PolicyPool: @unchecked Sendable {
         lua.configFile = settings.configFile
         lua.stateFile = nil
         lua.installSchool(makeView())
-        lua.log = { level, message in FileHandle.standardError.write(Data("policy \(level): \(message)\n".utf8)) }
-        lua.output = { FileHandle.standardError.write(Data($0.utf8)) }
+        let logger = self.logger
+        lua.log = { level, message in logger.log(level: Logger.Level(policyLevel: level), "policy: \(message)") }
+        lua.output = { logger.info("policy: \($0.trimmingCharacters(in: .newlines))") }
         do {
             try lua.runFile(settings.script)
         } catch let error as LuaError {
@@ -127,5 +131,17 @@ public final class PolicyPool: @unchecked Sendable {
             answer.window = text
         }
         return answer
+    }
+}
+
+extension Logger.Level {
+    /// The level of a policy's `upd.log(level, ...)`: debug, info, warn or error.
+    init(policyLevel: String) {
+        switch policyLevel {
+        case "debug": self = .debug
+        case "warn": self = .warning
+        case "error": self = .error
+        default: self = .info
+        }
     }
 }

@@ -21,6 +21,9 @@ public final class SchoolServer: Sendable {
         public var maxRequestBytes = 64 * 1024
         /// Batch answers (`POST /v1/batch`); nil turns them off.
         public var batches: BatchService.Settings?
+        /// Where the server reports what goes wrong while it serves (a policy error, a failed
+        /// inventory write); the front end chooses the handler.
+        public var logger = Logger(label: "updatinator.serve")
 
         public init(repository: String, policy: PolicyPool.Settings, decisionKey: SecretKey, database: String? = nil) {
             self.repository = repository
@@ -43,19 +46,19 @@ public final class SchoolServer: Sendable {
         inventory = try FleetInventory(path: settings.database)
         index = RepositoryIndex(root: settings.repository)
         let (index, inventory) = (self.index, self.inventory)
-        policy = try PolicyPool(settings: settings.policy) { SchoolServerView(index: index, inventory: inventory) }
+        policy = try PolicyPool(settings: settings.policy, logger: settings.logger) { SchoolServerView(index: index, inventory: inventory) }
         batches = try settings.batches.map { try BatchService(settings: $0, repository: Repository(opening: settings.repository)) }
     }
 
     /// Serves until SIGTERM or SIGINT, writing queued checks to the inventory five times a
     /// second and once more at the end.
     public func run(host: String, port: Int, onListening: @escaping @Sendable (String) -> Void) async throws {
-        let inventory = self.inventory
+        let (inventory, logger) = (self.inventory, settings.logger)
         let writer = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(200))
                 do { try inventory.writeChecks() } catch {
-                    FileHandle.standardError.write(Data("updatinator serve: \((error as? UpdError)?.message ?? "\(error)")\n".utf8))
+                    logger.error("\((error as? UpdError)?.message ?? "\(error)")")
                 }
             }
         }
@@ -143,7 +146,7 @@ public final class SchoolServer: Sendable {
         } catch {
             // A broken policy answers "no update": the device keeps what it runs.
             metrics.decision("error")
-            Self.logPolicyError("for device \(device.device)", error)
+            logPolicyError("for device \(device.device)", error)
             decision = Decision(device: device.device, nonce: device.nonce, expires: now + settings.decisionLifetime, update: false)
         }
         return Self.json(try decision.signed(with: settings.decisionKey))
@@ -176,7 +179,7 @@ public final class SchoolServer: Sendable {
                                                         "items": .integer(Int64(parsed.items.count)), "bytes": .integer(Int64(parsed.bytes)),
                                                         "address": .string(context.clientAddress ?? "")])
         } catch {
-            Self.logPolicyError("in allow_batch", error)
+            logPolicyError("in allow_batch", error)
             allowed = false
         }
         guard allowed else {
@@ -203,10 +206,10 @@ public final class SchoolServer: Sendable {
         return Self.json(Array(body))
     }
 
-    /// One line on standard error for a policy call that failed (the server goes on).
-    static func logPolicyError(_ context: String, _ error: Error) {
+    /// One log line for a policy call that failed (the server goes on).
+    func logPolicyError(_ context: String, _ error: Error) {
         let message = (error as? LuaError)?.message ?? (error as? UpdError)?.message ?? "\(error)"
-        FileHandle.standardError.write(Data("updatinator serve: policy error \(context): \(message)\n".utf8))
+        settings.logger.error("policy error \(context): \(message)")
     }
 
     static func json(_ bytes: [UInt8]) -> Response {

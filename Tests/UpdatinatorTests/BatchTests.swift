@@ -65,7 +65,7 @@ import Testing
         #expect(try server.server.metric("updatinator_requests_total", ["blobs"]) == 0)
         // The batch is smaller than the blobs it replaces.
         let blobs = try CLI.run(["plan", "--root", first, "--from", samples.manifest("olpc-ext3", "1"), "--to", samples.manifest("olpc-ext3", "2"), "--json"])
-        let toObtain = (try JSONSerialization.jsonObject(with: Data(blobs.stdout.utf8)) as! [String: Any])["bytes_to_obtain"] as! Int
+        let toObtain = (try JSONSerialization.jsonObject(with: Data(blobs.stdout.utf8)) as! [String: Any])["download_bytes"] as! Int
         let served = try server.server.metric("updatinator_bytes_served_total")
         #expect(served < toObtain * 2, "two batches of \(served / 2) bytes against \(toObtain) bytes of blobs")
     }
@@ -73,12 +73,10 @@ import Testing
     @Test func aSmallWindowTakesSeveralBatchesEachCompressedAfterTheOneBefore() throws {
         let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
         let laptop = try school.installedTree("small-window", version: "1")
-        let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: samples.manifest("olpc-ext3", "2"))))
-        let applier = InPlaceApplier(root: laptop, target: try ManifestParser.parse(bytes), targetBytes: bytes)
-        applier.fetcher = try CurlFetcher(options: FetchOptions(mirrors: [server.server.url]))
-        applier.batchServer = server.server.url
-        applier.downloadWindow = 64 << 10
-        let report = try applier.run()
+        let target = try Keyring(directory: samples.keyring).verifiedManifest(at: samples.manifest("olpc-ext3", "2"))
+        var sources = ContentSources(mirrors: FetchOptions(mirrors: [server.server.url]), batchServer: server.server.url)
+        sources.downloadWindow = 64 << 10
+        let report = try UpdateEngine.apply(UpdateEngine.ApplyRequest(root: laptop, target: target, sources: sources))
         #expect(report.fallbacks.isEmpty, "\(report.fallbacks)")
         #expect(try fsck(laptop) == 0)
         let batches = try server.server.metric("updatinator_batches_total", ["computed"])

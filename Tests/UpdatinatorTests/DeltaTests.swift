@@ -382,7 +382,7 @@ import Testing
         }
         let withDeltas = try plan("file://" + repo), without = try plan("file://" + samples.repo)
         #expect((withDeltas["deltas"] as! Int) > 0)
-        #expect((withDeltas["bytes_to_obtain"] as! Int) + (withDeltas["bytes_saved_by_deltas"] as! Int) == (without["bytes_to_obtain"] as! Int))
+        #expect((withDeltas["download_bytes"] as! Int) + (withDeltas["delta_saved_bytes"] as! Int) == (without["download_bytes"] as! Int))
         #expect((withDeltas["contents_to_obtain"] as! Int) == (without["contents_to_obtain"] as! Int))
     }
 }

@@ -99,16 +99,16 @@ import Testing
             same(remote.version, "2", "manifest by URL")
 
             local plan = assert(upd.plan(installed, target, {root = root, mirrors = {mirror}}))
-            check(plan.blobs > 0 and plan.download_bytes > 0 and plan.reused_bytes > 0, "plan figures")
+            check(plan.contents_to_obtain > 0 and plan.download_bytes > 0 and plan.reused_bytes > 0, "plan figures")
             check(plan.peak_disk_bytes > 0 and plan.required_free_bytes > 0 and plan.changes.created > 0, "plan disk and changes")
 
             -- Prefetch into a cache, with progress.
             local calls = 0
             local fetched = assert(upd.fetch(plan, {mirrors = {mirror}, cache = cache, on_progress = function(p)
               calls = calls + 1
-              check(p.total_blobs == plan.blobs, "progress total")
+              check(p.total_blobs == plan.contents_to_obtain, "progress total")
             end}))
-            same(fetched.blobs, plan.blobs, "fetched blobs"); same(fetched.bytes, plan.download_bytes, "fetched bytes")
+            same(fetched.blobs, plan.contents_to_obtain, "fetched blobs"); same(fetched.bytes, plan.download_bytes, "fetched bytes")
 
             -- A target no keyring verified is refused; the streaming apply from the mirror, at a
             -- rate the callback chooses.
@@ -125,7 +125,7 @@ import Testing
               return 40000000
             end}))
             check(progress_calls > 0, "apply progress")
-            same(report.blobs_downloaded, plan.blobs, "downloaded blobs")
+            same(report.blobs_downloaded, plan.contents_to_obtain, "downloaded blobs")
             same(report.bytes_downloaded, plan.download_bytes, "downloaded bytes")
             same(assert(upd.fsck(root, target)), true, "fsck after apply")
             local bad, message, fcode, findings = upd.fsck(root, installed)

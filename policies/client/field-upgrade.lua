@@ -15,8 +15,8 @@ local keyring = assert(upd.keyring(keyring_dir or "/etc/updatinator/keyring"))
 local installed = assert(upd.manifest.installed(root))
 local target = assert(upd.get_manifest(mirror, image, version, { keyring = keyring }))
 local plan = assert(upd.plan(installed, target, { root = root, mirrors = mirror }))
-print(("%s %s -> %s %s: %d blobs (%d bytes) to copy, %d bytes reused, needs %d bytes free"):format(
-  installed.image, installed.version, image, version, plan.blobs, plan.download_bytes,
+print(("%s %s -> %s %s: %d contents (%d bytes) to copy, %d bytes reused, needs %d bytes free"):format(
+  installed.image, installed.version, image, version, plan.contents_to_obtain, plan.download_bytes,
   plan.reused_bytes, plan.required_free_bytes))
 
 local report = assert(upd.apply(plan, { mirrors = mirror, on_progress = function(p)

@@ -50,14 +50,20 @@ function Keyring:verify(manifest) end
 ---@field xattrs_changed integer
 
 ---@class upd.Plan
----@field blobs integer
+---@field contents_to_obtain integer
 ---@field download_bytes integer
+---@field deltas integer
+---@field delta_saved_bytes integer
+---@field contents_from_blobs integer
+---@field blob_directory_bytes integer
 ---@field reused_bytes integer
 ---@field write_bytes integer
 ---@field peak_disk_bytes integer
 ---@field required_free_bytes integer
 ---@field steps integer
 ---@field root string
+---@field from {image: string, version: string}
+---@field to {image: string, version: string}
 ---@field changes upd.Changes
 
 ---@class upd.Progress
@@ -123,7 +129,7 @@ function upd.keyring(dir) end
 
 ---@param from upd.Manifest
 ---@param to upd.Manifest
----@param options? {root?: string, blobs?: string[], mirrors?: upd.Mirrors}
+---@param options? {root?: string, blobs?: string[], mirrors?: upd.Mirrors, keyring?: upd.Keyring}
 ---@return upd.Plan|nil, string? message, upd.Code? code
 function upd.plan(from, to, options) end
 

@@ -12,51 +12,32 @@ import Glibc
 /// happens in `deployments/.building-NAME`; only once the whole tree verifies against the
 /// manifest is it renamed to `deployments/NAME` and `current` switched to it. A crash leaves
 /// `current` on a complete deployment, and the next run removes the half-built one.
-public final class Deployer {
-    public struct Report: Sendable {
-        public var name = ""
-        /// The deployment was current already: nothing changed.
-        public var alreadyCurrent = false
-        public var filesLinked = 0
-        public var bytesLinked: UInt64 = 0
-        public var filesWritten = 0
-        public var bytesWritten: UInt64 = 0
-        public var download = FetchReport()
-        /// Contents downloaded as deltas, and those that came as their full blob instead (and why).
-        public var deltas = 0
-        public var fallbacks = [String]()
-        public var seconds = 0.0
-    }
-
-    public let sysroot: Sysroot
-    public let target: Manifest
-    public let targetBytes: [UInt8]
-    public var blobDirectories: [String] = []
-    public var fetcher: CurlFetcher?
-    /// The deltas the mirrors offer: a content to download comes as its cheapest delta against
-    /// a content of the current deployment, when that is smaller than its blob.
-    public var deltaIndex: DeltaIndex?
-    /// For crash tests: SIGKILL this process after this many operations.
-    public var killAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) }
-    /// For power-cut tests: SIGSTOP this process once, after this many operations.
-    public var stopAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_STOP_AFTER"].flatMap { Int($0) }
+final class Deployer {
+    let sysroot: Sysroot
+    let target: Manifest
+    let targetBytes: [UInt8]
+    /// Where the contents the current deployment lacks come from; a content to download comes as
+    /// its cheapest delta against a content of the current deployment, when that is smaller than its blob.
+    let sources: ResolvedSources
+    let faults: FaultInjection
 
     private var operations = 0
-    private var report = Report()
+    private var report = DeployReport()
 
-    public init(sysroot: Sysroot, target: Manifest, targetBytes: [UInt8]) {
+    init(sysroot: Sysroot, target: VerifiedManifest, sources: ResolvedSources, faults: FaultInjection) {
         self.sysroot = sysroot
-        self.target = target
-        self.targetBytes = targetBytes
+        self.target = target.manifest
+        self.targetBytes = target.bytes
+        self.sources = sources
+        self.faults = faults
     }
 
     private func operation() {
         operations += 1
-        if operations == killAfterOperations { kill(getpid(), SIGKILL) }
-        if operations == stopAfterOperations { kill(getpid(), SIGSTOP) }
+        faults.reached(operations)
     }
 
-    public func run() throws -> Report {
+    func run() throws -> DeployReport {
         let started = Date()
         let name = Sysroot.deploymentName(target, bytes: targetBytes)
         report.name = name
@@ -100,8 +81,8 @@ public final class Deployer {
         for (index, e) in target.entries.enumerated() {
             guard case .file(let size, let hash, let blobSize) = e.kind, size > 0, currentPaths[hash] == nil else { continue }
             lastUse[hash] = index
-            if requested.insert(hash).inserted, try BlobSource.find(hash, in: blobDirectories + [sysroot.blobCache]) == nil {
-                let delta = deltaIndex?.cheapest(into: hash, from: { currentPaths[$0] != nil }).flatMap { $0.bytes < blobSize ? $0 : nil }
+            if requested.insert(hash).inserted, try BlobSource.find(hash, in: sources.blobDirectories + [sysroot.blobCache]) == nil {
+                let delta = sources.deltaIndex?.cheapest(into: hash, from: { currentPaths[$0] != nil }).flatMap { $0.bytes < blobSize ? $0 : nil }
                 requests.append(BlobRequest(hash: hash, size: size, blobSize: blobSize, delta: delta))
             }
         }
@@ -111,14 +92,8 @@ public final class Deployer {
         operation()
         try Sys.mkdirs(building, mode: 0o700)
         let tree = try RootedTree(root: building)
-        var downloads: BlobStream?
-        if !requests.isEmpty {
-            guard let fetcher else {
-                throw UpdError(.usage, "\(requests.count) contents of \(target.image) \(target.version) are in no blob directory; give --mirror")
-            }
-            downloads = try BlobStream(fetcher: fetcher, requests: requests, directory: sysroot.downloads,
-                                       window: InPlaceApplier.defaultDownloadWindow)
-        }
+        let downloads = try sources.downloads(requests, batches: false, groups: false, target: target, baseSizes: [:],
+                                              directory: sysroot.downloads, window: sources.downloadWindow)
         defer {
             if let downloads {
                 report.download = downloads.finish()
@@ -153,8 +128,8 @@ public final class Deployer {
                                 guard let currentDirs, let path = currentPaths[base], case .file(let baseSize, _, _)? = currentEntries[path]?.kind else { return nil }
                                 var bytes = [UInt8]()
                                 return try read(from: currentDirs, path, hash: base, size: baseSize) { bytes += $0 } ? bytes : nil
-                            })
-                        } else if let blob = try BlobSource.find(hash, in: blobDirectories + [sysroot.blobCache]) {
+                            }, whileWaiting: {})
+                        } else if let blob = try BlobSource.find(hash, in: sources.blobDirectories + [sysroot.blobCache]) {
                             try BlobStore.read(blobAt: blob, hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
                         } else {
                             throw UpdError(.corrupt, "\(display): no intact source for content \(hash.hex)")
@@ -214,7 +189,7 @@ public final class Deployer {
                 break
             }
         }
-        need += min(downloadBytes, InPlaceApplier.defaultDownloadWindow)
+        need += min(downloadBytes, sources.downloadWindow)
         guard need <= space.free else {
             throw UpdError(.noSpace, "\(sysroot.path): deploying \(target.image) \(target.version) needs \(need) bytes free, "
                 + "the filesystem has \(space.free); nothing was changed (gc --sysroot removes old deployments)")

@@ -18,56 +18,24 @@ public struct ApplyProgress: Sendable {
 /// after the last checkpoint, each of which gives the same result when repeated. Files are
 /// written under a temporary name in their own directory, with their metadata, and renamed into
 /// place. The installed manifest changes to the new one only when the tree matches it.
-public final class InPlaceApplier {
-    /// What an apply did.
-    public struct Report: Sendable {
-        public var alreadyCurrent = false
-        public var resumed = false
-        public var bytesWritten: UInt64 = 0
-        public var bytesReused: UInt64 = 0
-        public var plannedPeakExtraDisk: UInt64 = 0
-        /// The largest excess of allocated bytes over the larger tree seen during this run.
-        public var observedPeakExtraDisk: UInt64 = 0
-        public var seconds: Double = 0
-        /// Filesystem operations this run made (the unit of the crash-test kill switch).
-        public var operations = 0
-        /// What this run downloaded from mirrors.
-        public var download = FetchReport()
-        /// Contents planned to come as deltas.
-        public var deltas = 0
-        /// Downloads that came another way than planned (a delta as its blob, a refused batch or an unusable pack blob by blob), and why.
-        public var fallbacks = [String]()
-    }
-
-    public let root: String
-    public let target: Manifest
-    public let targetBytes: [UInt8]
-    public var from: (manifest: Manifest, bytes: [UInt8])?
-    public var blobDirectories: [String] = []
-    /// Downloads the contents that neither the tree nor a blob directory has, as the apply goes.
-    public var fetcher: CurlFetcher?
-    /// The most compressed bytes downloaded ahead of their use. When the filesystem lacks the
-    /// space for that, the apply downloads one blob at a time.
-    public var downloadWindow: UInt64 = defaultDownloadWindow
-    /// The deltas the mirrors offer into the target's contents (see `Planner.deltaIndex`).
-    public var deltaIndex: DeltaIndex?
-    /// A school server to download contents from in batches, compressed against bases the plan
-    /// keeps (`BatchStream`); the delta index is then not used.
-    public var batchServer: String?
-    /// The device, named in batch requests.
-    public var device: String?
-    /// A static mirror's pack of the target and its verified index: the contents to download
-    /// come from it with multi-range requests (`BatchStream`), unless batches are used.
-    public var pack: (mirror: String, index: PackIndex)?
-    public static let defaultDownloadWindow: UInt64 = 32 << 20
+final class InPlaceApplier {
+    let root: String
+    let target: Manifest
+    let targetBytes: [UInt8]
+    /// The manifest the tree matches, for a tree without an installed-manifest record.
+    var from: (manifest: Manifest, bytes: [UInt8])?
+    /// Where the contents the tree lacks come from.
+    let sources: ResolvedSources
+    var blobDirectories: [String] { sources.blobDirectories }
+    var fetcher: CurlFetcher? { sources.fetcher }
+    /// The deltas the mirrors offer into the target's contents (see `Planner.deltaIndex`); a
+    /// resumed apply uses the index its first run saved.
+    var deltaIndex: DeltaIndex?
+    var downloadWindow: UInt64 { sources.downloadWindow }
     /// Called on the applying thread at most five times a second, also while it waits for a
     /// download; throwing stops the apply at a resumable point.
-    public var onProgress: ((ApplyProgress) throws -> Void)?
-    /// For tests of crash safety: the process kills itself with SIGKILL after this many operations.
-    public var killAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) }
-    /// For tests of a disk filled by another process: the process stops itself (SIGSTOP) once,
-    /// after this many operations, until it is continued.
-    public var stopAfterOperations: Int? = ProcessInfo.processInfo.environment["UPDATINATOR_STOP_AFTER"].flatMap { Int($0) }
+    var onProgress: ((ApplyProgress) throws -> Void)?
+    let faults: FaultInjection
 
     private let state: StateDirectory
     /// The raw size of every content of both images.
@@ -76,7 +44,7 @@ public final class InPlaceApplier {
     private var tree: RootedTree!
     private var workFD: Int32 = -1
     private var operations = 0
-    private var report = Report()
+    private var report = ApplyReport()
     private var startUsed: UInt64 = 0
     private var peakBase: Int64 = 0
     private var downloads: ContentDownloads?
@@ -84,17 +52,22 @@ public final class InPlaceApplier {
     private var progress = ApplyProgress()
     private var lastProgress = Date.distantPast
 
-    public init(root: String, target: Manifest, targetBytes: [UInt8]) {
+    init(root: String, target: VerifiedManifest, sources: ResolvedSources, faults: FaultInjection) {
         self.root = root
-        self.target = target
-        self.targetBytes = targetBytes
+        self.target = target.manifest
+        self.targetBytes = target.bytes
+        self.sources = sources
+        self.faults = faults
+        deltaIndex = sources.deltaIndex
         state = StateDirectory(root: root)
+        report.image = target.manifest.image
+        report.version = target.manifest.version
     }
 
     deinit { if workFD >= 0 { Sys.close(workFD) } }
 
     /// Plans the move from the installed (or given) manifest, without changing anything.
-    public static func plan(root: String, from: Manifest, fromBytes: Int, to: Manifest, toBytes: Int,
+    static func plan(root: String, from: Manifest, fromBytes: Int, to: Manifest, toBytes: Int,
                             blobDirectories: [String], downloadWindow: UInt64? = nil, deltaIndex: DeltaIndex? = nil,
                             batches: Bool = false, grouped: Bool = false) throws -> ApplyPlan {
         var planner = Planner(from: from, to: to)
@@ -113,7 +86,7 @@ public final class InPlaceApplier {
         return try planner.plan()
     }
 
-    public func run() throws -> Report {
+    func run() throws -> ApplyReport {
         let start = Date()
         tree = try RootedTree(root: root)
         let targetHash = Blake2b.hash(targetBytes).hex
@@ -154,12 +127,12 @@ public final class InPlaceApplier {
             deltaIndex = try Sys.lstatIfExists(state.deltaIndex) == nil ? nil
                 : try DeltaIndex.parse(Sys.readFile(state.deltaIndex, limit: DeltaIndex.maxBytes), source: state.deltaIndex)
         }
-        let batches = journal != nil ? try Sys.lstatIfExists(state.batchMarker) != nil : batchServer != nil && fetcher != nil
+        let batches = journal != nil ? try Sys.lstatIfExists(state.batchMarker) != nil : sources.batchServer != nil && fetcher != nil
         if fetcher == nil || batches { deltaIndex = nil }
         func makePlan(window: UInt64?) throws -> ApplyPlan {
             try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target, toBytes: targetBytes.count,
                           blobDirectories: blobDirectories, downloadWindow: window, deltaIndex: deltaIndex, batches: batches,
-                          grouped: batches || pack != nil)
+                          grouped: batches || sources.groupsDownloads)
         }
         // A resumed apply keeps the window the first run chose: the space it checked assumed it.
         var plan = try makePlan(window: fetcher == nil ? nil : journal?.downloadWindow ?? downloadWindow)
@@ -211,19 +184,8 @@ public final class InPlaceApplier {
                 self?.latestDownload.withLock { $0 = p }
                 previous?(p)
             }
-            if batches, let batchServer {
-                downloads = try BatchStream(source: .server(batchServer), device: device, mirrors: fetcher, requests: requests,
-                                            baseSizes: contentSizes, directory: state.downloads, window: plan.downloadWindow ?? 0)
-            } else if !batches, let pack {
-                downloads = try BatchStream(source: .pack(mirror: pack.mirror, path: PackIndex.packPath(image: target.image, version: target.version),
-                                                          index: pack.index),
-                                            device: device, mirrors: fetcher, requests: requests, baseSizes: contentSizes,
-                                            directory: state.downloads, window: plan.downloadWindow ?? 0)
-            } else {
-                // (A resumed batch apply without its server downloads the blobs.)
-                downloads = try BlobStream(fetcher: fetcher, requests: batches ? requests.map(\.withoutDelta) : requests,
-                                           directory: state.downloads, window: plan.downloadWindow ?? 0)
-            }
+            downloads = try sources.downloads(requests, batches: batches, groups: true, target: target, baseSizes: contentSizes,
+                                              directory: state.downloads, window: plan.downloadWindow ?? 0)
         }
         defer { downloads?.finish() }
         for index in journalRecord.done..<plan.steps.count {
@@ -322,8 +284,7 @@ public final class InPlaceApplier {
     private func operation() {
         operations += 1
         observe()
-        if let limit = killAfterOperations, operations >= limit { kill(getpid(), SIGKILL) }
-        if let limit = stopAfterOperations, operations == limit { kill(getpid(), SIGSTOP) }
+        faults.reached(operations)
     }
 
     private func observe() {

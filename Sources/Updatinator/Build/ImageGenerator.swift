@@ -15,8 +15,8 @@ public struct ImageGenerator {
     public var image: String
     public var version: String
     public var signingKey: SecretKey?
-    /// The creation time to record; by default SOURCE_DATE_EPOCH when set, else none.
-    public var created: Int64? = ImageGenerator.sourceDateEpoch()
+    /// The creation time to record (the CLI passes SOURCE_DATE_EPOCH); none by default, so that output is reproducible.
+    public var created: Int64?
     public var compressionLevel: Int32?
     public var workers = Parallel.defaultWorkers
     public var progress: (@Sendable (TreeScanner.Progress) -> Void)?
@@ -26,11 +26,6 @@ public struct ImageGenerator {
         self.repositoryRoot = repository
         self.image = image
         self.version = version
-    }
-
-    /// Reads SOURCE_DATE_EPOCH, the reproducible-builds convention for a build's timestamp.
-    public static func sourceDateEpoch() -> Int64? {
-        ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"].flatMap { Int64($0) }
     }
 
     public func run() throws -> Result {

@@ -49,7 +49,7 @@ extension CurlFetcher {
     /// or hostile mirror first in the list) is passed over for the next, and when none has an
     /// acceptable one, the first mirror's error is thrown.
     public func downloadManifest(image: String, version: String, into directory: String?, keyring: Keyring?,
-                                 hash: String? = nil) throws -> (manifest: Manifest, download: SignedDownload, path: String?) {
+                                 hash: String? = nil) throws -> DownloadedManifest {
         try Manifest.checkName(image, what: "image name")
         try Manifest.checkName(version, what: "version")
         if let directory { try Sys.mkdirs(directory) }
@@ -69,14 +69,11 @@ extension CurlFetcher {
 
     /// `downloadManifest` from this fetcher's mirrors as one source.
     private func downloadManifest(image: String, version: String, keyring: Keyring?, hash: String?,
-                                  into directory: String?) throws -> (manifest: Manifest, download: SignedDownload, path: String?) {
+                                  into directory: String?) throws -> DownloadedManifest {
         let remote = Repository.manifestPath(image: image, version: version)
         let got = try fetchSigned(remote, maxBytes: UInt64(ManifestParser.maxManifestBytes), compressed: true)
-        if let keyring {
-            let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
-            try keyring.verify(got.content, signatures: signatures, purpose: .manifest, source: remote)
-        }
-        let manifest = try ManifestParser.parse(got.content, source: remote)
+        let verified = try keyring?.verifiedManifest(got.content, signatures: got.signature!, source: remote)
+        let manifest = try verified?.manifest ?? ManifestParser.parse(got.content, source: remote)
         // A mirror must not pass off another signed manifest (an older version, say) as this one.
         guard manifest.image == image, manifest.version == version else {
             throw UpdError(.verification, "\(remote): the mirror sent the manifest of \(manifest.image) \(manifest.version)")
@@ -85,12 +82,21 @@ extension CurlFetcher {
         if let hash, Blake2b.hash(got.content).hex != hash {
             throw UpdError(.verification, "\(remote): its hash is not the \(hash) that was announced")
         }
-        guard let directory else { return (manifest, got, nil) }
+        guard let directory else { return DownloadedManifest(manifest: manifest, download: got, path: nil, verified: verified) }
         let local = "\(directory)/\(version).manifest"
         try Sys.writeFileAtomically(local + ".sig", got.signature!)
         try Sys.writeFileAtomically(local, got.content)
-        return (manifest, got, local)
+        return DownloadedManifest(manifest: manifest, download: got, path: local, verified: verified)
     }
+}
+
+/// A manifest downloaded from a mirror: its bytes and signatures, where it was saved, and, when a
+/// keyring was given, the same manifest as verified.
+public struct DownloadedManifest: Sendable {
+    public let manifest: Manifest
+    public let download: CurlFetcher.SignedDownload
+    public let path: String?
+    public let verified: VerifiedManifest?
 }
 
 extension CurlFetcher {

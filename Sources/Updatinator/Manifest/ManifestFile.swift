@@ -1,15 +1,9 @@
-/// Reading manifest files, with or without their signatures.
+/// Reading manifest files without their signatures (`Keyring.verifiedManifest(at:)` reads them with).
 public enum ManifestFile {
     /// Reads and parses a manifest, keeping its exact bytes.
     public static func read(_ path: String) throws -> (manifest: Manifest, bytes: [UInt8]) {
         guard (try Sys.lstatIfExists(path)) != nil else { throw UpdError(.usage, "\(path): no such manifest") }
         let bytes = try Sys.readFile(path, limit: ManifestParser.maxManifestBytes)
-        return (try ManifestParser.parse(bytes, source: path), bytes)
-    }
-
-    /// Reads a manifest whose signature file (`PATH.sig`) verifies against the keyring, then parses it.
-    public static func readVerified(_ path: String, keyring: Keyring) throws -> (manifest: Manifest, bytes: [UInt8]) {
-        let (bytes, _) = try keyring.verifyFile(path, purpose: .manifest)
         return (try ManifestParser.parse(bytes, source: path), bytes)
     }
 }

@@ -18,6 +18,12 @@ public final class LuaState {
         public var instructionLimit: Int? = 200_000_000
         /// Bytes the whole state may allocate; nil for none.
         public var memoryLimit: Int? = 256 << 20
+        /// The device id scripts see (`upd.system.device_id`, checks and reports); nil reads /etc/machine-id.
+        public var deviceID: String?
+        /// The time scripts see, in seconds since the epoch, for tests; nil is the clock's.
+        public var fixedTime: Double?
+        /// Where `upd.system` reads the machine's power supplies.
+        public var powerSupplyDirectory = "/sys/class/power_supply"
 
         public init() {}
     }
@@ -31,12 +37,10 @@ public final class LuaState {
     /// Calls into Lua in progress (callbacks nest inside a script's call).
     private var depth = 0
     public let options: Options
-    /// Where `print` writes.
-    public var output: (String) -> Void = { FileHandle.standardOutput.write(Data($0.utf8)) }
-    /// Where `upd.log` writes, with the level.
-    public var log: (String, String) -> Void = { level, message in
-        FileHandle.standardError.write(Data("[\(level)] \(message)\n".utf8))
-    }
+    /// Where `print` writes; the front end chooses (by default, nowhere).
+    public var output: (String) -> Void = { _ in }
+    /// Where `upd.log` writes, with the level; the front end chooses (by default, nowhere).
+    public var log: (String, String) -> Void = { _, _ in }
     /// The tree that `upd` functions act on when a script gives no `root` (`run --root`).
     public var root: String? {
         didSet {
@@ -53,10 +57,10 @@ public final class LuaState {
     public var configFile: String?
     /// What the script asked with `upd.schedule`: seconds between ticks, and the random jitter.
     public internal(set) var schedule: (every: Double, jitter: Double)?
-    /// The clock scripts see: the test hook UPDATINATOR_TIME (seconds since the epoch), else now.
-    var now: Double {
-        ProcessInfo.processInfo.environment["UPDATINATOR_TIME"].flatMap(Double.init) ?? Date().timeIntervalSince1970
-    }
+    /// The clock scripts see: `Options.fixedTime`, else now.
+    var now: Double { options.fixedTime ?? Date().timeIntervalSince1970 }
+    /// This device's id, as scripts see it.
+    func deviceID() throws -> String { try DeviceIdentity.read(configured: options.deviceID) }
     /// The file `upd.state` keeps its values in; nil keeps them in memory only.
     public var stateFile: String?
 

@@ -87,3 +87,12 @@ public enum StoredValue: Codable, Equatable, Sendable {
         }
     }
 }
+
+extension LuaValue {
+    /// A Codable value (an engine report) as a table with the keys of its JSON form, so that a
+    /// script sees the same fields that `--json` prints.
+    init(encoding value: some Encodable) throws {
+        let data = try JSONEncoder().encode(value)
+        self = try JSONDecoder().decode(StoredValue.self, from: data).luaValue
+    }
+}

@@ -9,28 +9,11 @@ extension UpdLibrary {
             let p = try call.object(1, planType)
             let options = try call.options(2, allowed: ["sysroot", "mirrors", "blobs", "rate_limit", "concurrency", "keyring"])
             guard let path = try options.string("sysroot") else { throw call.argumentError(2, "option 'sysroot' is required") }
-            // A script cannot install what no keyring verified: `insecure` is the CLI's, for tests.
-            guard p.to.verified else {
-                throw UpdError(.verification, "\(p.to.source): not verified; verify it with a keyring (kr:verify) first")
-            }
-            let deployer = Deployer(sysroot: try Sysroot(path: path, create: true), target: p.to.manifest, targetBytes: p.to.bytes)
-            deployer.blobDirectories = (try options.strings("blobs") ?? []) + p.blobs
-            if try options.strings("mirrors") != nil {
-                let fetcher = try makeFetcher(options, call)
-                deployer.fetcher = fetcher
-                if let keyring = try keyringOption(options, call)?.keyring {
-                    deployer.deltaIndex = fetcher.usableDeltaIndex(for: p.to.manifest, keyring: keyring, warn: warn)
-                }
-            }
-            let r = try deployer.run()
-            return call.results(.table([
-                "name": .string(r.name), "already_current": .boolean(r.alreadyCurrent),
-                "files_linked": .integer(Int64(r.filesLinked)), "bytes_linked": .integer(Int64(r.bytesLinked)),
-                "files_written": .integer(Int64(r.filesWritten)), "bytes_written": .integer(Int64(r.bytesWritten)),
-                "blobs_downloaded": .integer(Int64(r.download.blobs)), "bytes_downloaded": .integer(Int64(r.download.bytes)),
-                "seconds": .number(r.seconds), "deltas": .integer(Int64(r.deltas)),
-                "fallbacks": .table([:], array: r.fallbacks.map { .string($0) }),
-            ]))
+            // A script cannot install what no keyring verified.
+            let request = UpdateEngine.DeployRequest(
+                sysroot: path, target: try p.to.requireVerified(),
+                sources: try contentSources(options, call, blobs: (try options.strings("blobs") ?? []) + p.blobs))
+            return call.results(try LuaValue(encoding: try UpdateEngine.deploy(request, observer: observer(call))))
         }
 
         state.setFunction("rollback") { call in

@@ -9,13 +9,23 @@ final class LuaManifest {
     let bytes: [UInt8]
     let signatures: [UInt8]?
     let source: String
-    var verified = false
+    /// The same manifest as a keyring verified it (`kr:verify`, or a download given a keyring):
+    /// what `upd.apply` and `upd.deploy` install.
+    var verified: VerifiedManifest?
 
     init(manifest: Manifest, bytes: [UInt8], signatures: [UInt8]?, source: String) {
         self.manifest = manifest
         self.bytes = bytes
         self.signatures = signatures
         self.source = source
+    }
+
+    /// The verified manifest, for an operation that installs it.
+    func requireVerified() throws -> VerifiedManifest {
+        guard let verified else {
+            throw UpdError(.verification, "\(source): not verified; verify it with a keyring (kr:verify) first")
+        }
+        return verified
     }
 
     /// Reads a manifest file and, when present, its signature file.
@@ -68,7 +78,7 @@ extension UpdLibrary {
             "version": { .string($0.manifest.version) },
             "entry_count": { .integer(Int64($0.manifest.entries.count)) },
             "total_bytes": { .integer(Int64($0.totalBytes)) },
-            "verified": { .boolean($0.verified) },
+            "verified": { .boolean($0.verified != nil) },
             "hash": { .string(Blake2b.hash($0.bytes).hex) },
             "source": { .string($0.source) },
         ], describe: { "Manifest \($0.manifest.image) \($0.manifest.version) (\($0.manifest.entries.count) entries)" })
@@ -80,9 +90,7 @@ extension UpdLibrary {
                 guard let sig = m.signatures else {
                     throw UpdError(.verification, "\(m.source): no signature file")
                 }
-                let signatures = try SignatureFile.parse(sig, source: m.source + ".sig")
-                _ = try kr.keyring.verify(m.bytes, signatures: signatures, purpose: .manifest, source: m.source)
-                m.verified = true
+                m.verified = try kr.keyring.verifiedManifest(m.bytes, signatures: sig, source: m.source)
                 return call.results(.boolean(true))
             },
         ], fields: [

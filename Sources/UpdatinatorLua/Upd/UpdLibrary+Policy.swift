@@ -56,7 +56,7 @@ extension UpdLibrary {
             let server = try call.string(1)
             var request = try requestFields(call, 2)
             let keyring = try call.object(3, keyringType)
-            let device = try request["device"]?.stringValue ?? DeviceIdentity.read()
+            let device = try request["device"]?.stringValue ?? call.state.deviceID()
             let nonce = SchoolServerClient.newNonce()
             request["device"] = .string(device)
             request["nonce"] = .string(nonce)
@@ -78,7 +78,7 @@ extension UpdLibrary {
             let server = try call.string(1)
             var status = try requestFields(call, 2)
             guard status["status"]?.stringValue != nil else { throw call.argumentError(2, "field 'status' is required") }
-            if status["device"] == nil { status["device"] = .string(try DeviceIdentity.read()) }
+            if status["device"] == nil { status["device"] = .string(try call.state.deviceID()) }
             try SchoolServerClient(server: server).report(body: try json(status))
             return call.results(.boolean(true))
         }
@@ -87,21 +87,16 @@ extension UpdLibrary {
             let mirrors = try call.strings(1)
             let name = try call.string(2)
             let keyring = try call.object(3, keyringType)
-            let remote = "channels/\(name).json"
-            let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors)).fetchSigned(remote, maxBytes: 64 * 1024)
-            let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
-            // The highest serial accepted before, kept in upd.state with the keys that signed it,
-            // refuses a replayed channel (`ChannelMetadata.replayFloor`).
+            // The highest serial accepted before, kept in upd.state with the keys that signed it.
             let policyState = try call.state.policyState()
             let (serialKey, signersKey) = ("channel_serial." + name, "channel_signers." + name)
-            let seen = ChannelMetadata.replayFloor(serial: UInt64(max(0, policyState.get(serialKey).integerValue ?? 0)),
-                                                   signers: (policyState.get(signersKey).stringValue ?? "").split(separator: ",").map(String.init),
-                                                   keyring: keyring.keyring)
-            let (metadata, signers) = try ChannelMetadata.verify(got.content, signatures: signatures, keyring: keyring.keyring, channel: name,
-                                                                 source: remote, now: Int64(call.state.now), minimumSerial: seen)
-            if metadata.serial > seen {
-                try policyState.set(serialKey, .integer(Int64(metadata.serial)))
-                try policyState.set(signersKey, .string(signers.joined(separator: ",")))
+            let remembered = ChannelMemory(serial: UInt64(max(0, policyState.get(serialKey).integerValue ?? 0)),
+                                           signers: (policyState.get(signersKey).stringValue ?? "").split(separator: ",").map(String.init))
+            let (metadata, memory) = try ChannelFollower.check(name, mirrors: FetchOptions(mirrors: mirrors), keyring: keyring.keyring,
+                                                               remembered: remembered, now: Int64(call.state.now))
+            if memory != remembered {
+                try policyState.set(serialKey, .integer(Int64(memory.serial)))
+                try policyState.set(signersKey, .string(memory.signers.joined(separator: ",")))
             }
             return call.results(.table([
                 "channel": .string(metadata.channel), "image": .string(metadata.image), "version": .string(metadata.version),

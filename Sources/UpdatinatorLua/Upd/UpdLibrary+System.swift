@@ -9,13 +9,13 @@ extension UpdLibrary {
                 call.results(.integer(Int64(try FilesystemSpace(path: try call.string(1)).free)))
             }
             state.setFunction("on_ac_power") { call in
-                call.results(.boolean(PowerSupply.read().onACPower))
+                call.results(.boolean(PowerSupply.read(call.state.options.powerSupplyDirectory).onACPower))
             }
             state.setFunction("battery_percent") { call in
-                call.results(PowerSupply.read().batteryPercent.map { .integer(Int64($0)) } ?? .nil)
+                call.results(PowerSupply.read(call.state.options.powerSupplyDirectory).batteryPercent.map { .integer(Int64($0)) } ?? .nil)
             }
             state.setFunction("device_id") { call in
-                call.results(.string(try DeviceIdentity.read()))
+                call.results(.string(try call.state.deviceID()))
             }
         }
         submodule("time", in: state) {
@@ -63,13 +63,12 @@ extension UpdLibrary {
     }
 }
 
-/// The machine's power state from /sys/class/power_supply (or UPDATINATOR_POWER_SUPPLY).
+/// The machine's power state from /sys/class/power_supply (or the directory the host names).
 struct PowerSupply {
     var onACPower = true
     var batteryPercent: Int?
 
-    static func read() -> PowerSupply {
-        let directory = ProcessInfo.processInfo.environment["UPDATINATOR_POWER_SUPPLY"] ?? "/sys/class/power_supply"
+    static func read(_ directory: String) -> PowerSupply {
         func field(_ supply: String, _ name: String) -> String? {
             (try? String(contentsOfFile: "\(directory)/\(supply)/\(name)", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines)

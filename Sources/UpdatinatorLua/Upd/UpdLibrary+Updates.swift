@@ -5,13 +5,15 @@ import Updatinator
 /// A plan a script holds, with what it was made from.
 final class LuaPlan {
     let plan: ApplyPlan
+    let summary: LuaValue
     let from: LuaManifest
     let to: LuaManifest
     let root: String
     let blobs: [String]
 
-    init(plan: ApplyPlan, from: LuaManifest, to: LuaManifest, root: String, blobs: [String]) {
+    init(plan: ApplyPlan, from: LuaManifest, to: LuaManifest, root: String, blobs: [String]) throws {
         self.plan = plan
+        summary = try LuaValue(encoding: PlanSummary(plan))
         self.from = from
         self.to = to
         self.root = root
@@ -23,37 +25,23 @@ extension UpdLibrary {
     static let planType = LuaObjectType<LuaPlan>(name: "upd.Plan")
 
     static func installUpdates(in state: LuaState) {
-        state.defineType(planType, methods: [:], fields: [
-            "root": { .string($0.root) },
-            "blobs": { .integer(Int64($0.plan.contentsToObtain)) },
-            "download_bytes": { .integer(Int64($0.plan.bytesToObtain)) },
-            "reused_bytes": { .integer(Int64($0.plan.bytesReused)) },
-            "write_bytes": { .integer(Int64($0.plan.bytesToWrite)) },
-            "peak_disk_bytes": { .integer(Int64($0.plan.peakExtraDisk)) },
-            "required_free_bytes": { .integer(Int64($0.plan.requiredFreeSpace)) },
-            "steps": { .integer(Int64($0.plan.steps.count)) },
-            "changes": { p in
-                let c = p.plan.changes
-                return .table(["created": .integer(Int64(c.created)), "replaced": .integer(Int64(c.replaced)),
-                               "removed": .integer(Int64(c.removed)), "reowned": .integer(Int64(c.reowned)),
-                               "remoded": .integer(Int64(c.remoded)), "retimed": .integer(Int64(c.retimed)),
-                               "xattrs_changed": .integer(Int64(c.xattrsChanged))])
-            },
-        ], describe: { p in
+        // A Plan's fields are `plan --json`'s (PlanSummary), and its root.
+        var planFields: [String: (LuaPlan) -> LuaValue] = ["root": { .string($0.root) }]
+        for key in PlanSummary.fieldNames { planFields[key] = { $0.summary[key] } }
+        state.defineType(planType, methods: [:], fields: planFields, describe: { p in
             "Plan \(p.from.manifest.image) \(p.from.manifest.version) → \(p.to.manifest.image) \(p.to.manifest.version): "
-                + "\(p.plan.contentsToObtain) blobs, \(p.plan.bytesToObtain) bytes to download, peak \(p.plan.peakExtraDisk) bytes"
+                + "\(p.plan.contentsToObtain) contents, \(p.plan.bytesToObtain) bytes to download, peak \(p.plan.peakExtraDisk) bytes"
         })
 
         state.setFunction("plan") { call in
             let from = try call.object(1, manifestType), to = try call.object(2, manifestType)
-            let options = try call.options(3, allowed: ["root", "blobs", "mirrors"])
+            let options = try call.options(3, allowed: ["root", "blobs", "mirrors", "keyring"])
             let root = try root(options, call)
             let blobs = try options.strings("blobs") ?? []
-            let mirrors = try options.strings("mirrors") ?? []
-            let plan = try InPlaceApplier.plan(root: root, from: from.manifest, fromBytes: from.bytes.count, to: to.manifest,
-                                               toBytes: to.bytes.count, blobDirectories: blobs,
-                                               downloadWindow: mirrors.isEmpty ? nil : InPlaceApplier.defaultDownloadWindow)
-            call.push(LuaPlan(plan: plan, from: from, to: to, root: root, blobs: blobs), as: planType)
+            let sources = try contentSources(options, call, blobs: blobs)
+            let plan = try UpdateEngine.plan(root: root, from: (from.manifest, from.bytes), to: (to.manifest, to.bytes),
+                                             sources: sources, observer: observer(call))
+            call.push(try LuaPlan(plan: plan, from: from, to: to, root: root, blobs: blobs), as: planType)
             return 1
         }
 
@@ -67,7 +55,7 @@ extension UpdLibrary {
                                   hash: try options.string("hash"))
             let m = LuaManifest(manifest: got.manifest, bytes: got.download.content, signatures: got.download.signature,
                                 source: got.path ?? Repository.manifestPath(image: image, version: version))
-            m.verified = keyring != nil
+            m.verified = got.verified
             call.push(m, as: manifestType)
             return 1
         }
@@ -77,7 +65,8 @@ extension UpdLibrary {
             let options = try call.options(2, allowed: ["mirrors", "cache", "rate_limit", "concurrency", "on_progress"])
             guard let cache = try options.string("cache") else { throw call.argumentError(2, "option 'cache' is required") }
             let fetcher = try makeFetcher(options, call)
-            let progress = try ProgressCallback(options, call, fetcher: fetcher)
+            let progress = try ProgressCallback(options, call)
+            progress.fetcher = fetcher
             fetcher.progress = { progress.report(download: $0, steps: nil) }
             // The plan's own contents to obtain; the fetch skips those the cache has already.
             let requests = p.plan.downloads().requests
@@ -99,40 +88,21 @@ extension UpdLibrary {
             let p = try call.object(1, planType)
             let options = try call.options(2, allowed: ["root", "mirrors", "blobs", "rate_limit", "concurrency", "resume",
                                                         "on_progress", "keyring"])
-            // A script cannot install what no keyring verified: `insecure` is the CLI's, for tests.
-            guard p.to.verified else {
-                throw UpdError(.verification, "\(p.to.source): not verified; verify it with a keyring (kr:verify) first")
-            }
-            let applier = InPlaceApplier(root: try options.string("root") ?? p.root, target: p.to.manifest, targetBytes: p.to.bytes)
-            applier.from = (p.from.manifest, p.from.bytes)
-            applier.blobDirectories = (try options.strings("blobs") ?? []) + p.blobs
-            var progress: ProgressCallback?
-            if try options.strings("mirrors") != nil {
-                let fetcher = try makeFetcher(options, call)
-                applier.fetcher = fetcher
-                if let keyring = try keyringOption(options, call)?.keyring {
-                    applier.deltaIndex = fetcher.usableDeltaIndex(for: p.to.manifest, keyring: keyring, warn: warn)
-                    applier.pack = fetcher.announcedPack(for: p.to.manifest, deltas: applier.deltaIndex)
-                }
-                progress = try ProgressCallback(options, call, fetcher: fetcher)
-            } else if try options.function("on_progress") != nil {
-                progress = try ProgressCallback(options, call, fetcher: nil)
-            }
+            // A script cannot install what no keyring verified.
+            let target = try p.to.requireVerified()
+            let sources = try contentSources(options, call, blobs: (try options.strings("blobs") ?? []) + p.blobs)
+            let progress = try ProgressCallback(options, call)
             let state = call.state
-            applier.onProgress = { a in
-                progress?.report(download: a.download, steps: (a.stepsDone, a.totalSteps))
-                try progress?.rethrow()
+            var observer = observer(call)
+            observer.fetcherMade = { progress.fetcher = $0 }
+            observer.progress = { a in
+                progress.report(download: a.download, steps: (a.stepsDone, a.totalSteps))
+                try progress.rethrow()
                 if state.takeInterrupt() { throw LuaError(message: "interrupted; the apply stopped at a resumable point") }
             }
-            let r = try applier.run()
-            return call.results(.table([
-                "already_current": .boolean(r.alreadyCurrent), "resumed": .boolean(r.resumed),
-                "bytes_written": .integer(Int64(r.bytesWritten)), "bytes_reused": .integer(Int64(r.bytesReused)),
-                "bytes_downloaded": .integer(Int64(r.download.bytes)), "blobs_downloaded": .integer(Int64(r.download.blobs)),
-                "planned_peak_extra_disk": .integer(Int64(r.plannedPeakExtraDisk)),
-                "observed_peak_extra_disk": .integer(Int64(r.observedPeakExtraDisk)), "seconds": .number(r.seconds),
-                "deltas": .integer(Int64(r.deltas)), "fallbacks": .table([:], array: r.fallbacks.map { .string($0) }),
-            ]))
+            let request = UpdateEngine.ApplyRequest(root: try options.string("root") ?? p.root, target: target,
+                                                    from: (p.from.manifest, p.from.bytes), sources: sources)
+            return call.results(try LuaValue(encoding: try UpdateEngine.apply(request, observer: observer)))
         }
 
         state.setFunction("fsck") { call in
@@ -154,9 +124,10 @@ extension UpdLibrary {
         return root
     }
 
-    /// Where problems that never stop an update go (a delta index or pack not used).
-    static func warn(_ message: String) {
-        FileHandle.standardError.write(Data("updatinator: warning: \(message)\n".utf8))
+    /// How the engine's warnings reach a script's host: its log, at level warn.
+    static func observer(_ call: LuaCall) -> UpdateObserver {
+        let state = call.state
+        return UpdateObserver(warn: { state.log("warn", $0) })
     }
 
     static func keyringOption(_ options: LuaOptions, _ call: LuaCall) throws -> LuaKeyring? {
@@ -167,18 +138,32 @@ extension UpdLibrary {
         return try call.object(-1, keyringType)
     }
 
-    static func makeFetcher(_ options: LuaOptions, _ call: LuaCall) throws -> CurlFetcher {
-        guard let mirrors = try options.strings("mirrors"), !mirrors.isEmpty else {
-            throw call.argumentError(options.index, "option 'mirrors' is required")
-        }
+    /// The transport's options from a call's `mirrors`, `rate_limit` and `concurrency`; nil without mirrors.
+    static func fetchOptions(_ options: LuaOptions, _ call: LuaCall) throws -> FetchOptions? {
+        guard let mirrors = try options.strings("mirrors") else { return nil }
         var fetchOptions = FetchOptions(mirrors: mirrors)
         if let limit = try options.integer("rate_limit") { fetchOptions.rateLimit = UInt64(max(0, limit)) }
         if let concurrency = try options.integer("concurrency") { fetchOptions.concurrency = Int(concurrency) }
         do {
-            return try CurlFetcher(options: fetchOptions)
+            try fetchOptions.validate()
         } catch let e as UpdError {
             throw call.argumentError(options.index, e.message)
         }
+        return fetchOptions
+    }
+
+    /// A call's content sources: blob directories, mirrors, and the keyring that verifies the
+    /// mirrors' delta index.
+    static func contentSources(_ options: LuaOptions, _ call: LuaCall, blobs: [String]) throws -> ContentSources {
+        ContentSources(blobDirectories: blobs, mirrors: try fetchOptions(options, call),
+                       deltaKeyring: try keyringOption(options, call)?.keyring)
+    }
+
+    static func makeFetcher(_ options: LuaOptions, _ call: LuaCall) throws -> CurlFetcher {
+        guard let fetchOptions = try fetchOptions(options, call) else {
+            throw call.argumentError(options.index, "option 'mirrors' is required")
+        }
+        return try CurlFetcher(options: fetchOptions)
     }
 }
 
@@ -194,11 +179,10 @@ final class ProgressCallback {
     private var limit: UInt64?
     private var failure: Error?
 
-    init(_ options: LuaOptions, _ call: LuaCall, fetcher: CurlFetcher?) throws {
+    init(_ options: LuaOptions, _ call: LuaCall) throws {
         self.call = call
-        self.fetcher = fetcher
         function = try options.function("on_progress")
-        limit = fetcher?.options.rateLimit
+        limit = try options.integer("rate_limit").map { UInt64(max(0, $0)) }
     }
 
     func report(download: FetchProgress?, steps: (Int, Int)?) {

@@ -22,65 +22,35 @@ struct ApplyCommand: UpdatinatorSubcommand {
 
     @OptionGroup var mirrors: MirrorOptions
 
-    @Option(help: "The directory of trusted public keys that must have signed the target manifest.")
-    var keyring: String?
+    @Option(help: "The directory of trusted public keys that must have signed the target manifest (and the mirrors' delta index).")
+    var keyring = DefaultPaths.keyring
 
     @Flag(help: "Continue an interrupted apply (apply always does; without one it starts afresh).")
     var resume = false
-
-    @Flag(help: "Apply a manifest without checking its signature (for testing only).")
-    var insecureSkipVerify = false
 
     @Flag(help: "Print the report as JSON.")
     var json = false
 
     func execute() throws {
-        if keyring == nil && !insecureSkipVerify {
-            throw UpdError(.usage, "--keyring is required (or --insecure-skip-verify, for testing only)")
-        }
         if move.blobs.isEmpty && mirrors.mirror.isEmpty {
             throw UpdError(.usage, "give --blobs DIR or --mirror URL (or both): where contents the tree lacks come from")
         }
-        let target: (manifest: Manifest, bytes: [UInt8])
-        let trusted = try keyring.map { try Keyring(directory: $0) }
-        if insecureSkipVerify {
-            target = try ManifestFile.read(move.to)
-        } else {
-            target = try ManifestFile.readVerified(move.to, keyring: trusted!)
-        }
-        let applier = InPlaceApplier(root: move.root, target: target.manifest, targetBytes: target.bytes)
-        applier.blobDirectories = move.blobs
-        if let from = move.from { applier.from = try ManifestFile.read(from) }
-        if !mirrors.mirror.isEmpty {
-            let fetcher = try mirrors.makeFetcher()
-            applier.fetcher = fetcher
-            applier.deltaIndex = MirrorOptions.deltaIndex(fetcher, for: target.manifest, keyring: trusted)
-            applier.pack = fetcher.announcedPack(for: target.manifest, deltas: applier.deltaIndex)
-        }
-        let report = try applier.run()
+        let trusted = try Keyring(directory: keyring)
+        let target = try trusted.verifiedManifest(at: move.to)
+        let request = UpdateEngine.ApplyRequest(
+            root: move.root, target: target, from: try move.from.map { try ManifestFile.read($0) },
+            sources: ContentSources(blobDirectories: move.blobs, mirrors: mirrors.fetchOptions, deltaKeyring: trusted),
+            faults: Environment.faults)
+        let report = try UpdateEngine.apply(request, observer: MirrorOptions.observer)
         Console.endProgress()
         for problem in report.fallbacks { Console.error("warning: \(problem)") }
+        if json { return try Console.writeJSON(report) }
         let download = report.download
-        let name = "\(target.manifest.image) \(target.manifest.version)"
-        if json {
-            try Console.writeJSON([
-                "image": target.manifest.image, "version": target.manifest.version,
-                "already_current": report.alreadyCurrent, "resumed": report.resumed,
-                "bytes_written": report.bytesWritten, "bytes_reused": report.bytesReused,
-                "planned_peak_extra_disk": report.plannedPeakExtraDisk,
-                "observed_peak_extra_disk": report.observedPeakExtraDisk,
-                "seconds": report.seconds, "operations": report.operations,
-                "blobs_downloaded": download.blobs, "bytes_downloaded": download.bytes,
-                "deltas": report.deltas, "fallbacks": report.fallbacks,
-                "download_retries": download.retries, "download_failovers": download.failovers,
-            ])
-            return
-        }
         if report.alreadyCurrent {
-            Console.print("\(move.root) is already at \(name)")
+            Console.print("\(move.root) is already at \(target.name)")
             return
         }
-        Console.print("\(move.root) is now at \(name)\(report.resumed ? " (resumed)" : ""): "
+        Console.print("\(move.root) is now at \(target.name)\(report.resumed ? " (resumed)" : ""): "
             + (mirrors.mirror.isEmpty ? "" : "downloaded \(download.blobs) blobs, \(formatBytes(download.bytes)); ")
             + "wrote \(formatBytes(report.bytesWritten)), "
             + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s, peak extra disk "

@@ -34,6 +34,17 @@ enum Console {
         FileHandle.standardError.write(Data("updatinator: \(message)\n".utf8))
     }
 
+    /// Writes text as it is (a script's `print`).
+    static func write(_ text: String) {
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+
+    /// Writes text as it is to standard error (a script's `upd.log`).
+    static func writeError(_ text: String) {
+        endProgress()
+        FileHandle.standardError.write(Data(text.utf8))
+    }
+
     static func print(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
@@ -47,6 +58,12 @@ enum Console {
     static func endProgress() {
         guard isInteractive else { return }
         FileHandle.standardError.write(Data("\r\u{1b}[K".utf8))
+    }
+
+    static func writeJSON<T: Encodable>(_ value: T) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
     }
 
     static func writeJSON(_ value: Any) throws {
@@ -65,4 +82,27 @@ func formatBytes(_ bytes: UInt64) -> String {
         unit += 1
     }
     return unit == 0 ? "\(bytes) B" : String(format: "%.1f %@", value, units[unit])
+}
+
+/// Everything the CLI reads from its environment, in one place: the library reads none of it.
+enum Environment {
+    static var variables: [String: String] { ProcessInfo.processInfo.environment }
+
+    /// The crash tests' switches: `UPDATINATOR_KILL_AFTER=N` and `UPDATINATOR_STOP_AFTER=N` (filesystem operations).
+    static var faults: FaultInjection {
+        FaultInjection(killAfterOperations: variables["UPDATINATOR_KILL_AFTER"].flatMap { Int($0) },
+                       stopAfterOperations: variables["UPDATINATOR_STOP_AFTER"].flatMap { Int($0) })
+    }
+
+    /// `UPDATINATOR_DEVICE_ID`: this device's id, before /etc/machine-id.
+    static var deviceID: String? { variables["UPDATINATOR_DEVICE_ID"] }
+
+    /// `UPDATINATOR_TIME`: the time scripts see, for tests (seconds since the epoch).
+    static var fixedTime: Double? { variables["UPDATINATOR_TIME"].flatMap(Double.init) }
+
+    /// `UPDATINATOR_POWER_SUPPLY`: where scripts read the power supplies, for tests.
+    static var powerSupplyDirectory: String? { variables["UPDATINATOR_POWER_SUPPLY"] }
+
+    /// `SOURCE_DATE_EPOCH`, the reproducible-builds convention for a build's timestamp.
+    static var sourceDateEpoch: Int64? { variables["SOURCE_DATE_EPOCH"].flatMap { Int64($0) } }
 }

@@ -35,18 +35,19 @@ struct DeployCommand: UpdatinatorSubcommand {
 
     @OptionGroup var mirrors: MirrorOptions
 
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
     func execute() throws {
         let trusted = try Keyring(directory: keyring)
-        let target = try ManifestFile.readVerified(to, keyring: trusted)
-        let deployer = Deployer(sysroot: try Sysroot(path: root.sysroot, create: true), target: target.manifest, targetBytes: target.bytes)
-        deployer.blobDirectories = blobs
-        if !mirrors.mirror.isEmpty {
-            let fetcher = try mirrors.makeFetcher()
-            deployer.fetcher = fetcher
-            deployer.deltaIndex = MirrorOptions.deltaIndex(fetcher, for: target.manifest, keyring: trusted)
-        }
-        let report = try deployer.run()
+        let request = UpdateEngine.DeployRequest(
+            sysroot: root.sysroot, target: try trusted.verifiedManifest(at: to),
+            sources: ContentSources(blobDirectories: blobs, mirrors: mirrors.fetchOptions, deltaKeyring: trusted),
+            faults: Environment.faults)
+        let report = try UpdateEngine.deploy(request, observer: MirrorOptions.observer)
         Console.endProgress()
+        for problem in report.fallbacks { Console.error("warning: \(problem)") }
+        if json { return try Console.writeJSON(report) }
         if report.alreadyCurrent {
             Console.print("\(report.name) is already the current deployment")
             return

@@ -48,6 +48,7 @@ struct GenerateCommand: UpdatinatorSubcommand {
         if let signKey { generator.signingKey = try KeyFile.readSecret(signKey) }
         generator.compressionLevel = compressionLevel
         if let jobs { generator.workers = jobs }
+        generator.created = Environment.sourceDateEpoch
         let lastShown = Locked<Double>(0)
         generator.progress = { p in
             let now = Date().timeIntervalSince1970

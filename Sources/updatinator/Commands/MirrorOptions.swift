@@ -13,21 +13,24 @@ struct MirrorOptions: ParsableArguments {
     @Option(help: "How many downloads run at once.")
     var concurrency = 4
 
-    /// A fetcher for these mirrors, with a progress bar on a terminal.
-    func makeFetcher() throws -> CurlFetcher {
+    /// The transport's options for these mirrors; nil when none is given.
+    var fetchOptions: FetchOptions? {
+        guard !mirror.isEmpty else { return nil }
         var options = FetchOptions(mirrors: mirror)
         options.rateLimit = rateLimit
         options.concurrency = concurrency
-        let fetcher = try CurlFetcher(options: options)
+        return options
+    }
+
+    /// A fetcher for these mirrors, with a progress bar on a terminal.
+    func makeFetcher() throws -> CurlFetcher {
+        let fetcher = try CurlFetcher(options: fetchOptions ?? FetchOptions(mirrors: []))
         fetcher.progress = Self.showProgress
         return fetcher
     }
 
-    /// The mirrors' delta index into `manifest`'s contents, or nil with a warning on standard
-    /// error (deltas only save bytes).
-    static func deltaIndex(_ fetcher: CurlFetcher, for manifest: Manifest, keyring: Keyring?) -> DeltaIndex? {
-        fetcher.usableDeltaIndex(for: manifest, keyring: keyring, warn: { Console.error("warning: \($0)") })
-    }
+    /// How the engine's side effects show on a terminal: warnings on standard error, a progress bar.
+    static var observer: UpdateObserver { UpdateObserver(warn: { Console.error("warning: \($0)") }, fetcherMade: { $0.progress = showProgress }) }
 
     /// Shows a fetch's progress as a bar on a terminal.
     static func showProgress(_ p: FetchProgress) {

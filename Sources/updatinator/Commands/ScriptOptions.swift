@@ -38,7 +38,12 @@ struct ScriptOptions: ParsableArguments {
         let limit = instructionLimit ?? (interactive ? 0 : 200_000_000)
         options.instructionLimit = limit > 0 ? limit : nil
         options.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
+        options.deviceID = Environment.deviceID
+        options.fixedTime = Environment.fixedTime
+        if let directory = Environment.powerSupplyDirectory { options.powerSupplyDirectory = directory }
         let lua = try LuaState(options: options)
+        lua.output = { Console.write($0) }
+        lua.log = { level, message in Console.writeError("[\(level)] \(message)\n") }
         lua.root = root
         lua.configFile = config
         lua.stateFile = state ?? root.map { "\($0)/.updatinator/policy-state.json" } ?? DefaultPaths.policyState

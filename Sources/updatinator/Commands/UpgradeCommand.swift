@@ -50,13 +50,13 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     func execute() throws {
         var upgrade = ServerUpgrade(root: root, server: server, keyring: try Keyring(directory: keyring),
                                     decisionKeyring: try Keyring(directory: decisionKeyring),
-                                    device: try device ?? DeviceIdentity.read())
+                                    device: try DeviceIdentity.read(configured: device ?? Environment.deviceID))
         upgrade.mirrors = mirror
         upgrade.channel = channel
         upgrade.peerURL = peerURL
         if let from { upgrade.from = try ManifestFile.read(from) }
-        upgrade.prepareFetcher = { $0.progress = MirrorOptions.showProgress }
-        upgrade.warn = { Console.error($0) }
+        upgrade.observer = MirrorOptions.observer
+        upgrade.faults = Environment.faults
         switch try upgrade.run() {
         case .upToDate(let decision):
             Console.print("\(root) is up to date" + (decision.update ? " (at \(decision.image!) \(decision.version!))" : ""))

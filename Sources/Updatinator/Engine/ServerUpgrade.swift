@@ -21,16 +21,15 @@ public struct ServerUpgrade {
     /// This device's peer server, advertised to the school server with each check and report.
     public var peerURL: String?
     public var concurrency = 4
-    /// Called with each fetcher made, to show progress.
-    public var prepareFetcher: (CurlFetcher) -> Void = { _ in }
-    /// Where failures to report go (a report never stops an upgrade).
-    public var warn: (String) -> Void = { _ in }
+    public var faults = FaultInjection.none
+    /// Shows the apply's progress and warnings, and failures to report (a report never stops an upgrade).
+    public var observer = UpdateObserver()
     public var now: () -> Date = { Date() }
 
     public enum Outcome {
         case upToDate(Decision)
         case deferred(String, Decision)
-        case applied(Decision, InPlaceApplier.Report)
+        case applied(Decision, ApplyReport)
     }
 
     public init(root: String, server: String, keyring: Keyring, decisionKeyring: Keyring, device: String) {
@@ -68,19 +67,14 @@ public struct ServerUpgrade {
         do {
             let manifestFetcher = try CurlFetcher(options: FetchOptions(mirrors: [server] + mirrors))
             let target = try manifestFetcher.downloadManifest(image: image, version: version, into: nil, keyring: keyring,
-                                                              hash: decision.manifestHash)
+                                                              hash: decision.manifestHash).verified!
             var options = FetchOptions(mirrors: decision.peers + mirrors + [server])
             options.rateLimit = decision.rateLimit
             options.concurrency = concurrency
-            let fetcher = try CurlFetcher(options: options)
-            prepareFetcher(fetcher)
-            let applier = InPlaceApplier(root: root, target: target.manifest, targetBytes: target.download.content)
-            applier.from = from
-            applier.fetcher = fetcher
             // Without peers, the contents come from the server in batches; peers serve blobs.
-            applier.batchServer = decision.peers.isEmpty ? server : nil
-            applier.device = device
-            let result = try applier.run()
+            let sources = ContentSources(mirrors: options, batchServer: decision.peers.isEmpty ? server : nil, device: device)
+            let result = try UpdateEngine.apply(UpdateEngine.ApplyRequest(root: root, target: target, from: from, sources: sources,
+                                                                          faults: faults), observer: observer)
             var done: [String: Any] = ["status": "done", "image": image, "version": version, "bytes": result.download.bytes]
             done["peer"] = peerURL
             report(client, done)
@@ -98,7 +92,7 @@ public struct ServerUpgrade {
         do {
             try client.report(body: Array(try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])))
         } catch {
-            warn("report '\(fields["status"]!)': \((error as? UpdError)?.message ?? "\(error)")")
+            observer.warn("report '\(fields["status"]!)': \((error as? UpdError)?.message ?? "\(error)")")
         }
     }
 }

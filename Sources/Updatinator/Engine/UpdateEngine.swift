@@ -1,0 +1,69 @@
+/// The one entry to everything that changes a tree: every front end (the CLI, the Lua `upd`
+/// API, the agent, `upgrade`) describes an operation as values and calls it here.
+///
+/// The engine resolves the content sources once (`ResolvedSources`), plans, and runs the
+/// in-place applier or the deployer over them; only it changes trees.
+public enum UpdateEngine {
+    /// An in-place move of a tree to a verified target.
+    public struct ApplyRequest: Sendable {
+        public var root: String
+        public var target: VerifiedManifest
+        /// The manifest the tree matches, for a tree without an installed-manifest record.
+        public var from: (manifest: Manifest, bytes: [UInt8])?
+        public var sources: ContentSources
+        public var faults: FaultInjection
+
+        public init(root: String, target: VerifiedManifest, from: (manifest: Manifest, bytes: [UInt8])? = nil,
+                    sources: ContentSources, faults: FaultInjection = .none) {
+            self.root = root
+            self.target = target
+            self.from = from
+            self.sources = sources
+            self.faults = faults
+        }
+    }
+
+    /// A staged deployment of a verified target beside a sysroot's current one.
+    public struct DeployRequest: Sendable {
+        public var sysroot: String
+        public var target: VerifiedManifest
+        public var sources: ContentSources
+        public var faults: FaultInjection
+
+        public init(sysroot: String, target: VerifiedManifest, sources: ContentSources, faults: FaultInjection = .none) {
+            self.sysroot = sysroot
+            self.target = target
+            self.sources = sources
+            self.faults = faults
+        }
+    }
+
+    /// Moves a tree to the target in place, resumably (see `InPlaceApplier`).
+    public static func apply(_ request: ApplyRequest, observer: UpdateObserver = UpdateObserver()) throws -> ApplyReport {
+        let sources = try ResolvedSources(request.sources, target: request.target.manifest, observer: observer)
+        let applier = InPlaceApplier(root: request.root, target: request.target, sources: sources, faults: request.faults)
+        applier.from = request.from
+        applier.onProgress = observer.progress
+        return try applier.run()
+    }
+
+    /// Builds the target beside the current deployment and switches to it (see `Deployer`).
+    public static func deploy(_ request: DeployRequest, observer: UpdateObserver = UpdateObserver()) throws -> DeployReport {
+        let sources = try ResolvedSources(request.sources, target: request.target.manifest, observer: observer)
+        let sysroot = try Sysroot(path: request.sysroot, create: true)
+        return try Deployer(sysroot: sysroot, target: request.target, sources: sources, faults: request.faults).run()
+    }
+
+    /// Plans the move of the tree at `root` from `from` to `to` without changing anything: what
+    /// an apply with the same sources would download, reuse, write and need on disk.
+    public static func plan(root: String, from: (manifest: Manifest, bytes: [UInt8]), to: (manifest: Manifest, bytes: [UInt8]),
+                            sources: ContentSources, observer: UpdateObserver = UpdateObserver()) throws -> ApplyPlan {
+        let resolved = try ResolvedSources(sources, target: to.manifest, observer: observer)
+        let downloads = resolved.fetcher != nil
+        return try InPlaceApplier.plan(root: root, from: from.manifest, fromBytes: from.bytes.count, to: to.manifest,
+                                       toBytes: to.bytes.count, blobDirectories: resolved.blobDirectories,
+                                       downloadWindow: downloads ? resolved.downloadWindow : nil,
+                                       deltaIndex: resolved.deltaIndex, batches: downloads && resolved.batchServer != nil,
+                                       grouped: downloads && resolved.groupsDownloads)
+    }
+}

@@ -1,0 +1,154 @@
+/// What an in-place apply did, as `apply --json` prints it and `upd.apply` returns it.
+public struct ApplyReport: Sendable, Encodable {
+    public var image = ""
+    public var version = ""
+    public var alreadyCurrent = false
+    public var resumed = false
+    public var bytesWritten: UInt64 = 0
+    public var bytesReused: UInt64 = 0
+    public var plannedPeakExtraDisk: UInt64 = 0
+    /// The largest excess of allocated bytes over the larger tree seen during this run.
+    public var observedPeakExtraDisk: UInt64 = 0
+    public var seconds: Double = 0
+    /// Filesystem operations this run made (the unit of `FaultInjection`).
+    public var operations = 0
+    /// What this run downloaded.
+    public var download = FetchReport()
+    /// Contents planned to come as deltas.
+    public var deltas = 0
+    /// Downloads that came another way than planned (a delta as its blob, a refused batch or an
+    /// unusable pack blob by blob), and why.
+    public var fallbacks = [String]()
+
+    enum CodingKeys: String, CodingKey {
+        case image, version, alreadyCurrent = "already_current", resumed, bytesWritten = "bytes_written"
+        case bytesReused = "bytes_reused", plannedPeakExtraDisk = "planned_peak_extra_disk"
+        case observedPeakExtraDisk = "observed_peak_extra_disk", seconds, operations, deltas, fallbacks
+        case blobsDownloaded = "blobs_downloaded", bytesDownloaded = "bytes_downloaded"
+        case downloadRetries = "download_retries", downloadFailovers = "download_failovers"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(image, forKey: .image)
+        try c.encode(version, forKey: .version)
+        try c.encode(alreadyCurrent, forKey: .alreadyCurrent)
+        try c.encode(resumed, forKey: .resumed)
+        try c.encode(bytesWritten, forKey: .bytesWritten)
+        try c.encode(bytesReused, forKey: .bytesReused)
+        try c.encode(plannedPeakExtraDisk, forKey: .plannedPeakExtraDisk)
+        try c.encode(observedPeakExtraDisk, forKey: .observedPeakExtraDisk)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(operations, forKey: .operations)
+        try c.encode(deltas, forKey: .deltas)
+        try c.encode(fallbacks, forKey: .fallbacks)
+        try c.encode(download.blobs, forKey: .blobsDownloaded)
+        try c.encode(download.bytes, forKey: .bytesDownloaded)
+        try c.encode(download.retries, forKey: .downloadRetries)
+        try c.encode(download.failovers, forKey: .downloadFailovers)
+    }
+}
+
+/// What a staged deployment did, as `deploy --json` prints it and `upd.deploy` returns it.
+public struct DeployReport: Sendable, Encodable {
+    /// The deployment's name (image-version-hash).
+    public var name = ""
+    /// The deployment was current already: nothing changed.
+    public var alreadyCurrent = false
+    public var filesLinked = 0
+    public var bytesLinked: UInt64 = 0
+    public var filesWritten = 0
+    public var bytesWritten: UInt64 = 0
+    public var download = FetchReport()
+    /// Contents downloaded as deltas, and those that came as their full blob instead (and why).
+    public var deltas = 0
+    public var fallbacks = [String]()
+    public var seconds = 0.0
+
+    enum CodingKeys: String, CodingKey {
+        case name, alreadyCurrent = "already_current", filesLinked = "files_linked", bytesLinked = "bytes_linked"
+        case filesWritten = "files_written", bytesWritten = "bytes_written", deltas, fallbacks, seconds
+        case blobsDownloaded = "blobs_downloaded", bytesDownloaded = "bytes_downloaded"
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(alreadyCurrent, forKey: .alreadyCurrent)
+        try c.encode(filesLinked, forKey: .filesLinked)
+        try c.encode(bytesLinked, forKey: .bytesLinked)
+        try c.encode(filesWritten, forKey: .filesWritten)
+        try c.encode(bytesWritten, forKey: .bytesWritten)
+        try c.encode(deltas, forKey: .deltas)
+        try c.encode(fallbacks, forKey: .fallbacks)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(download.blobs, forKey: .blobsDownloaded)
+        try c.encode(download.bytes, forKey: .bytesDownloaded)
+    }
+}
+
+/// What moving a tree to another image would cost, as `plan --json` prints it and `upd.plan`'s
+/// Plan object shows it.
+public struct PlanSummary: Sendable, Encodable {
+    public struct Image: Sendable, Encodable {
+        public let image: String
+        public let version: String
+    }
+
+    public struct Changes: Sendable, Encodable {
+        public let created, replaced, removed, reowned, remoded, retimed: Int
+        public let xattrsChanged: Int
+
+        enum CodingKeys: String, CodingKey {
+            case created, replaced, removed, reowned, remoded, retimed, xattrsChanged = "xattrs_changed"
+        }
+    }
+
+    public let from: Image
+    public let to: Image
+    /// Contents neither the tree nor a blob directory has, and their compressed bytes (as deltas
+    /// where the plan chose them).
+    public let contentsToObtain: Int
+    public let downloadBytes: UInt64
+    public let deltas: Int
+    public let deltaSavedBytes: UInt64
+    /// Contents read from local blob directories.
+    public let contentsFromBlobs: Int
+    public let blobDirectoryBytes: UInt64
+    public let reusedBytes: UInt64
+    public let writeBytes: UInt64
+    /// The exact peak of extra disk space the apply uses, and the free space it requires.
+    public let peakDiskBytes: UInt64
+    public let requiredFreeBytes: UInt64
+    public let steps: Int
+    public let changes: Changes
+
+    /// The names of the fields, as `--json` and a Lua Plan show them.
+    public static var fieldNames: [String] { CodingKeys.allCases.map(\.rawValue) }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case from, to, contentsToObtain = "contents_to_obtain", downloadBytes = "download_bytes", deltas
+        case deltaSavedBytes = "delta_saved_bytes", contentsFromBlobs = "contents_from_blobs"
+        case blobDirectoryBytes = "blob_directory_bytes", reusedBytes = "reused_bytes", writeBytes = "write_bytes"
+        case peakDiskBytes = "peak_disk_bytes", requiredFreeBytes = "required_free_bytes", steps, changes
+    }
+
+    public init(_ plan: ApplyPlan) {
+        from = Image(image: plan.from.image, version: plan.from.version)
+        to = Image(image: plan.to.image, version: plan.to.version)
+        contentsToObtain = plan.contentsToObtain
+        downloadBytes = plan.bytesToObtain
+        deltas = plan.deltas.count
+        deltaSavedBytes = plan.bytesSavedByDeltas
+        contentsFromBlobs = plan.contentsFromBlobs
+        blobDirectoryBytes = plan.bytesFromBlobs
+        reusedBytes = plan.bytesReused
+        writeBytes = plan.bytesToWrite
+        peakDiskBytes = plan.peakExtraDisk
+        requiredFreeBytes = plan.requiredFreeSpace
+        steps = plan.steps.count
+        let c = plan.changes
+        changes = Changes(created: c.created, replaced: c.replaced, removed: c.removed, reowned: c.reowned,
+                          remoded: c.remoded, retimed: c.retimed, xattrsChanged: c.xattrsChanged)
+    }
+}
