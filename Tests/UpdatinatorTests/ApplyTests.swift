@@ -5,8 +5,11 @@ import Testing
 
 /// In-place apply between real sample images, through the command line as a user runs it.
 @Suite struct ApplyTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("apply")
+
+    init() throws { samples = try SampleImages.shared }
+
     var root: String { tmp.sub("root") }
 
     /// Starts from a copy of an image tree whose installed manifest is that image's.

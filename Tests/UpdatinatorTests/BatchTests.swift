@@ -6,8 +6,10 @@ import Testing
 /// The school server's batches: one request for many contents, compressed together and against
 /// the bases the laptop keeps, computed once and cached.
 @Suite struct BatchTests {
-    let school = SchoolServerTests()
+    let school: SchoolServerTests
     var samples: SampleImages { school.samples }
+
+    init() throws { school = try SchoolServerTests() }
 
     func upgrade(_ laptop: String, _ server: SchoolServerTests.School, device: String) throws -> CLI.Result {
         try CLI.run(["upgrade", "--root", laptop, "--server", server.server.url, "--keyring", samples.keyring,

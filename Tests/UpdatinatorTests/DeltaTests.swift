@@ -181,8 +181,10 @@ import Testing
 
 /// Upgrades through a repository with deltas, against the same upgrades from blobs only.
 @Suite struct DeltaUpgradeTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("delta-upgrade")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// A copy of the sample repository (hardlinked) with the deltas of the given moves.
     func repositoryWithDeltas(_ moves: [((String, String), (String, String))], name: String = "repo") throws -> String {

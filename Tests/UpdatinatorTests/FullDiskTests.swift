@@ -5,8 +5,11 @@ import Testing
 
 /// Apply on a real, size-limited tmpfs: the plan's space check, streaming, and ENOSPC mid-way.
 @Suite(.serialized) struct FullDiskTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("fulldisk")
+
+    init() throws { samples = try SampleImages.shared }
+
     var mountPoint: String { tmp.sub("mnt") }
     var root: String { "\(mountPoint)/root" }
 

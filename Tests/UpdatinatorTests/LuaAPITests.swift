@@ -5,8 +5,10 @@ import Testing
 /// Every function of the `upd` API, called from scripts run by `updatinator run` against the
 /// sample repository, nginx on loopback and real trees.
 @Suite struct LuaAPITests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("lua")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// Runs a script (with `check(cond, what)` and `same(a, b, what)` helpers) and returns its output.
     func run(_ script: String, arguments: [String] = [], environment: [String: String] = [:],

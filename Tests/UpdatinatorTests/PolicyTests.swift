@@ -6,8 +6,10 @@ import Testing
 /// The client policies in policies/client/, each run by the agent for one tick against a real
 /// repository served by nginx, with the clock, the power supply and the disk set by the test.
 @Suite struct PolicyTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("policy")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// A repository with the samples' images and channel `stable` → olpc-ext3 2, served by nginx,
     /// and a tree at olpc-ext3 1 (under `rootParent`, default a plain directory).

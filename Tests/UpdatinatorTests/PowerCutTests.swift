@@ -8,8 +8,10 @@ import Testing
 /// mounted from what the disk held, as after the power came back. `kill -9` alone leaves the
 /// page cache intact, so only this shows that the fsyncs come in the right order.
 @Suite(.serialized) struct PowerCutTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("powercut")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// A durable ext4 image holding `prepare`'s work, made through a plain loop mount.
     func makeImage(_ prepare: (String) throws -> Void) throws -> String {

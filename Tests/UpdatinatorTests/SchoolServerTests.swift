@@ -7,8 +7,10 @@ import UpdatinatorServer
 /// The school server (`updatinator serve`) and the peer server over real loopback HTTP, driven
 /// by `curl`, the project's libcurl client and `updatinator upgrade`.
 @Suite struct SchoolServerTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("school")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// A repository with the sample images, a decision key, and the server with a policy.
     final class School {
