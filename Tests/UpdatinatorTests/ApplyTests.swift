@@ -69,7 +69,7 @@ import Testing
     @Test func aSecondApplyWhileOneRunsIsRefusedAtOnce() throws {
         try install("olpc-ext3", "1", at: root)
         let first = try Subprocess([CLI.binary] + applyArguments("olpc-ext3", "2", root: root), environment: ["UPDATINATOR_STOP_AFTER": "50"])
-        while first.isRunning && !first.isStopped { usleep(10_000) }
+        try first.waitUntilStoppedOrEnded()
         try #require(first.isRunning, "the first apply ended before it stopped itself")
         let second = try CLI.run(applyArguments("olpc-ext3", "2", root: root))
         #expect(second.status == 7, "a held lock is busy (exit 7)")

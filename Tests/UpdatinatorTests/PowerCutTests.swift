@@ -45,11 +45,11 @@ import Testing
             _ = try? Shell.run(["umount", "-l", disk])
         }
         defer { stopDisk() }
-        for _ in 0..<200 where (try? Sys.lstatIfExists(disk + "/cut")) == nil { usleep(20_000) }
+        try waitUntil(timeout: 30, "volatile-disk serves \(disk): \(volatile.stderr)") { (try Sys.lstatIfExists(disk + "/cut")) != nil }
         let loop = try Shell.run(["losetup", "-f", "--show", disk + "/disk"]).trimmingCharacters(in: .whitespacesAndNewlines)
         try Shell.run(["mount", loop, mount])
         let command = try Subprocess([CLI.binary] + arguments(mount), environment: ["UPDATINATOR_STOP_AFTER": String(operations)])
-        while command.isRunning && !command.isStopped { usleep(5_000) }
+        try command.waitUntilStoppedOrEnded()
         let wasCut = command.isRunning
         // The power goes: what is not on the disk now never will be.
         let cutFD = try Sys.open(disk + "/cut", O_WRONLY)
