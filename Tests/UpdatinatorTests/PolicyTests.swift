@@ -188,9 +188,13 @@ import Testing
         let config = tmp.sub("config.json")
         try Sys.writeFileAtomically(config, Array(try JSONSerialization.data(withJSONObject: settings(setup))))
         let agent = try Subprocess([CLI.binary, "agent", "--policy", policy, "--config", config, "--state", tmp.sub("state.json")])
-        let deadline = Date().addingTimeInterval(60)
-        while !agent.stdout.contains("applying") && agent.isRunning && Date() < deadline { usleep(50_000) }
-        usleep(1_500_000)
+        // SIGTERM once the apply has begun: its journal is written before the tree changes.
+        let journal = "\(setup.root)/.updatinator/apply/journal"
+        try waitUntil(timeout: 60, "the agent's apply writes \(journal): \(agent.stdout) \(agent.stderr)") {
+            guard agent.isRunning else { return true }
+            return try agent.stdout.contains("applying") && Sys.lstatIfExists(journal) != nil
+        }
+        try #require(agent.isRunning, "the agent ended before it was stopped: \(agent.stderr)")
         kill(agent.pid, SIGTERM)
         #expect(agent.wait() == 0, "\(agent.stderr)")
         #expect(agent.stdout.contains("agent: stopped"), "\(agent.stdout)")
