@@ -1,4 +1,6 @@
+import Foundation
 import Testing
+import Updatinator
 @testable import UpdatinatorLua
 
 @Suite struct SandboxTests {
@@ -25,11 +27,31 @@ import Testing
         ("local function f() sttaus = 1 end f()", "assignment to undeclared global 'sttaus'"),
         ("local x = undefined_name", "global 'undefined_name' is not declared"),
         ("setmetatable({}, {__gc = function() while true do end end})", "__gc metamethods are not allowed"),
-        ("getmetatable(upd.keyring('/nonexistent') or assert(false, 'locked'))", "locked"),
+        ("setmetatable(_G, nil)", "cannot change a protected metatable"),
+        ("setmetatable(_G, {__index = function() return 1 end})", "cannot change a protected metatable"),
+        ("getmetatable(_G).__newindex = nil", "attempt to index a string value"),
     ])
     func refuses(code: String, message: String) throws {
         let e = try error(code)
         #expect(e?.contains(message) == true, "\(e ?? "no error")")
+    }
+
+    @Test("lua-sandbox: a script gets the word 'locked' for a host object's metatable, so it cannot rewrite its methods")
+    func hostObjectsHaveLockedMetatables() throws {
+        let keys = FileManager.default.temporaryDirectory.appendingPathComponent("lua-locked-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: keys, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: keys) }
+        try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: "\(keys)/k.sec", publicPath: "\(keys)/k.pub")
+        let lua = try LuaState()
+        let r = try lua.run("""
+            local kr = assert(upd.keyring("\(keys)"))
+            local ok, err = pcall(function() getmetatable(kr).__index = function() return "hijacked" end end)
+            return getmetatable(kr), ok, err, kr.directory
+            """, chunkName: "=script")
+        #expect(r[0] == .string("locked"))
+        #expect(r[1] == .boolean(false), "rewriting the metatable: \(r)")
+        #expect(r[2].stringValue?.contains("script:2: attempt to index a string value") == true, "\(r)")
+        #expect(r[3] == .string(keys), "the keyring's own field")
     }
 
     @Test func topLevelGlobalsAndRequireWork() throws {

@@ -5,8 +5,11 @@ import Testing
 
 /// In-place apply between real sample images, through the command line as a user runs it.
 @Suite struct ApplyTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("apply")
+
+    init() throws { samples = try SampleImages.shared }
+
     var root: String { tmp.sub("root") }
 
     /// Starts from a copy of an image tree whose installed manifest is that image's.
@@ -66,7 +69,7 @@ import Testing
     @Test func aSecondApplyWhileOneRunsIsRefusedAtOnce() throws {
         try install("olpc-ext3", "1", at: root)
         let first = try Subprocess([CLI.binary] + applyArguments("olpc-ext3", "2", root: root), environment: ["UPDATINATOR_STOP_AFTER": "50"])
-        while first.isRunning && !first.isStopped { usleep(10_000) }
+        try first.waitUntilStoppedOrEnded()
         try #require(first.isRunning, "the first apply ended before it stopped itself")
         let second = try CLI.run(applyArguments("olpc-ext3", "2", root: root))
         #expect(second.status == 7, "a held lock is busy (exit 7)")

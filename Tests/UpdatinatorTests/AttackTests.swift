@@ -7,8 +7,10 @@ import Testing
 /// same prefix (`swift test --filter` matches function names; the classes are listed in
 /// docs/security.md).
 @Suite struct AttackTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("attack")
+
+    init() throws { samples = try SampleImages.shared }
 
     // MARK: Channels
 
@@ -119,7 +121,7 @@ import Testing
 
     @Test("malicious-mirror: a corrupt pack is refused piece by piece and each content fetched as its blob")
     func aCorruptPackFallsBackToBlobs() throws {
-        let upgrades = DeltaUpgradeTests()
+        let upgrades = try DeltaUpgradeTests()
         let repo = try upgrades.packedRepository()
         let pack = repo + "/images/olpc-ext3/2.pack"
         var bytes = try Sys.readFile(pack)

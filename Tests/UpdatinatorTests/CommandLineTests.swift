@@ -143,14 +143,43 @@ import Testing
         #expect(r.status != 0 && r.stderr.contains(path), "\(r.stderr)")
     }
 
-    @Test(arguments: ["keygen", "generate", "sign", "verify", "diff", "fsck", "publish", "delta", "plan", "apply", "get-manifest", "fetch",
-                     "run", "repl", "agent", "serve", "upgrade", "deploy", "rollback", "status", "gc", "mark-good",
-                     "boot-check"])
-    func everyCommandExplainsItselfInWholeSentences(command: String) throws {
-        let r = try CLI.run([command, "--help"])
-        #expect(r.status == 0)
+    /// Text with every run of white space made one space: help wraps lines at the terminal's width.
+    static func words(_ text: String) -> String {
+        text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+
+    @Test func theRootHelpListsEveryCommandWithItsAbstract() throws {
+        let commands = try CommandDescription.all()
+        let names = commands.map(\.name)
+        #expect(names.contains("pack") && names.contains("delta") && names.contains("apply"), "\(names)")
+        #expect(names.count >= 24, "\(names)")
+        let r = try CLI.run(["--help"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let listed = try #require(r.stdout.components(separatedBy: "SUBCOMMANDS:").last, "\(r.stdout)")
+        for command in commands {
+            #expect(listed.contains("\n  \(command.name) "), "\(command.name) is listed: \(r.stdout)")
+            #expect(Self.words(listed).contains(Self.words(command.abstract)), "\(command.name)'s abstract: \(r.stdout)")
+        }
+    }
+
+    @Test(arguments: try CommandDescription.all())
+    func everyCommandExplainsItselfInWholeSentences(command: CommandDescription) throws {
+        let r = try CLI.run([command.name, "--help"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasPrefix("OVERVIEW: "), "\(r.stdout)")
         // The overview paragraph runs from "OVERVIEW:" to the first blank line.
-        let overview = r.stdout.components(separatedBy: "\n\n").first { $0.hasPrefix("OVERVIEW: ") }
-        #expect(overview?.hasSuffix(".") == true, "\(r.stdout)")
+        let overview = r.stdout.components(separatedBy: "\n\n").first { $0.hasPrefix("OVERVIEW: ") } ?? ""
+        #expect(overview.hasSuffix("."), "\(r.stdout)")
+        #expect(Self.words(overview) == "OVERVIEW: " + Self.words(command.abstract), "\(r.stdout)")
+        #expect(r.stdout.contains("USAGE: updatinator \(command.name)"), "\(r.stdout)")
+        // Every argument, option and flag is named, with its help sentence.
+        let text = Self.words(r.stdout)
+        for argument in command.arguments {
+            #expect(r.stdout.contains(argument.name), "\(command.name) \(argument.name): \(r.stdout)")
+            if let abstract = argument.abstract, !abstract.isEmpty {
+                #expect(text.contains(Self.words(abstract)), "\(command.name) \(argument.name): \(r.stdout)")
+                #expect(abstract.hasSuffix(".") || abstract.hasSuffix(".)"), "\(command.name) \(argument.name): '\(abstract)' is a whole sentence")
+            }
+        }
     }
 }

@@ -81,29 +81,41 @@ import Testing
         let base = Self.text(lines: 2000), target = Self.text(lines: 2000, variant: 3)
         let hash = Blake2b.hash(target), size = UInt64(target.count)
         let delta = try ContentDelta.encode(base: base, target: target)
-        func refused(_ bytes: [UInt8], base: [UInt8] = base, target: ContentHash = hash, size: UInt64 = size) -> String? {
+        /// Expects decoding to refuse `bytes` as corrupt, with a message that names the source and says `why`.
+        func expectRefused(_ bytes: [UInt8], base: [UInt8] = base, target: ContentHash = hash, size: UInt64 = size,
+                           because why: String, sourceLocation: SourceLocation = #_sourceLocation) {
             do {
                 _ = try ContentDelta.decode(bytes, base: base, target: target, size: size, source: "d")
-                return nil
+                Issue.record("accepted; expected: \(why)", sourceLocation: sourceLocation)
             } catch let e as UpdError {
-                return e.code == .corrupt ? e.message : "not corrupt: \(e.message)"
+                #expect(e.code == .corrupt, "\(e.code): \(e.message)", sourceLocation: sourceLocation)
+                #expect(e.message.hasPrefix("d: \(why)"), "\(e.message)", sourceLocation: sourceLocation)
             } catch {
-                return "\(error)"
+                Issue.record("not an UpdError: \(error)", sourceLocation: sourceLocation)
             }
         }
         var flipped = delta
         flipped[delta.count - 20] ^= 0x40
-        #expect(refused(flipped) != nil, "a flipped byte")
-        #expect(refused(Array(delta.dropLast(9)))?.contains("truncated") == true || refused(Array(delta.dropLast(9))) != nil)
-        #expect(refused(delta + [0]) != nil, "trailing bytes")
-        #expect(refused(delta, base: Self.text(lines: 1999))?.contains("another pair") == true, "the wrong base")
-        #expect(refused(delta, target: Blake2b.hash([1]))?.contains("another pair") == true, "another target")
-        #expect(refused(delta, size: size - 1) != nil, "a smaller declared size")
-        #expect(refused(Array(delta.prefix(40))) != nil, "a cut header")
+        expectRefused(flipped, because: "the delta does not decode")
+        expectRefused(Array(delta.dropLast(9)), because: "the delta is truncated")
+        expectRefused(delta + [0], because: "bytes follow the delta's frame")
+        expectRefused(delta, base: Self.text(lines: 1999), because: "the delta is for another pair of contents")
+        expectRefused(delta, target: Blake2b.hash([1]), because: "the delta is for another pair of contents")
+        expectRefused(delta, size: size - 1, because: "the delta is for another pair of contents")
+        expectRefused(Array(delta.prefix(40)), because: "not a content delta")
+        var otherFormat = delta
+        otherFormat[8] = 2
+        expectRefused(otherFormat, because: "content delta format 2 is not supported")
+        // A header that declares a size other than its frame's: the output is counted, not trusted.
+        let frame = delta[ContentDelta.headerBytes...]
+        let short = ContentDelta.Header(base: Blake2b.hash(base), target: hash, targetSize: size - 1).encoded + frame
+        expectRefused(Array(short), size: size - 1, because: "the delta decodes to more than \(size - 1) bytes")
+        let long = ContentDelta.Header(base: Blake2b.hash(base), target: hash, targetSize: size + 1).encoded + frame
+        expectRefused(Array(long), size: size + 1, because: "the delta is truncated")
         // A header that names the right pair over a frame for another content: only the hash can tell.
         let other = try ContentDelta.encode(base: base, target: Self.text(lines: 2000, variant: 4))
         let forged = ContentDelta.Header(base: Blake2b.hash(base), target: hash, targetSize: size).encoded + other[ContentDelta.headerBytes...]
-        #expect(refused(Array(forged))?.contains("does not match its hash") == true)
+        expectRefused(Array(forged), because: "the patched content does not match its hash")
     }
 
     @Test func versionNumbersAreStrippedFromNamesAndPaths() {
@@ -164,25 +176,30 @@ import Testing
         #expect(index.cheapest(into: c, from: { _ in true }) == nil)
         let line = { (t: ContentHash, f: ContentHash, n: String) in "\(t.hex) \(f.hex) \(n)\n" }
         let (low, high) = a < b ? (a, b) : (b, a)
-        for (name, text) in [
-            ("unsorted", DeltaIndex.formatLine + "\n" + line(high, c, "9") + line(low, c, "70")),
-            ("repeated", DeltaIndex.formatLine + "\n" + line(a, b, "70") + line(a, b, "70")),
-            ("to itself", DeltaIndex.formatLine + "\n" + line(a, a, "70")),
-            ("zero bytes", DeltaIndex.formatLine + "\n" + line(a, b, "0")),
-            ("leading zero", DeltaIndex.formatLine + "\n" + line(a, b, "070")),
-            ("bad hash", DeltaIndex.formatLine + "\nxyz \(b.hex) 5\n"),
-            ("other format", "updatinator-deltas 2\n"),
-            ("no final newline", DeltaIndex.formatLine),
+        let expectedLine = "expected '<target hash> <base hash> <bytes>'"
+        for (name, text, message) in [
+            ("unsorted", DeltaIndex.formatLine + "\n" + line(high, c, "9") + line(low, c, "70"), "i:3: lines are not sorted, or repeat"),
+            ("repeated", DeltaIndex.formatLine + "\n" + line(a, b, "70") + line(a, b, "70"), "i:3: lines are not sorted, or repeat"),
+            ("to itself", DeltaIndex.formatLine + "\n" + line(a, a, "70"), "i:2: a delta from a content to itself"),
+            ("zero bytes", DeltaIndex.formatLine + "\n" + line(a, b, "0"), "i:2: " + expectedLine),
+            ("leading zero", DeltaIndex.formatLine + "\n" + line(a, b, "070"), "i:2: " + expectedLine),
+            ("bad hash", DeltaIndex.formatLine + "\nxyz \(b.hex) 5\n", "i:2: " + expectedLine),
+            ("other format", "updatinator-deltas 2\n", "i:1: expected '\(DeltaIndex.formatLine)'"),
+            ("no final newline", DeltaIndex.formatLine, "i: does not end with a newline"),
+            ("a line after the pack's", DeltaIndex.formatLine + "\npack 10\n" + line(a, b, "70"), "i:3: a line after the pack's"),
+            ("an empty pack", DeltaIndex.formatLine + "\npack 0\n", "i:2: expected 'pack <bytes>'"),
         ] {
-            #expect(throws: UpdError.self, "\(name)") { try DeltaIndex.parse(Array(text.utf8), source: "i") }
+            #expect(throws: UpdError(.corrupt, message), "\(name)") { try DeltaIndex.parse(Array(text.utf8), source: "i") }
         }
     }
 }
 
 /// Upgrades through a repository with deltas, against the same upgrades from blobs only.
 @Suite struct DeltaUpgradeTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("delta-upgrade")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// A copy of the sample repository (hardlinked) with the deltas of the given moves.
     func repositoryWithDeltas(_ moves: [((String, String), (String, String))], name: String = "repo") throws -> String {

@@ -4,8 +4,10 @@ import Testing
 
 /// Staged deployments in a sysroot, through the CLI: deploy, crash, rollback, boot counting, gc.
 @Suite struct DeploymentTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("deploy")
+
+    init() throws { samples = try SampleImages.shared }
 
     var sysroot: String { tmp.sub("sysroot") }
 

@@ -5,8 +5,10 @@ import Testing
 
 /// Fetching over real HTTP (nginx and a misbehaving server on loopback) and file:// mirrors.
 @Suite struct FetchTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("fetch")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// The blobs image 2 needs when image 1 is installed.
     var upgradeBlobs: [BlobRequest] {

@@ -5,8 +5,11 @@ import Testing
 
 /// Apply on a real, size-limited tmpfs: the plan's space check, streaming, and ENOSPC mid-way.
 @Suite(.serialized) struct FullDiskTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("fulldisk")
+
+    init() throws { samples = try SampleImages.shared }
+
     var mountPoint: String { tmp.sub("mnt") }
     var root: String { "\(mountPoint)/root" }
 
@@ -169,7 +172,7 @@ import Testing
         _ = try prepare()
         let apply = try Subprocess([CLI.binary] + arguments, environment: ["UPDATINATOR_STOP_AFTER": "50"])
         // Wait until the apply has stopped itself mid-way, then fill the disk and let it go on.
-        while apply.isRunning && !apply.isStopped { usleep(10_000) }
+        try apply.waitUntilStoppedOrEnded()
         try #require(apply.isRunning, "the apply ended before it stopped itself")
         let filler = "\(mountPoint)/filler"
         _ = try? Shell.run(["dd", "if=/dev/zero", "of=\(filler)", "bs=64k", "status=none"])

@@ -5,12 +5,20 @@ import Testing
 /// Every function of the `upd` API, called from scripts run by `updatinator run` against the
 /// sample repository, nginx on loopback and real trees.
 @Suite struct LuaAPITests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("lua")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// Runs a script (with `check(cond, what)` and `same(a, b, what)` helpers) and returns its output.
     func run(_ script: String, arguments: [String] = [], environment: [String: String] = [:],
              sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        try runScript(script, arguments: arguments, environment: environment, sourceLocation: sourceLocation).stdout
+    }
+
+    /// Runs a script as `run` does and returns what the command printed on both outputs.
+    func runScript(_ script: String, arguments: [String] = [], environment: [String: String] = [:],
+                   sourceLocation: SourceLocation = #_sourceLocation) throws -> CLI.Result {
         let path = tmp.sub("script-\(UUID().uuidString.prefix(8)).lua")
         let helpers = """
             local function check(cond, what) if not cond then error("check failed: " .. what, 2) end end
@@ -20,7 +28,7 @@ import Testing
         try Sys.writeFileAtomically(path, Array((helpers + script).utf8))
         let r = try CLI.run(["run", "--state", tmp.sub("state.json"), path, "--"] + arguments, environment: environment)
         #expect(r.status == 0, "\(r.stderr)", sourceLocation: sourceLocation)
-        return r.stdout
+        return r
     }
 
     @Test func manifestsKeyringsAndDiffs() throws {
@@ -213,7 +221,6 @@ import Testing
             local t0 = upd.time.now(); upd.sleep(0.2); check(upd.time.now() - t0 >= 0.19, "sleep")
             same(upd.state.get("runs"), nil, "fresh state")
             upd.state.set("runs", 1); upd.state.set("budget", {day = "2026-11-27", bytes = 1024})
-            upd.log.info("state", "written"); upd.log.warn("a warning"); upd.log.error("an error")
             print("ok")
             """
         let now = Date()
@@ -227,6 +234,21 @@ import Testing
             print("ok")
             """)
         #expect(again == "ok\n")
+    }
+
+    @Test func logWritesOneLineAtItsLevelOnStandardError() throws {
+        let r = try runScript("""
+            upd.log.info("state", "written")
+            upd.log.warn("a warning")
+            print("between")
+            upd.log.error("an error", 42)
+            """)
+        #expect(r.stderr == "[info] state written\n[warn] a warning\n[error] an error 42\n")
+        #expect(r.stdout == "between\n", "print goes to standard output, the log does not")
+        try Sys.writeFileAtomically(tmp.sub("misuse.lua"), Array("upd.log.warn({})\n".utf8))
+        let misuse = try CLI.run(["run", "--state", tmp.sub("state.json"), tmp.sub("misuse.lua")])
+        #expect(misuse.status == 1)
+        #expect(misuse.stderr.contains("bad argument #1 to 'warn'"), "\(misuse.stderr)")
     }
 
     @Test func theEditorAnnotationsAndTheReferenceNameEveryFunction() throws {

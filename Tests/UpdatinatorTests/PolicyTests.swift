@@ -6,8 +6,10 @@ import Testing
 /// The client policies in policies/client/, each run by the agent for one tick against a real
 /// repository served by nginx, with the clock, the power supply and the disk set by the test.
 @Suite struct PolicyTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("policy")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// A repository with the samples' images and channel `stable` → olpc-ext3 2, served by nginx,
     /// and a tree at olpc-ext3 1 (under `rootParent`, default a plain directory).
@@ -186,9 +188,13 @@ import Testing
         let config = tmp.sub("config.json")
         try Sys.writeFileAtomically(config, Array(try JSONSerialization.data(withJSONObject: settings(setup))))
         let agent = try Subprocess([CLI.binary, "agent", "--policy", policy, "--config", config, "--state", tmp.sub("state.json")])
-        let deadline = Date().addingTimeInterval(60)
-        while !agent.stdout.contains("applying") && agent.isRunning && Date() < deadline { usleep(50_000) }
-        usleep(1_500_000)
+        // SIGTERM once the apply has begun: its journal is written before the tree changes.
+        let journal = "\(setup.root)/.updatinator/apply/journal"
+        try waitUntil(timeout: 60, "the agent's apply writes \(journal): \(agent.stdout) \(agent.stderr)") {
+            guard agent.isRunning else { return true }
+            return try agent.stdout.contains("applying") && Sys.lstatIfExists(journal) != nil
+        }
+        try #require(agent.isRunning, "the agent ended before it was stopped: \(agent.stderr)")
         kill(agent.pid, SIGTERM)
         #expect(agent.wait() == 0, "\(agent.stderr)")
         #expect(agent.stdout.contains("agent: stopped"), "\(agent.stdout)")

@@ -8,8 +8,10 @@ import Testing
 /// mounted from what the disk held, as after the power came back. `kill -9` alone leaves the
 /// page cache intact, so only this shows that the fsyncs come in the right order.
 @Suite(.serialized) struct PowerCutTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("powercut")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// A durable ext4 image holding `prepare`'s work, made through a plain loop mount.
     func makeImage(_ prepare: (String) throws -> Void) throws -> String {
@@ -43,11 +45,11 @@ import Testing
             _ = try? Shell.run(["umount", "-l", disk])
         }
         defer { stopDisk() }
-        for _ in 0..<200 where (try? Sys.lstatIfExists(disk + "/cut")) == nil { usleep(20_000) }
+        try waitUntil(timeout: 30, "volatile-disk serves \(disk): \(volatile.stderr)") { (try Sys.lstatIfExists(disk + "/cut")) != nil }
         let loop = try Shell.run(["losetup", "-f", "--show", disk + "/disk"]).trimmingCharacters(in: .whitespacesAndNewlines)
         try Shell.run(["mount", loop, mount])
         let command = try Subprocess([CLI.binary] + arguments(mount), environment: ["UPDATINATOR_STOP_AFTER": String(operations)])
-        while command.isRunning && !command.isStopped { usleep(5_000) }
+        try command.waitUntilStoppedOrEnded()
         let wasCut = command.isRunning
         // The power goes: what is not on the disk now never will be.
         let cutFD = try Sys.open(disk + "/cut", O_WRONLY)

@@ -16,14 +16,24 @@ import Testing
         session.input!.write(Data(text.utf8))
     }
 
+    /// The prompts the session has shown: "> ", or ">> " for a continued line, at a line's start.
+    func prompts(_ session: Subprocess) -> Int {
+        session.stdout.replacingOccurrences(of: "\r", with: "").split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { $0.hasPrefix("> ") || $0.hasPrefix(">> ") }.count
+    }
+
     @Test func expressionsFunctionsErrorsAndInterruptsKeepThePrompt() throws {
         let session = try terminal()
         defer { session.stop() }
         try #require(session.waitForOutput("> "), "the prompt: \(session.stdout)")
-        for line in ["1 + 2", "function double(x)", "  return x * 2", "end", "double(21)", "error(\"boom\")",
-                     "{1, a = {b = \"c\"}}", "print(\"looping\") while true do end"] {
+        let lines = ["1 + 2", "function double(x)", "  return x * 2", "end", "double(21)", "error(\"boom\")",
+                     "{1, a = {b = \"c\"}}", "print(\"looping\") while true do end"]
+        for (index, line) in lines.enumerated() {
             type(session, line + "\n")
-            usleep(100_000)
+            // The next line once the prompt is back (the last line loops and shows none).
+            if index < lines.count - 1 {
+                try waitUntil(timeout: 30, "the prompt after '\(line)': \(session.stdout)") { prompts(session) >= index + 2 }
+            }
         }
         try #require(session.waitForOutput("looping\r\n"), "\(session.stdout)")
         // Ctrl-C, until the loop is stopped.

@@ -7,8 +7,10 @@ import UpdatinatorServer
 /// The school server (`updatinator serve`) and the peer server over real loopback HTTP, driven
 /// by `curl`, the project's libcurl client and `updatinator upgrade`.
 @Suite struct SchoolServerTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("school")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// A repository with the sample images, a decision key, and the server with a policy.
     final class School {
@@ -142,19 +144,19 @@ import UpdatinatorServer
         let now = Int64(Date().timeIntervalSince1970)
         let decision = try Decision.verify(envelope: response.body, keyring: keyring, device: "d1", nonce: nonce, now: now, source: "check")
         #expect(decision.update && decision.version == "2")
-        #expect(throws: UpdError.self, "another nonce") {
+        expectUpdError(.verification, "check: the decision is for another request", "another nonce") {
             try Decision.verify(envelope: response.body, keyring: keyring, device: "d1", nonce: SchoolServerClient.newNonce(), now: now, source: "check")
         }
-        #expect(throws: UpdError.self, "expired") {
+        expectUpdError(.verification, "check: the decision expired at ", "expired") {
             try Decision.verify(envelope: response.body, keyring: keyring, device: "d1", nonce: nonce, now: decision.expires, source: "check")
         }
-        #expect(throws: UpdError.self, "a build key is not a decision key") {
+        expectUpdError(.verification, "check: 0 of the 1 required trusted signatures verified", "a build key is not a decision key") {
             try Decision.verify(envelope: response.body, keyring: Keyring(directory: samples.keyring), device: "d1", nonce: nonce, now: now, source: "check")
         }
         // The decision key's signature does not pass as a manifest signature.
         let envelope = try JSONDecoder().decode(Decision.Envelope.self, from: Data(response.body))
         let signatures = try SignatureFile.parse(Array(envelope.signatures.utf8), source: "decision")
-        #expect(throws: UpdError.self) {
+        expectUpdError(.verification, "decision: 0 of the 1 required trusted signatures verified") {
             try keyring.verify(Array(envelope.decision.utf8), signatures: signatures, purpose: .manifest, source: "decision")
         }
 

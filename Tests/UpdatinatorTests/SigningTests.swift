@@ -120,7 +120,9 @@ import Testing
         #expect(st.st_mode & 0o777 == 0o600)
         #expect(try KeyFile.readSecret(tmp.sub("k.sec")).bytes == key.bytes)
         #expect(try KeyFile.readPublic(tmp.sub("k.pub")) == key.publicKey)
-        #expect(throws: UpdError.self) { try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: tmp.sub("k.sec"), publicPath: tmp.sub("x.pub")) }
+        expectUpdError(.usage, "k.sec already exists; refusing to overwrite a key") {
+            try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: tmp.sub("k.sec"), publicPath: tmp.sub("x.pub"))
+        }
         #expect(try KeyFile.readSecret(tmp.sub("k.sec")).bytes == key.bytes)
     }
 
@@ -159,13 +161,13 @@ import Testing
             try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, channel: "testing", source: "c", now: 1500)
         }
         // Expired.
-        #expect(throws: UpdError.self) {
+        expectUpdError(.verification, "c: expired at ") {
             try ChannelMetadata.verify(firstBytes, signatures: sig, keyring: ring, channel: "stable", source: "c", now: 4600)
         }
         // Tampered: the version changed after signing.
         var tampered = String(decoding: firstBytes, as: UTF8.self)
         tampered = tampered.replacingOccurrences(of: "\"serial\" : 1", with: "\"serial\" : 9")
-        #expect(throws: UpdError.self) {
+        expectUpdError(.verification, "c: 0 of the 1 required trusted signatures verified") {
             try ChannelMetadata.verify(Array(tampered.utf8), signatures: sig, keyring: ring, channel: "stable", source: "c", now: 1500)
         }
     }
@@ -203,20 +205,21 @@ import Testing
     func refusesAnotherNonceAnotherDeviceAnExpiredOrAnUntrustedDecision() throws {
         let kr = try keyring()
         let envelope = try update.signed(with: key)
-        for (device, nonce, now) in [("laptop-7", "n2", Int64(1_900_000_000)), ("laptop-8", "n1", 1_900_000_000),
-                                     ("laptop-7", "n1", 2_000_000_001)] {
-            #expect(throws: UpdError.self) {
+        let anotherRequest = "check: the decision is for another request (device or nonce differs)"
+        for (device, nonce, now, message) in [("laptop-7", "n2", Int64(1_900_000_000), anotherRequest), ("laptop-8", "n1", 1_900_000_000, anotherRequest),
+                                              ("laptop-7", "n1", 2_000_000_001, "check: the decision expired at ")] {
+            expectUpdError(.verification, message, "\(device) \(nonce) at \(now)") {
                 try Decision.verify(envelope: envelope, keyring: kr, device: device, nonce: nonce, now: now, source: "check")
             }
         }
         let stranger = try update.signed(with: SecretKey.generate())
-        #expect(throws: UpdError.self) {
+        expectUpdError(.verification, "0 of the 1 required trusted signatures verified (key ") {
             try Decision.verify(envelope: stranger, keyring: kr, device: "laptop-7", nonce: "n1", now: 1_900_000_000, source: "check")
         }
         // A manifest signature by the same key is not a decision signature, and the reverse.
         var signatures = SignatureFile()
         signatures.sign(Array("x".utf8), with: key, purpose: .manifest)
-        #expect(throws: UpdError.self) {
+        expectUpdError(.verification, "x: 0 of the 1 required trusted signatures verified") {
             try kr.verify(Array("x".utf8), signatures: signatures, purpose: .decision, source: "x")
         }
     }

@@ -38,13 +38,11 @@ final class FlakyMirror {
     private let server: Subprocess
 
     init(repo: String, mode: String) throws {
-        server = try Subprocess([Scripts.path("flaky-mirror"), repo, mode])
+        let server = try Subprocess([Scripts.path("flaky-mirror"), repo, mode])
+        self.server = server
         // The server prints its URL once it listens.
-        var waited = 0
-        while !server.stdout.contains("\n") {
-            guard server.isRunning, waited < 1000 else { throw UpdError(.io, "flaky-mirror did not start: \(server.stderr)") }
-            usleep(10_000)
-            waited += 1
+        guard eventually(within: 10, { server.stdout.contains("\n") || !server.isRunning }), server.stdout.contains("\n") else {
+            throw UpdError(.io, "flaky-mirror did not start: \(server.stderr)")
         }
         url = server.stdout.split(separator: "\n")[0].trimmingCharacters(in: .whitespaces)
     }

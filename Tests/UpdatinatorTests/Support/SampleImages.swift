@@ -4,7 +4,19 @@ import Foundation
 /// Sample images built once per test run with scripts/make-sample-tree, generated into a signed
 /// repository: olpc-ext3 1 and 2 and olpc-devel-ext3 2 (small trees with every entry type).
 final class SampleImages: Sendable {
-    static let shared = try! SampleImages()
+    /// The images of this run, built on first use. A build that fails (no python3, a full /tmp)
+    /// fails each test that needs them with the same one-line error, instead of crashing the run.
+    static var shared: SampleImages {
+        get throws { try built.get() }
+    }
+
+    private static let built = Result { () throws(UpdError) -> SampleImages in
+        do {
+            return try SampleImages()
+        } catch {
+            throw UpdError(.io, "the sample images could not be built: \(error)")
+        }
+    }
 
     let directory: String
     var repo: String { "\(directory)/repo" }
@@ -15,7 +27,10 @@ final class SampleImages: Sendable {
 
     private init() throws {
         var template = Array("/tmp/updatinator-samples-XXXXXX".utf8CString)
-        directory = String(cString: template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!)! })
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!).map { String(cString: $0) } }) else {
+            throw UpdError.system("mkdtemp", "/tmp/updatinator-samples-XXXXXX")
+        }
+        directory = made
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("scripts/make-sample-tree").path
         try Sys.mkdirs(keyring)

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Testing
 
 /// A child process started with `posix_spawnp` and reaped with `waitpid`.
 ///
@@ -82,19 +83,20 @@ final class Subprocess {
 
     /// Waits until the standard output contains `text`, up to `seconds`; whether it did.
     func waitForOutput(_ text: String, seconds: Double = 30) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if stdout.contains(text) { return true }
-            usleep(50_000)
-        }
-        return stdout.contains(text)
+        eventually(within: seconds) { stdout.contains(text) }
     }
 
     /// Waits up to `seconds` for the child to end; whether it did.
     func waitForExit(seconds: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while isRunning && Date() < deadline { usleep(50_000) }
-        return !isRunning
+        eventually(within: seconds) { !isRunning }
+    }
+
+    /// Waits until the child stopped itself (`UPDATINATOR_STOP_AFTER`) or ended, up to
+    /// `seconds`; a child still running past that fails the test.
+    func waitUntilStoppedOrEnded(seconds: Double = 120, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try waitUntil(timeout: seconds, "\(pid) stops itself or ends: \(stderr)", sourceLocation: sourceLocation) {
+            !isRunning || isStopped
+        }
     }
 
     /// Sends SIGTERM and waits.
