@@ -7,7 +7,10 @@ import Updatinator
 /// ETag (size and modification time), `Last-Modified`, `Cache-Control` (immutable for content-
 /// addressed files), `If-None-Match`, and single `Range` requests honouring `If-Range`.
 /// Only paths whose every component is a valid name (no `..`, no hidden files, no slashes or
-/// NULs after decoding) are opened, and never through a symbolic link.
+/// NULs after decoding) are opened, one component at a time from the root without following a
+/// symbolic link at any of them (a repository copied with `rsync -a` keeps an upstream's
+/// symlinks), and only regular files; anything refused is answered 404. The file work runs on
+/// Dispatch's worker threads, off the event loop.
 struct FileResponder: Sendable {
     let root: String
     let metrics: ServerMetrics
@@ -18,13 +21,47 @@ struct FileResponder: Sendable {
         return components.joined(separator: "/")
     }
 
+    /// What the response needs of a file: its identity, size and modification time.
+    struct FileInfo: Sendable, Equatable {
+        let device: UInt64
+        let inode: UInt64
+        let size: Int
+        let seconds: Int64
+        let nanoseconds: Int
+
+        init(_ st: stat) {
+            (device, inode, size) = (UInt64(st.st_dev), UInt64(st.st_ino), Int(st.st_size))
+            (seconds, nanoseconds) = (Int64(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec))
+        }
+    }
+
+    /// Runs blocking file work on a Dispatch worker thread, so that a slow disk holds no event loop.
+    static func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result(catching: work)) }
+        }
+    }
+
+    /// Opens the regular file `components` below `root` (no symlink, FIFO or device anywhere on
+    /// the way) for `body`; anything refused is a 404.
+    static func withFile<T>(root: String, _ components: [String], _ body: (Int32, FileInfo) throws -> T) throws -> T {
+        let file: Updatinator.FileDescriptor
+        do {
+            file = try Updatinator.FileDescriptor.openRegularFile(beneath: root, components: components)
+        } catch {
+            throw HTTPError(.notFound)
+        }
+        var st = stat()
+        guard fstat(file.rawValue, &st) == 0 else { throw HTTPError(.notFound) }
+        return try body(file.rawValue, FileInfo(st))
+    }
+
     func respond(to request: Request, path relative: String, immutable: Bool) async throws -> Response {
-        let path = root + "/" + relative
-        var info = stat()
-        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw HTTPError(.notFound) }
-        let size = Int(info.st_size)
-        let modified = Int64(info.st_mtim.tv_sec)
-        let etag = "\"\(String(size, radix: 16))-\(String(modified, radix: 16))-\(String(info.st_mtim.tv_nsec, radix: 16))\""
+        let (root, components) = (self.root, relative.split(separator: "/").map(String.init))
+        let info = try await Self.offload { try Self.withFile(root: root, components) { $1 } }
+        let size = info.size
+        let modified = info.seconds
+        let etag = "\"\(String(size, radix: 16))-\(String(modified, radix: 16))-\(String(info.nanoseconds, radix: 16))\""
         var headers: HTTPFields = [
             .eTag: etag,
             .lastModified: Self.httpDate(modified),
@@ -51,25 +88,21 @@ struct FileResponder: Sendable {
         }
         headers[.contentLength] = String(range.count)
         if request.method == .head { return Response(status: status, headers: headers) }
-        let expected = (device: info.st_dev, inode: info.st_ino, size: info.st_size)
         let (metrics, part) = (self.metrics, range)
-        /// Opens the file that was stat'ed (refusing one replaced meanwhile) for `body`.
-        @Sendable func withFile<T>(_ body: (Int32) async throws -> T) async throws -> T {
-            let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-            guard fd >= 0 else { throw HTTPError(.notFound) }
-            defer { close(fd) }
-            var now = stat()
-            guard fstat(fd, &now) == 0, now.st_dev == expected.device, now.st_ino == expected.inode, now.st_size == expected.size else {
-                throw HTTPError(.conflict)
-            }
-            return try await body(fd)
-        }
-        @Sendable func read(_ fd: Int32, _ offset: Int, _ count: Int) throws -> ByteBuffer {
-            var buffer = ByteBufferAllocator().buffer(capacity: count)
-            _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw -> Int in
-                let n = pread(fd, raw.baseAddress, count, off_t(offset))
-                guard n == count else { throw HTTPError(.internalServerError) }
-                return n
+        /// Reads `count` bytes at `offset` of the file that was stat'ed, opened again the same
+        /// way (refusing one replaced meanwhile), on a worker thread.
+        @Sendable func read(_ offset: Int, _ count: Int) async throws -> ByteBuffer {
+            let buffer = try await Self.offload {
+                try Self.withFile(root: root, components) { fd, now in
+                    guard now == info else { throw HTTPError(.conflict) }
+                    var buffer = ByteBufferAllocator().buffer(capacity: count)
+                    _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw -> Int in
+                        let n = pread(fd, raw.baseAddress, count, off_t(offset))
+                        guard n == count else { throw HTTPError(.internalServerError) }
+                        return n
+                    }
+                    return buffer
+                }
             }
             metrics.served(bytes: count)
             return buffer
@@ -77,17 +110,15 @@ struct FileResponder: Sendable {
         let chunk = 256 * 1024
         // Most blobs are small: read at once, sent in one piece.
         if part.count <= chunk {
-            let buffer = try await withFile { try read($0, part.lowerBound, part.count) }
+            let buffer = try await read(part.lowerBound, part.count)
             return Response(status: status, headers: headers, body: .init(byteBuffer: buffer))
         }
         let body = ResponseBody(contentLength: part.count) { writer in
-            try await withFile { fd in
-                var offset = part.lowerBound
-                while offset < part.upperBound {
-                    let count = min(chunk, part.upperBound - offset)
-                    try await writer.write(try read(fd, offset, count))
-                    offset += count
-                }
+            var offset = part.lowerBound
+            while offset < part.upperBound {
+                let count = min(chunk, part.upperBound - offset)
+                try await writer.write(try await read(offset, count))
+                offset += count
             }
             try await writer.finish(nil)
         }

@@ -48,11 +48,40 @@ public final class Sysroot {
     public func tree(of name: String) -> String { "\(deployments)/\(name)" }
     public func manifestPath(of name: String) -> String { "\(manifests)/\(name).manifest" }
 
-    /// The deployment a link names, or nil.
+    /// The deployment a link names, or nil when there is no link or `checkedLink` refuses it.
     public func link(_ which: String) -> String? {
-        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "\(path)/\(which)"),
-              target.hasPrefix("deployments/") else { return nil }
-        return String(target.dropFirst("deployments/".count))
+        (try? checkedLink(which)) ?? nil
+    }
+
+    /// The deployment a link (`current`, `previous`) names, or nil when there is no link.
+    ///
+    /// Only a symlink to `deployments/NAME` is accepted, NAME one component (not `.` or `..`)
+    /// naming nothing or a real directory (no symlink) in a real `deployments/`. Anything else
+    /// — `deployments/../../etc`, a link to another deployment's symlink — is refused (`unsafe`):
+    /// following it would switch the machine to a tree outside the sysroot.
+    public func checkedLink(_ which: String) throws -> String? {
+        let linkPath = "\(path)/\(which)"
+        guard let st = try Sys.lstatIfExists(linkPath) else { return nil }
+        func refuse(_ why: String) -> UpdError {
+            UpdError(.unsafe, "\(linkPath): \(why); refusing to follow it", path: linkPath)
+        }
+        guard st.st_mode & S_IFMT == S_IFLNK else { throw refuse("not a symlink (\(Sys.kind(st.st_mode)))") }
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink(linkPath, &buffer, buffer.count - 1)
+        guard count >= 0 else { throw UpdError.system("readlink", linkPath) }
+        let target = String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let prefix = "deployments/"
+        let name = String(target.dropFirst(prefix.count))
+        guard target.hasPrefix(prefix), !name.isEmpty, name != ".", name != "..", !name.contains("/") else {
+            throw refuse("it points to \(target), not to deployments/NAME")
+        }
+        guard let d = try Sys.lstatIfExists(deployments), d.st_mode & S_IFMT == S_IFDIR else {
+            throw refuse("\(deployments) is not a directory")
+        }
+        if let entry = try Sys.lstatIfExists(tree(of: name)), entry.st_mode & S_IFMT != S_IFDIR {
+            throw refuse("\(tree(of: name)) is not a directory (\(Sys.kind(entry.st_mode)))")
+        }
+        return name
     }
 
     /// Points `which` (current or previous) at a deployment, atomically; nil removes it.
@@ -120,7 +149,7 @@ public final class Sysroot {
 
     /// Makes a complete deployment current, the current one previous, and the new one pending.
     func switchTo(_ name: String, operation: () -> Void = {}) throws {
-        let old = link("current")
+        let old = try checkedLink("current")
         guard old != name else { return }
         try writeBootState(BootState(pending: name, tries: 0))
         operation()
@@ -133,10 +162,10 @@ public final class Sysroot {
     /// Switches back to the previous deployment; the current one becomes previous (and, for
     /// boot-check, is recorded as the one rolled back from).
     public func rollback(recording: Bool = false) throws -> (from: String, to: String) {
-        guard let previous = link("previous"), FileManager.default.fileExists(atPath: tree(of: previous)) else {
+        guard let previous = try checkedLink("previous"), try Sys.lstatIfExists(tree(of: previous)) != nil else {
             throw UpdError(.nothingToDo, "\(path): there is no previous deployment to roll back to")
         }
-        let current = link("current")
+        let current = try checkedLink("current")
         var state = try bootState()
         if state.pending == current { state.pending = nil; state.tries = 0 }
         if recording { state.rolledBack = current }
@@ -149,7 +178,7 @@ public final class Sysroot {
     /// The health check's word: the current deployment is good.
     public func markGood() throws -> String? {
         var state = try bootState()
-        guard let pending = state.pending, pending == link("current") else { return nil }
+        guard let pending = state.pending, try pending == checkedLink("current") else { return nil }
         state.pending = nil
         state.tries = 0
         try writeBootState(state)
@@ -160,7 +189,7 @@ public final class Sysroot {
     /// `maxTries` boots without being marked good. Returns what it did.
     public func bootCheck(maxTries: Int) throws -> String {
         var state = try bootState()
-        guard let pending = state.pending, pending == link("current") else {
+        guard let pending = state.pending, try pending == checkedLink("current") else {
             if state.pending != nil { state.pending = nil; state.tries = 0; try writeBootState(state) }
             return "no pending deployment"
         }
@@ -228,7 +257,8 @@ public final class Sysroot {
     /// kept deployment's manifest uses.
     public func collectGarbage(keep: Int) throws -> Collected {
         let all = deploymentNames()
-        var kept = Set([link("current"), link("previous"), try bootState().pending].compactMap { $0 })
+        // A link refused here would leave its deployment unprotected: refuse to collect instead.
+        var kept = Set([try checkedLink("current"), try checkedLink("previous"), try bootState().pending].compactMap { $0 })
         for name in all where kept.count < keep { kept.insert(name) }
         var collected = Collected()
         for name in all where !kept.contains(name) {

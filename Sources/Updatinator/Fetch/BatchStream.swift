@@ -196,13 +196,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
                 for (range, part) in zip(asked, parts) {
                     for piece in range.pieces {
                         let from = Int(piece.entry.offset - range.offset)
-                        let path = store.path(for: piece.request)
-                        try Sys.mkdirs(Sys.parentDirectory(of: path))
                         // (Downloads are removed when an apply restarts: no need to flush them.)
-                        guard FileManager.default.createFile(atPath: path, contents: Data(part[from..<from + Int(piece.entry.bytes)]),
-                                                             attributes: [.posixPermissions: 0o600]) else {
-                            throw UpdError.system("create", path)
-                        }
+                        try store.writeDownload(part[from..<from + Int(piece.entry.bytes)], for: piece.request)
                     }
                 }
                 condition.withLock {
@@ -323,7 +318,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             groups[g].released += 1
             guard groups[g].released == groups[g].requests.count else { return }
             if let batch = groups[g].batch { Sys.unlink(batch) }
-            for r in groups[g].stored { Sys.unlink(store.path(for: r)) }
+            for r in groups[g].stored { store.remove(r) }
             if let current = reader, current.group == g {
                 history = (g, current.reader.recent)
                 reader = nil

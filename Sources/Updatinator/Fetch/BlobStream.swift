@@ -82,7 +82,7 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
         } catch let e as UpdError where e.code == .corrupt {
             // A delta that fails, or a blob from a pack (whose pieces are checked only here).
             problems.withLock { $0.append(e.message) }
-            Sys.unlink(path)
+            store.remove(request)
             try writeWholeBlob(request, into: fd, display: display, store: store, options: options)
         }
     }
@@ -95,7 +95,7 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
         guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
         let whole = request.withoutDelta
         let report = try CurlFetcher(options: options).fetch([whole], into: store)
-        defer { Sys.unlink(store.path(for: whole)) }
+        defer { store.remove(whole) }
         try BlobStore.read(blobAt: store.path(for: whole), hash: request.hash, size: request.size) { try Sys.writeAll(fd, $0, path: display) }
         return report
     }
@@ -122,7 +122,7 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
 
     /// Deletes a blob after its last use, making room for the next downloads.
     func release(_ hash: ContentHash) {
-        Sys.unlink(store.path(for: requests[hash]!))
+        store.remove(requests[hash]!)
         condition.withLock {
             arrived.remove(hash)
             if admitted.remove(hash) != nil, let r = requests[hash] { reserved -= r.downloadBytes }

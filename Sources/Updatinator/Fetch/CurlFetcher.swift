@@ -77,22 +77,27 @@ public final class CurlFetcher: @unchecked Sendable {
         var seen = Set<ContentHash>()
         for r in requests where seen.insert(r.hash).inserted {
             let final = store.path(for: r)
-            if let st = try Sys.lstatIfExists(final), st.st_mode & S_IFMT == S_IFREG {
+            let prefix = String(r.hash.hex.prefix(2))
+            let name = String(final.split(separator: "/").last!)
+            // The prefix directory is opened without following a symlink (`CACHE/ab -> /etc`).
+            let directory = try store.openDirectory(prefix: prefix, create: true)
+            if let st = try Sys.status(in: directory, name, display: final), st.st_mode & S_IFMT == S_IFREG {
                 flow?.arrived(r.hash)
                 continue
             }
-            try Sys.mkdirs(Sys.parentDirectory(of: final))
-            let name = final.split(separator: "/").last!
             let partial = "\(Sys.parentDirectory(of: final))/.partial-\(name)"
+            let place = Place(destination: final, name: name, partialName: ".partial-\(name)") {
+                try store.openDirectory(prefix: prefix, create: true)
+            }
             if let delta = r.delta {
                 // A delta can be checked only when it is patched against its base; one that fails
                 // there is replaced by the content's blob (see `BlobStream.write`). Its size is
                 // exact, so a partial download of that size is complete.
                 targets.append(Target(label: "delta \(name)", path: ContentDelta.path(base: delta.base, target: r.hash), hash: r.hash,
-                                      destination: final, partial: partial, maxBytes: delta.bytes, verify: { _ in }))
+                                      destination: final, partial: partial, place: place, maxBytes: delta.bytes, verify: { _ in }))
             } else {
                 targets.append(Target(label: "blob \(name)", path: "blobs/\(name.prefix(2))/\(name)", hash: r.hash, destination: final,
-                                      partial: partial, maxBytes: r.blobSize,
+                                      partial: partial, place: place, maxBytes: r.blobSize,
                                       verify: { file in try BlobStore.read(blobAt: file, hash: r.hash, size: r.size) { _ in } }))
             }
         }
@@ -102,8 +107,23 @@ public final class CurlFetcher: @unchecked Sendable {
     /// Downloads one file of the repository (a manifest, a signature) to `destination`.
     @discardableResult
     public func fetchFile(_ path: String, to destination: String, maxBytes: UInt64) throws -> FetchReport {
-        try run([Target(label: path, path: path, hash: nil, destination: destination, partial: destination + ".partial",
-                        maxBytes: maxBytes, verify: nil)], flow: nil)
+        let name = String(destination.split(separator: "/").last ?? "")
+        // The caller names the directory; only the files in it are opened without following.
+        let place = Place(destination: destination, name: name, partialName: name + ".partial") {
+            try Sys.openDirectory(Sys.parentDirectory(of: destination))
+        }
+        return try run([Target(label: path, path: path, hash: nil, destination: destination, partial: destination + ".partial",
+                               place: place, maxBytes: maxBytes, verify: nil)], flow: nil)
+    }
+
+    /// A download's directory and the names of its file and partial file in it. Every write goes
+    /// through a descriptor of that directory and never follows a symlink at its names.
+    struct Place {
+        let destination: String
+        let name: String
+        let partialName: String
+        /// Opens the directory, refusing (`unsafe`) a symlink on the way where the caller did not name it.
+        let openDirectory: () throws -> FileDescriptor
     }
 
     struct Target {
@@ -114,6 +134,7 @@ public final class CurlFetcher: @unchecked Sendable {
         let hash: ContentHash?
         let destination: String
         let partial: String
+        let place: Place
         /// The most a mirror may send: more is cut off.
         let maxBytes: UInt64
         /// Checks a complete download; throwing means the mirror sent a corrupt file.
@@ -125,10 +146,22 @@ public final class CurlFetcher: @unchecked Sendable {
             do {
                 try verify?(partial)
             } catch let e as UpdError where e.code == .corrupt {
-                Sys.unlink(partial)
+                removePartial()
                 throw e
             }
-            try Sys.rename(partial, destination)
+            try Sys.rename(in: place.openDirectory(), place.partialName, place.name, display: destination)
+        }
+
+        /// Removes the partial download, if its directory can still be opened safely.
+        func removePartial() {
+            if let directory = try? place.openDirectory() { Sys.unlink(in: directory, place.partialName) }
+        }
+
+        /// Opens the partial download for appending (creating it); anything but a regular file
+        /// there (a symlink, a FIFO) is refused (`unsafe`).
+        func openPartial() throws -> FileDescriptor {
+            try Sys.openRegularFile(in: place.openDirectory(), place.partialName, flags: O_WRONLY | O_CREAT | O_APPEND, mode: 0o644,
+                                    display: partial)
         }
     }
 
@@ -155,7 +188,10 @@ public final class CurlFetcher: @unchecked Sendable {
     final class Transfer {
         let job: Job
         let easy: UnsafeMutableRawPointer
-        let fd: Int32
+        /// The partial download.
+        let file: FileDescriptor
+        /// The file a `file://` mirror's transfer reads, opened by `openLocalFile`.
+        let source: FileDescriptor?
         var received: UInt64
         let resumedFrom: UInt64
         var checkedResponse = false
@@ -164,13 +200,20 @@ public final class CurlFetcher: @unchecked Sendable {
         var writeFailed: Int32 = 0
         unowned let fetcher: CurlFetcher
 
-        init(job: Job, easy: UnsafeMutableRawPointer, fd: Int32, received: UInt64, fetcher: CurlFetcher) {
+        init(job: Job, easy: UnsafeMutableRawPointer, file: FileDescriptor, source: FileDescriptor?, received: UInt64, fetcher: CurlFetcher) {
             self.job = job
             self.easy = easy
-            self.fd = fd
+            self.file = file
+            self.source = source
             self.received = received
             resumedFrom = received
             self.fetcher = fetcher
+        }
+
+        /// Closes the partial download and the local source, once the transfer is over.
+        func close() {
+            file.close()
+            source?.close()
         }
     }
 
@@ -188,7 +231,7 @@ public final class CurlFetcher: @unchecked Sendable {
             _ = CCurl_easy_getinfo_long(t.easy, CURLINFO_RESPONSE_CODE, &code)
             // A server that ignores the Range request sends the whole blob again.
             if t.resumedFrom > 0 && code == 200 {
-                guard ftruncate(t.fd, 0) == 0, lseek(t.fd, 0, SEEK_SET) == 0 else { t.writeFailed = errno; return 0 }
+                guard ftruncate(t.file.rawValue, 0) == 0, lseek(t.file.rawValue, 0, SEEK_SET) == 0 else { t.writeFailed = errno; return 0 }
                 t.received = 0
             }
         }
@@ -204,7 +247,7 @@ public final class CurlFetcher: @unchecked Sendable {
             return 0
         }
         do {
-            try Sys.writeAll(t.fd, UnsafeRawBufferPointer(start: data, count: count), path: t.job.target.partial)
+            try Sys.writeAll(t.file.rawValue, UnsafeRawBufferPointer(start: data, count: count), path: t.job.target.partial)
         } catch {
             t.writeFailed = errno
             return 0
@@ -236,11 +279,28 @@ public final class CurlFetcher: @unchecked Sendable {
             for (easy, t) in active {
                 curl_multi_remove_handle(multi, easy)
                 curl_easy_cleanup(easy)
-                Sys.close(t.fd)
+                t.close()
                 Unmanaged.passUnretained(t).release()
             }
             runningMulti.withLock { $0 = 0 }
             curl_multi_cleanup(multi)
+        }
+
+        /// Acts on what became of a job: counted, queued again, or the fetch's failure.
+        func settle(_ outcome: Outcome, _ job: Job) {
+            switch outcome {
+            case .done:
+                report.blobs += 1
+                if let hash = job.target.hash { flow?.arrived(hash) }
+            case .retry:
+                report.retries += 1
+                pending.append(job)
+            case .nextMirror:
+                report.failovers += 1
+                pending.append(job)
+            case .failed(let error):
+                failure = error
+            }
         }
 
         while failure == nil && (!pending.isEmpty || !active.isEmpty) {
@@ -255,8 +315,10 @@ public final class CurlFetcher: @unchecked Sendable {
                     if let hash = job.target.hash { flow?.arrived(hash) }
                     continue
                 }
-                let t = try start(job, multi: multi)
-                active[t.easy] = t
+                switch try start(job, multi: multi) {
+                case .started(let t): active[t.easy] = t
+                case .settled(let outcome): settle(outcome, job)
+                }
             }
             var running: Int32 = 0
             curl_multi_perform(multi, &running)
@@ -268,24 +330,12 @@ public final class CurlFetcher: @unchecked Sendable {
                 finishedAny = true
                 active[easy] = nil
                 curl_multi_remove_handle(multi, easy)
-                Sys.close(t.fd)
+                t.close()
                 defer {
                     curl_easy_cleanup(easy)
                     Unmanaged.passUnretained(t).release()
                 }
-                switch finish(t, result: result) {
-                case .done:
-                    report.blobs += 1
-                    if let hash = t.job.target.hash { flow?.arrived(hash) }
-                case .retry:
-                    report.retries += 1
-                    pending.append(t.job)
-                case .nextMirror:
-                    report.failovers += 1
-                    pending.append(t.job)
-                case .failed(let error):
-                    failure = error
-                }
+                settle(finish(t, result: result), t.job)
             }
             let resumed = refillAndResume(active.values)
             showProgress(start: began, total: totalBytes, blobs: report.blobs, totalBlobs: targets.count)
@@ -321,8 +371,13 @@ public final class CurlFetcher: @unchecked Sendable {
     /// Whether an earlier run left the whole file as a partial download that verifies; it is
     /// then renamed into place. One that does not verify is removed.
     private func completedEarlier(_ target: Target) throws -> Bool {
-        guard target.verify != nil, let st = try Sys.lstatIfExists(target.partial),
-              UInt64(st.st_size) >= target.maxBytes else { return false }
+        guard target.verify != nil,
+              let st = try Sys.status(in: target.place.openDirectory(), target.place.partialName, display: target.partial) else { return false }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw UpdError(.unsafe, "\(target.partial): not a regular file (\(Sys.kind(st.st_mode))); refusing to resume it",
+                           path: target.partial)
+        }
+        guard UInt64(st.st_size) >= target.maxBytes else { return false }
         do {
             try target.promote()
             return true
@@ -331,18 +386,35 @@ public final class CurlFetcher: @unchecked Sendable {
         }
     }
 
-    private func start(_ job: Job, multi: UnsafeMutableRawPointer) throws -> Transfer {
+    enum Start {
+        case started(Transfer)
+        /// Decided without a transfer: a `file://` mirror lacks the file.
+        case settled(Outcome)
+    }
+
+    private func start(_ job: Job, multi: UnsafeMutableRawPointer) throws -> Start {
         let target = job.target
-        let fd = try Sys.open(target.partial, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        let existing = UInt64(try Sys.fstat(fd, path: target.partial).st_size)
-        let have = existing <= target.maxBytes ? existing : 0
-        if existing > target.maxBytes { _ = ftruncate(fd, 0) }
-        guard let easy = curl_easy_init() else {
-            Sys.close(fd)
-            throw UpdError(.network, "libcurl: cannot create a transfer")
+        let mirror = options.mirrors[job.mirror]
+        var url = "\(mirror)/\(target.path)"
+        var source: FileDescriptor?
+        if mirror.hasPrefix("file://") {
+            do {
+                source = try Self.openLocalFile(mirror: mirror, path: target.path)
+            } catch let e as UpdError where e.errno == ENOENT || e.errno == ENOTDIR {
+                return .settled(nextMirror(job, demote: false, "\(mirror): not found"))
+            } catch let e as UpdError where e.code != .unsafe {
+                return .settled(nextMirror(job, demote: true, "\(mirror): \(e.message)"))
+            }
+            // libcurl opens what it is given with a blocking open: give it the file already
+            // checked, through its descriptor, so nothing can be swapped in meanwhile.
+            url = "file:///proc/self/fd/\(source!.rawValue)"
         }
-        let t = Transfer(job: job, easy: easy, fd: fd, received: have, fetcher: self)
-        let url = "\(options.mirrors[job.mirror])/\(target.path)"
+        let file = try target.openPartial()
+        let existing = UInt64(try Sys.fstat(file.rawValue, path: target.partial).st_size)
+        let have = existing <= target.maxBytes ? existing : 0
+        if existing > target.maxBytes { _ = ftruncate(file.rawValue, 0) }
+        guard let easy = curl_easy_init() else { throw UpdError(.network, "libcurl: cannot create a transfer") }
+        let t = Transfer(job: job, easy: easy, file: file, source: source, received: have, fetcher: self)
         _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_FAILONERROR, 1)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
@@ -359,7 +431,16 @@ public final class CurlFetcher: @unchecked Sendable {
         _ = CCurl_easy_setopt_write(easy, Self.write)
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, Unmanaged.passRetained(t).toOpaque())
         curl_multi_add_handle(multi, easy)
-        return t
+        return .started(t)
+    }
+
+    /// Opens the file at `path` below a `file://` mirror's directory: a regular file, reached
+    /// without following a symlink below that directory (a USB stick is not trusted).
+    static func openLocalFile(mirror: String, path: String) throws -> FileDescriptor {
+        let raw = String(mirror.dropFirst("file://".count))
+        let root = raw.removingPercentEncoding ?? raw
+        guard root.hasPrefix("/") else { throw UpdError(.usage, "mirror \(mirror): a file:// URL needs an absolute path") }
+        return try FileDescriptor.openRegularFile(beneath: root, components: path.split(separator: "/").map(String.init))
     }
 
     enum Outcome {
@@ -391,20 +472,21 @@ public final class CurlFetcher: @unchecked Sendable {
         let message = String(cString: curl_easy_strerror(result))
         switch result {
         case CURLE_WRITE_ERROR where t.exceeded, CURLE_FILESIZE_EXCEEDED:
-            Sys.unlink(target.partial)
+            target.removePartial()
             if t.resumedFrom > 0 { return retry(job, "\(mirror): the resumed download overran; starting again") }
             return nextMirror(job, demote: true, "\(mirror): sent more than the \(target.maxBytes) bytes declared")
-        case CURLE_OPERATION_TIMEDOUT:
-            // Stalled or trickling: another mirror goes on from what arrived.
-            return nextMirror(job, demote: true, "\(mirror): slower than \(options.lowSpeedLimit) bytes/s for \(options.lowSpeedSeconds) s")
         case CURLE_RANGE_ERROR where t.resumedFrom > 0:
             // The server ignored the Range request: start this blob again from its first byte.
-            Sys.unlink(target.partial)
+            target.removePartial()
             return retry(job, "\(mirror): ignored a Range request")
-        case CURLE_OPERATION_TIMEDOUT where code == 0:
-            return nextMirror(job, demote: true, "\(mirror): no answer within \(options.connectTimeoutSeconds) s")
+        case CURLE_OPERATION_TIMEDOUT where !Self.connected(t.easy):
+            return nextMirror(job, demote: true, "\(mirror): could not connect within \(options.connectTimeoutSeconds) s (connect timeout)")
+        case CURLE_OPERATION_TIMEDOUT:
+            // Connected, then stalled or trickling (before the answer or during it): another
+            // mirror goes on from what arrived.
+            return nextMirror(job, demote: true, "\(mirror): slower than \(options.lowSpeedLimit) bytes/s for \(options.lowSpeedSeconds) s")
         case CURLE_HTTP_RETURNED_ERROR where code == 416:
-            Sys.unlink(target.partial)
+            target.removePartial()
             return retry(job, "\(mirror): HTTP 416")
         case CURLE_HTTP_RETURNED_ERROR where code >= 500 || code == 429 || code == 408:
             return retry(job, "\(mirror): HTTP \(code)")
@@ -418,6 +500,12 @@ public final class CurlFetcher: @unchecked Sendable {
         default:
             return nextMirror(job, demote: true, "\(mirror): \(message)")
         }
+    }
+
+    /// Whether the transfer's connection was ever made (libcurl's connect time is 0 until then).
+    private static func connected(_ easy: UnsafeMutableRawPointer) -> Bool {
+        var microseconds: curl_off_t = 0
+        return CCurl_easy_getinfo_off(easy, CURLINFO_CONNECT_TIME_T, &microseconds) == CURLE_OK && microseconds > 0
     }
 
     private func retry(_ job: Job, _ problem: String) -> Outcome {
@@ -435,7 +523,7 @@ public final class CurlFetcher: @unchecked Sendable {
         job.attempts = 0
         job.notBefore = .distantPast
         guard job.position < job.order.count else {
-            Sys.unlink(job.target.partial)
+            job.target.removePartial()
             return .failed(UpdError(.network, "\(job.target.label): no mirror could provide it (\(job.problems.joined(separator: "; ")))"))
         }
         return .nextMirror

@@ -47,12 +47,15 @@ public enum KeyFile {
         return raw
     }
 
+    /// Reads a public key file; a symlink is followed (keyrings are the administrator's, like
+    /// `/etc`), but it must lead to a regular file: a FIFO or device is refused (`unsafe`).
     public static func readPublic(_ path: String) throws -> PublicKey {
-        try parsePublic(Sys.readFile(path, limit: 4096), source: path)
+        try parsePublic(Sys.readFile(path, limit: 4096, followSymlink: true), source: path)
     }
 
+    /// Reads a secret key file the operator names; a symlink is followed to a regular file.
     public static func readSecret(_ path: String) throws -> SecretKey {
-        try parseSecret(Sys.readFile(path, limit: 4096), source: path)
+        try parseSecret(Sys.readFile(path, limit: 4096, followSymlink: true), source: path)
     }
 
     /// Writes a new key pair; the secret key file is created with mode 0600 and never overwritten.

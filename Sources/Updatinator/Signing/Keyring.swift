@@ -3,6 +3,9 @@ import Foundation
 /// A directory of trusted public keys (`*.pub`), with an optional `threshold` file (k of n
 /// distinct trusted keys must sign) and a `revoked/` subdirectory of keys that never count.
 ///
+/// Symlinks in the directory are followed (it is the administrator's configuration, and a
+/// package may link a key into it), but only to regular files: a FIFO or device is refused.
+///
 /// Verification fails closed: a missing or empty keyring, a missing signature file, zero
 /// signatures, unknown or revoked keys and too few valid signatures are all refused.
 public struct Keyring: Sendable {
@@ -24,7 +27,7 @@ public struct Keyring: Sendable {
         }
         let thresholdPath = "\(directory)/threshold"
         if (try Sys.lstatIfExists(thresholdPath)) != nil {
-            let text = String(decoding: try Sys.readFile(thresholdPath, limit: 64), as: UTF8.self)
+            let text = String(decoding: try Sys.readFile(thresholdPath, limit: 64, followSymlink: true), as: UTF8.self)
             guard let k = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), k >= 1 else {
                 throw UpdError(.verification, "\(thresholdPath): expected a whole number of at least 1")
             }

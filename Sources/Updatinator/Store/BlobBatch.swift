@@ -85,7 +85,11 @@ public final class BlobBatch: Sendable {
         guard !pending.isEmpty else { return }
         do {
             if durable { try syncFilesystem() }
-            for (hash, temporary) in pending { try Sys.rename(temporary, store.path(for: hash)) }
+            for (hash, temporary) in pending {
+                // Through the prefix directory's descriptor: a symlink swapped in for it is not followed.
+                let directory = try store.openDirectory(prefix: String(hash.hex.prefix(2)), create: false)
+                try Sys.rename(in: directory, String(temporary.split(separator: "/").last!), hash.hex, display: store.path(for: hash))
+            }
             if durable { try syncFilesystem() }
         } catch {
             for (_, temporary) in pending { Sys.unlink(temporary) }
@@ -123,16 +127,18 @@ public final class BlobBatch: Sendable {
         let final = store.path(for: hash)
         let directory = Sys.parentDirectory(of: final)
         let temporary = "\(directory)/.tmp.\(hash.hex.prefix(16)).\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        var out: Int32 = -1
+        var file: FileDescriptor?
         do {
-            try Sys.mkdirs(directory)
-            out = try Sys.open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+            let prefix = try store.openDirectory(prefix: String(hash.hex.prefix(2)), create: true)
+            let out = try Sys.openRegularFile(in: prefix, String(temporary.split(separator: "/").last!), flags: O_WRONLY | O_CREAT | O_EXCL,
+                                              mode: 0o644, display: temporary)
+            file = out
             let hasher = Blake2b()
             let deflater = workspace.deflater
             try deflater.reset()
             var written: UInt64 = 0
             let sink: (UnsafeRawBufferPointer) throws -> Void = { chunk in
-                try Sys.writeAll(out, chunk, path: temporary)
+                try Sys.writeAll(out.rawValue, chunk, path: temporary)
                 written += UInt64(chunk.count)
             }
             while true {
@@ -146,12 +152,12 @@ public final class BlobBatch: Sendable {
                 throw UpdError(.corrupt, "\(source): content changed while it was being stored")
             }
             // Let the disk work while the next blobs compress, so that commit's flush is short.
-            _ = CLinux_start_writeback(out)
-            Sys.close(out)
+            _ = CLinux_start_writeback(out.rawValue)
+            out.close()
             states.withLock { $0[hash] = .written(temporary: temporary, size: written) }
             return (written, true)
         } catch {
-            if out >= 0 { Sys.close(out) }
+            file?.close()
             Sys.unlink(temporary)
             _ = states.withLock { $0.removeValue(forKey: hash) }
             throw error

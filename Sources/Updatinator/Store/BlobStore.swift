@@ -35,14 +35,42 @@ public final class BlobStore: Sendable {
         return UInt64(st.st_size)
     }
 
+    /// Opens the directory `DIR/<prefix>` that blobs of that hash prefix live in, creating it
+    /// (and the store's directory) with `create`. The store's directory is the caller's to name;
+    /// a symlink or anything but a directory at the prefix is refused (`unsafe`), so that no
+    /// write in a shared cache (`CACHE/ab -> /etc`) lands elsewhere.
+    func openDirectory(prefix: String, create: Bool) throws -> FileDescriptor {
+        if create { try Sys.mkdirs(directory) }
+        return try Sys.openDirectory(beneath: Sys.openDirectory(directory), [prefix], create: create ? 0o755 : nil,
+                                     display: "\(directory)/\(prefix)")
+    }
+
+    /// Writes a downloaded blob or delta that needs no flush (the downloads of an apply, removed
+    /// when it starts again), never through a symlink.
+    func writeDownload(_ bytes: ArraySlice<UInt8>, for request: BlobRequest) throws {
+        let final = path(for: request)
+        let name = String(final.split(separator: "/").last!)
+        let file = try Sys.openRegularFile(in: openDirectory(prefix: String(request.hash.hex.prefix(2)), create: true), name,
+                                           flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600, display: final)
+        try bytes.withUnsafeBytes { try Sys.writeAll(file.rawValue, $0, path: final) }
+    }
+
+    /// Deletes a downloaded blob or delta, never through a symlink; nothing there is not an error.
+    func remove(_ request: BlobRequest) {
+        let name = String(path(for: request).split(separator: "/").last!)
+        if let directory = try? openDirectory(prefix: String(request.hash.hex.prefix(2)), create: false) {
+            Sys.unlink(in: directory, name)
+        }
+    }
+
     /// Deletes every blob, delta and partial download except the partial download of `keep`.
     func removeAll(keepingPartialOf keep: BlobRequest?) throws {
         let files = FileManager.default
         let kept = keep.map { ".partial-" + path(for: $0).split(separator: "/").last! }
         for prefix in (try? files.contentsOfDirectory(atPath: directory)) ?? [] {
-            let subdirectory = "\(directory)/\(prefix)"
-            for name in (try? files.contentsOfDirectory(atPath: subdirectory)) ?? [] where name != kept {
-                Sys.unlink("\(subdirectory)/\(name)")
+            let subdirectory = try openDirectory(prefix: prefix, create: false)
+            for name in (try? files.contentsOfDirectory(atPath: "\(directory)/\(prefix)")) ?? [] where name != kept {
+                Sys.unlink(in: subdirectory, name)
             }
         }
     }
@@ -64,13 +92,13 @@ public final class BlobStore: Sendable {
     /// Inflates and verifies the blob file at `blobPath`, which should hold `hash`.
     static func read(blobAt blobPath: String, hash: ContentHash, size: UInt64,
                      sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let fd = try Sys.open(blobPath, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
-        defer { Sys.close(fd) }
+        let file = try Sys.openRegularFile(blobPath)
+        let fd = file.rawValue
         let st = try Sys.fstat(fd, path: blobPath)
         // zlib never expands data beyond this; a larger blob is padding or garbage.
         let bound = size + size / 1024 + 64
-        guard st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_size) <= bound else {
-            throw UpdError(.corrupt, "\(blobPath): not a regular file of at most \(bound) bytes")
+        guard UInt64(st.st_size) <= bound else {
+            throw UpdError(.corrupt, "\(blobPath): larger than the \(bound) bytes its content can compress to", path: blobPath)
         }
         let hasher = Blake2b()
         let inflater = try ZlibInflater(expectedSize: size, source: blobPath)

@@ -88,13 +88,14 @@ enum Sys {
         return String(path[..<slash])
     }
 
-    /// Reads a whole file, refusing one larger than `limit` bytes.
-    static func readFile(_ path: String, limit: Int = 1 << 30) throws -> [UInt8] {
-        let fd = try open(path, O_RDONLY)
-        defer { close(fd) }
+    /// Reads a whole regular file, refusing one larger than `limit` bytes; a symlink as the last
+    /// component is followed only with `followSymlink` (see `openRegularFile`).
+    static func readFile(_ path: String, limit: Int = 1 << 30, followSymlink: Bool = false) throws -> [UInt8] {
+        let file = try openRegularFile(path, followSymlink: followSymlink)
+        let fd = file.rawValue
         let st = try fstat(fd, path: path)
         if Int(st.st_size) > limit {
-            throw UpdError(.corrupt, "\(path): \(st.st_size) bytes is larger than the limit of \(limit)")
+            throw UpdError(.corrupt, "\(path): \(st.st_size) bytes is larger than the limit of \(limit)", path: path)
         }
         var result = [UInt8]()
         result.reserveCapacity(Int(st.st_size))
@@ -104,10 +105,135 @@ enum Sys {
             if n == 0 { break }
             result.append(contentsOf: chunk[0..<n])
             if result.count > limit {
-                throw UpdError(.corrupt, "\(path): larger than the limit of \(limit) bytes")
+                throw UpdError(.corrupt, "\(path): larger than the limit of \(limit) bytes", path: path)
             }
         }
         return result
+    }
+
+    // MARK: Opening without blocking or following
+
+    /// Opens a regular file for reading, refusing (`unsafe`) anything else without blocking on it.
+    ///
+    /// A plain `open` of a FIFO waits for a writer forever, and one of a device may have effects;
+    /// `O_NONBLOCK` makes the open return at once, `fstat` tells what was opened, and blocking
+    /// reads are restored only for a regular file. Unless `followSymlink`, a symlink as the last
+    /// component is refused too (`O_NOFOLLOW`).
+    static func openRegularFile(_ path: String, followSymlink: Bool = false) throws -> FileDescriptor {
+        while true {
+            let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | (followSymlink ? 0 : O_NOFOLLOW))
+            if fd >= 0 { return try requireRegularFile(FileDescriptor(owning: fd), display: path, writing: false) }
+            let err = errno
+            if err == EINTR { continue }
+            if err == ELOOP && !followSymlink || err == ENXIO, let st = try? Sys.lstat(path) {
+                throw notRegular(st.st_mode, display: path, writing: false)
+            }
+            throw UpdError.system("open", path, errno: err)
+        }
+    }
+
+    /// Opens the regular file `name` in the directory `directory` without following a symlink
+    /// and without blocking on a FIFO or device; anything but a regular file is refused (`unsafe`).
+    /// `flags` adds to `O_RDONLY` (or gives `O_WRONLY`, `O_CREAT`, `O_APPEND`...).
+    static func openRegularFile(in directory: FileDescriptor, _ name: String, flags: Int32 = O_RDONLY, mode: mode_t = 0,
+                                display: String) throws -> FileDescriptor {
+        try checkName(name, display: display)
+        let writing = flags & O_ACCMODE != O_RDONLY
+        while true {
+            let fd = openat(directory.rawValue, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
+            if fd >= 0 { return try requireRegularFile(FileDescriptor(owning: fd), display: display, writing: writing) }
+            let err = errno
+            if err == EINTR { continue }
+            if err == ELOOP || err == ENXIO, let st = try? status(in: directory, name, display: display) {
+                throw notRegular(st.st_mode, display: display, writing: writing)
+            }
+            throw UpdError.system("open", display, errno: err)
+        }
+    }
+
+    /// Opens a directory the caller named (a symlink to it is followed).
+    static func openDirectory(_ path: String) throws -> FileDescriptor {
+        FileDescriptor(owning: try open(path, O_RDONLY | O_DIRECTORY))
+    }
+
+    /// Opens the directory `components` below `base`, one component at a time with
+    /// `O_NOFOLLOW | O_DIRECTORY`; a symlink or anything but a directory on the way is refused
+    /// (`unsafe`). With `create`, a missing component is made with that mode.
+    static func openDirectory(beneath base: FileDescriptor, _ components: some Sequence<String>, create: mode_t? = nil,
+                              display: String) throws -> FileDescriptor {
+        var current = base
+        for component in components {
+            try checkName(component, display: display)
+            var fd = openat(current.rawValue, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if fd < 0 && errno == ENOENT, let create {
+                if mkdirat(current.rawValue, component, create) != 0 && errno != EEXIST {
+                    throw UpdError.system("mkdir", display)
+                }
+                fd = openat(current.rawValue, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            guard fd >= 0 else {
+                let err = errno
+                if err == ELOOP || err == ENOTDIR, let st = try? status(in: current, component, display: display) {
+                    throw UpdError(.unsafe, "\(display): \(component) is not a directory (\(kind(st.st_mode))); refusing to go through it",
+                                   path: display)
+                }
+                throw UpdError.system("open", display, errno: err)
+            }
+            current = FileDescriptor(owning: fd)
+        }
+        return current
+    }
+
+    /// The status of `name` in `directory`, without following a symlink; nil when nothing is there.
+    static func status(in directory: FileDescriptor, _ name: String, display: String) throws -> stat? {
+        var st = stat()
+        if fstatat(directory.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { return st }
+        if errno == ENOENT || errno == ENOTDIR { return nil }
+        throw UpdError.system("fstatat", display)
+    }
+
+    /// Renames `from` to `to`, both in `directory`.
+    static func rename(in directory: FileDescriptor, _ from: String, _ to: String, display: String) throws {
+        if renameat(directory.rawValue, from, directory.rawValue, to) != 0 { throw UpdError.system("rename", display) }
+    }
+
+    /// Removes the file `name` from `directory`; nothing there is not an error.
+    static func unlink(in directory: FileDescriptor, _ name: String) {
+        _ = unlinkat(directory.rawValue, name, 0)
+    }
+
+    /// What kind of file a mode describes, for messages: "a FIFO", "a symlink"...
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFREG: return "a regular file"
+        case S_IFDIR: return "a directory"
+        case S_IFLNK: return "a symlink"
+        case S_IFIFO: return "a FIFO"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        default: return "an unknown kind of file"
+        }
+    }
+
+    /// Refuses an open descriptor that is not a regular file; restores blocking I/O on one that is.
+    private static func requireRegularFile(_ file: FileDescriptor, display: String, writing: Bool) throws -> FileDescriptor {
+        let st = try fstat(file.rawValue, path: display)
+        guard st.st_mode & S_IFMT == S_IFREG else { throw notRegular(st.st_mode, display: display, writing: writing) }
+        let flags = fcntl(file.rawValue, F_GETFL)
+        guard flags >= 0, fcntl(file.rawValue, F_SETFL, flags & ~O_NONBLOCK) == 0 else { throw UpdError.system("fcntl", display) }
+        return file
+    }
+
+    private static func notRegular(_ mode: mode_t, display: String, writing: Bool) -> UpdError {
+        UpdError(.unsafe, "\(display): not a regular file (\(kind(mode))); refusing to \(writing ? "write" : "read") it", path: display)
+    }
+
+    /// Refuses a name that is not a single component (empty, `.`, `..`, or with a slash).
+    private static func checkName(_ name: String, display: String) throws {
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("/"), !name.contains("\0") else {
+            throw UpdError(.unsafe, "\(display): '\(name)' is not a single file name", path: display)
+        }
     }
 
     /// Opens (creating) the lock file at `path` and takes its exclusive lock, held until the
@@ -125,15 +251,16 @@ enum Sys {
     static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
         let directory = parentDirectory(of: path)
         let temporary = "\(directory)/.tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let fd = try open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode)
+        let file = FileDescriptor(owning: try open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode))
         do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: temporary) }
-            if fchmod(fd, mode) != 0 { throw UpdError.system("fchmod", temporary) }
-            try fsync(fd, path: temporary)
-            close(fd)
+            try bytes.withUnsafeBytes { try writeAll(file.rawValue, $0, path: temporary) }
+            if fchmod(file.rawValue, mode) != 0 { throw UpdError.system("fchmod", temporary) }
+            try fsync(file.rawValue, path: temporary)
+            file.close()
             try rename(temporary, path)
         } catch {
-            close(fd)
+            // Once closed, the number may already be another thread's: `close` does nothing twice.
+            file.close()
             unlink(temporary)
             throw error
         }

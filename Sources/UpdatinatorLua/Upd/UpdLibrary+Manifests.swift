@@ -30,8 +30,7 @@ final class LuaManifest {
 
     /// Reads a manifest file and, when present, its signature file.
     convenience init(path: String) throws {
-        let (manifest, bytes) = try ManifestFile.read(path)
-        let signatures = FileManager.default.contents(atPath: path + ".sig").map { [UInt8]($0) }
+        let (manifest, bytes, signatures) = try ManifestFile.readWithSignature(path)
         self.init(manifest: manifest, bytes: bytes, signatures: signatures, source: path)
     }
 
