@@ -144,7 +144,7 @@ public final class Deployer {
                     report.bytesLinked += size
                 } else {
                     try write(e, into: dirs) { fd in
-                        guard size > 0 else { return }
+                        guard size > 0 else { return try VerifiedContent.requireEmpty(hash, display: display) }
                         if let currentDirs, let path = currentPaths[hash], try copy(from: currentDirs, path, hash: hash, size: size, into: fd, display: display) {
                             return
                         }
@@ -172,16 +172,16 @@ public final class Deployer {
                 if rc != 0 { throw UpdError.system("link", display) }
             case .symlink, .characterDevice, .blockDevice, .fifo:
                 let (fd, n) = try dirs.parent(of: e.path)
-                try RootedTree.makeSpecial(e, in: fd, named: n, display: display)
+                try tree.makeSpecial(e, in: fd, named: n, display: display)
             }
             operation()
         }
         for e in target.entries.reversed() where e.kind == .directory {
             if e.path.isRoot {
-                try RootedTree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], e.metadata, isSymlink: false, display: building)
+                try tree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], expecting: .directory, links: nil, e.metadata, display: building)
             } else {
                 let (fd, n) = try dirs.parent(of: e.path)
-                try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: tree.display(e.path))
+                try tree.setMetadata(fd, n, expecting: .directory, links: nil, e.metadata, display: tree.display(e.path))
             }
         }
         operation()
@@ -223,6 +223,11 @@ public final class Deployer {
 
     /// Hardlinks the current deployment's file when it still is what its manifest says (a
     /// regular file of that size, mode, owner and time) and no other entry uses its inode.
+    ///
+    /// Its link count is not checked: older deployments share unchanged inodes, so a count above
+    /// the manifest's is normal. A hardlink planted there to an outside file is harmless: the
+    /// build never changes a linked file's metadata (it links only when the metadata is equal),
+    /// and the check of the whole built tree refuses a content that is not the manifest's.
     private func link(_ e: ManifestEntry, from current: DirectoryCursor, into dirs: DirectoryCursor, used: inout Set<[UInt64]>) throws -> Bool {
         // (Where the current deployment has no such directory, or a symlink in its place, there is nothing to link.)
         guard case .file(let size, _, _) = e.kind, let sourceDir = (try? current.directory(e.path.parent)) ?? nil else { return false }

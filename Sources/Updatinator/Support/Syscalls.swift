@@ -92,51 +92,20 @@ enum Sys {
     static func readFile(_ path: String, limit: Int = 1 << 30) throws -> [UInt8] {
         let fd = try open(path, O_RDONLY)
         defer { close(fd) }
-        let st = try fstat(fd, path: path)
-        if Int(st.st_size) > limit {
-            throw UpdError(.corrupt, "\(path): \(st.st_size) bytes is larger than the limit of \(limit)")
-        }
-        var result = [UInt8]()
-        result.reserveCapacity(Int(st.st_size))
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = try chunk.withUnsafeMutableBytes { try read(fd, $0.baseAddress!, $0.count, path: path) }
-            if n == 0 { break }
-            result.append(contentsOf: chunk[0..<n])
-            if result.count > limit {
-                throw UpdError(.corrupt, "\(path): larger than the limit of \(limit) bytes")
-            }
-        }
-        return result
+        return try readAll(fd, path: path, limit: limit)
     }
 
     /// Opens (creating) the lock file at `path` and takes its exclusive lock, held until the
     /// descriptor is closed; fails at once, with `busy` as the message, when another holds it.
     static func lockExclusively(_ path: String, busy: String) throws -> Int32 {
-        let fd = try open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600)
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            throw UpdError(.busy, busy, path: path)
-        }
-        return fd
+        try lockExclusively(in: AT_FDCWD, path, display: path, busy: busy)
     }
 
     /// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync of the directory.
     static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
-        let directory = parentDirectory(of: path)
-        let temporary = "\(directory)/.tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let fd = try open(temporary, O_WRONLY | O_CREAT | O_EXCL, mode)
-        do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: temporary) }
-            if fchmod(fd, mode) != 0 { throw UpdError.system("fchmod", temporary) }
-            try fsync(fd, path: temporary)
-            close(fd)
-            try rename(temporary, path)
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
-        }
-        try fsyncDirectory(directory)
+        let directory = try open(parentDirectory(of: path), O_RDONLY | O_DIRECTORY)
+        defer { close(directory) }
+        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+        try writeFileAtomically(in: directory, name, display: path, bytes, mode: mode)
     }
 }
