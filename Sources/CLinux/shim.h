@@ -10,6 +10,9 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/vfs.h>
+#include <sys/syscall.h>
+#include <stdint.h>
+#include <linux/stat.h>
 
 /* O_NOATIME needs _GNU_SOURCE, which Swift's Glibc module is not built with. */
 #ifdef O_NOATIME
@@ -17,6 +20,32 @@ static const int CLinux_O_NOATIME = O_NOATIME;
 #else
 static const int CLinux_O_NOATIME = 01000000;
 #endif
+
+/* O_PATH and AT_EMPTY_PATH need _GNU_SOURCE too. */
+#ifdef O_PATH
+static const int CLinux_O_PATH = O_PATH;
+#else
+static const int CLinux_O_PATH = 010000000;
+#endif
+#ifdef AT_EMPTY_PATH
+static const int CLinux_AT_EMPTY_PATH = AT_EMPTY_PATH;
+#else
+static const int CLinux_AT_EMPTY_PATH = 0x1000;
+#endif
+
+#ifndef STATX_MNT_ID
+#define STATX_MNT_ID 0x00001000U
+#endif
+/* The id of the mount that holds the object `fd` refers to (statx with STATX_MNT_ID, Linux 5.8).
+   Returns 0, or -1 with errno set; ENOSYS when the kernel does not report mount ids. */
+static inline int CLinux_mount_id(int fd, uint64_t *id) {
+    struct statx stx;
+    memset(&stx, 0, sizeof stx);
+    if (syscall(SYS_statx, fd, "", CLinux_AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0) return -1;
+    if (!(stx.stx_mask & STATX_MNT_ID)) { errno = ENOSYS; return -1; }
+    *id = stx.stx_mnt_id;
+    return 0;
+}
 
 /* Declared here because Swift's Glibc module is built without _GNU_SOURCE. */
 extern int syncfs(int fd);

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 
 /// The record of an apply in progress, `ROOT/.updatinator/apply/journal`: which move, and how
 /// many steps are durably done. Everything before `done` reached the disk before it was written.
@@ -12,41 +13,66 @@ struct ApplyJournal: Codable, Equatable {
     /// The download window the apply chose (its disk figures depend on it), when it downloads.
     var downloadWindow: UInt64? = nil
 
-    static func read(_ path: String) throws -> ApplyJournal? {
-        guard (try Sys.lstatIfExists(path)) != nil else { return nil }
+    /// Reads the journal in the apply directory `applyFD`; nil when there is none.
+    static func read(in applyFD: Int32, display: String) throws -> ApplyJournal? {
+        guard let bytes = try Sys.readFileIfExists(in: applyFD, StateDirectory.journalName, display: display, limit: 64 * 1024) else {
+            return nil
+        }
         do {
-            return try JSONDecoder().decode(ApplyJournal.self, from: Data(Sys.readFile(path, limit: 64 * 1024)))
-        } catch let e as UpdError {
-            throw e
+            return try JSONDecoder().decode(ApplyJournal.self, from: Data(bytes))
         } catch {
-            throw UpdError(.corrupt, "\(path): unreadable apply journal (\(JSONErrors.describe(error)))")
+            throw UpdError(.corrupt, "\(display): unreadable apply journal (\(JSONErrors.describe(error)))")
         }
     }
 
-    func write(_ path: String) throws {
-        try Sys.writeFileAtomically(path, CanonicalJSON.encode(self, pretty: false))
+    func write(in applyFD: Int32, display: String) throws {
+        try Sys.writeFileAtomically(in: applyFD, StateDirectory.journalName, display: display, CanonicalJSON.encode(self, pretty: false))
     }
 }
 
-/// The paths of a tree's state directory, `ROOT/.updatinator/`.
+/// The paths of a tree's state directory, `ROOT/.updatinator/`, and the names inside it.
+///
+/// The apply reaches them only through `open`, which never follows a symlink and refuses a
+/// directory it did not make: the paths here are for messages and for readers.
 public struct StateDirectory: Sendable {
     public let root: String
     public var directory: String { "\(root)/.updatinator" }
-    public var installedManifest: String { "\(directory)/installed.manifest" }
+    public var installedManifest: String { "\(directory)/\(Self.installedName)" }
     var apply: String { "\(directory)/apply" }
-    var journal: String { "\(apply)/journal" }
-    var fromManifest: String { "\(apply)/from.manifest" }
-    var targetManifest: String { "\(apply)/target.manifest" }
+    var journal: String { "\(apply)/\(Self.journalName)" }
+    var fromManifest: String { "\(apply)/\(Self.fromName)" }
+    var targetManifest: String { "\(apply)/\(Self.targetName)" }
     var work: String { "\(apply)/work" }
     var downloads: String { "\(apply)/downloads" }
     /// The delta index the plan was made with, so that a resumed apply makes the same plan.
-    var deltaIndex: String { "\(apply)/deltas" }
+    var deltaIndex: String { "\(apply)/\(Self.deltasName)" }
     /// Present when the plan keeps bases for a school server's batches.
-    var batchMarker: String { "\(apply)/batches" }
+    var batchMarker: String { "\(apply)/\(Self.batchesName)" }
+
+    static let installedName = "installed.manifest"
+    static let lockName = "lock"
+    static let journalName = "journal"
+    static let fromName = "from.manifest"
+    static let targetName = "target.manifest"
+    static let deltasName = "deltas"
+    static let batchesName = "batches"
+    /// The subdirectories, as names below the state directory.
+    static let applyDirectory = ["apply"]
+    static let workDirectory = ["apply", "work"]
+    static let downloadsDirectory = ["apply", "downloads"]
 
     public init(root: String) {
         var r = root
         while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
         self.root = r
+    }
+
+    /// Opens the state directory, or its subdirectory `sub`, from the tree's root: every
+    /// component must be a real directory owned by the effective user on the root's mount, and
+    /// a symlink, another file, another owner or another mount there is refused (`.unsafe`).
+    /// Missing directories are made (mode 0700) with `create`; without it, nil when one is missing.
+    func open(_ sub: [String] = [], in tree: RootedTree, create: Bool) throws -> Int32? {
+        try tree.openDirectoryChain(([ManifestPath.stateDirectoryName] + sub.map { Array($0.utf8) }),
+                                    create: create ? 0o700 : nil, owner: geteuid())
     }
 }

@@ -119,7 +119,7 @@ final class Deployer {
                     report.bytesLinked += size
                 } else {
                     try write(e, into: dirs) { fd in
-                        guard size > 0 else { return }
+                        guard size > 0 else { return try VerifiedContent.requireEmpty(hash, display: display) }
                         if let currentDirs, let path = currentPaths[hash], try copy(from: currentDirs, path, hash: hash, size: size, into: fd, display: display) {
                             return
                         }
@@ -147,16 +147,16 @@ final class Deployer {
                 if rc != 0 { throw UpdError.system("link", display) }
             case .symlink, .characterDevice, .blockDevice, .fifo:
                 let (fd, n) = try dirs.parent(of: e.path)
-                try RootedTree.makeSpecial(e, in: fd, named: n, display: display)
+                try tree.makeSpecial(e, in: fd, named: n, display: display)
             }
             operation()
         }
         for e in target.entries.reversed() where e.kind == .directory {
             if e.path.isRoot {
-                try RootedTree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], e.metadata, isSymlink: false, display: building)
+                try tree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], expecting: .directory, links: nil, e.metadata, display: building)
             } else {
                 let (fd, n) = try dirs.parent(of: e.path)
-                try RootedTree.setMetadata(fd, n, e.metadata, isSymlink: false, display: tree.display(e.path))
+                try tree.setMetadata(fd, n, expecting: .directory, links: nil, e.metadata, display: tree.display(e.path))
             }
         }
         operation()
@@ -198,6 +198,11 @@ final class Deployer {
 
     /// Hardlinks the current deployment's file when it still is what its manifest says (a
     /// regular file of that size, mode, owner and time) and no other entry uses its inode.
+    ///
+    /// Its link count is not checked: older deployments share unchanged inodes, so a count above
+    /// the manifest's is normal. A hardlink planted there to an outside file is harmless: the
+    /// build never changes a linked file's metadata (it links only when the metadata is equal),
+    /// and the check of the whole built tree refuses a content that is not the manifest's.
     private func link(_ e: ManifestEntry, from current: DirectoryCursor, into dirs: DirectoryCursor, used: inout Set<[UInt64]>) throws -> Bool {
         // (Where the current deployment has no such directory, or a symlink in its place, there is nothing to link.)
         guard case .file(let size, _, _) = e.kind, let sourceDir = (try? current.directory(e.path.parent)) ?? nil else { return false }

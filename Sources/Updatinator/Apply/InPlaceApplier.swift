@@ -41,7 +41,14 @@ final class InPlaceApplier {
     /// The raw size of every content of both images.
     private var contentSizes = [ContentHash: UInt64]()
     private lazy var targetContents = Set(target.contents.keys)
+    /// The inodes of both images, for counting the names a kept file may have.
+    private lazy var newGroups = InodeGroups(target)
+    private var oldGroups: InodeGroups?
     private var tree: RootedTree!
+    /// The state directory, `apply/` in it and the work area, opened from the root without
+    /// following symlinks (`StateDirectory.open`); -1 while not open.
+    private var stateFD: Int32 = -1
+    private var applyFD: Int32 = -1
     private var workFD: Int32 = -1
     private var operations = 0
     private var report = ApplyReport()
@@ -64,7 +71,7 @@ final class InPlaceApplier {
         report.version = target.manifest.version
     }
 
-    deinit { if workFD >= 0 { Sys.close(workFD) } }
+    deinit { for fd in [stateFD, applyFD, workFD] where fd >= 0 { Sys.close(fd) } }
 
     /// Plans the move from the installed (or given) manifest, without changing anything.
     static func plan(root: String, from: Manifest, fromBytes: Int, to: Manifest, toBytes: Int,
@@ -90,14 +97,16 @@ final class InPlaceApplier {
         let start = Date()
         tree = try RootedTree(root: root)
         let targetHash = Blake2b.hash(targetBytes).hex
-        try checkStateDirectory()
-        let lock = try lockStateDirectory()
+        stateFD = try state.open(in: tree, create: true)!
+        let lock = try Sys.lockExclusively(in: stateFD, StateDirectory.lockName, display: "\(state.directory)/\(StateDirectory.lockName)",
+                                           busy: "\(root): another updatinator apply is changing this tree (it holds \(state.directory)/lock)")
         defer { Sys.close(lock) }
-        let journal = try ApplyJournal.read(state.journal)
+        applyFD = try state.open(StateDirectory.applyDirectory, in: tree, create: false) ?? -1
+        let journal = applyFD < 0 ? nil : try ApplyJournal.read(in: applyFD, display: state.journal)
         if let journal, journal.to != targetHash {
             throw UpdError(.usage, "\(state.journal): an apply to another manifest (\(journal.to.prefix(16))…) is in progress; finish it first")
         }
-        let installed = try Sys.lstatIfExists(state.installedManifest) != nil ? try Sys.readFile(state.installedManifest) : nil
+        let installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest)
 
         if installed == targetBytes {
             // A run killed after the switch may have left its state behind.
@@ -107,7 +116,9 @@ final class InPlaceApplier {
         }
         let old: (manifest: Manifest, bytes: [UInt8])
         if let journal {
-            let bytes = try Sys.readFile(state.fromManifest)
+            guard let bytes = try Sys.readFileIfExists(in: applyFD, StateDirectory.fromName, display: state.fromManifest) else {
+                throw UpdError(.corrupt, "\(state.fromManifest): missing, though the journal records an apply in progress")
+            }
             guard Blake2b.hash(bytes).hex == journal.from else {
                 throw UpdError(.corrupt, "\(state.fromManifest): does not match the journal")
             }
@@ -121,13 +132,15 @@ final class InPlaceApplier {
             throw UpdError(.usage, "\(root) has no installed manifest (\(state.installedManifest)); give the manifest it matches with --from")
         }
 
+        oldGroups = InodeGroups(old.manifest)
         contentSizes = old.manifest.contents.mapValues(\.size).merging(target.contents.mapValues(\.size)) { a, _ in a }
         // A resumed apply plans with the delta index the first run saved.
         if journal != nil {
-            deltaIndex = try Sys.lstatIfExists(state.deltaIndex) == nil ? nil
-                : try DeltaIndex.parse(Sys.readFile(state.deltaIndex, limit: DeltaIndex.maxBytes), source: state.deltaIndex)
+            deltaIndex = try Sys.readFileIfExists(in: applyFD, StateDirectory.deltasName, display: state.deltaIndex, limit: DeltaIndex.maxBytes)
+                .map { try DeltaIndex.parse($0, source: state.deltaIndex) }
         }
-        let batches = journal != nil ? try Sys.lstatIfExists(state.batchMarker) != nil : sources.batchServer != nil && fetcher != nil
+        let batches = journal != nil ? try RootedTree.status(applyFD, Array(StateDirectory.batchesName.utf8), display: state.batchMarker) != nil
+            : sources.batchServer != nil && fetcher != nil
         if fetcher == nil || batches { deltaIndex = nil }
         func makePlan(window: UInt64?) throws -> ApplyPlan {
             try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target, toBytes: targetBytes.count,
@@ -163,19 +176,29 @@ final class InPlaceApplier {
             }
             journalRecord.done = journal.done
         } else {
-            try Sys.mkdirs(state.apply, mode: 0o700)
-            try Sys.writeFileAtomically(state.fromManifest, old.bytes)
-            try Sys.writeFileAtomically(state.targetManifest, targetBytes)
-            if let deltaIndex { try Sys.writeFileAtomically(state.deltaIndex, deltaIndex.encoded()) }
-            if batches { try Sys.writeFileAtomically(state.batchMarker, []) }
-            try journalRecord.write(state.journal)
+            // The tree must still be the old image where the apply keeps what is there.
+            try checkKeptEntries(old: old.manifest, steps: plan.steps)
         }
-        try Sys.mkdirs(state.work, mode: 0o700)
-        workFD = try Sys.open(state.work, O_RDONLY | O_DIRECTORY)
+        // Every directory of the apply's state is checked (or made) before anything is written there.
+        if applyFD < 0 { applyFD = try state.open(StateDirectory.applyDirectory, in: tree, create: true)! }
+        workFD = try state.open(StateDirectory.workDirectory, in: tree, create: true)!
+        let (requests, lastUse) = plan.downloads(from: journalRecord.done)
+        if fetcher != nil && !requests.isEmpty {
+            // The download streams write below this path.
+            Sys.close(try state.open(StateDirectory.downloadsDirectory, in: tree, create: true)!)
+        }
+        if journal == nil {
+            try Sys.writeFileAtomically(in: applyFD, StateDirectory.fromName, display: state.fromManifest, old.bytes)
+            try Sys.writeFileAtomically(in: applyFD, StateDirectory.targetName, display: state.targetManifest, targetBytes)
+            if let deltaIndex {
+                try Sys.writeFileAtomically(in: applyFD, StateDirectory.deltasName, display: state.deltaIndex, deltaIndex.encoded())
+            }
+            if batches { try Sys.writeFileAtomically(in: applyFD, StateDirectory.batchesName, display: state.batchMarker, []) }
+            try journalRecord.write(in: applyFD, display: state.journal)
+        }
         observe()
 
         if journal != nil { removeLeftoverTemporaries(plan.steps[journalRecord.done...]) }
-        let (requests, lastUse) = plan.downloads(from: journalRecord.done)
         report.deltas = requests.filter { $0.delta != nil }.count
         progress.totalSteps = plan.steps.count
         if let fetcher, !requests.isEmpty {
@@ -199,7 +222,7 @@ final class InPlaceApplier {
                 try syncFilesystem()
                 operation()
                 journalRecord.done = index + 1
-                try journalRecord.write(state.journal)
+                try journalRecord.write(in: applyFD, display: state.journal)
                 operation()
             } else {
                 try execute(step)
@@ -212,6 +235,7 @@ final class InPlaceApplier {
         }
         progress.stepsDone = plan.steps.count
         try reportProgress(final: true)
+        try checkResult()
         try finish()
         report.seconds = Date().timeIntervalSince(start)
         report.operations = operations
@@ -241,26 +265,71 @@ final class InPlaceApplier {
         try onProgress(progress)
     }
 
-    /// Refuses a state directory that is not a real directory of its own (a planted symlink).
-    private func checkStateDirectory() throws {
-        guard let st = try Sys.lstatIfExists(state.directory) else { return }
-        guard st.st_mode & S_IFMT == S_IFDIR, st.st_uid == geteuid() else {
-            throw UpdError(.corrupt, "\(state.directory): not a directory owned by this user; refusing to use it")
+    /// Refuses, before anything changes, a tree that is not the old image where the apply keeps
+    /// what is there: a path to which both images give one type must have it (a fifo planted
+    /// where a file stays is `.unsafe`), and a file whose metadata changes in place must have
+    /// no link that the manifests do not account for (`links(of:)`). Kept paths are otherwise
+    /// never written, so apply would leave such a thing in place, or change an outside file's
+    /// metadata through a planted hardlink.
+    private func checkKeptEntries(old: Manifest, steps: [ApplyStep]) throws {
+        let dirs = DirectoryCursor(tree)
+        for e in target.entries where !e.path.isRoot {
+            guard let o = old.entry(at: e.path), RootedTree.fileType(of: o.kind) == RootedTree.fileType(of: e.kind) else { continue }
+            let display = tree.display(e.path)
+            guard let dir = try dirs.directory(e.path.parent), let st = try RootedTree.status(dir, e.path.name, display: display) else {
+                throw UpdError(.corrupt, "\(display): missing, though the installed manifest lists a \(o.kind.typeName) there; nothing was changed",
+                               path: display)
+            }
+            guard st.st_mode & S_IFMT == RootedTree.fileType(of: o.kind) else {
+                let expected = o.kind.letter == "h" ? "file" : o.kind.typeName  // a hardlink is a name of a file
+                throw UpdError(.unsafe, "\(display): is a \(RootedTree.typeName(ofMode: st.st_mode)), not the \(expected) the installed manifest "
+                               + "lists; refusing to follow or keep it, nothing was changed", path: display)
+            }
+        }
+        for case .setMetadata(let e) in steps where e.kind.letter == "f" {
+            try tree.inParent(of: e.path) { fd, name in
+                Sys.close(try tree.openEntry(fd, name, expecting: e.kind, links: links(of: e), display: tree.display(e.path)))
+            }
         }
     }
 
-    /// Takes the tree's lock (`.updatinator/lock`, held until the descriptor is closed), failing
-    /// at once when another apply holds it: two applies must never interleave their steps.
-    private func lockStateDirectory() throws -> Int32 {
-        try Sys.mkdirs(state.directory, mode: 0o700)
-        return try Sys.lockExclusively(state.directory + "/lock",
-                                       busy: "\(root): another updatinator apply is changing this tree (it holds \(state.directory)/lock)")
+    /// How many links the entry `e` may have, given its status: nil for a directory, 1 for a
+    /// symlink, device or fifo, and for a regular file the names of its inode that the manifests
+    /// account for, each counted when it is that inode now: the names the old and the new image
+    /// give it, and the work area's copy.
+    private func links(of e: ManifestEntry) -> ((stat) throws -> Int)? {
+        guard case .file(_, let hash, _) = e.kind else { return e.kind == .directory ? nil : { _ in 1 } }
+        return { [self] st in
+            let names = Set((newGroups.group(at: e.path)?.paths ?? [e.path]) + (oldGroups?.group(at: e.path)?.paths ?? []))
+            let dirs = DirectoryCursor(tree)
+            var count = 0
+            func isSame(_ other: stat?) -> Bool { other.map { $0.st_dev == st.st_dev && $0.st_ino == st.st_ino } ?? false }
+            for name in names.sorted() {
+                guard let dir = try dirs.directory(name.parent) else { continue }
+                if isSame(try RootedTree.status(dir, name.name, display: tree.display(name))) { count += 1 }
+            }
+            if workFD >= 0, isSame(try RootedTree.status(workFD, Array(hash.hex.utf8), display: "\(state.work)/\(hash.hex)")) { count += 1 }
+            return count
+        }
+    }
+
+    /// Refuses to make the target the installed manifest unless the tree matches it as `fsck`
+    /// checks it (`TreeChecker`): every entry, its type, metadata, links and content.
+    private func checkResult() throws {
+        let findings = try TreeChecker(manifest: target).checkTree(root: root)
+        guard findings.isEmpty else {
+            throw UpdError(.corrupt, "\(root) does not match \(target.image) \(target.version) after the apply: "
+                + findings.prefix(3).map(\.description).joined(separator: "; ") + (findings.count > 3 ? " (and \(findings.count - 3) more)" : ""),
+                           path: root)
+        }
     }
 
     /// Makes the target the installed manifest, then removes the apply's state.
     private func finish() throws {
-        try Sys.rename(state.targetManifest, state.installedManifest)
-        try Sys.fsyncDirectory(state.directory)
+        if renameat(applyFD, StateDirectory.targetName, stateFD, StateDirectory.installedName) != 0 {
+            throw UpdError.system("rename", "\(state.targetManifest) -> \(state.installedManifest)")
+        }
+        try Sys.fsync(stateFD, path: state.directory)
         operation()
         try removeApplyState()
     }
@@ -268,16 +337,13 @@ final class InPlaceApplier {
     /// Removes the journal (first, so that a crash cannot leave a journal without its files),
     /// then the rest of the apply's state.
     private func removeApplyState() throws {
-        guard (try Sys.lstatIfExists(state.apply)) != nil else { return }
-        Sys.unlink(state.journal)
-        try Sys.fsyncDirectory(state.apply)
+        guard applyFD >= 0 else { return }
+        _ = unlinkat(applyFD, StateDirectory.journalName, 0)
+        try Sys.fsync(applyFD, path: state.apply)
         operation()
-        if workFD >= 0 { Sys.close(workFD); workFD = -1 }
-        do {
-            try FileManager.default.removeItem(atPath: state.apply)
-        } catch {
-            throw UpdError(.io, "\(state.apply): cannot remove the finished apply's state: \(error.localizedDescription)")
-        }
+        for fd in [workFD, applyFD] where fd >= 0 { Sys.close(fd) }
+        (workFD, applyFD) = (-1, -1)
+        try tree.removeTree(stateFD, Array(StateDirectory.applyDirectory[0].utf8), display: state.apply)
     }
 
     /// Counts one filesystem operation, samples disk use, and honours the test kill switch.
@@ -350,13 +416,13 @@ final class InPlaceApplier {
             try tree.inParent(of: e.path) { fd, name in
                 _ = tree.withName(temporary) { unlinkat(fd, $0, 0) }
                 let display = tree.display(e.path)
-                try RootedTree.makeSpecial(e, in: fd, named: temporary, display: display)
+                try tree.makeSpecial(e, in: fd, named: temporary, display: display)
                 try rename(fd, temporary, name, display: display)
             }
             operation()
         case .setMetadata(let e):
             try tree.inParent(of: e.path) { fd, name in
-                try RootedTree.setMetadata(fd, name, e.metadata, isSymlink: e.kind.letter == "l", display: tree.display(e.path))
+                try tree.setMetadata(fd, name, expecting: e.kind, links: links(of: e), e.metadata, display: tree.display(e.path))
             }
             operation()
         case .release(let hash):
@@ -365,10 +431,10 @@ final class InPlaceApplier {
         case .finishDirectories:
             for e in target.entries.reversed() where e.kind == .directory {
                 if e.path.isRoot {
-                    try RootedTree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], e.metadata, isSymlink: false, display: root)
+                    try tree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], expecting: .directory, links: nil, e.metadata, display: root)
                 } else {
                     try tree.inParent(of: e.path) { fd, name in
-                        try RootedTree.setMetadata(fd, name, e.metadata, isSymlink: false, display: tree.display(e.path))
+                        try tree.setMetadata(fd, name, expecting: .directory, links: nil, e.metadata, display: tree.display(e.path))
                     }
                 }
             }
@@ -399,7 +465,11 @@ final class InPlaceApplier {
                 if !renamed { _ = tree.withName(temporary) { unlinkat(dir, $0, 0) } }
             }
             operation()
-            if size > 0 { try copyContent(hash, size: size, into: fd, display: display) }
+            if size > 0 {
+                try copyContent(hash, size: size, into: fd, display: display)
+            } else {
+                try VerifiedContent.requireEmpty(hash, display: display)
+            }
             report.bytesWritten += size
             try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
             operation()

@@ -150,8 +150,9 @@ private struct Parser {
         guard f[2].count == 4, let mode = octal(f[2]) else {
             throw fail("mode", "expected 4 octal digits, got '\(text(f[2]))'")
         }
-        guard let uid = decimal(f[3], max: UInt64(UInt32.max)) else { throw fail("uid", "not a 32-bit decimal number") }
-        guard let gid = decimal(f[4], max: UInt64(UInt32.max)) else { throw fail("gid", "not a 32-bit decimal number") }
+        // 4294967295 is (uid_t)-1, which chown reads as "leave unchanged": the owner would be whatever was there.
+        guard let uid = decimal(f[3], max: UInt64(UInt32.max - 1)) else { throw fail("uid", "not a decimal number below 4294967295") }
+        guard let gid = decimal(f[4], max: UInt64(UInt32.max - 1)) else { throw fail("gid", "not a decimal number below 4294967295") }
         let mtime = try parseTimestamp(f[5])
         var next = 6
         func take(_ name: String) throws -> ArraySlice<UInt8> {
@@ -169,6 +170,10 @@ private struct Parser {
             }
             guard let hash = ContentHash(hexBytes: try take("hash")) else {
                 throw fail("hash", "expected 64 lowercase hexadecimal digits")
+            }
+            // An empty file is written without reading any content, so nothing else would check its hash.
+            guard size > 0 || hash == ContentHash.empty else {
+                throw fail("hash", "a file of size 0 must have the hash of no bytes (\(ContentHash.empty.hex))")
             }
             // zlib never expands data by more than a few bytes per 16 KiB block.
             let bound = size + size / 1024 + 64

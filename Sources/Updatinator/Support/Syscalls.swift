@@ -82,6 +82,11 @@ enum Sys {
         _ = Glibc.unlink(path)
     }
 
+    /// The last component of a path.
+    static func fileName(of path: String) -> String {
+        path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+    }
+
     static func parentDirectory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         if slash == path.startIndex { return "/" }
@@ -92,23 +97,7 @@ enum Sys {
     /// component is followed only with `followSymlink` (see `openRegularFile`).
     static func readFile(_ path: String, limit: Int = 1 << 30, followSymlink: Bool = false) throws -> [UInt8] {
         let file = try openRegularFile(path, followSymlink: followSymlink)
-        let fd = file.rawValue
-        let st = try fstat(fd, path: path)
-        if Int(st.st_size) > limit {
-            throw UpdError(.corrupt, "\(path): \(st.st_size) bytes is larger than the limit of \(limit)", path: path)
-        }
-        var result = [UInt8]()
-        result.reserveCapacity(Int(st.st_size))
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = try chunk.withUnsafeMutableBytes { try read(fd, $0.baseAddress!, $0.count, path: path) }
-            if n == 0 { break }
-            result.append(contentsOf: chunk[0..<n])
-            if result.count > limit {
-                throw UpdError(.corrupt, "\(path): larger than the limit of \(limit) bytes", path: path)
-            }
-        }
-        return result
+        return try readAll(file.rawValue, path: path, limit: limit)
     }
 
     // MARK: Opening without blocking or following
@@ -137,14 +126,21 @@ enum Sys {
     /// `flags` adds to `O_RDONLY` (or gives `O_WRONLY`, `O_CREAT`, `O_APPEND`...).
     static func openRegularFile(in directory: FileDescriptor, _ name: String, flags: Int32 = O_RDONLY, mode: mode_t = 0,
                                 display: String) throws -> FileDescriptor {
+        try openRegularFile(inDirectory: directory.rawValue, name, flags: flags, mode: mode, display: display)
+    }
+
+    /// `openRegularFile(in:)` for a directory descriptor the caller owns.
+    static func openRegularFile(inDirectory dirFD: Int32, _ name: String, flags: Int32 = O_RDONLY, mode: mode_t = 0,
+                                display: String) throws -> FileDescriptor {
         try checkName(name, display: display)
         let writing = flags & O_ACCMODE != O_RDONLY
         while true {
-            let fd = openat(directory.rawValue, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
+            let fd = openat(dirFD, name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode)
             if fd >= 0 { return try requireRegularFile(FileDescriptor(owning: fd), display: display, writing: writing) }
             let err = errno
             if err == EINTR { continue }
-            if err == ELOOP || err == ENXIO, let st = try? status(in: directory, name, display: display) {
+            var st = stat()
+            if err == ELOOP || err == ENXIO, fstatat(dirFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0 {
                 throw notRegular(st.st_mode, display: display, writing: writing)
             }
             throw UpdError.system("open", display, errno: err)
@@ -239,31 +235,13 @@ enum Sys {
     /// Opens (creating) the lock file at `path` and takes its exclusive lock, held until the
     /// descriptor is closed; fails at once, with `busy` as the message, when another holds it.
     static func lockExclusively(_ path: String, busy: String) throws -> Int32 {
-        let fd = try open(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0o600)
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            throw UpdError(.busy, busy, path: path)
-        }
-        return fd
+        let directory = try openDirectory(parentDirectory(of: path))
+        return try lockExclusively(in: directory.rawValue, fileName(of: path), display: path, busy: busy)
     }
 
     /// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync of the directory.
     static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
-        let directory = parentDirectory(of: path)
-        let temporary = "\(directory)/.tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let file = FileDescriptor(owning: try open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode))
-        do {
-            try bytes.withUnsafeBytes { try writeAll(file.rawValue, $0, path: temporary) }
-            if fchmod(file.rawValue, mode) != 0 { throw UpdError.system("fchmod", temporary) }
-            try fsync(file.rawValue, path: temporary)
-            file.close()
-            try rename(temporary, path)
-        } catch {
-            // Once closed, the number may already be another thread's: `close` does nothing twice.
-            file.close()
-            unlink(temporary)
-            throw error
-        }
-        try fsyncDirectory(directory)
+        let directory = try openDirectory(parentDirectory(of: path))
+        try writeFileAtomically(in: directory.rawValue, fileName(of: path), display: path, bytes, mode: mode)
     }
 }

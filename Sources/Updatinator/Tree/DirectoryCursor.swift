@@ -2,8 +2,8 @@ import Glibc
 
 /// Open directories of a tree along the path last asked for, for walking a manifest in its
 /// sorted order: asking for a directory reuses the open ancestors and opens only the rest,
-/// each with `openat(O_NOFOLLOW | O_DIRECTORY)` and refusing another filesystem, as
-/// `RootedTree` does, instead of resolving every path from the root.
+/// each with `RootedTree.openChildDirectory` (no symlink followed, no other mount entered),
+/// instead of resolving every path from the root.
 final class DirectoryCursor {
     let tree: RootedTree
     private var open: [(path: ManifestPath, fd: Int32)] = []
@@ -31,18 +31,7 @@ final class DirectoryCursor {
             let rest = path.bytes[(top.path.isRoot ? 1 : top.path.bytes.count + 1)...]
             let component = Array(rest.prefix { $0 != UInt8(ascii: "/") })
             let next = top.path.appending(component)
-            let fd = tree.withName(component) { openat(top.fd, $0, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-            guard fd >= 0 else {
-                if errno == ENOENT { return nil }
-                if errno == ELOOP || errno == ENOTDIR {
-                    throw UpdError(.corrupt, "\(tree.display(next)): not a directory (a symlink or file is in the way); refusing to follow it")
-                }
-                throw UpdError.system("openat", tree.display(next))
-            }
-            guard try Sys.fstat(fd, path: tree.display(next)).st_dev == tree.device else {
-                Sys.close(fd)
-                throw UpdError(.usage, "\(tree.display(next)): is on another filesystem than the root; a tree must be one filesystem")
-            }
+            guard let fd = try tree.openChildDirectory(top.fd, component, display: tree.display(next)) else { return nil }
             open.append((next, fd))
         }
         return open.last!.fd

@@ -72,6 +72,10 @@ public struct TreeScanner {
         var resultIndex = 0
         var metadataByPath = [ManifestPath: Metadata]()
         for (i, item) in items.enumerated() {
+            // The manifest parser refuses (uid_t)-1, which chown reads as "leave unchanged".
+            guard item.st.st_uid != uid_t.max, item.st.st_gid != gid_t.max else {
+                throw UpdError(.usage, "\(fs.display(item.path)): an owner or group of 4294967295 cannot be part of an image")
+            }
             let metadata = Metadata(mode: UInt32(item.st.st_mode & 0o7777), uid: item.st.st_uid, gid: item.st.st_gid,
                                     mtime: Timestamp(seconds: Int64(item.st.st_mtim.tv_sec),
                                                      nanoseconds: UInt32(item.st.st_mtim.tv_nsec)),

@@ -24,4 +24,13 @@ enum VerifiedContent {
         }
         return total == size && hasher.finalize() == hash
     }
+
+    /// Refuses (`.corrupt`) an empty content whose hash is not the hash of no bytes: there is
+    /// nothing to verify while writing it, so its hash is checked here.
+    static func requireEmpty(_ hash: ContentHash, display: String) throws {
+        guard hash == ContentHash.empty else {
+            throw UpdError(.corrupt, "\(display): the manifest gives an empty file the hash \(hash.hex), which is not the hash of no bytes",
+                           path: display)
+        }
+    }
 }
