@@ -104,6 +104,12 @@ final class Deployer {
         var usedInodes = Set<[UInt64]>()
         let dirs = DirectoryCursor(tree)
         let currentDirs = current.map { DirectoryCursor($0.tree) }
+        // The current deployment's copy of a content, by its first path there.
+        let chain = ContentChain(local: { hash, size, sink in
+            guard let currentDirs, let path = currentPaths[hash] else { return .absent }
+            return try Self.read(from: currentDirs, path, hash: hash, size: size, sink: sink)
+        }, localSizes: current?.manifest.contents.mapValues(\.size) ?? [:], downloads: downloads,
+           blobDirectories: sources.blobDirectories + [sysroot.blobCache], whileWaiting: {})
         for (index, e) in target.entries.enumerated() {
             let display = tree.display(e.path)
             switch e.kind {
@@ -118,23 +124,7 @@ final class Deployer {
                     report.filesLinked += 1
                     report.bytesLinked += size
                 } else {
-                    try write(e, into: dirs) { fd in
-                        guard size > 0 else { return try VerifiedContent.requireEmpty(hash, display: display) }
-                        if let currentDirs, let path = currentPaths[hash], try copy(from: currentDirs, path, hash: hash, size: size, into: fd, display: display) {
-                            return
-                        }
-                        if let downloads, downloads.isExpected(hash) {
-                            try downloads.write(hash, into: fd, display: display, base: { base in
-                                guard let currentDirs, let path = currentPaths[base], case .file(let baseSize, _, _)? = currentEntries[path]?.kind else { return nil }
-                                var bytes = [UInt8]()
-                                return try read(from: currentDirs, path, hash: base, size: baseSize) { bytes += $0 } ? bytes : nil
-                            }, whileWaiting: {})
-                        } else if let blob = try BlobSource.find(hash, in: sources.blobDirectories + [sysroot.blobCache]) {
-                            try BlobStore.read(blobAt: blob, hash: hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
-                        } else {
-                            throw UpdError(.corrupt, "\(display): no intact source for content \(hash.hex)")
-                        }
-                    }
+                    try write(e, into: dirs) { fd in try chain.write(hash, size: size, into: fd, display: display) }
                     report.filesWritten += 1
                     report.bytesWritten += size
                 }
@@ -151,14 +141,7 @@ final class Deployer {
             }
             operation()
         }
-        for e in target.entries.reversed() where e.kind == .directory {
-            if e.path.isRoot {
-                try tree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], expecting: .directory, links: nil, e.metadata, display: building)
-            } else {
-                let (fd, n) = try dirs.parent(of: e.path)
-                try tree.setMetadata(fd, n, expecting: .directory, links: nil, e.metadata, display: tree.display(e.path))
-            }
-        }
+        try tree.finishDirectories(of: target)
         operation()
         if CLinux_syncfs(tree.rootFD) != 0 { throw UpdError.system("syncfs", building) }
         let findings = try TreeChecker(manifest: target).checkTree(root: building)
@@ -229,24 +212,14 @@ final class Deployer {
         try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
     }
 
-    /// Streams a content from the current deployment to `sink`; whether it was intact there.
-    private func read(from dirs: DirectoryCursor, _ path: ManifestPath, hash: ContentHash, size: UInt64,
-                      sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+    /// Streams a content from the current deployment to `sink`, reading no more than its size.
+    private static func read(from dirs: DirectoryCursor, _ path: ManifestPath, hash: ContentHash, size: UInt64,
+                      sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ContentChain.LocalCopy {
         let current = dirs.tree
-        guard let dir = (try? dirs.directory(path.parent)) ?? nil else { return false }
+        guard let dir = (try? dirs.directory(path.parent)) ?? nil else { return .damaged }
         let source = current.withName(path.name) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
-        guard source >= 0 else { return false }
+        guard source >= 0 else { return .damaged }
         defer { Sys.close(source) }
-        return try VerifiedContent.read(source, size: size, hash: hash, display: current.display(path), sink: sink)
-    }
-
-    /// Copies a content from the current deployment, verifying its hash; false (and the file
-    /// emptied) when the copy there does not match.
-    private func copy(from dirs: DirectoryCursor, _ path: ManifestPath, hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws -> Bool {
-        if try read(from: dirs, path, hash: hash, size: size, sink: { try Sys.writeAll(fd, $0, path: display) }) {
-            return true
-        }
-        guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
-        return false
+        return try VerifiedContent.read(source, size: size, hash: hash, display: current.display(path), sink: sink) ? .copied : .damaged
     }
 }

@@ -429,15 +429,7 @@ final class InPlaceApplier {
             _ = tree.withName(Array(hash.hex.utf8)) { unlinkat(workFD, $0, 0) }
             operation()
         case .finishDirectories:
-            for e in target.entries.reversed() where e.kind == .directory {
-                if e.path.isRoot {
-                    try tree.setMetadata(tree.rootFD, [UInt8(ascii: ".")], expecting: .directory, links: nil, e.metadata, display: root)
-                } else {
-                    try tree.inParent(of: e.path) { fd, name in
-                        try tree.setMetadata(fd, name, expecting: .directory, links: nil, e.metadata, display: tree.display(e.path))
-                    }
-                }
-            }
+            try tree.finishDirectories(of: target)
             operation()
         case .checkpoint:
             break
@@ -465,11 +457,7 @@ final class InPlaceApplier {
                 if !renamed { _ = tree.withName(temporary) { unlinkat(dir, $0, 0) } }
             }
             operation()
-            if size > 0 {
-                try copyContent(hash, size: size, into: fd, display: display)
-            } else {
-                try VerifiedContent.requireEmpty(hash, display: display)
-            }
+            try contentChain.write(hash, size: size, into: fd, display: display)
             report.bytesWritten += size
             try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
             operation()
@@ -481,51 +469,24 @@ final class InPlaceApplier {
 
     /// Whether the work area's copy of a content is a regular file of the right size and hash.
     private func preservedCopyIsIntact(_ hash: ContentHash, size: UInt64) throws -> Bool {
-        try readPreserved(hash, size: size) { _ in }
+        try readPreserved(hash, size: size) { _ in } == .copied
     }
 
-    /// Streams the work area's copy of a content to `sink`, reading no more than its size; returns
-    /// false when there is no copy, or it is not a regular file of that size and hash.
-    private func readPreserved(_ hash: ContentHash, size: UInt64, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+    /// Streams the work area's copy of a content to `sink`, reading no more than its size.
+    private func readPreserved(_ hash: ContentHash, size: UInt64, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ContentChain.LocalCopy {
+        let name = Array(hash.hex.utf8)
         // O_NONBLOCK: a fifo planted where a file was must not hang the apply.
-        let fd = tree.withName(Array(hash.hex.utf8)) { openat(workFD, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
-        guard fd >= 0 else { return false }
+        let fd = tree.withName(name) { openat(workFD, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        guard fd >= 0 else {
+            return tree.withName(name, { faccessat(workFD, $0, F_OK, AT_SYMLINK_NOFOLLOW) }) == 0 ? .damaged : .absent
+        }
         defer { Sys.close(fd) }
-        return try VerifiedContent.read(fd, size: size, hash: hash, display: "preserved \(hash.hex)", sink: sink)
+        return try VerifiedContent.read(fd, size: size, hash: hash, display: "preserved \(hash.hex)", sink: sink) ? .copied : .damaged
     }
 
-    /// Copies a content into `fd`: from the work area when the old tree had it, else from the
-    /// first blob directory whose blob verifies. A source that fails verification is skipped.
-    private func copyContent(_ hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws {
-        var problems = [String]()
-        if try readPreserved(hash, size: size, sink: { try Sys.writeAll(fd, $0, path: display) }) { return }
-        if tree.withName(Array(hash.hex.utf8), { faccessat(workFD, $0, F_OK, AT_SYMLINK_NOFOLLOW) }) == 0 {
-            problems.append("the old tree's copy does not match its manifest")
-            try restart(fd, display: display)
-        }
-        if let downloads, downloads.isExpected(hash) {
-            try downloads.write(hash, into: fd, display: display, base: { base in
-                var bytes = [UInt8]()
-                return try self.readPreserved(base, size: self.contentSizes[base] ?? 0) { bytes += $0 } ? bytes : nil
-            }, whileWaiting: { try self.reportProgress() })
-            return
-        }
-        for directory in blobDirectories {
-            let store = BlobStore(directory: directory)
-            guard (try Sys.lstatIfExists(store.path(for: hash))) != nil else { continue }
-            do {
-                try store.read(hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
-                return
-            } catch let e as UpdError where e.code == .corrupt {
-                problems.append(e.message)
-                try restart(fd, display: display)
-            }
-        }
-        throw UpdError(.corrupt, "\(display): no intact source for content \(hash.hex)"
-            + (problems.isEmpty ? "" : " (" + problems.joined(separator: "; ") + ")"))
-    }
-
-    private func restart(_ fd: Int32, display: String) throws {
-        guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
+    /// The sources of the files this apply writes: the work area, the downloads, the blob directories.
+    private var contentChain: ContentChain {
+        ContentChain(local: { [unowned self] in try readPreserved($0, size: $1, sink: $2) }, localSizes: contentSizes,
+                     downloads: downloads, blobDirectories: blobDirectories, whileWaiting: { [unowned self] in try reportProgress() })
     }
 }

@@ -13,12 +13,21 @@ public struct ApplyReport: Sendable, Encodable {
     /// Filesystem operations this run made (the unit of `FaultInjection`).
     public var operations = 0
     /// What this run downloaded.
-    public var download = FetchReport()
+    public var blobsDownloaded = 0
+    public var bytesDownloaded: UInt64 = 0
+    public var downloadRetries = 0
+    public var downloadFailovers = 0
     /// Contents planned to come as deltas.
     public var deltas = 0
     /// Downloads that came another way than planned (a delta as its blob, a refused batch or an
     /// unusable pack blob by blob), and why.
     public var fallbacks = [String]()
+
+    /// The download's figures, as the fetcher reports them.
+    public var download: FetchReport {
+        get { FetchReport(blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) }
+        set { (blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) = (newValue.blobs, newValue.bytes, newValue.retries, newValue.failovers) }
+    }
 
     enum CodingKeys: String, CodingKey {
         case image, version, alreadyCurrent = "already_current", resumed, bytesWritten = "bytes_written"
@@ -26,26 +35,6 @@ public struct ApplyReport: Sendable, Encodable {
         case observedPeakExtraDisk = "observed_peak_extra_disk", seconds, operations, deltas, fallbacks
         case blobsDownloaded = "blobs_downloaded", bytesDownloaded = "bytes_downloaded"
         case downloadRetries = "download_retries", downloadFailovers = "download_failovers"
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(image, forKey: .image)
-        try c.encode(version, forKey: .version)
-        try c.encode(alreadyCurrent, forKey: .alreadyCurrent)
-        try c.encode(resumed, forKey: .resumed)
-        try c.encode(bytesWritten, forKey: .bytesWritten)
-        try c.encode(bytesReused, forKey: .bytesReused)
-        try c.encode(plannedPeakExtraDisk, forKey: .plannedPeakExtraDisk)
-        try c.encode(observedPeakExtraDisk, forKey: .observedPeakExtraDisk)
-        try c.encode(seconds, forKey: .seconds)
-        try c.encode(operations, forKey: .operations)
-        try c.encode(deltas, forKey: .deltas)
-        try c.encode(fallbacks, forKey: .fallbacks)
-        try c.encode(download.blobs, forKey: .blobsDownloaded)
-        try c.encode(download.bytes, forKey: .bytesDownloaded)
-        try c.encode(download.retries, forKey: .downloadRetries)
-        try c.encode(download.failovers, forKey: .downloadFailovers)
     }
 }
 
@@ -59,31 +48,26 @@ public struct DeployReport: Sendable, Encodable {
     public var bytesLinked: UInt64 = 0
     public var filesWritten = 0
     public var bytesWritten: UInt64 = 0
-    public var download = FetchReport()
+    public var blobsDownloaded = 0
+    public var bytesDownloaded: UInt64 = 0
+    public var downloadRetries = 0
+    public var downloadFailovers = 0
     /// Contents downloaded as deltas, and those that came as their full blob instead (and why).
     public var deltas = 0
     public var fallbacks = [String]()
     public var seconds = 0.0
 
+    /// The download's figures, as the fetcher reports them.
+    public var download: FetchReport {
+        get { FetchReport(blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) }
+        set { (blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) = (newValue.blobs, newValue.bytes, newValue.retries, newValue.failovers) }
+    }
+
     enum CodingKeys: String, CodingKey {
         case name, alreadyCurrent = "already_current", filesLinked = "files_linked", bytesLinked = "bytes_linked"
         case filesWritten = "files_written", bytesWritten = "bytes_written", deltas, fallbacks, seconds
         case blobsDownloaded = "blobs_downloaded", bytesDownloaded = "bytes_downloaded"
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(alreadyCurrent, forKey: .alreadyCurrent)
-        try c.encode(filesLinked, forKey: .filesLinked)
-        try c.encode(bytesLinked, forKey: .bytesLinked)
-        try c.encode(filesWritten, forKey: .filesWritten)
-        try c.encode(bytesWritten, forKey: .bytesWritten)
-        try c.encode(deltas, forKey: .deltas)
-        try c.encode(fallbacks, forKey: .fallbacks)
-        try c.encode(seconds, forKey: .seconds)
-        try c.encode(download.blobs, forKey: .blobsDownloaded)
-        try c.encode(download.bytes, forKey: .bytesDownloaded)
+        case downloadRetries = "download_retries", downloadFailovers = "download_failovers"
     }
 }
 
@@ -150,5 +134,13 @@ public struct PlanSummary: Sendable, Encodable {
         let c = plan.changes
         changes = Changes(created: c.created, replaced: c.replaced, removed: c.removed, reowned: c.reowned,
                           remoded: c.remoded, retimed: c.retimed, xattrsChanged: c.xattrsChanged)
+    }
+}
+
+extension FetchReport {
+    /// A report's download figures (without their time, which the operation's own time includes).
+    init(_ blobs: Int, _ bytes: UInt64, _ retries: Int, _ failovers: Int) {
+        self.init()
+        (self.blobs, self.bytes, self.retries, self.failovers) = (blobs, bytes, retries, failovers)
     }
 }
