@@ -289,9 +289,10 @@ import Testing
         let target = Manifest(image: "hostile", version: "1", entries: [
             try dir("/"), ManifestEntry(path: try ManifestPath("/e"), kind: .file(size: 0, hash: hash, blobSize: blobSize), metadata: meta)])
         let empty = Manifest(image: "hostile", version: "0", entries: [try dir("/")])
-        let applier = InPlaceApplier(root: root, target: target, targetBytes: ManifestWriter.write(target))
+        let sources = try ResolvedSources(ContentSources(blobDirectories: [blobs]), target: target, observer: UpdateObserver())
+        let applier = InPlaceApplier(root: root, target: VerifiedManifest(manifest: target, bytes: ManifestWriter.write(target), signers: []),
+                                     sources: sources, faults: .none)
         applier.from = (empty, ManifestWriter.write(empty))
-        applier.blobDirectories = [blobs]
         let error = #expect(throws: UpdError.self) { _ = try applier.run() }
         #expect(error?.code == .corrupt)
         #expect(error?.message.contains("which is not the hash of no bytes") == true, "\(String(describing: error))")

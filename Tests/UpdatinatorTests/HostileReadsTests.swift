@@ -8,8 +8,10 @@ import Testing
 /// write or a served file outside its directory, links that would switch to a tree outside the
 /// sysroot. Every command runs with a deadline, so a regression fails instead of hanging.
 @Suite struct HostileReadsTests {
-    let samples = SampleImages.shared
+    let samples: SampleImages
     let tmp = TemporaryDirectory("hostile-reads")
+
+    init() throws { samples = try SampleImages.shared }
 
     /// Runs the CLI, killing it (and recording an issue) when it has not ended within `seconds`.
     func run(_ arguments: [String], seconds: Double = 60, sourceLocation: SourceLocation = #_sourceLocation) throws -> CLI.Result {
