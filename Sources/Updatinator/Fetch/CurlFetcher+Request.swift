@@ -101,9 +101,9 @@ extension CurlFetcher {
 
 extension CurlFetcher {
     /// POSTs a JSON body to `path` below `server` (an http or https URL) and returns the answer,
-    /// whatever its HTTP status. A connection refused, dropped or timed out is retried with
-    /// back-off; one that never succeeds, or an answer over `maxResponseBytes` or slower than
-    /// `deadlineSeconds`, is a `network` error.
+    /// whatever its HTTP status. A refused or dropped connection is retried with back-off; one
+    /// that never succeeds, an answer over `maxResponseBytes`, or none within `deadlineSeconds`
+    /// is a `network` error.
     public func postJSON(_ path: String, to server: String, body: [UInt8], maxResponseBytes: Int = 64 * 1024,
                          deadlineSeconds: Int = 30) throws -> Response {
         try postJSON(path, to: server, body: body, maxResponseBytes: maxResponseBytes, deadlineSeconds: deadlineSeconds, flow: nil)
