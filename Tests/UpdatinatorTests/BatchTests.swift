@@ -42,7 +42,8 @@ import Testing
         for body in encoded {
             group.enter()
             Thread {
-                let status = (try? HTTPClient.postJSON(server + "/v1/batch", body: body, timeoutSeconds: 600).status) ?? 0
+                let status = (try? CurlFetcher(options: FetchOptions(mirrors: [server])).postJSON("v1/batch", to: server, body: body,
+                                                                                                  deadlineSeconds: 600).status) ?? 0
                 statuses.withLock { $0.append(status) }
                 group.leave()
             }.start()

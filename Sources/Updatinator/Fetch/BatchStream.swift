@@ -23,13 +23,18 @@ protocol ContentDownloads: AnyObject {
 /// downloaded only when the groups not yet released and it fit in the window (or nothing is
 /// held), and deleted once its last content is released. A group the server refuses (an old
 /// server, a policy that turns batches off, a busy server, a batch not smaller than the
-/// contents' own downloads), or a mirror that ignores Range requests, is downloaded blob by
-/// blob instead; a content that fails its hash is downloaded again on its own.
+/// contents' own downloads), or a pack no mirror serves by ranges, is downloaded blob by
+/// blob instead; a content that fails its hash is downloaded again on its own. Every request —
+/// the batch POST and download, the pack's range GETs, blobs one by one and those downloaded
+/// again — goes through the operation's fetcher, with its retries, failover, demotions, rate
+/// limit and byte caps.
 final class BatchStream: ContentDownloads, @unchecked Sendable {
     enum Source {
         /// A school server's URL: batches, each request naming bases for the server to use.
         case server(String)
-        /// A static mirror's URL and the version's verified pack index.
+        /// The version's pack (at `path` in the repository) and its verified index; `mirror` is an
+        /// http(s) mirror that has it. The range GETs go to every http(s) mirror, in the
+        /// fetcher's order.
         case pack(mirror: String, path: String, index: PackIndex)
     }
 
@@ -47,21 +52,15 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private var packUsable = true
     private let device: String?
     private let mirrors: CurlFetcher
-    /// Downloads batches from the server, and groups blob by blob from the mirrors.
-    private let batchFetcher: CurlFetcher
-    private let itemFetcher: CurlFetcher
     private let store: BlobStore
     private let window: UInt64
     private let baseSizes: [ContentHash: UInt64]
-    private let condition = NSCondition()
-    private var groups: [Group]
     private var groupOf = [ContentHash: (group: Int, item: Int)]()
+    private let downloads: DownloadThread
+    // Under `downloads`' lock.
+    private var groups: [Group]
     private var arrived = 0
     private var held: UInt64 = 0
-    private var ended = false
-    private var cancelled = false
-    private var failure: Error?
-    private var report = FetchReport()
     private var reader: (group: Int, reader: ContentBatchReader)?
     /// The most recent contents of the last batch released: the next batch's history.
     private var history: (group: Int, contents: [ContentBatchReader.Content])?
@@ -73,17 +72,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         self.source = source
         self.device = device
         self.mirrors = mirrors
-        let server: String
-        switch source {
-        case .server(let url): server = url
-        case .pack(let mirror, _, _): server = mirror
-        }
-        var options = FetchOptions(mirrors: [server])
-        options.rateLimit = mirrors.options.rateLimit
-        batchFetcher = try CurlFetcher(options: options)
-        batchFetcher.progress = mirrors.progress
-        itemFetcher = try CurlFetcher(options: mirrors.options)
-        itemFetcher.progress = mirrors.progress
+        downloads = DownloadThread(fetcher: mirrors)
         self.window = window
         self.baseSizes = baseSizes
         store = BlobStore(directory: directory)
@@ -103,19 +92,10 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         for (g, group) in groups.enumerated() {
             for (i, r) in group.requests.enumerated() { groupOf[r.hash] = (g, i) }
         }
-        let thread = Thread { [self] in
-            do {
-                for g in groups.indices { try download(g) }
-            } catch {
-                condition.withLock { failure = error }
-            }
-            condition.withLock {
-                ended = true
-                condition.broadcast()
-            }
+        let count = groups.count
+        downloads.start("batch downloads") { [self] in
+            for g in 0..<count { try download(g) }
         }
-        thread.name = "batch downloads"
-        thread.start()
     }
 
     func isExpected(_ hash: ContentHash) -> Bool { groupOf[hash] != nil }
@@ -125,35 +105,35 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     /// Downloads group `g` once the window allows it.
     private func download(_ g: Int) throws {
         // (`groups` is shared with the applying thread: read and written under the lock.)
-        let (requests, limit) = condition.withLock { (groups[g].requests, groups[g].limit) }
-        try condition.withLock {
-            while held > 0 && held + limit > window && !cancelled { condition.wait() }
-            if cancelled { throw UpdError(.network, "the download was cancelled") }
+        let (requests, limit) = downloads.withLock { (groups[g].requests, groups[g].limit) }
+        try downloads.withLock {
+            guard downloads.waitOnDownloadingSide(until: { held == 0 || held + limit <= window }) else {
+                throw UpdError(.network, "the download was cancelled")
+            }
             held += limit
         }
         var path: String?
         var stored = [BlobRequest]()
-        let after = condition.withLock { contentsBefore(g) }
+        let after = downloads.withLock { contentsBefore(g) }
         switch source {
         case .server(let server):
             do {
                 path = try downloadBatch(requests, after: after, limit: limit, from: server, into: "\(store.directory)/batch-\(g)")
-            } catch let e as UpdError where e.code == .network || e.code == .corrupt {
+            } catch let e as UpdError where (e.code == .network || e.code == .corrupt) && !downloads.isStopping {
                 problems.withLock { $0.append("batch \(g + 1) of \(groups.count) (\(requests.count) contents): \(e.message); downloaded one by one") }
                 // A base named for the server is no delta: the mirrors have the blobs.
                 stored = requests.map(\.withoutDelta)
-                let r = try itemFetcher.fetch(stored, into: store)
-                condition.withLock { report.add(r) }
+                downloads.add(try mirrors.fetch(stored, into: store, flow: downloads.flow))
             }
-        case .pack(let mirror, let pack, let index):
+        case .pack(_, let pack, let index):
             stored = requests
-            try downloadPieces(requests, of: "\(mirror)/\(pack)", index: index)
+            try downloadPieces(requests, of: pack, index: index)
         }
-        condition.withLock {
+        downloads.withLock {
             groups[g].batch = path
             groups[g].stored = stored
             arrived = g + 1
-            condition.broadcast()
+            downloads.broadcast()
         }
     }
 
@@ -161,10 +141,10 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     static let rangesPerRequest = 200
     static let bytesPerRequest: UInt64 = 8 << 20
 
-    /// Downloads the requests' blobs and deltas from the pack at `url`, adjacent pieces as one
+    /// Downloads the requests' blobs and deltas from the pack at `pack`, adjacent pieces as one
     /// range and many ranges per request, into the store; what the pack lacks, or all of it
-    /// once the mirror has ignored a Range request, comes one by one from the mirrors.
-    private func downloadPieces(_ requests: [BlobRequest], of url: String, index: PackIndex) throws {
+    /// once no mirror has served a range request, comes one by one from the mirrors.
+    private func downloadPieces(_ requests: [BlobRequest], of pack: String, index: PackIndex) throws {
         var pieces = [(request: BlobRequest, entry: PackIndex.Entry)]()
         var single = [BlobRequest]()
         for r in requests {
@@ -192,7 +172,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             }
             let asked = ranges[next..<end]
             do {
-                let parts = try HTTPClient.getRanges(url, asked.map { ($0.offset, $0.bytes) }, rateLimit: mirrors.options.rateLimit)
+                let (parts, r) = try mirrors.getRanges(pack, asked.map { CurlFetcher.ByteRange(offset: $0.offset, bytes: $0.bytes) },
+                                                       flow: downloads.flow)
                 for (range, part) in zip(asked, parts) {
                     for piece in range.pieces {
                         let from = Int(piece.entry.offset - range.offset)
@@ -200,21 +181,19 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
                         try store.writeDownload(part[from..<from + Int(piece.entry.bytes)], for: piece.request)
                     }
                 }
-                condition.withLock {
-                    report.bytes += bytes
-                    report.blobs += asked.reduce(0) { $0 + $1.pieces.count }
-                }
-            } catch let e as UpdError where e.code == .network {
-                problems.withLock { $0.append("\(url): \(e.message); downloading one by one") }
+                // (The bytes of the pieces, as a download one by one counts them: not the
+                // multipart answer's headers.)
+                var counted = FetchReport(blobs: asked.reduce(0) { $0 + $1.pieces.count }, bytes: bytes)
+                (counted.retries, counted.failovers, counted.seconds) = (r.retries, r.failovers, r.seconds)
+                downloads.add(counted)
+            } catch let e as UpdError where e.code == .network && !downloads.isStopping {
+                problems.withLock { $0.append("\(e.message); downloading one by one") }
                 packUsable = false
                 for range in ranges[next...] { single += range.pieces.map(\.request) }
             }
             next = end
         }
-        if !single.isEmpty {
-            let r = try itemFetcher.fetch(single, into: store)
-            condition.withLock { report.add(r) }
-        }
+        if !single.isEmpty { downloads.add(try mirrors.fetch(single, into: store, flow: downloads.flow)) }
     }
 
     /// The history of group `g`'s batch: the most recent contents of the batches just before
@@ -238,8 +217,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         var body: [String: Any] = ["items": items, "limit": limit]
         if !after.isEmpty { body["after"] = after.map { ["hash": $0.hash.hex, "size": $0.size] } }
         body["device"] = device
-        let answer = try HTTPClient.postJSON(server + "/v1/batch", body: Array(try JSONSerialization.data(withJSONObject: body)),
-                                             timeoutSeconds: 900)
+        let answer = try mirrors.postJSON("v1/batch", to: server, body: Array(try JSONSerialization.data(withJSONObject: body)),
+                                          deadlineSeconds: 900, flow: downloads.flow)
         guard answer.status == 200 else {
             let message = String(decoding: answer.body.prefix(300), as: UTF8.self)
             throw UpdError(.network, "\(server)/v1/batch answered \(answer.status): \(message)")
@@ -249,11 +228,10 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
               bytes > 0, UInt64(bytes) <= limit else {
             throw UpdError(.corrupt, "\(server)/v1/batch: an answer without a valid path and size")
         }
-        let r = try batchFetcher.fetchFile(String(path.dropFirst()), to: destination, maxBytes: UInt64(bytes))
-        condition.withLock {
-            report.add(r)
-            report.blobs += requests.count - 1
-        }
+        var r = try mirrors.fetchFile(String(path.dropFirst()), to: destination, maxBytes: UInt64(bytes), from: [server],
+                                      flow: downloads.flow)
+        r.blobs += requests.count - 1
+        downloads.add(r)
         return destination
     }
 
@@ -266,27 +244,18 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     func write(_ hash: ContentHash, into fd: Int32, display: String, base: (ContentHash) throws -> [UInt8]?,
                whileWaiting: () throws -> Void) throws {
         let (g, item) = groupOf[hash]!
-        while true {
-            let ready: Bool = try condition.withLock {
-                if arrived > g { return true }
-                if let failure { throw failure }
-                if ended { throw UpdError(.network, "content \(hash.hex) was not downloaded") }
-                _ = condition.wait(until: Date().addingTimeInterval(0.2))
-                return arrived > g
-            }
-            if ready { break }
-            try whileWaiting()
-        }
-        let (requests, batch, stored) = condition.withLock { (groups[g].requests, groups[g].batch, groups[g].stored) }
+        try downloads.wait(until: { arrived > g }, missing: UpdError(.network, "content \(hash.hex) was not downloaded"),
+                           whileWaiting: whileWaiting)
+        let (requests, batch, stored) = downloads.withLock { (groups[g].requests, groups[g].batch, groups[g].stored) }
         let request = requests[item]
         guard let batch else {
             return try BlobStream.writeDownloaded(stored[item], at: store.path(for: stored[item]), into: fd, display: display, base: base,
-                                                  store: store, options: mirrors.options, problems: problems)
+                                                  store: store, fetcher: mirrors, problems: problems)
         }
         do {
             if reader?.group != g {
                 // What the batch's request named as `after` follows from the groups before it, all downloaded by now.
-                let after = condition.withLock { contentsBefore(g) }
+                let after = downloads.withLock { contentsBefore(g) }
                 reader = (g, try ContentBatchReader(path: batch, items: requests.map(batchItem), after: try decoded(after, before: g)))
             }
             let bytes = try reader!.reader.content(at: item, base: base)
@@ -294,15 +263,14 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, path: display) }
         } catch let e as UpdError where e.code == .corrupt {
             problems.withLock { $0.append("\(display): \(e.message); downloaded on its own") }
-            let r = try BlobStream.writeWholeBlob(request, into: fd, display: display, store: store, options: mirrors.options)
-            condition.withLock { report.add(r) }
+            downloads.add(try BlobStream.writeWholeBlob(request, into: fd, display: display, store: store, fetcher: mirrors))
         }
     }
 
     /// The bytes of `after`, from the batch decoded before group `g`.
     private func decoded(_ after: [ContentBatch.Item], before g: Int) throws -> [ContentBatchReader.Content] {
         guard !after.isEmpty else { return [] }
-        let previous = reader?.group == g - 1 ? reader!.reader.recent : condition.withLock { history?.group == g - 1 ? history!.contents : [] }
+        let previous = reader?.group == g - 1 ? reader!.reader.recent : downloads.withLock { history?.group == g - 1 ? history!.contents : [] }
         let bytes = Dictionary(previous.map { ($0.hash, $0.bytes) }, uniquingKeysWith: { first, _ in first })
         return try after.map { item in
             guard let content = bytes[item.hash] else {
@@ -314,7 +282,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
 
     func release(_ hash: ContentHash) {
         guard let (g, _) = groupOf[hash] else { return }
-        condition.withLock {
+        downloads.withLock {
             groups[g].released += 1
             guard groups[g].released == groups[g].requests.count else { return }
             if let batch = groups[g].batch { Sys.unlink(batch) }
@@ -324,34 +292,10 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
                 reader = nil
             }
             held -= groups[g].limit
-            condition.broadcast()
+            downloads.broadcast()
         }
     }
 
     @discardableResult
-    func finish() -> FetchReport {
-        let running = condition.withLock {
-            cancelled = true
-            condition.broadcast()
-            return !ended
-        }
-        if running {
-            batchFetcher.cancel()
-            itemFetcher.cancel()
-        }
-        return condition.withLock {
-            while !ended { condition.wait() }
-            return report
-        }
-    }
-}
-
-extension FetchReport {
-    mutating func add(_ other: FetchReport) {
-        blobs += other.blobs
-        bytes += other.bytes
-        retries += other.retries
-        failovers += other.failovers
-        seconds += other.seconds
-    }
+    func finish() -> FetchReport { downloads.finish() }
 }

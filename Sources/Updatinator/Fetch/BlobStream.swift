@@ -11,15 +11,12 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     let store: BlobStore
     private let fetcher: CurlFetcher
     private let window: UInt64
-    private let condition = NSCondition()
     private let requests: [ContentHash: BlobRequest]
+    private let downloads: DownloadThread
+    // Under `downloads`' lock.
     private var reserved: UInt64 = 0
     private var admitted = Set<ContentHash>()
     private var arrived = Set<ContentHash>()
-    private var ended = false
-    private var cancelled = false
-    private var failure: Error?
-    private var report = FetchReport()
 
     /// Starts downloading `requests` (in order of use) into `directory`. What an earlier run
     /// left there is removed first (a power cut may have torn a complete blob, and blobs that
@@ -32,22 +29,13 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
         try Sys.mkdirs(directory, mode: 0o700)
         try store.removeAll(keepingPartialOf: requests.first)
         self.requests = Dictionary(requests.map { ($0.hash, $0) }, uniquingKeysWith: { a, _ in a })
-        let flow = CurlFetcher.Flow(admit: { [unowned self] in admit($0, size: $1) },
-                                    arrived: { [unowned self] in markArrived($0) },
-                                    cancelled: { [unowned self] in isCancelled })
-        let thread = Thread { [self] in
-            let result = Result { try fetcher.fetch(requests, into: store, flow: flow) }
-            condition.withLock {
-                switch result {
-                case .success(let r): report = r
-                case .failure(let e): failure = e
-                }
-                ended = true
-                condition.broadcast()
-            }
+        downloads = DownloadThread(fetcher: fetcher)
+        var flow = downloads.flow
+        flow.admit = { [unowned self] in admit($0, size: $1) }
+        flow.arrived = { [unowned self] in markArrived($0) }
+        downloads.start("blob downloads") { [self, flow] in
+            downloads.add(try fetcher.fetch(requests, into: store, flow: flow))
         }
-        thread.name = "blob downloads"
-        thread.start()
     }
 
     /// Whether this stream downloads the blob.
@@ -60,16 +48,19 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     /// fifth of a second while a download is awaited.
     func write(_ hash: ContentHash, into fd: Int32, display: String, base: (ContentHash) throws -> [UInt8]?,
                whileWaiting: () throws -> Void = {}) throws {
-        let path = try self.path(for: hash, whileWaiting: whileWaiting)
-        try Self.writeDownloaded(requests[hash]!, at: path, into: fd, display: display, base: base, store: store,
-                       options: fetcher.options, problems: problems)
+        try downloads.wait(until: { arrived.contains(hash) }, missing: UpdError(.network, "blob \(hash.hex) was not downloaded"),
+                           whileWaiting: whileWaiting)
+        let request = requests[hash]!
+        try Self.writeDownloaded(request, at: store.path(for: request), into: fd, display: display, base: base, store: store,
+                                 fetcher: fetcher, problems: problems)
     }
 
     /// Writes a content from its download at `path`: inflated from its blob, or patched from its
     /// delta against the base `base` reads. A delta or a blob that fails is replaced by the content's blob,
     /// downloaded into `store` there and then, and the reason added to `problems`.
     static func writeDownloaded(_ request: BlobRequest, at path: String, into fd: Int32, display: String,
-                      base: (ContentHash) throws -> [UInt8]?, store: BlobStore, options: FetchOptions, problems: Locked<[String]>) throws {
+                                base: (ContentHash) throws -> [UInt8]?, store: BlobStore, fetcher: CurlFetcher,
+                                problems: Locked<[String]>) throws {
         let write = { (chunk: UnsafeRawBufferPointer) in try Sys.writeAll(fd, chunk, path: display) }
         do {
             guard let delta = request.delta else {
@@ -83,18 +74,19 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
             // A delta that fails, or a blob from a pack (whose pieces are checked only here).
             problems.withLock { $0.append(e.message) }
             store.remove(request)
-            try writeWholeBlob(request, into: fd, display: display, store: store, options: options)
+            try writeWholeBlob(request, into: fd, display: display, store: store, fetcher: fetcher)
         }
     }
 
     /// Writes a content from its blob, downloaded there and then (from the start of `fd`, which
-    /// a failed attempt may have written to); what the download did.
+    /// a failed attempt may have written to) by the operation's fetcher, so that the mirrors it
+    /// has demoted are tried last; what the download did.
     @discardableResult
     static func writeWholeBlob(_ request: BlobRequest, into fd: Int32, display: String, store: BlobStore,
-                               options: FetchOptions) throws -> FetchReport {
+                               fetcher: CurlFetcher) throws -> FetchReport {
         guard ftruncate(fd, 0) == 0, lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("ftruncate", display) }
         let whole = request.withoutDelta
-        let report = try CurlFetcher(options: options).fetch([whole], into: store)
+        let report = try fetcher.fetch([whole], into: store, flow: CurlFetcher.Flow(showsProgress: false))
         defer { store.remove(whole) }
         try BlobStore.read(blobAt: store.path(for: whole), hash: request.hash, size: request.size) { try Sys.writeAll(fd, $0, path: display) }
         return report
@@ -104,26 +96,10 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     private let problems = Locked([String]())
     var fallbacks: [String] { problems.withLock { $0 } }
 
-    /// The path of a downloaded, verified blob or checked delta, waiting for it if need be;
-    /// `whileWaiting` runs on this thread every fifth of a second of the wait (without the lock).
-    private func path(for hash: ContentHash, whileWaiting: () throws -> Void) throws -> String {
-        while true {
-            let ready: Bool = try condition.withLock {
-                if arrived.contains(hash) { return true }
-                if let failure { throw failure }
-                if ended { throw UpdError(.network, "blob \(hash.hex) was not downloaded") }
-                _ = condition.wait(until: Date().addingTimeInterval(0.2))
-                return arrived.contains(hash)
-            }
-            if ready { return store.path(for: requests[hash]!) }
-            try whileWaiting()
-        }
-    }
-
     /// Deletes a blob after its last use, making room for the next downloads.
     func release(_ hash: ContentHash) {
         store.remove(requests[hash]!)
-        condition.withLock {
+        downloads.withLock {
             arrived.remove(hash)
             if admitted.remove(hash) != nil, let r = requests[hash] { reserved -= r.downloadBytes }
         }
@@ -132,17 +108,10 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
 
     /// Stops the downloads (if still running), waits for them, and returns what they did.
     @discardableResult
-    func finish() -> FetchReport {
-        condition.withLock { cancelled = true }
-        fetcher.wakeUp()
-        return condition.withLock {
-            while !ended { condition.wait() }
-            return report
-        }
-    }
+    func finish() -> FetchReport { downloads.finish() }
 
     private func admit(_ hash: ContentHash, size: UInt64) -> Bool {
-        condition.withLock {
+        downloads.withLock {
             guard reserved == 0 || reserved + size <= window else { return false }
             admitted.insert(hash)
             reserved += size
@@ -151,11 +120,9 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     }
 
     private func markArrived(_ hash: ContentHash) {
-        condition.withLock {
+        downloads.withLock {
             arrived.insert(hash)
-            condition.broadcast()
+            downloads.broadcast()
         }
     }
-
-    private var isCancelled: Bool { condition.withLock { cancelled } }
 }

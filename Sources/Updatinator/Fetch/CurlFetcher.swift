@@ -2,16 +2,19 @@ import CCurl
 import Foundation
 import Glibc
 
-/// Downloads files and blobs from an ordered list of mirrors with libcurl's multi interface.
+/// Makes every HTTP request of an operation with libcurl's multi interface: blobs and files from
+/// an ordered list of mirrors, byte ranges of a pack, and JSON POSTs to a school server.
 ///
-/// Several transfers run at once on kept-alive connections. Each download goes to a partial
+/// Several transfers run at once on kept-alive connections. Each file download goes to a partial
 /// file beside its destination and is resumed with a Range request after an interruption. A
-/// mirror that fails a blob, sends a corrupt one, or sends more than the blob's declared size is
-/// left for the next mirror and demoted for later blobs. Errors that may pass (5xx, dropped
-/// connections) are retried with exponential back-off and jitter. One rate limit, which can be
-/// changed while a fetch runs, is shared by all transfers.
+/// mirror that fails a request, sends a corrupt file, or sends more than the request allows is
+/// left for the next mirror and demoted for later requests (of this fetch and the next). Errors
+/// that may pass (5xx, dropped or refused connections) are retried with exponential back-off and
+/// jitter. One rate limit, which can be changed while a fetch runs, is shared by all transfers.
 ///
-/// A fetch runs on the calling thread; `setRateLimit` and `wakeUp` may be called from any other.
+/// A fetch runs on the calling thread; several threads may fetch at once (a stream's downloads
+/// and a fallback on the applying thread), sharing the demotions and the rate limit.
+/// `setRateLimit`, `cancel` and `wakeUp` may be called from any thread.
 public final class CurlFetcher: @unchecked Sendable {
     public let options: FetchOptions
     /// Called on the fetching thread as bytes arrive (at most a few times a second).
@@ -19,19 +22,18 @@ public final class CurlFetcher: @unchecked Sendable {
 
     private let rateLimit: Locked<UInt64?>
     private let cancelled = Locked(false)
-    /// The running fetch's multi handle (its address, 0 for none), for `wakeUp`.
-    private let runningMulti = Locked<UInt>(0)
-    private var demotions: [Int]
-    private var tokens: Double = 0
-    private var lastRefill = Date()
-    private var lastProgress = Date.distantPast
+    /// The running fetches' multi handles (their addresses), for `wakeUp`.
+    private let runningMultis = Locked(Set<UInt>())
+    /// Failures counted against each base URL: the least demoted is tried first.
+    private let demotions = Locked([String: Int]())
+    /// The rate limiter's bucket, shared by every running fetch.
+    private let bucket = Locked((tokens: 0.0, lastRefill: Date()))
 
     public init(options: FetchOptions) throws {
         try options.validate()
         precondition(Self.curlReady, "libcurl failed to initialize")
         self.options = options
         rateLimit = Locked(options.rateLimit)
-        demotions = Array(repeating: 0, count: options.mirrors.count)
     }
 
     static let curlReady: Bool = curl_global_init(3) == CURLE_OK  // CURL_GLOBAL_ALL
@@ -47,10 +49,12 @@ public final class CurlFetcher: @unchecked Sendable {
         wakeUp()
     }
 
-    /// Interrupts a running fetch's wait for network events, so that it looks at `Flow` again.
+    /// Interrupts running fetches' waits for network events, so that they look at `Flow` again.
     public func wakeUp() {
-        runningMulti.withLock { address in
-            if let multi = UnsafeMutableRawPointer(bitPattern: address) { curl_multi_wakeup(multi) }
+        runningMultis.withLock { multis in
+            for address in multis {
+                if let multi = UnsafeMutableRawPointer(bitPattern: address) { curl_multi_wakeup(multi) }
+            }
         }
     }
 
@@ -60,20 +64,23 @@ public final class CurlFetcher: @unchecked Sendable {
         try fetch(requests, into: store, flow: nil)
     }
 
-    /// How a consumer paces a fetch that it reads while it runs (see `BlobStream`).
+    /// How a caller paces and stops a fetch that it reads while it runs (see `BlobStream`).
     struct Flow: Sendable {
         /// Asked once per blob, in request order, before its download starts: may a blob of this
         /// compressed size start now? A refusal holds back that blob and every later one.
-        let admit: @Sendable (ContentHash, UInt64) -> Bool
+        var admit: (@Sendable (ContentHash, UInt64) -> Bool)? = nil
         /// A blob is complete and verified in the store.
-        let arrived: @Sendable (ContentHash) -> Void
+        var arrived: (@Sendable (ContentHash) -> Void)? = nil
         /// Whether to give up.
-        let cancelled: @Sendable () -> Bool
+        var cancelled: @Sendable () -> Bool = { false }
+        /// Whether `progress` is called: a fetch on another thread than the stream's (a
+        /// fallback on the applying thread) stays quiet, so progress comes from one thread.
+        var showsProgress = true
     }
 
     /// Downloads the requested blobs the store lacks, in the order given.
     func fetch(_ requests: [BlobRequest], into store: BlobStore, flow: Flow?) throws -> FetchReport {
-        var targets = [Target]()
+        var list = [Request]()
         var seen = Set<ContentHash>()
         for r in requests where seen.insert(r.hash).inserted {
             let final = store.path(for: r)
@@ -82,7 +89,7 @@ public final class CurlFetcher: @unchecked Sendable {
             // The prefix directory is opened without following a symlink (`CACHE/ab -> /etc`).
             let directory = try store.openDirectory(prefix: prefix, create: true)
             if let st = try Sys.status(in: directory, name, display: final), st.st_mode & S_IFMT == S_IFREG {
-                flow?.arrived(r.hash)
+                flow?.arrived?(r.hash)
                 continue
             }
             let partial = "\(Sys.parentDirectory(of: final))/.partial-\(name)"
@@ -93,126 +100,106 @@ public final class CurlFetcher: @unchecked Sendable {
                 // A delta can be checked only when it is patched against its base; one that fails
                 // there is replaced by the content's blob (see `BlobStream.write`). Its size is
                 // exact, so a partial download of that size is complete.
-                targets.append(Target(label: "delta \(name)", path: ContentDelta.path(base: delta.base, target: r.hash), hash: r.hash,
-                                      destination: final, partial: partial, place: place, maxBytes: delta.bytes, verify: { _ in }))
+                list.append(Request(label: "delta \(name)", path: ContentDelta.path(base: delta.base, target: r.hash), bases: nil,
+                                    maxBytes: delta.bytes,
+                                    method: .download(FileDownload(destination: final, partial: partial, place: place, verify: { _ in })),
+                                    hash: r.hash))
             } else {
-                targets.append(Target(label: "blob \(name)", path: "blobs/\(name.prefix(2))/\(name)", hash: r.hash, destination: final,
-                                      partial: partial, place: place, maxBytes: r.blobSize,
-                                      verify: { file in try BlobStore.read(blobAt: file, hash: r.hash, size: r.size) { _ in } }))
+                let verify = { (file: String) in try BlobStore.read(blobAt: file, hash: r.hash, size: r.size) { _ in } }
+                list.append(Request(label: "blob \(name)", path: "blobs/\(name.prefix(2))/\(name)", bases: nil, maxBytes: r.blobSize,
+                                    method: .download(FileDownload(destination: final, partial: partial, place: place, verify: verify)),
+                                    hash: r.hash))
             }
         }
-        return try run(targets, flow: flow)
+        return try run(list, flow: flow).report
     }
 
     /// Downloads one file of the repository (a manifest, a signature) to `destination`.
     @discardableResult
     public func fetchFile(_ path: String, to destination: String, maxBytes: UInt64) throws -> FetchReport {
+        try fetchFile(path, to: destination, maxBytes: maxBytes, from: nil, flow: nil)
+    }
+
+    /// `fetchFile` from the given base URLs (nil for the mirrors), paced by `flow`.
+    @discardableResult
+    func fetchFile(_ path: String, to destination: String, maxBytes: UInt64, from bases: [String]?, flow: Flow?) throws -> FetchReport {
         let name = String(destination.split(separator: "/").last ?? "")
         // The caller names the directory; only the files in it are opened without following.
         let place = Place(destination: destination, name: name, partialName: name + ".partial") {
             try Sys.openDirectory(Sys.parentDirectory(of: destination))
         }
-        return try run([Target(label: path, path: path, hash: nil, destination: destination, partial: destination + ".partial",
-                               place: place, maxBytes: maxBytes, verify: nil)], flow: nil)
+        let download = FileDownload(destination: destination, partial: destination + ".partial", place: place, verify: nil)
+        return try run([Request(label: path, path: path, bases: bases, maxBytes: maxBytes, method: .download(download))], flow: flow).report
     }
 
-    /// A download's directory and the names of its file and partial file in it. Every write goes
-    /// through a descriptor of that directory and never follows a symlink at its names.
-    struct Place {
-        let destination: String
-        let name: String
-        let partialName: String
-        /// Opens the directory, refusing (`unsafe`) a symlink on the way where the caller did not name it.
-        let openDirectory: () throws -> FileDescriptor
-    }
-
-    struct Target {
-        let label: String
-        /// The path below a mirror's root.
-        let path: String
-        /// The blob's hash, for a blob.
-        let hash: ContentHash?
-        let destination: String
-        let partial: String
-        let place: Place
-        /// The most a mirror may send: more is cut off.
-        let maxBytes: UInt64
-        /// Checks a complete download; throwing means the mirror sent a corrupt file.
-        let verify: ((String) throws -> Void)?
-
-        /// Verifies the complete partial download and gives it its name (a corrupt one throws
-        /// `.corrupt` and is removed).
-        func promote() throws {
-            do {
-                try verify?(partial)
-            } catch let e as UpdError where e.code == .corrupt {
-                removePartial()
-                throw e
-            }
-            try Sys.rename(in: place.openDirectory(), place.partialName, place.name, display: destination)
-        }
-
-        /// Removes the partial download, if its directory can still be opened safely.
-        func removePartial() {
-            if let directory = try? place.openDirectory() { Sys.unlink(in: directory, place.partialName) }
-        }
-
-        /// Opens the partial download for appending (creating it); anything but a regular file
-        /// there (a symlink, a FIFO) is refused (`unsafe`).
-        func openPartial() throws -> FileDescriptor {
-            try Sys.openRegularFile(in: place.openDirectory(), place.partialName, flags: O_WRONLY | O_CREAT | O_APPEND, mode: 0o644,
-                                    display: partial)
-        }
-    }
-
-    /// One target's progress through the mirrors.
+    /// One request's progress through its base URLs.
     final class Job {
-        let target: Target
-        var order: [Int]
+        let request: Request
+        let index: Int
+        let order: [String]
         var position = 0
         var attempts = 0
         /// Whether the consumer has let it start (it keeps its place when retried).
         var admitted = false
         var notBefore = Date.distantPast
-        var problems = [String]()
+        var problems = [(mirror: String, problem: String)]()
 
-        init(target: Target, order: [Int]) {
-            self.target = target
+        init(request: Request, index: Int, order: [String]) {
+            self.request = request
+            self.index = index
             self.order = order
         }
 
-        var mirror: Int { order[position] }
+        var mirror: String { order[position] }
+    }
+
+    /// What one fetch has received, for its progress and report.
+    final class RunState {
+        let began = Date()
+        var bytesReceived: UInt64 = 0
+        var lastProgress = Date.distantPast
     }
 
     /// A running transfer; the write callback's context.
     final class Transfer {
         let job: Job
         let easy: UnsafeMutableRawPointer
-        /// The partial download.
-        let file: FileDescriptor
+        /// The partial download, for a file download.
+        let file: FileDescriptor?
         /// The file a `file://` mirror's transfer reads, opened by `openLocalFile`.
         let source: FileDescriptor?
+        /// The answer, when it is kept in memory.
+        var body = [UInt8]()
+        /// A POST's headers, freed with the transfer.
+        var headers: UnsafeMutablePointer<curl_slist>?
         var received: UInt64
         let resumedFrom: UInt64
         var checkedResponse = false
         var exceeded = false
+        /// Why the answer was refused at its first byte (a Range request answered 200).
+        var refused: String?
         var paused = false
         var writeFailed: Int32 = 0
+        let run: RunState
         unowned let fetcher: CurlFetcher
 
-        init(job: Job, easy: UnsafeMutableRawPointer, file: FileDescriptor, source: FileDescriptor?, received: UInt64, fetcher: CurlFetcher) {
+        init(job: Job, easy: UnsafeMutableRawPointer, file: FileDescriptor?, source: FileDescriptor?, received: UInt64, run: RunState,
+             fetcher: CurlFetcher) {
             self.job = job
             self.easy = easy
             self.file = file
             self.source = source
             self.received = received
             resumedFrom = received
+            self.run = run
             self.fetcher = fetcher
         }
 
+        deinit { curl_slist_free_all(headers) }
+
         /// Closes the partial download and the local source, once the transfer is over.
         func close() {
-            file.close()
+            file?.close()
             source?.close()
         }
     }
@@ -223,58 +210,83 @@ public final class CurlFetcher: @unchecked Sendable {
     }
 
     /// The write callback's work: checks the response once, applies the rate limit and the byte
-    /// cap, and appends to the partial file. Returning less than `count` aborts the transfer.
+    /// cap, and appends to the partial file or the answer. Returning less than `count` aborts
+    /// the transfer.
     private func receive(_ t: Transfer, _ data: UnsafeMutablePointer<CChar>, _ count: Int) -> Int {
         if !t.checkedResponse {
             t.checkedResponse = true
             var code = 0
             _ = CCurl_easy_getinfo_long(t.easy, CURLINFO_RESPONSE_CODE, &code)
-            // A server that ignores the Range request sends the whole blob again.
-            if t.resumedFrom > 0 && code == 200 {
-                guard ftruncate(t.file.rawValue, 0) == 0, lseek(t.file.rawValue, 0, SEEK_SET) == 0 else { t.writeFailed = errno; return 0 }
-                t.received = 0
+            switch t.job.request.method {
+            case .download:
+                // A server that ignores the Range request sends the whole blob again.
+                if t.resumedFrom > 0 && code == 200 {
+                    guard let file = t.file, ftruncate(file.rawValue, 0) == 0, lseek(file.rawValue, 0, SEEK_SET) == 0 else {
+                        t.writeFailed = errno
+                        return 0
+                    }
+                    t.received = 0
+                }
+            case .ranges where code != 206:
+                t.refused = "answered \(code) to a Range request, not 206"
+                return 0
+            case .ranges, .post:
+                break
             }
         }
         if rateLimit.withLock({ $0 }) != nil {
-            if tokens <= 0 {
+            let allowed = bucket.withLock { b in
+                guard b.tokens > 0 else { return false }
+                b.tokens -= Double(count)
+                return true
+            }
+            guard allowed else {
                 t.paused = true
                 return Int(CCurl_WRITEFUNC_PAUSE)
             }
-            tokens -= Double(count)
         }
-        guard t.received + UInt64(count) <= t.job.target.maxBytes else {
+        guard t.received + UInt64(count) <= t.job.request.maxBytes else {
             t.exceeded = true
             return 0
         }
-        do {
-            try Sys.writeAll(t.file.rawValue, UnsafeRawBufferPointer(start: data, count: count), path: t.job.target.partial)
-        } catch {
-            t.writeFailed = errno
-            return 0
+        if let file = t.file {
+            do {
+                if case .download(let d) = t.job.request.method {
+                    try Sys.writeAll(file.rawValue, UnsafeRawBufferPointer(start: data, count: count), path: d.partial)
+                }
+            } catch {
+                t.writeFailed = errno
+                return 0
+            }
+        } else {
+            data.withMemoryRebound(to: UInt8.self, capacity: count) { t.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: count)) }
         }
         t.received += UInt64(count)
-        bytesReceived += UInt64(count)
+        t.run.bytesReceived += UInt64(count)
         return count
     }
 
-    private var bytesReceived: UInt64 = 0
-
-    /// Mirrors in order, the least demoted first (the given order breaks ties).
-    private func mirrorOrder() -> [Int] {
-        Array(0..<options.mirrors.count).sorted { (demotions[$0], $0) < (demotions[$1], $1) }
+    /// `bases` (the mirrors when nil), the least demoted first (the given order breaks ties).
+    private func order(_ bases: [String]?) -> [String] {
+        let list = bases ?? options.mirrors
+        let counts = demotions.withLock { d in list.map { d[$0, default: 0] } }
+        return list.indices.sorted { (counts[$0], $0) < (counts[$1], $1) }.map { list[$0] }
     }
 
-    private func run(_ targets: [Target], flow: Flow?) throws -> FetchReport {
-        let began = Date()
+    /// Runs the requests, several at once, each through its bases until one serves it; what
+    /// the fetch did and each request's answer. The first request that no base serves stops
+    /// the fetch with its error.
+    func run(_ requests: [Request], flow: Flow?) throws -> (report: FetchReport, answers: [Answer?]) {
         var report = FetchReport()
-        bytesReceived = 0
-        guard !targets.isEmpty else { return report }
+        var answers = [Answer?](repeating: nil, count: requests.count)
+        guard !requests.isEmpty else { return (report, answers) }
+        let state = RunState()
         guard let multi = curl_multi_init() else { throw UpdError(.network, "libcurl: cannot create a multi handle") }
-        runningMulti.withLock { $0 = UInt(bitPattern: multi) }
-        var pending = targets.map { Job(target: $0, order: mirrorOrder()) }
+        runningMultis.withLock { _ = $0.insert(UInt(bitPattern: multi)) }
+        var pending = requests.enumerated().map { Job(request: $1, index: $0, order: order($1.bases)) }
         var active = [UnsafeMutableRawPointer: Transfer]()
         var failure: UpdError?
-        let totalBytes = targets.reduce(0) { $0 + $1.maxBytes }
+        let totalBytes = requests.reduce(0) { $0 + $1.maxBytes }
         defer {
             for (easy, t) in active {
                 curl_multi_remove_handle(multi, easy)
@@ -282,16 +294,17 @@ public final class CurlFetcher: @unchecked Sendable {
                 t.close()
                 Unmanaged.passUnretained(t).release()
             }
-            runningMulti.withLock { $0 = 0 }
+            runningMultis.withLock { _ = $0.remove(UInt(bitPattern: multi)) }
             curl_multi_cleanup(multi)
         }
 
         /// Acts on what became of a job: counted, queued again, or the fetch's failure.
         func settle(_ outcome: Outcome, _ job: Job) {
             switch outcome {
-            case .done:
+            case .done(let answer):
                 report.blobs += 1
-                if let hash = job.target.hash { flow?.arrived(hash) }
+                answers[job.index] = answer
+                if let hash = job.request.hash { flow?.arrived?(hash) }
             case .retry:
                 report.retries += 1
                 pending.append(job)
@@ -310,12 +323,11 @@ public final class CurlFetcher: @unchecked Sendable {
             let now = Date()
             while active.count < options.concurrency, let index = nextJob(&pending, now: now, flow: flow) {
                 let job = pending.remove(at: index)
-                if try completedEarlier(job.target) {
-                    report.blobs += 1
-                    if let hash = job.target.hash { flow?.arrived(hash) }
+                if try completedEarlier(job.request) {
+                    settle(.done(.stored), job)
                     continue
                 }
-                switch try start(job, multi: multi) {
+                switch try start(job, multi: multi, state: state) {
                 case .started(let t): active[t.easy] = t
                 case .settled(let outcome): settle(outcome, job)
                 }
@@ -338,11 +350,14 @@ public final class CurlFetcher: @unchecked Sendable {
                 settle(finish(t, result: result), t.job)
             }
             let resumed = refillAndResume(active.values)
-            showProgress(start: began, total: totalBytes, blobs: report.blobs, totalBlobs: targets.count)
+            if flow?.showsProgress ?? true {
+                showProgress(state, total: totalBytes, blobs: report.blobs, totalBlobs: requests.count)
+            }
             // Start the next transfers at once; and libcurl watches a resumed transfer's socket
             // again only from its next perform.
             if finishedAny || resumed { continue }
             var waitMs: Int32 = 100
+            let tokens = bucket.withLock { $0.tokens }
             if let limit = rateLimit.withLock({ $0 }), limit > 0, tokens <= 0, active.values.contains(where: \.paused) {
                 // Until the bucket has tokens again.
                 waitMs = Int32(max(1, min(100, (-tokens / Double(max(limit, 1))) * 1000 + 1)))
@@ -353,33 +368,36 @@ public final class CurlFetcher: @unchecked Sendable {
             curl_multi_poll(multi, nil, 0, waitMs, nil)
         }
         if let failure { throw failure }
-        report.bytes = bytesReceived
-        report.seconds = Date().timeIntervalSince(began)
-        return report
+        report.bytes = state.bytesReceived
+        report.seconds = Date().timeIntervalSince(state.began)
+        return (report, answers)
     }
 
     /// The pending job to start next: a retry that is due, or else the first job not yet
     /// started, if the consumer admits it.
     private func nextJob(_ pending: inout [Job], now: Date, flow: Flow?) -> Int? {
         if let index = pending.firstIndex(where: { $0.admitted && $0.notBefore <= now }) { return index }
-        guard let index = pending.firstIndex(where: { !$0.admitted }),
-              flow.map({ $0.admit(pending[index].target.hash!, pending[index].target.maxBytes) }) ?? true else { return nil }
+        guard let index = pending.firstIndex(where: { !$0.admitted }) else { return nil }
+        let request = pending[index].request
+        if let admit = flow?.admit, let hash = request.hash, !admit(hash, request.maxBytes) { return nil }
         pending[index].admitted = true
         return index
     }
 
     /// Whether an earlier run left the whole file as a partial download that verifies; it is
     /// then renamed into place. One that does not verify is removed.
-    private func completedEarlier(_ target: Target) throws -> Bool {
-        guard target.verify != nil,
-              let st = try Sys.status(in: target.place.openDirectory(), target.place.partialName, display: target.partial) else { return false }
-        guard st.st_mode & S_IFMT == S_IFREG else {
-            throw UpdError(.unsafe, "\(target.partial): not a regular file (\(Sys.kind(st.st_mode))); refusing to resume it",
-                           path: target.partial)
+    private func completedEarlier(_ request: Request) throws -> Bool {
+        guard case .download(let download) = request.method, download.verify != nil,
+              let st = try Sys.status(in: download.place.openDirectory(), download.place.partialName, display: download.partial) else {
+            return false
         }
-        guard UInt64(st.st_size) >= target.maxBytes else { return false }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw UpdError(.unsafe, "\(download.partial): not a regular file (\(Sys.kind(st.st_mode))); refusing to resume it",
+                           path: download.partial)
+        }
+        guard UInt64(st.st_size) >= request.maxBytes else { return false }
         do {
-            try target.promote()
+            try download.promote()
             return true
         } catch let e as UpdError where e.code == .corrupt {
             return false
@@ -392,42 +410,69 @@ public final class CurlFetcher: @unchecked Sendable {
         case settled(Outcome)
     }
 
-    private func start(_ job: Job, multi: UnsafeMutableRawPointer) throws -> Start {
-        let target = job.target
-        let mirror = options.mirrors[job.mirror]
-        var url = "\(mirror)/\(target.path)"
+    private func start(_ job: Job, multi: UnsafeMutableRawPointer, state: RunState) throws -> Start {
+        let request = job.request
+        let mirror = job.mirror
+        var url = "\(mirror)/\(request.path)"
         var source: FileDescriptor?
         if mirror.hasPrefix("file://") {
             do {
-                source = try Self.openLocalFile(mirror: mirror, path: target.path)
+                source = try Self.openLocalFile(mirror: mirror, path: request.path)
             } catch let e as UpdError where e.errno == ENOENT || e.errno == ENOTDIR {
-                return .settled(nextMirror(job, demote: false, "\(mirror): not found"))
+                return .settled(nextMirror(job, demote: false, "not found"))
             } catch let e as UpdError where e.code != .unsafe {
-                return .settled(nextMirror(job, demote: true, "\(mirror): \(e.message)"))
+                return .settled(nextMirror(job, demote: true, e.message))
             }
             // libcurl opens what it is given with a blocking open: give it the file already
             // checked, through its descriptor, so nothing can be swapped in meanwhile.
             url = "file:///proc/self/fd/\(source!.rawValue)"
         }
-        let file = try target.openPartial()
-        let existing = UInt64(try Sys.fstat(file.rawValue, path: target.partial).st_size)
-        let have = existing <= target.maxBytes ? existing : 0
-        if existing > target.maxBytes { _ = ftruncate(file.rawValue, 0) }
+        var file: FileDescriptor?
+        var have: UInt64 = 0
+        if case .download(let download) = request.method {
+            let partial = try download.openPartial()
+            let existing = UInt64(try Sys.fstat(partial.rawValue, path: download.partial).st_size)
+            have = existing <= request.maxBytes ? existing : 0
+            if existing > request.maxBytes { _ = ftruncate(partial.rawValue, 0) }
+            file = partial
+        }
         guard let easy = curl_easy_init() else { throw UpdError(.network, "libcurl: cannot create a transfer") }
-        let t = Transfer(job: job, easy: easy, file: file, source: source, received: have, fetcher: self)
+        let t = Transfer(job: job, easy: easy, file: file, source: source, received: have, run: state, fetcher: self)
         _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_FAILONERROR, 1)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT, options.connectTimeoutSeconds)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, options.lowSpeedSeconds)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
-        // A mirror may redirect (to https, to another host), but only to http or https.
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 5)
-        _ = CCurl_easy_setopt_str(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
-        _ = CCurl_easy_setopt_off(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(target.maxBytes))
-        if have > 0 { _ = CCurl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(have)) }
+        _ = CCurl_easy_setopt_off(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.maxBytes))
+        switch request.method {
+        case .download, .ranges:
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_FAILONERROR, 1)
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, options.lowSpeedSeconds)
+            // A mirror may redirect (to https, to another host), but only to http or https.
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 5)
+            _ = CCurl_easy_setopt_str(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
+        case .post:
+            break
+        }
+        switch request.method {
+        case .download:
+            if have > 0 { _ = CCurl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(have)) }
+        case .ranges(let ranges):
+            _ = CCurl_easy_setopt_str(easy, CURLOPT_RANGE, ranges.map { "\($0.offset)-\($0.offset + $0.bytes - 1)" }.joined(separator: ","))
+        case .post(let body, let deadline):
+            // No low-speed limit: a server may think (compute a batch) before it answers; the
+            // deadline bounds the whole request instead.
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT, deadline)
+            t.headers = curl_slist_append(nil, "Content-Type: application/json")
+            _ = CCurl_easy_setopt_ptr(easy, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(t.headers))
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, body.count)
+            body.withUnsafeBufferPointer { buffer in
+                buffer.withMemoryRebound(to: CChar.self) {
+                    _ = CCurl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress))
+                }
+            }
+        }
         _ = CCurl_easy_setopt_write(easy, Self.write)
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, Unmanaged.passRetained(t).toOpaque())
         curl_multi_add_handle(multi, easy)
@@ -444,61 +489,84 @@ public final class CurlFetcher: @unchecked Sendable {
     }
 
     enum Outcome {
-        case done, retry, nextMirror
+        case done(Answer)
+        case retry, nextMirror
         case failed(UpdError)
     }
 
-    /// Decides what a finished transfer means for its job.
+    /// Decides what a finished transfer means for its job: the one completion path of every request.
     private func finish(_ t: Transfer, result: CURLcode) -> Outcome {
-        let job = t.job, target = job.target
-        let mirror = options.mirrors[job.mirror]
+        let job = t.job, request = job.request
         var code = 0
         _ = CCurl_easy_getinfo_long(t.easy, CURLINFO_RESPONSE_CODE, &code)
+        let download: FileDownload? = if case .download(let d) = request.method { d } else { nil }
         if t.writeFailed != 0 {
-            return .failed(UpdError.system("write", target.partial, errno: t.writeFailed))
+            return .failed(UpdError.system("write", download?.partial ?? request.label, errno: t.writeFailed))
         }
         if result == CURLE_OK {
-            do {
-                try target.promote()
-                return .done
-            } catch let e as UpdError where e.code == .corrupt {
-                // What an earlier run left may be what was torn, not what the mirror sent.
-                if t.resumedFrom > 0 { return retry(job, "\(mirror): the resumed download did not verify") }
-                return nextMirror(job, demote: true, "\(mirror): corrupt (\(e.message))")
-            } catch {
-                return .failed(error as? UpdError ?? UpdError(.io, "\(target.destination): \(error)"))
+            switch request.method {
+            case .download(let download):
+                do {
+                    try download.promote()
+                    return .done(.stored)
+                } catch let e as UpdError where e.code == .corrupt {
+                    // What an earlier run left may be what was torn, not what the mirror sent.
+                    if t.resumedFrom > 0 { return retry(job, "the resumed download did not verify") }
+                    return nextMirror(job, demote: true, "corrupt (\(e.message))")
+                } catch {
+                    return .failed(error as? UpdError ?? UpdError(.io, "\(download.destination): \(error)"))
+                }
+            case .ranges(let ranges):
+                var type: UnsafeMutableRawPointer?
+                _ = CCurl_easy_getinfo_ptr(t.easy, CURLINFO_CONTENT_TYPE, &type)
+                let contentType = type.map { String(cString: $0.assumingMemoryBound(to: CChar.self)) } ?? ""
+                do {
+                    return .done(.parts(try Self.parts(of: t.body, contentType: contentType, ranges: ranges)))
+                } catch let e as UpdError {
+                    return nextMirror(job, demote: true, e.message)
+                } catch {
+                    return nextMirror(job, demote: true, "\(error)")
+                }
+            case .post:
+                return .done(.response(Response(status: code, body: t.body)))
             }
         }
         let message = String(cString: curl_easy_strerror(result))
         switch result {
+        case CURLE_WRITE_ERROR where t.refused != nil:
+            // A mirror without Range support serves files well: it is not demoted.
+            return nextMirror(job, demote: false, t.refused!)
         case CURLE_WRITE_ERROR where t.exceeded, CURLE_FILESIZE_EXCEEDED:
-            target.removePartial()
-            if t.resumedFrom > 0 { return retry(job, "\(mirror): the resumed download overran; starting again") }
-            return nextMirror(job, demote: true, "\(mirror): sent more than the \(target.maxBytes) bytes declared")
+            guard let download else { return nextMirror(job, demote: true, "sent more than the \(request.maxBytes) bytes allowed") }
+            download.removePartial()
+            if t.resumedFrom > 0 { return retry(job, "the resumed download overran; starting again") }
+            return nextMirror(job, demote: true, "sent more than the \(request.maxBytes) bytes declared")
         case CURLE_RANGE_ERROR where t.resumedFrom > 0:
             // The server ignored the Range request: start this blob again from its first byte.
-            target.removePartial()
-            return retry(job, "\(mirror): ignored a Range request")
+            download?.removePartial()
+            return retry(job, "ignored a Range request")
         case CURLE_OPERATION_TIMEDOUT where !Self.connected(t.easy):
-            return nextMirror(job, demote: true, "\(mirror): could not connect within \(options.connectTimeoutSeconds) s (connect timeout)")
+            return nextMirror(job, demote: true, "could not connect within \(options.connectTimeoutSeconds) s (connect timeout)")
         case CURLE_OPERATION_TIMEDOUT:
+            if case .post(_, let deadline) = request.method { return nextMirror(job, demote: true, "no answer within \(deadline) s") }
             // Connected, then stalled or trickling (before the answer or during it): another
             // mirror goes on from what arrived.
-            return nextMirror(job, demote: true, "\(mirror): slower than \(options.lowSpeedLimit) bytes/s for \(options.lowSpeedSeconds) s")
+            return nextMirror(job, demote: true, "slower than \(options.lowSpeedLimit) bytes/s for \(options.lowSpeedSeconds) s")
         case CURLE_HTTP_RETURNED_ERROR where code == 416:
-            target.removePartial()
-            return retry(job, "\(mirror): HTTP 416")
+            guard let download else { return nextMirror(job, demote: false, "HTTP 416") }
+            download.removePartial()
+            return retry(job, "HTTP 416")
         case CURLE_HTTP_RETURNED_ERROR where code >= 500 || code == 429 || code == 408:
-            return retry(job, "\(mirror): HTTP \(code)")
+            return retry(job, "HTTP \(code)")
         case CURLE_HTTP_RETURNED_ERROR:
-            return nextMirror(job, demote: false, "\(mirror): HTTP \(code)")
+            return nextMirror(job, demote: false, "HTTP \(code)")
         case CURLE_FILE_COULDNT_READ_FILE, CURLE_REMOTE_FILE_NOT_FOUND:
-            return nextMirror(job, demote: false, "\(mirror): not found")
+            return nextMirror(job, demote: false, "not found")
         case CURLE_PARTIAL_FILE, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_COULDNT_CONNECT,
              CURLE_COULDNT_RESOLVE_HOST:
-            return retry(job, "\(mirror): \(message)")
+            return retry(job, message)
         default:
-            return nextMirror(job, demote: true, "\(mirror): \(message)")
+            return nextMirror(job, demote: true, message)
         }
     }
 
@@ -508,6 +576,7 @@ public final class CurlFetcher: @unchecked Sendable {
         return CCurl_easy_getinfo_off(easy, CURLINFO_CONNECT_TIME_T, &microseconds) == CURLE_OK && microseconds > 0
     }
 
+    /// The retry policy of every request: the same base again after a back-off, a few times.
     private func retry(_ job: Job, _ problem: String) -> Outcome {
         job.attempts += 1
         guard job.attempts < options.attemptsPerMirror else { return nextMirror(job, demote: true, problem) }
@@ -517,30 +586,35 @@ public final class CurlFetcher: @unchecked Sendable {
     }
 
     private func nextMirror(_ job: Job, demote: Bool, _ problem: String) -> Outcome {
-        if demote { demotions[job.mirror] += 1 }
-        job.problems.append(problem)
+        if demote { demotions.withLock { $0[job.mirror, default: 0] += 1 } }
+        job.problems.append((job.mirror, problem))
         job.position += 1
         job.attempts = 0
         job.notBefore = .distantPast
         guard job.position < job.order.count else {
-            job.target.removePartial()
-            return .failed(UpdError(.network, "\(job.target.label): no mirror could provide it (\(job.problems.joined(separator: "; ")))"))
+            let request = job.request
+            if case .download(let download) = request.method { download.removePartial() }
+            if case .post = request.method {
+                // The label names the one server.
+                return .failed(UpdError(.network, "\(request.label): \(job.problems.map(\.problem).joined(separator: "; "))"))
+            }
+            let problems = job.problems.map { "\($0.mirror): \($0.problem)" }.joined(separator: "; ")
+            return .failed(UpdError(.network, "\(request.label): no mirror could provide it (\(problems))"))
         }
         return .nextMirror
     }
 
     /// Refills the rate limiter's bucket and resumes transfers it paused; whether it resumed any.
     private func refillAndResume(_ transfers: Dictionary<UnsafeMutableRawPointer, Transfer>.Values) -> Bool {
-        let now = Date()
-        let elapsed = now.timeIntervalSince(lastRefill)
-        lastRefill = now
         let limit = rateLimit.withLock { $0 }
-        if let limit {
+        let tokens = bucket.withLock { b in
+            let now = Date()
+            let elapsed = now.timeIntervalSince(b.lastRefill)
+            b.lastRefill = now
             // A bucket of a quarter second's worth keeps bursts short, and is deep enough that a
             // loop slowed by a busy machine does not lose its share.
-            tokens = min(Double(limit) / 4, tokens + Double(limit) * elapsed)
-        } else {
-            tokens = 0
+            b.tokens = limit.map { min(Double($0) / 4, b.tokens + Double($0) * elapsed) } ?? 0
+            return b.tokens
         }
         guard limit == nil || tokens > 0 else { return false }
         var resumed = false
@@ -552,13 +626,14 @@ public final class CurlFetcher: @unchecked Sendable {
         return resumed
     }
 
-    private func showProgress(start: Date, total: UInt64, blobs: Int, totalBlobs: Int) {
-        guard let progress, Date().timeIntervalSince(lastProgress) >= 0.2 || blobs == totalBlobs else { return }
-        lastProgress = Date()
-        let elapsed = max(0.001, Date().timeIntervalSince(start))
-        let rate = Double(bytesReceived) / elapsed
-        let left = total > bytesReceived ? Double(total - bytesReceived) / max(rate, 1) : 0
-        progress(FetchProgress(bytes: bytesReceived, totalBytes: total, blobs: blobs, totalBlobs: totalBlobs,
+    private func showProgress(_ state: RunState, total: UInt64, blobs: Int, totalBlobs: Int) {
+        guard let progress, Date().timeIntervalSince(state.lastProgress) >= 0.2 || blobs == totalBlobs else { return }
+        state.lastProgress = Date()
+        let bytes = state.bytesReceived
+        let elapsed = max(0.001, Date().timeIntervalSince(state.began))
+        let rate = Double(bytes) / elapsed
+        let left = total > bytes ? Double(total - bytes) / max(rate, 1) : 0
+        progress(FetchProgress(bytes: bytes, totalBytes: total, blobs: blobs, totalBlobs: totalBlobs,
                                rate: rate, secondsLeft: rate > 0 ? left : nil))
     }
 }

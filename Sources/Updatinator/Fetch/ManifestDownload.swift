@@ -12,13 +12,19 @@ extension CurlFetcher {
     /// with `compressed`, its compressed copy (`CompressedCopy`) when a mirror has one.
     /// The partial downloads live in a private temporary directory, removed before returning.
     public func fetchSigned(_ path: String, maxBytes: UInt64, signatureRequired: Bool = true, compressed: Bool = false) throws -> SignedDownload {
+        try fetchSigned(path, maxBytes: maxBytes, signatureRequired: signatureRequired, compressed: compressed, from: nil)
+    }
+
+    /// `fetchSigned` from the given base URLs (nil for the mirrors).
+    private func fetchSigned(_ path: String, maxBytes: UInt64, signatureRequired: Bool, compressed: Bool,
+                             from bases: [String]?) throws -> SignedDownload {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-\(UUID().uuidString)").path
         try Sys.mkdirs(directory, mode: 0o700)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var copy: [UInt8]?
         if compressed {
             do {
-                try fetchFile(path + CompressedCopy.suffix, to: "\(directory)/copy", maxBytes: maxBytes)
+                try fetchFile(path + CompressedCopy.suffix, to: "\(directory)/copy", maxBytes: maxBytes, from: bases, flow: nil)
                 copy = try CompressedCopy.decompress(Sys.readFile("\(directory)/copy", limit: Int(maxBytes)), limit: Int(maxBytes),
                                                         source: path + CompressedCopy.suffix)
             } catch let e as UpdError where e.code == .network || e.code == .corrupt {
@@ -29,11 +35,11 @@ extension CurlFetcher {
         if let copy {
             content = copy
         } else {
-            try fetchFile(path, to: "\(directory)/document", maxBytes: maxBytes)
+            try fetchFile(path, to: "\(directory)/document", maxBytes: maxBytes, from: bases, flow: nil)
             content = try Sys.readFile("\(directory)/document", limit: Int(maxBytes))
         }
         do {
-            try fetchFile(path + ".sig", to: "\(directory)/signature", maxBytes: 64 * 1024)
+            try fetchFile(path + ".sig", to: "\(directory)/signature", maxBytes: 64 * 1024, from: bases, flow: nil)
         } catch let e as UpdError where e.code == .network && !signatureRequired {
             return SignedDownload(content: content, signature: nil)
         }
@@ -55,11 +61,8 @@ extension CurlFetcher {
         if let directory { try Sys.mkdirs(directory) }
         var firstError: UpdError?
         for mirror in options.mirrors {
-            var one = options
-            one.mirrors = [mirror]
             do {
-                return try CurlFetcher(options: one).downloadManifest(image: image, version: version, keyring: keyring, hash: hash,
-                                                                      into: directory)
+                return try downloadManifest(image: image, version: version, keyring: keyring, hash: hash, from: mirror, into: directory)
             } catch let e as UpdError where e.code == .verification || e.code == .corrupt || e.code == .network {
                 firstError = firstError ?? e
             }
@@ -67,11 +70,12 @@ extension CurlFetcher {
         throw firstError ?? UpdError(.usage, "no mirror to download \(image) \(version) from")
     }
 
-    /// `downloadManifest` from this fetcher's mirrors as one source.
-    private func downloadManifest(image: String, version: String, keyring: Keyring?, hash: String?,
+    /// `downloadManifest` from one mirror (with this fetcher's rate limit and cancellation).
+    private func downloadManifest(image: String, version: String, keyring: Keyring?, hash: String?, from mirror: String,
                                   into directory: String?) throws -> DownloadedManifest {
         let remote = Repository.manifestPath(image: image, version: version)
-        let got = try fetchSigned(remote, maxBytes: UInt64(ManifestParser.maxManifestBytes), compressed: true)
+        let got = try fetchSigned(remote, maxBytes: UInt64(ManifestParser.maxManifestBytes), signatureRequired: true, compressed: true,
+                                  from: [mirror])
         let verified = try keyring?.verifiedManifest(got.content, signatures: got.signature!, source: remote)
         let manifest = try verified?.manifest ?? ManifestParser.parse(got.content, source: remote)
         // A mirror must not pass off another signed manifest (an older version, say) as this one.

@@ -2,6 +2,9 @@ import Foundation
 
 /// A device's side of the school server's protocol: `POST /v1/check`, answered with a signed
 /// decision that must verify for this device and a fresh nonce, and `POST /v1/report`.
+///
+/// Each request goes through a `CurlFetcher` for the server: a refused or dropped connection is
+/// retried with back-off, an answer over 64 KiB is cut off, and one must come within 30 s.
 public struct SchoolServerClient: Sendable {
     public let server: String
 
@@ -13,6 +16,11 @@ public struct SchoolServerClient: Sendable {
         (server.hasSuffix("/") ? String(server.dropLast()) : server) + "/v1/" + name
     }
 
+    /// POSTs `body` to the endpoint `name`; the answer, whatever its status.
+    private func post(_ name: String, body: [UInt8]) throws -> CurlFetcher.Response {
+        try CurlFetcher(options: FetchOptions(mirrors: [server])).postJSON("v1/" + name, to: server, body: body)
+    }
+
     /// 128 random bits in hex: what makes each decision good for one request only.
     public static func newNonce() -> String {
         (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
@@ -22,7 +30,7 @@ public struct SchoolServerClient: Sendable {
     /// `nonce`; the answer is verified against the decision keyring before it is returned.
     public func check(body: [UInt8], device: String, nonce: String, keyring: Keyring, now: Int64) throws -> Decision {
         let url = endpoint("check")
-        let response = try HTTPClient.postJSON(url, body: body)
+        let response = try post("check", body: body)
         guard response.status == 200 else { throw UpdError(.network, "\(url): HTTP \(response.status)") }
         return try Decision.verify(envelope: response.body, keyring: keyring, device: device, nonce: nonce, now: now, source: url)
     }
@@ -30,7 +38,7 @@ public struct SchoolServerClient: Sendable {
     /// Sends a report (a JSON object with `device` and `status`).
     public func report(body: [UInt8]) throws {
         let url = endpoint("report")
-        let response = try HTTPClient.postJSON(url, body: body)
+        let response = try post("report", body: body)
         guard (200..<300).contains(response.status) else { throw UpdError(.network, "\(url): HTTP \(response.status)") }
     }
 }

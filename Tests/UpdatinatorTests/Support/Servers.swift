@@ -27,8 +27,8 @@ final class ServeProcess {
     }
 
     /// POSTs JSON with the project's libcurl client.
-    func post(_ path: String, _ fields: [String: Any]) throws -> HTTPClient.Response {
-        try HTTPClient.postJSON(url + path, body: Array(try JSONSerialization.data(withJSONObject: fields)))
+    func post(_ path: String, _ fields: [String: Any]) throws -> CurlFetcher.Response {
+        try CurlFetcher(options: FetchOptions(mirrors: [url])).postJSON(path, to: url, body: Array(try JSONSerialization.data(withJSONObject: fields)))
     }
 }
 
