@@ -58,11 +58,13 @@ public enum KeyFile {
         try parseSecret(Sys.readFile(path, limit: 4096, followSymlink: true), source: path)
     }
 
-    /// Writes a new key pair; the secret key file is created with mode 0600 and never overwritten.
+    /// Writes a new key pair, making the directories they go in (a new keyring); the secret key
+    /// file is created with mode 0600 and never overwritten.
     public static func writeKeyPair(_ key: SecretKey, secretPath: String, publicPath: String) throws {
         for path in [secretPath, publicPath] where (try Sys.lstatIfExists(path)) != nil {
             throw UpdError(.usage, "\(path) already exists; refusing to overwrite a key")
         }
+        for path in [secretPath, publicPath] { try Sys.mkdirs(Sys.parentDirectory(of: path)) }
         try Sys.writeFileAtomically(secretPath, encode(key), mode: 0o600)
         try Sys.writeFileAtomically(publicPath, encode(key.publicKey), mode: 0o644)
     }
