@@ -231,14 +231,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     /// downloads it to `destination`.
     private func downloadBatch(_ requests: [BlobRequest], after: [ContentBatch.Item], limit: UInt64, from server: String,
                                into destination: String) throws -> String {
-        let items = requests.map(batchItem).map { i -> [String: Any] in
-            guard let base = i.base else { return ["hash": i.hash.hex, "size": i.size] }
-            return ["hash": i.hash.hex, "size": i.size, "base": base.hex, "base_size": i.baseSize]
-        }
-        var body: [String: Any] = ["items": items, "limit": limit]
-        if !after.isEmpty { body["after"] = after.map { ["hash": $0.hash.hex, "size": $0.size] } }
-        body["device"] = device
-        let answer = try HTTPClient.postJSON(server + "/v1/batch", body: Array(try JSONSerialization.data(withJSONObject: body)),
+        let body = try WireCoding.encode(BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: device))
+        let answer = try HTTPClient.postJSON(server + "/v1/batch", body: body,
                                              timeoutSeconds: 900)
         guard answer.status == 200 else {
             let message = String(decoding: answer.body.prefix(300), as: UTF8.self)
