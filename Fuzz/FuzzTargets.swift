@@ -64,9 +64,9 @@ enum FuzzTargets {
         guard let first = bytes.first else { return }
         let rest = Array(bytes.dropFirst())
         switch first % 5 {
-        case 0: _ = try? DeviceRequest.parse(rest, address: "10.1.2.3")
-        case 1: _ = try? DeviceReport.parse(rest)
-        case 2: _ = try? BatchService.parse(rest, maxItems: 1000)
+        case 0: _ = (try? WireCoding.decode(CheckRequest.self, from: rest))?.policyTable(address: "10.1.2.3")
+        case 1: _ = try? WireCoding.decode(DeviceReport.self, from: rest)
+        case 2: _ = try? WireCoding.decode(BatchRequest.self, from: rest, userInfo: [BatchRequest.maxItemsKey: 1000])
         case 3: _ = FileResponder.relativePath(String(decoding: rest, as: UTF8.self).split(separator: "/", omittingEmptySubsequences: false).map(String.init))
         default: _ = FileResponder.parseRange(String(decoding: rest, as: UTF8.self), size: 1 << 20)
         }

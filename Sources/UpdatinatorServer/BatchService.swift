@@ -27,29 +27,17 @@ public final class BatchService: Sendable {
         }
     }
 
-    /// A parsed request: its items, the contents the device decoded just before them, and the
-    /// most bytes the batch may have to be worth it.
-    struct Request {
-        let items: [ContentBatch.Item]
-        var after: [ContentBatch.Item] = []
-        let limit: UInt64?
-        let device: String?
-        var key: String {
-            var text = "updatinator-batch 2\n"
-            for i in after { text += "after \(i.hash.hex) \(i.size)\n" }
-            for i in items { text += "\(i.hash.hex) \(i.size) \(i.base?.hex ?? "-") \(i.baseSize)\n" }
-            return Blake2b.hash(Array(text.utf8)).hex
-        }
-        var bytes: UInt64 { items.reduce(0) { $0 + $1.size } }
-    }
-
     let settings: Settings
     let repository: Repository
     let work: BatchWork
+    /// Where a request's contents are looked up and the cache is read: a request may name a
+    /// million contents, each a `stat`.
+    let fileThreads: WorkerThreads
 
-    public init(settings: Settings, repository: Repository) throws {
+    public init(settings: Settings, repository: Repository, fileThreads: WorkerThreads) throws {
         self.settings = settings
         self.repository = repository
+        self.fileThreads = fileThreads
         work = BatchWork(workers: settings.workers, queueLimit: settings.queueLimit)
         try FileManager.default.createDirectory(atPath: settings.cacheDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -57,60 +45,30 @@ public final class BatchService: Sendable {
 
     func path(forKey key: String) -> String { "\(settings.cacheDirectory)/\(key).batch" }
 
-    static func parse(_ body: [UInt8], maxItems: Int) throws -> Request {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body)), let fields = object as? [String: Any],
-              let list = fields["items"] as? [[String: Any]] else {
-            throw UpdError(.corrupt, "expected a JSON object with an array 'items'")
-        }
-        guard !list.isEmpty, list.count <= maxItems else { throw UpdError(.corrupt, "'items' must hold 1 to \(maxItems) items") }
-        func hash(_ value: Any?, _ at: Int, _ name: String) throws -> ContentHash {
-            guard let text = value as? String, let h = ContentHash(hex: text) else { throw UpdError(.corrupt, "item \(at): '\(name)' is not a content hash") }
-            return h
-        }
-        func size(_ value: Any?, _ at: Int, _ name: String) throws -> UInt64 {
-            guard let n = value as? Int, n > 0, n <= 1 << 30 else { throw UpdError(.corrupt, "item \(at): '\(name)' is not a size from 1 to 2^30") }
-            return UInt64(n)
-        }
-        var items = [ContentBatch.Item]()
-        for (at, item) in list.enumerated() {
-            let h = try hash(item["hash"], at, "hash"), s = try size(item["size"], at, "size")
-            if item["base"] != nil {
-                items.append(ContentBatch.Item(hash: h, size: s, base: try hash(item["base"], at, "base"), baseSize: try size(item["base_size"], at, "base_size")))
-            } else {
-                items.append(ContentBatch.Item(hash: h, size: s))
-            }
-        }
-        var after = [ContentBatch.Item]()
-        if let value = fields["after"] {
-            guard let list = value as? [[String: Any]], list.count <= maxItems else { throw UpdError(.corrupt, "'after' is not an array of contents") }
-            for (at, item) in list.enumerated() {
-                after.append(ContentBatch.Item(hash: try hash(item["hash"], at, "hash"), size: try size(item["size"], at, "size")))
-            }
-            guard after.reduce(0, { $0 + $1.size }) <= ContentBatch.Limits.standard.history else {
-                throw UpdError(.corrupt, "'after' names more than \(ContentBatch.Limits.standard.history) bytes")
-            }
-        }
-        let limit = fields["limit"].map { $0 as? Int }
-        if let limit, (limit ?? -1) < 0 { throw UpdError(.corrupt, "'limit' is not a byte count") }
-        let device = fields["device"] as? String
-        return Request(items: items, after: after, limit: limit.flatMap { $0 }.map(UInt64.init), device: device)
-    }
-
     /// The batch's key and size, computing it when the cache lacks it. Throws `BatchWork.Busy`
     /// when the work queue is full, and `UpdError(.usage)` naming a content the repository lacks.
-    func prepare(_ request: Request) async throws -> (key: String, bytes: UInt64, computed: Bool) {
-        let key = request.key
-        let path = path(forKey: key)
-        for hash in Set((request.after + request.items).flatMap { [$0.hash] + ($0.base.map { [$0] } ?? []) }) where try repository.blobs.blobSize(of: hash) == nil {
-            throw UpdError(.usage, "content \(hash.hex) is not in the repository")
+    func prepare(_ request: BatchRequest) async throws -> (key: String, bytes: UInt64, computed: Bool) {
+        let repository = self.repository
+        let (key, cached): (String, UInt64?) = try await fileThreads.run {
+            for hash in Set((request.after + request.items).flatMap { [$0.hash] + ($0.base.map { [$0] } ?? []) })
+            where try repository.blobs.blobSize(of: hash) == nil {
+                throw UpdError(.usage, "content \(hash.hex) is not in the repository")
+            }
+            let key = request.key
+            return (key, Self.cachedSize(self.path(forKey: key)))
         }
-        let (repository, level, workers) = (self.repository, settings.level, max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, settings.workers)))
-        let (bytes, computed) = try await work.result(for: key, cached: { Self.cachedSize(path) }) {
-            try ContentBatch.encode(request.items, after: request.after, to: path, level: level, workers: workers) { hash, size in
+        if let cached { return (key, cached, false) }
+        let path = path(forKey: key)
+        let (level, workers) = (settings.level, max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, settings.workers)))
+        let (bytes, computed) = try await work.result(for: key) {
+            // Computed meanwhile by a request that has left the queue.
+            if let size = Self.cachedSize(path) { return (size, false) }
+            let bytes = try ContentBatch.encode(request.items, after: request.after, to: path, level: level, workers: workers) { hash, size in
                 try repository.blobs.readAll(hash, size: size)
             }
+            self.trimCache(keeping: path)
+            return (bytes, true)
         }
-        if computed { trimCache(keeping: path) }
         return (key, bytes, computed)
     }
 
@@ -139,51 +97,28 @@ public final class BatchService: Sendable {
     }
 }
 
-/// Computations of batches: one per key at a time, at most `workers` running and `queueLimit`
-/// waiting, each on a thread of its own (they take seconds to minutes).
+/// Computations of batches: one per key at a time, at most `workers` running (each on a
+/// thread of its own: they take seconds to minutes) and `queueLimit` waiting.
 actor BatchWork {
     struct Busy: Error {}
 
-    private let workers: Int
-    private let queueLimit: Int
-    private var inFlight = [String: Task<UInt64, Error>]()
-    private var running = 0
-    private var waiting = [CheckedContinuation<Void, Never>]()
+    private let threads: WorkerThreads
+    private let limit: Int
+    private var inFlight = [String: Task<(UInt64, Bool), Error>]()
 
     init(workers: Int, queueLimit: Int) {
-        self.workers = workers
-        self.queueLimit = queueLimit
+        threads = WorkerThreads(name: "batch", count: workers)
+        limit = max(1, workers) + max(0, queueLimit)
     }
 
-    /// The cached result, the result of the computation in flight for `key`, or a new one.
-    func result(for key: String, cached: () -> UInt64?, compute: @escaping @Sendable () throws -> UInt64) async throws -> (UInt64, Bool) {
-        if let task = inFlight[key] { return (try await task.value, false) }
-        if let size = cached() { return (size, false) }
-        guard inFlight.count < workers + queueLimit else { throw Busy() }
-        let task = Task {
-            await acquire()
-            defer { Task { await self.release() } }
-            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<UInt64, Error>) in
-                let thread = Thread { continuation.resume(with: Result { try compute() }) }
-                thread.name = "batch"
-                thread.start()
-            }
-        }
+    /// The result of the computation in flight for `key` (as not computed by this request), or
+    /// of a new one: its size, and whether it was computed (false when `compute` found it cached).
+    func result(for key: String, compute: @escaping @Sendable () throws -> (UInt64, Bool)) async throws -> (UInt64, Bool) {
+        if let task = inFlight[key] { return (try await task.value.0, false) }
+        guard inFlight.count < limit else { throw Busy() }
+        let task = Task { [threads] in try await threads.run(compute) }
         inFlight[key] = task
         defer { inFlight[key] = nil }
-        return (try await task.value, true)
-    }
-
-    private func acquire() async {
-        if running < workers {
-            running += 1
-            return
-        }
-        await withCheckedContinuation { waiting.append($0) }
-    }
-
-    /// Hands the slot to the next waiting computation, or frees it.
-    private func release() {
-        if waiting.isEmpty { running -= 1 } else { waiting.removeFirst().resume() }
+        return try await task.value
     }
 }

@@ -10,10 +10,11 @@ import Updatinator
 /// NULs after decoding) are opened, one component at a time from the root without following a
 /// symbolic link at any of them (a repository copied with `rsync -a` keeps an upstream's
 /// symlinks), and only regular files; anything refused is answered 404. The file work runs on
-/// Dispatch's worker threads, off the event loop.
+/// `threads`, so that a slow disk holds no thread that serves other requests.
 struct FileResponder: Sendable {
     let root: String
     let metrics: ServerMetrics
+    let threads: WorkerThreads
 
     /// A file's path below the root from URL path components, or nil when any is unsafe.
     static func relativePath(_ components: [String]) -> String? {
@@ -35,13 +36,6 @@ struct FileResponder: Sendable {
         }
     }
 
-    /// Runs blocking file work on a Dispatch worker thread, so that a slow disk holds no event loop.
-    static func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result(catching: work)) }
-        }
-    }
-
     /// Opens the regular file `components` below `root` (no symlink, FIFO or device anywhere on
     /// the way) for `body`; anything refused is a 404.
     static func withFile<T>(root: String, _ components: [String], _ body: (Int32, FileInfo) throws -> T) throws -> T {
@@ -57,8 +51,8 @@ struct FileResponder: Sendable {
     }
 
     func respond(to request: Request, path relative: String, immutable: Bool) async throws -> Response {
-        let (root, components) = (self.root, relative.split(separator: "/").map(String.init))
-        let info = try await Self.offload { try Self.withFile(root: root, components) { $1 } }
+        let (root, components, threads) = (self.root, relative.split(separator: "/").map(String.init), self.threads)
+        let info = try await threads.run { try Self.withFile(root: root, components) { $1 } }
         let size = info.size
         let modified = info.seconds
         let etag = "\"\(String(size, radix: 16))-\(String(modified, radix: 16))-\(String(info.nanoseconds, radix: 16))\""
@@ -92,7 +86,7 @@ struct FileResponder: Sendable {
         /// Reads `count` bytes at `offset` of the file that was stat'ed, opened again the same
         /// way (refusing one replaced meanwhile), on a worker thread.
         @Sendable func read(_ offset: Int, _ count: Int) async throws -> ByteBuffer {
-            let buffer = try await Self.offload {
+            let buffer = try await threads.run {
                 try Self.withFile(root: root, components) { fd, now in
                     guard now == info else { throw HTTPError(.conflict) }
                     var buffer = ByteBufferAllocator().buffer(capacity: count)

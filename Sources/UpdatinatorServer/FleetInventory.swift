@@ -4,15 +4,14 @@ import UpdatinatorLua
 
 /// The school server's record of its devices, in SQLite: one row per device (its image and
 /// version, what it moves to, its last status and when it was last seen) and the history of
-/// every report. Safe to use from any thread: one connection behind a lock.
+/// every report. Safe to use from any thread: one connection behind a lock. Its calls block
+/// (SQLite writes to disk): the server makes them on its worker threads, never on the threads
+/// that run its async handlers.
 public final class FleetInventory: Sendable {
     private let database: Locked<SQLiteDatabase>
     private let counts: ShortLivedCache<Int>
-    private let pendingChecks = Locked<[(DeviceRequest, String?, Int64)]>([])
+    private let pendingChecks = Locked<[(CheckRequest, String?, Int64)]>([])
     private let peerCandidates: ShortLivedCache<[PeerCandidate]>
-
-    /// What a device may report.
-    public static let statuses: Set<String> = ["checking", "downloading", "applying", "done", "failed", "deferred"]
 
     public init(path: String, countLifetime: TimeInterval = 1) throws {
         counts = ShortLivedCache(lifetime: countLifetime, capacity: 10_000)
@@ -39,7 +38,7 @@ public final class FleetInventory: Sendable {
     /// Checks are queued and written together by `writeChecks`, which the server calls five
     /// times a second, and which reports and reads of devices call first; counts may miss
     /// the checks of the last fifth of a second. Only a queue of 50,000 is written at once.
-    public func recordCheck(_ request: DeviceRequest, address: String?, now: Int64) throws {
+    public func recordCheck(_ request: CheckRequest, address: String?, now: Int64) throws {
         let queued = pendingChecks.withLock { pending in
             pending.append((request, address, now))
             return pending.count
@@ -76,7 +75,7 @@ public final class FleetInventory: Sendable {
         try writeChecks()
         try database.withLock { db in
             try db.transaction {
-                if report.status == "done" {
+                if report.status == .done {
                     try db.query("""
                         INSERT INTO devices (device, image, version, address, status, peer, first_seen, last_seen, last_report)
                         VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6, ?6, ?6)
@@ -91,13 +90,13 @@ public final class FleetInventory: Sendable {
                         ON CONFLICT (device) DO UPDATE SET address = coalesce(?2, address), status = ?3, code = ?4,
                             target_image = coalesce(?5, target_image), target_version = coalesce(?6, target_version),
                             last_seen = ?7, last_report = ?7
-                        """, [.text(report.device), text(address), .text(report.status), text(report.code), text(report.image),
+                        """, [.text(report.device), text(address), .text(report.status.rawValue), text(report.code), text(report.image),
                               text(report.version), .integer(now)])
                 }
                 counts.removeAll()
                 peerCandidates.removeAll()
                 try db.query("INSERT INTO history (device, time, status, image, version, code, message, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             [.text(report.device), .integer(now), .text(report.status), text(report.image), text(report.version),
+                             [.text(report.device), .integer(now), .text(report.status.rawValue), text(report.image), text(report.version),
                               text(report.code), text(report.message), report.bytes.map { .integer($0) } ?? .null])
             }
         }
@@ -186,40 +185,6 @@ public final class FleetInventory: Sendable {
     }
 
     private func text(_ value: String?) -> SQLiteDatabase.Value { value.map { .text($0) } ?? .null }
-}
-
-/// What a device reports (`POST /v1/report`).
-public struct DeviceReport: Codable, Sendable {
-    public var device: String
-    public var status: String
-    public var image: String?
-    public var version: String?
-    public var code: String?
-    public var message: String?
-    public var bytes: Int64?
-    /// The device's peer server, advertised with `done`.
-    public var peer: String?
-
-    /// Decodes and checks a report body.
-    public static func parse(_ body: [UInt8]) throws -> DeviceReport {
-        let report: DeviceReport
-        do {
-            report = try JSONDecoder().decode(DeviceReport.self, from: Data(body))
-        } catch {
-            throw UpdError(.corrupt, "not a report: \(JSONErrors.describe(error))")
-        }
-        try DeviceRequest.checkIdentifier(report.device, "device")
-        guard FleetInventory.statuses.contains(report.status) else {
-            throw UpdError(.corrupt, "unknown status '\(report.status.prefix(40))' (known: \(FleetInventory.statuses.sorted().joined(separator: ", ")))")
-        }
-        for (name, value) in [("image", report.image), ("version", report.version)] {
-            if let value, let problem = Manifest.problem(withName: value) { throw UpdError(.corrupt, "\(name): \(problem)") }
-        }
-        if let code = report.code { try DeviceRequest.checkIdentifier(code, "code") }
-        if let message = report.message, message.utf8.count > 2000 { throw UpdError(.corrupt, "message: longer than 2000 bytes") }
-        if let peer = report.peer { try DeviceRequest.checkPeerURL(peer) }
-        return report
-    }
 }
 
 /// Dotted IPv4 addresses, for the nearest-peer rule.

@@ -15,6 +15,8 @@ public final class PeerServer: Sendable {
     /// Where the server reports what goes wrong while it serves.
     public let logger: Logger
     private let contents = Locked<(stamp: [Int], contents: TreeContents)?>(nil)
+    /// Where the installed manifest is read, contents compressed and files served.
+    let threads = WorkerThreads(name: "files", count: max(4, 2 * ProcessInfo.processInfo.activeProcessorCount))
 
     public init(root: String, cache: String? = nil, logger: Logger = Logger(label: "updatinator.peer")) throws {
         self.root = root
@@ -42,7 +44,7 @@ public final class PeerServer: Sendable {
     public func router() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
         router.add(middleware: CountingMiddleware(metrics: metrics))
-        let files = FileResponder(root: cache.directory, metrics: metrics)
+        let files = FileResponder(root: cache.directory, metrics: metrics, threads: threads)
         router.files("/blobs/:prefix/:name") { request, context in
             let name = try context.parameters.require("name")
             guard let hash = ContentHash(hex: name), try context.parameters.require("prefix") == String(name.prefix(2)) else {
@@ -50,7 +52,8 @@ public final class PeerServer: Sendable {
             }
             let blob: String?
             do {
-                blob = try self.current().blob(for: hash)
+                // Reads the manifest when it changed, and reads, hashes and compresses the content.
+                blob = try await self.threads.run { try self.current().blob(for: hash) }
             } catch let error as UpdError {
                 self.logger.error("\(error.message)")
                 throw HTTPError(.notFound)

@@ -5,8 +5,9 @@ import UpdatinatorLua
 
 /// The server policy's Lua states: one per concurrent request, each loaded with the policy
 /// script and the server's view. A state whose call failed (an error, the instruction or
-/// memory limit) is dropped and a fresh one is made for a later request.
-public final class PolicyPool: @unchecked Sendable {
+/// memory limit) is dropped and a fresh one is made for a later request. Its calls block (a
+/// policy may run for its whole instruction limit): the server makes them on its policy threads.
+public final class PolicyPool: Sendable {
     public struct Settings: Sendable {
         public var script: String
         public var configFile: String?
@@ -31,15 +32,17 @@ public final class PolicyPool: @unchecked Sendable {
     private let settings: Settings
     private let makeView: @Sendable () -> SchoolView
     private let logger: Logger
-    private let lock = NSLock()
-    private var idle = [LuaState]()
+    /// States not in use. A state is used by one thread at a time: taken from here under the
+    /// lock, called, and given back.
+    private let idle = Locked<[LuaState]>([])
 
     /// Loads the policy once, so a broken script is reported at start rather than per request.
     public init(settings: Settings, logger: Logger = Logger(label: "updatinator.policy"), view: @escaping @Sendable () -> SchoolView) throws {
         self.settings = settings
         self.logger = logger
         self.makeView = view
-        idle.append(try makeState())
+        let first = try makeState()
+        idle.withLock { $0.append(first) }
     }
 
     private func makeState() throws -> LuaState {
@@ -67,29 +70,19 @@ public final class PolicyPool: @unchecked Sendable {
     /// Runs `decide(device)`. A script error, a limit or a malformed answer throws `LuaError`
     /// or `UpdError`; the caller answers "no update".
     public func decide(_ device: [String: LuaValue]) throws -> Answer? {
-        lock.lock()
-        let state = idle.popLast()
-        lock.unlock()
-        let lua = try state ?? makeState()
+        let lua = try idle.withLock({ $0.popLast() }) ?? makeState()
         let results = try lua.callGlobal("decide", [.table(device)]) ?? []
         let answer = try Self.answer(results.first ?? .nil)
-        lock.lock()
-        idle.append(lua)
-        lock.unlock()
+        idle.withLock { $0.append(lua) }
         return answer
     }
 
     /// Whether the policy's optional function `name(argument)` allows something: true when
     /// the policy does not define it. It must return a boolean.
     public func allows(_ name: String, _ argument: [String: LuaValue]) throws -> Bool {
-        lock.lock()
-        let state = idle.popLast()
-        lock.unlock()
-        let lua = try state ?? makeState()
+        let lua = try idle.withLock({ $0.popLast() }) ?? makeState()
         let results = try lua.callGlobal(name, [.table(argument)])
-        lock.lock()
-        idle.append(lua)
-        lock.unlock()
+        idle.withLock { $0.append(lua) }
         guard let results else { return true }
         guard case .boolean(let allowed) = results.first ?? .nil else {
             throw UpdError(.corrupt, "\(name) returned \(results.first ?? .nil), not a boolean")

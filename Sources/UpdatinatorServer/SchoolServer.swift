@@ -8,6 +8,10 @@ import UpdatinatorLua
 /// The school server: the repository as static files, signed decisions from the Lua policy
 /// (`POST /v1/check`), device reports into the fleet inventory (`POST /v1/report`), the
 /// inventory for operators (`GET /v1/fleet`) and counters (`GET /metrics`).
+///
+/// The handlers only parse requests and write answers: the policy runs on `policyThreads`, and
+/// SQLite and the files on `fileThreads` (see `WorkerThreads`), so that a slow policy or disk
+/// holds no thread that serves other requests.
 public final class SchoolServer: Sendable {
     public struct Settings: Sendable {
         public var repository: String
@@ -40,6 +44,11 @@ public final class SchoolServer: Sendable {
     public let metrics = ServerMetrics()
     let policy: PolicyPool
     let batches: BatchService?
+    /// Where policy calls run (each may take up to its instruction limit), with what they ask
+    /// of the repository index and the inventory.
+    let policyThreads: WorkerThreads
+    /// Where file reads, SQLite and a batch request's checks run.
+    let fileThreads: WorkerThreads
 
     public init(settings: Settings) throws {
         self.settings = settings
@@ -47,17 +56,21 @@ public final class SchoolServer: Sendable {
         index = RepositoryIndex(root: settings.repository)
         let (index, inventory) = (self.index, self.inventory)
         policy = try PolicyPool(settings: settings.policy, logger: settings.logger) { SchoolServerView(index: index, inventory: inventory) }
-        batches = try settings.batches.map { try BatchService(settings: $0, repository: Repository(opening: settings.repository)) }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        policyThreads = WorkerThreads(name: "policy", count: max(2, cores))
+        fileThreads = WorkerThreads(name: "files", count: max(4, 2 * cores))
+        let fileThreads = self.fileThreads
+        batches = try settings.batches.map { try BatchService(settings: $0, repository: Repository(opening: settings.repository), fileThreads: fileThreads) }
     }
 
     /// Serves until SIGTERM or SIGINT, writing queued checks to the inventory five times a
     /// second and once more at the end.
     public func run(host: String, port: Int, onListening: @escaping @Sendable (String) -> Void) async throws {
-        let (inventory, logger) = (self.inventory, settings.logger)
+        let (inventory, logger, threads) = (self.inventory, settings.logger, fileThreads)
         let writer = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(200))
-                do { try inventory.writeChecks() } catch {
+                do { try await threads.run { try inventory.writeChecks() } } catch {
                     logger.error("\((error as? UpdError)?.message ?? "\(error)")")
                 }
             }
@@ -71,7 +84,7 @@ public final class SchoolServer: Sendable {
     public func router() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
         router.add(middleware: CountingMiddleware(metrics: metrics))
-        let files = FileResponder(root: settings.repository, metrics: metrics)
+        let files = FileResponder(root: settings.repository, metrics: metrics, threads: fileThreads)
         router.files("/repo.json") { request, _ in try await files.respond(to: request, path: "repo.json", immutable: false) }
         router.files("/channels/:name") { request, context in
             guard let path = FileResponder.relativePath(["channels", try context.parameters.require("name")]) else { throw HTTPError(.notFound) }
@@ -94,7 +107,7 @@ public final class SchoolServer: Sendable {
         router.post("/v1/report") { request, context in try await self.report(request, context) }
         if let batches {
             router.post("/v1/batch") { request, context in try await self.batch(request, context, batches) }
-            let cached = FileResponder(root: batches.settings.cacheDirectory, metrics: metrics)
+            let cached = FileResponder(root: batches.settings.cacheDirectory, metrics: metrics, threads: fileThreads)
             router.files("/v1/batch/:key") { request, context in
                 let key = try context.parameters.require("key")
                 guard key.count == 64, ContentHash(hex: key) != nil else { throw HTTPError(.notFound) }
@@ -102,8 +115,9 @@ public final class SchoolServer: Sendable {
             }
         }
         router.get("/v1/fleet") { _, _ in
-            let data = try JSONSerialization.data(withJSONObject: try self.inventory.summary(), options: [.sortedKeys, .prettyPrinted])
-            return Self.json(Array(data))
+            Self.json(try await self.fileThreads.run {
+                Array(try JSONSerialization.data(withJSONObject: try self.inventory.summary(), options: [.sortedKeys, .prettyPrinted]))
+            })
         }
         router.metrics(metrics)
         return router
@@ -114,19 +128,27 @@ public final class SchoolServer: Sendable {
         return buffer.readBytes(length: buffer.readableBytes) ?? []
     }
 
+    /// `POST /v1/check`: the signed decision for the device.
     func check(_ request: Request, _ context: ServerContext) async throws -> Response {
-        let device: DeviceRequest
+        let check: CheckRequest
         do {
-            device = try DeviceRequest.parse(try await body(of: request), address: context.clientAddress)
+            check = try WireCoding.decode(CheckRequest.self, from: try await body(of: request))
         } catch let error as UpdError {
             throw HTTPError(.badRequest, message: "check: \(error.message)")
         }
+        let address = context.clientAddress
+        return Self.json(try await policyThreads.run { try self.decide(check, address: address).signed(with: self.settings.decisionKey) })
+    }
+
+    /// The decision for a check, recorded in the inventory: what the policy chose, with the
+    /// manifest and peers it needs; "no update" when the policy fails. Blocks.
+    func decide(_ check: CheckRequest, address: String?) throws -> Decision {
         let now = Int64(Date().timeIntervalSince1970)
-        try inventory.recordCheck(device, address: context.clientAddress, now: now)
-        var decision = Decision(device: device.device, nonce: device.nonce, expires: now + settings.decisionLifetime, update: false)
+        try inventory.recordCheck(check, address: address, now: now)
+        var decision = Decision(device: check.device, nonce: check.nonce, expires: now + settings.decisionLifetime, update: false)
         do {
-            let answer = try timedDecision(device.fields)
-            if let answer, answer.image != device.image || answer.version != device.version {
+            let answer = try timedDecision(check.policyTable(address: address))
+            if let answer, answer.image != check.image || answer.version != check.version {
                 guard let manifest = index.manifest(image: answer.image, version: answer.version) else {
                     throw UpdError(.corrupt, "decide named \(answer.image) \(answer.version), which the repository does not hold")
                 }
@@ -135,9 +157,8 @@ public final class SchoolServer: Sendable {
                 decision.version = answer.version
                 decision.manifestPath = manifest.path
                 decision.manifestHash = manifest.hash.hex
-                decision.peers = try answer.peers ?? inventory.peers(image: answer.image, version: answer.version,
-                                                                      near: context.clientAddress, prefix: 24,
-                                                                      limit: settings.peerLimit, now: now, asking: device.device)
+                decision.peers = try answer.peers ?? inventory.peers(image: answer.image, version: answer.version, near: address, prefix: 24,
+                                                                      limit: settings.peerLimit, now: now, asking: check.device)
                 decision.rateLimit = answer.rateLimit
                 decision.notBefore = answer.notBefore
                 decision.window = answer.window
@@ -146,41 +167,50 @@ public final class SchoolServer: Sendable {
         } catch {
             // A broken policy answers "no update": the device keeps what it runs.
             metrics.decision("error")
-            logPolicyError("for device \(device.device)", error)
-            decision = Decision(device: device.device, nonce: device.nonce, expires: now + settings.decisionLifetime, update: false)
+            logPolicyError("for device \(check.device)", error)
+            decision = Decision(device: check.device, nonce: check.nonce, expires: now + settings.decisionLifetime, update: false)
         }
-        return Self.json(try decision.signed(with: settings.decisionKey))
+        return decision
     }
 
+    /// `POST /v1/report`: the report, in the inventory.
     func report(_ request: Request, _ context: ServerContext) async throws -> Response {
         let report: DeviceReport
         do {
-            report = try DeviceReport.parse(try await body(of: request))
+            report = try WireCoding.decode(DeviceReport.self, from: try await body(of: request))
         } catch let error as UpdError {
             throw HTTPError(.badRequest, message: "report: \(error.message)")
         }
-        try inventory.recordReport(report, address: context.clientAddress, now: Int64(Date().timeIntervalSince1970))
+        let (inventory, address) = (self.inventory, context.clientAddress)
+        try await fileThreads.run { try inventory.recordReport(report, address: address, now: Int64(Date().timeIntervalSince1970)) }
         return Response(status: .noContent)
     }
 
     /// `POST /v1/batch`: the batch's path and size once it is computed or found in the cache.
     func batch(_ request: Request, _ context: ServerContext, _ service: BatchService) async throws -> Response {
         var buffer = try await request.body.collect(upTo: BatchService.Settings.maxRequestBytes)
-        let parsed: BatchService.Request
+        let body = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let parsed: BatchRequest
         do {
-            parsed = try BatchService.parse(buffer.readBytes(length: buffer.readableBytes) ?? [], maxItems: service.settings.maxItems)
+            // Up to 64 MiB of JSON: decoded on a worker thread.
+            let limit = service.settings.maxItems
+            parsed = try await fileThreads.run {
+                try WireCoding.decode(BatchRequest.self, from: body, userInfo: [BatchRequest.maxItemsKey: limit])
+            }
         } catch let error as UpdError {
             metrics.batch("invalid")
             throw HTTPError(.badRequest, message: "batch: \(error.message)")
         }
-        let allowed: Bool
-        do {
-            allowed = try policy.allows("allow_batch", ["device": parsed.device.map { .string($0) } ?? .nil,
-                                                        "items": .integer(Int64(parsed.items.count)), "bytes": .integer(Int64(parsed.bytes)),
-                                                        "address": .string(context.clientAddress ?? "")])
-        } catch {
-            logPolicyError("in allow_batch", error)
-            allowed = false
+        let argument: [String: LuaValue] = ["device": parsed.device.map { .string($0) } ?? .nil,
+                                            "items": .integer(Int64(parsed.items.count)), "bytes": .integer(Int64(parsed.bytes)),
+                                            "address": .string(context.clientAddress ?? "")]
+        let allowed = try await policyThreads.run {
+            do {
+                return try self.policy.allows("allow_batch", argument)
+            } catch {
+                self.logPolicyError("in allow_batch", error)
+                return false
+            }
         }
         guard allowed else {
             metrics.batch("refused")
@@ -202,8 +232,7 @@ public final class SchoolServer: Sendable {
         if let limit = parsed.limit, result.bytes > limit {
             throw HTTPError(.conflict, message: "batch: \(result.bytes) bytes, more than the limit of \(limit); download the contents one by one")
         }
-        let body = try JSONSerialization.data(withJSONObject: ["path": "/v1/batch/\(result.key)", "bytes": result.bytes], options: [.sortedKeys])
-        return Self.json(Array(body))
+        return Self.json(try WireCoding.encode(BatchAnswer(path: "/v1/batch/\(result.key)", bytes: result.bytes)))
     }
 
     /// One log line for a policy call that failed (the server goes on).
@@ -216,7 +245,7 @@ public final class SchoolServer: Sendable {
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    /// The policy's decision, its time and outcome counted.
+    /// The policy's decision, its time and outcome counted. Blocks.
     func timedDecision(_ device: [String: LuaValue]) throws -> PolicyPool.Answer? {
         let started = DispatchTime.now()
         var failed = true

@@ -251,6 +251,25 @@ import Testing
         #expect(misuse.stderr.contains("bad argument #1 to 'warn'"), "\(misuse.stderr)")
     }
 
+    @Test func checkAndReportRaiseNamingAFieldTheServerWouldRefuse() throws {
+        // Nothing listens on port 9: a field that passed the check would fail as a network error instead.
+        let out = try run("""
+            local kr = assert(upd.keyring(...))
+            local ok, err = pcall(upd.report, "http://127.0.0.1:9", { status = "done", mesage = "typo" })
+            check(not ok and err:find("mesage: unknown field", 1, true), tostring(err))
+            ok, err = pcall(upd.report, "http://127.0.0.1:9", { status = "finished" })
+            check(not ok and err:find("status: one of", 1, true), tostring(err))
+            ok, err = pcall(upd.check, "http://127.0.0.1:9", { image = "../etc", school = "north" }, kr)
+            check(not ok and err:find("image: ", 1, true), tostring(err))
+            ok, err = pcall(upd.check, "http://127.0.0.1:9", { free_bytes = -1 }, kr)
+            check(not ok and err:find("free_bytes: a byte count expected", 1, true), tostring(err))
+            local none, message, code = upd.check("http://127.0.0.1:9", { image = "olpc", version = "445", school = "north" }, kr)
+            same(code, "network", message)
+            print("refused")
+            """, arguments: [samples.keyring], environment: ["UPDATINATOR_DEVICE_ID": "laptop-17"])
+        #expect(out.contains("refused"))
+    }
+
     @Test func theEditorAnnotationsAndTheReferenceNameEveryFunction() throws {
         let out = try run("""
             local names = {}

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 @testable import Updatinator
+import UpdatinatorLua
 
 /// The client policies in policies/client/, each run by the agent for one tick against a real
 /// repository served by nginx, with the clock, the power supply and the disk set by the test.
@@ -205,6 +206,38 @@ import Testing
         #expect(resumed.status == 0, "\(resumed.stderr)")
         #expect(resumed.stdout.contains("(resumed)"))
         #expect(try isAtVersion2(setup.root))
+    }
+
+    @Test func theAgentGoesOnAfterAFailedTickAndEndsItsWaitAtOnceWhenStopped() throws {
+        let policy = tmp.sub("ticks.lua")
+        try Sys.writeFileAtomically(policy, Array("""
+            upd.schedule { every = "1s" }
+            local n = 0
+            function tick()
+              n = n + 1
+              if n == 1 then error("the first tick fails") end
+              upd.schedule { every = "1h" }
+              return "tick " .. n
+            end
+            """.utf8))
+        let lua = try LuaState(options: LuaState.Options())
+        let stop = AgentStop(interrupting: lua)
+        let (results, failures) = (Locked([String]()), Locked([String]()))
+        nonisolated(unsafe) let output = PolicyAgent.Output(result: { result in
+            results.withLock { $0.append(result) }
+            // Stopped while the agent waits its hour for the next tick.
+            Thread.detachNewThread { stop.request() }
+        }, failure: { error in failures.withLock { $0.append(error.message) } })
+        let (ended, stopped) = (DispatchSemaphore(value: 0), Locked<Result<Bool, Error>?>(nil))
+        nonisolated(unsafe) let agent = PolicyAgent(lua: lua, script: policy)
+        Thread.detachNewThread {
+            stopped.withLock { $0 = Result { try agent.run(once: false, stop: stop, output: output) } }
+            ended.signal()
+        }
+        try #require(ended.wait(timeout: .now() + 30) == .success, "the wait for the next tick ended when the stop was requested")
+        #expect(try stopped.withLock { $0 }?.get() == true)
+        #expect(results.withLock { $0 } == ["tick 2"])
+        #expect(failures.withLock { $0 }.count == 1 && failures.withLock { $0 }[0].contains("the first tick fails"))
     }
 
     // MARK: field-upgrade.lua

@@ -226,6 +226,8 @@ import UpdatinatorServer
         #expect(try Curl.get(url + "/v1/check", ["-d", "{\"device\": \"x\"}"]).status == 400, "no nonce")
         #expect(try Curl.get(url + "/v1/check", ["-d", "[1, 2, 3]"]).status == 400)
         #expect(try Curl.get(url + "/v1/report", ["-d", "{\"device\": \"x\", \"status\": \"hacked\"}"]).status == 400)
+        let typo = try Curl.get(url + "/v1/report", ["-d", "{\"device\": \"x\", \"status\": \"done\", \"mesage\": \"m\"}"])
+        #expect(typo.status == 400 && typo.body.contains("report: mesage: unknown field"), "\(typo.body)")
         let deep = tmp.sub("deep.json")
         try Sys.writeFileAtomically(deep, Array(("{\"device\": \"d\", \"nonce\": \"00000000000000000000\", \"x\": "
             + String(repeating: "[", count: 30_000) + String(repeating: "]", count: 30_000) + "}").utf8))
@@ -243,10 +245,46 @@ import UpdatinatorServer
         #expect(try school.check("good").update, "still serving")
     }
 
+    @Test func aSpinningPolicyDelaysNeitherMetricsNorFiles() throws {
+        // One check per core spins in the policy for 30 s, within its instruction limit; the
+        // handlers must leave the policy to its threads and keep answering everything else.
+        let policy = tmp.sub("spin.lua")
+        try Sys.writeFileAtomically(policy, Array("""
+            local upd = require "updatinator"
+            function decide(device)
+              if device.device:find("^spin") then
+                upd.log.info("spinning for " .. device.device)
+                local stop = upd.time.now() + 30
+                while upd.time.now() < stop do end
+              end
+              return nil
+            end
+            """.utf8))
+        let school = try School(self, policy: policy, settings: [:], extra: ["--instruction-limit", "4000000000"])
+        defer { kill(school.server.process.pid, SIGKILL) }
+        let spinners = ProcessInfo.processInfo.activeProcessorCount
+        for n in 0..<spinners {
+            let (url, fields) = (school.server.url, ["device": "spin-\(n)", "nonce": SchoolServerClient.newNonce()])
+            Thread.detachNewThread {
+                _ = try? CurlFetcher(options: FetchOptions(mirrors: [url]))
+                    .postJSON("v1/check", to: url, body: Array(try! JSONSerialization.data(withJSONObject: fields)), deadlineSeconds: 120)
+            }
+        }
+        try waitUntil(timeout: 60, "\(spinners) policy calls spin: \(school.server.process.stderr)") {
+            school.server.process.stderr.components(separatedBy: "spinning for spin-").count - 1 == spinners
+        }
+        for path in ["/metrics", "/repo.json"] {
+            let started = Date()
+            let response = try Curl.get(school.server.url + path, ["--max-time", "15"])
+            let seconds = Date().timeIntervalSince(started)
+            #expect(response.status == 200 && seconds < 5, "\(path): HTTP \(response.status) after \(seconds) s while the policy spins")
+        }
+    }
+
     @Test func aRequestReachesThePolicyWithItsTypes() throws {
         let body = #"{"device": "d", "nonce": "0123456789abcdef", "b": true, "n": 5, "f": 1.5, "s": "x", "a": [1, false], "o": {"k": "v"}, "z": null}"#
-        let request = try DeviceRequest.parse(Array(body.utf8), address: "10.1.2.3")
-        #expect(request.fields == [
+        let request = try WireCoding.decode(CheckRequest.self, from: Array(body.utf8))
+        #expect(request.policyTable(address: "10.1.2.3") == [
             "device": .string("d"), "nonce": .string("0123456789abcdef"), "b": .boolean(true), "n": .integer(5),
             "f": .number(1.5), "s": .string("x"), "a": .array([.integer(1), .boolean(false)]), "o": .table(["k": .string("v")]),
             "address": .string("10.1.2.3"),

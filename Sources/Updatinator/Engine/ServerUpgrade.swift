@@ -44,14 +44,9 @@ public struct ServerUpgrade {
         let installed = try from ?? ManifestFile.read(StateDirectory(root: root).installedManifest)
         let client = SchoolServerClient(server: server)
         let nonce = SchoolServerClient.newNonce()
-        var request: [String: Any] = ["device": device, "nonce": nonce, "image": installed.manifest.image,
-                                      "version": installed.manifest.version]
-        request["channel"] = channel
-        request["peer"] = peerURL
-        request["free_bytes"] = try? FilesystemSpace(path: root).free
-        let body = Array(try JSONSerialization.data(withJSONObject: request, options: [.sortedKeys]))
-        let decision = try client.check(body: body, device: device, nonce: nonce, keyring: decisionKeyring,
-                                        now: Int64(now().timeIntervalSince1970))
+        let request = CheckRequest(device: device, nonce: nonce, image: installed.manifest.image, version: installed.manifest.version,
+                                   channel: channel, peer: peerURL, freeBytes: try? FilesystemSpace(path: root).free)
+        let decision = try client.check(request, keyring: decisionKeyring, now: Int64(now().timeIntervalSince1970))
         guard decision.update, let image = decision.image, let version = decision.version,
               image != installed.manifest.image || version != installed.manifest.version else {
             return .upToDate(decision)
@@ -63,7 +58,7 @@ public struct ServerUpgrade {
             guard let window = TimeWindow(parsing: text) else { throw UpdError(.corrupt, "\(server): the decision's window '\(text)' is not HH:MM-HH:MM") }
             if !window.contains(now()) { return .deferred("the decision allows downloads only in \(text)", decision) }
         }
-        report(client, ["status": "applying", "image": image, "version": version])
+        report(client, DeviceReport(device: device, status: .applying, image: image, version: version))
         do {
             let manifestFetcher = try CurlFetcher(options: FetchOptions(mirrors: [server] + mirrors))
             let target = try manifestFetcher.downloadManifest(image: image, version: version, into: nil, keyring: keyring,
@@ -75,24 +70,21 @@ public struct ServerUpgrade {
             let sources = ContentSources(mirrors: options, batchServer: decision.peers.isEmpty ? server : nil, device: device)
             let result = try UpdateEngine.apply(UpdateEngine.ApplyRequest(root: root, target: target, from: from, sources: sources,
                                                                           faults: faults), observer: observer)
-            var done: [String: Any] = ["status": "done", "image": image, "version": version, "bytes": result.download.bytes]
-            done["peer"] = peerURL
-            report(client, done)
+            report(client, DeviceReport(device: device, status: .done, image: image, version: version,
+                                        bytes: Int64(clamping: result.download.bytes), peer: peerURL))
             return .applied(decision, result)
         } catch let error as UpdError {
-            report(client, ["status": "failed", "image": image, "version": version, "code": error.code.rawValue,
-                            "message": String(error.message.prefix(1000))])
+            report(client, DeviceReport(device: device, status: .failed, image: image, version: version, code: error.code.rawValue,
+                                        message: String(error.message.prefix(1000))))
             throw error
         }
     }
 
-    private func report(_ client: SchoolServerClient, _ fields: [String: Any]) {
-        var fields = fields
-        fields["device"] = device
+    private func report(_ client: SchoolServerClient, _ report: DeviceReport) {
         do {
-            try client.report(body: Array(try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])))
+            try client.report(report)
         } catch {
-            observer.warn("report '\(fields["status"]!)': \((error as? UpdError)?.message ?? "\(error)")")
+            observer.warn("report '\(report.status.rawValue)': \((error as? UpdError)?.message ?? "\(error)")")
         }
     }
 }

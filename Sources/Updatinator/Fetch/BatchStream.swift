@@ -210,15 +210,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     /// downloads it to `destination`.
     private func downloadBatch(_ requests: [BlobRequest], after: [ContentBatch.Item], limit: UInt64, from server: String,
                                into destination: String) throws -> String {
-        let items = requests.map(batchItem).map { i -> [String: Any] in
-            guard let base = i.base else { return ["hash": i.hash.hex, "size": i.size] }
-            return ["hash": i.hash.hex, "size": i.size, "base": base.hex, "base_size": i.baseSize]
-        }
-        var body: [String: Any] = ["items": items, "limit": limit]
-        if !after.isEmpty { body["after"] = after.map { ["hash": $0.hash.hex, "size": $0.size] } }
-        body["device"] = device
-        let answer = try mirrors.postJSON("v1/batch", to: server, body: Array(try JSONSerialization.data(withJSONObject: body)),
-                                          deadlineSeconds: 900, flow: downloads.flow)
+        let body = try WireCoding.encode(BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: device))
+        let answer = try mirrors.postJSON("v1/batch", to: server, body: body, deadlineSeconds: 900, flow: downloads.flow)
         guard answer.status == 200 else {
             let message = String(decoding: answer.body.prefix(300), as: UTF8.self)
             throw UpdError(.network, "\(server)/v1/batch answered \(answer.status): \(message)")

@@ -35,6 +35,16 @@ public struct SchoolServerClient: Sendable {
         return try Decision.verify(envelope: response.body, keyring: keyring, device: device, nonce: nonce, now: now, source: url)
     }
 
+    /// Asks what to run for `request` (its device and nonce are what the decision must name).
+    public func check(_ request: CheckRequest, keyring: Keyring, now: Int64) throws -> Decision {
+        try check(body: try WireCoding.encode(request), device: request.device, nonce: request.nonce, keyring: keyring, now: now)
+    }
+
+    /// Sends a report.
+    public func report(_ report: DeviceReport) throws {
+        try self.report(body: try WireCoding.encode(report))
+    }
+
     /// Sends a report (a JSON object with `device` and `status`).
     public func report(body: [UInt8]) throws {
         let url = endpoint("report")

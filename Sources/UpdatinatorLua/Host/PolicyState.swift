@@ -34,10 +34,11 @@ final class PolicyState {
 }
 
 /// A JSON value as Lua sees it: what `upd.state` keeps, and what a device sends a server policy.
-public enum StoredValue: Codable, Equatable, Sendable {
-    case boolean(Bool), integer(Int64), number(Double), string(String)
-    case array([StoredValue]), object([String: StoredValue])
+public typealias StoredValue = JSONValue
 
+extension JSONValue {
+    /// A Lua value as JSON: nil for nil and opaque values, which JSON cannot hold; a table with
+    /// only a sequence as an array, any other table as an object.
     public init?(_ value: LuaValue) {
         switch value {
         case .nil, .opaque: return nil
@@ -47,9 +48,9 @@ public enum StoredValue: Codable, Equatable, Sendable {
         case .string(let s): self = .string(s)
         case .table(let fields, let array):
             if fields.isEmpty && !array.isEmpty {
-                self = .array(array.compactMap { StoredValue($0) })
+                self = .array(array.compactMap { JSONValue($0) })
             } else {
-                self = .object(fields.compactMapValues { StoredValue($0) })
+                self = .object(fields.compactMapValues { JSONValue($0) })
             }
         }
     }
@@ -62,28 +63,6 @@ public enum StoredValue: Codable, Equatable, Sendable {
         case .string(let s): return .string(s)
         case .array(let a): return .array(a.map(\.luaValue))
         case .object(let o): return .table(o.mapValues(\.luaValue))
-        }
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let b = try? c.decode(Bool.self) { self = .boolean(b) }
-        else if let i = try? c.decode(Int64.self) { self = .integer(i) }
-        else if let d = try? c.decode(Double.self) { self = .number(d) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([StoredValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: StoredValue].self)) }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .boolean(let b): try c.encode(b)
-        case .integer(let i): try c.encode(i)
-        case .number(let d): try c.encode(d)
-        case .string(let s): try c.encode(s)
-        case .array(let a): try c.encode(a)
-        case .object(let o): try c.encode(o)
         }
     }
 }

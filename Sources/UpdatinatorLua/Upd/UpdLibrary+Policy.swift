@@ -12,10 +12,14 @@ extension UpdLibrary {
         return fields
     }
 
-    static func json(_ fields: [String: LuaValue]) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array(try encoder.encode(fields.compactMapValues { StoredValue($0) }))
+    /// A request table as a message of the school server's protocol, checked as the server checks
+    /// it: a field the message cannot carry is the script's mistake, raised naming the field.
+    static func message<T: Decodable>(_ type: T.Type, _ fields: [String: LuaValue], _ call: LuaCall, _ index: Int32) throws -> T {
+        do {
+            return try WireCoding.decode(T.self, from: try WireCoding.encode(fields.compactMapValues { JSONValue($0) }))
+        } catch let error as UpdError {
+            throw call.argumentError(index, error.message)
+        }
     }
 
     /// What a policy needs beyond the primitives: its settings, its schedule, and channels.
@@ -56,11 +60,9 @@ extension UpdLibrary {
             let server = try call.string(1)
             var request = try requestFields(call, 2)
             let keyring = try call.object(3, keyringType)
-            let device = try request["device"]?.stringValue ?? call.state.deviceID()
-            let nonce = SchoolServerClient.newNonce()
-            request["device"] = .string(device)
-            request["nonce"] = .string(nonce)
-            let d = try SchoolServerClient(server: server).check(body: try json(request), device: device, nonce: nonce,
+            if request["device"] == nil { request["device"] = .string(try call.state.deviceID()) }
+            request["nonce"] = .string(SchoolServerClient.newNonce())
+            let d = try SchoolServerClient(server: server).check(try message(CheckRequest.self, request, call, 2),
                                                                 keyring: keyring.keyring, now: Int64(call.state.now))
             var answer: [String: LuaValue] = ["update": .boolean(d.update), "expires": .integer(d.expires),
                                               "peers": .array(d.peers.map { .string($0) })]
@@ -79,7 +81,7 @@ extension UpdLibrary {
             var status = try requestFields(call, 2)
             guard status["status"]?.stringValue != nil else { throw call.argumentError(2, "field 'status' is required") }
             if status["device"] == nil { status["device"] = .string(try call.state.deviceID()) }
-            try SchoolServerClient(server: server).report(body: try json(status))
+            try SchoolServerClient(server: server).report(try message(DeviceReport.self, status, call, 2))
             return call.results(.boolean(true))
         }
 

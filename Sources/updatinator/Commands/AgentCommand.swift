@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import Synchronization
 import Updatinator
 import UpdatinatorLua
 
@@ -31,50 +30,17 @@ struct AgentCommand: UpdatinatorSubcommand {
             scripting.config = DefaultPaths.policySettings
         }
         let lua = try scripting.makeState()
-        let stop = StopRequest(lua)
+        let stop = AgentStop(interrupting: lua)
+        let watcher = SignalWatcher([SIGTERM, SIGINT]) { stop.request() }
+        defer { withExtendedLifetime(watcher) {} }
+        let output = PolicyAgent.Output(result: { Console.print("tick: " + $0) }, failure: ScriptOptions.report)
+        let stopped: Bool
         do {
-            try lua.runFile(policy)
+            stopped = try PolicyAgent(lua: lua, script: policy).run(once: once, stop: stop, output: output)
         } catch let error as LuaError {
             ScriptOptions.report(error)
             throw ExitCode(1)
         }
-        guard once || lua.schedule != nil else {
-            throw UpdError(.usage, "\(policy): the policy sets no schedule (upd.schedule{every = ...}); run it with --once")
-        }
-        while true {
-            do {
-                guard let results = try lua.callGlobal("tick") else {
-                    throw UpdError(.usage, "\(policy): the policy defines no function tick()")
-                }
-                Console.print("tick: " + (results.first.map(\.description) ?? "nil"))
-            } catch let error as LuaError {
-                if stop.requested { break }
-                ScriptOptions.report(error)
-                if once { throw ExitCode(1) }
-            }
-            if once || stop.requested { break }
-            let (every, jitter) = lua.schedule!
-            let wake = Date().addingTimeInterval(every + Double.random(in: 0...max(0, jitter)))
-            while Date() < wake && !stop.requested { usleep(100_000) }
-            if stop.requested { break }
-        }
-        if stop.requested { Console.print("agent: stopped") }
+        if stopped { Console.print("agent: stopped") }
     }
-}
-
-/// SIGTERM and SIGINT: remembered, and passed to the running script as an interruption.
-final class StopRequest: @unchecked Sendable {
-    private let flag = Atomic<Bool>(false)
-    private let interrupter: LuaInterrupter
-    private var watcher: SignalWatcher?
-
-    init(_ lua: LuaState) {
-        interrupter = lua.interrupter
-        watcher = SignalWatcher([SIGTERM, SIGINT]) { [unowned self] in
-            flag.store(true, ordering: .relaxed)
-            interrupter.interrupt()
-        }
-    }
-
-    var requested: Bool { flag.load(ordering: .relaxed) }
 }
