@@ -79,6 +79,19 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
     }
 
+    @Test func anApplyThatMayNotSetOwnersReportsPermissionAndResumesWhenItMay() throws {
+        try install("olpc-ext3", "1", at: root)
+        // Root without CAP_CHOWN, as in a container that dropped it: giving a file another
+        // owner fails with EPERM, which is a missing permission, not corrupt data.
+        let denied = try Subprocess(["setpriv", "--bounding-set", "-chown", CLI.binary] + applyArguments("olpc-ext3", "2", root: root))
+        #expect(denied.wait() == UpdError.Code.permission.exitStatus, "\(denied.stderr)")
+        #expect(denied.stderr.contains("Operation not permitted"), "\(denied.stderr)")
+        #expect(denied.stderr.split(separator: "\n").count == 1, "one line: \(denied.stderr)")
+        let again = try CLI.run(applyArguments("olpc-ext3", "2", root: root))
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+    }
+
     @Test func refusesWhenBlobsAreMissingWithoutChangingTheTree() throws {
         try install("olpc-ext3", "1", at: root)
         let empty = TemporaryDirectory("noblobs")

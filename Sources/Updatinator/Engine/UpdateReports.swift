@@ -1,5 +1,5 @@
 /// What an in-place apply did, as `apply --json` prints it and `upd.apply` returns it.
-public struct ApplyReport: Sendable, Encodable {
+public struct ApplyReport: Sendable, Encodable, DownloadFigures {
     public var image = ""
     public var version = ""
     public var alreadyCurrent = false
@@ -23,12 +23,6 @@ public struct ApplyReport: Sendable, Encodable {
     /// unusable pack blob by blob), and why.
     public var fallbacks = [String]()
 
-    /// The download's figures, as the fetcher reports them.
-    public var download: FetchReport {
-        get { FetchReport(blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) }
-        set { (blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) = (newValue.blobs, newValue.bytes, newValue.retries, newValue.failovers) }
-    }
-
     enum CodingKeys: String, CodingKey {
         case image, version, alreadyCurrent = "already_current", resumed, bytesWritten = "bytes_written"
         case bytesReused = "bytes_reused", plannedPeakExtraDisk = "planned_peak_extra_disk"
@@ -39,7 +33,7 @@ public struct ApplyReport: Sendable, Encodable {
 }
 
 /// What a staged deployment did, as `deploy --json` prints it and `upd.deploy` returns it.
-public struct DeployReport: Sendable, Encodable {
+public struct DeployReport: Sendable, Encodable, DownloadFigures {
     /// The deployment's name (image-version-hash).
     public var name = ""
     /// The deployment was current already: nothing changed.
@@ -56,12 +50,6 @@ public struct DeployReport: Sendable, Encodable {
     public var deltas = 0
     public var fallbacks = [String]()
     public var seconds = 0.0
-
-    /// The download's figures, as the fetcher reports them.
-    public var download: FetchReport {
-        get { FetchReport(blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) }
-        set { (blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) = (newValue.blobs, newValue.bytes, newValue.retries, newValue.failovers) }
-    }
 
     enum CodingKeys: String, CodingKey {
         case name, alreadyCurrent = "already_current", filesLinked = "files_linked", bytesLinked = "bytes_linked"
@@ -134,6 +122,22 @@ public struct PlanSummary: Sendable, Encodable {
         let c = plan.changes
         changes = Changes(created: c.created, replaced: c.replaced, removed: c.removed, reowned: c.reowned,
                           remoded: c.remoded, retimed: c.retimed, xattrsChanged: c.xattrsChanged)
+    }
+}
+
+/// A report's download figures, kept as fields of its own so that they encode beside the others.
+public protocol DownloadFigures {
+    var blobsDownloaded: Int { get set }
+    var bytesDownloaded: UInt64 { get set }
+    var downloadRetries: Int { get set }
+    var downloadFailovers: Int { get set }
+}
+
+extension DownloadFigures {
+    /// The download's figures, as the fetcher reports them.
+    public var download: FetchReport {
+        get { FetchReport(blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) }
+        set { (blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) = (newValue.blobs, newValue.bytes, newValue.retries, newValue.failovers) }
     }
 }
 
