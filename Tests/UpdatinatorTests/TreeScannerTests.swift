@@ -37,6 +37,37 @@ import Testing
         t.fixTimes()
     }
 
+    @Test func aContentKnownFromItsWriteIsTrustedOnlyWhileItsFileIsUnchanged() throws {
+        let tmp = TemporaryDirectory("known")
+        let root = tmp.sub("known")
+        try Sys.mkdirs(root)
+        TreeBuilder(root: root).file("/f", "abc\n").fixTimes()
+        let (manifest, _) = try TreeScanner(root: root).scan(image: "known", version: "1")
+        let checker = TreeChecker(manifest: manifest)
+        let path = try ManifestPath("/f")
+        // A known hash is used instead of reading the file: a wrong one shows through.
+        let wrong = KnownContent(hash: Blake2b.hash(Array("xyz\n".utf8)), of: try Sys.lstat(root + "/f"))
+        #expect(try checker.checkTree(root: root, known: [path: wrong]).map(\.problem).first?.hasPrefix("content differs") == true)
+        // Bytes changed in place, with the size and time put back: the change time moved, so
+        // the file is read again, and the change is found even though the known hash was right.
+        let right = KnownContent(hash: Blake2b.hash(Array("abc\n".utf8)), of: try Sys.lstat(root + "/f"))
+        #expect(try checker.checkTree(root: root, known: [path: right]).isEmpty)
+        // Change times come from the kernel's coarse clock: wait for its next tick, so that the
+        // write below cannot fall in the tick of the recorded status.
+        let recorded = try Sys.lstat(root + "/f").st_ctim
+        try waitUntil(timeout: 5, "the coarse clock passes the recorded change time") {
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME_COARSE, &now)
+            return (now.tv_sec, now.tv_nsec) > (recorded.tv_sec, recorded.tv_nsec)
+        }
+        let fd = open(root + "/f", O_WRONLY)
+        #expect(pwrite(fd, "xyz", 3, 0) == 3)
+        close(fd)
+        TreeBuilder(root: root).fixTimes()
+        #expect(!right.matches(try Sys.lstat(root + "/f")))
+        #expect(try checker.checkTree(root: root, known: [path: right]).map(\.problem).first?.hasPrefix("content differs") == true)
+    }
+
     @Test func capturesEveryEntryTypeAndFsckAgrees() throws {
         let tmp = TemporaryDirectory("scan")
         Self.buildFixture(at: tmp.sub("tree"))

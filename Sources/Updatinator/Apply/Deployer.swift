@@ -102,6 +102,8 @@ final class Deployer {
         }
 
         var usedInodes = Set<[UInt64]>()
+        // The files this build wrote, each verified as it was written, for the final check.
+        var written = [ManifestPath: KnownContent]()
         let dirs = DirectoryCursor(tree)
         let currentDirs = current.map { DirectoryCursor($0.tree) }
         // The current deployment's copy of a content, by its first path there.
@@ -124,7 +126,8 @@ final class Deployer {
                     report.filesLinked += 1
                     report.bytesLinked += size
                 } else {
-                    try write(e, into: dirs) { fd in try chain.write(hash, size: size, into: fd, display: display) }
+                    let st = try write(e, into: dirs) { fd in try chain.write(hash, size: size, into: fd, display: display) }
+                    written[e.path] = KnownContent(hash: hash, of: st)
                     report.filesWritten += 1
                     report.bytesWritten += size
                 }
@@ -144,7 +147,7 @@ final class Deployer {
         try tree.finishDirectories(of: target)
         operation()
         if CLinux_syncfs(tree.rootFD) != 0 { throw UpdError.system("syncfs", building) }
-        let findings = try TreeChecker(manifest: target).checkTree(root: building)
+        let findings = try TreeChecker(manifest: target).checkTree(root: building, known: written)
         guard findings.isEmpty else {
             throw UpdError(.corrupt, "\(building) does not match \(target.image) \(target.version) after the build: "
                 + findings.prefix(3).map(\.description).joined(separator: "; ") + " (was the current deployment changed?)")
@@ -201,8 +204,8 @@ final class Deployer {
         return true
     }
 
-    /// Creates a new file, fills it, and sets its metadata through the descriptor.
-    private func write(_ e: ManifestEntry, into dirs: DirectoryCursor, fill: (Int32) throws -> Void) throws {
+    /// Creates a new file, fills it, and sets its metadata through the descriptor; its status then.
+    private func write(_ e: ManifestEntry, into dirs: DirectoryCursor, fill: (Int32) throws -> Void) throws -> stat {
         let display = dirs.tree.display(e.path)
         let (dir, n) = try dirs.parent(of: e.path)
         let fd = dirs.tree.withName(n) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
@@ -210,6 +213,7 @@ final class Deployer {
         defer { Sys.close(fd) }
         try fill(fd)
         try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
+        return try Sys.fstat(fd, path: display)
     }
 
     /// Streams a content from the current deployment to `sink`, reading no more than its size.

@@ -52,6 +52,8 @@ final class InPlaceApplier {
     private var workFD: Int32 = -1
     private var operations = 0
     private var report = ApplyReport()
+    /// The files this run wrote, each verified as it was written, for the final check.
+    private var written = [ManifestPath: KnownContent]()
     private var startUsed: UInt64 = 0
     private var peakBase: Int64 = 0
     private var downloads: ContentDownloads?
@@ -316,7 +318,7 @@ final class InPlaceApplier {
     /// Refuses to make the target the installed manifest unless the tree matches it as `fsck`
     /// checks it (`TreeChecker`): every entry, its type, metadata, links and content.
     private func checkResult() throws {
-        let findings = try TreeChecker(manifest: target).checkTree(root: root)
+        let findings = try TreeChecker(manifest: target).checkTree(root: root, known: written)
         guard findings.isEmpty else {
             throw UpdError(.corrupt, "\(root) does not match \(target.image) \(target.version) after the apply: "
                 + findings.prefix(3).map(\.description).joined(separator: "; ") + (findings.count > 3 ? " (and \(findings.count - 3) more)" : ""),
@@ -463,6 +465,7 @@ final class InPlaceApplier {
             operation()
             try rename(dir, temporary, name, display: display)
             renamed = true
+            written[e.path] = KnownContent(hash: hash, of: try Sys.fstat(fd, path: display))
             operation()
         }
     }

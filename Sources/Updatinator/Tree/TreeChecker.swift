@@ -15,10 +15,16 @@ public struct TreeChecker {
         self.manifest = manifest
     }
 
-    /// Every difference between the tree at `root` and the manifest.
+    /// Every difference between the tree at `root` and the manifest. Files still as they were
+    /// when `known` records them are not hashed again.
     public func checkTree(root: String) throws -> [Finding] {
+        try checkTree(root: root, known: [:])
+    }
+
+    func checkTree(root: String, known: [ManifestPath: KnownContent]) throws -> [Finding] {
         var scanner = TreeScanner(root: root)
         scanner.workers = workers
+        scanner.knownContents = known
         let (actual, _) = try scanner.scan(image: manifest.image, version: manifest.version)
         let diff = ManifestDiff(from: manifest, to: actual)
         var findings = [Finding]()

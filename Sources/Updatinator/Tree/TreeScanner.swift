@@ -27,6 +27,9 @@ public struct TreeScanner {
     public let root: String
     public var blobs: BlobStore?
     public var workers = Parallel.defaultWorkers
+    /// Contents already verified by hash as they were written, by path: a file that is still
+    /// the one written (`KnownContent.matches`) is not read again.
+    var knownContents: [ManifestPath: KnownContent] = [:]
     public var progress: (@Sendable (Progress) -> Void)?
 
     public init(root: String, blobs: BlobStore? = nil) {
@@ -213,8 +216,10 @@ public struct TreeScanner {
         let progress = self.progress
         let paths = fileIndices.map { items[$0].path }
         let sizes = fileIndices.map { UInt64(items[$0].st.st_size) }
+        let known = fileIndices.map { i in knownContents[items[i].path].flatMap { $0.matches(items[i].st) ? $0.hash : nil } }
         try Parallel.forEach(fileIndices.count, workers: workers, perWorker: { try BlobWorkspace(level: level) }) { workspace, n in
-            let r = try Self.hashFile(fs: fs, path: paths[n], expectedSize: sizes[n], batch: batch, workspace: workspace)
+            let r = try known[n].map { ContentResult(hash: $0) }
+                ?? Self.hashFile(fs: fs, path: paths[n], expectedSize: sizes[n], batch: batch, workspace: workspace)
             sendableResults.value[n] = r
             let snapshot = done.withLock { d -> (Int, UInt64) in
                 d.files += 1
@@ -250,6 +255,28 @@ public struct TreeScanner {
             (result.blobSize, result.isNew) = try batch.store(from: fd, source: display, hash: result.hash, workspace: workspace)
         }
         return result
+    }
+}
+
+/// A content that was verified by its hash as it was written, and the identity of the file
+/// written: while the file keeps its inode, size and change time, nothing has changed its bytes
+/// (a write, truncation or new link moves the change time, which no call can set back). The
+/// change time comes from the kernel's coarse clock, so a write within the same tick as the
+/// recorded status goes unseen: a window no wider than the one any check has between reading a
+/// file and reporting on the tree.
+struct KnownContent: Sendable {
+    let hash: ContentHash
+    private let identity: [Int]
+
+    init(hash: ContentHash, of st: stat) {
+        self.hash = hash
+        identity = Self.identity(st)
+    }
+
+    func matches(_ st: stat) -> Bool { Self.identity(st) == identity }
+
+    private static func identity(_ st: stat) -> [Int] {
+        [Int(st.st_dev), Int(st.st_ino), Int(st.st_size), st.st_ctim.tv_sec, st.st_ctim.tv_nsec]
     }
 }
 
