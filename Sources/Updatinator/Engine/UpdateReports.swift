@@ -13,10 +13,8 @@ public struct ApplyReport: Sendable, Encodable, DownloadFigures {
     /// Filesystem operations this run made (the unit of `FaultInjection`).
     public var operations = 0
     /// What this run downloaded.
-    public var blobsDownloaded = 0
+    public var blobsDownloaded = 0, downloadRetries = 0, downloadFailovers = 0
     public var bytesDownloaded: UInt64 = 0
-    public var downloadRetries = 0
-    public var downloadFailovers = 0
     /// Contents planned to come as deltas.
     public var deltas = 0
     /// Downloads that came another way than planned (a delta as its blob, a refused batch or an
@@ -42,10 +40,8 @@ public struct DeployReport: Sendable, Encodable, DownloadFigures {
     public var bytesLinked: UInt64 = 0
     public var filesWritten = 0
     public var bytesWritten: UInt64 = 0
-    public var blobsDownloaded = 0
+    public var blobsDownloaded = 0, downloadRetries = 0, downloadFailovers = 0
     public var bytesDownloaded: UInt64 = 0
-    public var downloadRetries = 0
-    public var downloadFailovers = 0
     /// Contents downloaded as deltas, and those that came as their full blob instead (and why).
     public var deltas = 0
     public var fallbacks = [String]()
