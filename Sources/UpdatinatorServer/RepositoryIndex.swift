@@ -59,17 +59,19 @@ public final class RepositoryIndex: Sendable {
             let names = (try? files.contentsOfDirectory(atPath: "\(root)/images/\(image)")) ?? []
             let found = names.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }
                 .filter { Manifest.problem(withName: $0) == nil }
-            guard !found.isEmpty else { continue }
-            versions[image] = found.sorted { $0.compare($1, options: .numeric) == .orderedAscending }
-            for version in found {
+            // A version counts only when its manifest is a regular file that can be read.
+            let readable = found.filter { version in
                 let path = "images/\(image)/\(version).manifest"
-                if let hash = hashOf(path, previous: previous) { hashes[path] = hash }
+                hashes[path] = hashOf(path, previous: previous)
+                return hashes[path] != nil
             }
+            guard !readable.isEmpty else { continue }
+            versions[image] = readable.sorted { $0.compare($1, options: .numeric) == .orderedAscending }
         }
         var channels = [String: ChannelMetadata]()
         for name in (try? files.contentsOfDirectory(atPath: root + "/channels")) ?? [] where name.hasSuffix(".json") {
-            if let data = files.contents(atPath: "\(root)/channels/\(name)"),
-               let metadata = try? JSONDecoder().decode(ChannelMetadata.self, from: data) {
+            if let bytes = try? FileDescriptor.readRegularFile(beneath: root, components: ["channels", name], limit: 64 * 1024),
+               let metadata = try? JSONDecoder().decode(ChannelMetadata.self, from: Data(bytes)) {
                 channels[String(name.dropLast(".json".count))] = metadata
             }
         }
@@ -82,7 +84,10 @@ public final class RepositoryIndex: Sendable {
         let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
         // A file modified before the previous scan began (with a second's margin) is unchanged.
         if let previous, let hash = previous.hashes[path], modified < previous.taken.addingTimeInterval(-1) { return hash }
-        guard let bytes = FileManager.default.contents(atPath: root + "/" + path) else { return nil }
-        return Blake2b.hash(Array(bytes))
+        // A repository kept by `rsync -a` from an upstream may hold a symlink or FIFO there.
+        let components = path.split(separator: "/").map(String.init)
+        guard let bytes = try? FileDescriptor.readRegularFile(beneath: root, components: components,
+                                                             limit: ManifestParser.maxManifestBytes) else { return nil }
+        return Blake2b.hash(bytes)
     }
 }

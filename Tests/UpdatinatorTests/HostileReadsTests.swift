@@ -187,6 +187,28 @@ import Testing
         #expect(blob.body.unicodeScalars.count == Int(first.blobSize))  // one ISO Latin 1 scalar per byte
     }
 
+    @Test("A FIFO as a manifest or a channel in a served repository is passed over: the newest readable version is offered")
+    func serverPassesOverFIFOsInItsRepository() throws {
+        let repo = tmp.sub("repo")
+        try Shell.run(["cp", "-al", samples.repo, repo])
+        try Sys.mkdirs(repo + "/channels")
+        #expect(mkfifo(repo + "/images/olpc-ext3/9.manifest", 0o644) == 0)
+        #expect(mkfifo(repo + "/channels/stable.json", 0o644) == 0)
+        let secretKey = tmp.sub("decision.sec")
+        try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: secretKey, publicPath: tmp.sub("decision.pub"))
+        // The default policy asks the repository index for the newest version, which reads them.
+        let policy = Scripts.repositoryRoot.appendingPathComponent("policies/server/default.lua").path
+        let server = try ServeProcess(["--repo", repo, "--policy", policy, "--decision-key", secretKey,
+                                       "--db", tmp.sub("fleet.sqlite")])
+        let body = Array(#"{"device":"laptop","nonce":"0123456789abcdef0123456789abcdef","image":"olpc-ext3","version":"1"}"#.utf8)
+        let answer = try CurlFetcher(options: FetchOptions(mirrors: [server.url])).postJSON("v1/check", to: server.url, body: body,
+                                                                                            deadlineSeconds: 30)
+        #expect(answer.status == 200, "\(String(decoding: answer.body, as: UTF8.self))")
+        // The decision (a JSON string inside the answer) names the newest version that can be read.
+        let text = String(decoding: answer.body, as: UTF8.self)
+        #expect(text.contains(#"\"update\":true"#) && text.contains(#"\"version\":\"2\""#), "\(text)")
+    }
+
     // MARK: Sysroot links
 
     @Test("rollback refuses a previous link that leaves the sysroot, and current stays")

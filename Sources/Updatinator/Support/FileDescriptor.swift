@@ -44,4 +44,11 @@ extension FileDescriptor {
         let directory = try Sys.openDirectory(beneath: base, components.dropLast(), display: display)
         return try Sys.openRegularFile(in: directory, name, display: display)
     }
+
+    /// Reads the regular file `components` below `root` as `openRegularFile(beneath:components:)`
+    /// opens it, refusing one larger than `limit` bytes.
+    public static func readRegularFile(beneath root: String, components: [String], limit: Int) throws -> [UInt8] {
+        let file = try openRegularFile(beneath: root, components: components)
+        return try Sys.readAll(file.rawValue, path: ([root] + components).joined(separator: "/"), limit: limit)
+    }
 }
