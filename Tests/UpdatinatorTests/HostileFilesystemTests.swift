@@ -181,8 +181,7 @@ import Testing
         // The first operation is the first checkpoint: after the checks made before any change.
         let child = try Subprocess([CLI.binary, "apply", "--root", root, "--to", second, "--keyring", keyring, "--blobs", blobs],
                                    environment: ["UPDATINATOR_STOP_AFTER": "1"])
-        let deadline = Date().addingTimeInterval(60)
-        while child.isRunning && !child.isStopped && Date() < deadline { usleep(10_000) }
+        try child.waitUntilStoppedOrEnded(seconds: 60)
         try #require(child.isStopped, "the apply stopped itself after its first operation")
         unlink("\(root)/bin/tool")
         #expect(link(victim, "\(root)/bin/tool") == 0)
