@@ -20,27 +20,26 @@ public final class CurlFetcher: @unchecked Sendable {
     /// Called on the fetching thread as bytes arrive (at most a few times a second).
     public var progress: ((FetchProgress) -> Void)?
 
-    private let rateLimit: Locked<UInt64?>
     private let cancelled = Locked(false)
     /// The running fetches' multi handles (their addresses), for `wakeUp`.
     private let runningMultis = Locked(Set<UInt>())
     /// Failures counted against each base URL: the least demoted is tried first.
     private let demotions = Locked([String: Int]())
-    /// The rate limiter's bucket, shared by every running fetch.
-    private let bucket = Locked((tokens: 0.0, lastRefill: Date()))
+    /// The rate limiter, shared by every running fetch.
+    private let bucket: Locked<TokenBucket>
 
     public init(options: FetchOptions) throws {
         try options.validate()
         precondition(Self.curlReady, "libcurl failed to initialize")
         self.options = options
-        rateLimit = Locked(options.rateLimit)
+        bucket = Locked(TokenBucket(limit: options.rateLimit, now: Date()))
     }
 
     static let curlReady: Bool = curl_global_init(3) == CURLE_OK  // CURL_GLOBAL_ALL
 
     /// Changes the overall rate limit, also while a fetch runs (from any thread).
     public func setRateLimit(_ bytesPerSecond: UInt64?) {
-        rateLimit.withLock { $0 = bytesPerSecond }
+        bucket.withLock { $0.limit = bytesPerSecond }
     }
 
     /// Makes a running fetch stop soon with an error (from any thread).
@@ -234,16 +233,9 @@ public final class CurlFetcher: @unchecked Sendable {
                 break
             }
         }
-        if rateLimit.withLock({ $0 }) != nil {
-            let allowed = bucket.withLock { b in
-                guard b.tokens > 0 else { return false }
-                b.tokens -= Double(count)
-                return true
-            }
-            guard allowed else {
-                t.paused = true
-                return Int(CCurl_WRITEFUNC_PAUSE)
-            }
+        guard bucket.withLock({ $0.take(count) }) else {
+            t.paused = true
+            return Int(CCurl_WRITEFUNC_PAUSE)
         }
         guard t.received + UInt64(count) <= t.job.request.maxBytes else {
             t.exceeded = true
@@ -357,10 +349,8 @@ public final class CurlFetcher: @unchecked Sendable {
             // again only from its next perform.
             if finishedAny || resumed { continue }
             var waitMs: Int32 = 100
-            let tokens = bucket.withLock { $0.tokens }
-            if let limit = rateLimit.withLock({ $0 }), limit > 0, tokens <= 0, active.values.contains(where: \.paused) {
-                // Until the bucket has tokens again.
-                waitMs = Int32(max(1, min(100, (-tokens / Double(max(limit, 1))) * 1000 + 1)))
+            if let seconds = bucket.withLock({ $0.secondsUntilTokens }), active.values.contains(where: \.paused) {
+                waitMs = Int32(max(1, min(100, seconds * 1000 + 1)))
             }
             if active.isEmpty, let next = pending.filter(\.admitted).map(\.notBefore).min() {
                 waitMs = Int32(max(1, min(1000, next.timeIntervalSinceNow * 1000)))
@@ -606,17 +596,7 @@ public final class CurlFetcher: @unchecked Sendable {
 
     /// Refills the rate limiter's bucket and resumes transfers it paused; whether it resumed any.
     private func refillAndResume(_ transfers: Dictionary<UnsafeMutableRawPointer, Transfer>.Values) -> Bool {
-        let limit = rateLimit.withLock { $0 }
-        let tokens = bucket.withLock { b in
-            let now = Date()
-            let elapsed = now.timeIntervalSince(b.lastRefill)
-            b.lastRefill = now
-            // A bucket of a quarter second's worth keeps bursts short, and is deep enough that a
-            // loop slowed by a busy machine does not lose its share.
-            b.tokens = limit.map { min(Double($0) / 4, b.tokens + Double($0) * elapsed) } ?? 0
-            return b.tokens
-        }
-        guard limit == nil || tokens > 0 else { return false }
+        guard bucket.withLock({ $0.refill(at: Date()) }) else { return false }
         var resumed = false
         for t in transfers where t.paused {
             t.paused = false
