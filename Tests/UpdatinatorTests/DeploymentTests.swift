@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Updatinator
 
-/// Staged deployments in a sysroot, through the CLI: deploy, crash, rollback, boot counting, gc.
+/// Staged deployments in a sysroot, through the CLI: deploy, crash, rollback, gc (boot counting: `BootTests`).
 @Suite struct DeploymentTests {
     let samples: SampleImages
     let tmp = TemporaryDirectory("deploy")
@@ -46,22 +46,25 @@ import Testing
                 #expect(try FileManager.default.destinationOfSymbolicLink(atPath: sysroot + "/previous") == before)
             }
         }
-        // Moving 1 → 2: a file unchanged in content and metadata is one inode in both deployments.
+        // Moving 1 → 2: a file unchanged in content and metadata is one inode in both deployments,
+        // except under /etc, which is the machine's to edit.
         let old = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1"))
         let new = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
         let oldEntries = Dictionary(old.entries.map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
         let names = try FileManager.default.contentsOfDirectory(atPath: sysroot + "/deployments")
         let one = "\(sysroot)/deployments/" + names.first { $0.hasPrefix("olpc-ext3-1-") }!
         let two = "\(sysroot)/deployments/" + names.first { $0.hasPrefix("olpc-ext3-2-") }!
-        var shared = 0
+        var shared = 0, etcFiles = 0
         for e in new.entries where e.kind.letter == "f" {
             guard let o = oldEntries[e.path], o.kind.letter == "f" else { continue }
-            let same = o.contentHash == e.contentHash && o.metadata == e.metadata
+            let inEtc = e.path.description.hasPrefix("/etc/")
+            let same = o.contentHash == e.contentHash && o.metadata == e.metadata && !inEtc
             let (a, b) = (inode(one, e.path), inode(two, e.path))
             #expect(a != nil && b != nil && (a == b) == same, "\(e.path): shared \(!same)")
             if same { shared += 1 }
+            if inEtc { etcFiles += 1 }
         }
-        #expect(shared > 0)
+        #expect(shared > 0 && etcFiles > 0)
     }
 
     @Test func aFileWhoseMetadataChangedGetsItsOwnInode() throws {
@@ -139,39 +142,11 @@ import Testing
     }
 
     @Test func onlyDeployMakesASysroot() throws {
-        for command in ["status", "rollback", "gc", "mark-good", "boot-check"] {
+        for command in ["status", "rollback", "gc", "mark-good"] {
             let r = try CLI.run([command, "--sysroot", sysroot])
             #expect(r.status == 64 && r.stderr.contains("is not a sysroot"), "\(command): \(r.stderr)")
         }
         #expect(!FileManager.default.fileExists(atPath: sysroot), "a mistyped path is not made into a sysroot")
-    }
-
-    @Test func aPendingDeploymentNotMarkedGoodIsRolledBackAfterItsBoots() throws {
-        try deploy(samples.manifest("olpc-ext3", "1"))
-        let good = try #require(current())
-        #expect(try CLI.run(["mark-good", "--sysroot", sysroot]).status == 0)
-        try deploy(samples.manifest("olpc-ext3", "2"))
-        let trial = try #require(current())
-        for boot in 1...3 {
-            let r = try CLI.run(["boot-check", "--sysroot", sysroot, "--max-tries", "3"])
-            #expect(r.status == 0 && r.stdout.contains("boot \(boot) of 3"), "\(r.stdout)")
-            #expect(current() == trial)
-        }
-        let fourth = try CLI.run(["boot-check", "--sysroot", sysroot, "--max-tries", "3"])
-        #expect(fourth.stdout.contains("rolled back"), "\(fourth.stdout)")
-        #expect(current() == good)
-        #expect(try currentIsComplete())
-        let status = try CLI.run(["status", "--sysroot", sysroot, "--json"])
-        let json = try JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as! [String: Any]
-        #expect(json["rolled_back"] as? String == String(trial.dropFirst("deployments/".count)))
-
-        // Deployed again and marked good, it stays however often the machine boots.
-        try deploy(samples.manifest("olpc-ext3", "2"))
-        #expect(current() == trial)
-        #expect(try CLI.run(["boot-check", "--sysroot", sysroot]).status == 0)
-        #expect(try CLI.run(["mark-good", "--sysroot", sysroot]).stdout.contains("marked good"))
-        for _ in 0..<5 { #expect(try CLI.run(["boot-check", "--sysroot", sysroot]).stdout.contains("no pending")) }
-        #expect(current() == trial)
     }
 
     @Test func gcNeverRemovesWhatIsInUse() throws {

@@ -10,8 +10,10 @@ import Glibc
 /// between the images never leaks through a shared inode. Missing contents are downloaded as
 /// the build goes and deleted after their last use, as the in-place apply does. The build
 /// happens in `deployments/.building-NAME`; only once the whole tree verifies against the
-/// manifest is it renamed to `deployments/NAME` and `current` switched to it. A crash leaves
-/// `current` on a complete deployment, and the next run removes the half-built one.
+/// manifest, and the machine's own changes to `/etc` are merged into it (`EtcMerge`), is it
+/// renamed to `deployments/NAME`, given a boot entry when it has a kernel (`BootEntries`), and
+/// `current` switched to it. A crash leaves `current` on a complete deployment, and the next
+/// run removes the half-built one.
 final class Deployer {
     let sysroot: Sysroot
     let target: Manifest
@@ -49,6 +51,8 @@ final class Deployer {
         // A deployment that exists already (a rollback's previous one, or a switch a crash
         // interrupted) is only switched to.
         if !FileManager.default.fileExists(atPath: sysroot.tree(of: name)) { try build(name) }
+        report.bootEntry = try BootEntries(sysroot: sysroot).install(name, manifest: target)
+        operation()
         try sysroot.switchTo(name, operation: operation)
         report.seconds = Date().timeIntervalSince(started)
         return report
@@ -121,8 +125,9 @@ final class Deployer {
                     if tree.withName(n, { mkdirat(fd, $0, 0o700) }) != 0 { throw UpdError.system("mkdir", display) }
                 }
             case .file(let size, let hash, _):
+                // /etc is the machine's to change: a file there shares no inode with another deployment.
                 if let currentDirs, let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata,
-                   try link(e, from: currentDirs, into: dirs, used: &usedInodes) {
+                   EtcMerge.etcEntries([e]).isEmpty, try link(e, from: currentDirs, into: dirs, used: &usedInodes) {
                     report.filesLinked += 1
                     report.bytesLinked += size
                 } else {
@@ -153,6 +158,12 @@ final class Deployer {
                 + findings.prefix(3).map(\.description).joined(separator: "; ") + " (was the current deployment changed?)")
         }
         operation()
+        if let current {
+            let merged = try EtcMerge(old: current.manifest, current: current.tree, building: tree, new: target).run()
+            report.etcKept = merged.kept
+            report.etcConflicts = merged.conflicts
+            operation()
+        }
         try Sys.rename(building, sysroot.tree(of: name))
         if CLinux_syncfs(tree.rootFD) != 0 { throw UpdError.system("syncfs", sysroot.path) }
         operation()

@@ -8,7 +8,10 @@ import Glibc
 ///     DIR/manifests/NAME.manifest     the manifest of each deployment, kept or being built
 ///     DIR/current -> deployments/NAME the deployment in use
 ///     DIR/previous -> deployments/NAME the one before, for rollback
-///     DIR/boot.json                   the pending deployment and its boot tries
+///     DIR/boot.state                  the pending deployment and its boot tries
+///     DIR/boot/NAME/                  a bootable deployment's kernel and initramfs
+///     DIR/loader/entries/updatinator-NAME.conf   its boot entry (Boot Loader Specification)
+///     DIR/loader/loader.conf          names the default entry: current's
 ///     DIR/lock                        held by whichever command changes the sysroot
 ///
 /// Links are switched by renaming a new link over the old one, so a crash leaves each naming
@@ -21,7 +24,7 @@ public final class Sysroot {
     public var manifests: String { path + "/manifests" }
     public var blobCache: String { path + "/blobs" }
     var downloads: String { path + "/downloads" }
-    var bootFile: String { path + "/boot.json" }
+    var bootFile: String { path + "/boot.state" }
 
     /// Opens the sysroot (creating it with `create`) and, unless only `reading`, takes its
     /// lock, failing at once when another command holds it.
@@ -121,29 +124,45 @@ public final class Sysroot {
     // MARK: Boot counting
 
     /// The deployment switched to and not yet marked good, with the boots it has had.
-    public struct BootState: Codable, Equatable, Sendable {
+    ///
+    /// The initramfs counts the boots (`contrib/initramfs-tools/updatinator-boot`), so the file
+    /// is lines of `key=value` that a busybox shell reads and writes.
+    public struct BootState: Equatable, Sendable {
         public var pending: String?
         public var tries = 0
-        /// The last deployment rolled back from by boot-check.
+        /// The last deployment the boot counter rolled back from.
         public var rolledBack: String?
 
-        enum CodingKeys: String, CodingKey {
-            case pending, tries
-            case rolledBack = "rolled_back"
+        public init(pending: String? = nil, tries: Int = 0, rolledBack: String? = nil) {
+            self.pending = pending
+            self.tries = tries
+            self.rolledBack = rolledBack
         }
+
+        init(parsing text: String, file: String) throws {
+            for line in text.split(separator: "\n") {
+                let (key, value) = (line.prefix { $0 != "=" }, String(line.drop { $0 != "=" }.dropFirst()))
+                switch key {
+                case "pending": pending = value.isEmpty ? nil : value
+                case "rolled_back": rolledBack = value.isEmpty ? nil : value
+                case "tries":
+                    guard let count = Int(value), count >= 0 else { throw UpdError(.corrupt, "\(file): tries is not a count: \(value)", path: file) }
+                    tries = count
+                default: break
+                }
+            }
+        }
+
+        var text: String { "pending=\(pending ?? "")\ntries=\(tries)\nrolled_back=\(rolledBack ?? "")\n" }
     }
 
     public func bootState() throws -> BootState {
         guard let data = FileManager.default.contents(atPath: bootFile) else { return BootState() }
-        do {
-            return try JSONDecoder().decode(BootState.self, from: data)
-        } catch {
-            throw UpdError(.corrupt, "\(bootFile): not a boot state (\(JSONErrors.describe(error)))")
-        }
+        return try BootState(parsing: String(decoding: data, as: UTF8.self), file: bootFile)
     }
 
     func writeBootState(_ state: BootState) throws {
-        try Sys.writeFileAtomically(bootFile, CanonicalJSON.encode(state))
+        try Sys.writeFileAtomically(bootFile, Array(state.text.utf8))
         try syncDirectory()
     }
 
@@ -157,10 +176,12 @@ public final class Sysroot {
         operation()
         try setLink("current", to: name)
         operation()
+        try BootEntries(sysroot: self).setDefault(name)
+        try syncDirectory()
     }
 
     /// Switches back to the previous deployment; the current one becomes previous (and, for
-    /// boot-check, is recorded as the one rolled back from).
+    /// the boot counter, is recorded as the one rolled back from).
     public func rollback(recording: Bool = false) throws -> (from: String, to: String) {
         guard let previous = try checkedLink("previous"), try Sys.lstatIfExists(tree(of: previous)) != nil else {
             throw UpdError(.nothingToDo, "\(path): there is no previous deployment to roll back to")
@@ -172,6 +193,8 @@ public final class Sysroot {
         try writeBootState(state)
         if let current { try setLink("previous", to: current) }
         try setLink("current", to: previous)
+        try BootEntries(sysroot: self).setDefault(previous)
+        try syncDirectory()
         return (current ?? "nothing", previous)
     }
 
@@ -183,23 +206,6 @@ public final class Sysroot {
         state.tries = 0
         try writeBootState(state)
         return pending
-    }
-
-    /// Early at boot: counts a boot of a pending deployment, and rolls back once it has had
-    /// `maxTries` boots without being marked good. Returns what it did.
-    public func bootCheck(maxTries: Int) throws -> String {
-        var state = try bootState()
-        guard let pending = state.pending, try pending == checkedLink("current") else {
-            if state.pending != nil { state.pending = nil; state.tries = 0; try writeBootState(state) }
-            return "no pending deployment"
-        }
-        if state.tries >= maxTries {
-            let (from, to) = try rollback(recording: true)
-            return "rolled back from \(from) to \(to) after \(maxTries) boots without mark-good"
-        }
-        state.tries += 1
-        try writeBootState(state)
-        return "\(pending) pending, boot \(state.tries) of \(maxTries)"
     }
 
     // MARK: Status and garbage collection
@@ -263,6 +269,7 @@ public final class Sysroot {
         var collected = Collected()
         for name in all where !kept.contains(name) {
             // The manifest goes last: a crash in between leaves a deployment that is still listed.
+            try BootEntries(sysroot: self).remove(name)
             try FileManager.default.removeItem(atPath: tree(of: name))
             try FileManager.default.removeItem(atPath: manifestPath(of: name))
             collected.deployments.append(name)

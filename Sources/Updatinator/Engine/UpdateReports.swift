@@ -45,9 +45,16 @@ public struct DeployReport: Sendable, Encodable, DownloadFigures {
     /// Contents downloaded as deltas, and those that came as their full blob instead (and why).
     public var deltas = 0
     public var fallbacks = [String]()
+    /// Paths of /etc where the machine's version was carried into the deployment, and those of
+    /// them the new image changed too (its version is beside them as NAME.updatinator-new).
+    public var etcKept = [String]()
+    public var etcConflicts = [String]()
+    /// The deployment has a kernel, and a boot entry was written for it.
+    public var bootEntry = false
     public var seconds = 0.0
 
     enum CodingKeys: String, CodingKey {
+        case etcKept = "etc_kept", etcConflicts = "etc_conflicts", bootEntry = "boot_entry"
         case name, alreadyCurrent = "already_current", filesLinked = "files_linked", bytesLinked = "bytes_linked"
         case filesWritten = "files_written", bytesWritten = "bytes_written", deltas, fallbacks, seconds
         case blobsDownloaded = "blobs_downloaded", bytesDownloaded = "bytes_downloaded"

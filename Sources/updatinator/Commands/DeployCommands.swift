@@ -47,6 +47,9 @@ struct DeployCommand: UpdatinatorSubcommand {
         let report = try UpdateEngine.deploy(request, observer: MirrorOptions.observer)
         Console.endProgress()
         for problem in report.fallbacks { Console.error("warning: \(problem)") }
+        for path in report.etcConflicts {
+            Console.error("warning: \(path): changed on this machine and in the new image; kept this machine's, the image's is \(path).updatinator-new")
+        }
         if json { return try Console.writeJSON(report) }
         if report.alreadyCurrent {
             Console.print("\(report.name) is already the current deployment")
@@ -108,7 +111,7 @@ struct StatusCommand: UpdatinatorSubcommand {
             Console.print("\(d.name)\(roles.isEmpty ? "" : " (" + roles.joined(separator: ", ") + ")"): \(d.image) \(d.version), "
                 + "own \(formatBytes(d.ownBytes)), shared \(formatBytes(d.sharedBytes))")
         }
-        if let rolledBack = boot.rolledBack { Console.print("boot-check rolled back from \(rolledBack)") }
+        if let rolledBack = boot.rolledBack { Console.print("the boot counter rolled back from \(rolledBack)") }
     }
 }
 
@@ -137,7 +140,7 @@ struct GCCommand: UpdatinatorSubcommand {
 struct MarkGoodCommand: UpdatinatorSubcommand {
     static let configuration = CommandConfiguration(
         commandName: "mark-good",
-        abstract: "Marks the current deployment good, so that boot-check keeps it.",
+        abstract: "Marks the current deployment good, so that the boot counter keeps it.",
         discussion: "Run by a health check once the system has booted and works.")
 
     @OptionGroup var root: SysrootOption
@@ -148,25 +151,5 @@ struct MarkGoodCommand: UpdatinatorSubcommand {
         } else {
             Console.print("the current deployment is not pending")
         }
-    }
-}
-
-struct BootCheckCommand: UpdatinatorSubcommand {
-    static let configuration = CommandConfiguration(
-        commandName: "boot-check",
-        abstract: "Counts a boot of a pending deployment and rolls back when it had too many.",
-        discussion: """
-            Run early at boot. A deployment switched to is pending until mark-good; each boot-check \
-            counts one boot of it, and once it has had --max-tries boots without mark-good, the next \
-            boot-check switches back to the previous deployment.
-            """)
-
-    @OptionGroup var root: SysrootOption
-
-    @Option(help: "Boots a pending deployment may have before it is rolled back.")
-    var maxTries = 3
-
-    func execute() throws {
-        Console.print(try Sysroot(path: root.sysroot).bootCheck(maxTries: maxTries))
     }
 }

@@ -1,0 +1,80 @@
+import Foundation
+import Glibc
+
+/// The boot loader's side of a sysroot: each bootable deployment's kernel and initramfs, and a
+/// boot entry for it in the Boot Loader Specification's format, which systemd-boot reads (and
+/// from which a GRUB menu can be generated).
+///
+///     DIR/boot/NAME/vmlinuz, initrd.img          hardlinks to the deployment's own
+///     DIR/loader/entries/updatinator-NAME.conf   title, version, linux, initrd, options
+///     DIR/loader/loader.conf                     "default updatinator-NAME.conf": current's
+///
+/// The sysroot's filesystem is the boot loader's `$BOOT`, so the entries' paths are relative to
+/// DIR. A deployment is bootable when its tree has `boot/vmlinuz-VERSION` and
+/// `boot/initrd.img-VERSION` (the newest VERSION is used). The entry's options are the
+/// deployment's `etc/kernel/cmdline` (the file `kernel-install` reads) and
+/// `updatinator.deployment=NAME`, which tells the initramfs which deployment to boot.
+struct BootEntries {
+    let sysroot: Sysroot
+
+    var entries: String { sysroot.path + "/loader/entries" }
+    var loaderConf: String { sysroot.path + "/loader/loader.conf" }
+    func entry(of name: String) -> String { "\(entries)/updatinator-\(name).conf" }
+    func kernelDirectory(of name: String) -> String { "\(sysroot.path)/boot/\(name)" }
+
+    /// The kernel version of a manifest's newest kernel that has an initramfs; nil when none has.
+    static func kernelVersion(of manifest: Manifest) -> String? {
+        var kernels = Set<String>(), initrds = Set<String>()
+        for e in manifest.entries where e.kind.letter == "f" && e.path.parent.bytes == Array("/boot".utf8) {
+            let name = String(decoding: e.path.name, as: UTF8.self)
+            if name.hasPrefix("vmlinuz-") { kernels.insert(String(name.dropFirst("vmlinuz-".count))) }
+            if name.hasPrefix("initrd.img-") { initrds.insert(String(name.dropFirst("initrd.img-".count))) }
+        }
+        return kernels.intersection(initrds).max { $0.compare($1, options: .numeric) == .orderedAscending }
+    }
+
+    /// Links a deployment's kernel and initramfs beside the entries and writes its entry; false
+    /// when the deployment has no kernel (a tree that is not booted, or one booted otherwise).
+    func install(_ name: String, manifest: Manifest) throws -> Bool {
+        guard let version = Self.kernelVersion(of: manifest) else { return false }
+        let tree = sysroot.tree(of: name)
+        let directory = kernelDirectory(of: name)
+        try Sys.mkdirs(directory)
+        for (source, link) in [("vmlinuz-\(version)", "vmlinuz"), ("initrd.img-\(version)", "initrd.img")] {
+            let target = "\(directory)/\(link)"
+            if unlink(target) != 0 && errno != ENOENT { throw UpdError.system("unlink", target) }
+            if Glibc.link("\(tree)/boot/\(source)", target) != 0 { throw UpdError.system("link", target) }
+        }
+        let cmdline = try? String(contentsOfFile: "\(tree)/etc/kernel/cmdline", encoding: .utf8)
+        let options = (cmdline ?? "").split(whereSeparator: \.isWhitespace).filter { !$0.hasPrefix("updatinator.deployment=") }
+            .map(String.init) + ["updatinator.deployment=\(name)"]
+        let text = """
+            title \(manifest.image) \(manifest.version)
+            version \(manifest.version)
+            linux /boot/\(name)/vmlinuz
+            initrd /boot/\(name)/initrd.img
+            options \(options.joined(separator: " "))
+
+            """
+        try Sys.mkdirs(entries)
+        try Sys.writeFileAtomically(entry(of: name), Array(text.utf8))
+        return true
+    }
+
+    /// Makes a deployment's entry the loader's default, keeping loader.conf's other settings;
+    /// nothing when the deployment has no entry.
+    func setDefault(_ name: String) throws {
+        guard FileManager.default.fileExists(atPath: entry(of: name)) else { return }
+        let old = (try? String(contentsOfFile: loaderConf, encoding: .utf8)) ?? ""
+        let kept = old.split(separator: "\n").filter { !($0.hasPrefix("default ") || $0.hasPrefix("default\t")) }
+        try Sys.writeFileAtomically(loaderConf, Array((kept + ["default updatinator-\(name).conf"]).joined(separator: "\n").utf8 + [0x0A]))
+    }
+
+    /// Removes a deployment's entry, then its kernel and initramfs.
+    func remove(_ name: String) throws {
+        if unlink(entry(of: name)) != 0 && errno != ENOENT { throw UpdError.system("unlink", entry(of: name)) }
+        if FileManager.default.fileExists(atPath: kernelDirectory(of: name)) {
+            try FileManager.default.removeItem(atPath: kernelDirectory(of: name))
+        }
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import Glibc
+
+/// Carries the machine's own changes to `/etc` into a new deployment: a three-way merge of the
+/// old image's `/etc` (its manifest), the machine's `/etc` (the current deployment's tree) and
+/// the new image's (the deployment being built).
+///
+/// A path the machine changed, added or removed keeps the machine's version when the new image
+/// left that path as the old one had it. When the new image changed it too, that is a conflict:
+/// the machine's version is kept, the new image's file is kept beside it as
+/// `NAME.updatinator-new`, and the path is reported. Everything else is the new image's.
+/// Time stamps alone are no change: a file rewritten with the same content and mode is not
+/// the machine's own.
+struct EtcMerge {
+    /// What the merge did, by path.
+    struct Outcome: Sendable, Equatable {
+        var kept = [String]()
+        var conflicts = [String]()
+    }
+
+    static let etc = Array("/etc".utf8)
+
+    let old: Manifest
+    let current: RootedTree
+    let building: RootedTree
+    let new: Manifest
+
+    func run() throws -> Outcome {
+        let local = try scanLocal()
+        let oldEntries = Self.etcEntries(old.entries)
+        let newEntries = Self.etcEntries(new.entries)
+        var outcome = Outcome()
+        var carry = [ManifestPath]()
+        for path in Set(local.keys).union(oldEntries.keys).sorted() {
+            let mine = local[path], theirs = newEntries[path], base = oldEntries[path]
+            guard !Self.same(mine, base), !Self.same(mine, theirs) else { continue }
+            if !Self.same(theirs, base) {
+                outcome.conflicts.append(path.description)
+                if case .file = theirs?.kind { try building.inParent(of: path) { dir, name in
+                    let aside = name + Array(".updatinator-new".utf8)
+                    if building.withName(name, { n in building.withName(aside) { renameat(dir, n, dir, $0) } }) != 0 {
+                        throw UpdError.system("rename", building.display(path))
+                    }
+                } }
+            } else {
+                outcome.kept.append(path.description)
+            }
+            carry.append(path)
+        }
+        // A directory of the machine's that the new image dropped comes back with what is kept in it.
+        var parents = Set<ManifestPath>()
+        for path in carry where local[path] != nil {
+            var parent = path.parent
+            while parent.bytes.count > Self.etc.count, newEntries[parent] == nil, local[parent] != nil {
+                parents.insert(parent)
+                parent = parent.parent
+            }
+        }
+        carry = Set(carry).union(parents).sorted()
+        // Removals deepest first, then what the machine has, parents before children.
+        for path in carry.reversed() where !(local[path]?.kind == .directory && newEntries[path]?.kind == .directory) {
+            try remove(path)
+        }
+        for path in carry { if let entry = local[path] { try make(entry) } }
+        return outcome
+    }
+
+    /// The entries of a manifest at and under /etc.
+    static func etcEntries(_ entries: [ManifestEntry]) -> [ManifestPath: ManifestEntry] {
+        var result = [ManifestPath: ManifestEntry]()
+        for e in entries where e.path.bytes == etc || e.path.bytes.starts(with: etc + [UInt8(ascii: "/")]) { result[e.path] = e }
+        return result
+    }
+
+    /// The current deployment's /etc as entries with the tree's paths.
+    private func scanLocal() throws -> [ManifestPath: ManifestEntry] {
+        let root = current.display(ManifestPath(unchecked: Self.etc))
+        guard let st = try Sys.lstatIfExists(root), st.st_mode & S_IFMT == S_IFDIR else { return [:] }
+        let (scanned, _) = try TreeScanner(root: root).scan(image: old.image, version: old.version)
+        var result = [ManifestPath: ManifestEntry]()
+        for var e in scanned.entries {
+            e.path = Self.rebased(e.path)
+            if case .hardlink(let first) = e.kind { e.kind = .hardlink(target: Self.rebased(first)) }
+            result[e.path] = e
+        }
+        return result
+    }
+
+    private static func rebased(_ path: ManifestPath) -> ManifestPath {
+        ManifestPath(unchecked: path.isRoot ? etc : etc + path.bytes)
+    }
+
+    /// Whether two entries are the same to a person: type, content, mode, owner, attributes.
+    static func same(_ a: ManifestEntry?, _ b: ManifestEntry?) -> Bool {
+        guard let a, let b else { return a == nil && b == nil }
+        let (m, n) = (a.metadata, b.metadata)
+        guard m.mode == n.mode, m.uid == n.uid, m.gid == n.gid, m.xattrs == n.xattrs else { return false }
+        switch (a.kind, b.kind) {
+        case (.file(let s1, let h1, _), .file(let s2, let h2, _)): return s1 == s2 && h1 == h2
+        default: return a.kind == b.kind
+        }
+    }
+
+    /// Removes what the new deployment has at `path`, a directory with everything in it.
+    private func remove(_ path: ManifestPath) throws {
+        guard let dir = try building.openDirectoryIfExists(path.parent) else { return }
+        defer { Sys.close(dir) }
+        let display = building.display(path)
+        guard let st = try RootedTree.status(dir, path.name, display: display) else { return }
+        if st.st_mode & S_IFMT == S_IFDIR {
+            try building.removeTree(dir, path.name, display: display)
+        } else if building.withName(path.name, { unlinkat(dir, $0, 0) }) != 0 {
+            throw UpdError.system("unlink", display)
+        }
+    }
+
+    /// Makes the machine's entry in the new deployment: a copy of its file, or the same
+    /// directory, link or node, with its metadata.
+    private func make(_ e: ManifestEntry) throws {
+        let display = building.display(e.path)
+        try building.inParent(of: e.path) { dir, name in
+            switch e.kind {
+            case .directory:
+                if building.withName(name, { mkdirat(dir, $0, 0o700) }) != 0 && errno != EEXIST { throw UpdError.system("mkdir", display) }
+                try building.setMetadata(dir, name, expecting: e.kind, links: nil, e.metadata, display: display)
+            case .file(let size, let hash, _):
+                let fd = building.withName(name) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+                guard fd >= 0 else { throw UpdError.system("create", display) }
+                defer { Sys.close(fd) }
+                try copyLocal(e.path, size: size, hash: hash, into: fd, display: display)
+                try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
+            case .hardlink(let first):
+                let firstDir = try building.openDirectory(first.parent)
+                defer { Sys.close(firstDir) }
+                let rc = building.withName(first.name) { f in building.withName(name) { linkat(firstDir, f, dir, $0, 0) } }
+                if rc != 0 { throw UpdError.system("link", display) }
+            case .symlink, .characterDevice, .blockDevice, .fifo:
+                try building.makeSpecial(e, in: dir, named: name, display: display)
+            }
+        }
+    }
+
+    /// Copies the machine's file, checking it still has the content the scan hashed.
+    private func copyLocal(_ path: ManifestPath, size: UInt64, hash: ContentHash, into fd: Int32, display: String) throws {
+        let source = try current.inParent(of: path) { dir, name in
+            current.withName(name) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        }
+        guard source >= 0 else { throw UpdError.system("open", current.display(path)) }
+        defer { Sys.close(source) }
+        let intact = try VerifiedContent.read(source, size: size, hash: hash, display: current.display(path)) { bytes in
+            try Sys.writeAll(fd, bytes, path: display)
+        }
+        guard intact else { throw UpdError(.io, "\(current.display(path)) changed while it was copied into the new deployment; deploy again", path: current.display(path)) }
+    }
+}
