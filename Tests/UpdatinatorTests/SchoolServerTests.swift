@@ -372,3 +372,78 @@ import UpdatinatorServer
         #expect(again.stdout.contains("tick: up to date"), "\(again.stdout)\(again.stderr)")
     }
 }
+
+extension SchoolServerTests {
+    /// A laptop with a sysroot whose current deployment is image 1, marked good.
+    func stagedLaptop(_ name: String) throws -> String {
+        let sysroot = tmp.sub(name)
+        let r = try CLI.run(["deploy", "--sysroot", sysroot, "--to", samples.manifest("olpc-ext3", "1"), "--keyring", samples.keyring,
+                             "--blobs", samples.repo + "/blobs"])
+        try #require(r.status == 0, "\(r.stderr)")
+        try #require(try CLI.run(["mark-good", "--sysroot", sysroot]).status == 0)
+        return sysroot
+    }
+
+    /// One tick of the default client policy in staged mode, rebooting with a command that leaves a mark.
+    func stagedTick(_ school: School, device: String, sysroot: String) throws -> (result: String, rebooted: Bool) {
+        let config = tmp.sub("\(device).json")
+        try Sys.writeFileAtomically(config, Array(try JSONSerialization.data(withJSONObject: [
+            "mode": "staged", "sysroot": sysroot, "reboot": true, "mirrors": [school.server.url], "keyring": samples.keyring,
+            "server": school.server.url, "decision_keyring": school.decisionKeyring,
+        ])))
+        let mark = tmp.sub("\(device).rebooted")
+        unlink(mark)
+        let r = try CLI.run(["agent", "--once", "--policy", Scripts.policy("default.lua"), "--config", config, "--state", tmp.sub("\(device).state")],
+                            environment: ["UPDATINATOR_DEVICE_ID": device, "UPDATINATOR_POWER_SUPPLY": tmp.sub("no-power-supply"),
+                                          "UPDATINATOR_REBOOT_COMMAND": "touch \(mark)"])
+        #expect(r.status == 0, "\(r.stdout)\(r.stderr)")
+        let result = r.stdout.split(separator: "\n").first { $0.hasPrefix("tick: ") }.map { String($0.dropFirst(6)) } ?? r.stdout
+        return (result, FileManager.default.fileExists(atPath: mark))
+    }
+
+    func fleetRow(_ school: School, _ device: String) throws -> [String: Any] {
+        let devices = try school.fleet()["devices"] as! [[String: Any]]
+        return try #require(devices.first { $0["device"] as? String == device })
+    }
+
+    /// The boots of a deployment, as the initramfs counts them.
+    func boot(_ sysroot: String, times: Int) throws {
+        let counter = Scripts.repositoryRoot.appendingPathComponent("contrib/initramfs-tools/updatinator-boot").path
+        for _ in 0..<times {
+            let child = try Subprocess(["busybox", "sh", counter, "choose", sysroot, "", "3"])
+            try #require(child.wait() == 0, "\(child.stderr)")
+        }
+    }
+
+    @Test func aStagedLaptopRebootsIntoItsUpdateAndReportsItDoneOnlyOnceBootedAndMarkedGood() throws {
+        let school = try School(self, policy: Self.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let sysroot = try stagedLaptop("good")
+        let first = try stagedTick(school, device: "good", sysroot: sysroot)
+        #expect(first.result == "deployed olpc-ext3 2; rebooting into it" && first.rebooted, "\(first)")
+        var row = try fleetRow(school, "good")
+        #expect(row["status"] as? String == "staged" && row["version"] as? String == "1", "still running 1: \(row)")
+
+        try boot(sysroot, times: 1)
+        #expect(try CLI.run(["mark-good", "--sysroot", sysroot]).status == 0)
+        let second = try stagedTick(school, device: "good", sysroot: sysroot)
+        #expect(second.result == "up to date" && !second.rebooted, "\(second)")
+        row = try fleetRow(school, "good")
+        #expect(row["status"] as? String == "done" && row["version"] as? String == "2", "\(row)")
+    }
+
+    @Test func aStagedUpdateThatNeverComesUpIsReportedFailedAndNotTriedAgain() throws {
+        let school = try School(self, policy: Self.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let sysroot = try stagedLaptop("bad")
+        let good = try FileManager.default.destinationOfSymbolicLink(atPath: sysroot + "/current")
+        #expect(try stagedTick(school, device: "bad", sysroot: sysroot).rebooted)
+        // Three boots that never reach mark-good, and the fourth rolls back.
+        try boot(sysroot, times: 4)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: sysroot + "/current") == good)
+
+        let after = try stagedTick(school, device: "bad", sysroot: sysroot)
+        #expect(after.result == "held: olpc-ext3 2 was rolled back on this machine" && !after.rebooted, "\(after)")
+        let row = try fleetRow(school, "bad")
+        #expect(row["status"] as? String == "failed" && row["code"] as? String == "rolled-back" && row["version"] as? String == "1", "\(row)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: sysroot + "/current") == good, "not deployed again")
+    }
+}

@@ -70,7 +70,7 @@ import Testing
 
     @Test(arguments: [
         (#"{"status": "done"}"#, "device: required"),
-        (#"{"device": "d", "status": "hacked"}"#, "status: one of checking, downloading, applying, done, failed, deferred expected"),
+        (#"{"device": "d", "status": "hacked"}"#, "status: one of checking, downloading, applying, staged, done, failed, deferred expected"),
         (#"{"device": "d", "status": "done", "mesage": "typo"}"#, "mesage: unknown field"),
         (#"{"device": "d", "status": "failed", "code": "a b"}"#, "code: 1 to 128 printable characters"),
         (#"{"device": "d", "status": "failed", "message": ""# + String(repeating: "x", count: 2001) + #""}"#, "message: a string of at most 2000 bytes expected"),

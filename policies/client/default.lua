@@ -2,13 +2,17 @@
 -- ask at once), ask the school server what to run (or, without one, follow the channel);
 -- accept an offer only when the disk has the space the plan needs at its peak, and the
 -- laptop is on mains power or has enough battery; download from neighbouring laptops first,
--- then the school server; apply in place; report to the school server.
+-- then the school server; apply in place, or stage a deployment and (with reboot = true)
+-- reboot into it; report to the school server. A staged deployment is reported done once the
+-- machine has booted it and marked it good, and failed when the boot counter rolled it back;
+-- an image rolled back on this machine is not tried again.
 local upd = require "updatinator"
 
 local config = upd.config {
   root = "/",
   mode = "in-place",                         -- or "staged": deployments side by side in `sysroot`
   sysroot = "/sysroot",                      -- with mode = "staged"
+  reboot = false,                            -- with mode = "staged": reboot into a new deployment at once
   peers = {},                                -- other laptops, tried first
   mirrors = { "http://school-server/repo" }, -- the school server
   keyring = "/etc/updatinator/keyring",
@@ -79,11 +83,38 @@ local function running()
   return assert(upd.manifest.load(config.sysroot .. "/manifests/" .. status.current.name .. ".manifest"))
 end
 
+-- In staged mode, what the last boots did, reported once each: the deployment the boot counter
+-- rolled back failed; the current one, booted and marked good, is done. Returns the deployment
+-- rolled back from, which is not to be tried again.
+local function settle()
+  local status = upd.status(config.sysroot)
+  if not status or not status.current then return nil end
+  local rolled_back
+  for _, d in ipairs(status.deployments) do
+    if d.name == status.rolled_back then rolled_back = d end
+  end
+  if rolled_back and upd.state.get("reported_rollback") ~= rolled_back.name then
+    report("failed", { image = rolled_back.image, version = rolled_back.version, code = "rolled-back",
+                       message = "did not come up and get marked good; the boot counter rolled it back" })
+    upd.state.set("reported_rollback", rolled_back.name)
+  end
+  local current = status.current
+  if status.pending ~= current.name and upd.state.get("reported_done") ~= current.name then
+    report("done", { image = current.image, version = current.version })
+    upd.state.set("reported_done", current.name)
+  end
+  return rolled_back
+end
+
 function tick()
   local keyring = assert(upd.keyring(config.keyring))
+  local rolled_back = config.mode == "staged" and settle() or nil
   local installed = running()
   local o = offer(keyring, installed)
   if not o or (installed and installed.image == o.image and installed.version == o.version) then return "up to date" end
+  if rolled_back and rolled_back.image == o.image and rolled_back.version == o.version then
+    return ("held: %s %s was rolled back on this machine"):format(o.image, o.version)
+  end
   -- The server's bandwidth rules: not before a time, only within a daily window.
   if o.not_before and upd.time.now() < o.not_before then return "deferred: not before " .. o.not_before end
   if o.window and not upd.time.in_window(o.window) then return "deferred: outside " .. o.window end
@@ -107,7 +138,15 @@ function tick()
     report("failed", { image = o.image, version = o.version, code = code, message = message })
     error(message, 0)
   end
-  report("done", { image = o.image, version = o.version, bytes = done.bytes_downloaded,
-                   peer = config.peer_url ~= "" and config.peer_url or nil })
-  return ("%s %s %s"):format(config.mode == "staged" and "deployed" or "applied", o.image, o.version)
+  local peer = config.peer_url ~= "" and config.peer_url or nil
+  if config.mode ~= "staged" then
+    report("done", { image = o.image, version = o.version, bytes = done.bytes_downloaded, peer = peer })
+    return ("applied %s %s"):format(o.image, o.version)
+  end
+  report("staged", { image = o.image, version = o.version, bytes = done.bytes_downloaded, peer = peer })
+  if config.reboot then
+    upd.system.request_reboot()
+    return ("deployed %s %s; rebooting into it"):format(o.image, o.version)
+  end
+  return ("deployed %s %s; it runs from the next boot"):format(o.image, o.version)
 end

@@ -173,7 +173,7 @@ function upd.channel(mirrors, name, keyring) end
 function upd.check(server_url, request, decision_keyring) end
 
 ---@param server_url string
----@param status {status: "checking"|"downloading"|"applying"|"done"|"failed"|"deferred", [string]: any}
+---@param status {status: "checking"|"downloading"|"applying"|"staged"|"done"|"failed"|"deferred", [string]: any}
 ---@return true|nil, string? message, upd.Code? code
 function upd.report(server_url, status) end
 
@@ -198,6 +198,8 @@ function upd.system.on_ac_power() end
 function upd.system.battery_percent() end
 ---@return string
 function upd.system.device_id() end
+---Asks the agent to reboot the machine once this tick has returned.
+function upd.system.request_reboot() end
 
 upd.time = {}
 ---@return number

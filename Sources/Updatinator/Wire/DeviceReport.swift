@@ -10,7 +10,9 @@ import Foundation
 /// would read it: a misspelt field is an error, not a silent loss). Null counts as absent.
 public struct DeviceReport: Codable, Equatable, Sendable {
     public enum Status: String, Codable, CaseIterable, Sendable {
-        case checking, downloading, applying, done, failed, deferred
+        /// `staged`: deployed beside the running image, which it replaces at the next boot; the
+        /// device reports `done` once it has booted it and marked it good.
+        case checking, downloading, applying, staged, done, failed, deferred
     }
 
     public var device: String

@@ -63,6 +63,8 @@ public final class LuaState {
     func deviceID() throws -> String { try DeviceIdentity.read(configured: options.deviceID) }
     /// The file `upd.state` keeps its values in; nil keeps them in memory only.
     public var stateFile: String?
+    /// A script asked for the machine to reboot once its call is over (`upd.system.request_reboot`).
+    public internal(set) var rebootRequested = false
 
     public init(options: Options = Options()) throws {
         self.options = options

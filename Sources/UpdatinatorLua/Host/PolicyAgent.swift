@@ -14,10 +14,13 @@ public struct PolicyAgent {
         public var result: (String) -> Void
         /// A tick's error, after which the agent goes on.
         public var failure: (LuaError) -> Void
+        /// Reboots the machine, as a tick asked (`upd.system.request_reboot`); the agent stops then.
+        public var reboot: () throws -> Void
 
-        public init(result: @escaping (String) -> Void, failure: @escaping (LuaError) -> Void) {
+        public init(result: @escaping (String) -> Void, failure: @escaping (LuaError) -> Void, reboot: @escaping () throws -> Void) {
             self.result = result
             self.failure = failure
+            self.reboot = reboot
         }
     }
 
@@ -30,7 +33,8 @@ public struct PolicyAgent {
         self.script = script
     }
 
-    /// Runs until `stop` is requested (true) or, with `once`, after one tick (false). Throws the
+    /// Runs until `stop` is requested or a tick asked for a reboot (true) or, with `once`, after
+    /// one tick (false). Throws the
     /// script's `LuaError` at load (or, with `once`, in its tick), and `UpdError(.usage)` for a
     /// policy without a schedule (unless `once`) or without `tick()`.
     public func run(once: Bool, stop: AgentStop, output: Output) throws -> Bool {
@@ -44,6 +48,10 @@ public struct PolicyAgent {
                     throw UpdError(.usage, "\(script): the policy defines no function tick()")
                 }
                 output.result(results.first.map(\.description) ?? "nil")
+                if lua.rebootRequested {
+                    try output.reboot()
+                    return true
+                }
             } catch let error as LuaError {
                 // A tick interrupted by the stop ends the agent without an error.
                 if stop.isRequested { return true }

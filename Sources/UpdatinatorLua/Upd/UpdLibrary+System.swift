@@ -17,6 +17,11 @@ extension UpdLibrary {
             state.setFunction("device_id") { call in
                 call.results(.string(try call.state.deviceID()))
             }
+            // The front end reboots once the tick is over, after its reports are sent.
+            state.setFunction("request_reboot") { call in
+                call.state.rebootRequested = true
+                return 0
+            }
         }
         submodule("time", in: state) {
             state.setFunction("now") { call in

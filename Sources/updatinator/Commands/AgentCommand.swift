@@ -11,7 +11,9 @@ struct AgentCommand: UpdatinatorSubcommand {
             Runs the policy script once (its top level sets its schedule with \
             upd.schedule{every = "6h", jitter = "30m"}), then calls its global function tick() \
             at each interval, with a random delay up to the jitter, and prints what each tick \
-            returns. An error in a tick is printed and the agent goes on. SIGTERM or SIGINT \
+            returns. An error in a tick is printed and the agent goes on. A tick that calls \
+            upd.system.request_reboot() reboots the machine (systemctl reboot) once it has \
+            returned, and the agent ends. SIGTERM or SIGINT \
             stop it cleanly: a running script is interrupted, and an apply in progress stops at \
             a resumable point. With --once, one tick runs at once and its error is the exit status.
             """)
@@ -33,7 +35,7 @@ struct AgentCommand: UpdatinatorSubcommand {
         let stop = AgentStop(interrupting: lua)
         let watcher = SignalWatcher([SIGTERM, SIGINT]) { stop.request() }
         defer { withExtendedLifetime(watcher) {} }
-        let output = PolicyAgent.Output(result: { Console.print("tick: " + $0) }, failure: ScriptOptions.report)
+        let output = PolicyAgent.Output(result: { Console.print("tick: " + $0) }, failure: ScriptOptions.report, reboot: Self.reboot)
         let stopped: Bool
         do {
             stopped = try PolicyAgent(lua: lua, script: policy).run(once: once, stop: stop, output: output)
@@ -42,5 +44,19 @@ struct AgentCommand: UpdatinatorSubcommand {
             throw ExitCode(1)
         }
         if stopped { Console.print("agent: stopped") }
+    }
+
+    /// Runs the reboot command a tick asked for, failing with its status when it fails.
+    static func reboot() throws {
+        let command = Environment.rebootCommand
+        Console.print("agent: rebooting (\(command.joined(separator: " ")))")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = command
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw UpdError(.io, "\(command.joined(separator: " ")) exited with status \(process.terminationStatus); the machine was not rebooted")
+        }
     }
 }

@@ -103,6 +103,12 @@ enum Environment {
     /// `UPDATINATOR_POWER_SUPPLY`: where scripts read the power supplies, for tests.
     static var powerSupplyDirectory: String? { variables["UPDATINATOR_POWER_SUPPLY"] }
 
+    /// `UPDATINATOR_REBOOT_COMMAND`: how the agent reboots the machine (words split at spaces),
+    /// for tests; `systemctl reboot` by default.
+    static var rebootCommand: [String] {
+        variables["UPDATINATOR_REBOOT_COMMAND"].map { $0.split(separator: " ").map(String.init) } ?? ["systemctl", "reboot"]
+    }
+
     /// `SOURCE_DATE_EPOCH`, the reproducible-builds convention for a build's timestamp.
     static var sourceDateEpoch: Int64? { variables["SOURCE_DATE_EPOCH"].flatMap { Int64($0) } }
 }
