@@ -17,7 +17,8 @@ vm_log() { printf 'vm: %s\n' "$*" >&2; }
 # Starts QEMU in the background; returns once its pid is known.
 # Usage: vm_start DIR KERNEL INITRD CMDLINE DISK [QEMU-ARGUMENT ...]
 # DISK is a qcow2 file (a throwaway overlay of the image under test); the extra arguments are
-# passed to QEMU (for instance a network with hostfwd, or a second disk). The VM does not
+# passed to QEMU (for instance a network with hostfwd, or a second disk): there is no other
+# device (-nodefaults: no network, CD-ROM or display unless given). The VM does not
 # reboot (-no-reboot): a reboot or a panic with panic=N ends QEMU, and the test starts it again.
 vm_start() {
     local dir=$1 kernel=$2 initrd=$3 cmdline=$4 disk=$5
@@ -29,7 +30,7 @@ vm_start() {
         -accel "${VM_ACCEL:-tcg}" -smp "${VM_CPUS:-2}" -m "${VM_MEMORY:-1024}" \
         -kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
         -drive "file=$disk,format=qcow2,if=virtio,cache=unsafe" \
-        -display none -monitor none -serial "file:$dir/serial.log" \
+        -nodefaults -display none -monitor none -serial "file:$dir/serial.log" \
         -qmp "unix:$dir/qmp.sock,server=on,wait=off" \
         -pidfile "$dir/qemu.pid" -no-reboot \
         "$@" </dev/null 2>"$dir/qemu.stderr" &
