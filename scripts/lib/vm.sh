@@ -16,20 +16,22 @@ vm_log() { printf 'vm: %s\n' "$*" >&2; }
 
 # Starts QEMU in the background; returns once its pid is known.
 # Usage: vm_start DIR KERNEL INITRD CMDLINE DISK [QEMU-ARGUMENT ...]
-# DISK is a qcow2 file (a throwaway overlay of the image under test); the extra arguments are
+# DISK is a qcow2 file (a throwaway overlay of the image under test) or a raw image (which the
+# host can read between boots, see vm_read_entry); the extra arguments are
 # passed to QEMU (for instance a network with hostfwd, or a second disk): there is no other
 # device (-nodefaults: no network, CD-ROM or display unless given). The VM does not
 # reboot (-no-reboot): a reboot or a panic with panic=N ends QEMU, and the test starts it again.
 vm_start() {
-    local dir=$1 kernel=$2 initrd=$3 cmdline=$4 disk=$5
+    local dir=$1 kernel=$2 initrd=$3 cmdline=$4 disk=$5 format=raw
     shift 5
+    case $disk in *.qcow2) format=qcow2 ;; esac
     mkdir -p "$dir"
     rm -f "$dir/serial.log" "$dir/qmp.sock" "$dir/qemu.pid" "$dir/qemu.stderr"
     : > "$dir/serial.log"
     qemu-system-x86_64 \
         -accel "${VM_ACCEL:-tcg}" -smp "${VM_CPUS:-2}" -m "${VM_MEMORY:-1024}" \
         -kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
-        -drive "file=$disk,format=qcow2,if=virtio,cache=unsafe" \
+        -drive "file=$disk,format=$format,if=virtio,cache=unsafe" \
         -nodefaults -display none -monitor none -serial "file:$dir/serial.log" \
         -qmp "unix:$dir/qmp.sock,server=on,wait=off" \
         -pidfile "$dir/qemu.pid" -no-reboot \
@@ -150,4 +152,33 @@ vm_one() {
         return 1
     fi
     echo "$1"
+}
+
+# Reads a file of an ext4 disk image without mounting it (debugfs); prints it.
+# Usage: vm_disk_cat DISK PATH
+vm_disk_cat() {
+    local out
+    out=$(debugfs -R "cat $2" "$1" 2>/dev/null) || return 1
+    [ -n "$out" ] || { vm_log "$1 has no $2 (or it is empty)"; return 1; }
+    printf '%s\n' "$out"
+}
+
+# Acts as the boot loader of a sysroot disk: reads its default Boot Loader Specification entry
+# (loader/loader.conf, loader/entries/*.conf), copies that entry's kernel and initramfs out of
+# the disk into DIR/vmlinuz and DIR/initrd.img, and sets VM_ENTRY to the entry's file name and
+# VM_ENTRY_OPTIONS to its command line.
+# Usage: vm_read_entry DIR DISK (a raw ext4 image)
+vm_read_entry() {
+    local dir=$1 disk=$2 entry conf linux initrd
+    entry=$(vm_disk_cat "$disk" /loader/loader.conf | awk '$1 == "default" { print $2 }' | tail -n 1)
+    [ -n "$entry" ] || { vm_log "$disk: loader/loader.conf names no default entry"; return 1; }
+    conf=$(vm_disk_cat "$disk" "/loader/entries/$entry") || return 1
+    linux=$(printf '%s\n' "$conf" | awk '$1 == "linux" { print $2 }')
+    initrd=$(printf '%s\n' "$conf" | awk '$1 == "initrd" { print $2 }')
+    VM_ENTRY_OPTIONS=$(printf '%s\n' "$conf" | sed -n 's/^options[[:space:]]\{1,\}//p')
+    rm -f "$dir/vmlinuz" "$dir/initrd.img"
+    debugfs -R "dump $linux $dir/vmlinuz" "$disk" 2>/dev/null
+    debugfs -R "dump $initrd $dir/initrd.img" "$disk" 2>/dev/null
+    [ -s "$dir/vmlinuz" ] && [ -s "$dir/initrd.img" ] || { vm_log "$disk: entry $entry: no $linux or $initrd"; return 1; }
+    VM_ENTRY=$entry
 }
