@@ -49,8 +49,9 @@ import Testing
     }
 
     @discardableResult
-    func deploy(_ manifest: String) throws -> [String: Any] {
-        let r = try run(["deploy", "--sysroot", sysroot, "--to", manifest, "--keyring", samples.keyring, "--blobs", repo + "/blobs", "--json"])
+    func deploy(_ manifest: String, from source: [String]? = nil) throws -> [String: Any] {
+        let r = try run(["deploy", "--sysroot", sysroot, "--to", manifest, "--keyring", samples.keyring, "--json"]
+                        + (source ?? ["--blobs", repo + "/blobs"]))
         return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
     }
 
@@ -169,5 +170,19 @@ import Testing
         #expect(Set(report["etc_kept"] as? [String] ?? []) == ["/etc/edited", "/etc/removed-here", "/etc/site", "/etc/site/wifi.conf"], "\(report)")
         // The old deployment's /etc is its own: nothing of the new one leaks into it.
         #expect(try String(contentsOfFile: "\(sysroot)/previous/etc/updated", encoding: .utf8) == "image 1\n")
+    }
+
+    @Test func aContentWhoseOnlyLocalCopyTheMachineChangedIsDownloaded() throws {
+        try deploy(publish("1", kernel: "6.1.0-9", etc: ["a": "shared content\n"]))
+        try Sys.writeFileAtomically("\(sysroot)/current/etc/a", Array("the machine's\n".utf8))
+        // Image 2 has the old content of /etc/a at a new path: the plan counted on the local copy.
+        let report = try deploy(publish("2", kernel: "6.1.0-9", etc: ["a": "shared content\n", "b": "shared content\n"]),
+                                from: ["--mirror", "file://" + repo])
+        #expect(try String(contentsOfFile: "\(sysroot)/current/etc/b", encoding: .utf8) == "shared content\n")
+        #expect(try String(contentsOfFile: "\(sysroot)/current/etc/a", encoding: .utf8) == "the machine's\n")
+        // /etc/a is written from the image before the merge puts the machine's back: it needs the content too.
+        let fallbacks = report["fallbacks"] as? [String] ?? []
+        #expect(fallbacks.count == 2 && fallbacks.allSatisfy { $0.contains("downloaded content") && $0.contains("does not match its hash") }, "\(report)")
+        #expect(report["blobs_downloaded"] as? Int == 2 && (report["bytes_downloaded"] as? Int ?? 0) > 0, "\(report)")
     }
 }

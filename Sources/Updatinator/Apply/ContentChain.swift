@@ -3,8 +3,10 @@ import Glibc
 /// Where a file's content comes from while a tree is written, in one order for the in-place
 /// apply and for a deployment being built: an intact local copy (the old tree's, preserved in
 /// the work area; or the current deployment's), else the download stream when it carries the
-/// content, else the first local blob directory whose blob verifies. Every source is verified by
-/// its hash as it is copied; one that fails is skipped, and named if nothing else serves.
+/// content, else the first local blob directory whose blob verifies, else — when a planned local
+/// copy turned out changed (a machine's own /etc, a file edited since) — the content's blob
+/// downloaded from the mirrors there and then. Every source is verified by its hash as it is
+/// copied; one that fails is skipped, and named if nothing else serves.
 struct ContentChain {
     /// What a local copy gave.
     enum LocalCopy {
@@ -24,6 +26,11 @@ struct ContentChain {
     let blobDirectories: [String]
     /// Called while a content is awaited from the download stream (progress, cancellation).
     let whileWaiting: () throws -> Void
+    /// Downloads one content from the mirrors and streams it, verified, to the sink; nil
+    /// without mirrors (`ResolvedSources.fetchOne`).
+    let fetchOne: ((ContentHash, UInt64, (UnsafeRawBufferPointer) throws -> Void) throws -> FetchReport)?
+    /// Told of each content that came from the mirrors after all: why, and the download.
+    let onFallback: (String, FetchReport) -> Void
 
     /// Writes the content into `fd`, an empty file.
     func write(_ hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws {
@@ -48,6 +55,11 @@ struct ContentChain {
                 problems.append(e.message)
                 try restart(fd, display: display)
             }
+        }
+        if let fetchOne, !problems.isEmpty {
+            let fetched = try fetchOne(hash, size) { try Sys.writeAll(fd, $0, path: display) }
+            onFallback("\(display): downloaded content \(hash.hex) from the mirrors (\(problems.joined(separator: "; ")))", fetched)
+            return
         }
         throw UpdError(.corrupt, "\(display): no intact source for content \(hash.hex)"
             + (problems.isEmpty ? "" : " (" + problems.joined(separator: "; ") + ")"), path: display)

@@ -76,7 +76,10 @@ final class Deployer {
         var currentPaths = [ContentHash: ManifestPath]()
         for e in current?.manifest.entries ?? [] {
             currentEntries[e.path] = e
-            if case .file(_, let hash, _) = e.kind, currentPaths[hash] == nil { currentPaths[hash] = e.path }
+            // A copy outside /etc first: the machine may have changed its /etc.
+            if case .file(_, let hash, _) = e.kind, currentPaths[hash].map({ EtcMerge.covers($0) && !EtcMerge.covers(e.path) }) ?? true {
+                currentPaths[hash] = e.path
+            }
         }
         // Contents neither the current deployment nor a blob directory has: downloaded in order of first use.
         var requests = [BlobRequest]()
@@ -101,7 +104,7 @@ final class Deployer {
         defer {
             if let downloads {
                 report.download = downloads.finish()
-                report.fallbacks = downloads.fallbacks
+                report.fallbacks += downloads.fallbacks
             }
         }
 
@@ -115,7 +118,9 @@ final class Deployer {
             guard let currentDirs, let path = currentPaths[hash] else { return .absent }
             return try Self.read(from: currentDirs, path, hash: hash, size: size, sink: sink)
         }, localSizes: current?.manifest.contents.mapValues(\.size) ?? [:], downloads: downloads,
-           blobDirectories: sources.blobDirectories + [sysroot.blobCache], whileWaiting: {})
+           blobDirectories: sources.blobDirectories + [sysroot.blobCache], whileWaiting: {},
+           fetchOne: sources.fetchOne(target: target, directory: sysroot.downloads + "/fallback"),
+           onFallback: { [unowned self] in report.addFallback($0, $1) })
         for (index, e) in target.entries.enumerated() {
             let display = tree.display(e.path)
             switch e.kind {
@@ -127,7 +132,7 @@ final class Deployer {
             case .file(let size, let hash, _):
                 // /etc is the machine's to change: a file there shares no inode with another deployment.
                 if let currentDirs, let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata,
-                   EtcMerge.etcEntries([e]).isEmpty, try link(e, from: currentDirs, into: dirs, used: &usedInodes) {
+                   !EtcMerge.covers(e.path), try link(e, from: currentDirs, into: dirs, used: &usedInodes) {
                     report.filesLinked += 1
                     report.bytesLinked += size
                 } else {

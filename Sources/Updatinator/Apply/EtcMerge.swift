@@ -65,10 +65,15 @@ struct EtcMerge {
         return outcome
     }
 
+    /// Whether a path is /etc or under it.
+    static func covers(_ path: ManifestPath) -> Bool {
+        path.bytes == etc || path.bytes.starts(with: etc + [UInt8(ascii: "/")])
+    }
+
     /// The entries of a manifest at and under /etc.
     static func etcEntries(_ entries: [ManifestEntry]) -> [ManifestPath: ManifestEntry] {
         var result = [ManifestPath: ManifestEntry]()
-        for e in entries where e.path.bytes == etc || e.path.bytes.starts(with: etc + [UInt8(ascii: "/")]) { result[e.path] = e }
+        for e in entries where covers(e.path) { result[e.path] = e }
         return result
     }
 

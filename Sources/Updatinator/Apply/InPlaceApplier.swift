@@ -232,7 +232,7 @@ final class InPlaceApplier {
         }
         if let d = downloads {
             report.download = d.finish()
-            report.fallbacks = d.fallbacks
+            report.fallbacks += d.fallbacks
             downloads = nil
         }
         progress.stepsDone = plan.steps.count
@@ -490,6 +490,8 @@ final class InPlaceApplier {
     /// The sources of the files this apply writes: the work area, the downloads, the blob directories.
     private var contentChain: ContentChain {
         ContentChain(local: { [unowned self] in try readPreserved($0, size: $1, sink: $2) }, localSizes: contentSizes,
-                     downloads: downloads, blobDirectories: blobDirectories, whileWaiting: { [unowned self] in try reportProgress() })
+                     downloads: downloads, blobDirectories: blobDirectories, whileWaiting: { [unowned self] in try reportProgress() },
+                     fetchOne: sources.fetchOne(target: target, directory: state.downloads + "/fallback"),
+                     onFallback: { [unowned self] in report.addFallback($0, $1) })
     }
 }

@@ -79,6 +79,26 @@ final class ResolvedSources {
         }
     }
 
+    /// Downloads one content of the target from the mirrors into `directory` and streams it,
+    /// verified, to the sink, removing its blob after, and returns the download's figures; nil
+    /// without mirrors. The last resort of
+    /// `ContentChain`, for a local copy that changed after it was planned.
+    func fetchOne(target: Manifest, directory: String) -> ((ContentHash, UInt64, (UnsafeRawBufferPointer) throws -> Void) throws -> FetchReport)? {
+        guard let fetcher else { return nil }
+        let blobSizes = target.contents
+        return { hash, size, sink in
+            guard let blobSize = blobSizes[hash]?.blobSize else {
+                throw UpdError(.corrupt, "content \(hash.hex) is not in \(target.image) \(target.version)")
+            }
+            try Sys.mkdirs(directory)
+            let store = BlobStore(directory: directory)
+            defer { Sys.unlink(store.path(for: hash)) }
+            let fetched = try fetcher.fetch([BlobRequest(hash: hash, size: size, blobSize: blobSize, delta: nil)], into: store)
+            try store.read(hash, size: size, sink: sink)
+            return fetched
+        }
+    }
+
     /// Whether an apply plans its downloads in groups, for batches or the pack.
     var groupsDownloads: Bool { batchServer != nil || pack != nil }
 

@@ -134,9 +134,18 @@ public protocol DownloadFigures {
     var bytesDownloaded: UInt64 { get set }
     var downloadRetries: Int { get set }
     var downloadFailovers: Int { get set }
+    /// Contents that came another way than planned (a delta's full blob; a download instead of a changed local copy), and why.
+    var fallbacks: [String] { get set }
 }
 
 extension DownloadFigures {
+    /// Counts a content downloaded on its own after all (`ContentChain`), with why.
+    mutating func addFallback(_ why: String, _ fetched: FetchReport) {
+        fallbacks.append(why)
+        (blobsDownloaded, bytesDownloaded) = (blobsDownloaded + fetched.blobs, bytesDownloaded + fetched.bytes)
+        (downloadRetries, downloadFailovers) = (downloadRetries + fetched.retries, downloadFailovers + fetched.failovers)
+    }
+
     /// The download's figures, as the fetcher reports them.
     public var download: FetchReport {
         get { FetchReport(blobsDownloaded, bytesDownloaded, downloadRetries, downloadFailovers) }
