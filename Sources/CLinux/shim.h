@@ -54,6 +54,17 @@ extern int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flag
 /* Starts writing a file's dirty pages to disk without waiting (SYNC_FILE_RANGE_WRITE). */
 static inline int CLinux_start_writeback(int fd) { return sync_file_range(fd, 0, 0, 2); }
 
+/* Makes the filesystem holding `fd` write its journal out to where the data lives, by freezing
+   it (FIFREEZE) and thawing it at once (FITHAW): a boot loader reads a journaled filesystem
+   without replaying its journal, and must see the entries as written. Returns 0, or -1 with
+   errno set (EOPNOTSUPP for filesystems that cannot freeze, EPERM without CAP_SYS_ADMIN). */
+#include <sys/ioctl.h>
+#include <linux/fs.h>
+static inline int CLinux_checkpoint_filesystem(int fd) {
+    if (ioctl(fd, FIFREEZE, 0) != 0) return -1;
+    return ioctl(fd, FITHAW, 0);
+}
+
 /* Signals delivered as bytes on a pipe (the self-pipe trick): the handler only writes the signal
    number, which is async-signal-safe, and a thread reading the pipe does the work. Installed
    without SA_RESTART, so a blocking read in the main thread (a prompt) returns EINTR. For one

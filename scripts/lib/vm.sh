@@ -40,7 +40,8 @@ vm_start() {
     # QEMU writes its pidfile before it runs the guest; until then, its launch pid is the same.
     local deadline=$((SECONDS + 30))
     until [ -s "$dir/qemu.pid" ] && [ -S "$dir/qmp.sock" ]; do
-        if ! vm_running "$dir"; then
+        # (Not vm_running: until the fork has exec'd QEMU, the process's command line is the shell's.)
+        if ! kill -0 "$(cat "$dir/qemu.pid.launch")" 2>/dev/null; then
             vm_log "QEMU did not start: $(tail -n 3 "$dir/qemu.stderr")"
             return 1
         fi

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Glibc
 
@@ -68,6 +69,17 @@ struct BootEntries {
         let old = (try? String(contentsOfFile: loaderConf, encoding: .utf8)) ?? ""
         let kept = old.split(separator: "\n").filter { !($0.hasPrefix("default ") || $0.hasPrefix("default\t")) }
         try Sys.writeFileAtomically(loaderConf, Array((kept + ["default updatinator-\(name).conf"]).joined(separator: "\n").utf8 + [0x0A]))
+        checkpoint()
+    }
+
+    /// Writes the filesystem's journal out, so that a boot loader, which reads the filesystem
+    /// without replaying the journal, sees the new default after a power cut too. A filesystem
+    /// that cannot freeze (tmpfs), or a caller without CAP_SYS_ADMIN, keeps what `fsync` gave:
+    /// the initramfs then finds a loader that has not seen the switch (`updatinator-boot`).
+    private func checkpoint() {
+        guard let fd = try? Sys.open(sysroot.path, O_RDONLY | O_DIRECTORY) else { return }
+        defer { Sys.close(fd) }
+        _ = CLinux_checkpoint_filesystem(fd)
     }
 
     /// Removes a deployment's entry, then its kernel and initramfs.
