@@ -155,11 +155,13 @@ vm_one() {
     echo "$1"
 }
 
-# Reads a file of an ext4 disk image without mounting it (debugfs); prints it.
+# Reads a file of an ext4 disk image without mounting it (debugfs -c: as a boot loader reads it,
+# without the journal, and without the allocation bitmaps, whose checksums a power cut may
+# leave stale); prints it.
 # Usage: vm_disk_cat DISK PATH
 vm_disk_cat() {
     local out
-    out=$(debugfs -R "cat $2" "$1" 2>/dev/null) || return 1
+    out=$(debugfs -c -R "cat $2" "$1" 2>/dev/null) || return 1
     [ -n "$out" ] || { vm_log "$1 has no $2 (or it is empty)"; return 1; }
     printf '%s\n' "$out"
 }
@@ -178,8 +180,8 @@ vm_read_entry() {
     initrd=$(printf '%s\n' "$conf" | awk '$1 == "initrd" { print $2 }')
     VM_ENTRY_OPTIONS=$(printf '%s\n' "$conf" | sed -n 's/^options[[:space:]]\{1,\}//p')
     rm -f "$dir/vmlinuz" "$dir/initrd.img"
-    debugfs -R "dump $linux $dir/vmlinuz" "$disk" 2>/dev/null
-    debugfs -R "dump $initrd $dir/initrd.img" "$disk" 2>/dev/null
+    debugfs -c -R "dump $linux $dir/vmlinuz" "$disk" 2>/dev/null
+    debugfs -c -R "dump $initrd $dir/initrd.img" "$disk" 2>/dev/null
     [ -s "$dir/vmlinuz" ] && [ -s "$dir/initrd.img" ] || { vm_log "$disk: entry $entry: no $linux or $initrd"; return 1; }
     VM_ENTRY=$entry
 }
