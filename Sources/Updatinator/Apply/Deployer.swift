@@ -183,7 +183,7 @@ final class Deployer {
         for e in target.entries {
             switch e.kind {
             case .file(let size, let hash, _):
-                if let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata { continue }
+                if let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata, !EtcMerge.covers(e.path) { continue }
                 need += (size + unit - 1) / unit * unit
             case .directory:
                 if !space.isTmpfs { need += unit }
