@@ -408,9 +408,8 @@ extension SchoolServerTests {
 
     /// The boots of a deployment, as the initramfs counts them.
     func boot(_ sysroot: String, times: Int) throws {
-        let counter = Scripts.repositoryRoot.appendingPathComponent("contrib/initramfs-tools/updatinator-boot").path
         for _ in 0..<times {
-            let child = try Subprocess(["busybox", "sh", counter, "choose", sysroot, "", "3"])
+            let child = try Subprocess(["busybox", "sh", BootTests.counter, "choose", sysroot, "", "3"])
             try #require(child.wait() == 0, "\(child.stderr)")
         }
     }

@@ -136,18 +136,15 @@ final class Deployer {
                     report.filesLinked += 1
                     report.bytesLinked += size
                 } else {
-                    let st = try write(e, into: dirs) { fd in try chain.write(hash, size: size, into: fd, display: display) }
+                    let st = try Self.write(e, into: dirs) { fd in try chain.write(hash, size: size, into: fd, display: display) }
                     written[e.path] = KnownContent(hash: hash, of: st)
                     report.filesWritten += 1
                     report.bytesWritten += size
                 }
                 if let downloads, lastUse[hash] == index { downloads.release(hash) }
             case .hardlink(let first):
-                let firstDir = try tree.openDirectory(first.parent)
-                defer { Sys.close(firstDir) }
                 let (fd, n) = try dirs.parent(of: e.path)
-                let rc = tree.withName(first.name) { f in tree.withName(n) { linkat(firstDir, f, fd, $0, 0) } }
-                if rc != 0 { throw UpdError.system("link", display) }
+                try tree.makeHardlink(to: first, in: fd, named: n, display: display)
             case .symlink, .characterDevice, .blockDevice, .fifo:
                 let (fd, n) = try dirs.parent(of: e.path)
                 try tree.makeSpecial(e, in: fd, named: n, display: display)
@@ -221,7 +218,7 @@ final class Deployer {
     }
 
     /// Creates a new file, fills it, and sets its metadata through the descriptor; its status then.
-    private func write(_ e: ManifestEntry, into dirs: DirectoryCursor, fill: (Int32) throws -> Void) throws -> stat {
+    static func write(_ e: ManifestEntry, into dirs: DirectoryCursor, fill: (Int32) throws -> Void) throws -> stat {
         let display = dirs.tree.display(e.path)
         let (dir, n) = try dirs.parent(of: e.path)
         let fd = dirs.tree.withName(n) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
@@ -233,7 +230,7 @@ final class Deployer {
     }
 
     /// Streams a content from the current deployment to `sink`, reading no more than its size.
-    private static func read(from dirs: DirectoryCursor, _ path: ManifestPath, hash: ContentHash, size: UInt64,
+    static func read(from dirs: DirectoryCursor, _ path: ManifestPath, hash: ContentHash, size: UInt64,
                       sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ContentChain.LocalCopy {
         let current = dirs.tree
         guard let dir = (try? dirs.directory(path.parent)) ?? nil else { return .damaged }

@@ -129,32 +129,20 @@ struct EtcMerge {
                 if building.withName(name, { mkdirat(dir, $0, 0o700) }) != 0 && errno != EEXIST { throw UpdError.system("mkdir", display) }
                 try building.setMetadata(dir, name, expecting: e.kind, links: nil, e.metadata, display: display)
             case .file(let size, let hash, _):
-                let fd = building.withName(name) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
-                guard fd >= 0 else { throw UpdError.system("create", display) }
-                defer { Sys.close(fd) }
-                try copyLocal(e.path, size: size, hash: hash, into: fd, display: display)
-                try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
+                _ = try Deployer.write(e, into: DirectoryCursor(building)) { fd in
+                    let copied = try Deployer.read(from: DirectoryCursor(current), e.path, hash: hash, size: size) { bytes in
+                        try Sys.writeAll(fd, bytes, path: display)
+                    }
+                    guard copied == .copied else {
+                        throw UpdError(.io, "\(current.display(e.path)) changed while it was copied into the new deployment; deploy again",
+                                       path: current.display(e.path))
+                    }
+                }
             case .hardlink(let first):
-                let firstDir = try building.openDirectory(first.parent)
-                defer { Sys.close(firstDir) }
-                let rc = building.withName(first.name) { f in building.withName(name) { linkat(firstDir, f, dir, $0, 0) } }
-                if rc != 0 { throw UpdError.system("link", display) }
+                try building.makeHardlink(to: first, in: dir, named: name, display: display)
             case .symlink, .characterDevice, .blockDevice, .fifo:
                 try building.makeSpecial(e, in: dir, named: name, display: display)
             }
         }
-    }
-
-    /// Copies the machine's file, checking it still has the content the scan hashed.
-    private func copyLocal(_ path: ManifestPath, size: UInt64, hash: ContentHash, into fd: Int32, display: String) throws {
-        let source = try current.inParent(of: path) { dir, name in
-            current.withName(name) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
-        }
-        guard source >= 0 else { throw UpdError.system("open", current.display(path)) }
-        defer { Sys.close(source) }
-        let intact = try VerifiedContent.read(source, size: size, hash: hash, display: current.display(path)) { bytes in
-            try Sys.writeAll(fd, bytes, path: display)
-        }
-        guard intact else { throw UpdError(.io, "\(current.display(path)) changed while it was copied into the new deployment; deploy again", path: current.display(path)) }
     }
 }

@@ -197,6 +197,13 @@ final class RootedTree {
         try setMetadata(dirFD, name, expecting: e.kind, links: { _ in 1 }, e.metadata, display: display)
     }
 
+    /// Makes `name` in `dirFD` another name for the tree's file at `first`.
+    func makeHardlink(to first: ManifestPath, in dirFD: Int32, named name: [UInt8], display: String) throws {
+        let firstDir = try openDirectory(first.parent)
+        defer { Sys.close(firstDir) }
+        if withName(first.name, { f in withName(name) { linkat(firstDir, f, dirFD, $0, 0) } }) != 0 { throw UpdError.system("link", display) }
+    }
+
     static func device(_ major: UInt32, _ minor: UInt32) -> dev_t {
         let ma = UInt64(major), mi = UInt64(minor)
         return dev_t((ma & 0xfff) << 8 | (ma & ~0xfff) << 32 | (mi & 0xff) | (mi & ~0xff) << 12)
