@@ -12,7 +12,9 @@ local config = upd.config {
   root = "/",
   mode = "in-place",                         -- or "staged": deployments side by side in `sysroot`
   sysroot = "/sysroot",                      -- with mode = "staged"
-  reboot = false,                            -- with mode = "staged": reboot into a new deployment at once
+  live = false,                              -- with mode = "in-place": root is the running system's (its
+                                             -- runtime mounts and /var are left alone, /etc is merged)
+  reboot = false,                            -- reboot into a new deployment (or a live root's new image) at once
   peers = {},                                -- other laptops, tried first
   mirrors = { "http://school-server/repo" }, -- the school server
   keyring = "/etc/updatinator/keyring",
@@ -122,7 +124,8 @@ function tick()
   -- Manifests come from the repositories (peers serve blobs only); contents from peers first.
   local target = assert(upd.get_manifest(config.mirrors, o.image, o.version, { keyring = keyring, hash = o.manifest_hash }))
   local root = config.mode == "staged" and config.sysroot or config.root
-  local plan = assert(upd.plan(installed or target, target, { root = root, mirrors = mirrors }))
+  local plan = assert(upd.plan(installed or target, target,
+                               { root = root, mirrors = mirrors, live = config.mode ~= "staged" and config.live }))
   local why = objection(plan)
   if why then
     upd.log.info("update to " .. o.version .. " deferred: " .. why)
@@ -141,6 +144,13 @@ function tick()
   local peer = config.peer_url ~= "" and config.peer_url or nil
   if config.mode ~= "staged" then
     report("done", { image = o.image, version = o.version, bytes = done.bytes_downloaded, peer = peer })
+    for _, path in ipairs(done.etc_conflicts) do
+      upd.log.warn(path .. ": changed here and in the new image; the image's version is beside it as " .. path .. ".updatinator-new")
+    end
+    if config.live and config.reboot then
+      upd.system.request_reboot()
+      return ("applied %s %s; rebooting into it"):format(o.image, o.version)
+    end
     return ("applied %s %s"):format(o.image, o.version)
   end
   report("staged", { image = o.image, version = o.version, bytes = done.bytes_downloaded, peer = peer })

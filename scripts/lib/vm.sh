@@ -185,3 +185,23 @@ vm_read_entry() {
     [ -s "$dir/vmlinuz" ] && [ -s "$dir/initrd.img" ] || { vm_log "$disk: entry $entry: no $linux or $initrd"; return 1; }
     VM_ENTRY=$entry
 }
+
+# Acts as the boot loader of a plain root disk (a machine that moves its root in place): copies
+# the kernel and initramfs of the disk's /boot (exactly one of each, read with debugfs -c as
+# vm_disk_cat does) into DIR/vmlinuz and DIR/initrd.img, and sets VM_ENTRY to the kernel's name.
+# Usage: vm_read_root_boot DIR DISK (a raw ext4 image)
+vm_read_root_boot() {
+    local dir=$1 disk=$2 names kernel initrd
+    names=$(debugfs -c -R "ls -p /boot" "$disk" 2>/dev/null | awk -F/ '$3 ~ /^100/ { print $6 }')
+    kernel=$(printf '%s\n' "$names" | grep '^vmlinuz-' || true)
+    initrd=$(printf '%s\n' "$names" | grep '^initrd\.img-' || true)
+    if [ "$(printf '%s\n' "$kernel" | grep -c .)" -ne 1 ] || [ "$(printf '%s\n' "$initrd" | grep -c .)" -ne 1 ]; then
+        vm_log "$disk: /boot holds no single kernel and initramfs: $(echo $names)"
+        return 1
+    fi
+    rm -f "$dir/vmlinuz" "$dir/initrd.img"
+    debugfs -c -R "dump /boot/$kernel $dir/vmlinuz" "$disk" 2>/dev/null
+    debugfs -c -R "dump /boot/$initrd $dir/initrd.img" "$disk" 2>/dev/null
+    [ -s "$dir/vmlinuz" ] && [ -s "$dir/initrd.img" ] || { vm_log "$disk: cannot read /boot/$kernel or /boot/$initrd"; return 1; }
+    VM_ENTRY=$kernel
+}

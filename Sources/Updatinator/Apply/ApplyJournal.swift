@@ -42,6 +42,8 @@ public struct StateDirectory: Sendable {
     var journal: String { "\(apply)/\(Self.journalName)" }
     var fromManifest: String { "\(apply)/\(Self.fromName)" }
     var targetManifest: String { "\(apply)/\(Self.targetName)" }
+    var plannedFrom: String { "\(apply)/\(Self.plannedFromName)" }
+    var plannedTo: String { "\(apply)/\(Self.plannedToName)" }
     var work: String { "\(apply)/work" }
     var downloads: String { "\(apply)/downloads" }
     /// The delta index the plan was made with, so that a resumed apply makes the same plan.
@@ -54,6 +56,9 @@ public struct StateDirectory: Sendable {
     static let journalName = "journal"
     static let fromName = "from.manifest"
     static let targetName = "target.manifest"
+    /// The manifests planned with when the machine keeps part of the tree (`MachinePaths`).
+    static let plannedFromName = "planned-from.manifest"
+    static let plannedToName = "planned-to.manifest"
     static let deltasName = "deltas"
     static let batchesName = "batches"
     /// The subdirectories, as names below the state directory.

@@ -26,24 +26,50 @@ struct EtcMerge {
     let new: Manifest
 
     func run() throws -> Outcome {
-        let local = try scanLocal()
-        let oldEntries = Self.etcEntries(old.entries)
+        let local = try Self.scan(current.display(ManifestPath(unchecked: Self.etc)), image: old.image, version: old.version)
+        let decision = Self.decide(local: local, old: old, new: new)
+        for path in decision.asideFromNew {
+            try building.inParent(of: path) { dir, name in
+                if building.withName(name, { n in building.withName(Self.asideName(name)) { renameat(dir, n, dir, $0) } }) != 0 {
+                    throw UpdError.system("rename", building.display(path))
+                }
+            }
+        }
         let newEntries = Self.etcEntries(new.entries)
+        // Removals deepest first, then what the machine has, parents before children.
+        for path in decision.carry.reversed() where !(local[path]?.kind == .directory && newEntries[path]?.kind == .directory) {
+            try remove(path)
+        }
+        for path in decision.carry { if let entry = local[path] { try make(entry) } }
+        return decision.outcome
+    }
+
+    /// What a merge does, decided from the three versions of /etc alone.
+    struct Decision {
+        /// The paths that take the machine's version (or its absence), parents before children:
+        /// those it changed, and the directories of its own that hold them.
+        var carry = [ManifestPath]()
+        /// Conflicting paths where the new image has a file: it goes beside the machine's.
+        var asideFromNew = [ManifestPath]()
         var outcome = Outcome()
+    }
+
+    /// Decides the merge: a path the machine changed (`local` against the old image) takes the
+    /// machine's version unless the new image has that version too; a conflict when the new
+    /// image changed it as well.
+    static func decide(local: [ManifestPath: ManifestEntry], old: Manifest, new: Manifest) -> Decision {
+        let oldEntries = etcEntries(old.entries)
+        let newEntries = etcEntries(new.entries)
+        var decision = Decision()
         var carry = [ManifestPath]()
         for path in Set(local.keys).union(oldEntries.keys).sorted() {
             let mine = local[path], theirs = newEntries[path], base = oldEntries[path]
-            guard !Self.same(mine, base), !Self.same(mine, theirs) else { continue }
-            if !Self.same(theirs, base) {
-                outcome.conflicts.append(path.description)
-                if case .file = theirs?.kind { try building.inParent(of: path) { dir, name in
-                    let aside = name + Array(".updatinator-new".utf8)
-                    if building.withName(name, { n in building.withName(aside) { renameat(dir, n, dir, $0) } }) != 0 {
-                        throw UpdError.system("rename", building.display(path))
-                    }
-                } }
+            guard !same(mine, base), !same(mine, theirs) else { continue }
+            if !same(theirs, base) {
+                decision.outcome.conflicts.append(path.description)
+                if case .file = theirs?.kind { decision.asideFromNew.append(path) }
             } else {
-                outcome.kept.append(path.description)
+                decision.outcome.kept.append(path.description)
             }
             carry.append(path)
         }
@@ -51,19 +77,17 @@ struct EtcMerge {
         var parents = Set<ManifestPath>()
         for path in carry where local[path] != nil {
             var parent = path.parent
-            while parent.bytes.count > Self.etc.count, newEntries[parent] == nil, local[parent] != nil {
+            while parent.bytes.count > etc.count, newEntries[parent] == nil, local[parent] != nil {
                 parents.insert(parent)
                 parent = parent.parent
             }
         }
-        carry = Set(carry).union(parents).sorted()
-        // Removals deepest first, then what the machine has, parents before children.
-        for path in carry.reversed() where !(local[path]?.kind == .directory && newEntries[path]?.kind == .directory) {
-            try remove(path)
-        }
-        for path in carry { if let entry = local[path] { try make(entry) } }
-        return outcome
+        decision.carry = Set(carry).union(parents).sorted()
+        return decision
     }
+
+    /// The name beside a conflicting file that holds the new image's version.
+    static func asideName(_ name: [UInt8]) -> [UInt8] { name + Array(".updatinator-new".utf8) }
 
     /// Whether a path is /etc or under it.
     static func covers(_ path: ManifestPath) -> Bool {
@@ -77,11 +101,10 @@ struct EtcMerge {
         return result
     }
 
-    /// The current deployment's /etc as entries with the tree's paths.
-    private func scanLocal() throws -> [ManifestPath: ManifestEntry] {
-        let root = current.display(ManifestPath(unchecked: Self.etc))
-        guard let st = try Sys.lstatIfExists(root), st.st_mode & S_IFMT == S_IFDIR else { return [:] }
-        let (scanned, _) = try TreeScanner(root: root).scan(image: old.image, version: old.version)
+    /// A tree's /etc (at `etcPath` on disk) as entries with the tree's paths; empty when it has none.
+    static func scan(_ etcPath: String, image: String, version: String) throws -> [ManifestPath: ManifestEntry] {
+        guard let st = try Sys.lstatIfExists(etcPath), st.st_mode & S_IFMT == S_IFDIR else { return [:] }
+        let (scanned, _) = try TreeScanner(root: etcPath).scan(image: image, version: version)
         var result = [ManifestPath: ManifestEntry]()
         for var e in scanned.entries {
             e.path = Self.rebased(e.path)

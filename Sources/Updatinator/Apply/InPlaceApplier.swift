@@ -36,13 +36,19 @@ final class InPlaceApplier {
     /// download; throwing stops the apply at a resumable point.
     var onProgress: ((ApplyProgress) throws -> Void)?
     let faults: FaultInjection
+    /// What of the tree is the machine's (a running system's root), not the image's.
+    var machine = MachinePaths.none
 
     private let state: StateDirectory
+    /// The manifests the steps are planned from and the result checked against: the images as
+    /// `machine` leaves them to the apply (`MachinePaths.planned`); the images themselves when
+    /// the whole tree is theirs.
+    private var planned: (old: Manifest, new: Manifest)!
     /// The raw size of every content of both images.
     private var contentSizes = [ContentHash: UInt64]()
-    private lazy var targetContents = Set(target.contents.keys)
+    private lazy var targetContents = Set(planned.new.contents.keys)
     /// The inodes of both images, for counting the names a kept file may have.
-    private lazy var newGroups = InodeGroups(target)
+    private lazy var newGroups = InodeGroups(planned.new)
     private var oldGroups: InodeGroups?
     private var tree: RootedTree!
     /// The state directory, `apply/` in it and the work area, opened from the root without
@@ -134,8 +140,11 @@ final class InPlaceApplier {
             throw UpdError(.usage, "\(root) has no installed manifest (\(state.installedManifest)); give the manifest it matches with --from")
         }
 
-        oldGroups = InodeGroups(old.manifest)
-        contentSizes = old.manifest.contents.mapValues(\.size).merging(target.contents.mapValues(\.size)) { a, _ in a }
+        planned = try plannedManifests(old: old.manifest, resumed: journal != nil)
+        let savesPlanned = planned.old != old.manifest || planned.new != target
+        let plannedBytes = savesPlanned ? ManifestWriter.write(planned.old).count + ManifestWriter.write(planned.new).count : 0
+        oldGroups = InodeGroups(planned.old)
+        contentSizes = planned.old.contents.mapValues(\.size).merging(planned.new.contents.mapValues(\.size)) { a, _ in a }
         // A resumed apply plans with the delta index the first run saved.
         if journal != nil {
             deltaIndex = try Sys.readFileIfExists(in: applyFD, StateDirectory.deltasName, display: state.deltaIndex, limit: DeltaIndex.maxBytes)
@@ -145,7 +154,8 @@ final class InPlaceApplier {
             : sources.batchServer != nil && fetcher != nil
         if fetcher == nil || batches { deltaIndex = nil }
         func makePlan(window: UInt64?) throws -> ApplyPlan {
-            try Self.plan(root: root, from: old.manifest, fromBytes: old.bytes.count, to: target, toBytes: targetBytes.count,
+            // The state files: both images, and the planned manifests when they differ (counted with the new one).
+            try Self.plan(root: root, from: planned.old, fromBytes: old.bytes.count, to: planned.new, toBytes: targetBytes.count + plannedBytes,
                           blobDirectories: blobDirectories, downloadWindow: window, deltaIndex: deltaIndex, batches: batches,
                           grouped: batches || sources.groupsDownloads)
         }
@@ -179,7 +189,7 @@ final class InPlaceApplier {
             journalRecord.done = journal.done
         } else {
             // The tree must still be the old image where the apply keeps what is there.
-            try checkKeptEntries(old: old.manifest, steps: plan.steps)
+            try checkKeptEntries(old: planned.old, steps: plan.steps)
         }
         // Every directory of the apply's state is checked (or made) before anything is written there.
         if applyFD < 0 { applyFD = try state.open(StateDirectory.applyDirectory, in: tree, create: true)! }
@@ -192,6 +202,10 @@ final class InPlaceApplier {
         if journal == nil {
             try Sys.writeFileAtomically(in: applyFD, StateDirectory.fromName, display: state.fromManifest, old.bytes)
             try Sys.writeFileAtomically(in: applyFD, StateDirectory.targetName, display: state.targetManifest, targetBytes)
+            if savesPlanned {
+                try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedFromName, display: state.plannedFrom, ManifestWriter.write(planned.old))
+                try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedToName, display: state.plannedTo, ManifestWriter.write(planned.new))
+            }
             if let deltaIndex {
                 try Sys.writeFileAtomically(in: applyFD, StateDirectory.deltasName, display: state.deltaIndex, deltaIndex.encoded())
             }
@@ -244,6 +258,25 @@ final class InPlaceApplier {
         return report
     }
 
+    /// The manifests to plan with: those a resumed apply saved (the tree's /etc has changed
+    /// since it was merged), else the images as `machine` leaves them to the apply.
+    private func plannedManifests(old: Manifest, resumed: Bool) throws -> (old: Manifest, new: Manifest) {
+        if resumed, let from = try Sys.readFileIfExists(in: applyFD, StateDirectory.plannedFromName, display: state.plannedFrom) {
+            guard !machine.isNone else {
+                throw UpdError(.usage, "\(state.journal): the apply in progress leaves part of the tree to the machine (it was started as a running system's, --live); run it again so")
+            }
+            guard let to = try Sys.readFileIfExists(in: applyFD, StateDirectory.plannedToName, display: state.plannedTo) else {
+                throw UpdError(.corrupt, "\(state.plannedTo): missing, though \(state.plannedFrom) is there")
+            }
+            return (try ManifestParser.parse(from, source: state.plannedFrom), try ManifestParser.parse(to, source: state.plannedTo))
+        }
+        if resumed || machine.isNone { return (old, target) }
+        let merged = try machine.planned(root: root, old: old, new: target)
+        report.etcKept = merged.etc.kept
+        report.etcConflicts = merged.etc.conflicts
+        return (merged.old, merged.new)
+    }
+
     /// Removes the temporary files that steps to redo may have left when the process died
     /// (their space is not in the plan). A directory that is not there yet holds none.
     private func removeLeftoverTemporaries(_ steps: ArraySlice<ApplyStep>) {
@@ -275,8 +308,10 @@ final class InPlaceApplier {
     /// metadata through a planted hardlink.
     private func checkKeptEntries(old: Manifest, steps: [ApplyStep]) throws {
         let dirs = DirectoryCursor(tree)
-        for e in target.entries where !e.path.isRoot {
+        for e in planned.new.entries where !e.path.isRoot {
             guard let o = old.entry(at: e.path), RootedTree.fileType(of: o.kind) == RootedTree.fileType(of: e.kind) else { continue }
+            // Opening a directory refuses another mount there: a mount the apply would meet later.
+            if e.kind == .directory { _ = try dirs.directory(e.path) }
             let display = tree.display(e.path)
             guard let dir = try dirs.directory(e.path.parent), let st = try RootedTree.status(dir, e.path.name, display: display) else {
                 throw UpdError(.corrupt, "\(display): missing, though the installed manifest lists a \(o.kind.typeName) there; nothing was changed",
@@ -318,7 +353,7 @@ final class InPlaceApplier {
     /// Refuses to make the target the installed manifest unless the tree matches it as `fsck`
     /// checks it (`TreeChecker`): every entry, its type, metadata, links and content.
     private func checkResult() throws {
-        let findings = try TreeChecker(manifest: target).checkTree(root: root, known: written)
+        let findings = try TreeChecker(manifest: planned.new).checkTree(root: root, known: written, excluding: machine.kept)
         guard findings.isEmpty else {
             throw UpdError(.corrupt, "\(root) does not match \(target.image) \(target.version) after the apply: "
                 + findings.prefix(3).map(\.description).joined(separator: "; ") + (findings.count > 3 ? " (and \(findings.count - 3) more)" : ""),
@@ -431,7 +466,7 @@ final class InPlaceApplier {
             _ = tree.withName(Array(hash.hex.utf8)) { unlinkat(workFD, $0, 0) }
             operation()
         case .finishDirectories:
-            try tree.finishDirectories(of: target)
+            try tree.finishDirectories(of: planned.new)
             operation()
         case .checkpoint:
             break

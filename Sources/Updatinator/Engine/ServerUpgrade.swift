@@ -22,6 +22,8 @@ public struct ServerUpgrade {
     public var peerURL: String?
     public var concurrency = 4
     public var faults = FaultInjection.none
+    /// What of the tree is the machine's (`.runningSystem` for a running system's root).
+    public var machine = MachinePaths.none
     /// Shows the apply's progress and warnings, and failures to report (a report never stops an upgrade).
     public var observer = UpdateObserver()
     public var now: () -> Date = { Date() }
@@ -69,7 +71,7 @@ public struct ServerUpgrade {
             // Without peers, the contents come from the server in batches; peers serve blobs.
             let sources = ContentSources(mirrors: options, batchServer: decision.peers.isEmpty ? server : nil, device: device)
             let result = try UpdateEngine.apply(UpdateEngine.ApplyRequest(root: root, target: target, from: from, sources: sources,
-                                                                          faults: faults), observer: observer)
+                                                                          faults: faults, machine: machine), observer: observer)
             report(client, DeviceReport(device: device, status: .done, image: image, version: version,
                                         bytes: Int64(clamping: result.download.bytes), peer: peerURL))
             return .applied(decision, result)

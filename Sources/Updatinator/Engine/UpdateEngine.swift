@@ -12,14 +12,17 @@ public enum UpdateEngine {
         public var from: (manifest: Manifest, bytes: [UInt8])?
         public var sources: ContentSources
         public var faults: FaultInjection
+        /// What of the tree is the machine's: `.runningSystem` for the root a system runs from.
+        public var machine: MachinePaths
 
         public init(root: String, target: VerifiedManifest, from: (manifest: Manifest, bytes: [UInt8])? = nil,
-                    sources: ContentSources, faults: FaultInjection = .none) {
+                    sources: ContentSources, faults: FaultInjection = .none, machine: MachinePaths = .none) {
             self.root = root
             self.target = target
             self.from = from
             self.sources = sources
             self.faults = faults
+            self.machine = machine
         }
     }
 
@@ -43,6 +46,7 @@ public enum UpdateEngine {
         let sources = try ResolvedSources(request.sources, target: request.target.manifest, observer: observer)
         let applier = InPlaceApplier(root: request.root, target: request.target, sources: sources, faults: request.faults)
         applier.from = request.from
+        applier.machine = request.machine
         applier.onProgress = observer.progress
         return try applier.run()
     }
@@ -55,13 +59,22 @@ public enum UpdateEngine {
     }
 
     /// Plans the move of the tree at `root` from `from` to `to` without changing anything: what
-    /// an apply with the same sources would download, reuse, write and need on disk.
+    /// an apply with the same sources (and the same `machine`) would download, reuse, write and need on disk.
     public static func plan(root: String, from: (manifest: Manifest, bytes: [UInt8]), to: (manifest: Manifest, bytes: [UInt8]),
-                            sources: ContentSources, observer: UpdateObserver = UpdateObserver()) throws -> ApplyPlan {
+                            sources: ContentSources, machine: MachinePaths = .none,
+                            observer: UpdateObserver = UpdateObserver()) throws -> ApplyPlan {
         let resolved = try ResolvedSources(sources, target: to.manifest, observer: observer)
         let downloads = resolved.fetcher != nil
-        return try InPlaceApplier.plan(root: root, from: from.manifest, fromBytes: from.bytes.count, to: to.manifest,
-                                       toBytes: to.bytes.count, blobDirectories: resolved.blobDirectories,
+        var planned = (old: from.manifest, new: to.manifest)
+        if !machine.isNone {
+            let merged = try machine.planned(root: root, old: from.manifest, new: to.manifest)
+            planned = (merged.old, merged.new)
+        }
+        // An apply saves the planned manifests beside the images' when they differ.
+        let plannedBytes = planned == (from.manifest, to.manifest) ? 0
+            : ManifestWriter.write(planned.old).count + ManifestWriter.write(planned.new).count
+        return try InPlaceApplier.plan(root: root, from: planned.old, fromBytes: from.bytes.count, to: planned.new,
+                                       toBytes: to.bytes.count + plannedBytes, blobDirectories: resolved.blobDirectories,
                                        downloadWindow: downloads ? resolved.downloadWindow : nil,
                                        deltaIndex: resolved.deltaIndex, batches: downloads && resolved.batchServer != nil,
                                        grouped: downloads && resolved.groupsDownloads)

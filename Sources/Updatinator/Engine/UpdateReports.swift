@@ -20,8 +20,14 @@ public struct ApplyReport: Sendable, Encodable, DownloadFigures {
     /// Downloads that came another way than planned (a delta as its blob, a refused batch or an
     /// unusable pack blob by blob), and why.
     public var fallbacks = [String]()
+    /// With `/etc` merged (`MachinePaths.mergesEtc`): paths where the machine's version was
+    /// kept, and those of them the new image changed too (its version is beside them as
+    /// NAME.updatinator-new). Known to the run that planned the apply, not to a resumed one.
+    public var etcKept = [String]()
+    public var etcConflicts = [String]()
 
     enum CodingKeys: String, CodingKey {
+        case etcKept = "etc_kept", etcConflicts = "etc_conflicts"
         case image, version, alreadyCurrent = "already_current", resumed, bytesWritten = "bytes_written"
         case bytesReused = "bytes_reused", plannedPeakExtraDisk = "planned_peak_extra_disk"
         case observedPeakExtraDisk = "observed_peak_extra_disk", seconds, operations, deltas, fallbacks

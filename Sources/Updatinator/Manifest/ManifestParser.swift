@@ -8,6 +8,10 @@ public enum ManifestParser {
     public static let maxFileSize: UInt64 = 1 << 40
     public static let maxXattrsPerEntry = 64
 
+    /// The largest blob a content of `size` bytes can have: zlib never expands data by more
+    /// than a few bytes per 16 KiB block.
+    static func blobSizeBound(_ size: UInt64) -> UInt64 { size + size / 1024 + 64 }
+
     /// Parses `bytes`; `source` names the input in error messages.
     public static func parse(_ bytes: [UInt8], source: String = "manifest") throws -> Manifest {
         var parser = Parser(bytes: bytes, source: source)
@@ -175,8 +179,7 @@ private struct Parser {
             guard size > 0 || hash == ContentHash.empty else {
                 throw fail("hash", "a file of size 0 must have the hash of no bytes (\(ContentHash.empty.hex))")
             }
-            // zlib never expands data by more than a few bytes per 16 KiB block.
-            let bound = size + size / 1024 + 64
+            let bound = ManifestParser.blobSizeBound(size)
             guard let blobSize = decimal(try take("blob size"), max: bound), blobSize > 0 else {
                 throw fail("blob size", "not a decimal number between 1 and \(bound)")
             }

@@ -21,10 +21,11 @@ public struct TreeChecker {
         try checkTree(root: root, known: [:])
     }
 
-    func checkTree(root: String, known: [ManifestPath: KnownContent]) throws -> [Finding] {
+    func checkTree(root: String, known: [ManifestPath: KnownContent], excluding excluded: [ManifestPath] = []) throws -> [Finding] {
         var scanner = TreeScanner(root: root)
         scanner.workers = workers
         scanner.knownContents = known
+        scanner.excluded = Set(excluded)
         let (actual, _) = try scanner.scan(image: manifest.image, version: manifest.version)
         let diff = ManifestDiff(from: manifest, to: actual)
         var findings = [Finding]()

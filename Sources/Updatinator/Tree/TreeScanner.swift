@@ -30,6 +30,8 @@ public struct TreeScanner {
     /// Contents already verified by hash as they were written, by path: a file that is still
     /// the one written (`KnownContent.matches`) is not read again.
     var knownContents: [ManifestPath: KnownContent] = [:]
+    /// Paths left out with everything beneath them (what the machine keeps, `MachinePaths`).
+    var excluded = Set<ManifestPath>()
     public var progress: (@Sendable (Progress) -> Void)?
 
     public init(root: String, blobs: BlobStore? = nil) {
@@ -137,6 +139,7 @@ public struct TreeScanner {
             for name in try listDirectory(fs, directory) {
                 if directory.isRoot && name == ManifestPath.stateDirectoryName { continue }
                 let path = directory.appending(name)
+                if excluded.contains(path) { continue }
                 if let problem = ManifestPath.problem(with: path.bytes) {
                     throw UpdError(.usage, "\(fs.display(path)): cannot be part of an image: \(problem)")
                 }

@@ -10,14 +10,17 @@ final class LuaPlan {
     let to: LuaManifest
     let root: String
     let blobs: [String]
+    /// What of the tree is the machine's (`live = true`: the running system's root).
+    let machine: MachinePaths
 
-    init(plan: ApplyPlan, from: LuaManifest, to: LuaManifest, root: String, blobs: [String]) throws {
+    init(plan: ApplyPlan, from: LuaManifest, to: LuaManifest, root: String, blobs: [String], machine: MachinePaths) throws {
         self.plan = plan
         summary = try LuaValue(encoding: PlanSummary(plan))
         self.from = from
         self.to = to
         self.root = root
         self.blobs = blobs
+        self.machine = machine
     }
 }
 
@@ -35,13 +38,14 @@ extension UpdLibrary {
 
         state.setFunction("plan") { call in
             let from = try call.object(1, manifestType), to = try call.object(2, manifestType)
-            let options = try call.options(3, allowed: ["root", "blobs", "mirrors", "keyring"])
+            let options = try call.options(3, allowed: ["root", "blobs", "mirrors", "keyring", "live"])
             let root = try root(options, call)
             let blobs = try options.strings("blobs") ?? []
             let sources = try contentSources(options, call, blobs: blobs)
+            let machine: MachinePaths = try options.boolean("live") == true ? .runningSystem : .none
             let plan = try UpdateEngine.plan(root: root, from: (from.manifest, from.bytes), to: (to.manifest, to.bytes),
-                                             sources: sources, observer: observer(call))
-            call.push(try LuaPlan(plan: plan, from: from, to: to, root: root, blobs: blobs), as: planType)
+                                             sources: sources, machine: machine, observer: observer(call))
+            call.push(try LuaPlan(plan: plan, from: from, to: to, root: root, blobs: blobs, machine: machine), as: planType)
             return 1
         }
 
@@ -101,7 +105,7 @@ extension UpdLibrary {
                 if state.takeInterrupt() { throw LuaError(message: "interrupted; the apply stopped at a resumable point") }
             }
             let request = UpdateEngine.ApplyRequest(root: try options.string("root") ?? p.root, target: target,
-                                                    from: (p.from.manifest, p.from.bytes), sources: sources)
+                                                    from: (p.from.manifest, p.from.bytes), sources: sources, machine: p.machine)
             return call.results(try LuaValue(encoding: try UpdateEngine.apply(request, observer: observer)))
         }
 

@@ -40,12 +40,15 @@ struct ApplyCommand: UpdatinatorSubcommand {
         let request = UpdateEngine.ApplyRequest(
             root: move.root, target: target, from: try move.from.map { try ManifestFile.read($0) },
             sources: ContentSources(blobDirectories: move.blobs, mirrors: mirrors.fetchOptions, deltaKeyring: trusted),
-            faults: Environment.faults)
+            faults: Environment.faults, machine: move.machine)
         let report = try UpdateEngine.apply(request, observer: MirrorOptions.observer)
         Console.endProgress()
         for problem in report.fallbacks { Console.error("warning: \(problem)") }
         if json { return try Console.writeJSON(report) }
         let download = report.download
+        for path in report.etcConflicts {
+            Console.error("warning: \(path): changed on this machine and in \(target.name); the machine's version is kept, the image's is beside it as \(path).updatinator-new")
+        }
         if report.alreadyCurrent {
             Console.print("\(move.root) is already at \(target.name)")
             return

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Updatinator
 
 /// The options every command that moves a tree between images shares.
 struct MoveOptions: ParsableArguments {
@@ -13,4 +14,9 @@ struct MoveOptions: ParsableArguments {
 
     @Option(help: "A local blob directory in repository layout (DIR/<hh>/<hash>); repeatable.")
     var blobs: [String] = []
+
+    @Flag(help: "The tree is the root a system runs from: its runtime mounts (/dev /proc /sys /run), /tmp, /var, /home, /root, /media, /mnt and /lost+found are the machine's and left alone, and /etc is merged three ways (local changes kept, the new image's version of a conflicting file beside it as NAME.updatinator-new).")
+    var live = false
+
+    var machine: MachinePaths { live ? .runningSystem : .none }
 }

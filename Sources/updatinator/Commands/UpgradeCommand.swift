@@ -47,6 +47,9 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     @Option(help: "This device's id; default UPDATINATOR_DEVICE_ID, else /etc/machine-id.")
     var device: String?
 
+    @Flag(help: "The tree is the root a system runs from (as apply --live): its runtime mounts and state are the machine's, /etc is merged.")
+    var live = false
+
     func execute() throws {
         var upgrade = ServerUpgrade(root: root, server: server, keyring: try Keyring(directory: keyring),
                                     decisionKeyring: try Keyring(directory: decisionKeyring),
@@ -54,6 +57,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
         upgrade.mirrors = mirror
         upgrade.channel = channel
         upgrade.peerURL = peerURL
+        upgrade.machine = live ? .runningSystem : .none
         if let from { upgrade.from = try ManifestFile.read(from) }
         upgrade.observer = MirrorOptions.observer
         upgrade.faults = Environment.faults

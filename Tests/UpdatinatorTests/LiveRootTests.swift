@@ -1,0 +1,154 @@
+import Foundation
+import Glibc
+import Testing
+@testable import Updatinator
+
+/// `apply --live`: an in-place apply to the root a system runs from. Its runtime mounts and
+/// state (`/run`, `/var`, `/tmp`…) are the machine's and left alone, `/etc` is merged three
+/// ways, and a kill at any point leaves a tree the next run completes to the same result.
+@Suite struct LiveRootTests {
+    let tmp = TemporaryDirectory("live-root")
+    let key = SecretKey.generate()
+    var root: String { tmp.sub("root") }
+    var blobs: String { tmp.sub("repo/blobs") }
+    var keyring: String { tmp.sub("keyring") }
+    let meta = Metadata(mode: 0o755, uid: 0, gid: 0, mtime: Timestamp(seconds: 1_600_000_000, nanoseconds: 0))
+
+    init() throws {
+        try Sys.mkdirs(keyring)
+        try Sys.writeFileAtomically("\(keyring)/test.pub", KeyFile.encode(key.publicKey))
+    }
+
+    func dir(_ path: String) throws -> ManifestEntry {
+        ManifestEntry(path: try ManifestPath(path), kind: .directory, metadata: meta)
+    }
+
+    func file(_ path: String, _ content: String) throws -> ManifestEntry {
+        let stored = try BlobStore(directory: blobs).store(bytes: Array(content.utf8))
+        var m = meta
+        m.mode = 0o644
+        return ManifestEntry(path: try ManifestPath(path),
+                             kind: .file(size: UInt64(content.utf8.count), hash: stored.hash, blobSize: stored.blobSize), metadata: m)
+    }
+
+    /// Writes and signs a manifest of `entries`, returning its path.
+    func signed(_ version: String, _ entries: [ManifestEntry]) throws -> String {
+        let text = ManifestWriter.write(Manifest(image: "live", version: version, entries: entries.sorted { $0.path < $1.path }))
+        let path = tmp.sub("\(version).manifest")
+        try Sys.writeFileAtomically(path, text)
+        var signatures = SignatureFile()
+        signatures.sign(text, with: key, purpose: .manifest)
+        try Sys.writeFileAtomically(path + ".sig", signatures.encoded())
+        return path
+    }
+
+    /// What both images have: a system's top-level directories.
+    func skeleton() throws -> [ManifestEntry] {
+        try ["/", "/etc", "/usr", "/usr/bin", "/var", "/var/lib", "/run", "/proc", "/tmp"].map(dir)
+    }
+
+    func imageA() throws -> String {
+        try signed("A", try skeleton() + [
+            try file("/etc/motd", "Image A\n"), try file("/etc/hostname", "image\n"), try file("/etc/image-version", "A\n"),
+            try file("/usr/bin/tool", "tool A\n"), try file("/var/lib/packages", "tool A\n"),
+        ])
+    }
+
+    func imageB() throws -> String {
+        try signed("B", try skeleton() + [
+            try file("/etc/motd", "Image B\n"), try file("/etc/hostname", "image\n"), try file("/etc/image-version", "B\n"),
+            try file("/etc/new.conf", "a new default\n"),
+            try file("/usr/bin/tool", "tool B\n"), try file("/usr/bin/extra", "extra B\n"), try file("/var/lib/packages", "tool B, extra B\n"),
+        ])
+    }
+
+    func apply(_ manifest: String, _ extra: [String] = [], environment: [String: String] = [:]) throws -> CLI.Result {
+        try CLI.run(["apply", "--root", root, "--to", manifest, "--keyring", keyring, "--blobs", blobs] + extra, environment: environment)
+    }
+
+    /// Image A installed, then changed as a running machine changes it: its own /etc edits
+    /// (one that image B changes too), state in /var, a file in /tmp.
+    func runningMachineOnA() throws -> String {
+        try Sys.mkdirs(root)
+        let empty = try signed("empty", [try dir("/")])
+        let a = try imageA()
+        let installed = try apply(a, ["--from", empty])
+        try #require(installed.status == 0, "\(installed.stderr)")
+        try Sys.writeFileAtomically("\(root)/etc/motd", Array("Image A\nWelcome to this school\n".utf8))
+        try Sys.writeFileAtomically("\(root)/etc/hostname", Array("laptop-7\n".utf8))
+        try Sys.writeFileAtomically("\(root)/etc/local.conf", Array("made here\n".utf8))
+        try Sys.mkdirs("\(root)/var/log")
+        try Sys.writeFileAtomically("\(root)/var/log/syslog", Array("booted\n".utf8))
+        try Sys.writeFileAtomically("\(root)/tmp/session", Array("x".utf8))
+        return a
+    }
+
+    func text(_ path: String) throws -> String { String(decoding: try Sys.readFile("\(root)\(path)"), as: UTF8.self) }
+
+    /// The tree after `apply --live` of B: the image's files are B's, the machine's /etc edits,
+    /// /var and /tmp are the machine's, and the conflict's new version is beside it.
+    func expectLiveOnB(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        #expect(try text("/usr/bin/tool") == "tool B\n", sourceLocation: sourceLocation)
+        #expect(try text("/usr/bin/extra") == "extra B\n", sourceLocation: sourceLocation)
+        #expect(try text("/etc/image-version") == "B\n", "the image's own change in /etc is installed", sourceLocation: sourceLocation)
+        #expect(try text("/etc/new.conf") == "a new default\n", "a new default is added", sourceLocation: sourceLocation)
+        #expect(try text("/etc/hostname") == "laptop-7\n", "a local change is kept", sourceLocation: sourceLocation)
+        #expect(try text("/etc/local.conf") == "made here\n", "a local file is kept", sourceLocation: sourceLocation)
+        #expect(try text("/etc/motd") == "Image A\nWelcome to this school\n", "the conflict keeps the machine's version", sourceLocation: sourceLocation)
+        #expect(try text("/etc/motd.updatinator-new") == "Image B\n", "the new image's version is beside it", sourceLocation: sourceLocation)
+        #expect(try text("/var/lib/packages") == "tool A\n", "/var is the machine's: the image's /var is not installed", sourceLocation: sourceLocation)
+        #expect(try text("/var/log/syslog") == "booted\n", sourceLocation: sourceLocation)
+        #expect(try text("/tmp/session") == "x", sourceLocation: sourceLocation)
+        #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == (try Sys.readFile(tmp.sub("B.manifest"))),
+                "the installed record is the signed image B, the base of the next merge", sourceLocation: sourceLocation)
+    }
+
+    @Test("live root: runtime mounts and /var are left alone, /etc is merged three ways, the conflict is reported")
+    func liveApplyKeepsTheMachinesPartsAndMergesEtc() throws {
+        _ = try runningMachineOnA()
+        let b = try imageB()
+        // A runtime mount, as /run is on a running system.
+        let mount = try Subprocess(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "\(root)/run"])
+        guard mount.wait() == 0 else {
+            #expect(mount.stderr.contains("permission denied") || mount.stderr.contains("must be superuser"), "mount failed: \(mount.stderr)")
+            print("skipped: mounting a tmpfs is not permitted here")
+            return
+        }
+        defer { _ = try? Subprocess(["umount", "\(root)/run"]).wait() }
+        try Sys.writeFileAtomically("\(root)/run/daemon.pid", Array("42\n".utf8))
+
+        // Without --live the tree is the image's, whole: the mount stops the apply before anything changes.
+        let refused = try apply(b)
+        #expect(refused.status == 8, "\(refused.stderr)")
+        #expect(refused.stderr.contains("is another mount than the root"), "\(refused.stderr)")
+        #expect(try text("/usr/bin/tool") == "tool A\n")
+
+        let live = try apply(b, ["--live", "--json"])
+        try #require(live.status == 0, "\(live.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(live.stdout.utf8)) as! [String: Any]
+        #expect(report["etc_conflicts"] as? [String] == ["/etc/motd"])
+        #expect(Set(report["etc_kept"] as? [String] ?? []) == ["/etc/hostname", "/etc/local.conf"])
+        try expectLiveOnB()
+        #expect(try text("/run/daemon.pid") == "42\n", "nothing under the runtime mount is touched")
+    }
+
+    @Test("live root: a kill at any point leaves a tree whose next run ends as an uninterrupted one does")
+    func liveApplyResumesAfterAKillAtAnyPoint() throws {
+        let b = try imageB()
+        _ = try runningMachineOnA()
+        let probe = try apply(b, ["--live", "--json"])
+        try #require(probe.status == 0, "\(probe.stderr)")
+        let total = (try JSONSerialization.jsonObject(with: Data(probe.stdout.utf8)) as! [String: Any])["operations"] as! Int
+        try #require(total > 10)
+        for point in stride(from: 1, to: total, by: max(1, total / 16)) {
+            try FileManager.default.removeItem(atPath: root)
+            _ = try runningMachineOnA()
+            let killed = try apply(b, ["--live"], environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
+            #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(total): \(killed.stderr)")
+            // The rerun plans with what the first run merged, not with the /etc it half changed.
+            let resumed = try apply(b, ["--live"])
+            try #require(resumed.status == 0, "after a kill at \(point) of \(total): \(resumed.stderr)")
+            try expectLiveOnB()
+        }
+    }
+}
