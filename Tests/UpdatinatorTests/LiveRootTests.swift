@@ -132,6 +132,14 @@ import Testing
         #expect(try text("/run/daemon.pid") == "42\n", "nothing under the runtime mount is touched")
     }
 
+    @Test("live root: implied for the directory the system runs from, and only for it")
+    func theSystemsOwnRootIsLive() throws {
+        #expect(try MachinePaths.of(root: "/", live: false) == .runningSystem)
+        #expect(try MachinePaths.of(root: "//", live: false) == .runningSystem)
+        #expect(try MachinePaths.of(root: tmp.path, live: false) == .none)
+        #expect(try MachinePaths.of(root: tmp.path, live: true) == .runningSystem)
+    }
+
     @Test("live root: a kill at any point leaves a tree whose next run ends as an uninterrupted one does")
     func liveApplyResumesAfterAKillAtAnyPoint() throws {
         let b = try imageB()

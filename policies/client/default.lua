@@ -2,8 +2,8 @@
 -- ask at once), ask the school server what to run (or, without one, follow the channel);
 -- accept an offer only when the disk has the space the plan needs at its peak, and the
 -- laptop is on mains power or has enough battery; download from neighbouring laptops first,
--- then the school server; apply in place, or stage a deployment and (with reboot = true)
--- reboot into it; report to the school server. A staged deployment is reported done once the
+-- then the school server; apply in place (a running system's root with live = true, then
+-- reboot with reboot = true), or stage a deployment and (with reboot = true) reboot into it; report to the school server. A staged deployment is reported done once the
 -- machine has booted it and marked it good, and failed when the boot counter rolled it back;
 -- an image rolled back on this machine is not tried again.
 local upd = require "updatinator"

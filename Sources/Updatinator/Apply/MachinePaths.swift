@@ -28,6 +28,14 @@ public struct MachinePaths: Sendable, Equatable {
             .map { ManifestPath(unchecked: Array($0.utf8)) },
         mergesEtc: true)
 
+    /// What of the tree at `root` is the machine's: a running system's parts when `live` says
+    /// so, or when `root` is the directory this process's system runs from (`/`); else nothing.
+    public static func of(root: String, live: Bool) throws -> MachinePaths {
+        if live { return .runningSystem }
+        let tree = try Sys.lstat(root), system = try Sys.lstat("/")
+        return tree.st_dev == system.st_dev && tree.st_ino == system.st_ino ? .runningSystem : .none
+    }
+
     var isNone: Bool { kept.isEmpty && !mergesEtc }
 
     /// Whether `path` is a kept path or beneath one.

@@ -42,7 +42,7 @@ extension UpdLibrary {
             let root = try root(options, call)
             let blobs = try options.strings("blobs") ?? []
             let sources = try contentSources(options, call, blobs: blobs)
-            let machine: MachinePaths = try options.boolean("live") == true ? .runningSystem : .none
+            let machine = try MachinePaths.of(root: root, live: try options.boolean("live") == true)
             let plan = try UpdateEngine.plan(root: root, from: (from.manifest, from.bytes), to: (to.manifest, to.bytes),
                                              sources: sources, machine: machine, observer: observer(call))
             call.push(try LuaPlan(plan: plan, from: from, to: to, root: root, blobs: blobs, machine: machine), as: planType)

@@ -40,7 +40,7 @@ struct ApplyCommand: UpdatinatorSubcommand {
         let request = UpdateEngine.ApplyRequest(
             root: move.root, target: target, from: try move.from.map { try ManifestFile.read($0) },
             sources: ContentSources(blobDirectories: move.blobs, mirrors: mirrors.fetchOptions, deltaKeyring: trusted),
-            faults: Environment.faults, machine: move.machine)
+            faults: Environment.faults, machine: try move.machine)
         let report = try UpdateEngine.apply(request, observer: MirrorOptions.observer)
         Console.endProgress()
         for problem in report.fallbacks { Console.error("warning: \(problem)") }

@@ -15,8 +15,8 @@ struct MoveOptions: ParsableArguments {
     @Option(help: "A local blob directory in repository layout (DIR/<hh>/<hash>); repeatable.")
     var blobs: [String] = []
 
-    @Flag(help: "The tree is the root a system runs from: its runtime mounts (/dev /proc /sys /run), /tmp, /var, /home, /root, /media, /mnt and /lost+found are the machine's and left alone, and /etc is merged three ways (local changes kept, the new image's version of a conflicting file beside it as NAME.updatinator-new).")
+    @Flag(help: "The tree is the root a system runs from (implied when it is /): its runtime mounts (/dev /proc /sys /run), /tmp, /var, /home, /root, /media, /mnt and /lost+found are the machine's and left alone, and /etc is merged three ways (local changes kept, the new image's version of a conflicting file beside it as NAME.updatinator-new).")
     var live = false
 
-    var machine: MachinePaths { live ? .runningSystem : .none }
+    var machine: MachinePaths { get throws { try MachinePaths.of(root: root, live: live) } }
 }

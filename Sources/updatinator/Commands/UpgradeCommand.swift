@@ -47,7 +47,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     @Option(help: "This device's id; default UPDATINATOR_DEVICE_ID, else /etc/machine-id.")
     var device: String?
 
-    @Flag(help: "The tree is the root a system runs from (as apply --live): its runtime mounts and state are the machine's, /etc is merged.")
+    @Flag(help: "The tree is the root a system runs from (as apply --live; implied when it is /): its runtime mounts and state are the machine's, /etc is merged.")
     var live = false
 
     func execute() throws {
@@ -57,7 +57,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
         upgrade.mirrors = mirror
         upgrade.channel = channel
         upgrade.peerURL = peerURL
-        upgrade.machine = live ? .runningSystem : .none
+        upgrade.machine = try MachinePaths.of(root: root, live: live)
         if let from { upgrade.from = try ManifestFile.read(from) }
         upgrade.observer = MirrorOptions.observer
         upgrade.faults = Environment.faults
