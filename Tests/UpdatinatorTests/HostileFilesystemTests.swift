@@ -26,17 +26,11 @@ import Testing
         try Sys.writeFileAtomically("\(keyring)/test.pub", KeyFile.encode(key.publicKey))
     }
 
-    func dir(_ path: String) throws -> ManifestEntry {
-        ManifestEntry(path: try ManifestPath(path), kind: .directory, metadata: meta)
-    }
+    var entries: SignedEntries { SignedEntries(directory: tmp.path, key: key, blobs: blobs, image: "hostile") }
 
-    func file(_ path: String, _ content: String, mode: UInt32 = 0o644) throws -> ManifestEntry {
-        let stored = try BlobStore(directory: blobs).store(bytes: Array(content.utf8))
-        var m = meta
-        m.mode = mode
-        return ManifestEntry(path: try ManifestPath(path),
-                             kind: .file(size: UInt64(content.utf8.count), hash: stored.hash, blobSize: stored.blobSize), metadata: m)
-    }
+    func dir(_ path: String) throws -> ManifestEntry { try entries.dir(path) }
+
+    func file(_ path: String, _ content: String, mode: UInt32 = 0o644) throws -> ManifestEntry { try entries.file(path, content, mode: mode) }
 
     /// Writes and signs a manifest of `entries` (sorted here), returning its path.
     func signed(_ name: String, _ entries: [ManifestEntry]) throws -> String {

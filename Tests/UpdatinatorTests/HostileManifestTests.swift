@@ -21,31 +21,19 @@ import Testing
         try Sys.writeFileAtomically("\(keyring)/test.pub", KeyFile.encode(key.publicKey))
     }
 
-    func dir(_ path: String) throws -> ManifestEntry {
-        ManifestEntry(path: try ManifestPath(path), kind: .directory, metadata: meta)
-    }
+    var entries: SignedEntries { SignedEntries(directory: tmp.path, key: key, blobs: blobs, image: "hostile") }
 
-    func file(_ path: String, _ content: String) throws -> ManifestEntry {
-        let stored = try BlobStore(directory: blobs).store(bytes: Array(content.utf8))
-        return ManifestEntry(path: try ManifestPath(path),
-                             kind: .file(size: UInt64(content.utf8.count), hash: stored.hash, blobSize: stored.blobSize), metadata: meta)
-    }
+    func dir(_ path: String) throws -> ManifestEntry { try entries.dir(path) }
+
+    func file(_ path: String, _ content: String) throws -> ManifestEntry { try entries.file(path, content) }
 
     func symlink(_ path: String, _ target: String) throws -> ManifestEntry {
         ManifestEntry(path: try ManifestPath(path), kind: .symlink(target: Array(target.utf8)), metadata: meta)
     }
 
-    /// Writes and signs a manifest of `entries` (sorted here), returning its path.
-    func signed(_ name: String, _ entries: [ManifestEntry]) throws -> String {
-        try signed(name, text: ManifestWriter.write(Manifest(image: "hostile", version: name, entries: entries.sorted { $0.path < $1.path })))
-    }
+    func signed(_ name: String, _ list: [ManifestEntry]) throws -> String { try entries.signed(name, list) }
 
-    func signed(_ name: String, text: [UInt8]) throws -> String {
-        let path = tmp.sub("\(name).manifest")
-        try Sys.writeFileAtomically(path, text)
-        try SignedDocument.signManifest(at: path, with: key)
-        return path
-    }
+    func signed(_ name: String, text: [UInt8]) throws -> String { try entries.signed(name, text: text) }
 
     /// Signs a manifest without parsing it first, as a compromised build server could.
     func signedUnchecked(_ name: String, _ text: String) throws -> String {

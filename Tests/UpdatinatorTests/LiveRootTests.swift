@@ -12,35 +12,18 @@ import Testing
     var root: String { tmp.sub("root") }
     var blobs: String { tmp.sub("repo/blobs") }
     var keyring: String { tmp.sub("keyring") }
-    let meta = Metadata(mode: 0o755, uid: 0, gid: 0, mtime: Timestamp(seconds: 1_600_000_000, nanoseconds: 0))
+    var entries: SignedEntries { SignedEntries(directory: tmp.path, key: key, blobs: blobs, image: "live") }
 
     init() throws {
         try Sys.mkdirs(keyring)
         try Sys.writeFileAtomically("\(keyring)/test.pub", KeyFile.encode(key.publicKey))
     }
 
-    func dir(_ path: String) throws -> ManifestEntry {
-        ManifestEntry(path: try ManifestPath(path), kind: .directory, metadata: meta)
-    }
+    func dir(_ path: String) throws -> ManifestEntry { try entries.dir(path) }
 
-    func file(_ path: String, _ content: String) throws -> ManifestEntry {
-        let stored = try BlobStore(directory: blobs).store(bytes: Array(content.utf8))
-        var m = meta
-        m.mode = 0o644
-        return ManifestEntry(path: try ManifestPath(path),
-                             kind: .file(size: UInt64(content.utf8.count), hash: stored.hash, blobSize: stored.blobSize), metadata: m)
-    }
+    func file(_ path: String, _ content: String) throws -> ManifestEntry { try entries.file(path, content, mode: 0o644) }
 
-    /// Writes and signs a manifest of `entries`, returning its path.
-    func signed(_ version: String, _ entries: [ManifestEntry]) throws -> String {
-        let text = ManifestWriter.write(Manifest(image: "live", version: version, entries: entries.sorted { $0.path < $1.path }))
-        let path = tmp.sub("\(version).manifest")
-        try Sys.writeFileAtomically(path, text)
-        var signatures = SignatureFile()
-        signatures.sign(text, with: key, purpose: .manifest)
-        try Sys.writeFileAtomically(path + ".sig", signatures.encoded())
-        return path
-    }
+    func signed(_ version: String, _ list: [ManifestEntry]) throws -> String { try entries.signed(version, list) }
 
     /// What both images have: a system's top-level directories.
     func skeleton() throws -> [ManifestEntry] {
