@@ -189,4 +189,49 @@ import Testing
         #expect(fallbacks.count == 2 && fallbacks.allSatisfy { $0.contains("downloaded content") && $0.contains("does not match its hash") }, "\(report)")
         #expect(report["blobs_downloaded"] as? Int == 2 && (report["bytes_downloaded"] as? Int ?? 0) > 0, "\(report)")
     }
+
+    /// On a UEFI machine, systemd-boot reads entries and kernels only from the EFI system
+    /// partition (FAT), mounted at SYSROOT/efi: deploy, rollback, gc and the boot counter all
+    /// write there, and refuse an efi/ with nothing mounted on it.
+    @Test func entriesAndKernelsGoOnTheESPMountedAtEfi() throws {
+        try FileManager.default.createDirectory(atPath: "\(sysroot)/efi", withIntermediateDirectories: true)
+        let one = try publish("1", kernel: "6.1.0-9", etc: [:])
+        // Nothing mounted on efi/: refused before anything is built.
+        let refused = try CLI.run(["deploy", "--sysroot", sysroot, "--to", one, "--keyring", samples.keyring, "--blobs", repo + "/blobs"])
+        #expect(refused.status == 1 && refused.stderr.contains("mount the EFI system partition there"), "\(refused.stderr)")
+        let built = (try? FileManager.default.contentsOfDirectory(atPath: "\(sysroot)/deployments")) ?? []
+        #expect(link("current") == nil && built.isEmpty, "\(built)")
+
+        // The ESP is a filesystem of its own; the host's kernel has no vfat, so a tmpfs stands in
+        // for it here (scripts/vm-test boots a real FAT ESP through systemd-boot).
+        let mount = try Subprocess(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0700", "tmpfs", "\(sysroot)/efi"])
+        try #require(mount.wait() == 0, "mount: \(mount.stderr)")
+        defer { _ = try? Subprocess(["umount", "\(sysroot)/efi"]).wait() }
+        let esp = "\(sysroot)/efi"
+        func read(_ path: String) -> String? { try? String(contentsOfFile: "\(esp)/\(path)", encoding: .utf8) }
+
+        try deploy(one)
+        let good = try #require(link("current"))
+        _ = try run(["mark-good", "--sysroot", sysroot])
+        try deploy(publish("2", kernel: "6.1.0-10", etc: [:]))
+        let trial = try #require(link("current"))
+        #expect(read("boot/\(trial)/vmlinuz") == "kernel 6.1.0-10\n" && read("boot/\(trial)/initrd.img") == "initramfs 6.1.0-10\n")
+        #expect(try Sys.lstat("\(esp)/boot/\(trial)/vmlinuz").st_nlink == 1, "a copy: no hardlink crosses filesystems")
+        #expect(read("loader/entries/updatinator-\(trial).conf")?.contains("linux /boot/\(trial)/vmlinuz\n") == true)
+        #expect(read("loader/loader.conf") == "default updatinator-\(trial).conf\n")
+        #expect(!FileManager.default.fileExists(atPath: "\(sysroot)/loader"), "nothing goes where the loader does not read")
+
+        // The counter rolls back on the ESP.
+        for _ in 1...3 { _ = try boot(["busybox", "sh"], requested: trial) }
+        #expect(try boot(["busybox", "sh"], requested: trial).chosen == [good, "rolled-back"])
+        #expect(read("loader/loader.conf") == "default updatinator-\(good).conf\n")
+        // rollback and gc too.
+        _ = try run(["rollback", "--sysroot", sysroot])
+        #expect(read("loader/loader.conf") == "default updatinator-\(trial).conf\n")
+        _ = try run(["rollback", "--sysroot", sysroot])
+        try deploy(publish("3", kernel: "6.1.0-10", etc: ["three": "3\n"]))
+        _ = try run(["gc", "--sysroot", sysroot, "--keep", "2"])
+        #expect(read("loader/entries/updatinator-\(trial).conf") == nil && read("boot/\(trial)/vmlinuz") == nil)
+        #expect(read("boot/\(good)/vmlinuz") == "kernel 6.1.0-9\n")
+    }
 }

@@ -5,7 +5,7 @@
 #   DIR/qmp.sock     QEMU's QMP socket (power cut, status)
 #   DIR/qemu.pid     QEMU's pid (-pidfile); every kill goes to that pid and no other
 #   DIR/qemu.stderr  QEMU's own messages
-# vm_start boots it (direct kernel boot), vm_wait_marker waits for a line on the console with
+# vm_start boots it (direct kernel boot) or vm_start_uefi (its own boot loader), vm_wait_marker waits for a line on the console with
 # a deadline, vm_qmp sends one QMP command, vm_power_cut pulls the plug, vm_wait_exit waits for
 # QEMU to end, vm_kill ends it whatever its state (use it in an EXIT trap).
 # Software emulation (-accel tcg) by default: KVM is present on these machines but its guests
@@ -14,24 +14,53 @@
 # Prints a message on stderr.
 vm_log() { printf 'vm: %s\n' "$*" >&2; }
 
-# Starts QEMU in the background; returns once its pid is known.
+# Starts QEMU in the background by direct kernel boot; returns once its pid is known.
 # Usage: vm_start DIR KERNEL INITRD CMDLINE DISK [QEMU-ARGUMENT ...]
 # DISK is a qcow2 file (a throwaway overlay of the image under test) or a raw image (which the
-# host can read between boots, see vm_read_entry); the extra arguments are
+# host can read between boots, see vm_read_root_boot); the extra arguments are
 # passed to QEMU (for instance a network with hostfwd, or a second disk): there is no other
 # device (-nodefaults: no network, CD-ROM or display unless given). The VM does not
 # reboot (-no-reboot): a reboot or a panic with panic=N ends QEMU, and the test starts it again.
 vm_start() {
-    local dir=$1 kernel=$2 initrd=$3 cmdline=$4 disk=$5 format=raw
+    local dir=$1 kernel=$2 initrd=$3 cmdline=$4 disk=$5
     shift 5
-    case $disk in *.qcow2) format=qcow2 ;; esac
+    vm_launch "$dir" -kernel "$kernel" -initrd "$initrd" -append "$cmdline" -drive "$(vm_drive "$disk"),if=virtio" "$@"
+}
+
+# Starts QEMU in the background on UEFI firmware (OVMF), which boots the EFI system partition
+# of ESP-DISK: the machine's own boot loader chooses what runs. DISK and ESP-DISK are virtio
+# disks, ESP-DISK the first boot device (the guest names it /dev/vda: find the root by its
+# label). DIR/efivars.fd holds the machine's EFI variables, made from OVMF's template at its
+# first boot and kept across its boots.
+# Usage: vm_start_uefi DIR DISK ESP-DISK [QEMU-ARGUMENT ...]
+vm_start_uefi() {
+    local dir=$1 disk=$2 esp=$3
+    shift 3
+    mkdir -p "$dir"
+    [ -f "$dir/efivars.fd" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$dir/efivars.fd"
+    vm_launch "$dir" \
+        -drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+        -drive "if=pflash,format=raw,unit=1,file=$dir/efivars.fd" \
+        -drive "$(vm_drive "$disk"),if=virtio" \
+        -drive "$(vm_drive "$esp"),if=none,id=esp" -device virtio-blk-pci,drive=esp,bootindex=0 "$@"
+}
+
+# A -drive's file, format (qcow2 or raw, by the name) and cache settings.
+vm_drive() {
+    local format=raw
+    case $1 in *.qcow2) format=qcow2 ;; esac
+    echo "file=$1,format=$format,cache=unsafe"
+}
+
+# Runs QEMU with the settings every VM shares and the given arguments; returns once its pid is known.
+vm_launch() {
+    local dir=$1
+    shift
     mkdir -p "$dir"
     rm -f "$dir/serial.log" "$dir/qmp.sock" "$dir/qemu.pid" "$dir/qemu.stderr"
     : > "$dir/serial.log"
     qemu-system-x86_64 \
         -accel "${VM_ACCEL:-tcg}" -smp "${VM_CPUS:-2}" -m "${VM_MEMORY:-1024}" \
-        -kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
-        -drive "file=$disk,format=$format,if=virtio,cache=unsafe" \
         -nodefaults -display none -monitor none -serial "file:$dir/serial.log" \
         -qmp "unix:$dir/qmp.sock,server=on,wait=off" \
         -pidfile "$dir/qemu.pid" -no-reboot \
@@ -166,23 +195,16 @@ vm_disk_cat() {
     printf '%s\n' "$out"
 }
 
-# Acts as the boot loader of a sysroot disk: reads its default Boot Loader Specification entry
-# (loader/loader.conf, loader/entries/*.conf), copies that entry's kernel and initramfs out of
-# the disk into DIR/vmlinuz and DIR/initrd.img, and sets VM_ENTRY to the entry's file name and
-# VM_ENTRY_OPTIONS to its command line.
-# Usage: vm_read_entry DIR DISK (a raw ext4 image)
-vm_read_entry() {
-    local dir=$1 disk=$2 entry conf linux initrd
-    entry=$(vm_disk_cat "$disk" /loader/loader.conf | awk '$1 == "default" { print $2 }' | tail -n 1)
-    [ -n "$entry" ] || { vm_log "$disk: loader/loader.conf names no default entry"; return 1; }
-    conf=$(vm_disk_cat "$disk" "/loader/entries/$entry") || return 1
-    linux=$(printf '%s\n' "$conf" | awk '$1 == "linux" { print $2 }')
-    initrd=$(printf '%s\n' "$conf" | awk '$1 == "initrd" { print $2 }')
+# Reads what systemd-boot will boot from a GPT disk whose first partition, at 1 MiB, is the EFI
+# system partition: sets VM_ENTRY to the default entry its loader/loader.conf names (read with
+# mtools, no mount) and VM_ENTRY_OPTIONS to that entry's command line.
+# Usage: vm_read_esp_entry DISK (a raw image)
+vm_read_esp_entry() {
+    local esp="$1@@1M" entry conf
+    entry=$(mtype -i "$esp" ::/loader/loader.conf 2>/dev/null | tr -d '\r' | awk '$1 == "default" { print $2 }' | tail -n 1)
+    [ -n "$entry" ] || { vm_log "$1: the ESP's loader/loader.conf names no default entry"; return 1; }
+    conf=$(mtype -i "$esp" "::/loader/entries/$entry" 2>/dev/null | tr -d '\r') || { vm_log "$1: the ESP has no entry $entry"; return 1; }
     VM_ENTRY_OPTIONS=$(printf '%s\n' "$conf" | sed -n 's/^options[[:space:]]\{1,\}//p')
-    rm -f "$dir/vmlinuz" "$dir/initrd.img"
-    debugfs -c -R "dump $linux $dir/vmlinuz" "$disk" 2>/dev/null
-    debugfs -c -R "dump $initrd $dir/initrd.img" "$disk" 2>/dev/null
-    [ -s "$dir/vmlinuz" ] && [ -s "$dir/initrd.img" ] || { vm_log "$disk: entry $entry: no $linux or $initrd"; return 1; }
     VM_ENTRY=$entry
 }
 

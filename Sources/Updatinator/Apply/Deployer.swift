@@ -43,6 +43,7 @@ final class Deployer {
         let started = Date()
         let name = Sysroot.deploymentName(target, bytes: targetBytes)
         report.name = name
+        let boot = try BootEntries(sysroot: sysroot)   // an ESP not mounted is refused before the build
         try removeUnfinishedBuilds()
         if sysroot.link("current") == name {
             report.alreadyCurrent = true
@@ -51,9 +52,9 @@ final class Deployer {
         // A deployment that exists already (a rollback's previous one, or a switch a crash
         // interrupted) is only switched to.
         if !FileManager.default.fileExists(atPath: sysroot.tree(of: name)) { try build(name) }
-        report.bootEntry = try BootEntries(sysroot: sysroot).install(name, manifest: target)
+        report.bootEntry = try boot.install(name, manifest: target)
         operation()
-        try sysroot.switchTo(name, operation: operation)
+        try sysroot.switchTo(name, boot: boot, operation: operation)
         report.seconds = Date().timeIntervalSince(started)
         return report
     }

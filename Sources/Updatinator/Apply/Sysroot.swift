@@ -12,6 +12,9 @@ import Glibc
 ///     DIR/boot/NAME/                  a bootable deployment's kernel and initramfs
 ///     DIR/loader/entries/updatinator-NAME.conf   its boot entry (Boot Loader Specification)
 ///     DIR/loader/loader.conf          names the default entry: current's
+///     DIR/efi/                        where the EFI system partition is mounted, when the
+///                                     loader reads it (systemd-boot): then boot/ and loader/
+///                                     are there instead (`BootEntries`)
 ///     DIR/lock                        held by whichever command changes the sysroot
 ///
 /// Links are switched by renaming a new link over the old one, so a crash leaves each naming
@@ -166,8 +169,9 @@ public final class Sysroot {
         try syncDirectory()
     }
 
-    /// Makes a complete deployment current, the current one previous, and the new one pending.
-    func switchTo(_ name: String, operation: () -> Void = {}) throws {
+    /// Makes a complete deployment current, the current one previous, and the new one pending;
+    /// the loader's default entry, in `boot`, follows.
+    func switchTo(_ name: String, boot: BootEntries, operation: () -> Void = {}) throws {
         let old = try checkedLink("current")
         guard old != name else { return }
         try writeBootState(BootState(pending: name, tries: 0))
@@ -176,7 +180,7 @@ public final class Sysroot {
         operation()
         try setLink("current", to: name)
         operation()
-        try BootEntries(sysroot: self).setDefault(name)
+        try boot.setDefault(name)
         try syncDirectory()
     }
 
@@ -187,13 +191,14 @@ public final class Sysroot {
             throw UpdError(.nothingToDo, "\(path): there is no previous deployment to roll back to")
         }
         let current = try checkedLink("current")
+        let boot = try BootEntries(sysroot: self)   // before anything changes: an ESP not mounted is refused
         var state = try bootState()
         if state.pending == current { state.pending = nil; state.tries = 0 }
         if recording { state.rolledBack = current }
         try writeBootState(state)
         if let current { try setLink("previous", to: current) }
         try setLink("current", to: previous)
-        try BootEntries(sysroot: self).setDefault(previous)
+        try boot.setDefault(previous)
         try syncDirectory()
         return (current ?? "nothing", previous)
     }
@@ -267,9 +272,10 @@ public final class Sysroot {
         var kept = Set([try checkedLink("current"), try checkedLink("previous"), try bootState().pending].compactMap { $0 })
         for name in all where kept.count < keep { kept.insert(name) }
         var collected = Collected()
+        let boot = try BootEntries(sysroot: self)
         for name in all where !kept.contains(name) {
             // The manifest goes last: a crash in between leaves a deployment that is still listed.
-            try BootEntries(sysroot: self).remove(name)
+            try boot.remove(name)
             try FileManager.default.removeItem(atPath: tree(of: name))
             try FileManager.default.removeItem(atPath: manifestPath(of: name))
             collected.deployments.append(name)

@@ -41,15 +41,15 @@ extension Sys {
 
     /// Writes the file `name` in `dirFD` atomically: a new temporary file beside it, fsync,
     /// rename over the name (which replaces a symlink there instead of following it), fsync
-    /// of the directory.
-    static func writeFileAtomically(in dirFD: Int32, _ name: String, display: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+    /// of the directory. A nil `mode` leaves the mode the filesystem gives (FAT refuses most).
+    static func writeFileAtomically(in dirFD: Int32, _ name: String, display: String, _ bytes: [UInt8], mode: mode_t? = 0o644) throws {
         let temporary = ".tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
-        let created = openat(dirFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
+        let created = openat(dirFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode ?? 0o644)
         guard created >= 0 else { throw UpdError.system("create", display) }
         let file = FileDescriptor(owning: created)
         do {
             try bytes.withUnsafeBytes { try writeAll(file.rawValue, $0, path: display) }
-            if fchmod(file.rawValue, mode) != 0 { throw UpdError.system("fchmod", display) }
+            if let mode, fchmod(file.rawValue, mode) != 0 { throw UpdError.system("fchmod", display) }
             try fsync(file.rawValue, path: display)
             file.close()
             if renameat(dirFD, temporary, dirFD, name) != 0 { throw UpdError.system("rename", display) }

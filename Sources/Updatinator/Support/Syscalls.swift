@@ -240,7 +240,7 @@ enum Sys {
     }
 
     /// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync of the directory.
-    static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws {
+    static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t? = 0o644) throws {
         let directory = try openDirectory(parentDirectory(of: path))
         try writeFileAtomically(in: directory.rawValue, fileName(of: path), display: path, bytes, mode: mode)
     }
