@@ -8,9 +8,9 @@ import UpdatinatorLua
 /// (SQLite writes to disk): the server makes them on its worker threads, never on the threads
 /// that run its async handlers.
 public final class FleetInventory: Sendable {
-    private let database: Locked<SQLiteDatabase>
+    let database: Locked<SQLiteDatabase>
     private let counts: ShortLivedCache<Int>
-    private let pendingChecks = Locked<[(CheckRequest, String?, Int64)]>([])
+    private let pendingChecks = Locked<[(CheckRequest, String?, String, Int64)]>([])
     private let peerCandidates: ShortLivedCache<[PeerCandidate]>
 
     public init(path: String, countLifetime: TimeInterval = 1) throws {
@@ -31,16 +31,22 @@ public final class FleetInventory: Sendable {
                 image TEXT, version TEXT, code TEXT, message TEXT, bytes INTEGER);
             CREATE INDEX IF NOT EXISTS history_by_device ON history (device, time);
             """)
+        // Columns added since the first release, for a database that predates them.
+        let columns = Set(try db.query("PRAGMA table_info(devices)").compactMap { $0[1].text })
+        for (column, type) in [("school", "TEXT"), ("decision", "TEXT")] where !columns.contains(column) {
+            try db.execute("ALTER TABLE devices ADD COLUMN \(column) \(type)")
+        }
         database = Locked(db)
     }
 
-    /// A check: the device runs `image` `version` (and serves it at `peer`) and was seen now.
+    /// A check: the device runs `image` `version` (and serves it at `peer`), was seen now, and
+    /// was answered `decision` ("update", or the reason there is none: `NoUpdateReason`).
     /// Checks are queued and written together by `writeChecks`, which the server calls five
     /// times a second, and which reports and reads of devices call first; counts may miss
     /// the checks of the last fifth of a second. Only a queue of 50,000 is written at once.
-    public func recordCheck(_ request: CheckRequest, address: String?, now: Int64) throws {
+    public func recordCheck(_ request: CheckRequest, address: String?, decision: String, now: Int64) throws {
         let queued = pendingChecks.withLock { pending in
-            pending.append((request, address, now))
+            pending.append((request, address, decision, now))
             return pending.count
         }
         if queued >= 50_000 { try writeChecks() }
@@ -55,14 +61,15 @@ public final class FleetInventory: Sendable {
         guard !checks.isEmpty else { return }
         try database.withLock { db in
             try db.transaction {
-                for (request, address, now) in checks {
+                for (request, address, decision, now) in checks {
                     try db.query("""
-                        INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen)
-                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7)
+                        INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen, school, decision)
+                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7, ?8, ?9)
                         ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
-                            channel = coalesce(?4, channel), address = coalesce(?5, address), peer = coalesce(?6, peer), last_seen = ?7
+                            channel = coalesce(?4, channel), address = coalesce(?5, address), peer = coalesce(?6, peer), last_seen = ?7,
+                            school = coalesce(?8, school), decision = ?9
                         """, [.text(request.device), text(request.image), text(request.version), text(request.channel), text(address),
-                              text(request.peer), .integer(now)])
+                              text(request.peer), .integer(now), text(Self.school(of: request)), .text(decision)])
                 }
             }
         }
@@ -161,30 +168,23 @@ public final class FleetInventory: Sendable {
         return try database.withLock { db in
             let versions = try db.query("SELECT image, version, count(*) FROM devices GROUP BY image, version ORDER BY image, version")
             let statuses = try db.query("SELECT coalesce(status, 'unknown'), count(*) FROM devices GROUP BY 1 ORDER BY 1")
-            let devices = try db.query("""
-                SELECT device, image, version, channel, address, status, code, target_image, target_version, peer, last_seen, last_report
-                FROM devices ORDER BY device
-                """)
-            let names = ["device", "image", "version", "channel", "address", "status", "code", "target_image", "target_version",
-                         "peer", "last_seen", "last_report"]
+            let devices = try db.query("SELECT \(Self.deviceColumns.joined(separator: ", ")) FROM devices ORDER BY device")
             return [
                 "device_count": devices.count,
                 "by_version": versions.map { ["image": $0[0].text ?? NSNull(), "version": $0[1].text ?? NSNull(), "devices": $0[2].integer ?? 0] as [String: Any] },
                 "by_status": Dictionary(uniqueKeysWithValues: statuses.map { ($0[0].text ?? "unknown", $0[1].integer ?? 0) }),
-                "devices": devices.map { row in
-                    Dictionary(uniqueKeysWithValues: zip(names, row).compactMap { name, value -> (String, Any)? in
-                        switch value {
-                        case .null: return nil
-                        case .integer(let i): return (name, i)
-                        case .text(let s): return (name, s)
-                        }
-                    })
-                },
+                "devices": devices.map { Self.object(Self.deviceColumns, $0) },
             ]
         }
     }
 
-    private func text(_ value: String?) -> SQLiteDatabase.Value { value.map { .text($0) } ?? .null }
+    /// The school a device names in its check (an extra field `school`), for the operators' filters.
+    static func school(of request: CheckRequest) -> String? {
+        if case .string(let school) = request.extra["school"] { return school }
+        return nil
+    }
+
+    func text(_ value: String?) -> SQLiteDatabase.Value { value.map { .text($0) } ?? .null }
 }
 
 /// Dotted IPv4 addresses, for the nearest-peer rule.

@@ -19,7 +19,13 @@ public final class PolicyPool: Sendable {
         }
     }
 
-    /// What `decide(device)` answered: no update, or a target and the bandwidth rules.
+    /// What `decide(device)` answered: a target and its bandwidth rules, or no update and why.
+    public enum Outcome: Sendable, Equatable {
+        case update(Answer)
+        case noUpdate(NoUpdateReason, String?)
+    }
+
+    /// A target and the bandwidth rules.
     public struct Answer: Sendable, Equatable {
         public var image: String
         public var version: String
@@ -68,33 +74,66 @@ public final class PolicyPool: Sendable {
     }
 
     /// Runs `decide(device)`. A script error, a limit or a malformed answer throws `LuaError`
-    /// or `UpdError`; the caller answers "no update".
-    public func decide(_ device: [String: LuaValue]) throws -> Answer? {
+    /// or `UpdError`; the caller answers "no update" (`policy-error`).
+    public func decide(_ device: [String: LuaValue]) throws -> Outcome {
+        let results = try call("decide", [.table(device)]) ?? []
+        return try Self.outcome(results.first ?? .nil)
+    }
+
+    /// Runs the policy's optional `rollout(image)`, which describes the image's rollout as the
+    /// policy sees it (its version, stage, share of devices, why it halted): nil when the policy
+    /// does not define it or answers nil.
+    public func rolloutStatus(image: String) throws -> [String: LuaValue]? {
+        guard let results = try call("rollout", [.string(image)]) else { return nil }
+        switch results.first ?? .nil {
+        case .nil: return nil
+        case .table(let fields, let items) where items.isEmpty: return fields
+        case let other: throw UpdError(.corrupt, "rollout returned a \(other), not a table or nil")
+        }
+    }
+
+    /// Calls a global function of the policy in an idle state; nil when it is not defined.
+    private func call(_ name: String, _ arguments: [LuaValue]) throws -> [LuaValue]? {
         let lua = try idle.withLock({ $0.popLast() }) ?? makeState()
-        let results = try lua.callGlobal("decide", [.table(device)]) ?? []
-        let answer = try Self.answer(results.first ?? .nil)
+        let results = try lua.callGlobal(name, arguments)
         idle.withLock { $0.append(lua) }
-        return answer
+        return results
     }
 
     /// Whether the policy's optional function `name(argument)` allows something: true when
     /// the policy does not define it. It must return a boolean.
     public func allows(_ name: String, _ argument: [String: LuaValue]) throws -> Bool {
-        let lua = try idle.withLock({ $0.popLast() }) ?? makeState()
-        let results = try lua.callGlobal(name, [.table(argument)])
-        idle.withLock { $0.append(lua) }
-        guard let results else { return true }
+        guard let results = try call(name, [.table(argument)]) else { return true }
         guard case .boolean(let allowed) = results.first ?? .nil else {
             throw UpdError(.corrupt, "\(name) returned \(results.first ?? .nil), not a boolean")
         }
         return allowed
     }
 
-    static func answer(_ value: LuaValue) throws -> Answer? {
+    /// A `decide` result: nil (up to date), `{reason = …, message = …}` (no update, and why),
+    /// or a target with its rules.
+    static func outcome(_ value: LuaValue) throws -> Outcome {
         guard case .table(let fields, _) = value else {
-            if value == .nil { return nil }
+            if value == .nil { return .noUpdate(.upToDate, nil) }
             throw UpdError(.corrupt, "decide returned a \(value), not a table or nil")
         }
+        if let reason = fields["reason"] {
+            let allowed = NoUpdateReason.fromPolicy.map(\.rawValue)
+            guard let text = reason.stringValue, let known = NoUpdateReason(rawValue: text), NoUpdateReason.fromPolicy.contains(known) else {
+                throw UpdError(.corrupt, "decide returned a reason that is not one of \(allowed.joined(separator: ", "))")
+            }
+            if let extra = fields.keys.sorted().first(where: { $0 != "reason" && $0 != "message" }) {
+                throw UpdError(.corrupt, "decide returned a reason with the field '\(extra)' (a reason takes only a message)")
+            }
+            if let message = fields["message"], message.stringValue == nil {
+                throw UpdError(.corrupt, "decide returned a message that is not a string")
+            }
+            return .noUpdate(known, fields["message"]?.stringValue.map { String($0.prefix(500)) })
+        }
+        return .update(try answer(fields))
+    }
+
+    static func answer(_ fields: [String: LuaValue]) throws -> Answer {
         let known: Set<String> = ["image", "version", "peers", "rate_limit", "not_before", "window"]
         if let unknown = fields.keys.sorted().first(where: { !known.contains($0) }) {
             throw UpdError(.corrupt, "decide returned an unknown field '\(unknown)'")

@@ -6,8 +6,9 @@ import Updatinator
 import UpdatinatorLua
 
 /// The school server: the repository as static files, signed decisions from the Lua policy
-/// (`POST /v1/check`), device reports into the fleet inventory (`POST /v1/report`), the
-/// inventory for operators (`GET /v1/fleet`) and counters (`GET /metrics`).
+/// (`POST /v1/check`), device reports into the fleet inventory (`POST /v1/report`), and for
+/// operators, behind their token: the inventory (`GET /v1/fleet`), counters (`GET /metrics`),
+/// the management API (`/v1/fleet/devices`, `/v1/rollouts`) and the dashboard (`/dashboard`).
 ///
 /// The handlers only parse requests and write answers: the policy runs on `policyThreads`, and
 /// SQLite and the files on `fileThreads` (see `WorkerThreads`), so that a slow policy or disk
@@ -25,6 +26,8 @@ public final class SchoolServer: Sendable {
         public var maxRequestBytes = 64 * 1024
         /// Batch answers (`POST /v1/batch`); nil turns them off.
         public var batches: BatchService.Settings?
+        /// Who may see and steer the fleet (nobody, by default).
+        public var operators = try! OperatorAccess(token: nil)
         /// Where the server reports what goes wrong while it serves (a policy error, a failed
         /// inventory write); the front end chooses the handler.
         public var logger = Logger(label: "updatinator.serve")
@@ -40,6 +43,7 @@ public final class SchoolServer: Sendable {
 
     public let settings: Settings
     public let inventory: FleetInventory
+    public let controls: FleetControls
     public let index: RepositoryIndex
     public let metrics = ServerMetrics()
     let policy: PolicyPool
@@ -53,9 +57,12 @@ public final class SchoolServer: Sendable {
     public init(settings: Settings) throws {
         self.settings = settings
         inventory = try FleetInventory(path: settings.database)
+        controls = try FleetControls(path: settings.database)
         index = RepositoryIndex(root: settings.repository)
-        let (index, inventory) = (self.index, self.inventory)
-        policy = try PolicyPool(settings: settings.policy, logger: settings.logger) { SchoolServerView(index: index, inventory: inventory) }
+        let (index, inventory, controls) = (self.index, self.inventory, self.controls)
+        policy = try PolicyPool(settings: settings.policy, logger: settings.logger) {
+            SchoolServerView(index: index, inventory: inventory, controls: controls)
+        }
         let cores = ProcessInfo.processInfo.activeProcessorCount
         policyThreads = WorkerThreads(name: "policy", count: max(2, cores))
         fileThreads = WorkerThreads(name: "files", count: max(4, 2 * cores))
@@ -114,12 +121,8 @@ public final class SchoolServer: Sendable {
                 return try await cached.respond(to: request, path: key + ".batch", immutable: true)
             }
         }
-        router.get("/v1/fleet") { _, _ in
-            Self.json(try await self.fileThreads.run {
-                Array(try JSONSerialization.data(withJSONObject: try self.inventory.summary(), options: [.sortedKeys, .prettyPrinted]))
-            })
-        }
-        router.metrics(metrics)
+        addManagementRoutes(to: router)
+        addDashboardRoutes(to: router)
         return router
     }
 
@@ -140,15 +143,14 @@ public final class SchoolServer: Sendable {
         return Self.json(try await policyThreads.run { try self.decide(check, address: address).signed(with: self.settings.decisionKey) })
     }
 
-    /// The decision for a check, recorded in the inventory: what the policy chose, with the
-    /// manifest and peers it needs; "no update" when the policy fails. Blocks.
+    /// The decision for a check, recorded in the inventory: what operators and the policy chose,
+    /// with the manifest and peers it needs, or no update and why. Blocks.
     func decide(_ check: CheckRequest, address: String?) throws -> Decision {
         let now = Int64(Date().timeIntervalSince1970)
-        try inventory.recordCheck(check, address: address, now: now)
         var decision = Decision(device: check.device, nonce: check.nonce, expires: now + settings.decisionLifetime, update: false)
-        do {
-            let answer = try timedDecision(check.policyTable(address: address))
-            if let answer, answer.image != check.image || answer.version != check.version {
+        var outcome = self.outcome(check, address: address)
+        if case .update(let answer) = outcome {
+            do {
                 guard let manifest = index.manifest(image: answer.image, version: answer.version) else {
                     throw UpdError(.corrupt, "decide named \(answer.image) \(answer.version), which the repository does not hold")
                 }
@@ -162,15 +164,46 @@ public final class SchoolServer: Sendable {
                 decision.rateLimit = answer.rateLimit
                 decision.notBefore = answer.notBefore
                 decision.window = answer.window
+            } catch {
+                logPolicyError("for device \(check.device)", error)
+                outcome = .noUpdate(.policyError, nil)
             }
-            metrics.decision(decision.update ? "update" : "none")
-        } catch {
-            // A broken policy answers "no update": the device keeps what it runs.
-            metrics.decision("error")
-            logPolicyError("for device \(check.device)", error)
-            decision = Decision(device: check.device, nonce: check.nonce, expires: now + settings.decisionLifetime, update: false)
         }
+        if case .noUpdate(let reason, let message) = outcome {
+            decision.reason = reason.rawValue
+            decision.message = message
+        }
+        let recorded = decision.update ? "update" : decision.reason!
+        metrics.decision(recorded)
+        try inventory.recordCheck(check, address: address, decision: recorded, now: now)
         return decision
+    }
+
+    /// What the device is to run: the version an operator pinned it to; else the policy's
+    /// answer, held where it is while operators have paused or halted the rollout of the image
+    /// it would move to; no update when the policy fails (the device keeps what it runs). Blocks.
+    func outcome(_ check: CheckRequest, address: String?) -> PolicyPool.Outcome {
+        if let pin = controls.pin(check.device) {
+            if pin.image == check.image && pin.version == check.version {
+                return .noUpdate(.pinned, "pinned to \(pin.image) \(pin.version) by an operator")
+            }
+            return .update(PolicyPool.Answer(image: pin.image, version: pin.version))
+        }
+        let outcome: PolicyPool.Outcome
+        do {
+            outcome = try timedDecision(check.policyTable(address: address))
+        } catch {
+            logPolicyError("for device \(check.device)", error)
+            return .noUpdate(.policyError, "the server's policy failed; its log says why")
+        }
+        guard case .update(let answer) = outcome else { return outcome }
+        if answer.image == check.image && answer.version == check.version { return .noUpdate(.upToDate, nil) }
+        let rollout = controls.rollout(answer.image)
+        switch rollout.state {
+        case .active: return outcome
+        case .paused: return .noUpdate(.paused, rollout.reason ?? "an operator paused the rollout of \(answer.image)")
+        case .halted: return .noUpdate(.halted, rollout.reason ?? "an operator halted the rollout of \(answer.image)")
+        }
     }
 
     /// `POST /v1/report`: the report, in the inventory.
@@ -246,7 +279,7 @@ public final class SchoolServer: Sendable {
     }
 
     /// The policy's decision, its time and outcome counted. Blocks.
-    func timedDecision(_ device: [String: LuaValue]) throws -> PolicyPool.Answer? {
+    func timedDecision(_ device: [String: LuaValue]) throws -> PolicyPool.Outcome {
         let started = DispatchTime.now()
         var failed = true
         defer { metrics.policyCall(seconds: Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9, failed: failed) }
@@ -260,10 +293,17 @@ public final class SchoolServer: Sendable {
 final class SchoolServerView: SchoolView {
     let index: RepositoryIndex
     let inventory: FleetInventory
+    let controls: FleetControls
 
-    init(index: RepositoryIndex, inventory: FleetInventory) {
+    init(index: RepositoryIndex, inventory: FleetInventory, controls: FleetControls) {
         self.index = index
         self.inventory = inventory
+        self.controls = controls
+    }
+
+    func rollout(image: String) throws -> RolloutControl {
+        let rollout = controls.rollout(image)
+        return RolloutControl(state: rollout.state.rawValue, reason: rollout.reason, stage: rollout.stage)
     }
 
     func images() throws -> [String] { index.images() }

@@ -59,9 +59,9 @@ public final class ServerMetrics: Sendable {
             let parts = key.split(separator: " ")
             lines.append("updatinator_requests_total{route=\"\(parts[0])\",status=\"\(parts[1])\"} \(count)")
         }
-        lines += ["# HELP updatinator_decisions_total Check answers by outcome (update, none, error).",
+        lines += ["# HELP updatinator_decisions_total Check answers by outcome (update, or the reason there is none).",
                   "# TYPE updatinator_decisions_total counter"]
-        for outcome in ["update", "none", "error"] {
+        for outcome in ["update"] + NoUpdateReason.allCases.filter({ $0 != .deferred }).map(\.rawValue) {
             lines.append("updatinator_decisions_total{outcome=\"\(outcome)\"} \(c.decisions[outcome] ?? 0)")
         }
         lines += [

@@ -14,6 +14,6 @@ struct UpdatinatorCommand: ParsableCommand {
             KeygenCommand.self, GenerateCommand.self, SignCommand.self, VerifyCommand.self,
             DiffCommand.self, FsckCommand.self, PublishCommand.self, DeltaCommand.self, PackCommand.self, PlanCommand.self, ApplyCommand.self, GetManifestCommand.self, FetchCommand.self,
             RunCommand.self, ReplCommand.self, AgentCommand.self, ServeCommand.self, UpgradeCommand.self,
-            DeployCommand.self, RollbackCommand.self, StatusCommand.self, GCCommand.self, MarkGoodCommand.self,
+            DeployCommand.self, RollbackCommand.self, StatusCommand.self, GCCommand.self, MarkGoodCommand.self, FleetCommand.self,
         ])
 }

@@ -52,7 +52,8 @@ local function objection(plan)
   return nil
 end
 
--- What to run: the school server's decision, or the channel's.
+-- What to run: the school server's decision, or the channel's; nil and the decision when the
+-- server offers no update (its reason: up-to-date, held, paused, halted, pinned, policy-error).
 local function offer(keyring, installed)
   if config.server == "" then
     local channel = assert(upd.channel(config.mirrors, config.channel, keyring))
@@ -64,7 +65,7 @@ local function offer(keyring, installed)
     free_bytes = upd.system.free_bytes(config.mode == "staged" and config.sysroot or config.root),
     peer = config.peer_url ~= "" and config.peer_url or nil,
   }, decision_keyring))
-  if not decision.update then return nil end
+  if not decision.update then return nil, decision end
   return decision
 end
 
@@ -112,7 +113,10 @@ function tick()
   local keyring = assert(upd.keyring(config.keyring))
   local rolled_back = config.mode == "staged" and settle() or nil
   local installed = running()
-  local o = offer(keyring, installed)
+  local o, refusal = offer(keyring, installed)
+  if refusal and refusal.reason ~= "up-to-date" then
+    return refusal.reason .. (refusal.message and (": " .. refusal.message) or "")
+  end
   if not o or (installed and installed.image == o.image and installed.version == o.version) then return "up to date" end
   if rolled_back and rolled_back.image == o.image and rolled_back.version == o.version then
     return ("held: %s %s was rolled back on this machine"):format(o.image, o.version)

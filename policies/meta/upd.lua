@@ -165,6 +165,8 @@ function upd.channel(mirrors, name, keyring) end
 ---@field rate_limit? integer
 ---@field not_before? integer
 ---@field window? string
+---@field reason? "up-to-date"|"held"|"paused"|"halted"|"pinned"|"policy-error" why there is no update
+---@field message? string the server's words for it
 
 ---@param server_url string
 ---@param request table
@@ -254,6 +256,12 @@ upd.rollout = {}
 ---@param salt? string
 ---@return integer bucket 0 to 99
 function upd.rollout.bucket(device_id, salt) end
+
+---What operators set for the image's rollout (server policies only): its state, their reason,
+---and how many stages they advanced it.
+---@param image string
+---@return {state: "active"|"paused"|"halted", reason?: string, stage: integer}
+function upd.rollout.state(image) end
 
 ---@class upd.DeviceRequest
 ---@field device string

@@ -1,7 +1,10 @@
 -- Staged rollout: a new version reaches 5 %, then 25 %, then every device, by a stable
 -- bucket of each device id; a stage opens once most devices of the stage before have
--- reported success. The rollout halts by itself when the share of failed reports for the
--- new version passes a threshold, and devices already there stay.
+-- reported success, or when an operator advances it (`updatinator fleet advance IMAGE`).
+-- The rollout halts by itself when the share of failed reports for the new version passes a
+-- threshold, and devices already there stay. A device the stage has not reached is told it is
+-- "held"; a halted rollout says why. (Operators' pauses, halts and pins the server applies
+-- itself, before and after this policy.)
 local upd = require "updatinator"
 
 local config = upd.config {
@@ -15,34 +18,54 @@ local config = upd.config {
   halt_min_reports = 10,     -- ... once this many devices reported
 }
 
--- The stage's percent, from how many devices are done: stage n + 1 opens when the number of
+-- The stage (1-based) from how many devices are done: stage n + 1 opens when the number of
 -- devices at the new version reaches advance_when times stage n's share of the fleet (and
--- at least one).
-local function percent(done, fleet)
+-- at least one); operators may have advanced it further.
+local function stage(image, done, fleet)
   local stages = config.stages
+  local reached = #stages
   for i = 1, #stages - 1 do
-    if done < math.max(1, config.advance_when * fleet * stages[i] / 100) then return stages[i] end
+    if done < math.max(1, config.advance_when * fleet * stages[i] / 100) then reached = i break end
   end
-  return stages[#stages]
+  return math.min(#stages, math.max(reached, upd.rollout.state(image).stage + 1))
 end
 
-local function halted(version)
-  local done = upd.fleet.count { image = config.image, version = version, status = "done" }
+-- Why the rollout of version halted, or nil; and how many devices are done.
+local function halted(image, version)
+  local done = upd.fleet.count { image = image, version = version, status = "done" }
   local failed = upd.fleet.count { target_version = version, status = "failed" }
   local reports = done + failed
-  return reports >= config.halt_min_reports and failed / reports > config.halt_failure_rate, done
+  if reports >= config.halt_min_reports and failed / reports > config.halt_failure_rate then
+    return ("%d of %d devices failed, more than %d %%"):format(failed, reports, math.floor(config.halt_failure_rate * 100 + 0.5)), done
+  end
+  return nil, done
+end
+
+local function target(image)
+  return config.version ~= "" and config.version or upd.repo.latest(image)
+end
+
+-- The rollout as the dashboard and `updatinator fleet rollouts` show it.
+function rollout(image)
+  if image ~= config.image then return nil end
+  local version = target(image)
+  if version == nil then return nil end
+  local why, done = halted(image, version)
+  local n = stage(image, done, upd.fleet.count { image = image })
+  return { version = version, stage = n, stages = #config.stages, percent = config.stages[n], halted = why }
 end
 
 function decide(device)
   local image = device.image or config.image
   if image ~= config.image then return nil end
-  local version = config.version ~= "" and config.version or upd.repo.latest(image)
+  local version = target(image)
   if version == nil or device.version == version then return nil end
-  local stop, done = halted(version)
-  local share = percent(done, upd.fleet.count { image = image })
-  if stop or upd.rollout.bucket(device.device, config.salt) >= share then
-    if config.from == "" then return nil end
-    return { image = image, version = config.from }
+  local why, done = halted(image, version)
+  local n = stage(image, done, upd.fleet.count { image = image })
+  if why or upd.rollout.bucket(device.device, config.salt) >= config.stages[n] then
+    if config.from ~= "" and device.version ~= config.from then return { image = image, version = config.from } end
+    if why then return { reason = "halted", message = why } end
+    return { reason = "held", message = ("stage %d of %d reaches %d %% of devices"):format(n, #config.stages, config.stages[n]) }
   end
   return { image = image, version = version }
 end

@@ -29,8 +29,9 @@ public struct ServerUpgrade {
     public var now: () -> Date = { Date() }
 
     public enum Outcome {
-        case upToDate(Decision)
-        case deferred(String, Decision)
+        /// No move now, and why: the decision's reason and words, or `deferred` with the rule
+        /// that defers the offered update.
+        case noUpdate(NoUpdateReason, String?, Decision)
         case applied(Decision, ApplyReport)
     }
 
@@ -51,14 +52,14 @@ public struct ServerUpgrade {
         let decision = try client.check(request, keyring: decisionKeyring, now: Int64(now().timeIntervalSince1970))
         guard decision.update, let image = decision.image, let version = decision.version,
               image != installed.manifest.image || version != installed.manifest.version else {
-            return .upToDate(decision)
+            return .noUpdate(decision.update ? .upToDate : decision.noUpdateReason, decision.message, decision)
         }
         if let notBefore = decision.notBefore, Int64(now().timeIntervalSince1970) < notBefore {
-            return .deferred("the decision allows no download before \(notBefore)", decision)
+            return .noUpdate(.deferred, "the decision allows no download before \(notBefore)", decision)
         }
         if let text = decision.window {
             guard let window = TimeWindow(parsing: text) else { throw UpdError(.corrupt, "\(server): the decision's window '\(text)' is not HH:MM-HH:MM") }
-            if !window.contains(now()) { return .deferred("the decision allows downloads only in \(text)", decision) }
+            if !window.contains(now()) { return .noUpdate(.deferred, "the decision allows downloads only in \(text)", decision) }
         }
         report(client, DeviceReport(device: device, status: .applying, image: image, version: version))
         do {

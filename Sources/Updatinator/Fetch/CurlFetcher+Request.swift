@@ -22,8 +22,9 @@ extension CurlFetcher {
             case download(FileDownload)
             /// A GET of byte ranges (increasing, not adjacent), answered 206 with exactly those.
             case ranges([ByteRange])
-            /// A POST of a JSON body, whose answer (any HTTP status) must come within the deadline.
-            case post(body: [UInt8], deadlineSeconds: Int)
+            /// An HTTP request (a POST of a JSON body, a GET without one) with extra header lines,
+            /// whose answer (any HTTP status) must come within the deadline.
+            case call(verb: String, body: [UInt8]?, headers: [String], deadlineSeconds: Int)
         }
 
         /// The answer is kept in memory (ranges, a POST).
@@ -111,13 +112,26 @@ extension CurlFetcher {
 
     func postJSON(_ path: String, to server: String, body: [UInt8], maxResponseBytes: Int = 64 * 1024, deadlineSeconds: Int,
                   flow: Flow?) throws -> Response {
+        try call("POST", path, to: server, body: body, headers: [], maxResponseBytes: maxResponseBytes, deadlineSeconds: deadlineSeconds, flow: flow)
+    }
+
+    /// Sends an HTTP request (`verb`, with a JSON body or none, and extra header lines) to `path`
+    /// below `server` and returns the answer, whatever its HTTP status; retried and bounded as
+    /// `postJSON` is.
+    public func call(_ verb: String, _ path: String, to server: String, body: [UInt8]?, headers: [String],
+                     maxResponseBytes: Int = 64 * 1024, deadlineSeconds: Int = 30) throws -> Response {
+        try call(verb, path, to: server, body: body, headers: headers, maxResponseBytes: maxResponseBytes, deadlineSeconds: deadlineSeconds, flow: nil)
+    }
+
+    func call(_ verb: String, _ path: String, to server: String, body: [UInt8]?, headers: [String],
+              maxResponseBytes: Int, deadlineSeconds: Int, flow: Flow?) throws -> Response {
         guard server.hasPrefix("http://") || server.hasPrefix("https://") else {
             throw UpdError(.usage, "\(server): a server URL must be http:// or https://")
         }
         let base = server.hasSuffix("/") ? String(server.dropLast()) : server
         let relative = path.hasPrefix("/") ? String(path.dropFirst()) : path
-        let request = Request(label: "POST \(base)/\(relative)", path: relative, bases: [base], maxBytes: UInt64(maxResponseBytes),
-                              method: .post(body: body, deadlineSeconds: deadlineSeconds))
+        let request = Request(label: "\(verb) \(base)/\(relative)", path: relative, bases: [base], maxBytes: UInt64(maxResponseBytes),
+                              method: .call(verb: verb, body: body, headers: headers, deadlineSeconds: deadlineSeconds))
         // An answer of a few bytes is no download to show.
         var quiet = flow ?? Flow()
         quiet.showsProgress = false

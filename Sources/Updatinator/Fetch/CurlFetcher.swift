@@ -229,7 +229,7 @@ public final class CurlFetcher: @unchecked Sendable {
             case .ranges where code != 206:
                 t.refused = "answered \(code) to a Range request, not 206"
                 return 0
-            case .ranges, .post:
+            case .ranges, .call:
                 break
             }
         }
@@ -442,7 +442,7 @@ public final class CurlFetcher: @unchecked Sendable {
             _ = CCurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
             _ = CCurl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 5)
             _ = CCurl_easy_setopt_str(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https")
-        case .post:
+        case .call:
             break
         }
         switch request.method {
@@ -450,18 +450,23 @@ public final class CurlFetcher: @unchecked Sendable {
             if have > 0 { _ = CCurl_easy_setopt_off(easy, CURLOPT_RESUME_FROM_LARGE, curl_off_t(have)) }
         case .ranges(let ranges):
             _ = CCurl_easy_setopt_str(easy, CURLOPT_RANGE, ranges.map { "\($0.offset)-\($0.offset + $0.bytes - 1)" }.joined(separator: ","))
-        case .post(let body, let deadline):
+        case .call(let verb, let body, let headers, let deadline):
             // No low-speed limit: a server may think (compute a batch) before it answers; the
             // deadline bounds the whole request instead.
             _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT, deadline)
-            t.headers = curl_slist_append(nil, "Content-Type: application/json")
+            for header in (body == nil ? [] : ["Content-Type: application/json"]) + headers {
+                t.headers = curl_slist_append(t.headers, header)
+            }
             _ = CCurl_easy_setopt_ptr(easy, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(t.headers))
-            _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, body.count)
-            body.withUnsafeBufferPointer { buffer in
-                buffer.withMemoryRebound(to: CChar.self) {
-                    _ = CCurl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress))
+            if let body {
+                _ = CCurl_easy_setopt_long(easy, CURLOPT_POSTFIELDSIZE, body.count)
+                body.withUnsafeBufferPointer { buffer in
+                    buffer.withMemoryRebound(to: CChar.self) {
+                        _ = CCurl_easy_setopt_ptr(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: $0.baseAddress))
+                    }
                 }
             }
+            if verb != (body == nil ? "GET" : "POST") { _ = CCurl_easy_setopt_str(easy, CURLOPT_CUSTOMREQUEST, verb) }
         }
         _ = CCurl_easy_setopt_write(easy, Self.write)
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, Unmanaged.passRetained(t).toOpaque())
@@ -517,7 +522,7 @@ public final class CurlFetcher: @unchecked Sendable {
                 } catch {
                     return nextMirror(job, demote: true, "\(error)")
                 }
-            case .post:
+            case .call:
                 return .done(.response(Response(status: code, body: t.body)))
             }
         }
@@ -538,7 +543,7 @@ public final class CurlFetcher: @unchecked Sendable {
         case CURLE_OPERATION_TIMEDOUT where !Self.connected(t.easy):
             return nextMirror(job, demote: true, "could not connect within \(options.connectTimeoutSeconds) s (connect timeout)")
         case CURLE_OPERATION_TIMEDOUT:
-            if case .post(_, let deadline) = request.method { return nextMirror(job, demote: true, "no answer within \(deadline) s") }
+            if case .call(_, _, _, let deadline) = request.method { return nextMirror(job, demote: true, "no answer within \(deadline) s") }
             // Connected, then stalled or trickling (before the answer or during it): another
             // mirror goes on from what arrived.
             return nextMirror(job, demote: true, "slower than \(options.lowSpeedLimit) bytes/s for \(options.lowSpeedSeconds) s")
@@ -584,7 +589,7 @@ public final class CurlFetcher: @unchecked Sendable {
         guard job.position < job.order.count else {
             let request = job.request
             if case .download(let download) = request.method { download.removePartial() }
-            if case .post = request.method {
+            if case .call = request.method {
                 // The label names the one server.
                 return .failed(UpdError(.network, "\(request.label): \(job.problems.map(\.problem).joined(separator: "; "))"))
             }

@@ -20,9 +20,16 @@ public struct Decision: Codable, Equatable, Sendable {
     public var rateLimit: UInt64?
     public var notBefore: Int64?
     public var window: String?
+    /// Why there is no update (see `NoUpdateReason`; a reason this client does not know reads
+    /// as `held`), and the server's words for it ("stage 1 of 3: 5 % of devices").
+    public var reason: String?
+    public var message: String?
+
+    /// The reason of a decision without an update: the one it names, else up to date.
+    public var noUpdateReason: NoUpdateReason { reason.map(NoUpdateReason.init(decoding:)) ?? .upToDate }
 
     enum CodingKeys: String, CodingKey {
-        case device, nonce, expires, update, image, version, peers, window
+        case device, nonce, expires, update, image, version, peers, window, reason, message
         case manifestPath = "manifest_path", manifestHash = "manifest_hash", rateLimit = "rate_limit", notBefore = "not_before"
     }
 

@@ -15,6 +15,9 @@ public enum DefaultPaths {
     /// On a school server: its policy and its decision key.
     public static let serverPolicy = configuration + "/server-policy.lua"
     public static let decisionKey = configuration + "/decision.sec"
+    /// On a school server: the operators' token, which opens the management API and dashboard
+    /// (and on an operator's machine, what `updatinator fleet` presents).
+    public static let operatorToken = configuration + "/operator-token"
     /// On a school server: the repository it serves.
     public static let repository = state + "/repo"
     /// The values `upd.state` keeps.

@@ -73,6 +73,10 @@ extension UpdLibrary {
             answer["rate_limit"] = d.rateLimit.map { .integer(Int64($0)) }
             answer["not_before"] = d.notBefore.map { .integer($0) }
             answer["window"] = d.window.map { .string($0) }
+            if !d.update {
+                answer["reason"] = .string(d.noUpdateReason.rawValue)
+                answer["message"] = d.message.map { .string($0) }
+            }
             return call.results(.table(answer))
         }
 

@@ -16,6 +16,22 @@ public protocol SchoolView: AnyObject {
     func count(_ filter: [String: String]) throws -> Int
     /// Peer URLs of devices at the image and version, nearest to `near` first.
     func peers(image: String, version: String, near: String?, prefix: Int, limit: Int) throws -> [String]
+    /// What operators decided for the image's rollout.
+    func rollout(image: String) throws -> RolloutControl
+}
+
+/// An image's rollout as operators set it: `active`, `paused` or `halted` (with their reason),
+/// and the stage they advanced it to (0 when they did not).
+public struct RolloutControl: Sendable, Equatable {
+    public var state: String
+    public var reason: String?
+    public var stage: Int
+
+    public init(state: String, reason: String?, stage: Int) {
+        self.state = state
+        self.reason = reason
+        self.stage = stage
+    }
 }
 
 /// Stable rollout buckets: BLAKE2b-256 of the salt, a NUL and the device id; its first eight
@@ -72,6 +88,12 @@ extension UpdLibrary {
         submodule("rollout", in: state) {
             state.setFunction("bucket") { call in
                 call.results(.integer(Int64(RolloutBucket.of(device: try call.string(1), salt: call.isNil(2) ? "" : try call.string(2)))))
+            }
+            state.setFunction("state") { call in
+                let control = try view.rollout(image: try call.string(1))
+                var table: [String: LuaValue] = ["state": .string(control.state), "stage": .integer(Int64(control.stage))]
+                table["reason"] = control.reason.map { .string($0) }
+                return call.results(.table(table))
             }
         }
     }

@@ -13,8 +13,11 @@ struct ServeCommand: UpdatinatorSubcommand {
             The school server serves the repository at the URL root (with ETag, Range and \
             caching headers), answers POST /v1/check with a decision from the Lua policy's \
             decide(device), signed with the decision key, records POST /v1/report in the fleet \
-            inventory (SQLite), and shows the inventory at GET /v1/fleet and counters at \
-            GET /metrics. A policy error or limit answers "no update" and is logged and counted. \
+            inventory (SQLite), and gives operators who present the token of \
+            --operator-token-file the inventory (GET /v1/fleet), counters (GET /metrics), the \
+            management API (/v1/fleet/devices, /v1/rollouts: pause, resume, halt, advance, pin, \
+            release) and the dashboard (/dashboard). A policy error or limit answers "no update" \
+            (policy-error) and is logged and counted. \
             With --peer, a laptop serves GET /blobs/<hh>/<hash> for the contents of its \
             installed image, read from its tree, so that neighbours can use it as a mirror. \
             Prints the URL it listens on, then runs until SIGTERM or SIGINT.
@@ -62,6 +65,12 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Option(help: "The zstd level of batches, 1 to 22.")
     var batchLevel: Int32 = ContentBatch.defaultLevel
 
+    @Option(help: "A file holding the operator token (16 to 256 printable characters, readable by its owner only), which opens the management API and the dashboard; without it they are off.")
+    var operatorTokenFile: String?
+
+    @Flag(help: "Answer GET /v1/fleet and GET /metrics without the operator token.")
+    var publicFleet = false
+
     @Flag(help: "Answer no batch requests (devices then download contents one by one).")
     var noBatches = false
 
@@ -94,8 +103,20 @@ struct ServeCommand: UpdatinatorSubcommand {
             settings.batches?.queueLimit = max(0, batchQueue)
             settings.batches?.level = batchLevel
         }
+        settings.operators = try OperatorAccess(token: try operatorTokenFile.map(Self.readToken), publicFleet: publicFleet)
         let server = try SchoolServer(settings: settings)
         try Self.run(listen) { try await server.run(host: host, port: port, onListening: $0) }
+    }
+
+    /// The operator token in a file that only its owner may read, without its final newline.
+    static func readToken(_ path: String) throws -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw UpdError.system("stat", path) }
+        guard info.st_mode & 0o077 == 0 else {
+            throw UpdError(.permission, "\(path): the operator token file may be read by others; chmod 600 it")
+        }
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        return String(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     static func address(_ text: String) throws -> (String, Int) {

@@ -16,8 +16,10 @@ struct UpgradeCommand: UpdatinatorSubcommand {
             against the files the tree has (blob by blob when the server refuses a batch). \
             The decision's rate limit, \
             earliest start and daily window are honoured. Progress and the result are reported \
-            to SERVER/v1/report. Exit status 10 when there is nothing to do now (up to date, or \
-            deferred by the decision's rules).
+            to SERVER/v1/report. When there is no move now, it says why, with an exit status of \
+            its own: 10 up to date, 11 held back by the rollout's stage, 12 the rollout is \
+            paused, 13 the rollout is halted, 14 pinned by an operator, 15 the server's policy \
+            failed, 16 deferred by the decision's earliest start or daily window.
             """)
 
     @Option(help: "The tree to upgrade.")
@@ -62,12 +64,10 @@ struct UpgradeCommand: UpdatinatorSubcommand {
         upgrade.observer = MirrorOptions.observer
         upgrade.faults = Environment.faults
         switch try upgrade.run() {
-        case .upToDate(let decision):
-            Console.print("\(root) is up to date" + (decision.update ? " (at \(decision.image!) \(decision.version!))" : ""))
-            throw ExitCode(UpdError.Code.nothingToDo.exitStatus)
-        case .deferred(let why, let decision):
-            Console.print("upgrade to \(decision.image!) \(decision.version!) deferred: \(why)")
-            throw ExitCode(UpdError.Code.nothingToDo.exitStatus)
+        case .noUpdate(let reason, let message, let decision):
+            let offer = decision.update ? " (to \(decision.image!) \(decision.version!))" : ""
+            Console.print("\(root): no update: \(reason.summary)\(offer)" + (message.map { ": \($0)" } ?? ""))
+            throw ExitCode(reason.exitStatus)
         case .applied(let decision, let report):
             Console.endProgress()
             Console.print("\(root) is now at \(decision.image!) \(decision.version!): downloaded \(report.download.blobs) blobs, "

@@ -1,12 +1,24 @@
 import Foundation
 @testable import Updatinator
 
-/// `updatinator serve` on a free loopback port, stopped when released.
+/// `updatinator serve` on a free loopback port, stopped when released. A school server is
+/// given an operator token (`operatorToken`), which `metric` and `operatorGet` present.
 final class ServeProcess {
     let url: String
     let process: Subprocess
+    let operatorToken: String?
+    private let secrets = TemporaryDirectory("operator")
 
-    init(_ arguments: [String]) throws {
+    init(_ arguments: [String], operatorToken withToken: Bool = true) throws {
+        var arguments = arguments
+        if !withToken || arguments.contains("--peer") {
+            operatorToken = nil
+        } else {
+            let token = "operator-" + UUID().uuidString
+            try Sys.writeFileAtomically(secrets.sub("token"), Array(token.utf8), mode: 0o600)
+            arguments += ["--operator-token-file", secrets.sub("token")]
+            operatorToken = token
+        }
         process = try Subprocess([CLI.binary, "serve", "--listen", "127.0.0.1:0"] + arguments)
         guard process.waitForOutput("listening on ", seconds: 60) else {
             process.stop()
@@ -19,11 +31,16 @@ final class ServeProcess {
 
     /// A counter from /metrics: the sum of the lines of `name` whose labels contain every one given.
     func metric(_ name: String, _ labels: [String] = []) throws -> Int {
-        try Curl.get(url + "/metrics").body.split(separator: "\n")
+        try operatorGet("/metrics").body.split(separator: "\n")
             .filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }
             .filter { line in labels.allSatisfy { line.contains($0) } }
             .compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }
             .reduce(0) { $0 + Int($1) }
+    }
+
+    /// GETs a path with the operator token, if the server has one.
+    func operatorGet(_ path: String, _ arguments: [String] = []) throws -> Curl.Response {
+        try Curl.get(url + path, (operatorToken.map { ["-H", "Authorization: Bearer \($0)"] } ?? []) + arguments)
     }
 
     /// POSTs JSON with the project's libcurl client.
