@@ -94,7 +94,7 @@ enum DashboardPage {
         for d in devices {
             let target = [d["target_image"], d["target_version"]].compactMap { $0 as? String }.joined(separator: " ")
             html += "<tr><td>\(escape(d["device"] as? String ?? ""))</td><td>\(escape(target))</td><td>\(escape(d["code"] as? String ?? ""))</td>"
-                + "<td>\(escape(d["message"] as? String ?? ""))</td><td>\(escape((d["last_report"] as? Int64).map(date) ?? ""))</td></tr>\n"
+                + "<td>\(escape(d["message"] as? String ?? ""))</td><td>\(escape((d["last_report"] as? Int64).map { date($0) } ?? ""))</td></tr>\n"
         }
         return html + "</table>\n"
     }
@@ -120,7 +120,7 @@ enum DashboardPage {
     static func log(_ entries: [[String: Any]]) -> String {
         var html = "<h2>Operator actions</h2>\n<ul id=\"log\">\n"
         for e in entries {
-            html += "<li>\(escape((e["time"] as? Int64).map(date) ?? "")): \(escape(e["action"] as? String ?? "")) "
+            html += "<li>\(escape((e["time"] as? Int64).map { date($0) } ?? "")): \(escape(e["action"] as? String ?? "")) "
                 + "\(escape(e["target"] as? String ?? ""))\((e["detail"] as? String).map { " — " + escape($0) } ?? "")</li>\n"
         }
         return html + "</ul>\n"
@@ -171,9 +171,10 @@ enum DashboardPage {
         component.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? component
     }
 
-    static func date(_ time: Int64) -> String {
+    /// A time in UTC, to the second (or in `format`).
+    static func date(_ time: Int64, format pattern: String = "yyyy-MM-dd HH:mm:ss") -> String {
         let format = DateFormatter()
-        format.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        format.dateFormat = pattern
         format.timeZone = TimeZone(identifier: "UTC")
         return format.string(from: Date(timeIntervalSince1970: TimeInterval(time)))
     }

@@ -30,10 +30,7 @@ struct ProgressPlot {
             coordinates.append(String(format: "%.1f,%.1f", w - m, y(previous)))
             return coordinates.joined(separator: " ")
         }
-        let format = DateFormatter()
-        format.dateFormat = "yyyy-MM-dd HH:mm"
-        format.timeZone = TimeZone(identifier: "UTC")
-        func date(_ time: Int64) -> String { format.string(from: Date(timeIntervalSince1970: TimeInterval(time))) }
+        func date(_ time: Int64) -> String { DashboardPage.date(time, format: "yyyy-MM-dd HH:mm") }
         return """
             <svg class="progress" role="img" width="\(Int(w))" height="\(Int(h))" viewBox="0 0 \(Int(w)) \(Int(h))" \
             data-done="\(last.done)" data-failed="\(last.failed)" data-devices="\(devices)">
