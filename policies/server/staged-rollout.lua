@@ -5,7 +5,7 @@
 local upd = require "updatinator"
 
 local config = upd.config {
-  image = "debian",
+  image = "",                -- the image rolled out; "" for the one each device runs (or the repository's only one)
   version = "",              -- the version being rolled out; "" for the newest
   from = "",                 -- the version every other device keeps; "" for what it runs
   salt = "rollout",          -- change it to reshuffle the buckets for the next rollout
@@ -26,19 +26,28 @@ local function percent(done, fleet)
   return stages[#stages]
 end
 
-local function halted(version)
-  local done = upd.fleet.count { image = config.image, version = version, status = "done" }
+local function halted(image, version)
+  local done = upd.fleet.count { image = image, version = version, status = "done" }
   local failed = upd.fleet.count { target_version = version, status = "failed" }
   local reports = done + failed
   return reports >= config.halt_min_reports and failed / reports > config.halt_failure_rate, done
 end
 
+-- The image rolled out to this device: the configured one, else the one it runs, else the
+-- repository's only image.
+local function rolled_out(device)
+  if config.image ~= "" then return config.image end
+  if device.image then return device.image end
+  local images = upd.repo.images()
+  if #images == 1 then return images[1] end
+end
+
 function decide(device)
-  local image = device.image or config.image
-  if image ~= config.image then return nil end
+  local image = rolled_out(device)
+  if image == nil or (device.image or image) ~= image then return nil end
   local version = config.version ~= "" and config.version or upd.repo.latest(image)
   if version == nil or device.version == version then return nil end
-  local stop, done = halted(version)
+  local stop, done = halted(image, version)
   local share = percent(done, upd.fleet.count { image = image })
   if stop or upd.rollout.bucket(device.device, config.salt) >= share then
     if config.from == "" then return nil end
