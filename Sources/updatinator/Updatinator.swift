@@ -12,7 +12,7 @@ struct UpdatinatorCommand: ParsableCommand {
             """,
         subcommands: [
             KeygenCommand.self, GenerateCommand.self, SignCommand.self, VerifyCommand.self,
-            DiffCommand.self, FsckCommand.self, PublishCommand.self, DeltaCommand.self, PackCommand.self, PlanCommand.self, ApplyCommand.self, GetManifestCommand.self, FetchCommand.self,
+            DiffCommand.self, FsckCommand.self, PublishCommand.self, DeltaCommand.self, PackCommand.self, AdoptCommand.self, PlanCommand.self, ApplyCommand.self, GetManifestCommand.self, FetchCommand.self,
             RunCommand.self, ReplCommand.self, AgentCommand.self, ServeCommand.self, UpgradeCommand.self,
             DeployCommand.self, RollbackCommand.self, StatusCommand.self, GCCommand.self, MarkGoodCommand.self, FleetCommand.self,
         ])

@@ -87,6 +87,36 @@ import Testing
         for _ in 0..<5 { #expect(try boot(shell, requested: trial).chosen == [trial]) }
     }
 
+    @Test func aSecondRollbackToADeploymentNeverMarkedGoodCountsItsBootsAgain() throws {
+        try deploy(publish("1", kernel: "6.1.0-9", etc: [:]))
+        let good = try #require(link("current"))
+        _ = try run(["mark-good", "--sysroot", sysroot])
+        try deploy(publish("2", kernel: "6.1.0-10", etc: ["marker": "2\n"]))
+        let trial = try #require(link("current"))
+        func status() throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(try run(["status", "--sysroot", sysroot, "--json"]).stdout.utf8)) as! [String: Any]
+        }
+        _ = try run(["rollback", "--sysroot", sysroot])
+        var state = try status()
+        #expect(link("current") == good && state["pending"] is NSNull && state["rolled_back"] as? String == trial, "\(state)")
+        // Back to the deployment that was never marked good: it is pending again, and counted.
+        _ = try run(["rollback", "--sysroot", sysroot])
+        state = try status()
+        #expect(link("current") == trial && state["pending"] as? String == trial && state["tries"] as? Int == 0, "\(state)")
+        for n in 1...3 {
+            let (chosen, log) = try boot(["busybox", "sh"], requested: trial)
+            #expect(chosen == [trial] && log.contains("boot \(n) of 3"), "\(chosen) \(log)")
+        }
+        #expect(try boot(["busybox", "sh"], requested: trial).chosen == [good, "rolled-back"])
+        // A deployment marked good stays good through two rollbacks: nothing is counted.
+        _ = try run(["rollback", "--sysroot", sysroot])
+        _ = try run(["mark-good", "--sysroot", sysroot])
+        _ = try run(["rollback", "--sysroot", sysroot])
+        _ = try run(["rollback", "--sysroot", sysroot])
+        state = try status()
+        #expect(link("current") == trial && state["pending"] is NSNull, "\(state)")
+    }
+
     @Test(arguments: shells)
     func theInitramfsScriptsParse(shell: [String]) throws {
         let contrib = Scripts.repositoryRoot.appendingPathComponent("contrib/initramfs-tools").path

@@ -44,6 +44,18 @@ import Testing
         #expect(try Sys.lstat(tmp.sub("build.sec")).st_mode & 0o777 == 0o600)
     }
 
+    @Test func keygenMakesTheKeyringDirectoryAndWritesBothHalvesOrNeither() throws {
+        // The README's first command: a keyring directory that does not exist yet.
+        try expectSuccess(["keygen", "--secret-key", tmp.sub("new/build.sec"), "--public-key", tmp.sub("new/keyring/build.pub")])
+        #expect(try Keyring(directory: tmp.sub("new/keyring")).trusted.count == 1)
+        // A public half that cannot be written takes the secret half with it, and the error
+        // names the file being written, not a temporary file beside it.
+        let r = try CLI.run(["keygen", "--secret-key", tmp.sub("lone.sec"), "--public-key", "/proc/self/build.pub"])
+        #expect(r.status != 0 && r.stderr.contains("/proc/self/build.pub:") && !r.stderr.contains(".tmp"), "\(r.stderr)")
+        #expect(try Sys.lstatIfExists(tmp.sub("lone.sec")) == nil, "the secret half is removed")
+        try expectSuccess(["keygen", "--secret-key", tmp.sub("lone.sec"), "--public-key", tmp.sub("lone.pub")])
+    }
+
     @Test func verifyExitsWithTwoOnATamperedManifest() throws {
         var bytes = try Sys.readFile(manifest)
         bytes[bytes.count - 2] ^= 1

@@ -162,7 +162,13 @@ import Testing
         for step in 0..<24 {
             let before = cachedBlobs()
             switch Int.random(in: 0..<4, using: &rng) {
-            case 0, 1: try deploy(images[Int.random(in: 0..<images.count, using: &rng)])
+            case 0, 1:
+                let image = images[Int.random(in: 0..<images.count, using: &rng)]
+                let (manifest, bytes) = try ManifestFile.read(image)
+                // A deployment already current is left as it is: nothing to do (exit 10).
+                let isCurrent = current() == "deployments/" + Sysroot.deploymentName(manifest, bytes: bytes)
+                let r = try CLI.run(["deploy", "--sysroot", sysroot, "--to", image, "--keyring", samples.keyring, "--blobs", samples.repo + "/blobs"])
+                #expect(r.status == (isCurrent ? 10 : 0), "step \(step): \(r.stderr)")
             case 2: _ = try CLI.run(["rollback", "--sysroot", sysroot])
             default:
                 let keep = Int.random(in: 1...3, using: &rng)

@@ -135,6 +135,32 @@ import Testing
         try expectStored(try upgradeBlobs, in: store)
     }
 
+    /// The README's USB stick with a rate limit: libcurl cannot pause a file:// transfer, and
+    /// the limit, which is the network's, leaves it alone in every command that downloads.
+    @Test(arguments: ["apply", "fetch", "deploy"])
+    func aFileMirrorWithARateLimitWorks(command: String) throws {
+        let mirror = ["--mirror", "file://\(samples.repo)", "--rate-limit", "2000000"]
+        let one = samples.manifest("olpc-ext3", "1"), two = samples.manifest("olpc-ext3", "2")
+        switch command {
+        case "apply":
+            let root = tmp.sub("root")
+            try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
+            let r = try CLI.run(["apply", "--root", root, "--from", one, "--to", two, "--keyring", samples.keyring] + mirror)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+        case "fetch":
+            let r = try CLI.run(["fetch", "--to", two, "--from", one, "--cache", tmp.sub("cache")] + mirror)
+            #expect(r.status == 0, "\(r.stderr)")
+            try expectStored(try upgradeBlobs, in: BlobStore(directory: tmp.sub("cache")))
+        default:
+            let sysroot = tmp.sub("sysroot")
+            let r = try CLI.run(["deploy", "--sysroot", sysroot, "--to", two, "--keyring", samples.keyring] + mirror)
+            #expect(r.status == 0, "\(r.stderr)")
+            let current = try FileManager.default.destinationOfSymbolicLink(atPath: "\(sysroot)/current")
+            #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: "\(sysroot)/\(current)") == [])
+        }
+    }
+
     @Test(arguments: ["error500", "drop", "cut", "norange"])
     func retriesAndResumesOnAFlakyMirror(mode: String) throws {
         let flaky = try FlakyMirror(repo: samples.repo, mode: mode)

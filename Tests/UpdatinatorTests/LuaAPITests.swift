@@ -69,7 +69,7 @@ import Testing
             same(ok, nil, "wrong key"); same(code, "verification", "code"); check(message:find("signatures verified"), message)
 
             local missing, why, code2 = upd.manifest.load("/nonexistent.manifest")
-            same(missing, nil, "missing manifest"); same(code2, "usage", "code"); check(why:find("no such manifest"), why)
+            same(missing, nil, "missing manifest"); same(code2, "usage", "code"); check(why:find("no such file"), why)
             local none, why_none, code_none = upd.manifest.installed("/nonexistent-root")
             same(none, nil, "no installed manifest"); same(code_none, "usage", "installed code")
             local broken, reason, code3 = upd.keyring("/nonexistent-keyring")

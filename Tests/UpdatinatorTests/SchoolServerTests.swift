@@ -172,6 +172,16 @@ import UpdatinatorServer
         #expect(try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "1")]).status == 0)
     }
 
+    @Test func stagedRolloutWithoutSettingsRollsOutTheImageEachDeviceRuns() throws {
+        let school = try School(self, policy: Self.serverPolicy("staged-rollout.lua"), settings: [:])
+        // A device in the first stage (5 % by bucket, of the default salt).
+        let early = try #require((0..<1000).map { "device-\($0)" }.first { RolloutBucket.of(device: $0, salt: "rollout") < 5 })
+        for (image, version) in [("olpc-ext3", "2"), ("olpc-devel-ext3", "2")] {
+            let decision = try school.check(early, image: image, version: "1")
+            #expect(decision.update && decision.image == image && decision.version == version, "\(decision)")
+        }
+    }
+
     @Test func stagedRolloutWidensByStageAndHaltsWhenFailuresClimb() throws {
         let school = try School(self, policy: Self.serverPolicy("staged-rollout.lua"),
                                 settings: ["image": "olpc-ext3", "version": "2", "salt": "test"])

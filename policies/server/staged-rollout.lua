@@ -8,7 +8,7 @@
 local upd = require "updatinator"
 
 local config = upd.config {
-  image = "debian",
+  image = "",                -- the image rolled out; "" for the one each device runs (or the repository's only one)
   version = "",              -- the version being rolled out; "" for the newest
   from = "",                 -- the version every other device keeps; "" for what it runs
   salt = "rollout",          -- change it to reshuffle the buckets for the next rollout
@@ -45,9 +45,18 @@ local function target(image)
   return config.version ~= "" and config.version or upd.repo.latest(image)
 end
 
+-- The image rolled out to this device: the configured one, else the one it runs, else the
+-- repository's only image.
+local function rolled_out(device)
+  if config.image ~= "" then return config.image end
+  if device.image then return device.image end
+  local images = upd.repo.images()
+  if #images == 1 then return images[1] end
+end
+
 -- The rollout as the dashboard and `updatinator fleet rollouts` show it.
 function rollout(image)
-  if image ~= config.image then return nil end
+  if config.image ~= "" and image ~= config.image then return nil end
   local version = target(image)
   if version == nil then return nil end
   local why, done = halted(image, version)
@@ -56,8 +65,8 @@ function rollout(image)
 end
 
 function decide(device)
-  local image = device.image or config.image
-  if image ~= config.image then return nil end
+  local image = rolled_out(device)
+  if image == nil or (device.image or image) ~= image then return nil end
   local version = target(image)
   if version == nil or device.version == version then return nil end
   local why, done = halted(image, version)

@@ -137,7 +137,7 @@ final class InPlaceApplier {
         } else if let installed {
             old = (try ManifestParser.parse(installed, source: state.installedManifest), installed)
         } else {
-            throw UpdError(.usage, "\(root) has no installed manifest (\(state.installedManifest)); give the manifest it matches with --from")
+            throw state.nothingInstalled
         }
 
         planned = try plannedManifests(old: old.manifest, resumed: journal != nil)

@@ -184,17 +184,26 @@ public final class Sysroot {
         try syncDirectory()
     }
 
-    /// Switches back to the previous deployment; the current one becomes previous (and, for
-    /// the boot counter, is recorded as the one rolled back from).
-    public func rollback(recording: Bool = false) throws -> (from: String, to: String) {
+    /// Switches back to the previous deployment; the current one becomes previous.
+    ///
+    /// A current deployment still pending (never marked good) is recorded as rolled back from,
+    /// as the boot counter records it; switching back to such a deployment (a second rollback)
+    /// makes it pending again, its boots counted from zero, so that boot counting still guards
+    /// it: it was never marked good.
+    public func rollback() throws -> (from: String, to: String) {
         guard let previous = try checkedLink("previous"), try Sys.lstatIfExists(tree(of: previous)) != nil else {
             throw UpdError(.nothingToDo, "\(path): there is no previous deployment to roll back to")
         }
         let current = try checkedLink("current")
         let boot = try BootEntries(sysroot: self)   // before anything changes: an ESP not mounted is refused
         var state = try bootState()
-        if state.pending == current { state.pending = nil; state.tries = 0 }
-        if recording { state.rolledBack = current }
+        let unproven = state.rolledBack == previous
+        if state.pending == current {
+            state = BootState(rolledBack: current)
+        }
+        if unproven {
+            state = BootState(pending: previous, tries: 0)
+        }
         try writeBootState(state)
         if let current { try setLink("previous", to: current) }
         try setLink("current", to: previous)

@@ -44,7 +44,7 @@ public struct ServerUpgrade {
     }
 
     public func run() throws -> Outcome {
-        let installed = try from ?? ManifestFile.read(StateDirectory(root: root).installedManifest)
+        let installed = try from ?? StateDirectory(root: root).readInstalled()
         let client = SchoolServerClient(server: server)
         let nonce = SchoolServerClient.newNonce()
         let request = CheckRequest(device: device, nonce: nonce, image: installed.manifest.image, version: installed.manifest.version,

@@ -178,6 +178,8 @@ public final class CurlFetcher: @unchecked Sendable {
         /// Why the answer was refused at its first byte (a Range request answered 200).
         var refused: String?
         var paused = false
+        /// A transfer from a file:// mirror, which libcurl cannot pause.
+        let isLocal: Bool
         var writeFailed: Int32 = 0
         let run: RunState
         unowned let fetcher: CurlFetcher
@@ -185,6 +187,7 @@ public final class CurlFetcher: @unchecked Sendable {
         init(job: Job, easy: UnsafeMutableRawPointer, file: FileDescriptor?, source: FileDescriptor?, received: UInt64, run: RunState,
              fetcher: CurlFetcher) {
             self.job = job
+            isLocal = job.mirror.lowercased().hasPrefix("file:")
             self.easy = easy
             self.file = file
             self.source = source
@@ -233,7 +236,10 @@ public final class CurlFetcher: @unchecked Sendable {
                 break
             }
         }
-        guard bucket.withLock({ $0.take(count) }) else {
+        // libcurl cannot pause a file:// transfer (it reads the file in one go, and a pause fails
+        // it: "Failed writing received data to disk/application"); a local mirror uses no network
+        // to share, so the rate limit, which is the network's, leaves it alone.
+        guard t.isLocal || bucket.withLock({ $0.take(count) }) else {
             t.paused = true
             return Int(CCurl_WRITEFUNC_PAUSE)
         }

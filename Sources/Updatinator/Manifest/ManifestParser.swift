@@ -20,7 +20,7 @@ public enum ManifestParser {
 
     /// Parses the manifest file at `path`.
     public static func parse(contentsOf path: String) throws -> Manifest {
-        try parse(Sys.readFile(path, limit: maxManifestBytes), source: path)
+        try parse(ManifestFile.readNamed(path), source: path)
     }
 }
 

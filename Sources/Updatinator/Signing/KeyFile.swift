@@ -66,6 +66,12 @@ public enum KeyFile {
         }
         for path in [secretPath, publicPath] { try Sys.mkdirs(Sys.parentDirectory(of: path)) }
         try Sys.writeFileAtomically(secretPath, encode(key), mode: 0o600)
-        try Sys.writeFileAtomically(publicPath, encode(key.publicKey), mode: 0o644)
+        do {
+            try Sys.writeFileAtomically(publicPath, encode(key.publicKey), mode: 0o644)
+        } catch {
+            // Both halves or neither: a secret key without its public half would block the rerun.
+            Sys.unlink(secretPath)
+            throw error
+        }
     }
 }

@@ -89,7 +89,7 @@ public struct Keyring: Sendable {
     /// Verifies a file against its detached signature file `PATH.sig`.
     @discardableResult
     public func verifyFile(_ path: String, purpose: SignaturePurpose) throws -> (content: [UInt8], signers: [String]) {
-        let content = try Sys.readFile(path, limit: ManifestParser.maxManifestBytes)
+        let content = try ManifestFile.readNamed(path)
         let sigPath = path + ".sig"
         guard (try Sys.lstatIfExists(sigPath)) != nil else {
             throw UpdError(.verification, "\(path): no signature file \(sigPath)")

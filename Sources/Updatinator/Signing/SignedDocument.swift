@@ -10,7 +10,7 @@ public enum SignedDocument {
     /// Adds a signature by `key` to `PATH.sig`, creating it when missing. The manifest must parse.
     @discardableResult
     public static func signManifest(at path: String, with key: SecretKey) throws -> String {
-        let content = try Sys.readFile(path, limit: ManifestParser.maxManifestBytes)
+        let content = try ManifestFile.readNamed(path)
         _ = try ManifestParser.parse(content, source: path)
         let sigPath = path + ".sig"
         var signatures = SignatureFile()
@@ -24,7 +24,7 @@ public enum SignedDocument {
 
     /// Verifies a manifest or channel metadata file (told apart by its first byte) against `PATH.sig`.
     public static func verify(fileAt path: String, keyring: Keyring, now: Int64) throws -> Verified {
-        let head = try Sys.readFile(path, limit: ManifestParser.maxManifestBytes).first
+        let head = try ManifestFile.readNamed(path).first
         if head == UInt8(ascii: "{") {
             let (content, signers) = try keyring.verifyFile(path, purpose: .channel)
             let m = try ChannelMetadata.parse(content, source: path)

@@ -131,14 +131,14 @@ public final class BlobBatch: Sendable {
         do {
             let prefix = try store.openDirectory(prefix: String(hash.hex.prefix(2)), create: true)
             let out = try Sys.openRegularFile(in: prefix, String(temporary.split(separator: "/").last!), flags: O_WRONLY | O_CREAT | O_EXCL,
-                                              mode: 0o644, display: temporary)
+                                              mode: 0o644, display: final)
             file = out
             let hasher = Blake2b()
             let deflater = workspace.deflater
             try deflater.reset()
             var written: UInt64 = 0
             let sink: (UnsafeRawBufferPointer) throws -> Void = { chunk in
-                try Sys.writeAll(out.rawValue, chunk, path: temporary)
+                try Sys.writeAll(out.rawValue, chunk, path: final)
                 written += UInt64(chunk.count)
             }
             while true {

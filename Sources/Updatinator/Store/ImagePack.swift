@@ -70,7 +70,7 @@ public struct PackIndex: Equatable, Sendable {
         let packPath = "\(repository.root)/\(Self.packPath(image: manifest.image, version: manifest.version))"
         let temporary = packPath + ".tmp"
         guard FileManager.default.createFile(atPath: temporary, contents: nil), let out = FileHandle(forWritingAtPath: temporary) else {
-            throw UpdError(.io, "\(temporary): cannot create")
+            throw UpdError.system("writing", packPath)
         }
         do {
             for e in layout.entries {

@@ -20,6 +20,8 @@ public enum DefaultPaths {
     public static let operatorToken = configuration + "/operator-token"
     /// On a school server: the repository it serves.
     public static let repository = state + "/repo"
+    /// The directory of staged deployments that the initramfs boots from.
+    public static let sysroot = "/sysroot"
     /// The values `upd.state` keeps.
     public static let policyState = state + "/policy-state.json"
 }

@@ -68,8 +68,9 @@ extension Sys {
     static func lockExclusively(in dirFD: Int32, _ name: String, display: String, busy: String) throws -> Int32 {
         let file = try openRegularFile(inDirectory: dirFD, name, flags: O_RDWR | O_CREAT, mode: 0o600, display: display)
         guard flock(file.rawValue, LOCK_EX | LOCK_NB) == 0 else { throw UpdError(.busy, busy, path: display) }
-        let fd = dup(file.rawValue)
-        guard fd >= 0 else { throw UpdError.system("dup", display) }
+        // Close-on-exec like the original: a child spawned meanwhile must not keep the lock.
+        let fd = fcntl(file.rawValue, F_DUPFD_CLOEXEC, 0)
+        guard fd >= 0 else { throw UpdError.system("fcntl F_DUPFD_CLOEXEC", display) }
         return fd
     }
 

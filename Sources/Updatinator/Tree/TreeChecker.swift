@@ -15,12 +15,17 @@ public struct TreeChecker {
         self.manifest = manifest
     }
 
-    /// Every difference between the tree at `root` and the manifest. Files still as they were
-    /// when `known` records them are not hashed again.
+    /// Every difference between the tree at `root` and the manifest. Refused (`busy`) while an
+    /// apply is moving the tree, whose half-moved state is no finding.
     public func checkTree(root: String) throws -> [Finding] {
-        try checkTree(root: root, known: [:])
+        let lock = try StateDirectory(root: root).lockShared()
+        defer { lock.map(Sys.close) }
+        return try checkTree(root: root, known: [:])
     }
 
+    /// Every difference between the tree at `root` and the manifest, without the excluded
+    /// paths (and what is beneath them). Files still as they were when `known` records them
+    /// are not hashed again.
     func checkTree(root: String, known: [ManifestPath: KnownContent], excluding excluded: [ManifestPath] = []) throws -> [Finding] {
         var scanner = TreeScanner(root: root)
         scanner.workers = workers

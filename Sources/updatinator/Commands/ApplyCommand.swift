@@ -44,15 +44,18 @@ struct ApplyCommand: UpdatinatorSubcommand {
         let report = try UpdateEngine.apply(request, observer: MirrorOptions.observer)
         Console.endProgress()
         for problem in report.fallbacks { Console.error("warning: \(problem)") }
-        if json { return try Console.writeJSON(report) }
-        let download = report.download
         for path in report.etcConflicts {
             Console.error("warning: \(path): changed on this machine and in \(target.name); the machine's version is kept, the image's is beside it as \(path).updatinator-new")
         }
-        if report.alreadyCurrent {
+        if json {
+            try Console.writeJSON(report)
+        } else if report.alreadyCurrent {
             Console.print("\(move.root) is already at \(target.name)")
-            return
         }
+        // Already there is "nothing to do", as for upgrade and deploy.
+        if report.alreadyCurrent { throw ExitCode(UpdError.Code.nothingToDo.exitStatus) }
+        if json { return }
+        let download = report.download
         Console.print("\(move.root) is now at \(target.name)\(report.resumed ? " (resumed)" : ""): "
             + (mirrors.mirror.isEmpty ? "" : "downloaded \(download.blobs) blobs, \(formatBytes(download.bytes)); ")
             + "wrote \(formatBytes(report.bytesWritten)), "

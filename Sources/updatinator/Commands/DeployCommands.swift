@@ -5,7 +5,7 @@ import Updatinator
 /// The sysroot every deployment command acts on.
 struct SysrootOption: ParsableArguments {
     @Option(help: "The directory of deployments (DIR/deployments, DIR/current, DIR/previous).")
-    var sysroot: String
+    var sysroot = DefaultPaths.sysroot
 }
 
 struct DeployCommand: UpdatinatorSubcommand {
@@ -50,11 +50,13 @@ struct DeployCommand: UpdatinatorSubcommand {
         for path in report.etcConflicts {
             Console.error("warning: \(path): changed on this machine and in the new image; kept this machine's, the image's is \(path).updatinator-new")
         }
-        if json { return try Console.writeJSON(report) }
-        if report.alreadyCurrent {
+        if json {
+            try Console.writeJSON(report)
+        } else if report.alreadyCurrent {
             Console.print("\(report.name) is already the current deployment")
-            return
         }
+        if report.alreadyCurrent { throw ExitCode(UpdError.Code.nothingToDo.exitStatus) }
+        if json { return }
         Console.print("\(root.sysroot)/current is now \(report.name) (pending until mark-good): "
             + "linked \(report.filesLinked) files (\(formatBytes(report.bytesLinked))), wrote \(report.filesWritten) "
             + "(\(formatBytes(report.bytesWritten))), downloaded \(report.download.blobs) blobs and deltas (\(report.deltas) deltas) "
@@ -111,7 +113,7 @@ struct StatusCommand: UpdatinatorSubcommand {
             Console.print("\(d.name)\(roles.isEmpty ? "" : " (" + roles.joined(separator: ", ") + ")"): \(d.image) \(d.version), "
                 + "own \(formatBytes(d.ownBytes)), shared \(formatBytes(d.sharedBytes))")
         }
-        if let rolledBack = boot.rolledBack { Console.print("the boot counter rolled back from \(rolledBack)") }
+        if let rolledBack = boot.rolledBack { Console.print("rolled back from \(rolledBack), which was never marked good") }
     }
 }
 

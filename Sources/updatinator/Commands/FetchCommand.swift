@@ -32,7 +32,7 @@ struct FetchCommand: UpdatinatorSubcommand {
         if let from {
             present = try ManifestFile.read(from).manifest
         } else if let root {
-            present = try ManifestFile.read(StateDirectory(root: root).installedManifest).manifest
+            present = try StateDirectory(root: root).readInstalled().manifest
         }
         let store = BlobStore(directory: cache)
         let requests = try BlobFetchPlan.missing(target: target, present: present, stores: [store])

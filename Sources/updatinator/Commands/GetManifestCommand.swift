@@ -7,8 +7,8 @@ struct GetManifestCommand: UpdatinatorSubcommand {
         abstract: "Downloads an image version's manifest and its signature from mirrors.",
         discussion: """
             Writes DIR/VERSION.manifest and DIR/VERSION.manifest.sig, from the first mirror that \
-            has them, once the manifest names IMAGE and VERSION and, with --keyring, verifies \
-            against it; otherwise nothing is written.
+            has them, once the manifest names IMAGE and VERSION and its signature verifies against \
+            the keyring; otherwise nothing is written.
             """)
 
     @OptionGroup var mirrors: MirrorOptions
@@ -22,13 +22,13 @@ struct GetManifestCommand: UpdatinatorSubcommand {
     @Option(help: "The directory to write the manifest and its signature into.")
     var out: String
 
-    @Option(help: "Verify the manifest against this directory of trusted keys.")
-    var keyring: String?
+    @Option(help: "The directory of trusted public keys that must have signed the manifest.")
+    var keyring = DefaultPaths.keyring
 
     func execute() throws {
         let got = try mirrors.makeFetcher().downloadManifest(image: image, version: version, into: out,
-                                                             keyring: keyring.map { try Keyring(directory: $0) })
+                                                             keyring: try Keyring(directory: keyring))
         Console.print("\(got.path!): \(image) \(version), \(got.manifest.entries.count) entries"
-            + (keyring == nil ? "" : ", signature verified"))
+            + ", signature verified")
     }
 }

@@ -7,7 +7,7 @@ struct MirrorOptions: ParsableArguments {
     @Option(help: "A repository to download from (http://, https:// or file://); repeatable, tried in order.")
     var mirror: [String] = []
 
-    @Option(help: "The most bytes per second to download, for all transfers together.")
+    @Option(help: "The most bytes per second to download over the network, for all transfers together (file:// mirrors are read at full speed).")
     var rateLimit: UInt64?
 
     @Option(help: "How many downloads run at once.")

@@ -11,8 +11,8 @@ struct PlanCommand: UpdatinatorSubcommand {
             the changes by kind. The tree's installed manifest is the starting point unless \
             --from names another (needed for a tree that was only generated, never applied). \
             With --mirror, the contents to obtain are counted as downloads during the apply, and \
-            the disk figures include the blobs waiting on disk; with --keyring too, the mirrors' \
-            delta index for the target is read and verified, and each content comes as its \
+            the disk figures include the blobs waiting on disk, and the mirrors' delta index for \
+            the target is read and verified against the keyring, and each content comes as its \
             cheapest delta against a content of the tree when that is smaller than its blob, as \
             apply does (an apply uses no delta index that no keyring verified).
             """)
@@ -22,17 +22,17 @@ struct PlanCommand: UpdatinatorSubcommand {
     @Option(help: "A mirror the apply will download from; repeatable.")
     var mirror: [String] = []
 
-    @Option(help: "The directory of trusted public keys that must have signed the mirrors' delta index; without it, no deltas are counted.")
-    var keyring: String?
+    @Option(help: "The directory of trusted public keys that must have signed the mirrors' delta index (read only with --mirror).")
+    var keyring = DefaultPaths.keyring
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
     func execute() throws {
         let target = try ManifestFile.read(move.to)
-        let origin = try ManifestFile.read(move.from ?? StateDirectory(root: move.root).installedManifest)
+        let origin = try move.from.map { try ManifestFile.read($0) } ?? StateDirectory(root: move.root).readInstalled()
         let mirrors: FetchOptions? = mirror.isEmpty ? nil : FetchOptions(mirrors: mirror)
-        let sources = ContentSources(blobDirectories: move.blobs, mirrors: mirrors, deltaKeyring: try keyring.map { try Keyring(directory: $0) })
+        let sources = ContentSources(blobDirectories: move.blobs, mirrors: mirrors, deltaKeyring: mirror.isEmpty ? nil : try Keyring(directory: keyring))
         let plan = PlanSummary(try UpdateEngine.plan(root: move.root, from: origin, to: target, sources: sources,
                                                      machine: try move.machine, observer: UpdateObserver(warn: { Console.error("warning: \($0)") })))
         if json { return try Console.writeJSON(plan) }

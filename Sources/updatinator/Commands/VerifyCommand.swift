@@ -15,7 +15,7 @@ struct VerifyCommand: UpdatinatorSubcommand {
     var file: String
 
     @Option(help: "The directory of trusted public keys.")
-    var keyring: String
+    var keyring = DefaultPaths.keyring
 
     func execute() throws {
         let ring = try Keyring(directory: keyring)
