@@ -23,7 +23,7 @@ public final class FleetInventory: Sendable {
             CREATE TABLE IF NOT EXISTS devices (
                 device TEXT PRIMARY KEY, image TEXT, version TEXT, channel TEXT, address TEXT,
                 status TEXT, code TEXT, target_image TEXT, target_version TEXT, peer TEXT,
-                first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, last_report INTEGER);
+                first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, last_report INTEGER, agent_version TEXT);
             CREATE INDEX IF NOT EXISTS devices_by_version ON devices (image, version, status);
             CREATE INDEX IF NOT EXISTS devices_by_target ON devices (target_version, status);
             CREATE TABLE IF NOT EXISTS history (
@@ -31,7 +31,14 @@ public final class FleetInventory: Sendable {
                 image TEXT, version TEXT, code TEXT, message TEXT, bytes INTEGER);
             CREATE INDEX IF NOT EXISTS history_by_device ON history (device, time);
             """)
+        try Self.addMissingColumns(db)
         database = Locked(db)
+    }
+
+    /// Brings a database that an older server created up to the current devices table.
+    private static func addMissingColumns(_ db: SQLiteDatabase) throws {
+        let columns = Set(try db.query("PRAGMA table_info(devices)").compactMap { $0[1].text })
+        if !columns.contains("agent_version") { try db.execute("ALTER TABLE devices ADD COLUMN agent_version TEXT") }
     }
 
     /// A check: the device runs `image` `version` (and serves it at `peer`) and was seen now.
@@ -57,12 +64,13 @@ public final class FleetInventory: Sendable {
             try db.transaction {
                 for (request, address, now) in checks {
                     try db.query("""
-                        INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen)
-                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7)
+                        INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen, agent_version)
+                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7, ?8)
                         ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
-                            channel = coalesce(?4, channel), address = coalesce(?5, address), peer = coalesce(?6, peer), last_seen = ?7
+                            channel = coalesce(?4, channel), address = coalesce(?5, address), peer = coalesce(?6, peer), last_seen = ?7,
+                            agent_version = coalesce(?8, agent_version)
                         """, [.text(request.device), text(request.image), text(request.version), text(request.channel), text(address),
-                              text(request.peer), .integer(now)])
+                              text(request.peer), .integer(now), text(request.agentVersion)])
                 }
             }
         }
@@ -162,11 +170,12 @@ public final class FleetInventory: Sendable {
             let versions = try db.query("SELECT image, version, count(*) FROM devices GROUP BY image, version ORDER BY image, version")
             let statuses = try db.query("SELECT coalesce(status, 'unknown'), count(*) FROM devices GROUP BY 1 ORDER BY 1")
             let devices = try db.query("""
-                SELECT device, image, version, channel, address, status, code, target_image, target_version, peer, last_seen, last_report
+                SELECT device, image, version, channel, address, status, code, target_image, target_version, peer, last_seen, last_report,
+                    agent_version
                 FROM devices ORDER BY device
                 """)
             let names = ["device", "image", "version", "channel", "address", "status", "code", "target_image", "target_version",
-                         "peer", "last_seen", "last_report"]
+                         "peer", "last_seen", "last_report", "agent_version"]
             return [
                 "device_count": devices.count,
                 "by_version": versions.map { ["image": $0[0].text ?? NSNull(), "version": $0[1].text ?? NSNull(), "devices": $0[2].integer ?? 0] as [String: Any] },

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Updatinator
 
 @main
 struct UpdatinatorCommand: ParsableCommand {
@@ -10,10 +11,12 @@ struct UpdatinatorCommand: ParsableCommand {
             with 'generate', 'sign' and 'publish'. Exit codes are the same for every command \
             and are listed in docs/cli.md.
             """,
+        version: UpdatinatorVersion.current,
         subcommands: [
             KeygenCommand.self, GenerateCommand.self, SignCommand.self, VerifyCommand.self,
             DiffCommand.self, FsckCommand.self, PublishCommand.self, DeltaCommand.self, PackCommand.self, PlanCommand.self, ApplyCommand.self, GetManifestCommand.self, FetchCommand.self,
             RunCommand.self, ReplCommand.self, AgentCommand.self, ServeCommand.self, UpgradeCommand.self,
             DeployCommand.self, RollbackCommand.self, StatusCommand.self, GCCommand.self, MarkGoodCommand.self,
         ])
+
 }

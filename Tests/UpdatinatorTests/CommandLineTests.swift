@@ -148,6 +148,11 @@ import Testing
         text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
     }
 
+    @Test func versionPrintsThePackagesVersion() throws {
+        let r = try expectSuccess(["--version"])
+        #expect(r.stdout == UpdatinatorVersion.current + "\n", "\(r.stdout)")
+    }
+
     @Test func theRootHelpListsEveryCommandWithItsAbstract() throws {
         let commands = try CommandDescription.all()
         let names = commands.map(\.name)

@@ -97,6 +97,8 @@ import UpdatinatorServer
         let devices = try school.fleet()["devices"] as! [[String: Any]]
         let row = try #require(devices.first { $0["device"] as? String == "laptop" })
         #expect(row["version"] as? String == "2" && row["status"] as? String == "done", "\(row)")
+        #expect(row["agent_version"] as? String == UpdatinatorVersion.current, "upgrade sends its version: \(row)")
+        #expect(try school.server.metric("updatinator_build_info", ["version=\"\(UpdatinatorVersion.current)\""]) == 1)
     }
 
     @Test func filesCarryETagsAndRangesSoDownloadsResume() throws {
@@ -282,13 +284,32 @@ import UpdatinatorServer
     }
 
     @Test func aRequestReachesThePolicyWithItsTypes() throws {
-        let body = #"{"device": "d", "nonce": "0123456789abcdef", "b": true, "n": 5, "f": 1.5, "s": "x", "a": [1, false], "o": {"k": "v"}, "z": null}"#
+        let body = #"{"device": "d", "nonce": "0123456789abcdef", "agent_version": "0.16.0", "b": true, "n": 5, "f": 1.5, "s": "x", "a": [1, false], "o": {"k": "v"}, "z": null}"#
         let request = try WireCoding.decode(CheckRequest.self, from: Array(body.utf8))
         #expect(request.policyTable(address: "10.1.2.3") == [
-            "device": .string("d"), "nonce": .string("0123456789abcdef"), "b": .boolean(true), "n": .integer(5),
+            "device": .string("d"), "nonce": .string("0123456789abcdef"), "agent_version": .string("0.16.0"), "b": .boolean(true), "n": .integer(5),
             "f": .number(1.5), "s": .string("x"), "a": .array([.integer(1), .boolean(false)]), "o": .table(["k": .string("v")]),
             "address": .string("10.1.2.3"),
         ])
+    }
+
+    @Test func anInventoryAnOlderServerCreatedGainsTheAgentVersionAndKeepsItsDevices() throws {
+        let path = tmp.sub("old-fleet.sqlite")
+        // The devices table as servers before agent_version created it, with one device.
+        try Shell.run(["sqlite3", path, """
+            CREATE TABLE devices (device TEXT PRIMARY KEY, image TEXT, version TEXT, channel TEXT, address TEXT,
+                status TEXT, code TEXT, target_image TEXT, target_version TEXT, peer TEXT,
+                first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, last_report INTEGER);
+            INSERT INTO devices (device, image, version, first_seen, last_seen) VALUES ('old', 'olpc-ext3', '1', 1, 1);
+            """])
+        let inventory = try FleetInventory(path: path)
+        try inventory.recordCheck(CheckRequest(device: "new", nonce: "0123456789abcdef", image: "olpc-ext3", version: "2",
+                                               agentVersion: "9.8.7"), address: nil, now: 2)
+        let devices = try inventory.summary()["devices"] as! [[String: Any]]
+        #expect(devices.map { $0["device"] as? String } == ["new", "old"], "\(devices)")
+        #expect(devices[0]["agent_version"] as? String == "9.8.7" && devices[1]["agent_version"] == nil, "\(devices)")
+        // Opening it again finds the column there and adds nothing.
+        #expect(try FleetInventory(path: path).summary()["device_count"] as? Int == 2)
     }
 
     @Test func aPeerServesOnlyTheContentsOfItsInstalledManifest() throws {
@@ -367,6 +388,7 @@ import UpdatinatorServer
         let devices = try school.fleet()["devices"] as! [[String: Any]]
         let row = try #require(devices.first { $0["device"] as? String == "laptop" })
         #expect(row["version"] as? String == "2" && row["status"] as? String == "done", "\(row)")
+        #expect(row["agent_version"] as? String == UpdatinatorVersion.current, "upd.check sends the agent's version: \(row)")
         let again = try CLI.run(["agent", "--once", "--policy", Scripts.policy("default.lua"), "--config", config,
                                  "--state", tmp.sub("state.json")], environment: environment)
         #expect(again.stdout.contains("tick: up to date"), "\(again.stdout)\(again.stderr)")
