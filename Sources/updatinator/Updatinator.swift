@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Updatinator
 
 @main
@@ -19,4 +20,22 @@ struct UpdatinatorCommand: ParsableCommand {
             DeployCommand.self, RollbackCommand.self, StatusCommand.self, GCCommand.self, MarkGoodCommand.self,
         ])
 
+    /// Parses and runs a command; under `--json`, a command line that does not parse is a JSON
+    /// error too (code `usage`), like every other failure.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let status = exitCode(for: error)
+            // A command's own failures (ExitCode) have been reported by its run wrapper.
+            let options = CommandLine.arguments.dropFirst().prefix { $0 != "--" }
+            if status == .validationFailure, !(error is ExitCode), options.contains("--json") {
+                Console.writeJSONError(code: UpdError.Code.usage.rawValue, status: status.rawValue,
+                                       message: message(for: error).split(separator: "\n").first.map(String.init) ?? "")
+                Foundation.exit(status.rawValue)
+            }
+            exit(withError: error)
+        }
+    }
 }

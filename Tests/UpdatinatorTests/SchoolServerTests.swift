@@ -293,6 +293,26 @@ import UpdatinatorServer
         ])
     }
 
+    @Test func upgradeReportsItsOutcomeAsJSON() throws {
+        let school = try School(self, policy: Self.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let laptop = try installedTree("json-laptop", version: "1")
+        let arguments = ["upgrade", "--root", laptop, "--server", school.server.url, "--keyring", samples.keyring,
+                         "--decision-keyring", school.decisionKeyring, "--json"]
+        let applied = try CLI.run(arguments, environment: ["UPDATINATOR_DEVICE_ID": "json-laptop"])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        let outcome = try #require(try JSONSerialization.jsonObject(with: Data(applied.stdout.utf8)) as? [String: Any], "\(applied.stdout)")
+        let report = try #require(outcome["report"] as? [String: Any], "\(outcome)")
+        #expect(outcome["outcome"] as? String == "applied" && outcome["version"] as? String == "2", "\(outcome)")
+        #expect(report["version"] as? String == "2" && (report["blobs_downloaded"] as? Int ?? 0) > 0
+                && (report["bytes_downloaded"] as? Int ?? 0) > 0, "\(report)")
+        #expect(try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "2")]).status == 0)
+
+        let again = try CLI.run(arguments, environment: ["UPDATINATOR_DEVICE_ID": "json-laptop"])
+        #expect(again.status == 10, "\(again.stdout)\(again.stderr)")
+        let upToDate = try #require(try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any], "\(again.stdout)")
+        #expect(upToDate["outcome"] as? String == "up_to_date", "\(upToDate)")
+    }
+
     @Test func anInventoryAnOlderServerCreatedGainsTheAgentVersionAndKeepsItsDevices() throws {
         let path = tmp.sub("old-fleet.sqlite")
         // The devices table as servers before agent_version created it, with one device.

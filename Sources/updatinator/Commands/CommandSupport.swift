@@ -2,25 +2,31 @@ import ArgumentParser
 import Foundation
 import Updatinator
 
-/// A subcommand whose library errors become one line on stderr and the documented exit code.
+/// A subcommand whose library errors become one line on stderr and the documented exit code;
+/// with `--json`, the error is a JSON object on stdout instead (`Console.writeJSONError`).
 protocol UpdatinatorSubcommand: ParsableCommand {
     func execute() throws
+    /// Whether the command reports in JSON: its `--json` flag, for those that have one.
+    var json: Bool { get }
 }
 
 extension UpdatinatorSubcommand {
+    var json: Bool { false }
+
     func run() throws {
         do {
             try execute()
-        } catch let error as UpdError {
-            Console.error(error.message)
-            throw ExitCode(error.code.exitStatus)
         } catch let error as ExitCode {
             throw error
         } catch {
             // Any other failure (Foundation's, a Lua host's) is still one documented line.
-            let wrapped = UpdError.wrapping(error, Self.configuration.commandName ?? "updatinator")
-            Console.error(wrapped.message)
-            throw ExitCode(wrapped.code.exitStatus)
+            let failure = error as? UpdError ?? UpdError.wrapping(error, Self.configuration.commandName ?? "updatinator")
+            if json {
+                Console.writeJSONError(code: failure.code.rawValue, status: failure.code.exitStatus, message: failure.message)
+            } else {
+                Console.error(failure.message)
+            }
+            throw ExitCode(failure.code.exitStatus)
         }
     }
 }
@@ -64,6 +70,15 @@ enum Console {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
         FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
+    }
+
+    /// A failure under `--json`: `{"error": {"code": …, "status": …, "message": …}}` on standard output.
+    static func writeJSONError(code: String, status: Int32, message: String) {
+        endProgress()
+        let error: [String: Any] = ["error": ["code": code, "status": status, "message": message]]
+        // A dictionary of strings and a number always serializes.
+        let data = try! JSONSerialization.data(withJSONObject: error, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 
     static func writeJSON(_ value: Any) throws {

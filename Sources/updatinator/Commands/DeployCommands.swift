@@ -71,8 +71,12 @@ struct RollbackCommand: UpdatinatorSubcommand {
 
     @OptionGroup var root: SysrootOption
 
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
     func execute() throws {
         let (from, to) = try Sysroot(path: root.sysroot).rollback()
+        if json { return try Console.writeJSON(["current": to, "previous": from]) }
         Console.print("\(root.sysroot)/current is now \(to) (was \(from))")
     }
 }
@@ -129,8 +133,15 @@ struct GCCommand: UpdatinatorSubcommand {
     @Option(help: "How many deployments to keep (the current, previous and pending ones always stay).")
     var keep = 2
 
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
     func execute() throws {
         let collected = try Sysroot(path: root.sysroot).collectGarbage(keep: keep)
+        if json {
+            return try Console.writeJSON(["removed_deployments": collected.deployments, "removed_blobs": collected.blobs,
+                                          "removed_blob_bytes": collected.blobBytes])
+        }
         Console.print("removed \(collected.deployments.count) deployments"
             + (collected.deployments.isEmpty ? "" : " (" + collected.deployments.joined(separator: ", ") + ")")
             + " and \(collected.blobs) cached blobs (\(formatBytes(collected.blobBytes)))")

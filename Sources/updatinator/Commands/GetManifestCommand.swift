@@ -25,9 +25,16 @@ struct GetManifestCommand: UpdatinatorSubcommand {
     @Option(help: "Verify the manifest against this directory of trusted keys.")
     var keyring: String?
 
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
     func execute() throws {
         let got = try mirrors.makeFetcher().downloadManifest(image: image, version: version, into: out,
                                                              keyring: keyring.map { try Keyring(directory: $0) })
+        if json {
+            return try Console.writeJSON(["path": got.path!, "image": image, "version": version,
+                                          "entries": got.manifest.entries.count, "verified": keyring != nil])
+        }
         Console.print("\(got.path!): \(image) \(version), \(got.manifest.entries.count) entries"
             + (keyring == nil ? "" : ", signature verified"))
     }

@@ -50,6 +50,9 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     @Flag(help: "The tree is the root a system runs from (as apply --live; implied when it is /): its runtime mounts and state are the machine's, /etc is merged.")
     var live = false
 
+    @Flag(help: "Print the outcome as JSON.")
+    var json = false
+
     func execute() throws {
         var upgrade = ServerUpgrade(root: root, server: server, keyring: try Keyring(directory: keyring),
                                     decisionKeyring: try Keyring(directory: decisionKeyring),
@@ -61,7 +64,9 @@ struct UpgradeCommand: UpdatinatorSubcommand {
         if let from { upgrade.from = try ManifestFile.read(from) }
         upgrade.observer = MirrorOptions.observer
         upgrade.faults = Environment.faults
-        switch try upgrade.run() {
+        let outcome = try upgrade.run()
+        if json { return try printJSON(outcome) }
+        switch outcome {
         case .upToDate(let decision):
             Console.print("\(root) is up to date" + (decision.update ? " (at \(decision.image!) \(decision.version!))" : ""))
             throw ExitCode(UpdError.Code.nothingToDo.exitStatus)
@@ -76,4 +81,32 @@ struct UpgradeCommand: UpdatinatorSubcommand {
             for problem in report.fallbacks { Console.error("warning: \(problem)") }
         }
     }
+
+    /// The outcome under `--json`, with the same exit status as in text.
+    private func printJSON(_ outcome: ServerUpgrade.Outcome) throws {
+        switch outcome {
+        case .upToDate(let decision):
+            try Console.writeJSON(["outcome": "up_to_date", "image": decision.image as Any? ?? NSNull(),
+                                   "version": decision.version as Any? ?? NSNull()] as [String: Any])
+            throw ExitCode(UpdError.Code.nothingToDo.exitStatus)
+        case .deferred(let why, let decision):
+            try Console.writeJSON(["outcome": "deferred", "reason": why, "image": decision.image!, "version": decision.version!] as [String: Any])
+            throw ExitCode(UpdError.Code.nothingToDo.exitStatus)
+        case .applied(let decision, let report):
+            Console.endProgress()
+            for problem in report.fallbacks { Console.error("warning: \(problem)") }
+            try Console.writeJSON(ApplyOutcome(image: decision.image!, version: decision.version!, peersOffered: decision.peers.count, report: report))
+        }
+    }
+}
+
+/// `upgrade --json`'s answer after an apply: the decision's image and version, and the apply's report.
+private struct ApplyOutcome: Encodable {
+    let outcome = "applied"
+    let image: String
+    let version: String
+    let peersOffered: Int
+    let report: ApplyReport
+
+    enum CodingKeys: String, CodingKey { case outcome, image, version, peersOffered = "peers_offered", report }
 }
