@@ -43,11 +43,11 @@ struct ApplyCommand: UpdatinatorSubcommand {
             faults: Environment.faults, machine: try move.machine)
         let report = try UpdateEngine.apply(request, observer: MirrorOptions.observer)
         Console.endProgress()
-        for problem in report.fallbacks { Console.error("warning: \(problem)") }
+        for problem in report.fallbacks { Console.warning(problem) }
         if json { return try Console.writeJSON(report) }
         let download = report.download
         for path in report.etcConflicts {
-            Console.error("warning: \(path): changed on this machine and in \(target.name); the machine's version is kept, the image's is beside it as \(path).updatinator-new")
+            Console.warning("\(path): changed on this machine and in \(target.name); the machine's version is kept, the image's is beside it as \(path).updatinator-new")
         }
         if report.alreadyCurrent {
             Console.print("\(move.root) is already at \(target.name)")

@@ -32,23 +32,42 @@ extension UpdatinatorSubcommand {
 }
 
 enum Console {
+    /// How important a line on standard error is, as sd-daemon(3) numbers it.
+    enum Priority: Int {
+        case error = 3, warning = 4, info = 6
+    }
+
+    /// Whether standard error is the journal (systemd sets `JOURNAL_STREAM` to its device and
+    /// inode): each line then starts with its priority, `<3>`, `<4>` or `<6>`.
+    static let isJournal: Bool = {
+        guard let stream = Environment.journalStream else { return false }
+        var status = stat()
+        return fstat(2, &status) == 0 && UInt64(status.st_dev) == stream.device && UInt64(status.st_ino) == stream.inode
+    }()
+
     /// Whether standard error is a terminal, where progress is shown.
-    static let isInteractive = isatty(2) == 1
+    static let isInteractive = isatty(2) == 1 && !isJournal
 
     static func error(_ message: String) {
+        log(.error, "updatinator: \(message)")
+    }
+
+    static func warning(_ message: String) {
+        log(.warning, "updatinator: warning: \(message)")
+    }
+
+    /// Writes lines to standard error, each with its priority when that is the journal.
+    static func log(_ priority: Priority, _ text: String) {
         endProgress()
-        FileHandle.standardError.write(Data("updatinator: \(message)\n".utf8))
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if lines.last == "" { lines.removeLast() }
+        let prefix = isJournal ? "<\(priority.rawValue)>" : ""
+        FileHandle.standardError.write(Data(lines.map { prefix + $0 + "\n" }.joined().utf8))
     }
 
     /// Writes text as it is (a script's `print`).
     static func write(_ text: String) {
         FileHandle.standardOutput.write(Data(text.utf8))
-    }
-
-    /// Writes text as it is to standard error (a script's `upd.log`).
-    static func writeError(_ text: String) {
-        endProgress()
-        FileHandle.standardError.write(Data(text.utf8))
     }
 
     static func print(_ line: String) {
@@ -122,6 +141,14 @@ enum Environment {
     /// for tests; `systemctl reboot` by default.
     static var rebootCommand: [String] {
         variables["UPDATINATOR_REBOOT_COMMAND"].map { $0.split(separator: " ").map(String.init) } ?? ["systemctl", "reboot"]
+    }
+
+    /// `JOURNAL_STREAM` (`DEVICE:INODE`, decimal), which systemd sets when standard error or
+    /// output is connected to the journal.
+    static var journalStream: (device: UInt64, inode: UInt64)? {
+        guard let parts = variables["JOURNAL_STREAM"]?.split(separator: ":"), parts.count == 2,
+              let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return nil }
+        return (device, inode)
     }
 
     /// `SOURCE_DATE_EPOCH`, the reproducible-builds convention for a build's timestamp.

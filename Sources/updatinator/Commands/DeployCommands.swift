@@ -46,9 +46,9 @@ struct DeployCommand: UpdatinatorSubcommand {
             faults: Environment.faults)
         let report = try UpdateEngine.deploy(request, observer: MirrorOptions.observer)
         Console.endProgress()
-        for problem in report.fallbacks { Console.error("warning: \(problem)") }
+        for problem in report.fallbacks { Console.warning(problem) }
         for path in report.etcConflicts {
-            Console.error("warning: \(path): changed on this machine and in the new image; kept this machine's, the image's is \(path).updatinator-new")
+            Console.warning("\(path): changed on this machine and in the new image; kept this machine's, the image's is \(path).updatinator-new")
         }
         if json { return try Console.writeJSON(report) }
         if report.alreadyCurrent {

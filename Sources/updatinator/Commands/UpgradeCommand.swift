@@ -78,7 +78,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
             Console.print("\(root) is now at \(decision.image!) \(decision.version!): downloaded \(report.download.blobs) blobs, "
                 + "\(formatBytes(report.download.bytes)) (peers offered: \(decision.peers.count)), wrote \(formatBytes(report.bytesWritten)), "
                 + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s")
-            for problem in report.fallbacks { Console.error("warning: \(problem)") }
+            for problem in report.fallbacks { Console.warning(problem) }
         }
     }
 
@@ -94,7 +94,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
             throw ExitCode(UpdError.Code.nothingToDo.exitStatus)
         case .applied(let decision, let report):
             Console.endProgress()
-            for problem in report.fallbacks { Console.error("warning: \(problem)") }
+            for problem in report.fallbacks { Console.warning(problem) }
             try Console.writeJSON(ApplyOutcome(image: decision.image!, version: decision.version!, peersOffered: decision.peers.count, report: report))
         }
     }
