@@ -348,6 +348,33 @@ import UpdatinatorServer
                 "the same blob as the repository's")
     }
 
+    @Test func aStagedLaptopServesItsCurrentDeploymentAndFollowsARollback() throws {
+        let sysroot = try stagedLaptop("staged-peer")
+        let deployed = try CLI.run(["deploy", "--sysroot", sysroot, "--to", samples.manifest("olpc-ext3", "2"), "--keyring", samples.keyring,
+                                    "--blobs", samples.repo + "/blobs"])
+        try #require(deployed.status == 0, "\(deployed.stderr)")
+        let peer = try ServeProcess(["--peer", "--sysroot", sysroot, "--cache", tmp.sub("staged-peer-cache")])
+        let old = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1"))
+        let new = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
+        let needed = Set(new.entries.compactMap(\.contentHash)).subtracting(old.entries.compactMap(\.contentHash))
+        let fetched = try CLI.run(["fetch", "--to", samples.manifest("olpc-ext3", "2"), "--from", samples.manifest("olpc-ext3", "1"),
+                                   "--mirror", peer.url, "--cache", tmp.sub("from-staged-peer"), "--json"])
+        #expect(fetched.status == 0, "\(fetched.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(fetched.stdout.utf8)) as? [String: Any]
+        #expect(report?["blobs"] as? Int == needed.count, "\(fetched.stdout)")
+        #expect(try peer.metric("updatinator_requests_total", ["status=\"200\"", "blobs"]) == needed.count)
+
+        // After a rollback, the peer serves image 1: a content only image 2 has is no longer there.
+        try #require(try CLI.run(["rollback", "--sysroot", sysroot]).status == 0)
+        let onlyNew = try #require(needed.first).hex
+        #expect(try Curl.get(peer.url + "/blobs/\(onlyNew.prefix(2))/\(onlyNew)").status == 404)
+        let kept = try #require(old.entries.lazy.compactMap(\.contentHash).first).hex
+        #expect(try Curl.get(peer.url + "/blobs/\(kept.prefix(2))/\(kept)").status == 200)
+
+        let neither = try CLI.run(["serve", "--peer", "--listen", "127.0.0.1:0"])
+        #expect(neither.status == 64 && neither.stderr.contains("--sysroot"), "\(neither.stderr)")
+    }
+
     // MARK: Server policies
 
     @Test func defaultPolicyPinsStableAndLetsTestingFollowTheNewest() throws {
