@@ -44,4 +44,57 @@ import Testing
         let r = try runLogging(["run", script], journal: false)
         #expect(r.status == 0 && r.stderr == "[warn] careful\n", "\(r.stderr)")
     }
+
+    static func shipped(_ path: String) throws -> String {
+        try String(contentsOfFile: Scripts.repositoryRoot.appendingPathComponent(path).path, encoding: .utf8)
+    }
+
+    /// Each subcommand of the man page, with the arguments its list names (`--keyring`, `-h`,
+    /// `<file>`) and the line after its name (its abstract).
+    static func manPageCommands() throws -> [String: (arguments: Set<String>, abstract: String)] {
+        let lines = try shipped("contrib/man/updatinator.1").split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        var commands = [String: (arguments: Set<String>, abstract: String)]()
+        var current: String?
+        for (index, line) in lines.enumerated() {
+            let words = line.split(separator: " ").map(String.init)
+            if words.starts(with: [".It", "Em"]), words.count == 3 {
+                current = words[2]
+                commands[words[2]] = ([], index + 1 < lines.count ? lines[index + 1] : "")
+            } else if line == ".El", let name = current, commands[name] != nil, !commands[name]!.arguments.isEmpty {
+                current = nil
+            } else if let name = current, words.first == ".It" {
+                // A repeated argument is "Ar arguments...".
+                if words.dropFirst().first == "Ar" { commands[name]!.arguments.insert("<\(words[2].replacingOccurrences(of: "...", with: ""))>") }
+                guard words.dropFirst().first == "Fl" else { continue }
+                for word in words.dropFirst(2).prefix(while: { $0 != "Ar" }) where word != "," {
+                    commands[name]!.arguments.insert("-" + word)
+                }
+            }
+        }
+        return commands
+    }
+
+    @Test func theManPageDescribesEveryCommandAndOptionAsTheHelpDoes() throws {
+        let page = try Self.manPageCommands()
+        let commands = try CommandDescription.all()
+        #expect(Set(page.keys).subtracting(["help"]) == Set(commands.map(\.name)),
+                "the page lists the commands the binary has; run scripts/help-pages")
+        for command in commands {
+            let described = try #require(page[command.name], "\(command.name) is in the page; run scripts/help-pages")
+            #expect(described.abstract == command.abstract, "\(command.name)'s abstract; run scripts/help-pages")
+            let help = Set(command.arguments.map(\.name))
+            #expect(help.subtracting(described.arguments).isEmpty,
+                    "\(command.name): \(help.subtracting(described.arguments)) missing from the page; run scripts/help-pages")
+            let stale = described.arguments.filter { $0.hasPrefix("--") && !help.contains($0) }
+            #expect(stale.isEmpty, "\(command.name): \(stale) in the page but not in the help; run scripts/help-pages")
+        }
+    }
+
+    @Test(arguments: [("bash", "updatinator.bash"), ("zsh", "_updatinator"), ("fish", "updatinator.fish")])
+    func theShippedCompletionsAreWhatTheBinaryGenerates(shell: String, file: String) throws {
+        let r = try CLI.run(["--generate-completion-script", shell])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("get-manifest") && r.stdout.contains("decision-keyring"), "\(r.stdout.prefix(200))")
+        #expect(try Self.shipped("contrib/completions/\(file)") == r.stdout, "contrib/completions/\(file) is stale; run scripts/help-pages")
+    }
 }
