@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import Updatinator
 
 @main
@@ -21,8 +22,10 @@ struct UpdatinatorCommand: ParsableCommand {
         ])
 
     /// Parses and runs a command; under `--json`, a command line that does not parse is a JSON
-    /// error too (code `usage`), like every other failure.
+    /// error too (code `usage`), like every other failure. On the journal, the servers' log
+    /// lines carry their priority like the rest.
     static func main() {
+        if Console.isJournal { LoggingSystem.bootstrap { JournalLogHandler(label: $0) } }
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -3,7 +3,7 @@ import Testing
 @testable import Updatinator
 
 /// `--json` on the commands that report something: each answer parses and carries the figures,
-/// and a failure under `--json` is a JSON error on stdout with the documented exit status.
+/// and a failure under `--json` is a JSON error on stderr with the documented exit status.
 @Suite struct JSONOutputTests {
     let samples: SampleImages
     let tmp = TemporaryDirectory("json")
@@ -85,11 +85,12 @@ import Testing
         }
         let r = try CLI.run(substituted + ["--json"])
         #expect(r.status == status, "\(r.stdout)\(r.stderr)")
-        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        #expect(r.stderr.hasSuffix("}\n") && r.stderr.filter { $0 == "\n" }.count == 1, "one line: \(r.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.stderr.utf8)) as? [String: Any]
         let error = try #require(object?["error"] as? [String: Any], "\(r.stdout)\(r.stderr)")
         #expect(error["code"] as? String == code && error["status"] as? Int == Int(status), "\(error)")
         let message = try #require(error["message"] as? String)
         #expect(!message.isEmpty && !message.contains("\n"), "\(message)")
-        #expect(r.stderr.isEmpty, "the error is on stdout only: \(r.stderr)")
+        #expect(r.stdout.isEmpty, "standard output holds only reports: \(r.stdout)")
     }
 }

@@ -39,6 +39,24 @@ import Testing
                 "\(failed.stderr)")
     }
 
+    @Test func theServersLogLinesOnTheJournalCarryTheirPriority() throws {
+        let policy = tmp.sub("broken.lua")
+        try Sys.writeFileAtomically(policy, Array("function decide(device) error('broken on purpose') end\n".utf8))
+        try Sys.mkdirs(tmp.sub("keyring"))
+        try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: tmp.sub("decision.sec"), publicPath: tmp.sub("keyring/decision.pub"))
+        let server = try Subprocess(["sh", "-c", "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec \"$0\" \"$@\"", CLI.binary,
+                                     "serve", "--listen", "127.0.0.1:0", "--repo", try SampleImages.shared.repo, "--policy", policy,
+                                     "--decision-key", tmp.sub("decision.sec"), "--db", tmp.sub("fleet.sqlite")])
+        defer { server.stop() }
+        try #require(server.waitForOutput("listening on "), "\(server.stderr)")
+        let url = String(server.stdout.split(separator: " ").last!).trimmingCharacters(in: .whitespacesAndNewlines)
+        let body = Array(try JSONSerialization.data(withJSONObject: ["device": "d1", "nonce": SchoolServerClient.newNonce()]))
+        _ = try CurlFetcher(options: FetchOptions(mirrors: [url])).postJSON("/v1/check", to: url, body: body)
+        try waitUntil(timeout: 30, "the policy error is logged: \(server.stderr)") { server.stderr.contains("broken on purpose") }
+        let line = try #require(server.stderr.split(separator: "\n").first { $0.contains("broken on purpose") })
+        #expect(line.hasPrefix("<3>updatinator.serve: policy error"), "\(server.stderr)")
+    }
+
     @Test func linesElsewhereHaveNoPriority() throws {
         let script = tmp.sub("log.lua")
         try Sys.writeFileAtomically(script, Array("upd.log.warn(\"careful\")\n".utf8))

@@ -3,7 +3,7 @@ import Foundation
 import Updatinator
 
 /// A subcommand whose library errors become one line on stderr and the documented exit code;
-/// with `--json`, the error is a JSON object on stdout instead (`Console.writeJSONError`).
+/// with `--json`, that line is a JSON object (`Console.writeJSONError`).
 protocol UpdatinatorSubcommand: ParsableCommand {
     func execute() throws
     /// Whether the command reports in JSON: its `--json` flag, for those that have one.
@@ -91,17 +91,17 @@ enum Console {
         FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
     }
 
-    /// A failure under `--json`: `{"error": {"code": …, "status": …, "message": …}}` on standard output.
+    /// A failure under `--json`: `{"error": {"code": …, "status": …, "message": …}}`, one line on
+    /// standard error, where errors go (standard output holds only a command's report).
     static func writeJSONError(code: String, status: Int32, message: String) {
-        endProgress()
         let error: [String: Any] = ["error": ["code": code, "status": status, "message": message]]
         // A dictionary of strings and a number always serializes.
-        let data = try! JSONSerialization.data(withJSONObject: error, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
-        FileHandle.standardOutput.write(data + Data("\n".utf8))
+        let data = try! JSONSerialization.data(withJSONObject: error, options: [.sortedKeys, .withoutEscapingSlashes])
+        log(.error, String(decoding: data, as: UTF8.self))
     }
 
     static func writeJSON(_ value: Any) throws {
-        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted])
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 }
