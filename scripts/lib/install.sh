@@ -1,4 +1,4 @@
-# What an installation puts where, in one place: scripts/install and scripts/vm-image source it.
+# The boot integration's files and where they go, in one place: scripts/install and scripts/vm-image source it.
 
 # Installs the boot integration (docs/operations.md, Booting staged deployments) under ROOT:
 # the boot counter in SHARE (/usr/share/updatinator unless the prefix is another), and the

@@ -5,9 +5,9 @@ import Foundation
 ///
 /// Decoding refuses, naming the field: a missing or malformed `device` (1–128 printable
 /// characters) or `nonce` (16–128 lowercase hex digits), an `image` or `version` that is not a
-/// valid name, a malformed `channel` or `agent_version`, a `peer` that is not an http(s) URL, a `free_bytes` that
-/// is not a byte count, and an extra field nested more than 16 levels or holding a null. Other
-/// fields are kept in `extra` (null counts as absent).
+/// valid name, a malformed `channel` or `agent_version`, a `peer` that is not an http(s) URL, a
+/// `free_bytes` that is not a byte count, and an extra field nested more than 16 levels or
+/// holding a null. Other fields are kept in `extra` (null counts as absent).
 public struct CheckRequest: Codable, Equatable, Sendable {
     public var device: String
     public var nonce: String
