@@ -337,7 +337,7 @@ import UpdatinatorServer
             """])
         let inventory = try FleetInventory(path: path)
         try inventory.recordCheck(CheckRequest(device: "new", nonce: "0123456789abcdef", image: "olpc-ext3", version: "2",
-                                               agentVersion: "9.8.7"), address: nil, now: 2)
+                                               agentVersion: "9.8.7"), address: nil, decision: "update", now: 2)
         let devices = try inventory.summary()["devices"] as! [[String: Any]]
         #expect(devices.map { $0["device"] as? String } == ["new", "old"], "\(devices)")
         #expect(devices[0]["agent_version"] as? String == "9.8.7" && devices[1]["agent_version"] == nil, "\(devices)")

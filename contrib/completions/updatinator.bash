@@ -173,13 +173,13 @@ _updatinator() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    keygen|generate|sign|verify|diff|fsck|publish|delta|pack|plan|apply|get-manifest|fetch|run|repl|agent|serve|upgrade|deploy|rollback|status|gc|mark-good|help)
+    keygen|generate|sign|verify|diff|fsck|publish|delta|pack|adopt|plan|apply|get-manifest|fetch|run|repl|agent|serve|upgrade|deploy|rollback|status|gc|mark-good|fleet|help)
         # Offer subcommand argument completions
         "_updatinator_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'keygen generate sign verify diff fsck publish delta pack plan apply get-manifest fetch run repl agent serve upgrade deploy rollback status gc mark-good help' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'keygen generate sign verify diff fsck publish delta pack adopt plan apply get-manifest fetch run repl agent serve upgrade deploy rollback status gc mark-good fleet help' -- "${cur}"))
         ;;
     esac
 }
@@ -367,6 +367,27 @@ _updatinator_pack() {
         return
         ;;
     '--secret-key')
+        return
+        ;;
+    esac
+}
+
+_updatinator_adopt() {
+    repeating_flags=()
+    non_repeating_flags=(--live --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--root --manifest --keyring)
+    __updatinator_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--root')
+        return
+        ;;
+    '--manifest')
+        return
+        ;;
+    '--keyring')
         return
         ;;
     esac
@@ -584,9 +605,9 @@ _updatinator_agent() {
 
 _updatinator_serve() {
     repeating_flags=()
-    non_repeating_flags=(--peer --no-batches --version -h --help)
+    non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
     repeating_options=()
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -628,6 +649,9 @@ _updatinator_serve() {
         return
         ;;
     '--batch-level')
+        return
+        ;;
+    '--operator-token-file')
         return
         ;;
     '--root')
@@ -772,6 +796,218 @@ _updatinator_mark-good() {
     # Offer option value completions
     case "${prev}" in
     '--sysroot')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet() {
+    repeating_flags=()
+    non_repeating_flags=(--version -h --help)
+    repeating_options=()
+    non_repeating_options=()
+    __updatinator_offer_flags_options 0
+
+    # Offer subcommand / subcommand argument completions
+    local -r subcommand="${unparsed_words[0]}"
+    unset 'unparsed_words[0]'
+    unparsed_words=("${unparsed_words[@]}")
+    case "${subcommand}" in
+    devices|device|rollouts|pause|resume|halt|advance|pin|release)
+        # Offer subcommand argument completions
+        "_updatinator_fleet_${subcommand}"
+        ;;
+    *)
+        # Offer subcommand completions
+        COMPREPLY+=($(compgen -W 'devices device rollouts pause resume halt advance pin release' -- "${cur}"))
+        ;;
+    esac
+}
+
+_updatinator_fleet_devices() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file --image --version --status --school --decision --seen-within --limit)
+    __updatinator_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    '--image')
+        return
+        ;;
+    '--version')
+        return
+        ;;
+    '--status')
+        return
+        ;;
+    '--school')
+        return
+        ;;
+    '--decision')
+        return
+        ;;
+    '--seen-within')
+        return
+        ;;
+    '--limit')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_device() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_rollouts() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file)
+    __updatinator_offer_flags_options 0
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_pause() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file --reason)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    '--reason')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_resume() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_halt() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file --reason)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    '--reason')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_advance() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_pin() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file)
+    __updatinator_offer_flags_options 3
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_release() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
         return
         ;;
     esac
