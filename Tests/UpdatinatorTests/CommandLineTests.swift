@@ -28,9 +28,10 @@ import Testing
     func expectFailure(_ args: [String], status: Int32, mentioning text: String,
                        sourceLocation: SourceLocation = #_sourceLocation) throws {
         let r = try CLI.run(args)
+        let errors = withoutProgress(r.stderr)
         #expect(r.status == status, "\(r.stderr)", sourceLocation: sourceLocation)
-        #expect(r.stderr.hasPrefix("updatinator: "), "\(r.stderr)", sourceLocation: sourceLocation)
-        #expect(r.stderr.filter { $0 == "\n" }.count == 1, "\(r.stderr)", sourceLocation: sourceLocation)
+        #expect(errors.hasPrefix("updatinator: "), "\(r.stderr)", sourceLocation: sourceLocation)
+        #expect(errors.filter { $0 == "\n" }.count == 1, "\(r.stderr)", sourceLocation: sourceLocation)
         #expect(r.stderr.contains(text), "\(r.stderr)", sourceLocation: sourceLocation)
     }
 

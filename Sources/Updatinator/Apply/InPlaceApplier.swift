@@ -3,14 +3,6 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// Where an apply stands.
-public struct ApplyProgress: Sendable {
-    public var stepsDone = 0
-    public var totalSteps = 0
-    /// The downloads' progress, when the apply downloads.
-    public var download: FetchProgress?
-}
-
 /// Transforms a tree from one image to another where it stands, resumably.
 ///
 /// Progress is journaled at checkpoints: a checkpoint flushes the filesystem and then records
@@ -67,9 +59,9 @@ final class InPlaceApplier {
     /// new image after its last checkpoint, found intact there: the steps it redoes copy them
     /// from that path instead of downloading them again.
     private var writtenEarlier = [ContentHash: ManifestPath]()
-    private let latestDownload = Locked<FetchProgress?>(nil)
-    private var progress = ApplyProgress()
-    private var lastProgress = Date.distantPast
+    private lazy var progress = ProgressReporter(onProgress)
+    private var stepsDone = 0
+    private var totalSteps = 0
 
     init(root: String, target: VerifiedManifest, sources: ResolvedSources, faults: FaultInjection) {
         self.root = root
@@ -235,15 +227,12 @@ final class InPlaceApplier {
             }
         }
         report.deltas = requests.filter { $0.delta != nil }.count
-        progress.totalSteps = plan.steps.count
+        totalSteps = plan.steps.count
         if let fetcher, !requests.isEmpty {
-            let previous = fetcher.progress
-            fetcher.progress = { [weak self] p in
-                self?.latestDownload.withLock { $0 = p }
-                previous?(p)
-            }
+            progress.watch(fetcher, downloading: requests)
             downloads = try sources.downloads(requests, batches: batches, groups: true, target: target, baseSizes: contentSizes,
                                               directory: state.downloads, window: plan.downloadWindow ?? 0)
+            progress.downloads = downloads
         }
         defer { downloads?.finish() }
         for index in journalRecord.done..<plan.steps.count {
@@ -251,7 +240,7 @@ final class InPlaceApplier {
             defer {
                 if case .writeFile(let e) = step, let hash = e.contentHash, lastUse[hash] == index { downloads?.release(hash) }
             }
-            progress.stepsDone = index
+            stepsDone = index
             try reportProgress()
             if case .checkpoint = step {
                 try syncFilesystem()
@@ -268,7 +257,7 @@ final class InPlaceApplier {
             report.fallbacks += d.fallbacks
             downloads = nil
         }
-        progress.stepsDone = plan.steps.count
+        stepsDone = plan.steps.count
         try reportProgress(final: true)
         try checkResult()
         try finish()
@@ -311,12 +300,8 @@ final class InPlaceApplier {
         }
     }
 
-    /// Calls `onProgress`, at most five times a second, and once more at the end.
     private func reportProgress(final: Bool = false) throws {
-        guard let onProgress, final || Date().timeIntervalSince(lastProgress) >= 0.2 else { return }
-        lastProgress = Date()
-        progress.download = latestDownload.withLock { $0 }
-        try onProgress(progress)
+        try progress.report(stepsDone, of: totalSteps, final: final)
     }
 
     /// Refuses, before anything changes, a tree that is not the old image where the apply keeps

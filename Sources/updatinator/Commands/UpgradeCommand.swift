@@ -59,7 +59,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
         upgrade.peerURL = peerURL
         upgrade.machine = try MachinePaths.of(root: root, live: live)
         if let from { upgrade.from = try ManifestFile.read(from) }
-        upgrade.observer = MirrorOptions.observer
+        upgrade.observer = MirrorOptions.observer("upgrading")
         upgrade.faults = Environment.faults
         switch try upgrade.run() {
         case .upToDate(let decision):
