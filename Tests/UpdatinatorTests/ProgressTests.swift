@@ -82,6 +82,27 @@ import Testing
         #expect(shown[0].contains(/\d+\/\d+ steps/), "\(shown)")
     }
 
+    @Test func theObserverOfAnUpgradeIsToldOfEachBatchItWaitsFor() throws {
+        let school = try SchoolServerTests()
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let laptop = try school.installedTree("laptop", version: "1")
+        var upgrade = ServerUpgrade(root: laptop, server: server.server.url, keyring: try Keyring(directory: samples.keyring),
+                                    decisionKeyring: try Keyring(directory: server.decisionKeyring), device: "laptop")
+        let seen = Locked([ApplyProgress]())
+        upgrade.observer = UpdateObserver(progress: { p in seen.withLock { $0.append(p) } })
+        let outcome = try upgrade.run()
+        guard case .applied = outcome else {
+            Issue.record("the upgrade did not apply: \(outcome)")
+            return
+        }
+        let waits = seen.withLock { $0 }.compactMap(\.waitingForBatch)
+        let needed = try upgradeBlobs
+        #expect(Set(waits.map(\.items)) == [needed.count], "one batch of every content: \(waits)")
+        // The batch's bytes are at most the contents' own downloads, which the request offers as its limit.
+        #expect(waits.allSatisfy { $0.bytes > 0 && $0.bytes <= needed.reduce(0) { $0 + $1.blobSize } }, "\(waits)")
+        #expect(seen.withLock { $0.last }?.waitingForBatch == nil, "the wait is over by the end")
+    }
+
     @Test func anUpgradeSaysWhatItWaitsForWhileTheServerPreparesABatch() throws {
         let school = try SchoolServerTests()
         let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
