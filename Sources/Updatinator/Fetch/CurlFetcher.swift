@@ -325,7 +325,7 @@ public final class CurlFetcher: @unchecked Sendable {
                     if let hash = job.request.hash { flow?.arrived?(hash) }
                     continue
                 case .promoted:
-                    state.present += job.request.maxBytes
+                    if job.position == 0 && job.attempts == 0 { state.present += job.request.maxBytes }  // left by an earlier run
                     settle(.done(.stored), job)
                     continue
                 case .no:
