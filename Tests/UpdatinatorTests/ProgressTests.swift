@@ -10,14 +10,6 @@ import Testing
 
     init() throws { samples = try SampleImages.shared }
 
-    /// The blobs image 2 needs when image 1 is installed.
-    var upgradeBlobs: [BlobRequest] {
-        get throws {
-            try BlobFetchPlan.missing(target: ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2")),
-                                      present: ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1")), stores: [])
-        }
-    }
-
     /// The lines of `stderr` that start with `prefix`, after checking that it holds no terminal control.
     func lines(_ r: CLI.Result, startingWith prefix: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> [Substring] {
         #expect(r.status == 0, "\(r.stderr)", sourceLocation: sourceLocation)
@@ -45,7 +37,7 @@ import Testing
 
     @Test func fetchShowsItsProgressAsPlainLinesAtMostEveryFewSeconds() throws {
         let mirror = try FlakyMirror(repo: samples.repo, mode: "ok")
-        let needed = try upgradeBlobs
+        let needed = try samples.upgradeBlobs
         // Slowed to take about two seconds, in which a terminal's line would change ten times.
         let rate = needed.reduce(0) { $0 + $1.blobSize } / 2
         let started = Date()
@@ -71,7 +63,7 @@ import Testing
         let r = try CLI.run(["apply", "--root", root, "--to", samples.manifest("olpc-ext3", "2"), "--keyring", samples.keyring,
                              "--mirror", mirror.url])
         let shown = try lines(r, startingWith: "applying: ")
-        let needed = try upgradeBlobs.count
+        let needed = try samples.upgradeBlobs.count
         #expect(shown.contains { $0.contains("; downloaded ") && $0.contains("/\(needed) blobs") }, "\(r.stderr)")
     }
 
@@ -96,7 +88,7 @@ import Testing
             return
         }
         let waits = seen.withLock { $0 }.compactMap(\.waitingForBatch)
-        let needed = try upgradeBlobs
+        let needed = try samples.upgradeBlobs
         #expect(Set(waits.map(\.items)) == [needed.count], "one batch of every content: \(waits)")
         // The batch's bytes are at most the contents' own downloads, which the request offers as its limit.
         #expect(waits.allSatisfy { $0.bytes > 0 && $0.bytes <= needed.reduce(0) { $0 + $1.blobSize } }, "\(waits)")
@@ -111,7 +103,7 @@ import Testing
                              "--decision-keyring", server.decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": "laptop"])
         let shown = try lines(r, startingWith: "waiting for the server to prepare a batch of ")
         try #require(shown.count == 1, "one batch, one line: \(r.stderr)")
-        let needed = try upgradeBlobs.count
+        let needed = try samples.upgradeBlobs.count
         #expect(shown[0].hasPrefix("waiting for the server to prepare a batch of \(needed) items (") && shown[0].hasSuffix(")…"), "\(shown)")
         #expect(try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "2")]).status == 0)
     }
