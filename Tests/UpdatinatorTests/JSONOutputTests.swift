@@ -68,7 +68,7 @@ import Testing
         // An empty keyring, a sysroot without a previous deployment, no mirror reachable, a command line that does not parse.
         (["verify", "MANIFEST", "--keyring", "EMPTY"], "verification", Int32(2)),
         (["rollback", "--sysroot", "SYSROOT"], "nothing_to_do", Int32(10)),
-        (["get-manifest", "--mirror", "http://127.0.0.1:9", "olpc-ext3", "2", "--out", "OUT"], "network", Int32(4)),
+        (["get-manifest", "--mirror", "http://127.0.0.1:9", "olpc-ext3", "2", "--out", "OUT", "--keyring", "KEYRING"], "network", Int32(4)),
         (["gc", "--sysroot", "SYSROOT", "--keep", "no"], "usage", Int32(64)),
     ])
     func aFailureUnderJSONIsAJSONErrorWithItsExitStatus(arguments: [String], code: String, status: Int32) throws {
@@ -80,6 +80,7 @@ import Testing
             case "EMPTY": tmp.sub("empty")
             case "SYSROOT": tmp.sub("sysroot")
             case "OUT": tmp.sub("out")
+            case "KEYRING": samples.keyring
             default: argument
             }
         }

@@ -323,7 +323,8 @@ import UpdatinatorServer
         let again = try CLI.run(arguments, environment: ["UPDATINATOR_DEVICE_ID": "json-laptop"])
         #expect(again.status == 10, "\(again.stdout)\(again.stderr)")
         let upToDate = try #require(try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any], "\(again.stdout)")
-        #expect(upToDate["outcome"] as? String == "up_to_date", "\(upToDate)")
+        #expect(upToDate["outcome"] as? String == "no_update" && upToDate["reason"] as? String == "up-to-date"
+                && upToDate["status"] as? Int == 10, "\(upToDate)")
     }
 
     @Test func anInventoryAnOlderServerCreatedGainsTheAgentVersionAndKeepsItsDevices() throws {

@@ -22,6 +22,9 @@ final class Deployer {
     /// its cheapest delta against a content of the current deployment, when that is smaller than its blob.
     let sources: ResolvedSources
     let faults: FaultInjection
+    /// Called on the building thread at most five times a second, also while it waits for a
+    /// download, with the entries written of the target's; throwing stops the build.
+    var onProgress: ((ApplyProgress) throws -> Void)?
 
     private var operations = 0
     private var report = DeployReport()
@@ -100,8 +103,13 @@ final class Deployer {
         operation()
         try Sys.mkdirs(building, mode: 0o700)
         let tree = try RootedTree(root: building)
+        let progress = ProgressReporter(onProgress)
+        if let fetcher = sources.fetcher, !requests.isEmpty { progress.watch(fetcher, downloading: requests) }
         let downloads = try sources.downloads(requests, batches: false, groups: false, target: target, baseSizes: [:],
                                               directory: sysroot.downloads, window: sources.downloadWindow)
+        progress.downloads = downloads
+        var entriesDone = 0
+        let entryCount = target.entries.count
         defer {
             if let downloads {
                 report.download = downloads.finish()
@@ -119,10 +127,13 @@ final class Deployer {
             guard let currentDirs, let path = currentPaths[hash] else { return .absent }
             return try Self.read(from: currentDirs, path, hash: hash, size: size, sink: sink)
         }, localSizes: current?.manifest.contents.mapValues(\.size) ?? [:], downloads: downloads,
-           blobDirectories: sources.blobDirectories + [sysroot.blobCache], whileWaiting: {},
+           blobDirectories: sources.blobDirectories + [sysroot.blobCache],
+           whileWaiting: { try progress.report(entriesDone, of: entryCount) },
            fetchOne: sources.fetchOne(target: target, directory: sysroot.downloads + "/fallback"),
            onFallback: { [unowned self] in report.addFallback($0, $1) })
         for (index, e) in target.entries.enumerated() {
+            entriesDone = index
+            try progress.report(index, of: entryCount)
             let display = tree.display(e.path)
             switch e.kind {
             case .directory:
@@ -154,6 +165,7 @@ final class Deployer {
         }
         try tree.finishDirectories(of: target)
         operation()
+        try progress.report(entryCount, of: entryCount, final: true)
         if CLinux_syncfs(tree.rootFD) != 0 { throw UpdError.system("syncfs", building) }
         let findings = try TreeChecker(manifest: target).checkTree(root: building, known: written)
         guard findings.isEmpty else {

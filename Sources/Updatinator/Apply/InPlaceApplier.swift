@@ -3,14 +3,6 @@ import Foundation
 import Glibc
 import Synchronization
 
-/// Where an apply stands.
-public struct ApplyProgress: Sendable {
-    public var stepsDone = 0
-    public var totalSteps = 0
-    /// The downloads' progress, when the apply downloads.
-    public var download: FetchProgress?
-}
-
 /// Transforms a tree from one image to another where it stands, resumably.
 ///
 /// Progress is journaled at checkpoints: a checkpoint flushes the filesystem and then records
@@ -63,9 +55,13 @@ final class InPlaceApplier {
     private var startUsed: UInt64 = 0
     private var peakBase: Int64 = 0
     private var downloads: ContentDownloads?
-    private let latestDownload = Locked<FetchProgress?>(nil)
-    private var progress = ApplyProgress()
-    private var lastProgress = Date.distantPast
+    /// Contents to download that the run this one resumes had already written to a path of the
+    /// new image after its last checkpoint, found intact there: the steps it redoes copy them
+    /// from that path instead of downloading them again.
+    private var writtenEarlier = [ContentHash: ManifestPath]()
+    private lazy var progress = ProgressReporter(onProgress)
+    private var stepsDone = 0
+    private var totalSteps = 0
 
     init(root: String, target: VerifiedManifest, sources: ResolvedSources, faults: FaultInjection) {
         self.root = root
@@ -196,7 +192,7 @@ final class InPlaceApplier {
         // Every directory of the apply's state is checked (or made) before anything is written there.
         if applyFD < 0 { applyFD = try state.open(StateDirectory.applyDirectory, in: tree, create: true)! }
         workFD = try state.open(StateDirectory.workDirectory, in: tree, create: true)!
-        let (requests, lastUse) = plan.downloads(from: journalRecord.done)
+        var (requests, lastUse) = plan.downloads(from: journalRecord.done)
         if fetcher != nil && !requests.isEmpty {
             // The download streams write below this path.
             Sys.close(try state.open(StateDirectory.downloadsDirectory, in: tree, create: true)!)
@@ -216,17 +212,29 @@ final class InPlaceApplier {
         }
         observe()
 
-        if journal != nil { removeLeftoverTemporaries(plan.steps[journalRecord.done...]) }
-        report.deltas = requests.filter { $0.delta != nil }.count
-        progress.totalSteps = plan.steps.count
-        if let fetcher, !requests.isEmpty {
-            let previous = fetcher.progress
-            fetcher.progress = { [weak self] p in
-                self?.latestDownload.withLock { $0 = p }
-                previous?(p)
+        if journal != nil {
+            removeLeftoverTemporaries(plan.steps[journalRecord.done...])
+            // Files are written after every removal and new directory: a run stopped before
+            // that wrote none (and the tree's directories may still be the old image's).
+            let wrote = !plan.steps[journalRecord.done...].contains { step in
+                switch step {
+                case .remove, .makeDirectory: true
+                default: false
+                }
             }
+            if fetcher != nil && wrote {
+                writtenEarlier = try contentsWrittenEarlier(plan.steps, among: Set(requests.map(\.hash)))
+                requests.removeAll { writtenEarlier[$0.hash] != nil }
+                lastUse = lastUse.filter { writtenEarlier[$0.key] == nil }
+            }
+        }
+        report.deltas = requests.filter { $0.delta != nil }.count
+        totalSteps = plan.steps.count
+        if let fetcher, !requests.isEmpty {
+            progress.watch(fetcher, downloading: requests)
             downloads = try sources.downloads(requests, batches: batches, groups: true, target: target, baseSizes: contentSizes,
                                               directory: state.downloads, window: plan.downloadWindow ?? 0)
+            progress.downloads = downloads
         }
         defer { downloads?.finish() }
         for index in journalRecord.done..<plan.steps.count {
@@ -234,7 +242,7 @@ final class InPlaceApplier {
             defer {
                 if case .writeFile(let e) = step, let hash = e.contentHash, lastUse[hash] == index { downloads?.release(hash) }
             }
-            progress.stepsDone = index
+            stepsDone = index
             try reportProgress()
             if case .checkpoint = step {
                 try syncFilesystem()
@@ -251,7 +259,7 @@ final class InPlaceApplier {
             report.fallbacks += d.fallbacks
             downloads = nil
         }
-        progress.stepsDone = plan.steps.count
+        stepsDone = plan.steps.count
         try reportProgress(final: true)
         try checkResult()
         try finish()
@@ -294,12 +302,8 @@ final class InPlaceApplier {
         }
     }
 
-    /// Calls `onProgress`, at most five times a second, and once more at the end.
     private func reportProgress(final: Bool = false) throws {
-        guard let onProgress, final || Date().timeIntervalSince(lastProgress) >= 0.2 else { return }
-        lastProgress = Date()
-        progress.download = latestDownload.withLock { $0 }
-        try onProgress(progress)
+        try progress.report(stepsDone, of: totalSteps, final: final)
     }
 
     /// Refuses, before anything changes, a tree that is not the old image where the apply keeps
@@ -507,6 +511,46 @@ final class InPlaceApplier {
         }
     }
 
+    /// Contents among `wanted` that a path the steps write them to already holds, with the
+    /// new image's size and time and, checked by hash, the content itself: what the run a
+    /// resumed apply continues wrote after its last checkpoint (each such file was verified
+    /// and renamed into place whole; a power cut may have lost it, which the hash check finds).
+    private func contentsWrittenEarlier(_ steps: [ApplyStep], among wanted: Set<ContentHash>) throws -> [ContentHash: ManifestPath] {
+        var found = [ContentHash: ManifestPath]()
+        let dirs = DirectoryCursor(tree)
+        let entries = steps.compactMap { step -> ManifestEntry? in
+            guard case .writeFile(let e) = step, let hash = e.contentHash, wanted.contains(hash) else { return nil }
+            return e
+        }
+        for e in entries.sorted(by: { $0.path < $1.path }) {
+            guard case .file(let size, let hash, _) = e.kind, found[hash] == nil, let dir = try dirs.directory(e.path.parent),
+                  let st = try RootedTree.status(dir, e.path.name, display: tree.display(e.path)), st.st_mode & S_IFMT == S_IFREG,
+                  UInt64(st.st_size) == size,
+                  Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec)) == e.metadata.mtime
+            else { continue }
+            if try readTreeFile(dir, e.path, hash, size: size, sink: { _ in }) == .copied { found[hash] = e.path }
+        }
+        return found
+    }
+
+    /// Streams the file at `path` (its parent open as `dir`) to `sink` if it is a regular file
+    /// holding the content, reading no more than its size; opened without blocking or following.
+    private func readTreeFile(_ dir: Int32, _ path: ManifestPath, _ hash: ContentHash, size: UInt64,
+                              sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ContentChain.LocalCopy {
+        let fd = tree.withName(path.name) { openat(dir, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        guard fd >= 0 else { return .damaged }
+        defer { Sys.close(fd) }
+        return try VerifiedContent.read(fd, size: size, hash: hash, display: tree.display(path), sink: sink) ? .copied : .damaged
+    }
+
+    /// Streams a local copy of a content to `sink`: the work area's, else the one an earlier
+    /// run wrote into the tree (`writtenEarlier`; gone or changed since, it counts as damaged).
+    private func readLocal(_ hash: ContentHash, size: UInt64, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ContentChain.LocalCopy {
+        let preserved = try readPreserved(hash, size: size, sink: sink)
+        guard preserved == .absent, let path = writtenEarlier[hash] else { return preserved }
+        return try tree.inParent(of: path) { dir, _ in try readTreeFile(dir, path, hash, size: size, sink: sink) }
+    }
+
     /// Whether the work area's copy of a content is a regular file of the right size and hash.
     private func preservedCopyIsIntact(_ hash: ContentHash, size: UInt64) throws -> Bool {
         try readPreserved(hash, size: size) { _ in } == .copied
@@ -526,7 +570,7 @@ final class InPlaceApplier {
 
     /// The sources of the files this apply writes: the work area, the downloads, the blob directories.
     private var contentChain: ContentChain {
-        ContentChain(local: { [unowned self] in try readPreserved($0, size: $1, sink: $2) }, localSizes: contentSizes,
+        ContentChain(local: { [unowned self] in try readLocal($0, size: $1, sink: $2) }, localSizes: contentSizes,
                      downloads: downloads, blobDirectories: blobDirectories, whileWaiting: { [unowned self] in try reportProgress() },
                      fetchOne: sources.fetchOne(target: target, directory: state.downloads + "/fallback"),
                      onFallback: { [unowned self] in report.addFallback($0, $1) })

@@ -55,7 +55,9 @@ public enum UpdateEngine {
     public static func deploy(_ request: DeployRequest, observer: UpdateObserver = UpdateObserver()) throws -> DeployReport {
         let sources = try ResolvedSources(request.sources, target: request.target.manifest, observer: observer)
         let sysroot = try Sysroot(path: request.sysroot, create: true)
-        return try Deployer(sysroot: sysroot, target: request.target, sources: sources, faults: request.faults).run()
+        let deployer = Deployer(sysroot: sysroot, target: request.target, sources: sources, faults: request.faults)
+        deployer.onProgress = observer.progress
+        return try deployer.run()
     }
 
     /// Plans the move of the tree at `root` from `from` to `to` without changing anything: what

@@ -11,6 +11,13 @@ protocol ContentDownloads: AnyObject {
     @discardableResult func finish() -> FetchReport
     /// Contents that came as their full blob instead of as planned, and why.
     var fallbacks: [String] { get }
+    /// The batch a school server is preparing now; else, once, the last one it began to
+    /// prepare since the previous call (so that a short wait is seen too); else nil.
+    func takeBatchWait() -> BatchWait?
+}
+
+extension ContentDownloads {
+    func takeBatchWait() -> BatchWait? { nil }
 }
 
 /// Contents downloaded in groups, on a background thread just ahead of their use: from a
@@ -64,6 +71,9 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private var reader: (group: Int, reader: ContentBatchReader)?
     /// The most recent contents of the last batch released: the next batch's history.
     private var history: (group: Int, contents: [ContentBatchReader.Content])?
+    /// The batch the server is preparing, and the last one begun that `takeBatchWait` did not return yet.
+    private var preparing: BatchWait?
+    private var unseen: BatchWait?
     private let problems = Locked([String]())
 
     /// Starts downloading; `baseSizes` gives the size of every base the requests name.
@@ -211,7 +221,13 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private func downloadBatch(_ requests: [BlobRequest], after: [ContentBatch.Item], limit: UInt64, from server: String,
                                into destination: String) throws -> String {
         let body = try WireCoding.encode(BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: device))
-        let answer = try mirrors.postJSON("v1/batch", to: server, body: body, deadlineSeconds: 900, flow: downloads.flow)
+        let wait = BatchWait(items: requests.count, bytes: limit)
+        downloads.withLock { (preparing, unseen) = (wait, wait) }
+        let answer: CurlFetcher.Response
+        do {
+            defer { downloads.withLock { preparing = nil } }
+            answer = try mirrors.postJSON("v1/batch", to: server, body: body, deadlineSeconds: 900, flow: downloads.flow)
+        }
         guard answer.status == 200 else {
             let message = String(decoding: answer.body.prefix(300), as: UTF8.self)
             throw UpdError(.network, "\(server)/v1/batch answered \(answer.status): \(message)")
@@ -286,6 +302,13 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             }
             held -= groups[g].limit
             downloads.broadcast()
+        }
+    }
+
+    func takeBatchWait() -> BatchWait? {
+        downloads.withLock {
+            defer { unseen = nil }
+            return preparing ?? unseen
         }
     }
 

@@ -19,15 +19,16 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
     private var arrived = Set<ContentHash>()
 
     /// Starts downloading `requests` (in order of use) into `directory`. What an earlier run
-    /// left there is removed first (a power cut may have torn a complete blob, and blobs that
-    /// are not next would take space the plan does not count), except the partial download of
-    /// the first blob, which is resumed and verified.
+    /// downloaded there for these requests is kept: a complete download counts against the
+    /// window in its turn and is verified when it is used (a power cut may have torn it; one
+    /// that fails is downloaded again), and a partial one is resumed from its end once its
+    /// bytes so far check out. Anything else there is removed.
     init(fetcher: CurlFetcher, requests: [BlobRequest], directory: String, window: UInt64) throws {
         self.fetcher = fetcher
         self.window = window
         store = BlobStore(directory: directory)
         try Sys.mkdirs(directory, mode: 0o700)
-        try store.removeAll(keepingPartialOf: requests.first)
+        try store.removeAll(except: requests)
         self.requests = Dictionary(requests.map { ($0.hash, $0) }, uniquingKeysWith: { a, _ in a })
         downloads = DownloadThread(fetcher: fetcher)
         var flow = downloads.flow

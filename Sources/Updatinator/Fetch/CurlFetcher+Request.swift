@@ -63,6 +63,19 @@ extension CurlFetcher {
         /// Checks a complete download; throwing means the mirror sent a corrupt file. Nil for a
         /// file that cannot be checked on its own (a delta, a manifest checked by its caller).
         let verify: ((String) throws -> Void)?
+        /// Checks the bytes of a partial download before it is resumed from its end; throwing
+        /// `.corrupt` means they cannot be the start of the file, which is then downloaded from
+        /// its first byte. Nil when a start cannot be checked on its own (a delta).
+        var verifyPrefix: ((String) throws -> Void)? = nil
+        /// Whether a file already at the destination is the download, done (a blob: content
+        /// addressed, and verified where it is read); otherwise it is downloaded again.
+        var keepsStored = false
+
+        /// Whether the destination holds a regular file that counts as the download.
+        func isStored() throws -> Bool {
+            guard keepsStored, let st = try Sys.status(in: place.openDirectory(), place.name, display: destination) else { return false }
+            return st.st_mode & S_IFMT == S_IFREG
+        }
 
         /// Verifies the complete partial download and gives it its name (a corrupt one throws
         /// `.corrupt` and is removed).

@@ -86,11 +86,7 @@ public final class CurlFetcher: @unchecked Sendable {
             let prefix = String(r.hash.hex.prefix(2))
             let name = String(final.split(separator: "/").last!)
             // The prefix directory is opened without following a symlink (`CACHE/ab -> /etc`).
-            let directory = try store.openDirectory(prefix: prefix, create: true)
-            if let st = try Sys.status(in: directory, name, display: final), st.st_mode & S_IFMT == S_IFREG {
-                flow?.arrived?(r.hash)
-                continue
-            }
+            _ = try store.openDirectory(prefix: prefix, create: true)
             let partial = "\(Sys.parentDirectory(of: final))/.partial-\(name)"
             let place = Place(destination: final, name: name, partialName: ".partial-\(name)") {
                 try store.openDirectory(prefix: prefix, create: true)
@@ -101,12 +97,15 @@ public final class CurlFetcher: @unchecked Sendable {
                 // exact, so a partial download of that size is complete.
                 list.append(Request(label: "delta \(name)", path: ContentDelta.path(base: delta.base, target: r.hash), bases: nil,
                                     maxBytes: delta.bytes,
-                                    method: .download(FileDownload(destination: final, partial: partial, place: place, verify: { _ in })),
+                                    method: .download(FileDownload(destination: final, partial: partial, place: place, verify: { _ in },
+                                                                   keepsStored: true)),
                                     hash: r.hash))
             } else {
                 let verify = { (file: String) in try BlobStore.read(blobAt: file, hash: r.hash, size: r.size) { _ in } }
+                let verifyPrefix = { (file: String) in try BlobStore.checkPrefix(blobAt: file, size: r.size) }
                 list.append(Request(label: "blob \(name)", path: "blobs/\(name.prefix(2))/\(name)", bases: nil, maxBytes: r.blobSize,
-                                    method: .download(FileDownload(destination: final, partial: partial, place: place, verify: verify)),
+                                    method: .download(FileDownload(destination: final, partial: partial, place: place, verify: verify,
+                                                                   verifyPrefix: verifyPrefix, keepsStored: true)),
                                     hash: r.hash))
             }
         }
@@ -156,6 +155,9 @@ public final class CurlFetcher: @unchecked Sendable {
     final class RunState {
         let began = Date()
         var bytesReceived: UInt64 = 0
+        /// Bytes an earlier run left (complete and partial downloads), and its complete downloads.
+        var present: UInt64 = 0
+        var blobsPresent = 0
         var lastProgress = Date.distantPast
     }
 
@@ -321,9 +323,19 @@ public final class CurlFetcher: @unchecked Sendable {
             let now = Date()
             while active.count < options.concurrency, let index = nextJob(&pending, now: now, flow: flow) {
                 let job = pending.remove(at: index)
-                if try completedEarlier(job.request) {
+                switch try completedEarlier(job.request) {
+                case .stored:
+                    // Downloaded before this fetch: done, but not downloaded by it.
+                    state.present += job.request.maxBytes
+                    state.blobsPresent += 1
+                    if let hash = job.request.hash { flow?.arrived?(hash) }
+                    continue
+                case .promoted:
+                    if job.position == 0 && job.attempts == 0 { state.present += job.request.maxBytes }  // left by an earlier run
                     settle(.done(.stored), job)
                     continue
+                case .no:
+                    break
                 }
                 switch try start(job, multi: multi, state: state) {
                 case .started(let t): active[t.easy] = t
@@ -349,7 +361,7 @@ public final class CurlFetcher: @unchecked Sendable {
             }
             let resumed = refillAndResume(active.values)
             if flow?.showsProgress ?? true {
-                showProgress(state, total: totalBytes, blobs: report.blobs, totalBlobs: requests.count)
+                showProgress(state, total: totalBytes, blobs: state.blobsPresent + report.blobs, totalBlobs: requests.count)
             }
             // Start the next transfers at once; and libcurl watches a resumed transfer's socket
             // again only from its next perform.
@@ -380,23 +392,35 @@ public final class CurlFetcher: @unchecked Sendable {
         return index
     }
 
-    /// Whether an earlier run left the whole file as a partial download that verifies; it is
-    /// then renamed into place. One that does not verify is removed.
-    private func completedEarlier(_ request: Request) throws -> Bool {
-        guard case .download(let download) = request.method, download.verify != nil,
+    /// What an earlier run left of a download.
+    enum Earlier {
+        case no
+        /// The file is at its destination.
+        case stored
+        /// The whole file was a partial download that verified, and is now renamed into place.
+        case promoted
+    }
+
+    /// Whether an earlier run (or fetch) left the download done: its file at the destination,
+    /// or the whole file as a partial download that verifies, which is then renamed into place.
+    /// One that does not verify is removed.
+    private func completedEarlier(_ request: Request) throws -> Earlier {
+        guard case .download(let download) = request.method else { return .no }
+        if try download.isStored() { return .stored }
+        guard download.verify != nil,
               let st = try Sys.status(in: download.place.openDirectory(), download.place.partialName, display: download.partial) else {
-            return false
+            return .no
         }
         guard st.st_mode & S_IFMT == S_IFREG else {
             throw UpdError(.unsafe, "\(download.partial): not a regular file (\(Sys.kind(st.st_mode))); refusing to resume it",
                            path: download.partial)
         }
-        guard UInt64(st.st_size) >= request.maxBytes else { return false }
+        guard UInt64(st.st_size) >= request.maxBytes else { return .no }
         do {
             try download.promote()
-            return true
+            return .promoted
         } catch let e as UpdError where e.code == .corrupt {
-            return false
+            return .no
         }
     }
 
@@ -429,7 +453,15 @@ public final class CurlFetcher: @unchecked Sendable {
             let partial = try download.openPartial()
             let existing = UInt64(try Sys.fstat(partial.rawValue, path: download.partial).st_size)
             have = existing <= request.maxBytes ? existing : 0
-            if existing > request.maxBytes { _ = ftruncate(partial.rawValue, 0) }
+            if have > 0, let verifyPrefix = download.verifyPrefix {
+                do {
+                    try verifyPrefix(download.partial)
+                } catch let e as UpdError where e.code == .corrupt {
+                    have = 0  // damaged where it was kept: it starts again from its first byte
+                }
+            }
+            if existing > have { _ = ftruncate(partial.rawValue, 0) }
+            if job.position == 0 && job.attempts == 0 { state.present += have }  // left by an earlier run
             file = partial
         }
         guard let easy = curl_easy_init() else { throw UpdError(.network, "libcurl: cannot create a transfer") }
@@ -620,9 +652,10 @@ public final class CurlFetcher: @unchecked Sendable {
     private func showProgress(_ state: RunState, total: UInt64, blobs: Int, totalBlobs: Int) {
         guard let progress, Date().timeIntervalSince(state.lastProgress) >= 0.2 || blobs == totalBlobs else { return }
         state.lastProgress = Date()
-        let bytes = state.bytesReceived
+        // What an earlier run left counts as done; the rate is this fetch's own.
+        let bytes = state.present + state.bytesReceived
         let elapsed = max(0.001, Date().timeIntervalSince(state.began))
-        let rate = Double(bytes) / elapsed
+        let rate = Double(state.bytesReceived) / elapsed
         let left = total > bytes ? Double(total - bytes) / max(rate, 1) : 0
         progress(FetchProgress(bytes: bytes, totalBytes: total, blobs: blobs, totalBlobs: totalBlobs,
                                rate: rate, secondsLeft: rate > 0 ? left : nil))

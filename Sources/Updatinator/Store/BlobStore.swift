@@ -63,13 +63,17 @@ public final class BlobStore: Sendable {
         }
     }
 
-    /// Deletes every blob, delta and partial download except the partial download of `keep`.
-    func removeAll(keepingPartialOf keep: BlobRequest?) throws {
+    /// Deletes every blob, delta and partial download except the downloads of `keep`, complete or
+    /// partial (each is verified when it is used or completed).
+    func removeAll(except keep: [BlobRequest]) throws {
         let files = FileManager.default
-        let kept = keep.map { ".partial-" + path(for: $0).split(separator: "/").last! }
+        let kept = Set(keep.flatMap { request in
+            let name = String(path(for: request).split(separator: "/").last!)
+            return ["\(request.hash.hex.prefix(2))/\(name)", "\(request.hash.hex.prefix(2))/.partial-\(name)"]
+        })
         for prefix in (try? files.contentsOfDirectory(atPath: directory)) ?? [] {
             let subdirectory = try openDirectory(prefix: prefix, create: false)
-            for name in (try? files.contentsOfDirectory(atPath: "\(directory)/\(prefix)")) ?? [] where name != kept {
+            for name in (try? files.contentsOfDirectory(atPath: "\(directory)/\(prefix)")) ?? [] where !kept.contains("\(prefix)/\(name)") {
                 Sys.unlink(in: subdirectory, name)
             }
         }
@@ -118,6 +122,24 @@ public final class BlobStore: Sendable {
         guard actual == hash else {
             throw UpdError(.corrupt, "\(blobPath): content hash is \(actual.hex), not the blob's name")
         }
+    }
+
+    /// Checks that the file at `path` can be the start of a blob of a content of `size` bytes:
+    /// a zlib stream that inflates without error, to no more than `size`, and does not end yet.
+    /// Its hash is checked only once the blob is whole; this catches most damage to a partial
+    /// download before the rest of it is fetched.
+    static func checkPrefix(blobAt path: String, size: UInt64) throws {
+        let file = try Sys.openRegularFile(path)
+        let inflater = try ZlibInflater(expectedSize: size, source: path)
+        var buffer = [UInt8](repeating: 0, count: Self.chunkSize)
+        try buffer.withUnsafeMutableBytes { buf in
+            while true {
+                let n = try Sys.read(file.rawValue, buf.baseAddress!, buf.count, path: path)
+                if n == 0 { break }
+                try inflater.inflate(UnsafeRawBufferPointer(rebasing: buf[0..<n])) { _ in }
+            }
+        }
+        if inflater.finished { throw UpdError(.corrupt, "\(path): its zlib stream ends before the blob does", path: path) }
     }
 
     /// Reads a whole blob into memory, verified.

@@ -41,7 +41,7 @@ struct ApplyCommand: UpdatinatorSubcommand {
             root: move.root, target: target, from: try move.from.map { try ManifestFile.read($0) },
             sources: ContentSources(blobDirectories: move.blobs, mirrors: mirrors.fetchOptions, deltaKeyring: trusted),
             faults: Environment.faults, machine: try move.machine)
-        let report = try UpdateEngine.apply(request, observer: MirrorOptions.observer)
+        let report = try UpdateEngine.apply(request, observer: MirrorOptions.observer("applying"))
         Console.endProgress()
         for problem in report.fallbacks { Console.warning(problem) }
         for path in report.etcConflicts {

@@ -44,7 +44,7 @@ struct DeployCommand: UpdatinatorSubcommand {
             sysroot: root.sysroot, target: try trusted.verifiedManifest(at: to),
             sources: ContentSources(blobDirectories: blobs, mirrors: mirrors.fetchOptions, deltaKeyring: trusted),
             faults: Environment.faults)
-        let report = try UpdateEngine.deploy(request, observer: MirrorOptions.observer)
+        let report = try UpdateEngine.deploy(request, observer: MirrorOptions.observer("deploying"))
         Console.endProgress()
         for problem in report.fallbacks { Console.warning(problem) }
         for path in report.etcConflicts {

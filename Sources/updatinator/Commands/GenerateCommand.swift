@@ -49,17 +49,9 @@ struct GenerateCommand: UpdatinatorSubcommand {
         generator.compressionLevel = compressionLevel
         if let jobs { generator.workers = jobs }
         generator.created = Environment.sourceDateEpoch
-        let lastShown = Locked<Double>(0)
         generator.progress = { p in
-            let now = Date().timeIntervalSince1970
-            let show = lastShown.withLock { last in
-                guard now - last > 0.1 || p.filesDone == p.filesTotal else { return false }
-                last = now
-                return true
-            }
-            if show {
-                Console.progress("hashing \(p.filesDone)/\(p.filesTotal) files, \(formatBytes(p.bytesDone)) of \(formatBytes(p.bytesTotal))")
-            }
+            ProgressDisplay.show("hashing", "hashing: \(p.filesDone)/\(p.filesTotal) files, \(formatBytes(p.bytesDone)) of \(formatBytes(p.bytesTotal))",
+                                 done: p.bytesTotal > 0 ? Double(p.bytesDone) / Double(p.bytesTotal) : nil)
         }
         let result = try generator.run()
         Console.endProgress()

@@ -22,23 +22,16 @@ struct MirrorOptions: ParsableArguments {
         return options
     }
 
-    /// A fetcher for these mirrors, with a progress bar on a terminal.
+    /// A fetcher for these mirrors, showing its progress.
     func makeFetcher() throws -> CurlFetcher {
         let fetcher = try CurlFetcher(options: fetchOptions ?? FetchOptions(mirrors: []))
-        fetcher.progress = Self.showProgress
+        fetcher.progress = ProgressDisplay.showFetch
         return fetcher
     }
 
-    /// How the engine's side effects show on a terminal: warnings on standard error, a progress bar.
-    static var observer: UpdateObserver { UpdateObserver(warn: { Console.warning($0) }, fetcherMade: { $0.progress = showProgress }) }
-
-    /// Shows a fetch's progress as a bar on a terminal.
-    static func showProgress(_ p: FetchProgress) {
-        let done = p.totalBytes > 0 ? min(1, Double(p.bytes) / Double(p.totalBytes)) : 1
-        let bar = String(repeating: "#", count: Int(done * 24)).padding(toLength: 24, withPad: ".", startingAt: 0)
-        var line = "[\(bar)] \(p.blobs)/\(p.totalBlobs) blobs, \(formatBytes(p.bytes)) of \(formatBytes(p.totalBytes)), "
-            + "\(formatBytes(UInt64(p.rate)))/s"
-        if let left = p.secondsLeft { line += String(format: ", %.0f s left", left) }
-        Console.progress(line)
+    /// How the engine's side effects show: warnings on standard error, and the progress of the
+    /// operation (`verb`: "applying", "deploying"), its downloads included.
+    static func observer(_ verb: String) -> UpdateObserver {
+        UpdateObserver(warn: { Console.warning($0) }, progress: { ProgressDisplay.showApply(verb, $0) })
     }
 }

@@ -64,7 +64,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
         upgrade.peerURL = peerURL
         upgrade.machine = try MachinePaths.of(root: root, live: live)
         if let from { upgrade.from = try ManifestFile.read(from) }
-        upgrade.observer = MirrorOptions.observer
+        upgrade.observer = MirrorOptions.observer("upgrading")
         upgrade.faults = Environment.faults
         let outcome = try upgrade.run()
         if json { return try printJSON(outcome) }

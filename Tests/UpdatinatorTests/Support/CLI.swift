@@ -33,24 +33,40 @@ struct CommandDescription: Sendable, CustomTestStringConvertible {
         let abstract: String?
     }
 
-    let name: String
+    /// The words after `updatinator` that run it: `["apply"]`, `["fleet", "pause"]`.
+    let path: [String]
     let abstract: String
     let arguments: [Argument]
 
-    var testDescription: String { name }
+    var name: String { path.last ?? "" }
+    var testDescription: String { path.joined(separator: " ") }
 
     /// Every subcommand of `updatinator`, in the order its help lists them.
     static func all() throws -> [CommandDescription] {
+        try tree().filter { $0.path.count == 1 }
+    }
+
+    /// Every command and every subcommand of a command (`fleet pause`), in help order.
+    static func allNested() throws -> [CommandDescription] {
+        try tree()
+    }
+
+    private static func tree() throws -> [CommandDescription] {
         let r = try CLI.run(["--experimental-dump-help"])
         guard r.status == 0, let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
               let root = json["command"] as? [String: Any], let subcommands = root["subcommands"] as? [[String: Any]] else {
             throw UpdError(.corrupt, "updatinator --experimental-dump-help gave no command tree: \(r.stderr)")
         }
+        return describe(subcommands, under: [])
+    }
+
+    private static func describe(_ subcommands: [[String: Any]], under parent: [String]) -> [CommandDescription] {
         // `help` is the parser's own command, which the root help does not list.
-        return subcommands.filter { $0["shouldDisplay"] as? Bool != false && $0["commandName"] as? String != "help" }.map { command in
+        subcommands.filter { $0["shouldDisplay"] as? Bool != false && $0["commandName"] as? String != "help" }.flatMap { command in
+            let path = parent + [command["commandName"] as? String ?? ""]
             let arguments = (command["arguments"] as? [[String: Any]] ?? []).filter { $0["shouldDisplay"] as? Bool != false }
-            return CommandDescription(
-                name: command["commandName"] as? String ?? "",
+            let this = CommandDescription(
+                path: path,
                 abstract: command["abstract"] as? String ?? "",
                 arguments: arguments.map { argument in
                     let preferred = argument["preferredName"] as? [String: Any]
@@ -62,6 +78,7 @@ struct CommandDescription: Sendable, CustomTestStringConvertible {
                     }
                     return Argument(name: printed, abstract: argument["abstract"] as? String)
                 })
+            return [this] + describe(command["subcommands"] as? [[String: Any]] ?? [], under: path)
         }
     }
 }

@@ -16,3 +16,12 @@ func expectUpdError<T>(_ code: UpdError.Code, _ text: String, _ comment: Comment
         Issue.record("\(context)not an UpdError: \(error)", sourceLocation: sourceLocation)
     }
 }
+
+/// Standard error without the progress lines a command writes when it is not a terminal
+/// (`hashing: …`, `applying: …`, `waiting for the server to prepare a batch …`): the errors
+/// and warnings a test reads.
+func withoutProgress(_ stderr: String) -> String {
+    let progress = ["hashing: ", "downloading: ", "applying: ", "deploying: ", "upgrading: ", "waiting for the server to prepare a batch "]
+    return stderr.split(separator: "\n", omittingEmptySubsequences: false)
+        .filter { line in !progress.contains { line.hasPrefix($0) } }.joined(separator: "\n")
+}

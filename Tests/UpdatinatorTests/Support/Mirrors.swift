@@ -37,8 +37,8 @@ final class FlakyMirror {
     let url: String
     private let server: Subprocess
 
-    init(repo: String, mode: String) throws {
-        let server = try Subprocess([Scripts.path("flaky-mirror"), repo, mode])
+    init(repo: String, mode: String, arguments: [String] = []) throws {
+        let server = try Subprocess([Scripts.path("flaky-mirror"), repo, mode] + arguments)
         self.server = server
         // The server prints its URL once it listens.
         guard eventually(within: 10, { server.stdout.contains("\n") || !server.isRunning }), server.stdout.contains("\n") else {
@@ -46,6 +46,9 @@ final class FlakyMirror {
         }
         url = server.stdout.split(separator: "\n")[0].trimmingCharacters(in: .whitespaces)
     }
+
+    /// What the server printed: its URL, then a line for each blob answer it sent or held.
+    var output: String { server.stdout }
 
     deinit { server.stop() }
 }

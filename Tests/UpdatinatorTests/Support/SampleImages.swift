@@ -46,6 +46,14 @@ final class SampleImages: Sendable {
 
     func tree(_ image: String, _ version: String) -> String { "\(directory)/trees/\(image)-\(version)" }
     func manifest(_ image: String, _ version: String) -> String { "\(repo)/images/\(image)/\(version).manifest" }
+
+    /// The blobs olpc-ext3 2 needs when olpc-ext3 1 is installed.
+    var upgradeBlobs: [BlobRequest] {
+        get throws {
+            try BlobFetchPlan.missing(target: ManifestParser.parse(contentsOf: manifest("olpc-ext3", "2")),
+                                      present: ManifestParser.parse(contentsOf: manifest("olpc-ext3", "1")), stores: [])
+        }
+    }
 }
 
 enum Shell {
