@@ -42,7 +42,7 @@ public struct DeviceQuery: Sendable, Equatable {
 
 extension FleetInventory {
     static let deviceColumns = ["device", "image", "version", "channel", "school", "address", "status", "code", "decision",
-                                "target_image", "target_version", "peer", "first_seen", "last_seen", "last_report"]
+                                "target_image", "target_version", "peer", "agent_version", "first_seen", "last_seen", "last_report"]
 
     /// The devices that match, most recently seen first.
     public func devices(_ query: DeviceQuery, now: Int64) throws -> [[String: Any]] {

@@ -23,7 +23,7 @@ public final class FleetInventory: Sendable {
             CREATE TABLE IF NOT EXISTS devices (
                 device TEXT PRIMARY KEY, image TEXT, version TEXT, channel TEXT, address TEXT,
                 status TEXT, code TEXT, target_image TEXT, target_version TEXT, peer TEXT,
-                first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, last_report INTEGER);
+                first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, last_report INTEGER, agent_version TEXT);
             CREATE INDEX IF NOT EXISTS devices_by_version ON devices (image, version, status);
             CREATE INDEX IF NOT EXISTS devices_by_target ON devices (target_version, status);
             CREATE TABLE IF NOT EXISTS history (
@@ -33,7 +33,7 @@ public final class FleetInventory: Sendable {
             """)
         // Columns added since the first release, for a database that predates them.
         let columns = Set(try db.query("PRAGMA table_info(devices)").compactMap { $0[1].text })
-        for (column, type) in [("school", "TEXT"), ("decision", "TEXT")] where !columns.contains(column) {
+        for (column, type) in [("school", "TEXT"), ("decision", "TEXT"), ("agent_version", "TEXT")] where !columns.contains(column) {
             try db.execute("ALTER TABLE devices ADD COLUMN \(column) \(type)")
         }
         database = Locked(db)
@@ -63,13 +63,14 @@ public final class FleetInventory: Sendable {
             try db.transaction {
                 for (request, address, decision, now) in checks {
                     try db.query("""
-                        INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen, school, decision)
-                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7, ?8, ?9)
+                        INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen, school, decision,
+                            agent_version)
+                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7, ?8, ?9, ?10)
                         ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
                             channel = coalesce(?4, channel), address = coalesce(?5, address), peer = coalesce(?6, peer), last_seen = ?7,
-                            school = coalesce(?8, school), decision = ?9
+                            school = coalesce(?8, school), decision = ?9, agent_version = coalesce(?10, agent_version)
                         """, [.text(request.device), text(request.image), text(request.version), text(request.channel), text(address),
-                              text(request.peer), .integer(now), text(Self.school(of: request)), .text(decision)])
+                              text(request.peer), .integer(now), text(Self.school(of: request)), .text(decision), text(request.agentVersion)])
                 }
             }
         }

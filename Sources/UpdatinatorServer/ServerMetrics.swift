@@ -52,6 +52,9 @@ public final class ServerMetrics: Sendable {
     public func text() -> String {
         let c = counts.withLock { $0 }
         var lines = [
+            "# HELP updatinator_build_info The server's updatinator version, as a label; always 1.",
+            "# TYPE updatinator_build_info gauge",
+            "updatinator_build_info{version=\"\(UpdatinatorVersion.current)\"} 1",
             "# HELP updatinator_requests_total HTTP requests by route and status.",
             "# TYPE updatinator_requests_total counter",
         ]

@@ -1,4 +1,7 @@
 import ArgumentParser
+import Foundation
+import Logging
+import Updatinator
 
 @main
 struct UpdatinatorCommand: ParsableCommand {
@@ -10,10 +13,32 @@ struct UpdatinatorCommand: ParsableCommand {
             with 'generate', 'sign' and 'publish'. Exit codes are the same for every command \
             and are listed in docs/cli.md.
             """,
+        version: UpdatinatorVersion.current,
         subcommands: [
             KeygenCommand.self, GenerateCommand.self, SignCommand.self, VerifyCommand.self,
             DiffCommand.self, FsckCommand.self, PublishCommand.self, DeltaCommand.self, PackCommand.self, AdoptCommand.self, PlanCommand.self, ApplyCommand.self, GetManifestCommand.self, FetchCommand.self,
             RunCommand.self, ReplCommand.self, AgentCommand.self, ServeCommand.self, UpgradeCommand.self,
             DeployCommand.self, RollbackCommand.self, StatusCommand.self, GCCommand.self, MarkGoodCommand.self, FleetCommand.self,
         ])
+
+    /// Parses and runs a command; under `--json`, a command line that does not parse is a JSON
+    /// error too (code `usage`), like every other failure. On the journal, the servers' log
+    /// lines carry their priority like the rest.
+    static func main() {
+        if Console.isJournal { LoggingSystem.bootstrap { JournalLogHandler(label: $0) } }
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let status = exitCode(for: error)
+            // A command's own failures (ExitCode) have been reported by its run wrapper.
+            let options = CommandLine.arguments.dropFirst().prefix { $0 != "--" }
+            if status == .validationFailure, !(error is ExitCode), options.contains("--json") {
+                Console.writeJSONError(code: UpdError.Code.usage.rawValue, status: status.rawValue,
+                                       message: message(for: error).split(separator: "\n").first.map(String.init) ?? "")
+                Foundation.exit(status.rawValue)
+            }
+            exit(withError: error)
+        }
+    }
 }

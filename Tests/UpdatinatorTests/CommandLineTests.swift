@@ -131,21 +131,6 @@ import Testing
                            "--mirror", "ftp://example.org/repo"], status: 64, mentioning: "only http://, https:// and file://")
     }
 
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/systemd-analyze")))
-    func theSystemdUnitsVerify() throws {
-        let tmp = TemporaryDirectory("units")
-        let units = Scripts.repositoryRoot.appendingPathComponent("contrib/systemd").path
-        let names = try FileManager.default.contentsOfDirectory(atPath: units).filter { $0.hasPrefix("updatinator-") && ($0.hasSuffix(".service") || $0.hasSuffix(".timer")) }.sorted()
-        #expect(names.count == 5, "\(names)")
-        for name in names {
-            // The units name the installed binary; check them against the one just built.
-            let text = try String(contentsOfFile: "\(units)/\(name)", encoding: .utf8)
-            try Sys.writeFileAtomically(tmp.sub(name), Array(text.replacingOccurrences(of: "/usr/local/bin/updatinator", with: CLI.binary).utf8))
-        }
-        let r = try Subprocess(["systemd-analyze", "verify", "--man=no"] + names.map { tmp.sub($0) })
-        #expect(r.wait() == 0 && r.stderr.isEmpty, "\(r.stderr)")
-    }
-
     @Test(.enabled(if: !FileManager.default.fileExists(atPath: "/etc/updatinator")),
           arguments: [(["agent", "--once"], "/etc/updatinator/policy.lua"),
                       (["serve", "--listen", "127.0.0.1:0"], "/etc/updatinator/decision.sec"),
@@ -158,6 +143,11 @@ import Testing
     /// Text with every run of white space made one space: help wraps lines at the terminal's width.
     static func words(_ text: String) -> String {
         text.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    }
+
+    @Test func versionPrintsThePackagesVersion() throws {
+        let r = try expectSuccess(["--version"])
+        #expect(r.stdout == UpdatinatorVersion.current + "\n", "\(r.stdout)")
     }
 
     @Test func theRootHelpListsEveryCommandWithItsAbstract() throws {

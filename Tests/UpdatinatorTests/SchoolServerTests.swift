@@ -97,6 +97,8 @@ import UpdatinatorServer
         let devices = try school.fleet()["devices"] as! [[String: Any]]
         let row = try #require(devices.first { $0["device"] as? String == "laptop" })
         #expect(row["version"] as? String == "2" && row["status"] as? String == "done", "\(row)")
+        #expect(row["agent_version"] as? String == UpdatinatorVersion.current, "upgrade sends its version: \(row)")
+        #expect(try school.server.metric("updatinator_build_info", ["version=\"\(UpdatinatorVersion.current)\""]) == 1)
     }
 
     @Test func filesCarryETagsAndRangesSoDownloadsResume() throws {
@@ -295,13 +297,52 @@ import UpdatinatorServer
     }
 
     @Test func aRequestReachesThePolicyWithItsTypes() throws {
-        let body = #"{"device": "d", "nonce": "0123456789abcdef", "b": true, "n": 5, "f": 1.5, "s": "x", "a": [1, false], "o": {"k": "v"}, "z": null}"#
+        let body = #"{"device": "d", "nonce": "0123456789abcdef", "agent_version": "0.16.0", "b": true, "n": 5, "f": 1.5, "s": "x", "a": [1, false], "o": {"k": "v"}, "z": null}"#
         let request = try WireCoding.decode(CheckRequest.self, from: Array(body.utf8))
         #expect(request.policyTable(address: "10.1.2.3") == [
-            "device": .string("d"), "nonce": .string("0123456789abcdef"), "b": .boolean(true), "n": .integer(5),
+            "device": .string("d"), "nonce": .string("0123456789abcdef"), "agent_version": .string("0.16.0"), "b": .boolean(true), "n": .integer(5),
             "f": .number(1.5), "s": .string("x"), "a": .array([.integer(1), .boolean(false)]), "o": .table(["k": .string("v")]),
             "address": .string("10.1.2.3"),
         ])
+    }
+
+    @Test func upgradeReportsItsOutcomeAsJSON() throws {
+        let school = try School(self, policy: Self.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let laptop = try installedTree("json-laptop", version: "1")
+        let arguments = ["upgrade", "--root", laptop, "--server", school.server.url, "--keyring", samples.keyring,
+                         "--decision-keyring", school.decisionKeyring, "--json"]
+        let applied = try CLI.run(arguments, environment: ["UPDATINATOR_DEVICE_ID": "json-laptop"])
+        #expect(applied.status == 0, "\(applied.stderr)")
+        let outcome = try #require(try JSONSerialization.jsonObject(with: Data(applied.stdout.utf8)) as? [String: Any], "\(applied.stdout)")
+        let report = try #require(outcome["report"] as? [String: Any], "\(outcome)")
+        #expect(outcome["outcome"] as? String == "applied" && outcome["version"] as? String == "2", "\(outcome)")
+        #expect(report["version"] as? String == "2" && (report["blobs_downloaded"] as? Int ?? 0) > 0
+                && (report["bytes_downloaded"] as? Int ?? 0) > 0, "\(report)")
+        #expect(try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "2")]).status == 0)
+
+        let again = try CLI.run(arguments, environment: ["UPDATINATOR_DEVICE_ID": "json-laptop"])
+        #expect(again.status == 10, "\(again.stdout)\(again.stderr)")
+        let upToDate = try #require(try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any], "\(again.stdout)")
+        #expect(upToDate["outcome"] as? String == "up_to_date", "\(upToDate)")
+    }
+
+    @Test func anInventoryAnOlderServerCreatedGainsTheAgentVersionAndKeepsItsDevices() throws {
+        let path = tmp.sub("old-fleet.sqlite")
+        // The devices table as servers before agent_version created it, with one device.
+        try Shell.run(["sqlite3", path, """
+            CREATE TABLE devices (device TEXT PRIMARY KEY, image TEXT, version TEXT, channel TEXT, address TEXT,
+                status TEXT, code TEXT, target_image TEXT, target_version TEXT, peer TEXT,
+                first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL, last_report INTEGER);
+            INSERT INTO devices (device, image, version, first_seen, last_seen) VALUES ('old', 'olpc-ext3', '1', 1, 1);
+            """])
+        let inventory = try FleetInventory(path: path)
+        try inventory.recordCheck(CheckRequest(device: "new", nonce: "0123456789abcdef", image: "olpc-ext3", version: "2",
+                                               agentVersion: "9.8.7"), address: nil, decision: "update", now: 2)
+        let devices = try inventory.summary()["devices"] as! [[String: Any]]
+        #expect(devices.map { $0["device"] as? String } == ["new", "old"], "\(devices)")
+        #expect(devices[0]["agent_version"] as? String == "9.8.7" && devices[1]["agent_version"] == nil, "\(devices)")
+        // Opening it again finds the column there and adds nothing.
+        #expect(try FleetInventory(path: path).summary()["device_count"] as? Int == 2)
     }
 
     @Test func aPeerServesOnlyTheContentsOfItsInstalledManifest() throws {
@@ -318,6 +359,33 @@ import UpdatinatorServer
         #expect(served.status == 200)
         #expect(Array(served.body.data(using: .isoLatin1)!) == (try Sys.readFile(samples.repo + "/blobs/\(hash.hex.prefix(2))/\(hash.hex)")),
                 "the same blob as the repository's")
+    }
+
+    @Test func aStagedLaptopServesItsCurrentDeploymentAndFollowsARollback() throws {
+        let sysroot = try stagedLaptop("staged-peer")
+        let deployed = try CLI.run(["deploy", "--sysroot", sysroot, "--to", samples.manifest("olpc-ext3", "2"), "--keyring", samples.keyring,
+                                    "--blobs", samples.repo + "/blobs"])
+        try #require(deployed.status == 0, "\(deployed.stderr)")
+        let peer = try ServeProcess(["--peer", "--sysroot", sysroot, "--cache", tmp.sub("staged-peer-cache")])
+        let old = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1"))
+        let new = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
+        let needed = Set(new.entries.compactMap(\.contentHash)).subtracting(old.entries.compactMap(\.contentHash))
+        let fetched = try CLI.run(["fetch", "--to", samples.manifest("olpc-ext3", "2"), "--from", samples.manifest("olpc-ext3", "1"),
+                                   "--mirror", peer.url, "--cache", tmp.sub("from-staged-peer"), "--json"])
+        #expect(fetched.status == 0, "\(fetched.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(fetched.stdout.utf8)) as? [String: Any]
+        #expect(report?["blobs"] as? Int == needed.count, "\(fetched.stdout)")
+        #expect(try peer.metric("updatinator_requests_total", ["status=\"200\"", "blobs"]) == needed.count)
+
+        // After a rollback, the peer serves image 1: a content only image 2 has is no longer there.
+        try #require(try CLI.run(["rollback", "--sysroot", sysroot]).status == 0)
+        let onlyNew = try #require(needed.first).hex
+        #expect(try Curl.get(peer.url + "/blobs/\(onlyNew.prefix(2))/\(onlyNew)").status == 404)
+        let kept = try #require(old.entries.lazy.compactMap(\.contentHash).first).hex
+        #expect(try Curl.get(peer.url + "/blobs/\(kept.prefix(2))/\(kept)").status == 200)
+
+        let neither = try CLI.run(["serve", "--peer", "--listen", "127.0.0.1:0"])
+        #expect(neither.status == 64 && neither.stderr.contains("--sysroot"), "\(neither.stderr)")
     }
 
     // MARK: Server policies
@@ -381,6 +449,7 @@ import UpdatinatorServer
         let devices = try school.fleet()["devices"] as! [[String: Any]]
         let row = try #require(devices.first { $0["device"] as? String == "laptop" })
         #expect(row["version"] as? String == "2" && row["status"] as? String == "done", "\(row)")
+        #expect(row["agent_version"] as? String == UpdatinatorVersion.current, "upd.check sends the agent's version: \(row)")
         let again = try CLI.run(["agent", "--once", "--policy", Scripts.policy("default.lua"), "--config", config,
                                  "--state", tmp.sub("state.json")], environment: environment)
         #expect(again.stdout.contains("tick: up to date"), "\(again.stdout)\(again.stderr)")

@@ -117,9 +117,11 @@ final class InPlaceApplier {
         let installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest)
 
         if installed == targetBytes {
-            // A run killed after the switch may have left its state behind.
+            // A run killed after the switch may have left its state behind: finishing it is
+            // the end of that apply, not "already there".
+            let leftOver = applyFD >= 0
             try removeApplyState()
-            report.alreadyCurrent = true
+            if leftOver { report.resumed = true } else { report.alreadyCurrent = true }
             return report
         }
         let old: (manifest: Manifest, bytes: [UInt8])

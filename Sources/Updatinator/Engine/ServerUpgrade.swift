@@ -48,7 +48,8 @@ public struct ServerUpgrade {
         let client = SchoolServerClient(server: server)
         let nonce = SchoolServerClient.newNonce()
         let request = CheckRequest(device: device, nonce: nonce, image: installed.manifest.image, version: installed.manifest.version,
-                                   channel: channel, peer: peerURL, freeBytes: try? FilesystemSpace(path: root).free)
+                                   channel: channel, peer: peerURL, freeBytes: try? FilesystemSpace(path: root).free,
+                                   agentVersion: UpdatinatorVersion.current)
         let decision = try client.check(request, keyring: decisionKeyring, now: Int64(now().timeIntervalSince1970))
         guard decision.update, let image = decision.image, let version = decision.version,
               image != installed.manifest.image || version != installed.manifest.version else {

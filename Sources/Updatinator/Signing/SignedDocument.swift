@@ -2,6 +2,11 @@
 public enum SignedDocument {
     /// What a successful verification found.
     public struct Verified: Sendable {
+        /// "manifest" or "channel".
+        public let kind: String
+        /// The image and version the manifest is, or the channel points to.
+        public let image: String
+        public let version: String
         public let signers: [String]
         /// A one-line description of the document, e.g. "manifest base 2 (3012 entries)".
         public let summary: String
@@ -29,11 +34,11 @@ public enum SignedDocument {
             let (content, signers) = try keyring.verifyFile(path, purpose: .channel)
             let m = try ChannelMetadata.parse(content, source: path)
             try m.checkFreshness(source: path, now: now)
-            return Verified(signers: signers, summary: "channel \(m.channel) → \(m.image) \(m.version), serial \(m.serial)")
+            return Verified(kind: "channel", image: m.image, version: m.version, signers: signers, summary: "channel \(m.channel) → \(m.image) \(m.version), serial \(m.serial)")
         }
         let (content, signers) = try keyring.verifyFile(path, purpose: .manifest)
         let manifest = try ManifestParser.parse(content, source: path)
-        return Verified(signers: signers,
+        return Verified(kind: "manifest", image: manifest.image, version: manifest.version, signers: signers,
                         summary: "manifest \(manifest.image) \(manifest.version) (\(manifest.entries.count) entries)")
     }
 }

@@ -62,6 +62,7 @@ extension UpdLibrary {
             let keyring = try call.object(3, keyringType)
             if request["device"] == nil { request["device"] = .string(try call.state.deviceID()) }
             request["nonce"] = .string(SchoolServerClient.newNonce())
+            request["agent_version"] = .string(UpdatinatorVersion.current)
             let d = try SchoolServerClient(server: server).check(try message(CheckRequest.self, request, call, 2),
                                                                 keyring: keyring.keyring, now: Int64(call.state.now))
             var answer: [String: LuaValue] = ["update": .boolean(d.update), "expires": .integer(d.expires),

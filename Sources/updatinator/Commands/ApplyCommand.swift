@@ -43,9 +43,9 @@ struct ApplyCommand: UpdatinatorSubcommand {
             faults: Environment.faults, machine: try move.machine)
         let report = try UpdateEngine.apply(request, observer: MirrorOptions.observer)
         Console.endProgress()
-        for problem in report.fallbacks { Console.error("warning: \(problem)") }
+        for problem in report.fallbacks { Console.warning(problem) }
         for path in report.etcConflicts {
-            Console.error("warning: \(path): changed on this machine and in \(target.name); the machine's version is kept, the image's is beside it as \(path).updatinator-new")
+            Console.warning("\(path): changed on this machine and in \(target.name); the machine's version is kept, the image's is beside it as \(path).updatinator-new")
         }
         if json {
             try Console.writeJSON(report)

@@ -2,47 +2,72 @@ import ArgumentParser
 import Foundation
 import Updatinator
 
-/// A subcommand whose library errors become one line on stderr and the documented exit code.
+/// A subcommand whose library errors become one line on stderr and the documented exit code;
+/// with `--json`, that line is a JSON object (`Console.writeJSONError`).
 protocol UpdatinatorSubcommand: ParsableCommand {
     func execute() throws
+    /// Whether the command reports in JSON: its `--json` flag, for those that have one.
+    var json: Bool { get }
 }
 
 extension UpdatinatorSubcommand {
+    var json: Bool { false }
+
     func run() throws {
         do {
             try execute()
-        } catch let error as UpdError {
-            Console.error(error.message)
-            throw ExitCode(error.code.exitStatus)
         } catch let error as ExitCode {
             throw error
         } catch {
             // Any other failure (Foundation's, a Lua host's) is still one documented line.
-            let wrapped = UpdError.wrapping(error, Self.configuration.commandName ?? "updatinator")
-            Console.error(wrapped.message)
-            throw ExitCode(wrapped.code.exitStatus)
+            let failure = error as? UpdError ?? UpdError.wrapping(error, Self.configuration.commandName ?? "updatinator")
+            if json {
+                Console.writeJSONError(code: failure.code.rawValue, status: failure.code.exitStatus, message: failure.message)
+            } else {
+                Console.error(failure.message)
+            }
+            throw ExitCode(failure.code.exitStatus)
         }
     }
 }
 
 enum Console {
+    /// How important a line on standard error is, as sd-daemon(3) numbers it.
+    enum Priority: Int {
+        case error = 3, warning = 4, info = 6
+    }
+
+    /// Whether standard error is the journal (systemd sets `JOURNAL_STREAM` to its device and
+    /// inode): each line then starts with its priority, `<3>`, `<4>` or `<6>`.
+    static let isJournal: Bool = {
+        guard let stream = Environment.journalStream else { return false }
+        var status = stat()
+        return fstat(2, &status) == 0 && UInt64(status.st_dev) == stream.device && UInt64(status.st_ino) == stream.inode
+    }()
+
     /// Whether standard error is a terminal, where progress is shown.
-    static let isInteractive = isatty(2) == 1
+    static let isInteractive = isatty(2) == 1 && !isJournal
 
     static func error(_ message: String) {
+        log(.error, "updatinator: \(message)")
+    }
+
+    static func warning(_ message: String) {
+        log(.warning, "updatinator: warning: \(message)")
+    }
+
+    /// Writes lines to standard error, each with its priority when that is the journal.
+    static func log(_ priority: Priority, _ text: String) {
         endProgress()
-        FileHandle.standardError.write(Data("updatinator: \(message)\n".utf8))
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if lines.last == "" { lines.removeLast() }
+        let prefix = isJournal ? "<\(priority.rawValue)>" : ""
+        FileHandle.standardError.write(Data(lines.map { prefix + $0 + "\n" }.joined().utf8))
     }
 
     /// Writes text as it is (a script's `print`).
     static func write(_ text: String) {
         FileHandle.standardOutput.write(Data(text.utf8))
-    }
-
-    /// Writes text as it is to standard error (a script's `upd.log`).
-    static func writeError(_ text: String) {
-        endProgress()
-        FileHandle.standardError.write(Data(text.utf8))
     }
 
     static func print(_ line: String) {
@@ -66,8 +91,17 @@ enum Console {
         FileHandle.standardOutput.write(try encoder.encode(value) + Data("\n".utf8))
     }
 
+    /// A failure under `--json`: `{"error": {"code": …, "status": …, "message": …}}`, one line on
+    /// standard error, where errors go (standard output holds only a command's report).
+    static func writeJSONError(code: String, status: Int32, message: String) {
+        let error: [String: Any] = ["error": ["code": code, "status": status, "message": message]]
+        // A dictionary of strings and a number always serializes.
+        let data = try! JSONSerialization.data(withJSONObject: error, options: [.sortedKeys, .withoutEscapingSlashes])
+        log(.error, String(decoding: data, as: UTF8.self))
+    }
+
     static func writeJSON(_ value: Any) throws {
-        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted])
+        let data = try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes])
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 }
@@ -107,6 +141,14 @@ enum Environment {
     /// for tests; `systemctl reboot` by default.
     static var rebootCommand: [String] {
         variables["UPDATINATOR_REBOOT_COMMAND"].map { $0.split(separator: " ").map(String.init) } ?? ["systemctl", "reboot"]
+    }
+
+    /// `JOURNAL_STREAM` (`DEVICE:INODE`, decimal), which systemd sets when standard error or
+    /// output is connected to the journal.
+    static var journalStream: (device: UInt64, inode: UInt64)? {
+        guard let parts = variables["JOURNAL_STREAM"]?.split(separator: ":"), parts.count == 2,
+              let device = UInt64(parts[0]), let inode = UInt64(parts[1]) else { return nil }
+        return (device, inode)
     }
 
     /// `SOURCE_DATE_EPOCH`, the reproducible-builds convention for a build's timestamp.

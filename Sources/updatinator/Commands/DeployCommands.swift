@@ -46,9 +46,9 @@ struct DeployCommand: UpdatinatorSubcommand {
             faults: Environment.faults)
         let report = try UpdateEngine.deploy(request, observer: MirrorOptions.observer)
         Console.endProgress()
-        for problem in report.fallbacks { Console.error("warning: \(problem)") }
+        for problem in report.fallbacks { Console.warning(problem) }
         for path in report.etcConflicts {
-            Console.error("warning: \(path): changed on this machine and in the new image; kept this machine's, the image's is \(path).updatinator-new")
+            Console.warning("\(path): changed on this machine and in the new image; kept this machine's, the image's is \(path).updatinator-new")
         }
         if json {
             try Console.writeJSON(report)
@@ -73,8 +73,12 @@ struct RollbackCommand: UpdatinatorSubcommand {
 
     @OptionGroup var root: SysrootOption
 
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
     func execute() throws {
         let (from, to) = try Sysroot(path: root.sysroot).rollback()
+        if json { return try Console.writeJSON(["current": to, "previous": from]) }
         Console.print("\(root.sysroot)/current is now \(to) (was \(from))")
     }
 }
@@ -131,8 +135,15 @@ struct GCCommand: UpdatinatorSubcommand {
     @Option(help: "How many deployments to keep (the current, previous and pending ones always stay).")
     var keep = 2
 
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
     func execute() throws {
         let collected = try Sysroot(path: root.sysroot).collectGarbage(keep: keep)
+        if json {
+            return try Console.writeJSON(["removed_deployments": collected.deployments, "removed_blobs": collected.blobs,
+                                          "removed_blob_bytes": collected.blobBytes])
+        }
         Console.print("removed \(collected.deployments.count) deployments"
             + (collected.deployments.isEmpty ? "" : " (" + collected.deployments.joined(separator: ", ") + ")")
             + " and \(collected.blobs) cached blobs (\(formatBytes(collected.blobBytes)))")

@@ -26,6 +26,9 @@ struct FetchCommand: UpdatinatorSubcommand {
     @Option(help: "The tree; its installed manifest is used when --from is not given.")
     var root: String?
 
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
     func execute() throws {
         let target = try ManifestFile.read(to).manifest
         var present: Manifest? = nil
@@ -38,6 +41,10 @@ struct FetchCommand: UpdatinatorSubcommand {
         let requests = try BlobFetchPlan.missing(target: target, present: present, stores: [store])
         let report = try mirrors.makeFetcher().fetch(requests, into: store)
         Console.endProgress()
+        if json {
+            return try Console.writeJSON(["cache": cache, "blobs": report.blobs, "bytes": report.bytes, "retries": report.retries,
+                                          "failovers": report.failovers, "seconds": report.seconds])
+        }
         Console.print("fetched \(report.blobs) blobs, \(formatBytes(report.bytes)) (\(report.bytes) bytes) in "
             + String(format: "%.2f s", report.seconds) + " into \(cache)"
             + (report.retries + report.failovers > 0 ? "; \(report.retries) retries, \(report.failovers) failovers" : ""))

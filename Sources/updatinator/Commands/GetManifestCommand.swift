@@ -25,9 +25,16 @@ struct GetManifestCommand: UpdatinatorSubcommand {
     @Option(help: "The directory of trusted public keys that must have signed the manifest.")
     var keyring = DefaultPaths.keyring
 
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
     func execute() throws {
         let got = try mirrors.makeFetcher().downloadManifest(image: image, version: version, into: out,
                                                              keyring: try Keyring(directory: keyring))
+        if json {
+            return try Console.writeJSON(["path": got.path!, "image": image, "version": version,
+                                          "entries": got.manifest.entries.count, "verified": true])
+        }
         Console.print("\(got.path!): \(image) \(version), \(got.manifest.entries.count) entries"
             + ", signature verified")
     }

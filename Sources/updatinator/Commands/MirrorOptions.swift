@@ -30,7 +30,7 @@ struct MirrorOptions: ParsableArguments {
     }
 
     /// How the engine's side effects show on a terminal: warnings on standard error, a progress bar.
-    static var observer: UpdateObserver { UpdateObserver(warn: { Console.error("warning: \($0)") }, fetcherMade: { $0.progress = showProgress }) }
+    static var observer: UpdateObserver { UpdateObserver(warn: { Console.warning($0) }, fetcherMade: { $0.progress = showProgress }) }
 
     /// Shows a fetch's progress as a bar on a terminal.
     static func showProgress(_ p: FetchProgress) {

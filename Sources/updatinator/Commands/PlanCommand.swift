@@ -34,7 +34,7 @@ struct PlanCommand: UpdatinatorSubcommand {
         let mirrors: FetchOptions? = mirror.isEmpty ? nil : FetchOptions(mirrors: mirror)
         let sources = ContentSources(blobDirectories: move.blobs, mirrors: mirrors, deltaKeyring: mirror.isEmpty ? nil : try Keyring(directory: keyring))
         let plan = PlanSummary(try UpdateEngine.plan(root: move.root, from: origin, to: target, sources: sources,
-                                                     machine: try move.machine, observer: UpdateObserver(warn: { Console.error("warning: \($0)") })))
+                                                     machine: try move.machine, observer: UpdateObserver(warn: { Console.warning($0) })))
         if json { return try Console.writeJSON(plan) }
         let c = plan.changes
         Console.print("\(plan.from.image) \(plan.from.version) → \(plan.to.image) \(plan.to.version)")

@@ -26,7 +26,7 @@ struct ScriptOptions: ParsableArguments {
     /// Prints a script's error, `SCRIPT:LINE: message` and its traceback, on standard error.
     static func report(_ error: LuaError) {
         Console.error(error.message)
-        if let traceback = error.traceback { FileHandle.standardError.write(Data((traceback + "\n").utf8)) }
+        if let traceback = error.traceback { Console.log(.error, traceback) }
     }
 
     /// A Lua state with these options.
@@ -43,7 +43,9 @@ struct ScriptOptions: ParsableArguments {
         if let directory = Environment.powerSupplyDirectory { options.powerSupplyDirectory = directory }
         let lua = try LuaState(options: options)
         lua.output = { Console.write($0) }
-        lua.log = { level, message in Console.writeError("[\(level)] \(message)\n") }
+        lua.log = { level, message in
+            Console.log(level == "error" ? .error : level == "warn" ? .warning : .info, "[\(level)] \(message)")
+        }
         lua.root = root
         lua.configFile = config
         lua.stateFile = state ?? root.map { "\($0)/.updatinator/policy-state.json" } ?? DefaultPaths.policyState

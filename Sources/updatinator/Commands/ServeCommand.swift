@@ -18,12 +18,14 @@ struct ServeCommand: UpdatinatorSubcommand {
             management API (/v1/fleet/devices, /v1/rollouts: pause, resume, halt, advance, pin, \
             release) and the dashboard (/dashboard). A policy error or limit answers "no update" \
             (policy-error) and is logged and counted. \
-            With --peer, a laptop serves GET /blobs/<hh>/<hash> for the contents of its \
-            installed image, read from its tree, so that neighbours can use it as a mirror. \
+            With --peer, a laptop serves GET /blobs/<hh>/<hash> for the contents of the image \
+            it runs, read from its tree (--root, through its installed manifest) or from the \
+            current deployment of its sysroot (--sysroot), so that neighbours can use it as a \
+            mirror. \
             Prints the URL it listens on, then runs until SIGTERM or SIGINT.
             """)
 
-    @Flag(help: "Serve the blobs of an installed tree to neighbours (needs --root).")
+    @Flag(help: "Serve the blobs of an installed tree (--root) or of a sysroot's current deployment (--sysroot) to neighbours.")
     var peer = false
 
     @Option(help: "The repository directory to serve.")
@@ -77,14 +79,22 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Option(help: "With --peer: the installed tree whose contents are served.")
     var root: String?
 
-    @Option(help: "With --peer: where compressed blobs are kept once made, emptied at start; default ROOT/.updatinator/peer-cache.")
+    @Option(help: "With --peer: the sysroot whose current deployment's contents are served (staged deployments).")
+    var sysroot: String?
+
+    @Option(help: "With --peer: where compressed blobs are kept once made, emptied at start; default ROOT/.updatinator/peer-cache or SYSROOT/peer-cache.")
     var cache: String?
 
     func execute() throws {
         let (host, port) = try Self.address(listen)
         if peer {
-            guard let root else { throw UpdError(.usage, "serve --peer needs --root, the installed tree to serve") }
-            let server = try PeerServer(root: root, cache: cache)
+            let source: PeerServer.Source
+            switch (root, sysroot) {
+            case (let root?, nil): source = .tree(root)
+            case (nil, let sysroot?): source = .sysroot(sysroot)
+            default: throw UpdError(.usage, "serve --peer needs either --root (a tree upgraded in place) or --sysroot (staged deployments)")
+            }
+            let server = try PeerServer(source, cache: cache)
             try Self.run(listen) { try await HTTPService.run(server.router(), host: host, port: port, name: "peer", onListening: $0) }
             return
         }

@@ -52,6 +52,9 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     @Flag(help: "The tree is the root a system runs from (as apply --live; implied when it is /): its runtime mounts and state are the machine's, /etc is merged.")
     var live = false
 
+    @Flag(help: "Print the outcome as JSON.")
+    var json = false
+
     func execute() throws {
         var upgrade = ServerUpgrade(root: root, server: server, keyring: try Keyring(directory: keyring),
                                     decisionKeyring: try Keyring(directory: decisionKeyring),
@@ -63,7 +66,9 @@ struct UpgradeCommand: UpdatinatorSubcommand {
         if let from { upgrade.from = try ManifestFile.read(from) }
         upgrade.observer = MirrorOptions.observer
         upgrade.faults = Environment.faults
-        switch try upgrade.run() {
+        let outcome = try upgrade.run()
+        if json { return try printJSON(outcome) }
+        switch outcome {
         case .noUpdate(let reason, let message, let decision):
             let offer = decision.update ? " (to \(decision.image!) \(decision.version!))" : ""
             Console.print("\(root): no update: \(reason.summary)\(offer)" + (message.map { ": \($0)" } ?? ""))
@@ -73,7 +78,34 @@ struct UpgradeCommand: UpdatinatorSubcommand {
             Console.print("\(root) is now at \(decision.image!) \(decision.version!): downloaded \(report.download.blobs) blobs, "
                 + "\(formatBytes(report.download.bytes)) (peers offered: \(decision.peers.count)), wrote \(formatBytes(report.bytesWritten)), "
                 + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s")
-            for problem in report.fallbacks { Console.error("warning: \(problem)") }
+            for problem in report.fallbacks { Console.warning(problem) }
         }
     }
+
+    /// The outcome under `--json`, with the same exit status as in text.
+    private func printJSON(_ outcome: ServerUpgrade.Outcome) throws {
+        switch outcome {
+        case .noUpdate(let reason, let message, let decision):
+            var answer: [String: Any] = ["outcome": "no_update", "reason": reason.rawValue, "summary": reason.summary, "status": Int(reason.exitStatus)]
+            answer["message"] = message
+            if decision.update { (answer["image"], answer["version"]) = (decision.image!, decision.version!) }
+            try Console.writeJSON(answer)
+            throw ExitCode(reason.exitStatus)
+        case .applied(let decision, let report):
+            Console.endProgress()
+            for problem in report.fallbacks { Console.warning(problem) }
+            try Console.writeJSON(ApplyOutcome(image: decision.image!, version: decision.version!, peersOffered: decision.peers.count, report: report))
+        }
+    }
+}
+
+/// `upgrade --json`'s answer after an apply: the decision's image and version, and the apply's report.
+private struct ApplyOutcome: Encodable {
+    let outcome = "applied"
+    let image: String
+    let version: String
+    let peersOffered: Int
+    let report: ApplyReport
+
+    enum CodingKeys: String, CodingKey { case outcome, image, version, peersOffered = "peers_offered", report }
 }

@@ -17,9 +17,16 @@ struct VerifyCommand: UpdatinatorSubcommand {
     @Option(help: "The directory of trusted public keys.")
     var keyring = DefaultPaths.keyring
 
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
     func execute() throws {
         let ring = try Keyring(directory: keyring)
         let verified = try SignedDocument.verify(fileAt: file, keyring: ring, now: Int64(Date().timeIntervalSince1970))
+        if json {
+            return try Console.writeJSON(["file": file, "kind": verified.kind, "image": verified.image, "version": verified.version,
+                                          "signers": verified.signers, "summary": verified.summary])
+        }
         Console.print("\(file): OK, \(verified.summary), signed by \(verified.signers.joined(separator: ", "))")
     }
 }
