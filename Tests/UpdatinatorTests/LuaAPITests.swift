@@ -145,6 +145,22 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
     }
 
+    @Test func fsckOfARunningSystemsRootLeavesOutTheMachinesPathsAndEtc() throws {
+        let root = tmp.sub("root")
+        try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
+        try Sys.mkdirs(root + "/proc/1")
+        try Sys.writeFileAtomically(root + "/proc/1/status", Array("State: R\n".utf8))
+        try Sys.writeFileAtomically(root + "/etc/hostname", Array("laptop-7\n".utf8))
+        _ = try run("""
+            local root, manifest = ...
+            local m = assert(upd.manifest.load(manifest))
+            local bad, _, code, findings = upd.fsck(root, m)
+            same(bad, nil, "a tree with the machine's files differs"); same(code, "differences", "code")
+            same(#findings, 5, "findings (/etc, /etc/hostname, /proc, /proc/1, /proc/1/status): " .. table.concat(findings, "; "))
+            same(assert(upd.fsck(root, m, {live = true})), true, "live: /proc and /etc are the machine's")
+            """, arguments: [root, samples.manifest("olpc-ext3", "1")])
+    }
+
     @Test func applyWithAKeyringUsesTheMirrorsDeltasAndPack() throws {
         let repo = tmp.sub("repo")
         try Shell.run(["cp", "-al", samples.repo, repo])

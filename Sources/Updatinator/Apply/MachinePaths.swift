@@ -44,6 +44,17 @@ public struct MachinePaths: Sendable, Equatable {
             && (k.isRoot || path.bytes[k.bytes.count] == UInt8(ascii: "/"))) }
     }
 
+    /// What a check of a tree against `manifest` expects: the manifest without the machine's
+    /// paths, nor `/etc` when the machine merges it (it is the machine's to change); and the
+    /// paths the check leaves out, with what is beneath them.
+    func imagePart(of manifest: Manifest) -> (expected: Manifest, excluded: [ManifestPath]) {
+        guard !isNone else { return (manifest, []) }
+        var machine = self
+        if mergesEtc { machine.kept.append(ManifestPath(unchecked: EtcMerge.etc)) }
+        let entries = Self.consistent(manifest.entries.filter { !machine.keeps($0.path) })
+        return (Manifest(image: manifest.image, version: manifest.version, created: manifest.created, entries: entries), machine.kept)
+    }
+
     /// The two manifests an in-place apply of the tree at `root` plans with and checks against:
     /// the old and new images without the kept paths, the old one's `/etc` as the tree has it
     /// and the new one's as the merge decides (with what the merge did).

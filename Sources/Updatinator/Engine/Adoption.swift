@@ -57,11 +57,8 @@ extension UpdateEngine {
             throw UpdError(.nothingToDo, "\(root) already has \(target.name) recorded as installed", path: state.installedManifest)
         }
 
-        var machine = request.machine
-        if machine.mergesEtc { machine.kept.append(ManifestPath(unchecked: EtcMerge.etc)) }
-        let expected = Manifest(image: target.manifest.image, version: target.manifest.version, created: target.manifest.created,
-                                entries: MachinePaths.consistent(target.manifest.entries.filter { !machine.keeps($0.path) }))
-        let findings = try TreeChecker(manifest: expected).checkTree(root: root, known: [:], excluding: machine.kept)
+        let (expected, excluded) = request.machine.imagePart(of: target.manifest)
+        let findings = try TreeChecker(manifest: expected).checkTree(root: root, known: [:], excluding: excluded)
         guard findings.isEmpty else {
             throw UpdError(.differences, "\(root) does not match \(target.name) (\(findings.count) differences: "
                 + findings.prefix(3).map(\.description).joined(separator: "; ") + (findings.count > 3 ? "; …" : "")

@@ -17,10 +17,14 @@ public struct TreeChecker {
 
     /// Every difference between the tree at `root` and the manifest. Refused (`busy`) while an
     /// apply is moving the tree, whose half-moved state is no finding.
-    public func checkTree(root: String) throws -> [Finding] {
+    /// For a running system's root (`machine`), its machine's paths and `/etc` are not checked.
+    public func checkTree(root: String, machine: MachinePaths = .none) throws -> [Finding] {
         let lock = try StateDirectory(root: root).lockShared()
         defer { lock.map(Sys.close) }
-        return try checkTree(root: root, known: [:])
+        let (expected, excluded) = machine.imagePart(of: manifest)
+        var checker = TreeChecker(manifest: expected)
+        checker.workers = workers
+        return try checker.checkTree(root: root, known: [:], excluding: excluded)
     }
 
     /// Every difference between the tree at `root` and the manifest, without the excluded

@@ -112,7 +112,9 @@ extension UpdLibrary {
         state.setFunction("fsck") { call in
             let root = try call.string(1)
             let m = try call.object(2, manifestType)
-            let findings = try TreeChecker(manifest: m.manifest).checkTree(root: root)
+            let options = try call.options(3, allowed: ["live"])
+            let machine = try MachinePaths.of(root: root, live: try options.boolean("live") == true)
+            let findings = try TreeChecker(manifest: m.manifest).checkTree(root: root, machine: machine)
             guard findings.isEmpty else {
                 return call.results(.nil, .string("\(findings.count) differences, the first: \(findings[0])"),
                                     .string(UpdError.Code.differences.rawValue), .array(findings.map { .string($0.description) }))
