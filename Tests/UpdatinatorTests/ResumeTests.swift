@@ -105,7 +105,7 @@ import Testing
     }
 
     func plannedDownloadBytes(_ images: Images, mirror: String) throws -> Int {
-        let r = try CLI.run(["plan", "--root", images.root, "--to", images.manifestB, "--mirror", mirror, "--json"])
+        let r = try CLI.run(["plan", "--root", images.root, "--to", images.manifestB, "--mirror", mirror, "--keyring", images.keyring, "--json"])
         try #require(r.status == 0, "\(r.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         return try #require(json["download_bytes"] as? Int)

@@ -14,6 +14,7 @@ extension UpdatinatorSubcommand {
     var json: Bool { false }
 
     func run() throws {
+        if json { ProgressDisplay.plainLinesOff.withLock { $0 = true } }
         do {
             try execute()
         } catch let error as ExitCode {

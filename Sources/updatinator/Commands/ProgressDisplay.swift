@@ -24,10 +24,13 @@ enum ProgressDisplay {
         if Console.isInteractive {
             let bar = done.map { "[" + String(repeating: "#", count: Int(min(1, max(0, $0)) * 24)).padding(toLength: 24, withPad: ".", startingAt: 0) + "] " }
             Console.progress((bar ?? "") + line)
-        } else {
+        } else if !plainLinesOff.withLock({ $0 }) {
             Console.log(.info, line)
         }
     }
+
+    /// Off under `--json`, where standard error carries only the JSON error, if any.
+    static let plainLinesOff = Locked(false)
 
     /// Shows an apply's or a deployment's progress: its steps and downloads, or the batch it waits for.
     static func showApply(_ verb: String, _ p: ApplyProgress) {
