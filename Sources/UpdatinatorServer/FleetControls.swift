@@ -13,8 +13,10 @@ public final class FleetControls: Sendable {
         public var state = State.active
         /// Why it is paused or halted, in the operator's words.
         public var reason: String?
-        /// The stage operators advanced it to (0: none; the policy counts stages from 1).
+        /// How many stages operators advanced the rollout of `stageVersion` (0: none); advancing
+        /// the rollout of another version starts again from 0.
         public var stage = 0
+        public var stageVersion: String?
         /// When operators last changed it, in seconds since the epoch.
         public var changed: Int64?
 
@@ -33,7 +35,7 @@ public final class FleetControls: Sendable {
         case pause(image: String, reason: String?)
         case resume(image: String)
         case halt(image: String, reason: String?)
-        case advance(image: String)
+        case advance(image: String, version: String)
         case pin(device: String, image: String, version: String)
         case release(device: String)
 
@@ -43,7 +45,7 @@ public final class FleetControls: Sendable {
             case .pause(let image, let reason): return ("pause", image, reason)
             case .resume(let image): return ("resume", image, nil)
             case .halt(let image, let reason): return ("halt", image, reason)
-            case .advance(let image): return ("advance", image, nil)
+            case .advance(let image, let version): return ("advance", image, version)
             case .pin(let device, let image, let version): return ("pin", device, "\(image) \(version)")
             case .release(let device): return ("release", device, nil)
             }
@@ -63,19 +65,20 @@ public final class FleetControls: Sendable {
         try db.execute("""
             PRAGMA journal_mode = WAL;
             CREATE TABLE IF NOT EXISTS rollouts (
-                image TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT, stage INTEGER NOT NULL, changed INTEGER);
+                image TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT, stage INTEGER NOT NULL, stage_version TEXT, changed INTEGER);
             CREATE TABLE IF NOT EXISTS pins (device TEXT PRIMARY KEY, image TEXT NOT NULL, version TEXT NOT NULL, since INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS operator_actions (
                 id INTEGER PRIMARY KEY, time INTEGER NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT);
             """)
         var loaded = Current()
-        for row in try db.query("SELECT image, state, reason, stage, changed FROM rollouts") {
+        for row in try db.query("SELECT image, state, reason, stage, changed, stage_version FROM rollouts") {
             guard let image = row[0].text else { continue }
             var rollout = Rollout(image: image)
             rollout.state = row[1].text.flatMap(Rollout.State.init(rawValue:)) ?? .active
             rollout.reason = row[2].text
             rollout.stage = Int(row[3].integer ?? 0)
             rollout.changed = row[4].integer
+            rollout.stageVersion = row[5].text
             loaded.rollouts[image] = rollout
         }
         for row in try db.query("SELECT device, image, version, since FROM pins") {
@@ -107,51 +110,55 @@ public final class FleetControls: Sendable {
     }
 
     /// Carries out an action: written to the database (with the log line) first, then made
-    /// current. Resuming or releasing what is not paused or pinned is `nothing_to_do`.
+    /// current. Resuming or releasing what is not paused or pinned is `nothing_to_do`. Actions
+    /// are serialised by the database's lock; checks read `current` meanwhile, which is only
+    /// locked to read or to put the result in.
     @discardableResult
     public func perform(_ action: Action, now: Int64) throws -> Rollout? {
         try database.withLock { db in
-            try current.withLock { current in
-                var rollout: Rollout?
-                try db.transaction {
-                    switch action {
-                    case .pause(let image, let reason), .halt(let image, let reason):
-                        var r = current.rollouts[image] ?? Rollout(image: image)
-                        if case .pause = action, r.state == .halted {
-                            throw UpdError(.usage, "the rollout of \(image) is halted; resume it before pausing it")
-                        }
-                        r.state = { if case .pause = action { return .paused } else { return .halted } }()
-                        r.reason = reason
-                        rollout = try save(r, now: now, in: db)
-                    case .resume(let image):
-                        var r = current.rollouts[image] ?? Rollout(image: image)
-                        guard r.state != .active else { throw UpdError(.nothingToDo, "the rollout of \(image) is not paused or halted") }
-                        r.state = .active
-                        r.reason = nil
-                        rollout = try save(r, now: now, in: db)
-                    case .advance(let image):
-                        var r = current.rollouts[image] ?? Rollout(image: image)
-                        r.stage += 1
-                        rollout = try save(r, now: now, in: db)
-                    case .pin(let device, let image, let version):
-                        try db.query("INSERT OR REPLACE INTO pins (device, image, version, since) VALUES (?, ?, ?, ?)",
-                                     [.text(device), .text(image), .text(version), .integer(now)])
-                    case .release(let device):
-                        guard current.pins[device] != nil else { throw UpdError(.nothingToDo, "device \(device) is not pinned") }
-                        try db.query("DELETE FROM pins WHERE device = ?", [.text(device)])
+            let (rollouts, pins) = current.withLock { ($0.rollouts, $0.pins) }
+            var rollout: Rollout?
+            try db.transaction {
+                switch action {
+                case .pause(let image, let reason), .halt(let image, let reason):
+                    var r = rollouts[image] ?? Rollout(image: image)
+                    if case .pause = action, r.state == .halted {
+                        throw UpdError(.usage, "the rollout of \(image) is halted; resume it before pausing it")
                     }
-                    let record = action.record
-                    try db.query("INSERT INTO operator_actions (time, action, target, detail) VALUES (?, ?, ?, ?)",
-                                 [.integer(now), .text(record.name), .text(record.target), record.reason.map { .text($0) } ?? .null])
+                    r.state = { if case .pause = action { return .paused } else { return .halted } }()
+                    r.reason = reason
+                    rollout = try save(r, now: now, in: db)
+                case .resume(let image):
+                    var r = rollouts[image] ?? Rollout(image: image)
+                    guard r.state != .active else { throw UpdError(.nothingToDo, "the rollout of \(image) is not paused or halted") }
+                    r.state = .active
+                    r.reason = nil
+                    rollout = try save(r, now: now, in: db)
+                case .advance(let image, let version):
+                    var r = rollouts[image] ?? Rollout(image: image)
+                    if r.stageVersion != version { (r.stage, r.stageVersion) = (0, version) }
+                    r.stage += 1
+                    rollout = try save(r, now: now, in: db)
+                case .pin(let device, let image, let version):
+                    try db.query("INSERT OR REPLACE INTO pins (device, image, version, since) VALUES (?, ?, ?, ?)",
+                                 [.text(device), .text(image), .text(version), .integer(now)])
+                case .release(let device):
+                    guard pins[device] != nil else { throw UpdError(.nothingToDo, "device \(device) is not pinned") }
+                    try db.query("DELETE FROM pins WHERE device = ?", [.text(device)])
                 }
+                let record = action.record
+                try db.query("INSERT INTO operator_actions (time, action, target, detail) VALUES (?, ?, ?, ?)",
+                             [.integer(now), .text(record.name), .text(record.target), record.reason.map { .text($0) } ?? .null])
+            }
+            current.withLock { current in
                 if let rollout { current.rollouts[rollout.image] = rollout }
                 switch action {
                 case .pin(let device, let image, let version): current.pins[device] = Pin(image: image, version: version, since: now)
                 case .release(let device): current.pins[device] = nil
                 default: break
                 }
-                return rollout
             }
+            return rollout
         }
     }
 
@@ -169,9 +176,9 @@ public final class FleetControls: Sendable {
     private func save(_ rollout: Rollout, now: Int64, in db: SQLiteDatabase) throws -> Rollout {
         var saved = rollout
         saved.changed = now
-        try db.query("INSERT OR REPLACE INTO rollouts (image, state, reason, stage, changed) VALUES (?, ?, ?, ?, ?)",
+        try db.query("INSERT OR REPLACE INTO rollouts (image, state, reason, stage, stage_version, changed) VALUES (?, ?, ?, ?, ?, ?)",
                      [.text(saved.image), .text(saved.state.rawValue), saved.reason.map { .text($0) } ?? .null,
-                      .integer(Int64(saved.stage)), .integer(now)])
+                      .integer(Int64(saved.stage)), saved.stageVersion.map { .text($0) } ?? .null, .integer(now)])
         return saved
     }
 }

@@ -27,9 +27,8 @@ extension SchoolServer {
             try self.requireDashboardSession(request)
             let form = Self.formFields(try await self.body(of: request))
             let reason = form["reason"].flatMap { $0.isEmpty ? nil : $0 }
-            let action = try await Self.managementInput {
-                try self.rolloutAction(try context.parameters.require("action"), image: try context.parameters.require("image"), reason: reason)
-            }
+            let (name, image) = (try context.parameters.require("action"), try Self.pathParameter(context, "image"))
+            let action = try await Self.managementInput { try await self.policyThreads.run { try self.rolloutAction(name, image: image, reason: reason) } }
             _ = try await self.perform(action)
             return Response(status: .seeOther, headers: [.location: "/dashboard"])
         }
@@ -37,7 +36,7 @@ extension SchoolServer {
             try self.requireDashboardSession(request)
             let form = Self.formFields(try await self.body(of: request))
             let action = try await Self.managementInput {
-                try self.deviceAction(try context.parameters.require("action"), device: try context.parameters.require("device"), fields: form)
+                try self.deviceAction(try context.parameters.require("action"), device: try Self.pathParameter(context, "device"), fields: form)
             }
             _ = try await self.perform(action)
             return Response(status: .seeOther, headers: [.location: "/dashboard"])

@@ -33,12 +33,12 @@ extension SchoolServer {
         }
         router.get("/v1/fleet/devices/:device") { request, context in
             try operators.requireOperator(request)
-            let id = try context.parameters.require("device")
+            let id = try Self.pathParameter(context, "device")
             return try await Self.json(on: self.fileThreads) { try self.deviceView(id) }
         }
         router.post("/v1/fleet/devices/:device/:action") { request, context in
             try operators.requireOperator(request)
-            let id = try context.parameters.require("device")
+            let id = try Self.pathParameter(context, "device")
             let fields = try await Self.managementInput { try Self.jsonFields(try await self.body(of: request)) }
             let action = try await Self.managementInput { try self.deviceAction(try context.parameters.require("action"), device: id, fields: fields) }
             _ = try await self.perform(action)
@@ -50,16 +50,15 @@ extension SchoolServer {
         }
         router.get("/v1/rollouts/:image") { request, context in
             try operators.requireOperator(request)
-            let image = try context.parameters.require("image")
+            let image = try Self.pathParameter(context, "image")
             return try await Self.json(on: self.policyThreads) { try self.rolloutView(image) }
         }
         router.post("/v1/rollouts/:image/:action") { request, context in
             try operators.requireOperator(request)
-            let image = try context.parameters.require("image")
+            let image = try Self.pathParameter(context, "image")
             let fields = try await Self.managementInput { try Self.jsonFields(try await self.body(of: request)) }
-            let action = try await Self.managementInput {
-                try self.rolloutAction(try context.parameters.require("action"), image: image, reason: fields["reason"] as? String)
-            }
+            let (name, reason) = (try context.parameters.require("action"), fields["reason"] as? String)
+            let action = try await Self.managementInput { try await self.policyThreads.run { try self.rolloutAction(name, image: image, reason: reason) } }
             _ = try await self.perform(action)
             return try await Self.json(on: self.policyThreads) { try self.rolloutView(image) }
         }
@@ -77,7 +76,19 @@ extension SchoolServer {
         }
     }
 
-    /// The action a rollout route names, for an image the repository holds.
+    /// A path parameter as it was before the client percent-encoded it (Hummingbird leaves
+    /// them encoded); 400 unless it is a device id or an image name.
+    static func pathParameter(_ context: ServerContext, _ name: String) throws -> String {
+        let raw = try context.parameters.require(name)
+        guard let decoded = raw.removingPercentEncoding,
+              name == "device" ? WireCoding.isIdentifier(decoded) : Manifest.problem(withName: decoded) == nil else {
+            throw HTTPError(.badRequest, message: "\(name) '\(raw)' is not a valid \(name == "device" ? "device id" : "image name")")
+        }
+        return decoded
+    }
+
+    /// The action a rollout route names, for an image the repository holds; advancing names
+    /// the version being rolled out (the policy's, else the newest). Blocks (it may call the policy).
     func rolloutAction(_ name: String, image: String, reason: String?) throws -> FleetControls.Action {
         guard index.images().contains(image) || controls.rollouts().contains(where: { $0.image == image }) else {
             throw UpdError(.usage, "the repository holds no image \(image)")
@@ -87,7 +98,12 @@ extension SchoolServer {
         case "pause": return .pause(image: image, reason: reason)
         case "resume": return .resume(image: image)
         case "halt": return .halt(image: image, reason: reason)
-        case "advance": return .advance(image: image)
+        case "advance":
+            let policyVersion = (try? policy.rolloutStatus(image: image))??["version"]?.stringValue
+            guard let version = policyVersion ?? index.latest(image: image, channel: nil) else {
+                throw UpdError(.usage, "the repository holds no version of \(image) to roll out")
+            }
+            return .advance(image: image, version: version)
         default: throw UpdError(.usage, "unknown rollout action '\(name)' (pause, resume, halt, advance)")
         }
     }

@@ -303,7 +303,7 @@ final class SchoolServerView: SchoolView {
 
     func rollout(image: String) throws -> RolloutControl {
         let rollout = controls.rollout(image)
-        return RolloutControl(state: rollout.state.rawValue, reason: rollout.reason, stage: rollout.stage)
+        return RolloutControl(state: rollout.state.rawValue, reason: rollout.reason, stage: rollout.stage, stageVersion: rollout.stageVersion)
     }
 
     func images() throws -> [String] { index.images() }

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Updatinator
 import UpdatinatorLua
+import UpdatinatorServer
 
 /// The operators' side of the school server: the token that guards the fleet, the management
 /// API's views and actions (which take effect at the next check), the reasons a device is told,
@@ -142,6 +143,16 @@ extension SchoolServerTests {
         #expect(second.allSatisfy { RolloutBucket.of(device: $0, salt: "test") < 25 } && second.count > first.count)
     }
 
+    @Test func anAdvanceCountsForTheVersionItWasMadeFor() throws {
+        let controls = try FleetControls(path: tmp.sub("controls.sqlite"))
+        try controls.perform(.advance(image: "olpc-ext3", version: "2"), now: 1)
+        try controls.perform(.advance(image: "olpc-ext3", version: "2"), now: 2)
+        #expect(controls.rollout("olpc-ext3").stage == 2 && controls.rollout("olpc-ext3").stageVersion == "2")
+        try controls.perform(.advance(image: "olpc-ext3", version: "3"), now: 3)
+        #expect(controls.rollout("olpc-ext3").stage == 1 && controls.rollout("olpc-ext3").stageVersion == "3", "the next version starts over")
+        #expect(try FleetControls(path: tmp.sub("controls.sqlite")).rollout("olpc-ext3") == controls.rollout("olpc-ext3"), "kept across a restart")
+    }
+
     @Test func theFleetCommandShowsAndSteers() throws {
         let school = try School(self, policy: try offeringPolicy(), settings: [:])
         _ = try school.check("d1")
@@ -169,6 +180,14 @@ extension SchoolServerTests {
         #expect(try school.check("d2", version: "1").reason == "pinned")
         #expect(try fleet(["release", "d2"]).status == 0)
         #expect(try fleet(["device", "nobody"]).status == 64)
+        // A device id with characters a path encodes (a MAC address) is the same device to the server.
+        let mac = "00:11:22:aa:bb:cc"
+        #expect(try fleet(["pin", mac, "olpc-ext3", "1"]).status == 0)
+        #expect(try school.check(mac, version: "1").reason == "pinned")
+        let shown = try fleet(["device", mac])
+        #expect(shown.status == 0 && shown.stdout.contains("pinned to olpc-ext3 1"), "\(shown.stdout)\(shown.stderr)")
+        #expect(try fleet(["release", mac]).status == 0)
+        #expect(try school.check(mac, version: "1").update)
         try Sys.writeFileAtomically(token, Array("not-the-operator-token".utf8), mode: 0o600)
         let refused = try fleet(["devices"])
         #expect(refused.status == 2 && refused.stderr.contains("refused the operator token"), "\(refused.stderr)")

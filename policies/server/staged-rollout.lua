@@ -18,22 +18,24 @@ local config = upd.config {
   halt_min_reports = 10,     -- ... once this many devices reported
 }
 
--- The stage (1-based) from how many devices are done: stage n + 1 opens when the number of
--- devices at the new version reaches advance_when times stage n's share of the fleet (and
--- at least one); operators may have advanced it further.
-local function stage(image, done, fleet)
+-- The stage (1-based) of the rollout of version from how many devices are done: stage n + 1
+-- opens when the number of devices at the new version reaches advance_when times stage n's
+-- share of the fleet (and at least one); operators may have advanced this version further.
+local function stage(image, version, done, fleet)
   local stages = config.stages
   local reached = #stages
   for i = 1, #stages - 1 do
     if done < math.max(1, config.advance_when * fleet * stages[i] / 100) then reached = i break end
   end
-  return math.min(#stages, math.max(reached, upd.rollout.state(image).stage + 1))
+  local operators = upd.rollout.state(image)
+  local advanced = operators.stage_version == version and operators.stage or 0
+  return math.min(#stages, math.max(reached, advanced + 1))
 end
 
 -- Why the rollout of version halted, or nil; and how many devices are done.
 local function halted(image, version)
   local done = upd.fleet.count { image = image, version = version, status = "done" }
-  local failed = upd.fleet.count { target_version = version, status = "failed" }
+  local failed = upd.fleet.count { target_image = image, target_version = version, status = "failed" }
   local reports = done + failed
   if reports >= config.halt_min_reports and failed / reports > config.halt_failure_rate then
     return ("%d of %d devices failed, more than %d %%"):format(failed, reports, math.floor(config.halt_failure_rate * 100 + 0.5)), done
@@ -60,7 +62,7 @@ function rollout(image)
   local version = target(image)
   if version == nil then return nil end
   local why, done = halted(image, version)
-  local n = stage(image, done, upd.fleet.count { image = image })
+  local n = stage(image, version, done, upd.fleet.count { image = image })
   return { version = version, stage = n, stages = #config.stages, percent = config.stages[n], halted = why }
 end
 
@@ -70,7 +72,7 @@ function decide(device)
   local version = target(image)
   if version == nil or device.version == version then return nil end
   local why, done = halted(image, version)
-  local n = stage(image, done, upd.fleet.count { image = image })
+  local n = stage(image, version, done, upd.fleet.count { image = image })
   if why or upd.rollout.bucket(device.device, config.salt) >= config.stages[n] then
     if config.from ~= "" and device.version ~= config.from then return { image = image, version = config.from } end
     if why then return { reason = "halted", message = why } end

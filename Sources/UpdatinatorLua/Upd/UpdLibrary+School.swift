@@ -21,16 +21,18 @@ public protocol SchoolView: AnyObject {
 }
 
 /// An image's rollout as operators set it: `active`, `paused` or `halted` (with their reason),
-/// and the stage they advanced it to (0 when they did not).
+/// and how many stages they advanced the rollout of `stageVersion` (0 when they did not).
 public struct RolloutControl: Sendable, Equatable {
     public var state: String
     public var reason: String?
     public var stage: Int
+    public var stageVersion: String?
 
-    public init(state: String, reason: String?, stage: Int) {
+    public init(state: String, reason: String?, stage: Int, stageVersion: String?) {
         self.state = state
         self.reason = reason
         self.stage = stage
+        self.stageVersion = stageVersion
     }
 }
 
@@ -93,6 +95,7 @@ extension UpdLibrary {
                 let control = try view.rollout(image: try call.string(1))
                 var table: [String: LuaValue] = ["state": .string(control.state), "stage": .integer(Int64(control.stage))]
                 table["reason"] = control.reason.map { .string($0) }
+                table["stage_version"] = control.stageVersion.map { .string($0) }
                 return call.results(.table(table))
             }
         }
