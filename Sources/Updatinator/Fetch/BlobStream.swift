@@ -28,7 +28,9 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
         self.window = window
         store = BlobStore(directory: directory)
         try Sys.mkdirs(directory, mode: 0o700)
-        try store.removeAll(except: requests)
+        // What an interrupted run left is kept only for the leading requests that fit in the
+        // window, so that it never holds more on disk than the plan allowed.
+        try store.removeAll(except: Self.leading(requests, within: window))
         self.requests = Dictionary(requests.map { ($0.hash, $0) }, uniquingKeysWith: { a, _ in a })
         downloads = DownloadThread(fetcher: fetcher)
         var flow = downloads.flow
@@ -37,6 +39,15 @@ final class BlobStream: ContentDownloads, @unchecked Sendable {
         downloads.start("blob downloads") { [self, flow] in
             downloads.add(try fetcher.fetch(requests, into: store, flow: flow))
         }
+    }
+
+    /// The first requests whose downloads add up to at most `window` bytes.
+    static func leading(_ requests: [BlobRequest], within window: UInt64) -> [BlobRequest] {
+        var total: UInt64 = 0
+        return Array(requests.prefix { request in
+            total += request.downloadBytes
+            return total <= window
+        })
     }
 
     /// Whether this stream downloads the blob.
