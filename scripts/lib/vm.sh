@@ -85,7 +85,10 @@ vm_launch() {
 # Prints the pid of the VM's QEMU (from its pidfile, else from its launch).
 vm_pid() {
     local dir=$1
-    if [ -s "$dir/qemu.pid" ]; then cat "$dir/qemu.pid"; else cat "$dir/qemu.pid.launch" 2>/dev/null; fi
+    local pid
+    pid=$(cat "$dir/qemu.pid" 2>/dev/null)   # QEMU removes its pidfile as it ends
+    [ -n "$pid" ] || pid=$(cat "$dir/qemu.pid.launch" 2>/dev/null)
+    echo "$pid"
 }
 
 # Succeeds while the VM's QEMU process runs (a zombie counts as ended).
