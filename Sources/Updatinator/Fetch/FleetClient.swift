@@ -31,7 +31,10 @@ public struct FleetClient: Sendable {
 
     private func send(_ verb: String, _ path: String, body: [UInt8]?) throws -> [UInt8] {
         let url = server + path
-        let response = try CurlFetcher(options: FetchOptions(mirrors: [server]))
+        var options = FetchOptions(mirrors: [server])
+        // An action is sent once: retried after a dropped answer, it could act twice.
+        if verb != "GET" { options.attemptsPerMirror = 1 }
+        let response = try CurlFetcher(options: options)
             .call(verb, path, to: server, body: body, headers: ["Authorization: Bearer \(token)"], maxResponseBytes: 256 << 20)
         let message = Self.errorMessage(response.body) ?? "HTTP \(response.status)"
         switch response.status {
