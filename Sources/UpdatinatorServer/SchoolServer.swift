@@ -148,6 +148,7 @@ public final class SchoolServer: Sendable {
     func decide(_ check: CheckRequest, address: String?) throws -> Decision {
         let now = Int64(Date().timeIntervalSince1970)
         var decision = Decision(device: check.device, nonce: check.nonce, expires: now + settings.decisionLifetime, update: false)
+        decision.time = now
         var outcome = self.outcome(check, address: address)
         if case .update(let answer) = outcome {
             do {

@@ -165,29 +165,39 @@ import Testing
     }
 
     @Test func theIndexRoundTripsAndRefusesHostileText() throws {
-        var index = DeltaIndex()
+        var index = DeltaIndex(image: "base", version: "2")
         let a = Blake2b.hash([1]), b = Blake2b.hash([2]), c = Blake2b.hash([3])
         index.add(target: a, base: b, bytes: 70)
         index.add(target: a, base: c, bytes: 50)
         index.add(target: b, base: c, bytes: 9)
         #expect(try DeltaIndex.parse(index.encoded(), source: "i") == index)
+        #expect(String(decoding: index.encoded(), as: UTF8.self).hasPrefix(DeltaIndex.formatLine + "\nfor base 2\n"))
+        // Format 1 names no version: it still parses (for `updatinator delta` to extend it).
+        var unnamed = index
+        (unnamed.image, unnamed.version) = (nil, nil)
+        #expect(String(decoding: unnamed.encoded(), as: UTF8.self).hasPrefix("updatinator-deltas 1\n\(a < b ? a.hex : b.hex)"))
+        #expect(try DeltaIndex.parse(unnamed.encoded(), source: "i") == unnamed)
         #expect(index.cheapest(into: a, from: { _ in true })?.base == c)
         #expect(index.cheapest(into: a, from: { $0 == b })?.bytes == 70, "only local bases count")
         #expect(index.cheapest(into: c, from: { _ in true }) == nil)
         let line = { (t: ContentHash, f: ContentHash, n: String) in "\(t.hex) \(f.hex) \(n)\n" }
         let (low, high) = a < b ? (a, b) : (b, a)
         let expectedLine = "expected '<target hash> <base hash> <bytes>'"
+        let head = DeltaIndex.formatLine + "\nfor base 2\n"
         for (name, text, message) in [
-            ("unsorted", DeltaIndex.formatLine + "\n" + line(high, c, "9") + line(low, c, "70"), "i:3: lines are not sorted, or repeat"),
-            ("repeated", DeltaIndex.formatLine + "\n" + line(a, b, "70") + line(a, b, "70"), "i:3: lines are not sorted, or repeat"),
-            ("to itself", DeltaIndex.formatLine + "\n" + line(a, a, "70"), "i:2: a delta from a content to itself"),
-            ("zero bytes", DeltaIndex.formatLine + "\n" + line(a, b, "0"), "i:2: " + expectedLine),
-            ("leading zero", DeltaIndex.formatLine + "\n" + line(a, b, "070"), "i:2: " + expectedLine),
-            ("bad hash", DeltaIndex.formatLine + "\nxyz \(b.hex) 5\n", "i:2: " + expectedLine),
-            ("other format", "updatinator-deltas 2\n", "i:1: expected '\(DeltaIndex.formatLine)'"),
+            ("unsorted", head + line(high, c, "9") + line(low, c, "70"), "i:4: lines are not sorted, or repeat"),
+            ("repeated", head + line(a, b, "70") + line(a, b, "70"), "i:4: lines are not sorted, or repeat"),
+            ("to itself", head + line(a, a, "70"), "i:3: a delta from a content to itself"),
+            ("zero bytes", head + line(a, b, "0"), "i:3: " + expectedLine),
+            ("leading zero", head + line(a, b, "070"), "i:3: " + expectedLine),
+            ("bad hash", head + "xyz \(b.hex) 5\n", "i:3: " + expectedLine),
+            ("other format", "updatinator-deltas 3\n", "i:1: expected '\(DeltaIndex.formatLine)'"),
+            ("no version named", DeltaIndex.formatLine + "\n", "i: no 'for <image> <version>' line"),
+            ("a bad version line", DeltaIndex.formatLine + "\nfor base\n", "i:2: expected 'for <image> <version>'"),
+            ("a bad version name", DeltaIndex.formatLine + "\nfor base ..\n", "i:2: expected 'for <image> <version>'"),
             ("no final newline", DeltaIndex.formatLine, "i: does not end with a newline"),
-            ("a line after the pack's", DeltaIndex.formatLine + "\npack 10\n" + line(a, b, "70"), "i:3: a line after the pack's"),
-            ("an empty pack", DeltaIndex.formatLine + "\npack 0\n", "i:2: expected 'pack <bytes>'"),
+            ("a line after the pack's", head + "pack 10\n" + line(a, b, "70"), "i:4: a line after the pack's"),
+            ("an empty pack", head + "pack 0\n", "i:3: expected 'pack <bytes>'"),
         ] {
             #expect(throws: UpdError(.corrupt, message), "\(name)") { try DeltaIndex.parse(Array(text.utf8), source: "i") }
         }

@@ -98,6 +98,7 @@ function Keyring:verify(manifest) end
 ---@field manifest_hash string
 ---@field serial integer
 ---@field expires integer
+---@field published? integer
 
 ---@class upd
 ---@field root string|nil

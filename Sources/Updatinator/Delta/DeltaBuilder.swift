@@ -90,7 +90,9 @@ public struct DeltaBuilder: Sendable {
     /// a signature that does not match and uses no deltas, which costs bandwidth, nothing else.
     public func writeIndex(_ index: DeltaIndex, image: String, version: String, key: SecretKey) throws {
         let path = "\(repository.root)/\(DeltaIndex.path(image: image, version: version))"
-        let bytes = index.encoded()
+        var named = index
+        (named.image, named.version) = (image, version)
+        let bytes = named.encoded()
         var signatures = SignatureFile()
         signatures.sign(bytes, with: key, purpose: .deltas)
         try Sys.writeFileAtomically(path + ".sig", signatures.encoded())

@@ -3,11 +3,16 @@
 /// `images/<image>/<version>.deltas` with a detached signature (`.deltas.sig`), because a client
 /// plans its downloads from it; every patched result is still checked against the manifest.
 ///
-///     updatinator-deltas 1
+///     updatinator-deltas 2
+///     for <image> <version>                        (the version the index is for)
 ///     <target hash> <base hash> <delta bytes>      (sorted, one line per delta)
 ///     pack <bytes>                                 (when the version's pack holds these deltas)
+///
+/// Format 1, written before indexes named their version, has no `for` line; it still parses,
+/// so that `updatinator delta` can extend it, but clients do not use it (`downloadDeltaIndex`).
 public struct DeltaIndex: Equatable, Sendable {
-    public static let formatLine = "updatinator-deltas 1"
+    public static let formatLine = "updatinator-deltas 2"
+    static let unnamedFormatLine = "updatinator-deltas 1"
     public static let maxBytes = 64 << 20
 
     public struct Delta: Equatable, Hashable, Sendable, Comparable {
@@ -20,8 +25,15 @@ public struct DeltaIndex: Equatable, Sendable {
     public private(set) var deltas: [ContentHash: [Delta]] = [:]
     /// The size of the version's pack, written from this index (`PackIndex`).
     public var packBytes: UInt64?
+    /// The image version the index is for, inside the signed text, so that a mirror cannot serve
+    /// another version's signed index; nil in a format-1 index.
+    public var image: String?
+    public var version: String?
 
-    public init() {}
+    public init(image: String? = nil, version: String? = nil) {
+        self.image = image
+        self.version = version
+    }
 
     public var count: Int { deltas.values.reduce(0) { $0 + $1.count } }
 
@@ -44,7 +56,8 @@ public struct DeltaIndex: Equatable, Sendable {
     }
 
     public func encoded() -> [UInt8] {
-        var text = Self.formatLine + "\n"
+        var text = Self.unnamedFormatLine + "\n"
+        if let image, let version { text = Self.formatLine + "\nfor \(image) \(version)\n" }
         for target in deltas.keys.sorted() {
             for d in deltas[target]!.sorted(by: { $0.base < $1.base }) { text += "\(target.hex) \(d.base.hex) \(d.bytes)\n" }
         }
@@ -58,10 +71,23 @@ public struct DeltaIndex: Equatable, Sendable {
         var index = DeltaIndex()
         var previous: (ContentHash, ContentHash)?
         var pack: UInt64?
+        var named = false
         for (number, line) in bytes.dropLast().split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             let at = "\(source):\(number + 1)"
             if number == 0 {
-                guard line.elementsEqual(formatLine.utf8) else { throw UpdError(.corrupt, "\(at): expected '\(formatLine)'") }
+                named = line.elementsEqual(formatLine.utf8)
+                guard named || line.elementsEqual(unnamedFormatLine.utf8) else {
+                    throw UpdError(.corrupt, "\(at): expected '\(formatLine)'")
+                }
+                continue
+            }
+            if number == 1 && named {
+                let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+                guard fields.count == 3, fields[0] == "for", Manifest.problem(withName: fields[1]) == nil,
+                      Manifest.problem(withName: fields[2]) == nil else {
+                    throw UpdError(.corrupt, "\(at): expected 'for <image> <version>'")
+                }
+                (index.image, index.version) = (fields[1], fields[2])
                 continue
             }
             guard pack == nil else { throw UpdError(.corrupt, "\(at): a line after the pack's") }
@@ -85,6 +111,7 @@ public struct DeltaIndex: Equatable, Sendable {
             previous = (target, base)
             index.add(target: target, base: base, bytes: size)
         }
+        guard !named || index.image != nil else { throw UpdError(.corrupt, "\(source): no 'for <image> <version>' line") }
         index.packBytes = pack
         return index
     }

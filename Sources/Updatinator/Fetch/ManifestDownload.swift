@@ -118,7 +118,15 @@ extension CurlFetcher {
             try keyring.verify(got.content, signatures: SignatureFile.parse(got.signature!, source: remote + ".sig"),
                                purpose: .deltas, source: remote)
         }
-        return try DeltaIndex.parse(got.content, source: remote)
+        let index = try DeltaIndex.parse(got.content, source: remote)
+        // A signed index of another version (mix-and-match), or of format 1, which names none.
+        guard let named = index.image, let namedVersion = index.version else {
+            throw UpdError(.verification, "\(remote): the index names no image and version (format 1); run `updatinator delta` again to rewrite it")
+        }
+        guard named == image, namedVersion == version else {
+            throw UpdError(.verification, "\(remote): the index is for \(named) \(namedVersion), not \(image) \(version)")
+        }
+        return index
     }
 
     /// The first http(s) mirror and the layout of the pack that `deltas` announces for

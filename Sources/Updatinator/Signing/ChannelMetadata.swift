@@ -13,19 +13,24 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
     public var serial: UInt64
     /// Seconds since the epoch after which the metadata must not be used.
     public var expires: Int64
+    /// Seconds since the epoch when it was published: a time a client may trust its clock to be
+    /// past once the metadata verifies (`FreshnessState`). Absent in files published before it.
+    public var published: Int64?
 
     enum CodingKeys: String, CodingKey {
-        case channel, image, version, serial, expires
+        case channel, image, version, serial, expires, published
         case manifestHash = "manifest_hash"
     }
 
-    public init(channel: String, image: String, version: String, manifestHash: ContentHash, serial: UInt64, expires: Int64) {
+    public init(channel: String, image: String, version: String, manifestHash: ContentHash, serial: UInt64, expires: Int64,
+                published: Int64? = nil) {
         self.channel = channel
         self.image = image
         self.version = version
         self.manifestHash = manifestHash.hex
         self.serial = serial
         self.expires = expires
+        self.published = published
     }
 
     /// The canonical JSON text (sorted keys), which is what gets signed.
@@ -36,9 +41,14 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
     /// The largest serial: every JSON reader holds it exactly, and so does a Lua integer.
     public static let maxSerial: UInt64 = 1 << 53
 
+    /// The longest `publish --expires`: how long a mirror that freezes a channel can keep a
+    /// device on its last publication, so the build key must sign again within it.
+    public static let maxValidity: Int64 = 366 * 86400
+
     /// Parses channel metadata without checking its signature or freshness.
     public static func parse(_ bytes: [UInt8], source: String) throws -> ChannelMetadata {
         guard bytes.count <= 64 * 1024 else { throw UpdError(.corrupt, "\(source): larger than 64 KiB") }
+        try CanonicalJSON.requireCanonical(bytes, pretty: true, source: source)
         let metadata: ChannelMetadata
         do {
             metadata = try JSONDecoder().decode(ChannelMetadata.self, from: Data(bytes))
@@ -96,6 +106,9 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
     public static func publish(repository: Repository, channel: String, image: String, version: String,
                                validFor seconds: Int64, key: SecretKey, now: Int64) throws -> ChannelMetadata {
         try Manifest.checkName(channel, what: "channel name")
+        guard seconds <= maxValidity else {
+            throw UpdError(.usage, "channel metadata may expire at most 366d after it is published, not \(seconds) seconds")
+        }
         let manifestPath = repository.manifestPath(image: image, version: version)
         guard (try Sys.lstatIfExists(manifestPath)) != nil else {
             throw UpdError(.usage, "\(manifestPath) does not exist: generate the image first")
@@ -107,7 +120,7 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
             serial = try parse(Sys.readFile(path, limit: 64 * 1024), source: path).serial + 1
         }
         let metadata = ChannelMetadata(channel: channel, image: image, version: version, manifestHash: manifestHash,
-                                       serial: serial, expires: now + seconds)
+                                       serial: serial, expires: now + seconds, published: now)
         let bytes = metadata.encoded()
         var signatures = SignatureFile()
         signatures.sign(bytes, with: key, purpose: .channel)

@@ -8,6 +8,10 @@ public struct Decision: Codable, Equatable, Sendable {
     public var nonce: String
     /// Seconds since the epoch after which the decision must not be acted on.
     public var expires: Int64
+    /// The server's clock when it decided, in seconds since the epoch: a time the device may
+    /// trust its own clock to be past (`FreshnessState`), and what `expires` is measured from.
+    /// Absent from servers before it.
+    public var time: Int64?
     public var update: Bool
     public var image: String?
     public var version: String?
@@ -29,7 +33,7 @@ public struct Decision: Codable, Equatable, Sendable {
     public var noUpdateReason: NoUpdateReason { reason.map(NoUpdateReason.init(decoding:)) ?? .upToDate }
 
     enum CodingKeys: String, CodingKey {
-        case device, nonce, expires, update, image, version, peers, window, reason, message
+        case device, nonce, time, expires, update, image, version, peers, window, reason, message
         case manifestPath = "manifest_path", manifestHash = "manifest_hash", rateLimit = "rate_limit", notBefore = "not_before"
     }
 
@@ -56,8 +60,12 @@ public struct Decision: Codable, Equatable, Sendable {
         return CanonicalJSON.encode(envelope, pretty: false)
     }
 
-    /// Verifies an envelope: signed by the keyring's decision keys, for this device and nonce,
-    /// not expired at `now`, and, for an update, naming a valid image, version and hash.
+    /// Verifies an envelope: signed by the keyring's decision keys, canonical, for this device and
+    /// nonce, not expired, and, for an update, naming a valid image, version and hash.
+    ///
+    /// The nonce makes it fresh, so a decision that carries its `time` is judged by its own
+    /// clock: its lifetime (`expires` − `time`) must not be over when it is received, whatever the
+    /// device's clock says. Only a decision without `time` is judged by `now`, the device's clock.
     public static func verify(envelope bytes: [UInt8], keyring: Keyring, device: String, nonce: String,
                               now: Int64, source: String) throws -> Decision {
         guard bytes.count <= 64 * 1024, let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)) else {
@@ -66,6 +74,7 @@ public struct Decision: Codable, Equatable, Sendable {
         let content = Array(envelope.decision.utf8)
         let signatures = try SignatureFile.parse(Array(envelope.signatures.utf8), source: "\(source) signatures")
         try keyring.verify(content, signatures: signatures, purpose: .decision, source: source)
+        try CanonicalJSON.requireCanonical(content, pretty: false, source: source)
         let decision: Decision
         do {
             decision = try JSONDecoder().decode(Decision.self, from: Data(content))
@@ -75,7 +84,7 @@ public struct Decision: Codable, Equatable, Sendable {
         guard decision.device == device, decision.nonce == nonce else {
             throw UpdError(.verification, "\(source): the decision is for another request (device or nonce differs)")
         }
-        guard decision.expires > now else {
+        guard decision.expires > decision.time ?? now else {
             throw UpdError(.verification, "\(source): the decision expired at \(decision.expires)")
         }
         if decision.update {

@@ -63,6 +63,13 @@ public final class LuaState {
     func deviceID() throws -> String { try DeviceIdentity.read(configured: options.deviceID) }
     /// The file `upd.state` keeps its values in; nil keeps them in memory only.
     public var stateFile: String?
+    /// The file the engine keeps channel serials and the verified time in (`FreshnessStore`),
+    /// out of scripts' reach; nil keeps them in memory only.
+    public var freshnessFile: String?
+    /// The freshness state once read, and the manifest hashes verified decisions and channels
+    /// named, by image and version (`LuaState+Verified.swift`).
+    var freshness: FreshnessState?
+    var announcedManifests: [String: String] = [:]
     /// A script asked for the machine to reboot once its call is over (`upd.system.request_reboot`).
     public internal(set) var rebootRequested = false
 

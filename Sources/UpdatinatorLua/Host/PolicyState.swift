@@ -19,8 +19,20 @@ final class PolicyState {
 
     func get(_ key: String) -> LuaValue { values[key]?.luaValue ?? .nil }
 
+    var keys: [String] { Array(values.keys) }
+
     func set(_ key: String, _ value: LuaValue) throws {
         values[key] = StoredValue(value)
+        try save()
+    }
+
+    /// Removes `keys` (values the engine has taken over).
+    func remove(_ keys: [String]) throws {
+        for key in keys { values[key] = nil }
+        try save()
+    }
+
+    private func save() throws {
         guard let file else { return }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

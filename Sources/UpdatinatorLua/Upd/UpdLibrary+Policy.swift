@@ -65,6 +65,10 @@ extension UpdLibrary {
             request["agent_version"] = .string(UpdatinatorVersion.current)
             let d = try SchoolServerClient(server: server).check(try message(CheckRequest.self, request, call, 2),
                                                                 keyring: keyring.keyring, now: Int64(call.state.now))
+            try call.state.updateFreshness { $0.vouch(d.time) }
+            if d.update, let image = d.image, let version = d.version, let hash = d.manifestHash {
+                call.state.announce(image: image, version: version, hash: hash)
+            }
             var answer: [String: LuaValue] = ["update": .boolean(d.update), "expires": .integer(d.expires),
                                               "peers": .array(d.peers.map { .string($0) })]
             answer["image"] = d.image.map { .string($0) }
@@ -94,22 +98,19 @@ extension UpdLibrary {
             let mirrors = try call.strings(1)
             let name = try call.string(2)
             let keyring = try call.object(3, keyringType)
-            // The highest serial accepted before, kept in upd.state with the keys that signed it.
-            let policyState = try call.state.policyState()
-            let (serialKey, signersKey) = ("channel_serial." + name, "channel_signers." + name)
-            let remembered = ChannelMemory(serial: UInt64(max(0, policyState.get(serialKey).integerValue ?? 0)),
-                                           signers: (policyState.get(signersKey).stringValue ?? "").split(separator: ",").map(String.init))
-            let (metadata, memory) = try ChannelFollower.check(name, mirrors: FetchOptions(mirrors: mirrors), keyring: keyring.keyring,
-                                                               remembered: remembered, now: Int64(call.state.now))
-            if memory != remembered {
-                try policyState.set(serialKey, .integer(Int64(memory.serial)))
-                try policyState.set(signersKey, .string(memory.signers.joined(separator: ",")))
+            // The serial accepted before and the verified time are the engine's, not upd.state's.
+            let clock = Int64(call.state.now)
+            let metadata = try call.state.updateFreshness {
+                try ChannelFollower.check(name, mirrors: FetchOptions(mirrors: mirrors), keyring: keyring.keyring, state: &$0, clock: clock)
             }
-            return call.results(.table([
+            call.state.announce(image: metadata.image, version: metadata.version, hash: metadata.manifestHash)
+            var answer: [String: LuaValue] = [
                 "channel": .string(metadata.channel), "image": .string(metadata.image), "version": .string(metadata.version),
                 "manifest_hash": .string(metadata.manifestHash), "serial": .integer(Int64(metadata.serial)),
                 "expires": .integer(metadata.expires),
-            ]))
+            ]
+            answer["published"] = metadata.published.map { .integer($0) }
+            return call.results(.table(answer))
         }
     }
 }

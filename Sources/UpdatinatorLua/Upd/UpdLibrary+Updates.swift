@@ -54,9 +54,15 @@ extension UpdLibrary {
             let image = try call.string(2), version = try call.string(3)
             let options = try call.options(4, allowed: ["dir", "keyring", "hash"])
             let keyring = try options.index == 0 ? nil : keyringOption(options, call)
+            // The hash a verified decision or channel named for this version holds without `hash =`.
+            let announced = call.state.announcedHash(image: image, version: version)
+            let hash = try options.string("hash")
+            if let announced, let hash, hash != announced {
+                throw call.argumentError(4, "hash \(hash) is not the \(announced) that a verified decision or channel named for \(image) \(version)")
+            }
             let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors))
                 .downloadManifest(image: image, version: version, into: try options.string("dir"), keyring: keyring?.keyring,
-                                  hash: try options.string("hash"))
+                                  hash: hash ?? announced)
             let m = LuaManifest(manifest: got.manifest, bytes: got.download.content, signatures: got.download.signature,
                                 source: got.path ?? Repository.manifestPath(image: image, version: version))
             m.verified = got.verified

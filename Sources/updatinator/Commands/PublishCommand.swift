@@ -8,7 +8,8 @@ struct PublishCommand: UpdatinatorSubcommand {
         abstract: "Points a channel at an image version with signed, expiring metadata.",
         discussion: """
             Writes REPO/channels/NAME.json and its signature: the image, the version, the hash of \
-            its manifest, a serial one higher than the channel's previous one, and an expiry. \
+            its manifest, a serial one higher than the channel's previous one, the time of publication \
+            and an expiry. \
             Clients refuse channel metadata that is expired or older than what they accepted before.
             """)
 
@@ -24,7 +25,7 @@ struct PublishCommand: UpdatinatorSubcommand {
     @Option(help: "The image version; its manifest must exist in the repository.")
     var version: String
 
-    @Option(help: "How long the metadata stays valid, e.g. 7d, 12h, 90m.")
+    @Option(help: "How long the metadata stays valid, e.g. 7d, 12h, 90m; at most 366d.")
     var expires: String
 
     @Option(help: "The secret key that signs the channel metadata.")

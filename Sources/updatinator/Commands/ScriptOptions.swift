@@ -8,7 +8,7 @@ struct ScriptOptions: ParsableArguments {
     @Option(help: "The tree that upd functions act on when a script gives no root.")
     var root: String?
 
-    @Option(help: "The file upd.state keeps its values in; default: ROOT/.updatinator/policy-state.json with --root, else /var/lib/updatinator/policy-state.json.")
+    @Option(help: "The file upd.state keeps its values in; default: ROOT/.updatinator/policy-state.json with --root, else /var/lib/updatinator/policy-state.json. The engine keeps the channel serials and the verified time it accepted in freshness.json beside it.")
     var state: String?
 
     @Option(help: "A JSON file of settings that upd.config lays over a policy's defaults; the agent reads /etc/updatinator/policy.json when it exists.")
@@ -48,7 +48,9 @@ struct ScriptOptions: ParsableArguments {
         }
         lua.root = root
         lua.configFile = config
-        lua.stateFile = state ?? root.map { "\($0)/.updatinator/policy-state.json" } ?? DefaultPaths.policyState
+        let stateFile = state ?? root.map { "\($0)/.updatinator/policy-state.json" } ?? DefaultPaths.policyState
+        lua.stateFile = stateFile
+        lua.freshnessFile = URL(fileURLWithPath: stateFile).deletingLastPathComponent().appendingPathComponent("freshness.json").path
         return lua
     }
 }
