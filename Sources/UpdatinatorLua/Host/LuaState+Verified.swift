@@ -6,20 +6,19 @@ extension LuaState {
     /// Runs `change` on the engine's freshness state, and keeps the result (durably, when there
     /// is a `freshnessFile`) when it changed.
     func updateFreshness<T>(_ change: (inout FreshnessState) throws -> T) throws -> T {
-        var state = try loadedFreshness()
+        let before = try currentFreshness()
+        var state = before
         let result = try change(&state)
-        if state != freshness {
-            if let freshnessFile { try FreshnessStore(path: freshnessFile).save(state) }
-            freshness = state
-        }
+        if state != before, let freshnessFile { try FreshnessStore(path: freshnessFile).save(state) }
+        freshness = state
         return result
     }
 
-    private func loadedFreshness() throws -> FreshnessState {
-        if let freshness { return freshness }
-        let loaded = try freshnessFile.flatMap { try FreshnessStore(path: $0).load() } ?? migratedFreshness()
-        freshness = loaded
-        return loaded
+    /// The state as kept now: read from its file each time, since another process (a `run`
+    /// beside the agent) may have raised it since, or this state's own without a file.
+    private func currentFreshness() throws -> FreshnessState {
+        if let freshnessFile { return try FreshnessStore(path: freshnessFile).load() ?? migratedFreshness() }
+        return try freshness ?? migratedFreshness()
     }
 
     /// The serials that `upd.channel` kept in `upd.state` before the engine kept its own

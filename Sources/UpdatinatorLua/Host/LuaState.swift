@@ -66,8 +66,8 @@ public final class LuaState {
     /// The file the engine keeps channel serials and the verified time in (`FreshnessStore`),
     /// out of scripts' reach; nil keeps them in memory only.
     public var freshnessFile: String?
-    /// The freshness state once read, and the manifest hashes verified decisions and channels
-    /// named, by image and version (`LuaState+Verified.swift`).
+    /// The freshness state without a file, and the manifest hashes verified decisions and
+    /// channels named, by image and version (`LuaState+Verified.swift`).
     var freshness: FreshnessState?
     var announcedManifests: [String: String] = [:]
     /// A script asked for the machine to reboot once its call is over (`upd.system.request_reboot`).

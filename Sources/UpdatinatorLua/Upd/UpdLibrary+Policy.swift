@@ -65,7 +65,13 @@ extension UpdLibrary {
             request["agent_version"] = .string(UpdatinatorVersion.current)
             let d = try SchoolServerClient(server: server).check(try message(CheckRequest.self, request, call, 2),
                                                                 keyring: keyring.keyring, now: Int64(call.state.now))
-            try call.state.updateFreshness { $0.vouch(d.time) }
+            // The decision's time only helps judge channel files later: a freshness state that
+            // cannot be read (the channel check reports it) does not stop the decision.
+            do {
+                try call.state.updateFreshness { $0.vouch(d.time) }
+            } catch let error as UpdError {
+                call.state.log("warn", "the decision's time is not kept: \(error.message)")
+            }
             if d.update, let image = d.image, let version = d.version, let hash = d.manifestHash {
                 call.state.announce(image: image, version: version, hash: hash)
             }
