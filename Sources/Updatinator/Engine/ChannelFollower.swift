@@ -19,11 +19,13 @@ public enum ChannelFollower {
     public static func check(_ channel: String, mirrors: FetchOptions, keyring: Keyring, remembered: ChannelMemory,
                              now: Int64) throws -> (metadata: ChannelMetadata, memory: ChannelMemory) {
         let remote = "channels/\(channel).json"
-        let got = try CurlFetcher(options: mirrors).fetchSigned(remote, maxBytes: 64 * 1024)
-        let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
         let floor = ChannelMetadata.replayFloor(serial: remembered.serial, signers: remembered.signers, keyring: keyring)
-        let (metadata, signers) = try ChannelMetadata.verify(got.content, signatures: signatures, keyring: keyring, channel: channel,
-                                                             source: remote, now: now, minimumSerial: floor)
+        // A mirror whose metadata is refused (stale, replayed, another channel's) is passed over.
+        let (metadata, signers) = try CurlFetcher(options: mirrors).fetchSigned(remote, maxBytes: 64 * 1024) { got in
+            let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
+            return try ChannelMetadata.verify(got.content, signatures: signatures, keyring: keyring, channel: channel, source: remote,
+                                              now: now, minimumSerial: floor)
+        }
         let memory = metadata.serial > floor ? ChannelMemory(serial: metadata.serial, signers: signers) : remembered
         return (metadata, memory)
     }

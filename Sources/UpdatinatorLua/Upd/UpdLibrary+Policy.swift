@@ -71,6 +71,7 @@ extension UpdLibrary {
             answer["version"] = d.version.map { .string($0) }
             answer["manifest_path"] = d.manifestPath.map { .string($0) }
             answer["manifest_hash"] = d.manifestHash.map { .string($0) }
+            answer["manifest_size"] = d.manifestSize.map { .integer(Int64($0)) }
             answer["rate_limit"] = d.rateLimit.map { .integer(Int64($0)) }
             answer["not_before"] = d.notBefore.map { .integer($0) }
             answer["window"] = d.window.map { .string($0) }
@@ -105,11 +106,13 @@ extension UpdLibrary {
                 try policyState.set(serialKey, .integer(Int64(memory.serial)))
                 try policyState.set(signersKey, .string(memory.signers.joined(separator: ",")))
             }
-            return call.results(.table([
+            var answer: [String: LuaValue] = [
                 "channel": .string(metadata.channel), "image": .string(metadata.image), "version": .string(metadata.version),
                 "manifest_hash": .string(metadata.manifestHash), "serial": .integer(Int64(metadata.serial)),
                 "expires": .integer(metadata.expires),
-            ]))
+            ]
+            answer["manifest_size"] = metadata.manifestSize.map { .integer(Int64($0)) }
+            return call.results(.table(answer))
         }
     }
 }
