@@ -292,6 +292,11 @@ public final class CurlFetcher: @unchecked Sendable {
         demotions.withLock { $0[base, default: 0] += 1 }
     }
 
+    /// The failures counted against a base URL.
+    func demotions(of base: String) -> Int {
+        demotions.withLock { $0[base, default: 0] }
+    }
+
     /// The base a job tries next: the first in today's order that it has not left.
     private func nextBase(_ job: Job) -> String? {
         order(job.request.bases).first { !job.left.contains($0) }

@@ -58,7 +58,9 @@ extension CurlFetcher {
 
     /// `fetchSigned` from one mirror. The partial downloads live in a private temporary
     /// directory, removed before returning. A compressed copy may be at most as large as zstd
-    /// can make `maxBytes`, and may not decompress to more than `maxBytes`.
+    /// can make `maxBytes`, and may not decompress to more than `maxBytes`; one that the mirror
+    /// lacks or that does not decode is replaced by the plain file, but a mirror that failed
+    /// the copy's request (and was demoted for it) is left at once.
     private func fetchSigned(_ path: String, maxBytes: UInt64, signatureRequired: Bool, compressed: Bool,
                              from mirror: String) throws -> SignedDownload {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-\(UUID().uuidString)").path
@@ -66,12 +68,14 @@ extension CurlFetcher {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var copy: [UInt8]?
         if compressed {
+            let demotions = demotions(of: mirror)
             do {
                 let copyBytes = CompressedCopy.maxBytes(decompressingTo: maxBytes)
                 try fetchFile(path + CompressedCopy.suffix, to: "\(directory)/copy", maxBytes: copyBytes, from: [mirror], flow: nil)
                 copy = try CompressedCopy.decompress(Sys.readFile("\(directory)/copy", limit: Int(copyBytes)), limit: Int(maxBytes),
                                                         source: path + CompressedCopy.suffix)
             } catch let e as UpdError where e.code == .network || e.code == .corrupt {
+                if self.demotions(of: mirror) > demotions { throw e }
                 copy = nil
             }
         }
