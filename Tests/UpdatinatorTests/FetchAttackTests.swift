@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 @testable import Updatinator
-import UpdatinatorServer
 
 /// The attack suite's tests of the fetcher and the manifests it reads: a stale or hostile mirror
 /// first in the list, endless documents, the memory a manifest can take, and slow mirrors and
@@ -120,7 +119,11 @@ import UpdatinatorServer
         let metadata = try ChannelMetadata.parse(Sys.readFile(repo + "/channels/stable.json"), source: "stable.json")
         let size = try Sys.readFile(samples.manifest("olpc-ext3", "2")).count
         #expect(metadata.manifestSize == UInt64(size))
-        #expect(RepositoryIndex(root: repo).manifest(image: "olpc-ext3", version: "2")?.size == UInt64(size))
+        let servers = try SchoolServerTests()
+        let school = try SchoolServerTests.School(servers, policy: SchoolServerTests.serverPolicy("default.lua"),
+                                                  settings: ["image": "olpc-ext3"])
+        let decision = try school.check("d1", version: "1", ["channel": "testing"])
+        #expect(decision.version == "2" && decision.manifestSize == UInt64(size))
     }
 
     // MARK: Memory
