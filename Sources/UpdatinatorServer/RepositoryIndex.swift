@@ -11,7 +11,12 @@ public final class RepositoryIndex: Sendable {
         var taken: Date
         var versions: [String: [String]]
         var channels: [String: ChannelMetadata]
-        var hashes: [String: ContentHash]
+        var hashes: [String: ManifestFacts]
+    }
+    /// A manifest's hash and size.
+    private struct ManifestFacts {
+        var hash: ContentHash
+        var size: UInt64
     }
     private let snapshot = Locked<Snapshot?>(nil)
     private let maxAge: TimeInterval
@@ -33,11 +38,11 @@ public final class RepositoryIndex: Sendable {
         return now.versions[image]?.last
     }
 
-    /// The manifest's repository path and the hash of its bytes, when the repository has it.
-    public func manifest(image: String, version: String) -> (path: String, hash: ContentHash)? {
+    /// The manifest's repository path, the hash of its bytes and its size, when the repository has it.
+    public func manifest(image: String, version: String) -> (path: String, hash: ContentHash, size: UInt64)? {
         let now = current()
         let path = "images/\(image)/\(version).manifest"
-        return now.hashes[path].map { (path, $0) }
+        return now.hashes[path].map { (path, $0.hash, $0.size) }
     }
 
     private func current() -> Snapshot {
@@ -54,7 +59,7 @@ public final class RepositoryIndex: Sendable {
     private func scan(previous: Snapshot?) -> Snapshot {
         let files = FileManager.default
         var versions = [String: [String]]()
-        var hashes = [String: ContentHash]()
+        var hashes = [String: ManifestFacts]()
         for image in (try? files.contentsOfDirectory(atPath: root + "/images")) ?? [] where Manifest.problem(withName: image) == nil {
             let names = (try? files.contentsOfDirectory(atPath: "\(root)/images/\(image)")) ?? []
             let found = names.filter { $0.hasSuffix(".manifest") }.map { String($0.dropLast(".manifest".count)) }
@@ -78,7 +83,7 @@ public final class RepositoryIndex: Sendable {
         return Snapshot(taken: Date(), versions: versions, channels: channels, hashes: hashes)
     }
 
-    private func hashOf(_ path: String, previous: Snapshot?) -> ContentHash? {
+    private func hashOf(_ path: String, previous: Snapshot?) -> ManifestFacts? {
         var info = stat()
         guard stat(root + "/" + path, &info) == 0 else { return nil }
         let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
@@ -88,6 +93,6 @@ public final class RepositoryIndex: Sendable {
         let components = path.split(separator: "/").map(String.init)
         guard let bytes = try? FileDescriptor.readRegularFile(beneath: root, components: components,
                                                              limit: ManifestParser.maxManifestBytes) else { return nil }
-        return Blake2b.hash(bytes)
+        return ManifestFacts(hash: Blake2b.hash(bytes), size: UInt64(bytes.count))
     }
 }

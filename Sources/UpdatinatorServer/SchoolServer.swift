@@ -160,6 +160,7 @@ public final class SchoolServer: Sendable {
                 decision.version = answer.version
                 decision.manifestPath = manifest.path
                 decision.manifestHash = manifest.hash.hex
+                decision.manifestSize = manifest.size
                 decision.peers = try answer.peers ?? inventory.peers(image: answer.image, version: answer.version, near: address, prefix: 24,
                                                                       limit: settings.peerLimit, now: now, asking: check.device)
                 decision.rateLimit = answer.rateLimit

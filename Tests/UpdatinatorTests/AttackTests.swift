@@ -95,7 +95,8 @@ import Testing
         // A decision or channel names version 2 by the hash of version 1's manifest.
         let fetcher = try CurlFetcher(options: FetchOptions(mirrors: ["file://" + samples.repo]))
         let announced = Blake2b.hash(try Sys.readFile(samples.manifest("olpc-ext3", "1"))).hex
-        #expect(throws: UpdError(.verification, "images/olpc-ext3/2.manifest: its hash is not the \(announced) that was announced")) {
+        #expect(throws: UpdError(.verification, "images/olpc-ext3/2.manifest: no mirror had an acceptable copy (file://\(samples.repo): "
+                                              + "its hash is not the \(announced) that was announced)")) {
             try fetcher.downloadManifest(image: "olpc-ext3", version: "2", into: nil, keyring: try Keyring(directory: samples.keyring),
                                          hash: announced)
         }
@@ -153,8 +154,10 @@ import Testing
         let mirrors = ["file://" + bad, "file://" + tampered, "file://" + samples.repo]
         let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors)).downloadManifest(image: "olpc-ext3", version: "2", into: nil, keyring: keyring)
         #expect(got.download.content == (try Sys.readFile(theirs + "/2.manifest")))
-        // With only bad mirrors, the first one's refusal is the error.
-        #expect(throws: UpdError(.verification, "images/olpc-ext3/2.manifest: the mirror sent the manifest of olpc-ext3 1")) {
+        // With only bad mirrors, one line names each one and what was wrong with it.
+        #expect(throws: UpdError(.verification, "images/olpc-ext3/2.manifest: no mirror had an acceptable copy (file://\(bad): the mirror sent the "
+                                              + "manifest of olpc-ext3 1; file://\(tampered): 0 of the 1 required trusted signatures verified "
+                                              + "(signature by key \(try KeyFile.readSecret(samples.secretKey).publicKey.keyID) does not match the content))")) {
             try CurlFetcher(options: FetchOptions(mirrors: Array(mirrors.prefix(2)))).downloadManifest(image: "olpc-ext3", version: "2", into: nil,
                                                                                                     keyring: keyring)
         }

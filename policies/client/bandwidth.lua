@@ -40,7 +40,8 @@ function tick()
   local installed = assert(upd.manifest.installed(config.root))
   if installed.image == offer.image and installed.version == offer.version then return "up to date" end
   local target = assert(upd.get_manifest(config.mirrors, offer.image, offer.version,
-                                         { keyring = keyring, hash = offer.manifest_hash }))
+                                         { keyring = keyring, hash = offer.manifest_hash,
+                                           size = offer.manifest_size }))
   local plan = assert(upd.plan(installed, target, { root = config.root, mirrors = config.mirrors }))
   if plan.download_bytes > left then
     return ("deferred: needs %d bytes, %d left today"):format(plan.download_bytes, left)

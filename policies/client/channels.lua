@@ -25,7 +25,8 @@ function tick()
     return "up to date"
   end
   local target = assert(upd.get_manifest(config.mirrors, offer.image, offer.version,
-                                         { keyring = keyring, hash = offer.manifest_hash }))
+                                         { keyring = keyring, hash = offer.manifest_hash,
+                                           size = offer.manifest_size }))
   local plan = assert(upd.plan(installed, target, { root = config.root, mirrors = config.mirrors }))
   local report = assert(upd.apply(plan, { mirrors = config.mirrors }))
   upd.log.info(("moved to %s %s: %d bytes downloaded"):format(offer.image, offer.version, report.bytes_downloaded))

@@ -57,7 +57,8 @@ end
 local function offer(keyring, installed)
   if config.server == "" then
     local channel = assert(upd.channel(config.mirrors, config.channel, keyring))
-    return { image = channel.image, version = channel.version, manifest_hash = channel.manifest_hash, peers = {} }
+    return { image = channel.image, version = channel.version, manifest_hash = channel.manifest_hash,
+             manifest_size = channel.manifest_size, peers = {} }
   end
   local decision_keyring = assert(upd.keyring(config.decision_keyring))
   local decision = assert(upd.check(config.server, {
@@ -126,7 +127,8 @@ function tick()
   if o.window and not upd.time.in_window(o.window) then return "deferred: outside " .. o.window end
   local mirrors = sources(o.peers)
   -- Manifests come from the repositories (peers serve blobs only); contents from peers first.
-  local target = assert(upd.get_manifest(config.mirrors, o.image, o.version, { keyring = keyring, hash = o.manifest_hash }))
+  local target = assert(upd.get_manifest(config.mirrors, o.image, o.version, { keyring = keyring, hash = o.manifest_hash,
+                                                                          size = o.manifest_size }))
   local root = config.mode == "staged" and config.sysroot or config.root
   local plan = assert(upd.plan(installed or target, target,
                                { root = root, mirrors = mirrors, live = config.mode ~= "staged" and config.live }))

@@ -96,6 +96,7 @@ function Keyring:verify(manifest) end
 ---@field image string
 ---@field version string
 ---@field manifest_hash string
+---@field manifest_size? integer absent in metadata published before it was written
 ---@field serial integer
 ---@field expires integer
 ---@field published? integer
@@ -115,7 +116,7 @@ function upd.manifest.installed(root) end
 ---@param mirrors upd.Mirrors
 ---@param image string
 ---@param version string
----@param options? {keyring?: upd.Keyring, dir?: string, hash?: string}
+---@param options? {keyring?: upd.Keyring, dir?: string, hash?: string, size?: integer}
 ---@return upd.Manifest|nil, string? message, upd.Code? code
 function upd.get_manifest(mirrors, image, version, options) end
 
@@ -162,6 +163,7 @@ function upd.channel(mirrors, name, keyring) end
 ---@field version? string
 ---@field manifest_path? string
 ---@field manifest_hash? string
+---@field manifest_size? integer
 ---@field peers string[]
 ---@field rate_limit? integer
 ---@field not_before? integer

@@ -110,7 +110,7 @@ final class InPlaceApplier {
         if let journal, journal.to != targetHash {
             throw UpdError(.usage, "\(state.journal): an apply to another manifest (\(journal.to.prefix(16))…) is in progress; finish it first")
         }
-        let installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest)
+        let installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest, limit: ManifestParser.maxManifestBytes)
 
         if installed == targetBytes {
             // A run killed after the switch may have left its state behind: finishing it is
@@ -122,7 +122,7 @@ final class InPlaceApplier {
         }
         let old: (manifest: Manifest, bytes: [UInt8])
         if let journal {
-            guard let bytes = try Sys.readFileIfExists(in: applyFD, StateDirectory.fromName, display: state.fromManifest) else {
+            guard let bytes = try Sys.readFileIfExists(in: applyFD, StateDirectory.fromName, display: state.fromManifest, limit: ManifestParser.maxManifestBytes) else {
                 throw UpdError(.corrupt, "\(state.fromManifest): missing, though the journal records an apply in progress")
             }
             guard Blake2b.hash(bytes).hex == journal.from else {
@@ -271,11 +271,11 @@ final class InPlaceApplier {
     /// The manifests to plan with: those a resumed apply saved (the tree's /etc has changed
     /// since it was merged), else the images as `machine` leaves them to the apply.
     private func plannedManifests(old: Manifest, resumed: Bool) throws -> (old: Manifest, new: Manifest) {
-        if resumed, let from = try Sys.readFileIfExists(in: applyFD, StateDirectory.plannedFromName, display: state.plannedFrom) {
+        if resumed, let from = try Sys.readFileIfExists(in: applyFD, StateDirectory.plannedFromName, display: state.plannedFrom, limit: ManifestParser.maxManifestBytes) {
             guard !machine.isNone else {
                 throw UpdError(.usage, "\(state.journal): the apply in progress leaves part of the tree to the machine (it was started as a running system's, --live); run it again so")
             }
-            guard let to = try Sys.readFileIfExists(in: applyFD, StateDirectory.plannedToName, display: state.plannedTo) else {
+            guard let to = try Sys.readFileIfExists(in: applyFD, StateDirectory.plannedToName, display: state.plannedTo, limit: ManifestParser.maxManifestBytes) else {
                 throw UpdError(.corrupt, "\(state.plannedTo): missing, though \(state.plannedFrom) is there")
             }
             return (try ManifestParser.parse(from, source: state.plannedFrom), try ManifestParser.parse(to, source: state.plannedTo))

@@ -52,7 +52,7 @@ extension UpdateEngine {
                 throw UpdError(.usage, "\(state.journal): an apply is in progress on \(root); finish it (run it again) instead of adopting", path: state.journal)
             }
         }
-        let installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest)
+        let installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest, limit: ManifestParser.maxManifestBytes)
         if installed == target.bytes {
             throw UpdError(.nothingToDo, "\(root) already has \(target.name) recorded as installed", path: state.installedManifest)
         }

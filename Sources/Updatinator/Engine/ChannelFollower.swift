@@ -20,12 +20,15 @@ public enum ChannelFollower {
     public static func check(_ channel: String, mirrors: FetchOptions, keyring: Keyring, state: inout FreshnessState,
                              clock: Int64) throws -> ChannelMetadata {
         let remote = "channels/\(channel).json"
-        let got = try CurlFetcher(options: mirrors).fetchSigned(remote, maxBytes: 64 * 1024)
-        let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
         let remembered = state.channels[channel] ?? ChannelMemory()
         let floor = ChannelMetadata.replayFloor(serial: remembered.serial, signers: remembered.signers, keyring: keyring)
-        let (metadata, signers) = try ChannelMetadata.verify(got.content, signatures: signatures, keyring: keyring, channel: channel,
-                                                             source: remote, now: state.now(clock: clock), minimumSerial: floor)
+        let now = state.now(clock: clock)
+        // A mirror whose metadata is refused (stale, replayed, another channel's) is passed over.
+        let (metadata, signers) = try CurlFetcher(options: mirrors).fetchSigned(remote, maxBytes: 64 * 1024) { got in
+            let signatures = try SignatureFile.parse(got.signature!, source: remote + ".sig")
+            return try ChannelMetadata.verify(got.content, signatures: signatures, keyring: keyring, channel: channel, source: remote,
+                                              now: now, minimumSerial: floor)
+        }
         if metadata.serial > floor { state.channels[channel] = ChannelMemory(serial: metadata.serial, signers: signers) }
         state.vouch(metadata.published)
         return metadata

@@ -66,8 +66,8 @@ public struct ServerUpgrade {
         do {
             let manifestFetcher = try CurlFetcher(options: FetchOptions(mirrors: [server] + mirrors))
             let target = try manifestFetcher.downloadManifest(image: image, version: version, into: nil, keyring: keyring,
-                                                              hash: decision.manifestHash).verified!
-            var options = FetchOptions(mirrors: decision.peers + mirrors + [server])
+                                                              hash: decision.manifestHash, size: decision.manifestSize).verified!
+            var options = FetchOptions(peers: decision.peers, mirrors: mirrors + [server])
             options.rateLimit = decision.rateLimit
             options.concurrency = concurrency
             // Without peers, the contents come from the server in batches; peers serve blobs.

@@ -25,6 +25,9 @@ public final class CurlFetcher: @unchecked Sendable {
     private let runningMultis = Locked(Set<UInt>())
     /// Failures counted against each base URL: the least demoted is tried first.
     private let demotions = Locked([String: Int]())
+    /// Base URLs left for stalling or missing a deadline: tried after every other one for the
+    /// rest of this fetcher's life, by every request still queued as well.
+    private let slow = Locked(Set<String>())
     /// The rate limiter, shared by every running fetch.
     private let bucket: Locked<TokenBucket>
 
@@ -130,25 +133,30 @@ public final class CurlFetcher: @unchecked Sendable {
         return try run([Request(label: path, path: path, bases: bases, maxBytes: maxBytes, method: .download(download))], flow: flow).report
     }
 
-    /// One request's progress through its base URLs.
+    /// One request's progress through its base URLs. Its base is chosen when it starts and
+    /// again when it fails over, so that a base demoted meanwhile (by any request) goes last.
     final class Job {
         let request: Request
         let index: Int
-        let order: [String]
-        var position = 0
+        /// The base being tried; nil until the job starts.
+        var chosen: String?
+        /// The bases it tried and left.
+        var left = [String]()
         var attempts = 0
         /// Whether the consumer has let it start (it keeps its place when retried).
         var admitted = false
         var notBefore = Date.distantPast
         var problems = [(mirror: String, problem: String)]()
 
-        init(request: Request, index: Int, order: [String]) {
+        init(request: Request, index: Int) {
             self.request = request
             self.index = index
-            self.order = order
         }
 
-        var mirror: String { order[position] }
+        var mirror: String { chosen! }
+
+        /// Whether nothing was downloaded for it yet (what a partial file holds is an earlier run's).
+        var isFirstTry: Bool { left.isEmpty && attempts == 0 }
     }
 
     /// What one fetch has received, for its progress and report.
@@ -179,6 +187,10 @@ public final class CurlFetcher: @unchecked Sendable {
         var exceeded = false
         /// Why the answer was refused at its first byte (a Range request answered 200).
         var refused: String?
+        /// The seconds this transfer may take in all (`FetchOptions.deadline`), and those it may
+        /// stay below the low-speed limit.
+        var deadlineSeconds = 0.0
+        var stallSeconds = 0
         var paused = false
         /// A transfer from a file:// mirror, which libcurl cannot pause.
         let isLocal: Bool
@@ -266,11 +278,28 @@ public final class CurlFetcher: @unchecked Sendable {
         return count
     }
 
-    /// `bases` (the mirrors when nil), the least demoted first (the given order breaks ties).
-    private func order(_ bases: [String]?) -> [String] {
+    /// `bases` (the mirrors when nil), the least demoted first (the given order breaks ties);
+    /// the slow ones last.
+    func order(_ bases: [String]?) -> [String] {
         let list = bases ?? options.mirrors
         let counts = demotions.withLock { d in list.map { d[$0, default: 0] } }
-        return list.indices.sorted { (counts[$0], $0) < (counts[$1], $1) }.map { list[$0] }
+        let isSlow = slow.withLock { s in list.map { s.contains($0) ? 1 : 0 } }
+        return list.indices.sorted { (isSlow[$0], counts[$0], $0) < (isSlow[$1], counts[$1], $1) }.map { list[$0] }
+    }
+
+    /// Counts a failure against a base URL, which then comes after the others in `order`.
+    func demote(_ base: String) {
+        demotions.withLock { $0[base, default: 0] += 1 }
+    }
+
+    /// The failures counted against a base URL.
+    func demotions(of base: String) -> Int {
+        demotions.withLock { $0[base, default: 0] }
+    }
+
+    /// The base a job tries next: the first in today's order that it has not left.
+    private func nextBase(_ job: Job) -> String? {
+        order(job.request.bases).first { !job.left.contains($0) }
     }
 
     /// Runs the requests, several at once, each through its bases until one serves it; what
@@ -283,7 +312,7 @@ public final class CurlFetcher: @unchecked Sendable {
         let state = RunState()
         guard let multi = curl_multi_init() else { throw UpdError(.network, "libcurl: cannot create a multi handle") }
         runningMultis.withLock { _ = $0.insert(UInt(bitPattern: multi)) }
-        var pending = requests.enumerated().map { Job(request: $1, index: $0, order: order($1.bases)) }
+        var pending = requests.enumerated().map { Job(request: $1, index: $0) }
         var active = [UnsafeMutableRawPointer: Transfer]()
         var failure: UpdError?
         let totalBytes = requests.reduce(0) { $0 + $1.maxBytes }
@@ -331,7 +360,7 @@ public final class CurlFetcher: @unchecked Sendable {
                     if let hash = job.request.hash { flow?.arrived?(hash) }
                     continue
                 case .promoted:
-                    if job.position == 0 && job.attempts == 0 { state.present += job.request.maxBytes }  // left by an earlier run
+                    if job.isFirstTry { state.present += job.request.maxBytes }  // left by an earlier run
                     settle(.done(.stored), job)
                     continue
                 case .no:
@@ -432,6 +461,7 @@ public final class CurlFetcher: @unchecked Sendable {
 
     private func start(_ job: Job, multi: UnsafeMutableRawPointer, state: RunState) throws -> Start {
         let request = job.request
+        if job.chosen == nil { job.chosen = nextBase(job) }
         let mirror = job.mirror
         var url = "\(mirror)/\(request.path)"
         var source: FileDescriptor?
@@ -461,21 +491,28 @@ public final class CurlFetcher: @unchecked Sendable {
                 }
             }
             if existing > have { _ = ftruncate(partial.rawValue, 0) }
-            if job.position == 0 && job.attempts == 0 { state.present += have }  // left by an earlier run
+            if job.isFirstTry { state.present += have }  // left by an earlier run
             file = partial
         }
         guard let easy = curl_easy_init() else { throw UpdError(.network, "libcurl: cannot create a transfer") }
         let t = Transfer(job: job, easy: easy, file: file, source: source, received: have, run: state, fetcher: self)
         _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
-        _ = CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT, options.connectTimeoutSeconds)
+        // A peer (a device nearby) is given a much shorter time to connect and to stall.
+        let isPeer = options.peers.contains(mirror)
+        t.stallSeconds = isPeer ? options.peerStallSeconds : options.lowSpeedSeconds
+        _ = CCurl_easy_setopt_long(easy, CURLOPT_CONNECTTIMEOUT, isPeer ? options.peerStallSeconds : options.connectTimeoutSeconds)
         _ = CCurl_easy_setopt_long(easy, CURLOPT_TCP_KEEPALIVE, 1)
         _ = CCurl_easy_setopt_off(easy, CURLOPT_MAXFILESIZE_LARGE, curl_off_t(request.maxBytes))
         switch request.method {
         case .download, .ranges:
             _ = CCurl_easy_setopt_long(easy, CURLOPT_FAILONERROR, 1)
             _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
-            _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, options.lowSpeedSeconds)
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, t.stallSeconds)
+            // What is left of the content must come within its deadline.
+            t.deadlineSeconds = options.deadline(bytes: request.maxBytes - min(have, request.maxBytes),
+                                                 rateLimit: bucket.withLock { $0.limit })
+            _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(min(t.deadlineSeconds * 1000, Double(Int.max / 2))))
             // A mirror may redirect (to https, to another host), but only to http or https.
             _ = CCurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)
             _ = CCurl_easy_setopt_long(easy, CURLOPT_MAXREDIRS, 5)
@@ -579,12 +616,24 @@ public final class CurlFetcher: @unchecked Sendable {
             download?.removePartial()
             return retry(job, "ignored a Range request")
         case CURLE_OPERATION_TIMEDOUT where !Self.connected(t.easy):
-            return nextMirror(job, demote: true, "could not connect within \(options.connectTimeoutSeconds) s (connect timeout)")
+            if case .call = request.method {
+                return nextMirror(job, demote: true, "could not connect within \(options.connectTimeoutSeconds) s (connect timeout)")
+            }
+            slow.withLock { _ = $0.insert(job.mirror) }
+            let seconds = options.peers.contains(job.mirror) ? options.peerStallSeconds : options.connectTimeoutSeconds
+            return nextMirror(job, demote: true, "could not connect within \(seconds) s (connect timeout)")
         case CURLE_OPERATION_TIMEDOUT:
             if case .call(_, _, _, let deadline) = request.method { return nextMirror(job, demote: true, "no answer within \(deadline) s") }
-            // Connected, then stalled or trickling (before the answer or during it): another
-            // mirror goes on from what arrived.
-            return nextMirror(job, demote: true, "slower than \(options.lowSpeedLimit) bytes/s for \(options.lowSpeedSeconds) s")
+            // Connected, then stalled, trickled or ran out of time (before the answer or during
+            // it): another mirror goes on from what arrived, and this one goes last for the rest
+            // of the fetch.
+            slow.withLock { _ = $0.insert(job.mirror) }
+            var microseconds: curl_off_t = 0
+            _ = CCurl_easy_getinfo_off(t.easy, CURLINFO_TOTAL_TIME_T, &microseconds)
+            if Double(microseconds) / 1e6 >= t.deadlineSeconds * 0.99 {
+                return nextMirror(job, demote: true, String(format: "not done within its deadline of %.0f s", t.deadlineSeconds))
+            }
+            return nextMirror(job, demote: true, "slower than \(options.lowSpeedLimit) bytes/s for \(t.stallSeconds) s")
         case CURLE_HTTP_RETURNED_ERROR where code == 416:
             guard let download else { return nextMirror(job, demote: false, "HTTP 416") }
             download.removePartial()
@@ -619,12 +668,13 @@ public final class CurlFetcher: @unchecked Sendable {
     }
 
     private func nextMirror(_ job: Job, demote: Bool, _ problem: String) -> Outcome {
-        if demote { demotions.withLock { $0[job.mirror, default: 0] += 1 } }
+        if demote { self.demote(job.mirror) }
         job.problems.append((job.mirror, problem))
-        job.position += 1
+        job.left.append(job.mirror)
+        job.chosen = nil
         job.attempts = 0
         job.notBefore = .distantPast
-        guard job.position < job.order.count else {
+        guard nextBase(job) != nil else {
             let request = job.request
             if case .download(let download) = request.method { download.removePartial() }
             if case .call = request.method {

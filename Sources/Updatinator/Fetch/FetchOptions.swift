@@ -10,13 +10,38 @@ public struct FetchOptions: Sendable {
     public var lowSpeedLimit = 1024
     public var lowSpeedSeconds = 20
     public var connectTimeoutSeconds = 15
+    /// A download (what is left of it, on each mirror) must be done within
+    /// `deadlineAllowanceSeconds` plus its bytes at `minimumAverageRate` bytes per second: a
+    /// mirror that trickles just above the low-speed limit is left all the same (`deadline`).
+    public var minimumAverageRate: UInt64 = 8 * 1024
+    public var deadlineAllowanceSeconds = 60
+    /// The mirrors that are peers (devices nearby holding the image): they are tried first, and
+    /// get `peerStallSeconds` to connect and to stall instead of the mirrors' 15 and 20.
+    public private(set) var peers = Set<String>()
+    public var peerStallSeconds = 3
     /// Tries of one blob on one mirror before moving to the next, for errors that may pass.
     public var attemptsPerMirror = 3
     /// The first retry's delay; each later one doubles, with ±50 % jitter, up to 8 s.
     public var retryDelay = 0.25
 
     public init(mirrors: [String]) {
-        self.mirrors = mirrors.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        self.mirrors = mirrors.map(Self.normalized)
+    }
+
+    /// Peers first, then the mirrors.
+    public init(peers: [String], mirrors: [String]) {
+        self.init(mirrors: peers + mirrors)
+        self.peers = Set(peers.map(Self.normalized))
+    }
+
+    private static func normalized(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
+
+    /// The seconds a transfer of `bytes` may take in all: the allowance, plus the bytes at the
+    /// minimum average rate, or at half a transfer's share of a rate limit when that is lower.
+    public func deadline(bytes: UInt64, rateLimit: UInt64?) -> Double {
+        var rate = Double(minimumAverageRate)
+        if let rateLimit { rate = min(rate, Double(rateLimit) / Double(concurrency) / 2) }
+        return Double(deadlineAllowanceSeconds) + Double(bytes) / max(rate, 1)
     }
 
     /// Checks that every mirror is a URL this fetcher can use.
@@ -27,6 +52,9 @@ public struct FetchOptions: Sendable {
         }
         guard concurrency >= 1 else { throw UpdError(.usage, "concurrency must be at least 1") }
         if rateLimit == 0 { throw UpdError(.usage, "a rate limit must be at least 1 byte per second") }
+        guard minimumAverageRate >= 1, deadlineAllowanceSeconds >= 1, peerStallSeconds >= 1 else {
+            throw UpdError(.usage, "a minimum rate, a deadline allowance and a peer stall time must be at least 1")
+        }
     }
 }
 

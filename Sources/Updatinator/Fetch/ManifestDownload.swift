@@ -9,25 +9,73 @@ extension CurlFetcher {
     }
 
     /// Downloads a small repository file (a manifest, channel metadata) and its signature;
-    /// with `compressed`, its compressed copy (`CompressedCopy`) when a mirror has one.
-    /// The partial downloads live in a private temporary directory, removed before returning.
+    /// with `compressed`, its compressed copy (`CompressedCopy`) when a mirror has one. Both
+    /// files come from one mirror: the first, least demoted, that has them (see `fromEachMirror`).
     public func fetchSigned(_ path: String, maxBytes: UInt64, signatureRequired: Bool = true, compressed: Bool = false) throws -> SignedDownload {
-        try fetchSigned(path, maxBytes: maxBytes, signatureRequired: signatureRequired, compressed: compressed, from: nil)
+        try fetchSigned(path, maxBytes: maxBytes, signatureRequired: signatureRequired, compressed: compressed) { $0 }
     }
 
-    /// `fetchSigned` from the given base URLs (nil for the mirrors).
+    /// `fetchSigned`, with what a mirror sent checked by `accept` (a signature, a name, a
+    /// freshness): a mirror whose files `accept` refuses is passed over for the next one.
+    public func fetchSigned<T>(_ path: String, maxBytes: UInt64, signatureRequired: Bool = true, compressed: Bool = false,
+                               accept: (SignedDownload) throws -> T) throws -> T {
+        try fromEachMirror(path) { mirror in
+            try accept(fetchSigned(path, maxBytes: maxBytes, signatureRequired: signatureRequired, compressed: compressed, from: mirror))
+        }
+    }
+
+    /// Tries `attempt` with each mirror in turn, least demoted first, until one succeeds. A
+    /// mirror that fails it (`network`: it lacks the document or cannot be reached; `corrupt` or
+    /// `verification`: what it sent is refused) is passed over, and demoted when it sent
+    /// something refused, so that one stale or hostile mirror at the head of the list stops
+    /// nothing. When every mirror fails, the error names each one and its problem, in one line,
+    /// with the code of the first refusal (else `network`).
+    func fromEachMirror<T>(_ path: String, _ attempt: (String) throws -> T) throws -> T {
+        var problems = [String](), refusal: UpdError.Code?
+        for mirror in order(nil) {
+            do {
+                return try attempt(mirror)
+            } catch let e as UpdError where e.code == .verification || e.code == .corrupt || e.code == .network {
+                if e.code != .network {
+                    demote(mirror)
+                    refusal = refusal ?? e.code
+                }
+                problems.append("\(mirror): \(Self.problem(e.message, of: path, from: mirror))")
+            }
+        }
+        throw UpdError(refusal ?? .network, "\(path): no mirror had an acceptable copy (\(problems.joined(separator: "; ")))")
+    }
+
+    /// What an error from one mirror says, without the path and mirror that the caller names.
+    private static func problem(_ message: String, of path: String, from mirror: String) -> String {
+        for (name, label) in [(path + ".sig", "signature: "), (path, "")] {
+            let failed = "\(name): no mirror could provide it (\(mirror): "
+            if message.hasPrefix(failed) && message.hasSuffix(")") { return label + message.dropFirst(failed.count).dropLast() }
+            if message.hasPrefix(name + ": ") { return label + message.dropFirst(name.count + 2) }
+        }
+        return message
+    }
+
+    /// `fetchSigned` from one mirror. The partial downloads live in a private temporary
+    /// directory, removed before returning. A compressed copy may be at most as large as zstd
+    /// can make `maxBytes`, and may not decompress to more than `maxBytes`; one that the mirror
+    /// lacks or that does not decode is replaced by the plain file, but a mirror that failed
+    /// the copy's request (and was demoted for it) is left at once.
     private func fetchSigned(_ path: String, maxBytes: UInt64, signatureRequired: Bool, compressed: Bool,
-                             from bases: [String]?) throws -> SignedDownload {
+                             from mirror: String) throws -> SignedDownload {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("updatinator-\(UUID().uuidString)").path
         try Sys.mkdirs(directory, mode: 0o700)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var copy: [UInt8]?
         if compressed {
+            let demotions = demotions(of: mirror)
             do {
-                try fetchFile(path + CompressedCopy.suffix, to: "\(directory)/copy", maxBytes: maxBytes, from: bases, flow: nil)
-                copy = try CompressedCopy.decompress(Sys.readFile("\(directory)/copy", limit: Int(maxBytes)), limit: Int(maxBytes),
+                let copyBytes = CompressedCopy.maxBytes(decompressingTo: maxBytes)
+                try fetchFile(path + CompressedCopy.suffix, to: "\(directory)/copy", maxBytes: copyBytes, from: [mirror], flow: nil)
+                copy = try CompressedCopy.decompress(Sys.readFile("\(directory)/copy", limit: Int(copyBytes)), limit: Int(maxBytes),
                                                         source: path + CompressedCopy.suffix)
             } catch let e as UpdError where e.code == .network || e.code == .corrupt {
+                if self.demotions(of: mirror) > demotions { throw e }
                 copy = nil
             }
         }
@@ -35,11 +83,11 @@ extension CurlFetcher {
         if let copy {
             content = copy
         } else {
-            try fetchFile(path, to: "\(directory)/document", maxBytes: maxBytes, from: bases, flow: nil)
+            try fetchFile(path, to: "\(directory)/document", maxBytes: maxBytes, from: [mirror], flow: nil)
             content = try Sys.readFile("\(directory)/document", limit: Int(maxBytes))
         }
         do {
-            try fetchFile(path + ".sig", to: "\(directory)/signature", maxBytes: 64 * 1024, from: bases, flow: nil)
+            try fetchFile(path + ".sig", to: "\(directory)/signature", maxBytes: 64 * 1024, from: [mirror], flow: nil)
         } catch let e as UpdError where e.code == .network && !signatureRequired {
             return SignedDownload(content: content, signature: nil)
         }
@@ -48,49 +96,40 @@ extension CurlFetcher {
 
     /// Downloads an image version's manifest and its signature. It is refused unless it names that
     /// image and version, has the announced BLAKE2b-256 `hash` (when given), and, given a
-    /// keyring, its signature verifies. Accepted, it is written to `directory` (when given) as
+    /// keyring, its signature verifies. It may be at most `size` bytes, the size a channel or a
+    /// decision announced (its compressed copy no more than zstd makes of that), else
+    /// `ManifestParser.maxManifestBytes`. Accepted, it is written to `directory` (when given) as
     /// `VERSION.manifest` and `VERSION.manifest.sig`; refused, nothing is written.
     ///
-    /// The mirrors are tried in order, each for both files: one whose manifest is refused (a stale
-    /// or hostile mirror first in the list) is passed over for the next, and when none has an
-    /// acceptable one, the first mirror's error is thrown.
+    /// The mirrors are tried in turn (`fromEachMirror`), each for both files: one whose manifest
+    /// is refused (a stale or hostile mirror first in the list) is passed over for the next.
     public func downloadManifest(image: String, version: String, into directory: String?, keyring: Keyring?,
-                                 hash: String? = nil) throws -> DownloadedManifest {
+                                 hash: String? = nil, size: UInt64? = nil) throws -> DownloadedManifest {
         try Manifest.checkName(image, what: "image name")
         try Manifest.checkName(version, what: "version")
-        if let directory { try Sys.mkdirs(directory) }
-        var firstError: UpdError?
-        for mirror in options.mirrors {
-            do {
-                return try downloadManifest(image: image, version: version, keyring: keyring, hash: hash, from: mirror, into: directory)
-            } catch let e as UpdError where e.code == .verification || e.code == .corrupt || e.code == .network {
-                firstError = firstError ?? e
-            }
-        }
-        throw firstError ?? UpdError(.usage, "no mirror to download \(image) \(version) from")
-    }
-
-    /// `downloadManifest` from one mirror (with this fetcher's rate limit and cancellation).
-    private func downloadManifest(image: String, version: String, keyring: Keyring?, hash: String?, from mirror: String,
-                                  into directory: String?) throws -> DownloadedManifest {
         let remote = Repository.manifestPath(image: image, version: version)
-        let got = try fetchSigned(remote, maxBytes: UInt64(ManifestParser.maxManifestBytes), signatureRequired: true, compressed: true,
-                                  from: [mirror])
-        let verified = try keyring?.verifiedManifest(got.content, signatures: got.signature!, source: remote)
-        let manifest = try verified?.manifest ?? ManifestParser.parse(got.content, source: remote)
-        // A mirror must not pass off another signed manifest (an older version, say) as this one.
-        guard manifest.image == image, manifest.version == version else {
-            throw UpdError(.verification, "\(remote): the mirror sent the manifest of \(manifest.image) \(manifest.version)")
+        let maxBytes = size ?? UInt64(ManifestParser.maxManifestBytes)
+        guard maxBytes <= ManifestParser.maxManifestBytes else {
+            throw UpdError(.corrupt, "\(remote): announced as \(maxBytes) bytes, more than a manifest may have (\(ManifestParser.maxManifestBytes))")
         }
-        // A channel or a server decision names the manifest by its hash.
-        if let hash, Blake2b.hash(got.content).hex != hash {
-            throw UpdError(.verification, "\(remote): its hash is not the \(hash) that was announced")
+        if let directory { try Sys.mkdirs(directory) }
+        return try fetchSigned(remote, maxBytes: maxBytes, signatureRequired: true, compressed: true) { got in
+            let verified = try keyring?.verifiedManifest(got.content, signatures: got.signature!, source: remote)
+            let manifest = try verified?.manifest ?? ManifestParser.parse(got.content, source: remote)
+            // A mirror must not pass off another signed manifest (an older version, say) as this one.
+            guard manifest.image == image, manifest.version == version else {
+                throw UpdError(.verification, "\(remote): the mirror sent the manifest of \(manifest.image) \(manifest.version)")
+            }
+            // A channel or a server decision names the manifest by its hash.
+            if let hash, Blake2b.hash(got.content).hex != hash {
+                throw UpdError(.verification, "\(remote): its hash is not the \(hash) that was announced")
+            }
+            guard let directory else { return DownloadedManifest(manifest: manifest, download: got, path: nil, verified: verified) }
+            let local = "\(directory)/\(version).manifest"
+            try Sys.writeFileAtomically(local + ".sig", got.signature!)
+            try Sys.writeFileAtomically(local, got.content)
+            return DownloadedManifest(manifest: manifest, download: got, path: local, verified: verified)
         }
-        guard let directory else { return DownloadedManifest(manifest: manifest, download: got, path: nil, verified: verified) }
-        let local = "\(directory)/\(version).manifest"
-        try Sys.writeFileAtomically(local + ".sig", got.signature!)
-        try Sys.writeFileAtomically(local, got.content)
-        return DownloadedManifest(manifest: manifest, download: got, path: local, verified: verified)
     }
 }
 
@@ -108,25 +147,25 @@ extension CurlFetcher {
     /// against `keyring` when one is given; nil when no mirror has one.
     public func downloadDeltaIndex(image: String, version: String, keyring: Keyring?) throws -> DeltaIndex? {
         let remote = DeltaIndex.path(image: image, version: version)
-        let got: SignedDownload
         do {
-            got = try fetchSigned(remote, maxBytes: UInt64(DeltaIndex.maxBytes), signatureRequired: keyring != nil, compressed: true)
+            return try fetchSigned(remote, maxBytes: UInt64(DeltaIndex.maxBytes), signatureRequired: keyring != nil, compressed: true) { got in
+                if let keyring {
+                    try keyring.verify(got.content, signatures: SignatureFile.parse(got.signature!, source: remote + ".sig"),
+                                       purpose: .deltas, source: remote)
+                }
+                let index = try DeltaIndex.parse(got.content, source: remote)
+                // A signed index of another version (mix-and-match), or of format 1, which names none.
+                guard let named = index.image, let namedVersion = index.version else {
+                    throw UpdError(.verification, "\(remote): the index names no image and version (format 1); run `updatinator delta` again to rewrite it")
+                }
+                guard named == image, namedVersion == version else {
+                    throw UpdError(.verification, "\(remote): the index is for \(named) \(namedVersion), not \(image) \(version)")
+                }
+                return index
+            }
         } catch let e as UpdError where e.code == .network {
             return nil
         }
-        if let keyring {
-            try keyring.verify(got.content, signatures: SignatureFile.parse(got.signature!, source: remote + ".sig"),
-                               purpose: .deltas, source: remote)
-        }
-        let index = try DeltaIndex.parse(got.content, source: remote)
-        // A signed index of another version (mix-and-match), or of format 1, which names none.
-        guard let named = index.image, let namedVersion = index.version else {
-            throw UpdError(.verification, "\(remote): the index names no image and version (format 1); run `updatinator delta` again to rewrite it")
-        }
-        guard named == image, namedVersion == version else {
-            throw UpdError(.verification, "\(remote): the index is for \(named) \(namedVersion), not \(image) \(version)")
-        }
-        return index
     }
 
     /// The first http(s) mirror and the layout of the pack that `deltas` announces for

@@ -10,6 +10,9 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
     public var version: String
     /// BLAKE2b-256 of the manifest's exact bytes, in hex.
     public var manifestHash: String
+    /// The manifest's size in bytes, which caps its download; nil in metadata published before
+    /// it was written (the download is then capped at `ManifestParser.maxManifestBytes`).
+    public var manifestSize: UInt64?
     public var serial: UInt64
     /// Seconds since the epoch after which the metadata must not be used.
     public var expires: Int64
@@ -19,15 +22,16 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case channel, image, version, serial, expires, published
-        case manifestHash = "manifest_hash"
+        case manifestHash = "manifest_hash", manifestSize = "manifest_size"
     }
 
-    public init(channel: String, image: String, version: String, manifestHash: ContentHash, serial: UInt64, expires: Int64,
-                published: Int64? = nil) {
+    public init(channel: String, image: String, version: String, manifestHash: ContentHash, manifestSize: UInt64? = nil, serial: UInt64,
+                expires: Int64, published: Int64? = nil) {
         self.channel = channel
         self.image = image
         self.version = version
         self.manifestHash = manifestHash.hex
+        self.manifestSize = manifestSize
         self.serial = serial
         self.expires = expires
         self.published = published
@@ -62,6 +66,9 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
         }
         guard ContentHash(hex: metadata.manifestHash) != nil else {
             throw UpdError(.corrupt, "\(source): manifest_hash is not 64 lowercase hex digits")
+        }
+        if let size = metadata.manifestSize, size > ManifestParser.maxManifestBytes {
+            throw UpdError(.corrupt, "\(source): manifest_size \(size) is larger than a manifest may be (\(ManifestParser.maxManifestBytes))")
         }
         guard (1...maxSerial).contains(metadata.serial) else {
             throw UpdError(.corrupt, "\(source): serial \(metadata.serial) is not from 1 to 2^53")
@@ -113,14 +120,14 @@ public struct ChannelMetadata: Codable, Equatable, Sendable {
         guard (try Sys.lstatIfExists(manifestPath)) != nil else {
             throw UpdError(.usage, "\(manifestPath) does not exist: generate the image first")
         }
-        let manifestHash = Blake2b.hash(try Sys.readFile(manifestPath, limit: ManifestParser.maxManifestBytes))
+        let manifest = try Sys.readFile(manifestPath, limit: ManifestParser.maxManifestBytes)
         let path = repository.channelPath(channel)
         var serial: UInt64 = 1
         if (try Sys.lstatIfExists(path)) != nil {
             serial = try parse(Sys.readFile(path, limit: 64 * 1024), source: path).serial + 1
         }
-        let metadata = ChannelMetadata(channel: channel, image: image, version: version, manifestHash: manifestHash,
-                                       serial: serial, expires: now + seconds, published: now)
+        let metadata = ChannelMetadata(channel: channel, image: image, version: version, manifestHash: Blake2b.hash(manifest),
+                                       manifestSize: UInt64(manifest.count), serial: serial, expires: now + seconds, published: now)
         let bytes = metadata.encoded()
         var signatures = SignatureFile()
         signatures.sign(bytes, with: key, purpose: .channel)

@@ -18,6 +18,9 @@ public struct Decision: Codable, Equatable, Sendable {
     /// The manifest's path in the repository and the BLAKE2b-256 of its bytes, in hex.
     public var manifestPath: String?
     public var manifestHash: String?
+    /// The manifest's size in bytes, which caps its download (nil from a server that predates
+    /// it: the download is then capped at `ManifestParser.maxManifestBytes`).
+    public var manifestSize: UInt64?
     /// Mirrors of devices known to hold the image, nearest first.
     public var peers: [String] = []
     /// Bandwidth rules: bytes per second, the earliest start, and a daily window "HH:MM-HH:MM".
@@ -34,7 +37,7 @@ public struct Decision: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case device, nonce, time, expires, update, image, version, peers, window, reason, message
-        case manifestPath = "manifest_path", manifestHash = "manifest_hash", rateLimit = "rate_limit", notBefore = "not_before"
+        case manifestPath = "manifest_path", manifestHash = "manifest_hash", manifestSize = "manifest_size", rateLimit = "rate_limit", notBefore = "not_before"
     }
 
     public init(device: String, nonce: String, expires: Int64, update: Bool) {
@@ -91,6 +94,9 @@ public struct Decision: Codable, Equatable, Sendable {
             guard let image = decision.image, let version = decision.version, Manifest.problem(withName: image) == nil,
                   Manifest.problem(withName: version) == nil, decision.manifestHash.flatMap({ ContentHash(hex: $0) }) != nil else {
                 throw UpdError(.corrupt, "\(source): an update decision without a valid image, version and manifest hash")
+            }
+            if let size = decision.manifestSize, size > ManifestParser.maxManifestBytes {
+                throw UpdError(.corrupt, "\(source): manifest_size \(size) is larger than a manifest may be (\(ManifestParser.maxManifestBytes))")
             }
         }
         return decision

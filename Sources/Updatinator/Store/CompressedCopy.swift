@@ -39,3 +39,11 @@ public enum CompressedCopy {
         return result
     }
 }
+
+extension CompressedCopy {
+    /// The most bytes a copy of a document of `bytes` bytes can take (zstd's bound): what a
+    /// mirror may send for it.
+    public static func maxBytes(decompressingTo bytes: UInt64) -> UInt64 {
+        UInt64(ZSTD_compressBound(Int(bytes)))
+    }
+}

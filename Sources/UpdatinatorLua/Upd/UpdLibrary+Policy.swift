@@ -81,6 +81,7 @@ extension UpdLibrary {
             answer["version"] = d.version.map { .string($0) }
             answer["manifest_path"] = d.manifestPath.map { .string($0) }
             answer["manifest_hash"] = d.manifestHash.map { .string($0) }
+            answer["manifest_size"] = d.manifestSize.map { .integer(Int64($0)) }
             answer["rate_limit"] = d.rateLimit.map { .integer(Int64($0)) }
             answer["not_before"] = d.notBefore.map { .integer($0) }
             answer["window"] = d.window.map { .string($0) }
@@ -116,6 +117,7 @@ extension UpdLibrary {
                 "expires": .integer(metadata.expires),
             ]
             answer["published"] = metadata.published.map { .integer($0) }
+            answer["manifest_size"] = metadata.manifestSize.map { .integer(Int64($0)) }
             return call.results(.table(answer))
         }
     }

@@ -52,7 +52,7 @@ extension UpdLibrary {
         state.setFunction("get_manifest") { call in
             let mirrors = try call.strings(1)
             let image = try call.string(2), version = try call.string(3)
-            let options = try call.options(4, allowed: ["dir", "keyring", "hash"])
+            let options = try call.options(4, allowed: ["dir", "keyring", "hash", "size"])
             let keyring = try options.index == 0 ? nil : keyringOption(options, call)
             // The hash a verified decision or channel named for this version holds without `hash =`.
             let announced = call.state.announcedHash(image: image, version: version)
@@ -62,7 +62,7 @@ extension UpdLibrary {
             }
             let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors))
                 .downloadManifest(image: image, version: version, into: try options.string("dir"), keyring: keyring?.keyring,
-                                  hash: hash ?? announced)
+                                  hash: hash ?? announced, size: try options.integer("size").map { UInt64(clamping: $0) })
             let m = LuaManifest(manifest: got.manifest, bytes: got.download.content, signatures: got.download.signature,
                                 source: got.path ?? Repository.manifestPath(image: image, version: version))
             m.verified = got.verified
