@@ -18,7 +18,7 @@ struct UpdatinatorCommand: ParsableCommand {
             KeygenCommand.self, GenerateCommand.self, SignCommand.self, VerifyCommand.self,
             DiffCommand.self, FsckCommand.self, PublishCommand.self, DeltaCommand.self, PackCommand.self, AdoptCommand.self, PlanCommand.self, ApplyCommand.self, GetManifestCommand.self, FetchCommand.self,
             RunCommand.self, ReplCommand.self, AgentCommand.self, ServeCommand.self, UpgradeCommand.self,
-            DeployCommand.self, RollbackCommand.self, StatusCommand.self, GCCommand.self, MarkGoodCommand.self, FleetCommand.self, BenchRequestsCommand.self,
+            DeployCommand.self, RollbackCommand.self, StatusCommand.self, GCCommand.self, MarkGoodCommand.self, FleetCommand.self,
         ])
 
     /// Parses and runs a command; under `--json`, a command line that does not parse is a JSON

@@ -50,7 +50,12 @@ final class ServeProcess {
     func post(_ path: String, _ fields: [String: Any]) throws -> CurlFetcher.Response {
         let body = Array(try JSONSerialization.data(withJSONObject: fields))
         guard let device = fields["device"] as? String, WireCoding.isIdentifier(device) else { return try postUnsigned(path, body) }
-        return try TestDevices.signer(device).post(path, to: url, body: body, via: CurlFetcher(options: FetchOptions(mirrors: [url])))
+        return try post(path, body, as: device)
+    }
+
+    /// POSTs bytes (JSON or not) signed as `device`.
+    func post(_ path: String, _ body: [UInt8], as device: String) throws -> CurlFetcher.Response {
+        try TestDevices.signer(device).post(path, to: url, body: body, via: CurlFetcher(options: FetchOptions(mirrors: [url])))
     }
 
     /// POSTs bytes with the header lines given (a forged or replayed request), as any host can.
