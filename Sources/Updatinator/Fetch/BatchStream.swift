@@ -220,14 +220,15 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     /// downloads it to `destination`.
     private func downloadBatch(_ requests: [BlobRequest], after: [ContentBatch.Item], limit: UInt64, from server: String,
                                into destination: String) throws -> String {
-        let body = try WireCoding.encode(BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: signer?.sender))
+        // The server answers only batch requests its admitted devices signed.
+        guard let signer else { throw UpdError(.network, "\(server)/v1/batch: no device key to sign a batch request with") }
+        let body = try WireCoding.encode(BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: signer.sender))
         let wait = BatchWait(items: requests.count, bytes: limit)
         downloads.withLock { (preparing, unseen) = (wait, wait) }
         let answer: CurlFetcher.Response
         do {
             defer { downloads.withLock { preparing = nil } }
-            answer = try signer.map { try $0.post("v1/batch", to: server, body: body, via: mirrors, deadlineSeconds: 900, flow: downloads.flow) }
-                ?? mirrors.postJSON("v1/batch", to: server, body: body, deadlineSeconds: 900, flow: downloads.flow)
+            answer = try signer.post("v1/batch", to: server, body: body, via: mirrors, deadlineSeconds: 900, flow: downloads.flow)
         }
         guard answer.status == 200 else {
             let message = String(decoding: answer.body.prefix(300), as: UTF8.self)
