@@ -9,6 +9,8 @@ enum TestDevices {
     static let directory: String = {
         let path = "/tmp/updatinator-device-keys-\(getpid())"
         try? Sys.mkdirs(path, mode: 0o700)
+        // Removed when the test process ends (the keys are of no use after it).
+        atexit { _ = try? FileManager.default.removeItem(atPath: "/tmp/updatinator-device-keys-\(getpid())") }
         return path
     }()
 
