@@ -59,6 +59,9 @@ let package = Package(
         // scripts/bench lua: what the Lua layer costs against calling Swift directly.
         .executableTarget(name: "lua-bench", dependencies: ["Updatinator", "UpdatinatorLua"]),
 
+        // scripts/bench server: signed checks made beforehand, which wrk sends in turn.
+        .executableTarget(name: "request-bench", dependencies: ["Updatinator"]),
+
         .testTarget(
             name: "UpdatinatorTests",
             dependencies: ["Updatinator", "UpdatinatorLua", "UpdatinatorServer", "updatinator", "CLinux", "CZlib"],

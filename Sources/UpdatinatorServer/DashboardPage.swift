@@ -8,6 +8,8 @@ enum DashboardPage {
         var summary: [String: Any]
         var rollouts: [[String: Any]]
         var failing: [[String: Any]]
+        /// Devices enrolled and waiting for an operator, with their key fingerprints.
+        var pending: [[String: Any]]
         var pins: [(device: String, image: String, version: String, since: Int64)]
         var log: [[String: Any]]
         var now: Int64
@@ -27,6 +29,7 @@ enum DashboardPage {
     static func main(_ content: Content) -> String {
         var body = "<h1>Updatinator school server</h1>\n<p class=\"muted\">As of \(escape(date(content.now))) UTC.</p>\n"
         body += "<h2>Rollouts</h2>\n" + content.rollouts.map(rollout).joined(separator: "\n")
+        body += pending(content.pending)
         body += fleet(content.summary)
         body += failing(content.failing)
         body += pins(content.pins)
@@ -95,6 +98,22 @@ enum DashboardPage {
             let target = [d["target_image"], d["target_version"]].compactMap { $0 as? String }.joined(separator: " ")
             html += "<tr><td>\(escape(d["device"] as? String ?? ""))</td><td>\(escape(target))</td><td>\(escape(d["code"] as? String ?? ""))</td>"
                 + "<td>\(escape(d["message"] as? String ?? ""))</td><td>\(escape((d["last_report"] as? Int64).map { date($0) } ?? ""))</td></tr>\n"
+        }
+        return html + "</table>\n"
+    }
+
+    static func pending(_ devices: [[String: Any]]) -> String {
+        var html = "<h2>Devices waiting for admission</h2>\n"
+        guard !devices.isEmpty else { return html + "<p>None.</p>\n" }
+        html += "<p class=\"muted\">Admit a device only when its key matches the one it shows.</p>\n"
+        html += "<table id=\"pending\"><tr><th>Device</th><th>Key</th><th>Address</th><th>First seen</th><th></th></tr>\n"
+        for d in devices {
+            let device = d["device"] as? String ?? ""
+            html += "<tr><td>\(escape(device))</td><td>\(escape(d["key_fingerprint"] as? String ?? ""))</td><td>\(escape(d["address"] as? String ?? ""))</td>"
+                + "<td>\(escape((d["first_seen"] as? Int64).map { date($0) } ?? ""))</td><td>"
+                + form("/dashboard/devices/\(escape(path(device)))/admit", id: "admit-\(device)", label: "Admit", reason: false)
+                + form("/dashboard/devices/\(escape(path(device)))/reject", id: "reject-\(device)", label: "Reject", reason: false)
+                + "</td></tr>\n"
         }
         return html + "</table>\n"
     }

@@ -9,6 +9,8 @@ public struct DeviceQuery: Sendable, Equatable {
     public var school: String?
     /// The last answer to its check: "update" or a `NoUpdateReason`.
     public var decision: String?
+    /// `pending`, `admitted` or `rejected` (`AdmissionState`).
+    public var admission: String?
     /// Seen within this many seconds of now.
     public var seenWithin: Int64?
     public var limit = 1000
@@ -16,7 +18,7 @@ public struct DeviceQuery: Sendable, Equatable {
     public init() {}
 
     /// The query's fields by their names in the management API's query string.
-    public static let names = ["image", "version", "status", "school", "decision", "seen_within", "limit"]
+    public static let names = ["image", "version", "status", "school", "decision", "admission", "seen_within", "limit"]
 
     /// The query a URL's parameters name; an unknown name or a malformed number is refused.
     public init(parameters: [(String, String)]) throws {
@@ -27,6 +29,9 @@ public struct DeviceQuery: Sendable, Equatable {
             case "status": status = value
             case "school": school = value
             case "decision": decision = value
+            case "admission":
+                guard AdmissionState(rawValue: value) != nil else { throw UpdError(.usage, "admission: pending, admitted or rejected expected") }
+                admission = value
             case "seen_within":
                 guard let seconds = Int64(value), seconds >= 0 else { throw UpdError(.usage, "seen_within: a number of seconds expected") }
                 seenWithin = seconds
@@ -42,7 +47,8 @@ public struct DeviceQuery: Sendable, Equatable {
 
 extension FleetInventory {
     static let deviceColumns = ["device", "image", "version", "channel", "school", "address", "status", "code", "decision",
-                                "target_image", "target_version", "peer", "agent_version", "first_seen", "last_seen", "last_report"]
+                                "target_image", "target_version", "peer", "agent_version", "admission", "key_fingerprint",
+                                "first_seen", "last_seen", "last_report"]
 
     /// The devices that match, most recently seen first.
     public func devices(_ query: DeviceQuery, now: Int64) throws -> [[String: Any]] {
@@ -50,7 +56,7 @@ extension FleetInventory {
         var conditions = [String]()
         var values = [SQLiteDatabase.Value]()
         for (column, value) in [("image", query.image), ("version", query.version), ("status", query.status),
-                                ("school", query.school), ("decision", query.decision)] {
+                                ("school", query.school), ("decision", query.decision), ("admission", query.admission)] {
             if let value {
                 conditions.append("\(column) = ?")
                 values.append(.text(value))

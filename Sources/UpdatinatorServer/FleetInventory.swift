@@ -33,7 +33,8 @@ public final class FleetInventory: Sendable {
             """)
         // Columns added since the first release, for a database that predates them.
         let columns = Set(try db.query("PRAGMA table_info(devices)").compactMap { $0[1].text })
-        for (column, type) in [("school", "TEXT"), ("decision", "TEXT"), ("agent_version", "TEXT")] where !columns.contains(column) {
+        for (column, type) in [("school", "TEXT"), ("decision", "TEXT"), ("agent_version", "TEXT"), ("public_key", "TEXT"),
+                               ("key_fingerprint", "TEXT"), ("admission", "TEXT")] where !columns.contains(column) {
             try db.execute("ALTER TABLE devices ADD COLUMN \(column) \(type)")
         }
         database = Locked(db)
@@ -101,8 +102,7 @@ public final class FleetInventory: Sendable {
                         """, [.text(report.device), text(address), .text(report.status.rawValue), text(report.code), text(report.image),
                               text(report.version), .integer(now)])
                 }
-                counts.removeAll()
-                peerCandidates.removeAll()
+                forgetCachedCounts()
                 try db.query("INSERT INTO history (device, time, status, image, version, code, message, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                              [.text(report.device), .integer(now), .text(report.status.rawValue), text(report.image), text(report.version),
                               text(report.code), text(report.message), report.bytes.map { .integer($0) } ?? .null])
@@ -128,7 +128,7 @@ public final class FleetInventory: Sendable {
         }
     }
 
-    /// Peer URLs of devices (other than `asking`) at this image and version, seen within
+    /// Peer URLs of admitted devices (other than `asking`) at this image and version, seen within
     /// `maxAge` seconds and not in the middle of a move (applying, downloading, failed), those
     /// whose IPv4 address shares the first `prefix` bits with `near` first, then the most
     /// recently seen. The candidates are kept like counts.
@@ -139,7 +139,7 @@ public final class FleetInventory: Sendable {
             return try database.withLock { db in
                 try db.query("""
                     SELECT device, peer, address FROM devices WHERE image = ? AND version = ? AND peer IS NOT NULL
-                        AND (status IS NULL OR status NOT IN ('applying', 'downloading', 'failed'))
+                        AND admission = 'admitted' AND (status IS NULL OR status NOT IN ('applying', 'downloading', 'failed'))
                         AND last_seen >= ? ORDER BY last_seen DESC LIMIT 256
                     """, [.text(image), .text(version), .integer(now - maxAge)])
             }.compactMap { row -> PeerCandidate? in
@@ -155,6 +155,12 @@ public final class FleetInventory: Sendable {
         let others = rows.filter { $0.device != asking }
         let ordered = others.filter(isClose) + others.filter { !isClose($0) }
         return Array(ordered.map(\.url).prefix(max(0, limit)))
+    }
+
+    /// Drops the cached counts and peers: a report or an admission changed them.
+    func forgetCachedCounts() {
+        counts.removeAll()
+        peerCandidates.removeAll()
     }
 
     struct PeerCandidate: Sendable {

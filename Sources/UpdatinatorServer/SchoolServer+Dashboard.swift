@@ -35,10 +35,13 @@ extension SchoolServer {
         router.post("/dashboard/devices/:device/:action") { request, context in
             try self.requireDashboardSession(request)
             let form = Self.formFields(try await self.body(of: request))
-            let action = try await Self.managementInput {
-                try self.deviceAction(try context.parameters.require("action"), device: try Self.pathParameter(context, "device"), fields: form)
+            let (name, device) = (try context.parameters.require("action"), try Self.pathParameter(context, "device"))
+            if let state = Self.admissionActions[name] {
+                try await self.setAdmission(device, state)
+            } else {
+                let action = try await Self.managementInput { try self.deviceAction(name, device: device, fields: form) }
+                _ = try await self.perform(action)
             }
-            _ = try await self.perform(action)
             return Response(status: .seeOther, headers: [.location: "/dashboard"])
         }
         router.post("/dashboard/pin") { request, _ in
@@ -53,9 +56,13 @@ extension SchoolServer {
 
     /// What the page shows. Blocks (it calls the policy and SQLite).
     func dashboardContent() throws -> DashboardPage.Content {
-        DashboardPage.Content(summary: try inventory.summary(), rollouts: try rolloutViews(), failing: try inventory.failing(),
+        var waiting = DeviceQuery()
+        waiting.admission = AdmissionState.pending.rawValue
+        let now = Int64(Date().timeIntervalSince1970)
+        return DashboardPage.Content(summary: try inventory.summary(), rollouts: try rolloutViews(), failing: try inventory.failing(),
+                              pending: try inventory.devices(waiting, now: now),
                               pins: controls.pins().sorted { $0.key < $1.key }.map { ($0.key, $0.value.image, $0.value.version, $0.value.since) },
-                              log: try controls.log(limit: 20), now: Int64(Date().timeIntervalSince1970))
+                              log: try controls.log(limit: 20), now: now)
     }
 
     func requireDashboardSession(_ request: Request) throws {

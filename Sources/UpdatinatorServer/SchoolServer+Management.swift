@@ -10,6 +10,7 @@ import UpdatinatorLua
 /// - `GET /v1/fleet/devices?image=&version=&status=&school=&decision=&seen_within=&limit=`;
 /// - `GET /v1/fleet/devices/DEVICE`: one device, its pin and its reports;
 /// - `POST /v1/fleet/devices/DEVICE/pin` (`{"image": …, "version": …}`) and `…/release`;
+/// - `POST /v1/fleet/devices/DEVICE/admit` and `…/reject`: a device's admission (`DeviceAdmission`);
 /// - `GET /v1/rollouts`, `GET /v1/rollouts/IMAGE`: each image's rollout (see `rolloutView`);
 /// - `POST /v1/rollouts/IMAGE/pause|resume|halt|advance` (`{"reason": …}` optional);
 /// - `GET /metrics` (the fleet views are public only when the server was told so).
@@ -40,8 +41,13 @@ extension SchoolServer {
             try operators.requireOperator(request)
             let id = try Self.pathParameter(context, "device")
             let fields = try await Self.managementInput { try Self.jsonFields(try await self.body(of: request)) }
-            let action = try await Self.managementInput { try self.deviceAction(try context.parameters.require("action"), device: id, fields: fields) }
-            _ = try await self.perform(action)
+            let name = try context.parameters.require("action")
+            if let state = Self.admissionActions[name] {
+                try await self.setAdmission(id, state)
+            } else {
+                let action = try await Self.managementInput { try self.deviceAction(name, device: id, fields: fields) }
+                _ = try await self.perform(action)
+            }
             return try await Self.json(on: self.fileThreads) { try self.deviceView(id) }
         }
         router.get("/v1/rollouts") { request, _ in
@@ -61,6 +67,22 @@ extension SchoolServer {
             let action = try await Self.managementInput { try await self.policyThreads.run { try self.rolloutAction(name, image: image, reason: reason) } }
             _ = try await self.perform(action)
             return try await Self.json(on: self.policyThreads) { try self.rolloutView(image) }
+        }
+    }
+
+    /// The device routes' admission actions.
+    static let admissionActions: [String: AdmissionState] = ["admit": .admitted, "reject": .rejected]
+
+    /// Admits or rejects an enrolled device on the file threads; nothing to do is 409, a device
+    /// that never enrolled 404.
+    func setAdmission(_ device: String, _ state: AdmissionState) async throws {
+        let admission = self.admission
+        do {
+            try await fileThreads.run { try admission.set(device, state) }
+        } catch let error as UpdError where error.code == .nothingToDo {
+            throw HTTPError(.conflict, message: error.message)
+        } catch let error as UpdError where error.code == .usage {
+            throw HTTPError(.notFound, message: error.message)
         }
     }
 
@@ -120,7 +142,7 @@ extension SchoolServer {
             }
             return .pin(device: device, image: image, version: version)
         case "release": return .release(device: device)
-        default: throw UpdError(.usage, "unknown device action '\(name)' (pin, release)")
+        default: throw UpdError(.usage, "unknown device action '\(name)' (pin, release, admit, reject)")
         }
     }
 

@@ -28,6 +28,8 @@ public final class SchoolServer: Sendable {
         public var batches: BatchService.Settings?
         /// Who may see and steer the fleet (nobody, by default).
         public var operators = try! OperatorAccess(token: nil)
+        /// How a device that signs its first request is admitted (by an operator, by default).
+        public var admission = AdmissionRule.byOperator
         /// Where the server reports what goes wrong while it serves (a policy error, a failed
         /// inventory write); the front end chooses the handler.
         public var logger = Logger(label: "updatinator.serve")
@@ -46,6 +48,8 @@ public final class SchoolServer: Sendable {
     public let controls: FleetControls
     public let index: RepositoryIndex
     public let metrics = ServerMetrics()
+    /// Which devices may ask and report: their keys and admission.
+    public let admission: DeviceAdmission
     let policy: PolicyPool
     let batches: BatchService?
     /// Where policy calls run (each may take up to its instruction limit), with what they ask
@@ -58,6 +62,7 @@ public final class SchoolServer: Sendable {
         self.settings = settings
         inventory = try FleetInventory(path: settings.database)
         controls = try FleetControls(path: settings.database)
+        admission = try DeviceAdmission(rule: settings.admission, inventory: inventory)
         index = RepositoryIndex(root: settings.repository)
         let (index, inventory, controls) = (self.index, self.inventory, self.controls)
         policy = try PolicyPool(settings: settings.policy, logger: settings.logger) {
@@ -131,14 +136,40 @@ public final class SchoolServer: Sendable {
         return buffer.readBytes(length: buffer.readableBytes) ?? []
     }
 
+    /// The admitted device that signed `request` (see `DeviceAdmission.authenticate`); its
+    /// refusal is counted in `/metrics` by why.
+    func authenticatedDevice(_ request: Request, bodyHash: ContentHash, _ context: ServerContext) async throws -> String {
+        do {
+            let threads = fileThreads
+            return try await admission.authenticate(request, bodyHash: bodyHash, address: context.clientAddress,
+                                                    now: Int64(Date().timeIntervalSince1970)) {
+                try await threads.run($0)
+            }
+        } catch let refusal as ServerRefusal {
+            metrics.refusal(refusal.state ?? refusal.code)
+            throw refusal
+        }
+    }
+
+    /// Refuses a body that names another device than the one that signed it.
+    func requireSameDevice(_ named: String?, _ signer: String, _ what: String) throws {
+        guard named == nil || named == signer else {
+            metrics.refusal(DeviceRefusal.signature)
+            throw ServerRefusal(.forbidden, DeviceRefusal.signature, "\(what): the body names device \(named!), but device \(signer) signed it")
+        }
+    }
+
     /// `POST /v1/check`: the signed decision for the device.
     func check(_ request: Request, _ context: ServerContext) async throws -> Response {
+        let bytes = try await body(of: request)
+        let device = try await authenticatedDevice(request, bodyHash: Blake2b.hash(bytes), context)
         let check: CheckRequest
         do {
-            check = try WireCoding.decode(CheckRequest.self, from: try await body(of: request))
+            check = try WireCoding.decode(CheckRequest.self, from: bytes)
         } catch let error as UpdError {
             throw HTTPError(.badRequest, message: "check: \(error.message)")
         }
+        try requireSameDevice(check.device, device, "check")
         let address = context.clientAddress
         return Self.json(try await policyThreads.run { try self.decide(check, address: address).signed(with: self.settings.decisionKey) })
     }
@@ -208,14 +239,17 @@ public final class SchoolServer: Sendable {
         }
     }
 
-    /// `POST /v1/report`: the report, in the inventory.
+    /// `POST /v1/report`: the report, in the inventory, when the admitted device it names signed it.
     func report(_ request: Request, _ context: ServerContext) async throws -> Response {
+        let bytes = try await body(of: request)
+        let device = try await authenticatedDevice(request, bodyHash: Blake2b.hash(bytes), context)
         let report: DeviceReport
         do {
-            report = try WireCoding.decode(DeviceReport.self, from: try await body(of: request))
+            report = try WireCoding.decode(DeviceReport.self, from: bytes)
         } catch let error as UpdError {
             throw HTTPError(.badRequest, message: "report: \(error.message)")
         }
+        try requireSameDevice(report.device, device, "report")
         let (inventory, address) = (self.inventory, context.clientAddress)
         try await fileThreads.run { try inventory.recordReport(report, address: address, now: Int64(Date().timeIntervalSince1970)) }
         return Response(status: .noContent)
@@ -225,7 +259,9 @@ public final class SchoolServer: Sendable {
     func batch(_ request: Request, _ context: ServerContext, _ service: BatchService) async throws -> Response {
         var buffer = try await request.body.collect(upTo: BatchService.Settings.maxRequestBytes)
         let body = buffer.readBytes(length: buffer.readableBytes) ?? []
-        let parsed: BatchRequest
+        // Hashing up to 64 MiB for the signature is a worker thread's job.
+        let device = try await authenticatedDevice(request, bodyHash: try await fileThreads.run { Blake2b.hash(body) }, context)
+        var parsed: BatchRequest
         do {
             // Up to 64 MiB of JSON: decoded on a worker thread.
             let limit = service.settings.maxItems
@@ -236,6 +272,8 @@ public final class SchoolServer: Sendable {
             metrics.batch("invalid")
             throw HTTPError(.badRequest, message: "batch: \(error.message)")
         }
+        try requireSameDevice(parsed.device, device, "batch")
+        parsed.device = device
         let argument: [String: LuaValue] = ["device": parsed.device.map { .string($0) } ?? .nil,
                                             "items": .integer(Int64(parsed.items.count)), "bytes": .integer(Int64(parsed.bytes)),
                                             "address": .string(context.clientAddress ?? "")]

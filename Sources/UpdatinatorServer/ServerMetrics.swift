@@ -12,6 +12,7 @@ public final class ServerMetrics: Sendable {
         var policyCalls = 0
         var batches = [String: Int]()      // outcome → count
         var batchSeconds = 0.0
+        var refusals = [String: Int]()     // why → count
     }
     private let counts = Locked(Counts())
 
@@ -43,6 +44,12 @@ public final class ServerMetrics: Sendable {
             $0.batches[outcome, default: 0] += 1
             $0.batchSeconds += seconds
         }
+    }
+
+    /// A device's request refused: `signature`, `replay`, `clock`, or the device's state (`pending`,
+    /// `rejected`, `unknown`).
+    func refusal(_ why: String) {
+        counts.withLock { $0.refusals[why, default: 0] += 1 }
     }
 
     /// How many batch requests had this outcome.
@@ -88,7 +95,12 @@ public final class ServerMetrics: Sendable {
             "# HELP updatinator_batch_seconds_total Time spent computing batches.",
             "# TYPE updatinator_batch_seconds_total counter",
             "updatinator_batch_seconds_total \(c.batchSeconds)",
+            "# HELP updatinator_device_refusals_total Device requests refused, by why (signature, replay, clock, pending, rejected, unknown).",
+            "# TYPE updatinator_device_refusals_total counter",
         ]
+        for why in ["signature", "replay", "clock", "pending", "rejected", "unknown"] {
+            lines.append("updatinator_device_refusals_total{why=\"\(why)\"} \(c.refusals[why] ?? 0)")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 }

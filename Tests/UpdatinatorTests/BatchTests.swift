@@ -31,7 +31,7 @@ import Testing
             if let m = matches[hash] { item["base"] = m.base.hex; item["base_size"] = m.baseSize }
             items.append(item)
         }
-        return ["items": Array(items.prefix(count ?? items.count))]
+        return ["device": "batch-laptop", "items": Array(items.prefix(count ?? items.count))]
     }
 
     /// POSTs each body to SERVER/v1/batch, all at once; the statuses.
@@ -42,8 +42,9 @@ import Testing
         for body in encoded {
             group.enter()
             Thread {
-                let status = (try? CurlFetcher(options: FetchOptions(mirrors: [server])).postJSON("v1/batch", to: server, body: body,
-                                                                                                  deadlineSeconds: 600).status) ?? 0
+                let status = (try? TestDevices.signer("batch-laptop").post("v1/batch", to: server, body: body,
+                                                                           via: CurlFetcher(options: FetchOptions(mirrors: [server])),
+                                                                           deadlineSeconds: 600).status) ?? 0
                 statuses.withLock { $0.append(status) }
                 group.leave()
             }.start()
@@ -77,7 +78,8 @@ import Testing
         let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
         let laptop = try school.installedTree("small-window", version: "1")
         let target = try Keyring(directory: samples.keyring).verifiedManifest(at: samples.manifest("olpc-ext3", "2"))
-        var sources = ContentSources(mirrors: FetchOptions(mirrors: [server.server.url]), batchServer: server.server.url)
+        var sources = ContentSources(mirrors: FetchOptions(mirrors: [server.server.url]), batchServer: server.server.url,
+                                     signer: try TestDevices.signer("small-window"))
         sources.downloadWindow = 64 << 10
         let report = try UpdateEngine.apply(UpdateEngine.ApplyRequest(root: laptop, target: target, sources: sources))
         #expect(report.fallbacks.isEmpty, "\(report.fallbacks)")

@@ -201,8 +201,7 @@ import Testing
         let server = try ServeProcess(["--repo", repo, "--policy", policy, "--decision-key", secretKey,
                                        "--db", tmp.sub("fleet.sqlite")])
         let body = Array(#"{"device":"laptop","nonce":"0123456789abcdef0123456789abcdef","image":"olpc-ext3","version":"1"}"#.utf8)
-        let answer = try CurlFetcher(options: FetchOptions(mirrors: [server.url])).postJSON("v1/check", to: server.url, body: body,
-                                                                                            deadlineSeconds: 30)
+        let answer = try server.post("v1/check", body, as: "laptop")
         #expect(answer.status == 200, "\(String(decoding: answer.body, as: UTF8.self))")
         // The decision (a JSON string inside the answer) names the newest version that can be read.
         let text = String(decoding: answer.body, as: UTF8.self)

@@ -46,12 +46,12 @@ import Testing
         try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: tmp.sub("decision.sec"), publicPath: tmp.sub("keyring/decision.pub"))
         let server = try Subprocess(["sh", "-c", "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec \"$0\" \"$@\"", CLI.binary,
                                      "serve", "--listen", "127.0.0.1:0", "--repo", try SampleImages.shared.repo, "--policy", policy,
-                                     "--decision-key", tmp.sub("decision.sec"), "--db", tmp.sub("fleet.sqlite")])
+                                     "--decision-key", tmp.sub("decision.sec"), "--db", tmp.sub("fleet.sqlite"), "--admission", "auto"])
         defer { server.stop() }
         try #require(server.waitForOutput("listening on "), "\(server.stderr)")
         let url = String(server.stdout.split(separator: " ").last!).trimmingCharacters(in: .whitespacesAndNewlines)
         let body = Array(try JSONSerialization.data(withJSONObject: ["device": "d1", "nonce": SchoolServerClient.newNonce()]))
-        _ = try CurlFetcher(options: FetchOptions(mirrors: [url])).postJSON("/v1/check", to: url, body: body)
+        _ = try TestDevices.signer("d1").post("/v1/check", to: url, body: body, via: CurlFetcher(options: FetchOptions(mirrors: [url])))
         try waitUntil(timeout: 30, "the policy error is logged: \(server.stderr)") { server.stderr.contains("broken on purpose") }
         let line = try #require(server.stderr.split(separator: "\n").first { $0.contains("broken on purpose") })
         #expect(line.hasPrefix("<3>updatinator.serve: policy error"), "\(server.stderr)")

@@ -79,7 +79,7 @@ import Testing
         let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
         let laptop = try school.installedTree("laptop", version: "1")
         var upgrade = ServerUpgrade(root: laptop, server: server.server.url, keyring: try Keyring(directory: samples.keyring),
-                                    decisionKeyring: try Keyring(directory: server.decisionKeyring), device: "laptop")
+                                    decisionKeyring: try Keyring(directory: server.decisionKeyring), signer: try TestDevices.signer("laptop"))
         let seen = Locked([ApplyProgress]())
         upgrade.observer = UpdateObserver(progress: { p in seen.withLock { $0.append(p) } })
         let outcome = try upgrade.run()

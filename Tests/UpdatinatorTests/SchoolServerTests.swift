@@ -239,16 +239,19 @@ import UpdatinatorServer
         #expect(try school.server.metric("updatinator_policy_errors_total") == 3, "loop, hog and error; nonsense is a bad answer")
         #expect(try school.server.metric("updatinator_decisions_total", ["policy-error"]) == 4)
 
-        #expect(try Curl.get(url + "/v1/check", ["-d", "{not json"]).status == 400)
-        #expect(try Curl.get(url + "/v1/check", ["-d", "{\"device\": \"x\"}"]).status == 400, "no nonce")
-        #expect(try Curl.get(url + "/v1/check", ["-d", "[1, 2, 3]"]).status == 400)
-        #expect(try Curl.get(url + "/v1/report", ["-d", "{\"device\": \"x\", \"status\": \"hacked\"}"]).status == 400)
-        let typo = try Curl.get(url + "/v1/report", ["-d", "{\"device\": \"x\", \"status\": \"done\", \"mesage\": \"m\"}"])
-        #expect(typo.status == 400 && typo.body.contains("report: mesage: unknown field"), "\(typo.body)")
+        // Signed by a device, so that what is refused is the body.
+        func post(_ path: String, _ body: String) throws -> CurlFetcher.Response { try school.server.post(path, Array(body.utf8), as: "x") }
+        #expect(try post("/v1/check", "{not json").status == 400)
+        #expect(try post("/v1/check", "{\"device\": \"x\"}").status == 400, "no nonce")
+        #expect(try post("/v1/check", "[1, 2, 3]").status == 400)
+        #expect(try post("/v1/report", "{\"device\": \"x\", \"status\": \"hacked\"}").status == 400)
+        let typo = try post("/v1/report", "{\"device\": \"x\", \"status\": \"done\", \"mesage\": \"m\"}")
+        let typoBody = String(decoding: typo.body, as: UTF8.self)
+        #expect(typo.status == 400 && typoBody.contains("report: mesage: unknown field"), "\(typoBody)")
         let deep = tmp.sub("deep.json")
         try Sys.writeFileAtomically(deep, Array(("{\"device\": \"d\", \"nonce\": \"00000000000000000000\", \"x\": "
             + String(repeating: "[", count: 30_000) + String(repeating: "]", count: 30_000) + "}").utf8))
-        #expect(try Curl.get(url + "/v1/check", ["--data-binary", "@" + deep]).status == 400, "nested too deep")
+        #expect(try school.server.post("/v1/check", try Sys.readFile(deep), as: "d").status == 400, "nested too deep")
         let huge = tmp.sub("huge.json")
         try Sys.writeFileAtomically(huge, Array(("{\"device\": \"" + String(repeating: "x", count: 1 << 20) + "\"}").utf8))
         #expect(try Curl.get(url + "/v1/check", ["--data-binary", "@" + huge]).status == 413)
@@ -282,9 +285,10 @@ import UpdatinatorServer
         let spinners = ProcessInfo.processInfo.activeProcessorCount
         for n in 0..<spinners {
             let (url, fields) = (school.server.url, ["device": "spin-\(n)", "nonce": SchoolServerClient.newNonce()])
+            let signer = try TestDevices.signer(fields["device"]!)
             Thread.detachNewThread {
-                _ = try? CurlFetcher(options: FetchOptions(mirrors: [url]))
-                    .postJSON("v1/check", to: url, body: Array(try! JSONSerialization.data(withJSONObject: fields)), deadlineSeconds: 120)
+                _ = try? signer.post("v1/check", to: url, body: Array(try! JSONSerialization.data(withJSONObject: fields)),
+                                     via: CurlFetcher(options: FetchOptions(mirrors: [url])), deadlineSeconds: 120)
             }
         }
         try waitUntil(timeout: 60, "\(spinners) policy calls spin: \(school.server.process.stderr)") {

@@ -30,7 +30,7 @@ import Testing
         let proxy = try Self.droppingProxy(to: server.server.url) { $0.method == "POST" && $0.path == "/v1/batch" }
         let laptop = try school.installedTree("dropped-batch", version: "1")
         let target = try Keyring(directory: samples.keyring).verifiedManifest(at: samples.manifest("olpc-ext3", "2"))
-        let sources = ContentSources(mirrors: FetchOptions(mirrors: [proxy.url]), batchServer: proxy.url)
+        let sources = ContentSources(mirrors: FetchOptions(mirrors: [proxy.url]), batchServer: proxy.url, signer: try TestDevices.signer("dropped-batch"))
         let report = try UpdateEngine.apply(UpdateEngine.ApplyRequest(root: laptop, target: target, sources: sources))
         #expect(report.fallbacks.isEmpty, "\(report.fallbacks)")
         #expect(proxy.requests.filter { $0.method == "POST" && $0.path == "/v1/batch" }.count == 2, "\(proxy.requests)")
@@ -42,7 +42,7 @@ import Testing
     @Test func aCheckAndAReportWhoseConnectionsDropAreRetried() throws {
         let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
         let proxy = try Self.droppingProxy(to: server.server.url) { $0.method == "POST" }
-        let client = SchoolServerClient(server: proxy.url)
+        let client = SchoolServerClient(server: proxy.url, signer: try TestDevices.signer("d1"))
         let nonce = SchoolServerClient.newNonce()
         let body = Array(try JSONSerialization.data(withJSONObject: ["device": "d1", "nonce": nonce, "image": "olpc-ext3", "version": "1"]))
         let decision = try client.check(body: body, device: "d1", nonce: nonce, keyring: Keyring(directory: server.decisionKeyring),
@@ -57,7 +57,7 @@ import Testing
         let keyring = try Keyring(directory: samples.keyring)
         let began = Date()
         expectUpdError(.network, "POST \(hostile.url)/v1/check: sent more than the 65536 bytes allowed") {
-            try SchoolServerClient(server: hostile.url).check(body: Array("{}".utf8), device: "d1", nonce: "n", keyring: keyring, now: 0)
+            try SchoolServerClient(server: hostile.url, signer: try TestDevices.signer("d1")).check(body: Array("{}".utf8), device: "d1", nonce: "n", keyring: keyring, now: 0)
         }
         // Cut at once, not retried: a server that floods is not one that may do better.
         #expect(hostile.requests.count == 1)

@@ -607,7 +607,7 @@ _updatinator_serve() {
     repeating_flags=()
     non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
     repeating_options=()
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -654,6 +654,12 @@ _updatinator_serve() {
     '--operator-token-file')
         return
         ;;
+    '--admission')
+        return
+        ;;
+    '--enrolment-token-file')
+        return
+        ;;
     '--root')
         return
         ;;
@@ -670,7 +676,7 @@ _updatinator_upgrade() {
     repeating_flags=()
     non_repeating_flags=(--live --json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device)
+    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device --device-key --enrolment-token-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -700,6 +706,12 @@ _updatinator_upgrade() {
         return
         ;;
     '--device')
+        return
+        ;;
+    '--device-key')
+        return
+        ;;
+    '--enrolment-token-file')
         return
         ;;
     esac
@@ -813,13 +825,13 @@ _updatinator_fleet() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    devices|device|rollouts|pause|resume|halt|advance|pin|release)
+    devices|device|rollouts|pause|resume|halt|advance|pin|release|admit|reject)
         # Offer subcommand argument completions
         "_updatinator_fleet_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'devices device rollouts pause resume halt advance pin release' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'devices device rollouts pause resume halt advance pin release admit reject' -- "${cur}"))
         ;;
     esac
 }
@@ -828,7 +840,7 @@ _updatinator_fleet_devices() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --image --version --status --school --decision --seen-within --limit)
+    non_repeating_options=(--server --token-file --image --version --status --school --decision --admission --seen-within --limit)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -852,6 +864,9 @@ _updatinator_fleet_devices() {
         return
         ;;
     '--decision')
+        return
+        ;;
+    '--admission')
         return
         ;;
     '--seen-within')
@@ -996,6 +1011,42 @@ _updatinator_fleet_pin() {
 }
 
 _updatinator_fleet_release() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_admit() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_reject() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()

@@ -14,20 +14,20 @@ public struct ContentSources: Sendable {
     /// A school server that compresses the contents in batches against the tree's files; when
     /// given, deltas and packs are not used.
     public var batchServer: String?
-    /// This device, named in batch requests.
-    public var device: String?
+    /// This device's id and key, which sign batch requests (the server refuses unsigned ones).
+    public var signer: RequestSigner?
     /// The most compressed bytes downloaded ahead of their use. When the filesystem lacks the
     /// space for that, an apply downloads one content at a time.
     public var downloadWindow: UInt64 = ContentSources.defaultDownloadWindow
     public static let defaultDownloadWindow: UInt64 = 32 << 20
 
     public init(blobDirectories: [String] = [], mirrors: FetchOptions? = nil, deltaKeyring: Keyring? = nil,
-                batchServer: String? = nil, device: String? = nil) {
+                batchServer: String? = nil, signer: RequestSigner? = nil) {
         self.blobDirectories = blobDirectories
         self.mirrors = mirrors
         self.deltaKeyring = deltaKeyring
         self.batchServer = batchServer
-        self.device = device
+        self.signer = signer
     }
 }
 
@@ -56,12 +56,12 @@ final class ResolvedSources {
     let deltaIndex: DeltaIndex?
     let pack: (mirror: String, index: PackIndex)?
     let batchServer: String?
-    let device: String?
+    let signer: RequestSigner?
     let downloadWindow: UInt64
 
     init(_ sources: ContentSources, target: Manifest, observer: UpdateObserver) throws {
         blobDirectories = sources.blobDirectories
-        device = sources.device
+        signer = sources.signer
         downloadWindow = sources.downloadWindow
         guard let options = sources.mirrors else {
             (fetcher, deltaIndex, pack, batchServer) = (nil, nil, nil, nil)
@@ -113,12 +113,12 @@ final class ResolvedSources {
             throw UpdError(.usage, "\(requests.count) contents of \(target.image) \(target.version) are in no blob directory; give a mirror to download them from")
         }
         if batches, let batchServer {
-            return try BatchStream(source: .server(batchServer), device: device, mirrors: fetcher, requests: requests,
+            return try BatchStream(source: .server(batchServer), signer: signer, mirrors: fetcher, requests: requests,
                                    baseSizes: baseSizes, directory: directory, window: window)
         }
         if !batches, groups, let pack {
             let path = PackIndex.packPath(image: target.image, version: target.version)
-            return try BatchStream(source: .pack(mirror: pack.mirror, path: path, index: pack.index), device: device,
+            return try BatchStream(source: .pack(mirror: pack.mirror, path: path, index: pack.index), signer: signer,
                                    mirrors: fetcher, requests: requests, baseSizes: baseSizes, directory: directory, window: window)
         }
         // (A resumed batch apply without its server downloads the blobs.)

@@ -16,7 +16,9 @@ public struct ServerUpgrade {
     public var mirrors: [String] = []
     /// The manifest the tree matches, for a tree without an installed-manifest record.
     public var from: (manifest: Manifest, bytes: [UInt8])?
-    public var device: String
+    /// This device's id and key, which sign every request to the server.
+    public var signer: RequestSigner
+    public var device: String { signer.sender }
     public var channel: String?
     /// This device's peer server, advertised to the school server with each check and report.
     public var peerURL: String?
@@ -35,17 +37,17 @@ public struct ServerUpgrade {
         case applied(Decision, ApplyReport)
     }
 
-    public init(root: String, server: String, keyring: Keyring, decisionKeyring: Keyring, device: String) {
+    public init(root: String, server: String, keyring: Keyring, decisionKeyring: Keyring, signer: RequestSigner) {
         self.root = root
         self.server = server
         self.keyring = keyring
         self.decisionKeyring = decisionKeyring
-        self.device = device
+        self.signer = signer
     }
 
     public func run() throws -> Outcome {
         let installed = try from ?? StateDirectory(root: root).readInstalled()
-        let client = SchoolServerClient(server: server)
+        let client = SchoolServerClient(server: server, signer: signer)
         let nonce = SchoolServerClient.newNonce()
         let request = CheckRequest(device: device, nonce: nonce, image: installed.manifest.image, version: installed.manifest.version,
                                    channel: channel, peer: peerURL, freeBytes: try? FilesystemSpace(path: root).free,
@@ -71,7 +73,7 @@ public struct ServerUpgrade {
             options.rateLimit = decision.rateLimit
             options.concurrency = concurrency
             // Without peers, the contents come from the server in batches; peers serve blobs.
-            let sources = ContentSources(mirrors: options, batchServer: decision.peers.isEmpty ? server : nil, device: device)
+            let sources = ContentSources(mirrors: options, batchServer: decision.peers.isEmpty ? server : nil, signer: signer)
             let result = try UpdateEngine.apply(UpdateEngine.ApplyRequest(root: root, target: target, from: from, sources: sources,
                                                                           faults: faults, machine: machine), observer: observer)
             report(client, DeviceReport(device: device, status: .done, image: image, version: version,

@@ -57,7 +57,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
 
     private let source: Source
     private var packUsable = true
-    private let device: String?
+    private let signer: RequestSigner?
     private let mirrors: CurlFetcher
     private let store: BlobStore
     private let window: UInt64
@@ -77,10 +77,10 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private let problems = Locked([String]())
 
     /// Starts downloading; `baseSizes` gives the size of every base the requests name.
-    init(source: Source, device: String?, mirrors: CurlFetcher, requests: [BlobRequest], baseSizes: [ContentHash: UInt64],
+    init(source: Source, signer: RequestSigner?, mirrors: CurlFetcher, requests: [BlobRequest], baseSizes: [ContentHash: UInt64],
          directory: String, window: UInt64) throws {
         self.source = source
-        self.device = device
+        self.signer = signer
         self.mirrors = mirrors
         downloads = DownloadThread(fetcher: mirrors)
         self.window = window
@@ -220,13 +220,15 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     /// downloads it to `destination`.
     private func downloadBatch(_ requests: [BlobRequest], after: [ContentBatch.Item], limit: UInt64, from server: String,
                                into destination: String) throws -> String {
-        let body = try WireCoding.encode(BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: device))
+        // The server answers only batch requests its admitted devices signed.
+        guard let signer else { throw UpdError(.network, "\(server)/v1/batch: no device key to sign a batch request with") }
+        let body = try WireCoding.encode(BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: signer.sender))
         let wait = BatchWait(items: requests.count, bytes: limit)
         downloads.withLock { (preparing, unseen) = (wait, wait) }
         let answer: CurlFetcher.Response
         do {
             defer { downloads.withLock { preparing = nil } }
-            answer = try mirrors.postJSON("v1/batch", to: server, body: body, deadlineSeconds: 900, flow: downloads.flow)
+            answer = try signer.post("v1/batch", to: server, body: body, via: mirrors, deadlineSeconds: 900, flow: downloads.flow)
         }
         guard answer.status == 200 else {
             let message = String(decoding: answer.body.prefix(300), as: UTF8.self)

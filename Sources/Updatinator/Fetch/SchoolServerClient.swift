@@ -1,24 +1,30 @@
 import Foundation
 
 /// A device's side of the school server's protocol: `POST /v1/check`, answered with a signed
-/// decision that must verify for this device and a fresh nonce, and `POST /v1/report`.
+/// decision that must verify for this device and a fresh nonce, and `POST /v1/report`. Each
+/// request is signed with the device's key (`RequestSigner`), for the id the signer names.
 ///
 /// Each request goes through a `CurlFetcher` for the server: a refused or dropped connection is
-/// retried with back-off, an answer over 64 KiB is cut off, and one must come within 30 s.
+/// retried with back-off, an answer over 64 KiB is cut off, and one must come within 30 s. A
+/// server that has not admitted the device answers so, and the request fails `not_admitted`.
 public struct SchoolServerClient: Sendable {
     public let server: String
+    public let signer: RequestSigner
 
-    public init(server: String) {
+    public init(server: String, signer: RequestSigner) {
         self.server = server
+        self.signer = signer
     }
 
     func endpoint(_ name: String) -> String {
         (server.hasSuffix("/") ? String(server.dropLast()) : server) + "/v1/" + name
     }
 
-    /// POSTs `body` to the endpoint `name`; the answer, whatever its status.
+    /// POSTs `body`, signed, to the endpoint `name`; the answer, or the server's refusal of the device as an error.
     private func post(_ name: String, body: [UInt8]) throws -> CurlFetcher.Response {
-        try CurlFetcher(options: FetchOptions(mirrors: [server])).postJSON("v1/" + name, to: server, body: body)
+        let response = try signer.post("v1/" + name, to: server, body: body, via: CurlFetcher(options: FetchOptions(mirrors: [server])))
+        if let refusal = DeviceRefusal(response) { throw refusal.error(endpoint(name)) }
+        return response
     }
 
     /// 128 random bits in hex: what makes each decision good for one request only.
@@ -26,8 +32,8 @@ public struct SchoolServerClient: Sendable {
         (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 
-    /// Asks what to run. `body` is the request's JSON object, which must carry `device` and
-    /// `nonce`; the answer is verified against the decision keyring before it is returned.
+    /// Asks what to run. `body` is the request's JSON object, which must carry `device` (the
+    /// signer's) and `nonce`; the answer is verified against the decision keyring before it is returned.
     public func check(body: [UInt8], device: String, nonce: String, keyring: Keyring, now: Int64) throws -> Decision {
         let url = endpoint("check")
         let response = try post("check", body: body)

@@ -9,6 +9,8 @@ public enum SignaturePurpose: String, Sendable {
     case decision
     /// The deltas a repository offers into an image version (`DeltaIndex`).
     case deltas
+    /// A request a device sends its school server (`RequestSignature`), signed with its device key.
+    case request
 
     func message(for content: [UInt8]) -> [UInt8] {
         Array("updatinator-\(rawValue)-v1".utf8) + [0] + content

@@ -22,6 +22,11 @@ public enum DefaultPaths {
     public static let repository = state + "/repo"
     /// The directory of staged deployments that the initramfs boots from.
     public static let sysroot = "/sysroot"
+    /// The device's secret key, made at first start, which signs its requests to the school server.
+    public static let deviceKey = state + "/device.key"
+    /// The deployment's enrolment token, baked into the image, which admits the device to a
+    /// school server that admits by token (and on that server, the token it expects).
+    public static let enrolmentToken = configuration + "/enrolment-token"
     /// The values `upd.state` keeps.
     public static let policyState = state + "/policy-state.json"
 }

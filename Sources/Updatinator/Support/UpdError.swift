@@ -31,6 +31,9 @@ public struct UpdError: Error, CustomStringConvertible, Sendable, Equatable {
         case permission
         /// There was nothing to do.
         case nothingToDo = "nothing_to_do"
+        /// The school server has not admitted this device (it is pending, rejected, or unknown
+        /// to a server that admits only with an enrolment token): it gets no decision and no batch.
+        case notAdmitted = "not_admitted"
 
         /// The process exit status for this code, as documented in docs/cli.md.
         public var exitStatus: Int32 {
@@ -45,6 +48,7 @@ public struct UpdError: Error, CustomStringConvertible, Sendable, Equatable {
             case .unsafe: return 8
             case .permission: return 9
             case .nothingToDo: return 10
+            case .notAdmitted: return 17
             case .usage: return 64
             }
         }

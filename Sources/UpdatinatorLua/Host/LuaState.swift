@@ -20,6 +20,10 @@ public final class LuaState {
         public var memoryLimit: Int? = 256 << 20
         /// The device id scripts see (`upd.system.device_id`, checks and reports); nil reads /etc/machine-id.
         public var deviceID: String?
+        /// The device's secret key file, which signs checks and reports (made on first use).
+        public var deviceKey = DefaultPaths.deviceKey
+        /// The deployment's enrolment token, which checks and reports prove they know; nil for none.
+        public var enrolmentToken: [UInt8]?
         /// The time scripts see, in seconds since the epoch, for tests; nil is the clock's.
         public var fixedTime: Double?
         /// Where `upd.system` reads the machine's power supplies.

@@ -22,6 +22,12 @@ extension UpdLibrary {
         }
     }
 
+    /// The device's signer: its id (the request's `device`) and its key, made on first use.
+    static func signer(_ call: LuaCall, device: String) throws -> RequestSigner {
+        RequestSigner(sender: device, key: try DeviceIdentity.key(at: call.state.options.deviceKey),
+                      enrolmentToken: call.state.options.enrolmentToken)
+    }
+
     /// What a policy needs beyond the primitives: its settings, its schedule, and channels.
     static func installPolicy(in state: LuaState) {
         state.setFunction("config") { call in
@@ -63,8 +69,9 @@ extension UpdLibrary {
             if request["device"] == nil { request["device"] = .string(try call.state.deviceID()) }
             request["nonce"] = .string(SchoolServerClient.newNonce())
             request["agent_version"] = .string(UpdatinatorVersion.current)
-            let d = try SchoolServerClient(server: server).check(try message(CheckRequest.self, request, call, 2),
-                                                                keyring: keyring.keyring, now: Int64(call.state.now))
+            let checked = try message(CheckRequest.self, request, call, 2)
+            let d = try SchoolServerClient(server: server, signer: try signer(call, device: checked.device))
+                .check(checked, keyring: keyring.keyring, now: Int64(call.state.now))
             // The decision's time only helps judge channel files later: a freshness state that
             // cannot be read (the channel check reports it) does not stop the decision.
             do {
@@ -97,7 +104,8 @@ extension UpdLibrary {
             var status = try requestFields(call, 2)
             guard status["status"]?.stringValue != nil else { throw call.argumentError(2, "field 'status' is required") }
             if status["device"] == nil { status["device"] = .string(try call.state.deviceID()) }
-            try SchoolServerClient(server: server).report(try message(DeviceReport.self, status, call, 2))
+            let report = try message(DeviceReport.self, status, call, 2)
+            try SchoolServerClient(server: server, signer: try signer(call, device: report.device)).report(report)
             return call.results(.boolean(true))
         }
 

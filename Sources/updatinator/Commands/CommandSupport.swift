@@ -132,6 +132,10 @@ enum Environment {
     /// `UPDATINATOR_DEVICE_ID`: this device's id, before /etc/machine-id.
     static var deviceID: String? { variables["UPDATINATOR_DEVICE_ID"] }
 
+    /// `UPDATINATOR_DEVICE_KEY`: this device's key file, before /var/lib/updatinator/device.key
+    /// (tests that run several devices on one host give each its own).
+    static var deviceKey: String? { variables["UPDATINATOR_DEVICE_KEY"] }
+
     /// `UPDATINATOR_TIME`: the time scripts see, for tests (seconds since the epoch).
     static var fixedTime: Double? { variables["UPDATINATOR_TIME"].flatMap(Double.init) }
 
@@ -154,4 +158,32 @@ enum Environment {
 
     /// `SOURCE_DATE_EPOCH`, the reproducible-builds convention for a build's timestamp.
     static var sourceDateEpoch: Int64? { variables["SOURCE_DATE_EPOCH"].flatMap { Int64($0) } }
+}
+
+/// The device's id, key and enrolment token, which sign what it sends its school server.
+enum DeviceCredentials {
+    /// The key file: `--device-key`, else UPDATINATOR_DEVICE_KEY, else /var/lib/updatinator/device.key.
+    static func keyPath(_ option: String?) -> String {
+        option ?? Environment.deviceKey ?? DefaultPaths.deviceKey
+    }
+
+    /// The enrolment token: the file named (which must exist), else /etc/updatinator/enrolment-token
+    /// when the image carries one, else none.
+    static func enrolmentToken(_ file: String?) throws -> [UInt8]? {
+        let path = file ?? DefaultPaths.enrolmentToken
+        guard file != nil || FileManager.default.fileExists(atPath: path) else { return nil }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw UpdError(.usage, "\(path): cannot read the enrolment token: \((error as NSError).localizedDescription)")
+        }
+        return Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+    }
+
+    /// The signer of this device's requests; the key is made on first use.
+    static func signer(device: String?, keyFile: String?, enrolmentTokenFile: String?) throws -> RequestSigner {
+        RequestSigner(sender: try DeviceIdentity.read(configured: device ?? Environment.deviceID),
+                      key: try DeviceIdentity.key(at: keyPath(keyFile)), enrolmentToken: try enrolmentToken(enrolmentTokenFile))
+    }
 }

@@ -45,10 +45,11 @@ struct FleetCommand: ParsableCommand {
             /etc/updatinator/operator-token) to the server (--server) and prints what it \
             answers, or its JSON with --json. A refused token exits 2, an API that is off 9, an \
             unknown device or image 64, an action with nothing to do (resuming what is not \
-            paused, releasing what is not pinned) 10.
+            paused, releasing what is not pinned, admitting an admitted device) 10.
             """,
         subcommands: [FleetDevicesCommand.self, FleetDeviceCommand.self, FleetRolloutsCommand.self, FleetPauseCommand.self,
-                      FleetResumeCommand.self, FleetHaltCommand.self, FleetAdvanceCommand.self, FleetPinCommand.self, FleetReleaseCommand.self])
+                      FleetResumeCommand.self, FleetHaltCommand.self, FleetAdvanceCommand.self, FleetPinCommand.self, FleetReleaseCommand.self,
+                      FleetAdmitCommand.self, FleetRejectCommand.self])
 }
 
 struct FleetDevicesCommand: UpdatinatorSubcommand {
@@ -60,27 +61,29 @@ struct FleetDevicesCommand: UpdatinatorSubcommand {
     @Option(help: "Its last status: checking, downloading, applying, staged, done, failed or deferred.") var status: String?
     @Option(help: "The school it named in its checks.") var school: String?
     @Option(help: "The last answer to its check: update, up-to-date, held, paused, halted, pinned or policy-error.") var decision: String?
+    @Option(help: "Its admission: pending (waiting for an operator), admitted or rejected.") var admission: String?
     @Option(help: "Seen within this many seconds.") var seenWithin: Int?
     @Option(help: "At most this many devices.") var limit = 1000
 
     func execute() throws {
         var query: [(String, String)] = [("limit", String(limit))]
         for (name, value) in [("image", image), ("version", version), ("status", status), ("school", school), ("decision", decision),
-                              ("seen_within", seenWithin.map(String.init))] {
+                              ("admission", admission), ("seen_within", seenWithin.map(String.init))] {
             if let value { query.append((name, value)) }
         }
         try fleet.show(try fleet.client().get("/v1/fleet/devices", query: query)) { answer in
             let devices = answer["devices"] as? [[String: Any]] ?? []
-            return [Self.row(["DEVICE", "IMAGE", "VERSION", "STATUS", "DECISION", "SCHOOL", "LAST SEEN"])]
+            return [Self.row(["DEVICE", "IMAGE", "VERSION", "STATUS", "DECISION", "SCHOOL", "LAST SEEN", "ADMISSION", "KEY"])]
                 + devices.map { d in
                     Self.row(["device", "image", "version", "status", "decision", "school"].map { d[$0] as? String ?? "-" }
-                             + [(d["last_seen"] as? Int).map(Self.date) ?? "-"])
+                             + [(d["last_seen"] as? Int).map(Self.date) ?? "-"]
+                             + ["admission", "key_fingerprint"].map { d[$0] as? String ?? "-" })
                 } + ["\(devices.count) device\(devices.count == 1 ? "" : "s")"]
         }
     }
 
     static func row(_ cells: [String]) -> String {
-        zip(cells, [24, 14, 10, 12, 13, 12, 20]).map { $0.padding(toLength: max($1, $0.count + 1), withPad: " ", startingAt: 0) }
+        zip(cells, [24, 14, 10, 12, 13, 12, 21, 10, 16]).map { $0.padding(toLength: max($1, $0.count + 1), withPad: " ", startingAt: 0) }
             .joined().trimmingCharacters(in: .whitespaces)
     }
 
@@ -102,6 +105,9 @@ struct FleetDeviceCommand: UpdatinatorSubcommand {
         try fleet.show(try fleet.client().get("/v1/fleet/devices/" + FleetClient.encode(device))) { d in
             var lines = ["\(device): \(d["image"] as? String ?? "?") \(d["version"] as? String ?? "?"), \(d["status"] as? String ?? "unknown")"
                          + ((d["decision"] as? String).map { ", last answer: \($0)" } ?? "")]
+            if let admission = d["admission"] as? String {
+                lines.append("\(admission), key \(d["key_fingerprint"] as? String ?? "?")")
+            }
             if let pin = d["pin"] as? [String: Any] { lines.append("pinned to \(pin["image"] as? String ?? "") \(pin["version"] as? String ?? "")") }
             for event in d["history"] as? [[String: Any]] ?? [] {
                 let what = ["status", "image", "version", "code"].compactMap { event[$0] as? String }.joined(separator: " ")
@@ -208,4 +214,35 @@ struct FleetReleaseCommand: UpdatinatorSubcommand {
         let answer = try fleet.client().post("/v1/fleet/devices/\(FleetClient.encode(device))/release", [:])
         try fleet.show(answer) { _ in ["\(device) is released"] }
     }
+}
+
+/// `fleet admit|reject ID`: a command per admission, each this body.
+protocol FleetAdmissionAction: UpdatinatorSubcommand {
+    var fleet: FleetOptions { get }
+    var device: String { get }
+}
+
+extension FleetAdmissionAction {
+    func execute() throws {
+        let action = Self.configuration.commandName!
+        let answer = try fleet.client().post("/v1/fleet/devices/\(FleetClient.encode(device))/\(action)", [:])
+        try fleet.show(answer) { d in ["\(device) is \(d["admission"] as? String ?? "?") (key \(d["key_fingerprint"] as? String ?? "?"))"] }
+    }
+}
+
+struct FleetAdmitCommand: FleetAdmissionAction {
+    static let configuration = CommandConfiguration(
+        commandName: "admit",
+        abstract: "Admits an enrolled device: it gets decisions and batches, and its reports count.",
+        discussion: "Before admitting, compare the key fingerprint that fleet devices shows with the one the device printed when the server refused it (upgrade: ... is pending: an operator must admit it (key FINGERPRINT)).")
+    @OptionGroup var fleet: FleetOptions
+    @Argument(help: "The device's id.") var device: String
+}
+
+struct FleetRejectCommand: FleetAdmissionAction {
+    static let configuration = CommandConfiguration(
+        commandName: "reject",
+        abstract: "Rejects an enrolled device (a stranger, or a stolen laptop): it gets nothing until admitted again.")
+    @OptionGroup var fleet: FleetOptions
+    @Argument(help: "The device's id.") var device: String
 }

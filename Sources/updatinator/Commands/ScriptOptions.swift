@@ -39,6 +39,8 @@ struct ScriptOptions: ParsableArguments {
         options.instructionLimit = limit > 0 ? limit : nil
         options.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
         options.deviceID = Environment.deviceID
+        options.deviceKey = DeviceCredentials.keyPath(nil)
+        options.enrolmentToken = try DeviceCredentials.enrolmentToken(nil)
         options.fixedTime = Environment.fixedTime
         if let directory = Environment.powerSupplyDirectory { options.powerSupplyDirectory = directory }
         let lua = try LuaState(options: options)

@@ -16,7 +16,11 @@ struct ServeCommand: UpdatinatorSubcommand {
             inventory (SQLite), and gives operators who present the token of \
             --operator-token-file the inventory (GET /v1/fleet), counters (GET /metrics), the \
             management API (/v1/fleet/devices, /v1/rollouts: pause, resume, halt, advance, pin, \
-            release) and the dashboard (/dashboard). A policy error or limit answers "no update" \
+            release, admit, reject) and the dashboard (/dashboard). Every check, report and \
+            batch request must be signed by the device's key; a device's first signed request \
+            enrols its key, and --admission says whether it is admitted then (auto), when it \
+            proves it knows the enrolment token (token), or once an operator admits it \
+            (operator, the default); until then it gets no decision and no batch. A policy error or limit answers "no update" \
             (policy-error) and is logged and counted. \
             With --peer, a laptop serves GET /blobs/<hh>/<hash> for the contents of the image \
             it runs, read from its tree (--root, through its installed manifest) or from the \
@@ -70,6 +74,12 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Option(help: "A file holding the operator token (16 to 256 printable characters, readable by its owner only), which opens the management API and the dashboard; without it they are off.")
     var operatorTokenFile: String?
 
+    @Option(help: "How a device is admitted at its first signed request: operator (it waits until fleet admit), token (it proves it knows the token of --enrolment-token-file) or auto (every device, for a lab).")
+    var admission = "operator"
+
+    @Option(help: "With --admission token: the file holding the enrolment token that devices' images carry (readable by its owner only).")
+    var enrolmentTokenFile: String?
+
     @Flag(help: "Answer GET /v1/fleet and GET /metrics without the operator token.")
     var publicFleet = false
 
@@ -113,17 +123,30 @@ struct ServeCommand: UpdatinatorSubcommand {
             settings.batches?.queueLimit = max(0, batchQueue)
             settings.batches?.level = batchLevel
         }
-        settings.operators = try OperatorAccess(token: try operatorTokenFile.map(Self.readToken), publicFleet: publicFleet)
+        settings.operators = try OperatorAccess(token: try operatorTokenFile.map { try Self.readToken($0) }, publicFleet: publicFleet)
+        settings.admission = try admissionRule()
         let server = try SchoolServer(settings: settings)
         try Self.run(listen) { try await server.run(host: host, port: port, onListening: $0) }
     }
 
-    /// The operator token in a file that only its owner may read, without its final newline.
-    static func readToken(_ path: String) throws -> String {
+    /// The rule `--admission` names, with its token.
+    func admissionRule() throws -> AdmissionRule {
+        switch (admission, enrolmentTokenFile) {
+        case ("operator", nil): return .byOperator
+        case ("auto", nil): return .automatic
+        case ("token", let file?): return .byToken(Array(try Self.readToken(file, what: "enrolment token").utf8))
+        case ("token", nil): throw UpdError(.usage, "--admission token needs --enrolment-token-file")
+        case ("operator", _), ("auto", _): throw UpdError(.usage, "--enrolment-token-file is for --admission token only")
+        default: throw UpdError(.usage, "--admission \(admission): operator, token or auto expected")
+        }
+    }
+
+    /// A token in a file that only its owner may read, without its final newline.
+    static func readToken(_ path: String, what: String = "operator token") throws -> String {
         var info = stat()
         guard stat(path, &info) == 0 else { throw UpdError.system("stat", path) }
         guard info.st_mode & 0o077 == 0 else {
-            throw UpdError(.permission, "\(path): the operator token file may be read by others; chmod 600 it")
+            throw UpdError(.permission, "\(path): the \(what) file may be read by others; chmod 600 it")
         }
         let text = try String(contentsOfFile: path, encoding: .utf8)
         return String(text.trimmingCharacters(in: .whitespacesAndNewlines))

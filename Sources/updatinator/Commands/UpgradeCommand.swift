@@ -16,7 +16,9 @@ struct UpgradeCommand: UpdatinatorSubcommand {
             against the files the tree has (blob by blob when the server refuses a batch). \
             The decision's rate limit, \
             earliest start and daily window are honoured. Progress and the result are reported \
-            to SERVER/v1/report. When there is no move now, it says why, with an exit status of \
+            to SERVER/v1/report. Every request is signed with the device's key (made at first \
+            use); a server that has not admitted the device refuses it, and upgrade exits 17 \
+            naming the device's state and key fingerprint. When there is no move now, it says why, with an exit status of \
             its own: 10 up to date, 11 held back by the rollout's stage, 12 the rollout is \
             paused, 13 the rollout is halted, 14 pinned by an operator, 15 the server's policy \
             failed, 16 deferred by the decision's earliest start or daily window.
@@ -49,6 +51,12 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     @Option(help: "This device's id; default UPDATINATOR_DEVICE_ID, else /etc/machine-id.")
     var device: String?
 
+    @Option(help: "This device's secret key, made at first use, which signs its requests; default UPDATINATOR_DEVICE_KEY, else /var/lib/updatinator/device.key.")
+    var deviceKey: String?
+
+    @Option(help: "The enrolment token the server admits devices by; default /etc/updatinator/enrolment-token when it exists.")
+    var enrolmentTokenFile: String?
+
     @Flag(help: "The tree is the root a system runs from (as apply --live; implied when it is /): its runtime mounts and state are the machine's, /etc is merged.")
     var live = false
 
@@ -58,7 +66,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     func execute() throws {
         var upgrade = ServerUpgrade(root: root, server: server, keyring: try Keyring(directory: keyring),
                                     decisionKeyring: try Keyring(directory: decisionKeyring),
-                                    device: try DeviceIdentity.read(configured: device ?? Environment.deviceID))
+                                    signer: try DeviceCredentials.signer(device: device, keyFile: deviceKey, enrolmentTokenFile: enrolmentTokenFile))
         upgrade.mirrors = mirror
         upgrade.channel = channel
         upgrade.peerURL = peerURL

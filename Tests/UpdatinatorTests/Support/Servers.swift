@@ -2,7 +2,8 @@ import Foundation
 @testable import Updatinator
 
 /// `updatinator serve` on a free loopback port, stopped when released. A school server is
-/// given an operator token (`operatorToken`), which `metric` and `operatorGet` present.
+/// given an operator token (`operatorToken`), which `metric` and `operatorGet` present, and
+/// admits every device (`--admission auto`) unless the test names another rule.
 final class ServeProcess {
     let url: String
     let process: Subprocess
@@ -19,6 +20,7 @@ final class ServeProcess {
             arguments += ["--operator-token-file", secrets.sub("token")]
             operatorToken = token
         }
+        if !arguments.contains("--peer") && !arguments.contains("--admission") { arguments += ["--admission", "auto"] }
         process = try Subprocess([CLI.binary, "serve", "--listen", "127.0.0.1:0"] + arguments)
         guard process.waitForOutput("listening on ", seconds: 60) else {
             process.stop()
@@ -43,9 +45,22 @@ final class ServeProcess {
         try Curl.get(url + path, (operatorToken.map { ["-H", "Authorization: Bearer \($0)"] } ?? []) + arguments)
     }
 
-    /// POSTs JSON with the project's libcurl client.
+    /// POSTs JSON with the project's libcurl client, signed as the device the fields name (its
+    /// `TestDevices` key), as that device's updatinator would.
     func post(_ path: String, _ fields: [String: Any]) throws -> CurlFetcher.Response {
-        try CurlFetcher(options: FetchOptions(mirrors: [url])).postJSON(path, to: url, body: Array(try JSONSerialization.data(withJSONObject: fields)))
+        let body = Array(try JSONSerialization.data(withJSONObject: fields))
+        guard let device = fields["device"] as? String, WireCoding.isIdentifier(device) else { return try postUnsigned(path, body) }
+        return try post(path, body, as: device)
+    }
+
+    /// POSTs bytes (JSON or not) signed as `device`.
+    func post(_ path: String, _ body: [UInt8], as device: String) throws -> CurlFetcher.Response {
+        try TestDevices.signer(device).post(path, to: url, body: body, via: CurlFetcher(options: FetchOptions(mirrors: [url])))
+    }
+
+    /// POSTs bytes with the header lines given (a forged or replayed request), as any host can.
+    func postUnsigned(_ path: String, _ body: [UInt8], headers: [String] = []) throws -> CurlFetcher.Response {
+        try CurlFetcher(options: FetchOptions(mirrors: [url])).call("POST", path, to: url, body: body, headers: headers)
     }
 }
 

@@ -45,6 +45,8 @@ final class Subprocess {
         sigfillset(&signals)
         posix_spawnattr_setsigdefault(&attributes, &signals)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        // The CLI never signs with this host's own device key: each device id has its own (TestDevices).
+        let environment = arguments.first == CLI.binary ? TestDevices.environment(arguments, environment) : environment
         let env = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { "\($0)=\($1)" }
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = env.map { strdup($0) } + [nil]

@@ -1,0 +1,56 @@
+import Foundation
+import Updatinator
+
+/// Whether a device may speak to the server: its key, once it enrolled, and what the
+/// admission rule or an operator made of it.
+public enum AdmissionState: String, Sendable, CaseIterable {
+    /// Enrolled, waiting for an operator (`fleet admit`, `fleet reject`).
+    case pending
+    /// Gets decisions and batches; its reports count and its peer URL is listed.
+    case admitted
+    /// Refused by an operator: it gets nothing until admitted.
+    case rejected
+}
+
+/// A device's key and admission, as the inventory keeps them.
+public struct Enrolment: Sendable, Equatable {
+    public let key: PublicKey
+    public var state: AdmissionState
+}
+
+extension FleetInventory {
+    /// Every enrolled device's key and admission: what the server loads once and keeps in memory.
+    public func enrolments() throws -> [String: Enrolment] {
+        try database.withLock { db in
+            var enrolments = [String: Enrolment]()
+            for row in try db.query("SELECT device, public_key, admission FROM devices WHERE public_key IS NOT NULL") {
+                guard let device = row[0].text, let key = row[1].text.flatMap({ PublicKey(hex: $0) }),
+                      let state = row[2].text.flatMap({ AdmissionState(rawValue: $0) }) else { continue }
+                enrolments[device] = Enrolment(key: key, state: state)
+            }
+            return enrolments
+        }
+    }
+
+    /// Records a device's first signed request: its key, its admission, its address. A row the
+    /// device had before it had a key (an inventory older than device keys) is kept and bound to it.
+    public func enrol(_ device: String, _ enrolment: Enrolment, address: String?, now: Int64) throws {
+        try database.withLock { db in
+            try db.query("""
+                INSERT INTO devices (device, address, first_seen, last_seen, public_key, key_fingerprint, admission)
+                VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)
+                ON CONFLICT (device) DO UPDATE SET public_key = ?4, key_fingerprint = ?5, admission = ?6,
+                    address = coalesce(?2, address), last_seen = ?3
+                """, [.text(device), text(address), .integer(now), .text(enrolment.key.hex), .text(enrolment.key.keyID),
+                      .text(enrolment.state.rawValue)])
+        }
+    }
+
+    /// Sets an enrolled device's admission.
+    public func setAdmission(_ device: String, _ state: AdmissionState) throws {
+        try database.withLock { db in
+            try db.query("UPDATE devices SET admission = ? WHERE device = ?", [.text(state.rawValue), .text(device)])
+        }
+        forgetCachedCounts()
+    }
+}
