@@ -26,7 +26,8 @@ import Testing
 
             """
         try Sys.writeFileAtomically(path, Array((helpers + script).utf8))
-        let r = try CLI.run(["run", "--state", tmp.sub("state.json"), path, "--"] + arguments, environment: environment)
+        let r = try CLI.run(["run", "--state", tmp.sub("state.json"), "--allow-path", tmp.path, "--allow-path", samples.directory, path, "--"]
+                            + arguments, environment: environment)
         #expect(r.status == 0, "\(r.stderr)", sourceLocation: sourceLocation)
         return r
     }

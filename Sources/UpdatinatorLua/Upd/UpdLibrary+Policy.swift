@@ -63,8 +63,10 @@ extension UpdLibrary {
             if request["device"] == nil { request["device"] = .string(try call.state.deviceID()) }
             request["nonce"] = .string(SchoolServerClient.newNonce())
             request["agent_version"] = .string(UpdatinatorVersion.current)
-            let d = try SchoolServerClient(server: server).check(try message(CheckRequest.self, request, call, 2),
-                                                                keyring: keyring.keyring, now: Int64(call.state.now))
+            let checkRequest = try message(CheckRequest.self, request, call, 2)
+            let d = try call.state.untimed {
+                try SchoolServerClient(server: server).check(checkRequest, keyring: keyring.keyring, now: Int64(call.state.now))
+            }
             var answer: [String: LuaValue] = ["update": .boolean(d.update), "expires": .integer(d.expires),
                                               "peers": .array(d.peers.map { .string($0) })]
             answer["image"] = d.image.map { .string($0) }
@@ -86,12 +88,14 @@ extension UpdLibrary {
             var status = try requestFields(call, 2)
             guard status["status"]?.stringValue != nil else { throw call.argumentError(2, "field 'status' is required") }
             if status["device"] == nil { status["device"] = .string(try call.state.deviceID()) }
-            try SchoolServerClient(server: server).report(try message(DeviceReport.self, status, call, 2))
+            let report = try message(DeviceReport.self, status, call, 2)
+            try call.state.untimed { try SchoolServerClient(server: server).report(report) }
             return call.results(.boolean(true))
         }
 
         state.setFunction("channel") { call in
             let mirrors = try call.strings(1)
+            for mirror in mirrors { try call.state.checkLocation(mirror) }
             let name = try call.string(2)
             let keyring = try call.object(3, keyringType)
             // The highest serial accepted before, kept in upd.state with the keys that signed it.
@@ -99,8 +103,10 @@ extension UpdLibrary {
             let (serialKey, signersKey) = ("channel_serial." + name, "channel_signers." + name)
             let remembered = ChannelMemory(serial: UInt64(max(0, policyState.get(serialKey).integerValue ?? 0)),
                                            signers: (policyState.get(signersKey).stringValue ?? "").split(separator: ",").map(String.init))
-            let (metadata, memory) = try ChannelFollower.check(name, mirrors: FetchOptions(mirrors: mirrors), keyring: keyring.keyring,
-                                                               remembered: remembered, now: Int64(call.state.now))
+            let (metadata, memory) = try call.state.untimed {
+                try ChannelFollower.check(name, mirrors: FetchOptions(mirrors: mirrors), keyring: keyring.keyring,
+                                          remembered: remembered, now: Int64(call.state.now))
+            }
             if memory != remembered {
                 try policyState.set(serialKey, .integer(Int64(memory.serial)))
                 try policyState.set(signersKey, .string(memory.signers.joined(separator: ",")))

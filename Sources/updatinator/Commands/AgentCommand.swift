@@ -31,9 +31,13 @@ struct AgentCommand: UpdatinatorSubcommand {
         if scripting.config == nil && FileManager.default.fileExists(atPath: DefaultPaths.policySettings) {
             scripting.config = DefaultPaths.policySettings
         }
-        let lua = try scripting.makeState()
+        let lua = try scripting.makeState(script: policy)
         let stop = AgentStop(interrupting: lua)
-        let watcher = SignalWatcher([SIGTERM, SIGINT]) { stop.request() }
+        let watchdog = ScriptOptions.watchdog(lua, what: "agent")
+        let watcher = SignalWatcher([SIGTERM, SIGINT]) {
+            stop.request()
+            watchdog.stopRequested()
+        }
         defer { withExtendedLifetime(watcher) {} }
         let output = PolicyAgent.Output(result: { Console.print("tick: " + $0) }, failure: ScriptOptions.report, reboot: Self.reboot)
         let stopped: Bool

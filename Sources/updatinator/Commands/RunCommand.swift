@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import UpdatinatorLua
 
 struct RunCommand: UpdatinatorSubcommand {
@@ -21,7 +22,9 @@ struct RunCommand: UpdatinatorSubcommand {
     var arguments: [String] = []
 
     func execute() throws {
-        let lua = try scripting.makeState()
+        let lua = try scripting.makeState(script: script)
+        let watchdog = ScriptOptions.watchdog(lua, what: script)
+        defer { withExtendedLifetime(watchdog) {} }
         do {
             try lua.runFile(script, arguments: arguments)
         } catch let error as LuaError {
