@@ -15,7 +15,8 @@ struct AgentCommand: UpdatinatorSubcommand {
             upd.system.request_reboot() reboots the machine (systemctl reboot) once it has \
             returned, and the agent ends. SIGTERM or SIGINT \
             stop it cleanly: a running script is interrupted, and an apply in progress stops at \
-            a resumable point. With --once, one tick runs at once and its error is the exit status.
+            a resumable point; a script still running 5 s later (inside a C function) is ended \
+            by the watchdog with exit status 75. With --once, one tick runs at once and its error is the exit status.
             """)
 
     @OptionGroup var scripting: ScriptOptions
