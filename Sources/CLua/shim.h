@@ -1,6 +1,8 @@
 #ifndef CLUA_SHIM_H
 #define CLUA_SHIM_H
+#include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <lua5.4/lua.h>
 #include <lua5.4/lauxlib.h>
 #include <lua5.4/lualib.h>
@@ -30,17 +32,33 @@ static inline void CLua_remove(lua_State *L, int idx) { lua_rotate(L, idx, -1); 
  * runs again.
  */
 typedef struct {
-    size_t used;
+    size_t used;               /* the Lua heap and the host objects charged to it (CLua_charge) */
     size_t memory_limit;       /* 0: none */
     long long instructions_left;
     long long instruction_limit; /* 0: none */
+    long long deadline_ns;     /* CLOCK_MONOTONIC; 0: none. Read by a watchdog thread (atomically). */
+    long long time_limit_ns;   /* for the message */
     int host_active;
     int interrupted;           /* set from another thread (atomically): stop at the next hook */
-    int stopping;              /* a limit or an interruption ended the call: raise until it returns */
+    int stopping;              /* why a call is ending (CLUA_STOP_*): raise until it returns */
+    char where[160];           /* "chunk:line:" where the stop began */
 } CLua_Limits;
+
+#define CLUA_STOP_INTERRUPTED 1
+#define CLUA_STOP_INSTRUCTIONS 2
+#define CLUA_STOP_TIME 3
 
 static inline void CLua_interrupt(CLua_Limits *limits) { __atomic_store_n(&limits->interrupted, 1, __ATOMIC_RELAXED); }
 static inline int CLua_take_interrupt(CLua_Limits *limits) { return __atomic_exchange_n(&limits->interrupted, 0, __ATOMIC_RELAXED); }
+static inline int CLua_interrupt_pending(CLua_Limits *limits) { return __atomic_load_n(&limits->interrupted, __ATOMIC_RELAXED); }
+static inline long long CLua_deadline(CLua_Limits *limits) { return __atomic_load_n(&limits->deadline_ns, __ATOMIC_RELAXED); }
+static inline void CLua_set_deadline(CLua_Limits *limits, long long ns) { __atomic_store_n(&limits->deadline_ns, ns, __ATOMIC_RELAXED); }
+
+static inline long long CLua_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 static inline void *CLua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     CLua_Limits *limits = (CLua_Limits *)ud;
@@ -50,8 +68,9 @@ static inline void *CLua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) 
         limits->used -= old;
         return NULL;
     }
-    if (limits->memory_limit && !limits->host_active && nsize > old &&
-        limits->used - old + nsize > limits->memory_limit) {
+    /* A stopping call may not grow: that is how the stop is raised (CLua_raise_stop). */
+    if (!limits->host_active && nsize > old &&
+        (limits->stopping || (limits->memory_limit && limits->used - old + nsize > limits->memory_limit))) {
         return NULL;
     }
     void *fresh = realloc(ptr, nsize);
@@ -69,39 +88,77 @@ static inline CLua_Limits *CLua_limits(lua_State *L) {
 
 #define CLUA_HOOK_EVERY 1000
 
-/* Counts instructions in steps of CLUA_HOOK_EVERY and raises when the budget is spent or the
- * run was interrupted. Runs only inside Lua code, so raising here never crosses Swift. Once it
- * has raised, it raises at every instruction until the host's call returns, so that a script
- * cannot catch the stop with pcall and go on. */
+/* Starts stopping the host's call for `reason`, noting where the script was (`level` as for
+ * lua_getstack: 0 in a hook, 1 in a C function Lua called). Allocates nothing. */
+static inline void CLua_begin_stop(lua_State *L, int reason, int level) {
+    CLua_Limits *limits = CLua_limits(L);
+    if (limits->stopping) return;
+    limits->stopping = reason;
+    limits->where[0] = 0;
+    /* The nearest Lua function's line (a host function may be called through pcall). */
+    lua_Debug ar;
+    for (; lua_getstack(L, level, &ar); level++) {
+        if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) {
+            snprintf(limits->where, sizeof limits->where, "%s:%d: ", ar.short_src, ar.currentline);
+            break;
+        }
+    }
+}
+
+/* Whether the call must stop now: asked to, or past its deadline (not its instruction count,
+ * which only the hook counts). */
+static inline int CLua_should_stop(lua_State *L, int level) {
+    CLua_Limits *limits = CLua_limits(L);
+    if (!limits->stopping) {
+        if (CLua_take_interrupt(limits)) CLua_begin_stop(L, CLUA_STOP_INTERRUPTED, level);
+        else {
+            long long deadline = CLua_deadline(limits);
+            if (deadline && CLua_now_ns() >= deadline) CLua_begin_stop(L, CLUA_STOP_TIME, level);
+        }
+    }
+    return limits->stopping;
+}
+
+static inline void CLua_hook(lua_State *L, lua_Debug *ar);
+
+/*
+ * Raises the stop as a memory error, by allocating while the allocator refuses every growth of
+ * a stopping call. Lua calls no message handler for a memory error (LUA_ERRMEM), so unwinding
+ * runs no script code with hooks off: an error raised from inside the hook would run `xpcall`'s
+ * handler there, where no hook fires. `__close` handlers run with hooks on, and the hook,
+ * firing at every instruction from here on, raises again at once. The host reports the stop's
+ * own message (LuaState.protectedCall), not "not enough memory".
+ */
+static inline int CLua_raise_stop(lua_State *L) {
+    lua_sethook(L, CLua_hook, LUA_MASKCOUNT, 1);
+    lua_createtable(L, 0, 0);
+    /* Only reached when the host is active (its allocations never fail). */
+    return luaL_error(L, "stopped");
+}
+
+/* Counts instructions in steps of CLUA_HOOK_EVERY, looks at the clock, and raises when the
+ * budget is spent, the deadline has passed or the run was interrupted. Runs only inside Lua
+ * code, so raising here never crosses Swift. Once it has raised, it raises at every instruction
+ * until the host's call returns, so that a script cannot catch the stop with pcall and go on. */
 static inline void CLua_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     CLua_Limits *limits = CLua_limits(L);
-    if (!limits->stopping) {
-        if (CLua_take_interrupt(limits)) {
-            limits->stopping = 1;
-        } else if (limits->instruction_limit) {
-            limits->instructions_left -= CLUA_HOOK_EVERY;
-            if (limits->instructions_left <= 0) limits->stopping = 2;
-        }
+    if (!limits->stopping && limits->instruction_limit) {
+        limits->instructions_left -= CLUA_HOOK_EVERY;
+        if (limits->instructions_left <= 0) CLua_begin_stop(L, CLUA_STOP_INSTRUCTIONS, 0);
     }
-    if (limits->stopping) {
-        lua_sethook(L, CLua_hook, LUA_MASKCOUNT, 1);
-        if (limits->stopping == 1) luaL_error(L, "interrupted");
-        luaL_error(L, "instruction limit exceeded (%I instructions)", (lua_Integer)limits->instruction_limit);
-    }
+    if (CLua_should_stop(L, 0)) CLua_raise_stop(L);
 }
 
 /* Charges a new coroutine for the instructions it may run before its first hook, so that
  * short-lived coroutines cannot multiply the budget. Wraps coroutine.create and wrap. */
 static inline int CLua_charge_coroutine(lua_State *L) {
     CLua_Limits *limits = CLua_limits(L);
-    if (limits->instruction_limit) {
+    if (limits->instruction_limit && !limits->stopping) {
         limits->instructions_left -= CLUA_HOOK_EVERY;
-        if (limits->instructions_left <= 0) {
-            limits->stopping = 2;
-            return luaL_error(L, "instruction limit exceeded (%I instructions)", (lua_Integer)limits->instruction_limit);
-        }
+        if (limits->instructions_left <= 0) CLua_begin_stop(L, CLUA_STOP_INSTRUCTIONS, 1);
     }
+    if (CLua_should_stop(L, 1)) return CLua_raise_stop(L);
     return 0;
 }
 
@@ -122,6 +179,8 @@ static inline int CLua_trampoline(lua_State *L) {
     limits->host_active = 1;
     int n = dispatch(L);
     limits->host_active = outer;
+    /* A host function that waited (upd.sleep) or was cancelled ends the call as the hook would. */
+    if (!outer && CLua_should_stop(L, 1)) return CLua_raise_stop(L);
     if (n == CLUA_RAISE) return lua_error(L);
     return n;
 }

@@ -44,7 +44,8 @@ import Testing
             local c, err = upd.channel({mirror}, "stable", assert(upd.keyring(keyring)))
             print(c and ("serial " .. c.serial) or err)
             """.utf8))
-        let r = try CLI.run(["run", "--state", tmp.sub("device-state.json"), script, "--", "file://" + mirror, keyring], environment: environment)
+        let r = try CLI.run(["run", "--state", tmp.sub("device-state.json"), "--allow-path", tmp.path, script, "--", "file://" + mirror, keyring],
+                            environment: environment)
         #expect(r.status == 0, "\(r.stderr)")
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }

@@ -26,7 +26,8 @@ import Testing
 
             """
         try Sys.writeFileAtomically(path, Array((helpers + script).utf8))
-        let r = try CLI.run(["run", "--state", tmp.sub("state.json"), path, "--"] + arguments, environment: environment)
+        let r = try CLI.run(["run", "--state", tmp.sub("state.json"), "--allow-path", tmp.path, "--allow-path", samples.directory, path, "--"]
+                            + arguments, environment: environment)
         #expect(r.status == 0, "\(r.stderr)", sourceLocation: sourceLocation)
         return r
     }
@@ -68,11 +69,11 @@ import Testing
             local ok, message, code = wrong:verify(m1)
             same(ok, nil, "wrong key"); same(code, "verification", "code"); check(message:find("signatures verified"), message)
 
-            local missing, why, code2 = upd.manifest.load("/nonexistent.manifest")
+            local missing, why, code2 = upd.manifest.load(other .. "/nonexistent.manifest")
             same(missing, nil, "missing manifest"); same(code2, "usage", "code"); check(why:find("no such file"), why)
-            local none, why_none, code_none = upd.manifest.installed("/nonexistent-root")
+            local none, why_none, code_none = upd.manifest.installed(other .. "/nonexistent-root")
             same(none, nil, "no installed manifest"); same(code_none, "usage", "installed code")
-            local broken, reason, code3 = upd.keyring("/nonexistent-keyring")
+            local broken, reason, code3 = upd.keyring(other .. "/nonexistent-keyring")
             same(broken, nil, "missing keyring"); check(code3 ~= nil and reason ~= nil, "failure triple")
             -- A school server that does not answer (the server's own tests drive the answers).
             local decision, no_answer, net = upd.check("http://127.0.0.1:9", { image = m1.image, version = m1.version }, kr)

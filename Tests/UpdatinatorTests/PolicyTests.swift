@@ -247,7 +247,8 @@ import UpdatinatorLua
         try Shell.copyTree(samples.tree("olpc-ext3", "1"), root)
         try Sys.mkdirs("\(root)/.updatinator")
         try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", Sys.readFile(samples.manifest("olpc-ext3", "1")))
-        let r = try CLI.run(["run", "--root", root, "--state", tmp.sub("state.json"), Scripts.policy("field-upgrade.lua"), "--",
+        let r = try CLI.run(["run", "--root", root, "--state", tmp.sub("state.json"), "--allow-path", samples.directory,
+                             Scripts.policy("field-upgrade.lua"), "--",
                              samples.repo, "olpc-ext3", "2", samples.keyring])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.hasPrefix("olpc-ext3 1 -> olpc-ext3 2: "), "\(r.stdout)")

@@ -522,8 +522,8 @@ _updatinator_fetch() {
 _updatinator_run() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit)
+    repeating_options=(--allow-path)
+    non_repeating_options=(--root --state --config --instruction-limit --time-limit --memory-limit)
     __updatinator_offer_flags_options -1
 
     # Offer option value completions
@@ -537,7 +537,13 @@ _updatinator_run() {
     '--config')
         return
         ;;
+    '--allow-path')
+        return
+        ;;
     '--instruction-limit')
+        return
+        ;;
+    '--time-limit')
         return
         ;;
     '--memory-limit')
@@ -549,8 +555,8 @@ _updatinator_run() {
 _updatinator_repl() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit)
+    repeating_options=(--allow-path)
+    non_repeating_options=(--root --state --config --instruction-limit --time-limit --memory-limit)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -564,7 +570,13 @@ _updatinator_repl() {
     '--config')
         return
         ;;
+    '--allow-path')
+        return
+        ;;
     '--instruction-limit')
+        return
+        ;;
+    '--time-limit')
         return
         ;;
     '--memory-limit')
@@ -576,8 +588,8 @@ _updatinator_repl() {
 _updatinator_agent() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --once --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --policy)
+    repeating_options=(--allow-path)
+    non_repeating_options=(--root --state --config --instruction-limit --time-limit --memory-limit --policy)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -591,7 +603,13 @@ _updatinator_agent() {
     '--config')
         return
         ;;
+    '--allow-path')
+        return
+        ;;
     '--instruction-limit')
+        return
+        ;;
+    '--time-limit')
         return
         ;;
     '--memory-limit')

@@ -1,5 +1,5 @@
 -- The field upgrade a technician runs from a USB stick holding a repository:
---   updatinator run --root / policies/client/field-upgrade.lua -- /media/usb IMAGE VERSION [KEYRING]
+--   updatinator run --root / --allow-path /media/usb policies/client/field-upgrade.lua -- /media/usb IMAGE VERSION [KEYRING]
 -- It verifies the manifest against the laptop's own keyring (never one from the stick), shows
 -- what the move costs, applies it with a progress line, and checks the tree afterwards.
 local upd = require "updatinator"

@@ -86,8 +86,9 @@ struct LuaCall {
         return Unmanaged<LuaObjectBox>.fromOpaque(pointer).takeUnretainedValue().object as? T
     }
 
-    func push<T: AnyObject>(_ object: T, as type: LuaObjectType<T>) {
-        state.pushObject(object, typeName: type.name, on: L)
+    /// Pushes a host object, charging its size against the memory limit.
+    func push<T: LuaHostObject>(_ object: T, as type: LuaObjectType<T>) throws {
+        try state.pushObject(object, typeName: type.name, bytes: object.hostBytes, on: L)
     }
 
     // MARK: Results
@@ -180,9 +181,12 @@ struct LuaObjectType<T: AnyObject>: Sendable {
 final class LuaObjectBox {
     static let live = Atomic<Int>(0)
     let object: AnyObject
+    /// What the object is charged against the memory limit.
+    let bytes: Int
 
-    init(_ object: AnyObject) {
+    init(_ object: AnyObject, bytes: Int) {
         self.object = object
+        self.bytes = bytes
         LuaObjectBox.live.add(1, ordering: .relaxed)
     }
 

@@ -17,7 +17,9 @@ extension LuaState {
         let release: (LuaCall) throws -> Int32 = { call in
             if let raw = luaL_testudata(call.L, 1, type.name), let pointer = raw.load(as: UnsafeRawPointer?.self) {
                 raw.storeBytes(of: nil, as: UnsafeRawPointer?.self)
-                Unmanaged<LuaObjectBox>.fromOpaque(pointer).release()
+                let box = Unmanaged<LuaObjectBox>.fromOpaque(pointer)
+                call.state.release(box.takeUnretainedValue().bytes)
+                box.release()
             }
             return 0
         }
@@ -47,10 +49,12 @@ extension LuaState {
         }
     }
 
-    /// Pushes a new userdata holding `object`, with its type's metatable.
-    func pushObject(_ object: AnyObject, typeName: String, on L: OpaquePointer) {
+    /// Pushes a new userdata holding `object`, with its type's metatable, charging its `bytes`
+    /// against the memory limit until it is collected or closed.
+    func pushObject(_ object: AnyObject, typeName: String, bytes: Int, on L: OpaquePointer) throws {
+        try charge(bytes, for: "a \(typeName.split(separator: ".").last ?? "")")
         let raw = lua_newuserdatauv(L, MemoryLayout<UnsafeRawPointer?>.size, 0)!
-        raw.storeBytes(of: UnsafeRawPointer(Unmanaged.passRetained(LuaObjectBox(object)).toOpaque()), as: UnsafeRawPointer?.self)
+        raw.storeBytes(of: UnsafeRawPointer(Unmanaged.passRetained(LuaObjectBox(object, bytes: bytes)).toOpaque()), as: UnsafeRawPointer?.self)
         luaL_setmetatable(L, typeName)
     }
 }

@@ -16,8 +16,16 @@ public final class LuaState {
         public var strictGlobals = true
         /// Lua instructions per call into Lua (a script run, a policy callback); nil for none.
         public var instructionLimit: Int? = 200_000_000
-        /// Bytes the whole state may allocate; nil for none.
+        /// Seconds of wall-clock time per call into Lua, on the monotonic clock; nil for none.
+        /// Checked with the instruction count and by host functions that wait (`upd.sleep`);
+        /// time spent in host functions that do long I/O on purpose (fetch, apply, deploy,
+        /// check, report…, see `untimed`) does not count.
+        public var timeLimit: Double? = 60
+        /// Bytes the whole state may allocate, its host objects included; nil for none.
         public var memoryLimit: Int? = 256 << 20
+        /// The paths `upd` functions may use (`AllowedPaths`); nil for any (with `allowOS`, or
+        /// for a host that names none).
+        public var allowedPaths: AllowedPaths?
         /// The device id scripts see (`upd.system.device_id`, checks and reports); nil reads /etc/machine-id.
         public var deviceID: String?
         /// The device's secret key file, which signs checks and reports (made on first use).
@@ -80,9 +88,11 @@ public final class LuaState {
     public init(options: Options = Options()) throws {
         self.options = options
         limits = .allocate(capacity: 1)
-        limits.initialize(to: CLua_Limits(used: 0, memory_limit: options.memoryLimit.map { size_t($0) } ?? 0,
-                                          instructions_left: 0, instruction_limit: Int64(options.instructionLimit ?? 0),
-                                          host_active: 1, interrupted: 0, stopping: 0))
+        limits.initialize(to: CLua_Limits())
+        limits.pointee.memory_limit = options.memoryLimit.map { size_t($0) } ?? 0
+        limits.pointee.instruction_limit = Int64(options.instructionLimit ?? 0)
+        limits.pointee.time_limit_ns = options.timeLimit.map { Int64($0 * 1e9) } ?? 0
+        limits.pointee.host_active = 1
         guard let state = CLua_newstate(limits) else {
             limits.deallocate()
             throw LuaError(message: "cannot create a Lua state")
@@ -97,19 +107,95 @@ public final class LuaState {
         limits.deallocate()
     }
 
+    /// Throws unless the script may use `path` so (`Options.allowedPaths`).
+    func checkPath(_ path: String, for use: AllowedPaths.Use) throws {
+        try options.allowedPaths?.check(path, for: use)
+    }
+
+    /// Throws unless the script may read the mirror or manifest at `location`: a URL is any
+    /// host's, but a local directory or a `file://` URL is a path.
+    func checkLocation(_ location: String) throws {
+        if location.hasPrefix("file://") { return try checkPath(String(location.dropFirst(7)), for: .read) }
+        if let scheme = location.range(of: "://"), location[..<scheme.lowerBound].allSatisfy(\.isLetter) { return }
+        try checkPath(location, for: .read)
+    }
+
     /// Bytes the state has allocated.
     public var memoryInUse: Int { Int(limits.pointee.used) }
 
-    /// Asks a running script to stop at its next instruction check (a single store).
-    public func interrupt() { CLua_interrupt(limits) }
+    /// Asks a running script to stop at its next instruction check (a single store), and
+    /// cancels what a host function is waiting for (`whileWaiting`).
+    public func interrupt() {
+        CLua_interrupt(limits)
+        cancellers.cancelAll()
+    }
 
-    /// A handle that other threads (a signal handler's) may use to interrupt this state.
+    /// A handle that other threads (a signal handler's, a watchdog's) may use on this state.
     public var interrupter: LuaInterrupter { LuaInterrupter(self) }
 
-    /// Whether an interrupt was asked for (clearing it), for Swift code that waits.
+    /// What a host function waiting now would have cancelled by `interrupt`.
+    let cancellers = LuaCancellers()
+
+    /// The monotonic time (ns) by which the current call into Lua must end; 0 when none (no
+    /// call, no time limit, or inside an untimed host function). Any thread may read it.
+    var deadline: Int64 { CLua_deadline(limits) }
+
+    /// Whether the current call must stop (asked to, or past its deadline): from then on the
+    /// call ends, as the hook ends it, once the host function returns. For Swift code that
+    /// works in steps.
+    func mustStop() -> Bool {
+        let deadline = self.deadline
+        return limits.pointee.stopping != 0 || CLua_interrupt_pending(limits) != 0 || deadline != 0 && CLua_now_ns() >= deadline
+    }
+
+    /// Whether an interrupt was asked for (clearing it), for the REPL's prompt.
     public func takeInterrupt() -> Bool {
         CLua_take_interrupt(limits) != 0
     }
+
+    /// Runs a host function's long I/O (a fetch, an apply, a request to the school server),
+    /// whose time does not count against the time limit, and which `interrupt` cancels with
+    /// `cancel`. Lua callbacks it makes (`on_progress`) each get the time the call had left.
+    func untimed<T>(cancel: (@Sendable () -> Void)? = nil, _ body: () throws -> T) rethrows -> T {
+        let saved = deadline
+        let left = saved == 0 ? nil : max(0, saved - CLua_now_ns())
+        let outerLeft = pausedTimeLeft
+        pausedTimeLeft = left
+        CLua_set_deadline(limits, 0)
+        defer {
+            pausedTimeLeft = outerLeft
+            CLua_set_deadline(limits, left.map { CLua_now_ns() + $0 } ?? 0)
+        }
+        return try whileWaiting(cancel: cancel, body)
+    }
+
+    /// Runs `body` with `cancel` called by `interrupt` (at once, if one is pending).
+    func whileWaiting<T>(cancel: (@Sendable () -> Void)?, _ body: () throws -> T) rethrows -> T {
+        guard let cancel else { return try body() }
+        let id = cancellers.add(cancel)
+        defer { cancellers.remove(id) }
+        if CLua_interrupt_pending(limits) != 0 { cancel() }
+        return try body()
+    }
+
+    /// The time a call had left when an untimed host function began; nil when none.
+    private var pausedTimeLeft: Int64?
+
+    /// Charges a host object of `bytes` against the memory limit, collecting garbage first when
+    /// it would not fit; throws when it still does not.
+    func charge(_ bytes: Int, for what: String) throws {
+        let limit = Int(limits.pointee.memory_limit)
+        if limit != 0 && Int(limits.pointee.used) + bytes > limit {
+            CLua_collectgarbage(L)
+            if Int(limits.pointee.used) + bytes > limit {
+                throw LuaMemoryLimit(message: "memory limit exceeded (\(limit) bytes): no room for \(what) of \(bytes) bytes")
+            }
+        }
+        limits.pointee.used += size_t(bytes)
+    }
+
+    /// Gives back what `charge` took, when the object is collected or closed.
+    func release(_ bytes: Int) { limits.pointee.used -= size_t(bytes) }
 
     private var loadedPolicyState: PolicyState?
 
@@ -202,15 +288,23 @@ public final class LuaState {
         let handlerIndex = lua_gettop(L) - arguments
         lua_pushcclosure(L, CLua_traceback, 0)
         CLua_insert(L, handlerIndex)
-        // A call from the host starts a fresh budget; a callback a script gave shares its budget.
-        if depth == 0 { limits.pointee.instructions_left = limits.pointee.instruction_limit }
+        // A call from the host starts a fresh budget and deadline; a callback a script gave
+        // shares them (inside an untimed host function, it gets the time the call had left).
+        if depth == 0 {
+            limits.pointee.instructions_left = limits.pointee.instruction_limit
+            CLua_set_deadline(limits, limits.pointee.time_limit_ns == 0 ? 0 : CLua_now_ns() + limits.pointee.time_limit_ns)
+        } else if let pausedTimeLeft {
+            CLua_set_deadline(limits, CLua_now_ns() + pausedTimeLeft)
+        }
         let hostActive = limits.pointee.host_active
         limits.pointee.host_active = 0
         depth += 1
         let status = CLua_pcall(L, arguments, results, handlerIndex)
         depth -= 1
         limits.pointee.host_active = hostActive
-        if depth == 0 && limits.pointee.stopping != 0 {
+        let stop = limits.pointee.stopping
+        if depth == 0 || pausedTimeLeft != nil { CLua_set_deadline(limits, 0) }
+        if depth == 0 && stop != 0 {
             // The host's call has returned: the next one runs normally.
             limits.pointee.stopping = 0
             CLua_sethook(self.L)
@@ -220,7 +314,20 @@ public final class LuaState {
             let text = CLua_tostring(L, -1).map { String(cString: $0) } ?? "error"
             CLua_pop(L, 1)
             CLua_collectgarbage(L)
+            // A stop unwinds as a memory error (see CLua_raise_stop): say what stopped it.
+            if stop != 0 { throw LuaError(message: stopMessage(stop)) }
             throw LuaError(traceback: text)
+        }
+    }
+
+    /// Why a call was stopped, where the script was: `script:3: time limit exceeded (1 s)`.
+    private func stopMessage(_ reason: Int32) -> String {
+        let limits = self.limits.pointee
+        let place = withUnsafeBytes(of: limits.where) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        switch reason {
+        case CLUA_STOP_INSTRUCTIONS: return place + "instruction limit exceeded (\(limits.instruction_limit) instructions)"
+        case CLUA_STOP_TIME: return place + "time limit exceeded (\(Double(limits.time_limit_ns) / 1e9) s)"
+        default: return place + "interrupted"
         }
     }
 
@@ -280,11 +387,49 @@ public final class LuaState {
     }
 }
 
-/// Interrupts a state from another thread: the only thing another thread may do with it.
+/// Interrupts a state from another thread, or reads its deadline: the only things another
+/// thread may do with it.
 public final class LuaInterrupter: @unchecked Sendable {
     private let state: LuaState
     init(_ state: LuaState) { self.state = state }
     public func interrupt() { state.interrupt() }
+
+    /// How many seconds the current call into Lua is past its time limit (its deadline), or nil
+    /// when it is not (or no call runs). A call still past it after a grace is stuck inside a C
+    /// function that no hook interrupts (`LuaWatchdog`).
+    public var secondsPastDeadline: Double? {
+        let deadline = state.deadline
+        guard deadline != 0 else { return nil }
+        let past = CLua_now_ns() - deadline
+        return past > 0 ? Double(past) / 1e9 : nil
+    }
+
+    /// The time limit per call, in seconds; nil for none.
+    public var timeLimit: Double? { state.options.timeLimit }
+}
+
+/// What `interrupt` cancels: the waits of host functions in progress (any thread may cancel).
+final class LuaCancellers: @unchecked Sendable {
+    private let waits = Locked([Int: @Sendable () -> Void]())
+    private let next = Locked(0)
+
+    func add(_ cancel: @escaping @Sendable () -> Void) -> Int {
+        let id = next.withLock { $0 += 1; return $0 }
+        waits.withLock { $0[id] = cancel }
+        return id
+    }
+
+    func remove(_ id: Int) { waits.withLock { $0[id] = nil } }
+
+    func cancelAll() {
+        for cancel in waits.withLock({ Array($0.values) }) { cancel() }
+    }
+}
+
+/// A host object that would take the state past its memory limit.
+struct LuaMemoryLimit: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }
 
 /// A Swift function registered with Lua, with the state it belongs to.

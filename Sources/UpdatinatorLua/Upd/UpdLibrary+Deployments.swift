@@ -9,20 +9,26 @@ extension UpdLibrary {
             let p = try call.object(1, planType)
             let options = try call.options(2, allowed: ["sysroot", "mirrors", "blobs", "rate_limit", "concurrency", "keyring"])
             guard let path = try options.string("sysroot") else { throw call.argumentError(2, "option 'sysroot' is required") }
+            try call.state.checkPath(path, for: .tree)
             // A script cannot install what no keyring verified.
             let request = UpdateEngine.DeployRequest(
                 sysroot: path, target: try p.to.requireVerified(),
                 sources: try contentSources(options, call, blobs: (try options.strings("blobs") ?? []) + p.blobs))
-            return call.results(try LuaValue(encoding: try UpdateEngine.deploy(request, observer: observer(call))))
+            let report = try call.state.untimed { try UpdateEngine.deploy(request, observer: observer(call)) }
+            return call.results(try LuaValue(encoding: report))
         }
 
         state.setFunction("rollback") { call in
-            let (from, to) = try Sysroot(path: try call.string(1)).rollback()
+            let sysroot = try call.string(1)
+            try call.state.checkPath(sysroot, for: .tree)
+            let (from, to) = try Sysroot(path: sysroot).rollback()
             return call.results(.table(["from": .string(from), "to": .string(to)]))
         }
 
         state.setFunction("status") { call in
-            let (deployments, boot) = try Sysroot(path: try call.string(1), reading: true).status()
+            let sysroot = try call.string(1)
+            try call.state.checkPath(sysroot, for: .tree)
+            let (deployments, boot) = try Sysroot(path: sysroot, reading: true).status()
             var result: [String: LuaValue] = ["tries": .integer(Int64(boot.tries))]
             result["pending"] = boot.pending.map { .string($0) }
             result["rolled_back"] = boot.rolledBack.map { .string($0) }

@@ -100,18 +100,22 @@ extension UpdLibrary {
         submodule("manifest", in: state) {
             state.setFunction("load") { call in
                 let location = try call.string(1)
-                let m = try loadManifest(location)
-                call.push(m, as: manifestType)
+                try call.state.checkLocation(location)
+                let m = try call.state.untimed { try loadManifest(location) }
+                try call.push(m, as: manifestType)
                 return 1
             }
             state.setFunction("installed") { call in
                 let root = try call.string(1)
-                call.push(try LuaManifest(path: StateDirectory(root: root).installedManifest), as: manifestType)
+                try call.state.checkPath(root, for: .tree)
+                try call.push(try LuaManifest(path: StateDirectory(root: root).installedManifest), as: manifestType)
                 return 1
             }
         }
         state.setFunction("keyring") { call in
-            call.push(LuaKeyring(try Keyring(directory: try call.string(1))), as: keyringType)
+            let directory = try call.string(1)
+            try call.state.checkPath(directory, for: .read)
+            try call.push(LuaKeyring(try Keyring(directory: directory)), as: keyringType)
             return 1
         }
         state.setFunction("diff") { call in

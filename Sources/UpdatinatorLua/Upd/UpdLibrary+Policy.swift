@@ -70,8 +70,8 @@ extension UpdLibrary {
             request["nonce"] = .string(SchoolServerClient.newNonce())
             request["agent_version"] = .string(UpdatinatorVersion.current)
             let checked = try message(CheckRequest.self, request, call, 2)
-            let d = try SchoolServerClient(server: server, signer: try signer(call, device: checked.device))
-                .check(checked, keyring: keyring.keyring, now: Int64(call.state.now))
+            let client = SchoolServerClient(server: server, signer: try signer(call, device: checked.device))
+            let d = try call.state.untimed { try client.check(checked, keyring: keyring.keyring, now: Int64(call.state.now)) }
             // The decision's time only helps judge channel files later: a freshness state that
             // cannot be read (the channel check reports it) does not stop the decision.
             do {
@@ -105,18 +105,22 @@ extension UpdLibrary {
             guard status["status"]?.stringValue != nil else { throw call.argumentError(2, "field 'status' is required") }
             if status["device"] == nil { status["device"] = .string(try call.state.deviceID()) }
             let report = try message(DeviceReport.self, status, call, 2)
-            try SchoolServerClient(server: server, signer: try signer(call, device: report.device)).report(report)
+            let client = SchoolServerClient(server: server, signer: try signer(call, device: report.device))
+            try call.state.untimed { try client.report(report) }
             return call.results(.boolean(true))
         }
 
         state.setFunction("channel") { call in
             let mirrors = try call.strings(1)
+            for mirror in mirrors { try call.state.checkLocation(mirror) }
             let name = try call.string(2)
             let keyring = try call.object(3, keyringType)
             // The serial accepted before and the verified time are the engine's, not upd.state's.
             let clock = Int64(call.state.now)
-            let metadata = try call.state.updateFreshness {
-                try ChannelFollower.check(name, mirrors: FetchOptions(mirrors: mirrors), keyring: keyring.keyring, state: &$0, clock: clock)
+            let metadata = try call.state.untimed {
+                try call.state.updateFreshness {
+                    try ChannelFollower.check(name, mirrors: FetchOptions(mirrors: mirrors), keyring: keyring.keyring, state: &$0, clock: clock)
+                }
             }
             call.state.announce(image: metadata.image, version: metadata.version, hash: metadata.manifestHash)
             var answer: [String: LuaValue] = [

@@ -37,10 +37,19 @@ extension UpdLibrary {
         state.setFunction("sleep") { call in
             let seconds = try call.number(1)
             guard seconds >= 0 else { throw call.argumentError(1, "seconds must not be negative") }
-            let end = Date().addingTimeInterval(seconds)
-            while Date() < end {
-                if call.state.takeInterrupt() { throw LuaError(message: "interrupted") }
-                usleep(UInt32(min(100_000, max(1000, end.timeIntervalSinceNow * 1_000_000))))
+            // Wakes at the end, at the call's deadline, or when interrupted; the trampoline then
+            // ends the call if it must stop.
+            let state = call.state
+            let end = Double(CLua_now_ns()) + seconds * 1e9
+            let wake = DispatchSemaphore(value: 0)
+            state.whileWaiting(cancel: { wake.signal() }) {
+                while !state.mustStop() {
+                    let now = Double(CLua_now_ns())
+                    guard now < end else { break }
+                    let deadline = state.deadline
+                    let until = deadline == 0 ? end : min(end, Double(deadline))
+                    _ = wake.wait(timeout: .now() + .nanoseconds(Int(min(max(until - now, 0), 1e9)) + 1))
+                }
             }
             return 0
         }

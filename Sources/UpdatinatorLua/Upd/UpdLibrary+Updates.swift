@@ -40,33 +40,41 @@ extension UpdLibrary {
             let from = try call.object(1, manifestType), to = try call.object(2, manifestType)
             let options = try call.options(3, allowed: ["root", "blobs", "mirrors", "keyring", "live"])
             let root = try root(options, call)
+            try call.state.checkPath(root, for: .tree)
             let blobs = try options.strings("blobs") ?? []
             let sources = try contentSources(options, call, blobs: blobs)
             let machine = try MachinePaths.of(root: root, live: try options.boolean("live") == true)
-            let plan = try UpdateEngine.plan(root: root, from: (from.manifest, from.bytes), to: (to.manifest, to.bytes),
-                                             sources: sources, machine: machine, observer: observer(call))
-            call.push(try LuaPlan(plan: plan, from: from, to: to, root: root, blobs: blobs, machine: machine), as: planType)
+            let plan = try call.state.untimed {
+                try UpdateEngine.plan(root: root, from: (from.manifest, from.bytes), to: (to.manifest, to.bytes),
+                                      sources: sources, machine: machine, observer: observer(call))
+            }
+            try call.push(try LuaPlan(plan: plan, from: from, to: to, root: root, blobs: blobs, machine: machine), as: planType)
             return 1
         }
 
         state.setFunction("get_manifest") { call in
             let mirrors = try call.strings(1)
+            for mirror in mirrors { try call.state.checkLocation(mirror) }
             let image = try call.string(2), version = try call.string(3)
             let options = try call.options(4, allowed: ["dir", "keyring", "hash", "size"])
             let keyring = try options.index == 0 ? nil : keyringOption(options, call)
             // The hash a verified decision or channel named for this version holds without `hash =`.
             let announced = call.state.announcedHash(image: image, version: version)
-            let hash = try options.string("hash")
+            let (dir, hash) = (try options.string("dir"), try options.string("hash"))
             if let announced, let hash, hash != announced {
                 throw call.argumentError(4, "hash \(hash) is not the \(announced) that a verified decision or channel named for \(image) \(version)")
             }
-            let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors))
-                .downloadManifest(image: image, version: version, into: try options.string("dir"), keyring: keyring?.keyring,
-                                  hash: hash ?? announced, size: try options.integer("size").map { UInt64(clamping: $0) })
+            if let dir { try call.state.checkPath(dir, for: .write) }
+            let size = try options.integer("size").map { UInt64(clamping: $0) }
+            let fetcher = try CurlFetcher(options: FetchOptions(mirrors: mirrors))
+            let got = try call.state.untimed(cancel: { fetcher.cancel() }) {
+                try fetcher.downloadManifest(image: image, version: version, into: dir, keyring: keyring?.keyring,
+                                             hash: hash ?? announced, size: size)
+            }
             let m = LuaManifest(manifest: got.manifest, bytes: got.download.content, signatures: got.download.signature,
                                 source: got.path ?? Repository.manifestPath(image: image, version: version))
             m.verified = got.verified
-            call.push(m, as: manifestType)
+            try call.push(m, as: manifestType)
             return 1
         }
 
@@ -74,6 +82,7 @@ extension UpdLibrary {
             let p = try call.object(1, planType)
             let options = try call.options(2, allowed: ["mirrors", "cache", "rate_limit", "concurrency", "on_progress"])
             guard let cache = try options.string("cache") else { throw call.argumentError(2, "option 'cache' is required") }
+            try call.state.checkPath(cache, for: .write)
             let fetcher = try makeFetcher(options, call)
             let progress = try ProgressCallback(options, call)
             progress.fetcher = fetcher
@@ -82,7 +91,7 @@ extension UpdLibrary {
             let requests = p.plan.downloads().requests
             let report: FetchReport
             do {
-                report = try fetcher.fetch(requests, into: BlobStore(directory: cache))
+                report = try call.state.untimed(cancel: { fetcher.cancel() }) { try fetcher.fetch(requests, into: BlobStore(directory: cache)) }
             } catch {
                 try progress.rethrow()
                 throw error
@@ -104,23 +113,32 @@ extension UpdLibrary {
             let progress = try ProgressCallback(options, call)
             let state = call.state
             var observer = observer(call)
-            observer.fetcherMade = { progress.fetcher = $0 }
+            let fetcher = Locked<CurlFetcher?>(nil)
+            observer.fetcherMade = { made in
+                progress.fetcher = made
+                fetcher.withLock { $0 = made }
+            }
             observer.progress = { a in
                 progress.report(download: a.download, steps: (a.stepsDone, a.totalSteps))
                 try progress.rethrow()
-                if state.takeInterrupt() { throw LuaError(message: "interrupted; the apply stopped at a resumable point") }
+                if state.mustStop() { throw LuaError(message: "interrupted; the apply stopped at a resumable point") }
             }
-            let request = UpdateEngine.ApplyRequest(root: try options.string("root") ?? p.root, target: target,
+            let root = try options.string("root") ?? p.root
+            try call.state.checkPath(root, for: .tree)
+            let request = UpdateEngine.ApplyRequest(root: root, target: target,
                                                     from: (p.from.manifest, p.from.bytes), sources: sources, machine: p.machine)
-            return call.results(try LuaValue(encoding: try UpdateEngine.apply(request, observer: observer)))
+            // An interrupt cancels the apply's downloads too: it stops at a resumable point.
+            let report = try state.untimed(cancel: { fetcher.withLock { $0 }?.cancel() }) { try UpdateEngine.apply(request, observer: observer) }
+            return call.results(try LuaValue(encoding: report))
         }
 
         state.setFunction("fsck") { call in
             let root = try call.string(1)
+            try call.state.checkPath(root, for: .tree)
             let m = try call.object(2, manifestType)
             let options = try call.options(3, allowed: ["live"])
             let machine = try MachinePaths.of(root: root, live: try options.boolean("live") == true)
-            let findings = try TreeChecker(manifest: m.manifest).checkTree(root: root, machine: machine)
+            let findings = try call.state.untimed { try TreeChecker(manifest: m.manifest).checkTree(root: root, machine: machine) }
             guard findings.isEmpty else {
                 return call.results(.nil, .string("\(findings.count) differences, the first: \(findings[0])"),
                                     .string(UpdError.Code.differences.rawValue), .array(findings.map { .string($0.description) }))
@@ -153,6 +171,7 @@ extension UpdLibrary {
     /// The transport's options from a call's `mirrors`, `rate_limit` and `concurrency`; nil without mirrors.
     static func fetchOptions(_ options: LuaOptions, _ call: LuaCall) throws -> FetchOptions? {
         guard let mirrors = try options.strings("mirrors") else { return nil }
+        for mirror in mirrors { try call.state.checkLocation(mirror) }
         var fetchOptions = FetchOptions(mirrors: mirrors)
         if let limit = try options.integer("rate_limit") { fetchOptions.rateLimit = UInt64(max(0, limit)) }
         if let concurrency = try options.integer("concurrency") { fetchOptions.concurrency = Int(concurrency) }
@@ -167,7 +186,8 @@ extension UpdLibrary {
     /// A call's content sources: blob directories, mirrors, and the keyring that verifies the
     /// mirrors' delta index.
     static func contentSources(_ options: LuaOptions, _ call: LuaCall, blobs: [String]) throws -> ContentSources {
-        ContentSources(blobDirectories: blobs, mirrors: try fetchOptions(options, call),
+        for directory in blobs { try call.state.checkPath(directory, for: .read) }
+        return ContentSources(blobDirectories: blobs, mirrors: try fetchOptions(options, call),
                        deltaKeyring: try keyringOption(options, call)?.keyring)
     }
 

@@ -15,7 +15,8 @@ struct AgentCommand: UpdatinatorSubcommand {
             upd.system.request_reboot() reboots the machine (systemctl reboot) once it has \
             returned, and the agent ends. SIGTERM or SIGINT \
             stop it cleanly: a running script is interrupted, and an apply in progress stops at \
-            a resumable point. With --once, one tick runs at once and its error is the exit status.
+            a resumable point; a script still running 5 s later (inside a C function) is ended \
+            by the watchdog with exit status 75. With --once, one tick runs at once and its error is the exit status.
             """)
 
     @OptionGroup var scripting: ScriptOptions
@@ -31,9 +32,13 @@ struct AgentCommand: UpdatinatorSubcommand {
         if scripting.config == nil && FileManager.default.fileExists(atPath: DefaultPaths.policySettings) {
             scripting.config = DefaultPaths.policySettings
         }
-        let lua = try scripting.makeState()
+        let lua = try scripting.makeState(script: policy)
         let stop = AgentStop(interrupting: lua)
-        let watcher = SignalWatcher([SIGTERM, SIGINT]) { stop.request() }
+        let watchdog = ScriptOptions.watchdog(lua, what: "agent")
+        let watcher = SignalWatcher([SIGTERM, SIGINT]) {
+            stop.request()
+            watchdog.stopRequested()
+        }
         defer { withExtendedLifetime(watcher) {} }
         let output = PolicyAgent.Output(result: { Console.print("tick: " + $0) }, failure: ScriptOptions.report, reboot: Self.reboot)
         let stopped: Bool

@@ -22,6 +22,8 @@ struct ReplCommand: UpdatinatorSubcommand {
         let repl = try LuaREPL(lua: lua)
         let interrupter = lua.interrupter
         let interrupts = SignalWatcher([SIGINT]) { interrupter.interrupt() }
+        // With --time-limit, a command stuck inside a C function ends the REPL as it ends `run`.
+        let watchdog = ScriptOptions.watchdog(lua, what: "repl")
         let terminal = isatty(0) == 1
         let history = (ProcessInfo.processInfo.environment["HOME"] ?? "/root") + "/.updatinator_history"
         if terminal {
@@ -60,7 +62,7 @@ struct ReplCommand: UpdatinatorSubcommand {
             }
             pending = ""
         }
-        withExtendedLifetime(interrupts) {}
+        withExtendedLifetime((interrupts, watchdog)) {}
         if terminal { Console.print("") }
     }
 
