@@ -7,9 +7,12 @@ import Foundation
 /// retried with back-off, an answer over 64 KiB is cut off, and one must come within 30 s.
 public struct SchoolServerClient: Sendable {
     public let server: String
+    /// The CA file the server's certificate must chain to (https); nil for the system's store.
+    public let caFile: String?
 
-    public init(server: String) {
+    public init(server: String, caFile: String? = nil) {
         self.server = server
+        self.caFile = caFile
     }
 
     func endpoint(_ name: String) -> String {
@@ -18,7 +21,9 @@ public struct SchoolServerClient: Sendable {
 
     /// POSTs `body` to the endpoint `name`; the answer, whatever its status.
     private func post(_ name: String, body: [UInt8]) throws -> CurlFetcher.Response {
-        try CurlFetcher(options: FetchOptions(mirrors: [server])).postJSON("v1/" + name, to: server, body: body)
+        var options = FetchOptions(mirrors: [server])
+        options.caFile = caFile
+        return try CurlFetcher(options: options).postJSON("v1/" + name, to: server, body: body)
     }
 
     /// 128 random bits in hex: what makes each decision good for one request only.

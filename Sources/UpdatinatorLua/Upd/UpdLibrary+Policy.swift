@@ -63,7 +63,7 @@ extension UpdLibrary {
             if request["device"] == nil { request["device"] = .string(try call.state.deviceID()) }
             request["nonce"] = .string(SchoolServerClient.newNonce())
             request["agent_version"] = .string(UpdatinatorVersion.current)
-            let d = try SchoolServerClient(server: server).check(try message(CheckRequest.self, request, call, 2),
+            let d = try SchoolServerClient(server: server, caFile: call.state.options.caFile).check(try message(CheckRequest.self, request, call, 2),
                                                                 keyring: keyring.keyring, now: Int64(call.state.now))
             var answer: [String: LuaValue] = ["update": .boolean(d.update), "expires": .integer(d.expires),
                                               "peers": .array(d.peers.map { .string($0) })]
@@ -86,7 +86,7 @@ extension UpdLibrary {
             var status = try requestFields(call, 2)
             guard status["status"]?.stringValue != nil else { throw call.argumentError(2, "field 'status' is required") }
             if status["device"] == nil { status["device"] = .string(try call.state.deviceID()) }
-            try SchoolServerClient(server: server).report(try message(DeviceReport.self, status, call, 2))
+            try SchoolServerClient(server: server, caFile: call.state.options.caFile).report(try message(DeviceReport.self, status, call, 2))
             return call.results(.boolean(true))
         }
 
@@ -99,7 +99,7 @@ extension UpdLibrary {
             let (serialKey, signersKey) = ("channel_serial." + name, "channel_signers." + name)
             let remembered = ChannelMemory(serial: UInt64(max(0, policyState.get(serialKey).integerValue ?? 0)),
                                            signers: (policyState.get(signersKey).stringValue ?? "").split(separator: ",").map(String.init))
-            let (metadata, memory) = try ChannelFollower.check(name, mirrors: FetchOptions(mirrors: mirrors), keyring: keyring.keyring,
+            let (metadata, memory) = try ChannelFollower.check(name, mirrors: call.state.fetchOptions(mirrors), keyring: keyring.keyring,
                                                                remembered: remembered, now: Int64(call.state.now))
             if memory != remembered {
                 try policyState.set(serialKey, .integer(Int64(memory.serial)))

@@ -54,7 +54,7 @@ extension UpdLibrary {
             let image = try call.string(2), version = try call.string(3)
             let options = try call.options(4, allowed: ["dir", "keyring", "hash"])
             let keyring = try options.index == 0 ? nil : keyringOption(options, call)
-            let got = try CurlFetcher(options: FetchOptions(mirrors: mirrors))
+            let got = try CurlFetcher(options: call.state.fetchOptions(mirrors))
                 .downloadManifest(image: image, version: version, into: try options.string("dir"), keyring: keyring?.keyring,
                                   hash: try options.string("hash"))
             let m = LuaManifest(manifest: got.manifest, bytes: got.download.content, signatures: got.download.signature,
@@ -147,7 +147,7 @@ extension UpdLibrary {
     /// The transport's options from a call's `mirrors`, `rate_limit` and `concurrency`; nil without mirrors.
     static func fetchOptions(_ options: LuaOptions, _ call: LuaCall) throws -> FetchOptions? {
         guard let mirrors = try options.strings("mirrors") else { return nil }
-        var fetchOptions = FetchOptions(mirrors: mirrors)
+        var fetchOptions = call.state.fetchOptions(mirrors)
         if let limit = try options.integer("rate_limit") { fetchOptions.rateLimit = UInt64(max(0, limit)) }
         if let concurrency = try options.integer("concurrency") { fetchOptions.concurrency = Int(concurrency) }
         do {

@@ -23,6 +23,8 @@ struct ScriptOptions: ParsableArguments {
     @Option(help: "Bytes of memory the Lua state may use (0 for no limit).")
     var memoryLimit = 256 << 20
 
+    @OptionGroup var tls: TLSOptions
+
     /// Prints a script's error, `SCRIPT:LINE: message` and its traceback, on standard error.
     static func report(_ error: LuaError) {
         Console.error(error.message)
@@ -39,6 +41,7 @@ struct ScriptOptions: ParsableArguments {
         options.instructionLimit = limit > 0 ? limit : nil
         options.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
         options.deviceID = Environment.deviceID
+        options.caFile = tls.caFile
         options.fixedTime = Environment.fixedTime
         if let directory = Environment.powerSupplyDirectory { options.powerSupplyDirectory = directory }
         let lua = try LuaState(options: options)

@@ -16,8 +16,10 @@ final class NginxMirror {
     let url: String
     let state: String
 
-    init(repo: String) throws {
-        let out = try Shell.run([Scripts.path("serve-repo"), repo]).split(separator: " ")
+    /// Serves `repo`, over HTTPS with `tls`'s certificate and key when given.
+    init(repo: String, tls: (certificate: String, key: String)? = nil) throws {
+        let options = tls.map { ["--tls", $0.certificate, $0.key] } ?? []
+        let out = try Shell.run([Scripts.path("serve-repo")] + options + [repo]).split(separator: " ")
         url = String(out[0])
         state = String(out[1]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
