@@ -397,7 +397,7 @@ _updatinator_plan() {
     repeating_flags=()
     non_repeating_flags=(--live --json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--root --to --from --keyring)
+    non_repeating_options=(--root --to --from --keyring --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -420,6 +420,9 @@ _updatinator_plan() {
     '--keyring')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -427,7 +430,7 @@ _updatinator_apply() {
     repeating_flags=()
     non_repeating_flags=(--live --resume --json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--root --to --from --rate-limit --concurrency --keyring)
+    non_repeating_options=(--root --to --from --rate-limit --concurrency --ca-file --keyring)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -451,6 +454,9 @@ _updatinator_apply() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--keyring')
@@ -463,7 +469,7 @@ _updatinator_get-manifest() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--rate-limit --concurrency --out --keyring)
+    non_repeating_options=(--rate-limit --concurrency --ca-file --out --keyring)
     __updatinator_offer_flags_options 2
 
     # Offer option value completions
@@ -475,6 +481,9 @@ _updatinator_get-manifest() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--out')
@@ -490,7 +499,7 @@ _updatinator_fetch() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--to --rate-limit --concurrency --cache --from --root)
+    non_repeating_options=(--to --rate-limit --concurrency --ca-file --cache --from --root)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -505,6 +514,9 @@ _updatinator_fetch() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--cache')
@@ -523,7 +535,7 @@ _updatinator_run() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
     repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit)
+    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --ca-file)
     __updatinator_offer_flags_options -1
 
     # Offer option value completions
@@ -543,6 +555,9 @@ _updatinator_run() {
     '--memory-limit')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -550,7 +565,7 @@ _updatinator_repl() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
     repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit)
+    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -568,6 +583,9 @@ _updatinator_repl() {
         return
         ;;
     '--memory-limit')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
@@ -577,7 +595,7 @@ _updatinator_agent() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --once --version -h --help)
     repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --policy)
+    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --ca-file --policy)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -595,6 +613,9 @@ _updatinator_agent() {
         return
         ;;
     '--memory-limit')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--policy')
@@ -607,7 +628,7 @@ _updatinator_serve() {
     repeating_flags=()
     non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
     repeating_options=()
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --tls-cert --tls-key --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -654,6 +675,12 @@ _updatinator_serve() {
     '--operator-token-file')
         return
         ;;
+    '--tls-cert')
+        return
+        ;;
+    '--tls-key')
+        return
+        ;;
     '--root')
         return
         ;;
@@ -670,7 +697,7 @@ _updatinator_upgrade() {
     repeating_flags=()
     non_repeating_flags=(--live --json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device)
+    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -702,6 +729,9 @@ _updatinator_upgrade() {
     '--device')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -709,7 +739,7 @@ _updatinator_deploy() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--sysroot --to --keyring --rate-limit --concurrency)
+    non_repeating_options=(--sysroot --to --keyring --rate-limit --concurrency --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -733,6 +763,9 @@ _updatinator_deploy() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
@@ -828,7 +861,7 @@ _updatinator_fleet_devices() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --image --version --status --school --decision --seen-within --limit)
+    non_repeating_options=(--server --token-file --ca-file --image --version --status --school --decision --seen-within --limit)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -837,6 +870,9 @@ _updatinator_fleet_devices() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--image')
@@ -867,7 +903,7 @@ _updatinator_fleet_device() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -878,6 +914,9 @@ _updatinator_fleet_device() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -885,7 +924,7 @@ _updatinator_fleet_rollouts() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -896,6 +935,9 @@ _updatinator_fleet_rollouts() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -903,7 +945,7 @@ _updatinator_fleet_pause() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --reason)
+    non_repeating_options=(--server --token-file --ca-file --reason)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -912,6 +954,9 @@ _updatinator_fleet_pause() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--reason')
@@ -924,7 +969,7 @@ _updatinator_fleet_resume() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -933,6 +978,9 @@ _updatinator_fleet_resume() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
@@ -942,7 +990,7 @@ _updatinator_fleet_halt() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --reason)
+    non_repeating_options=(--server --token-file --ca-file --reason)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -951,6 +999,9 @@ _updatinator_fleet_halt() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--reason')
@@ -963,7 +1014,7 @@ _updatinator_fleet_advance() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -974,6 +1025,9 @@ _updatinator_fleet_advance() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -981,7 +1035,7 @@ _updatinator_fleet_pin() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 3
 
     # Offer option value completions
@@ -992,6 +1046,9 @@ _updatinator_fleet_pin() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -999,7 +1056,7 @@ _updatinator_fleet_release() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -1008,6 +1065,9 @@ _updatinator_fleet_release() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac

@@ -26,10 +26,14 @@ final class NginxMirror {
 
     deinit { _ = try? Shell.run([Scripts.path("serve-repo"), "--stop", state]) }
 
+    /// The requests nginx answered, from its access log ("GET /blobs/… HTTP/1.1 200 1234").
+    var requests: [Substring] {
+        ((try? String(contentsOfFile: "\(state)/access.log", encoding: .utf8)) ?? "").split(separator: "\n")
+    }
+
     /// Body bytes nginx sent for blobs, from its access log ("GET /blobs/… HTTP/1.1 200 1234").
     var blobBytesSent: Int {
-        let log = (try? String(contentsOfFile: "\(state)/access.log", encoding: .utf8)) ?? ""
-        return log.split(separator: "\n").filter { $0.hasPrefix("GET /blobs/") }
+        requests.filter { $0.hasPrefix("GET /blobs/") }
             .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
     }
 }
