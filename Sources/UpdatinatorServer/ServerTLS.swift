@@ -17,7 +17,7 @@ public struct ServerTLS: Sendable {
         guard info.st_mode & 0o077 == 0 else {
             throw UpdError(.permission, "TLS key \(keyFile): the key file may be read by others; chmod 600 it")
         }
-        guard FileManager.default.isReadableFile(atPath: certificateFile) else {
+        guard access(certificateFile, R_OK) == 0 else {
             throw UpdError(.usage, "TLS certificate \(certificateFile): \(String(cString: strerror(errno)))")
         }
         let chain: [NIOSSLCertificate]

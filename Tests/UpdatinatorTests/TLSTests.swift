@@ -74,6 +74,25 @@ import Testing
         #expect(good.requests.contains { $0.hasPrefix("GET /images/olpc-ext3/2.manifest") }, "\(good.requests)")
     }
 
+    @Test("tls: a script's upd.get_manifest verifies an https mirror against the --ca-file of run")
+    func scriptsVerifyHTTPSMirrorsAgainstTheCAFile() throws {
+        let nginx = try mirror()
+        let script = tmp.sub("get.lua")
+        try Sys.writeFileAtomically(script, Array("""
+            local mirror = ...
+            local m, err = upd.get_manifest({mirror}, "olpc-ext3", "2")
+            print(m and ("got " .. m.version) or err)
+            """.utf8))
+        func run(_ caFile: [String]) throws -> String {
+            let r = try CLI.run(["run", "--state", tmp.sub("state.json")] + caFile + [script, "--", nginx.url])
+            #expect(r.status == 0, "\(r.stderr)")
+            return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try run(["--ca-file", ca.certificate]) == "got 2")
+        let refused = try run([])
+        #expect(refused.contains(nginx.url) && refused.contains("unable to get local issuer certificate"), "\(refused)")
+    }
+
     @Test("tls: a CA file that does not exist is a usage error naming it")
     func aMissingCAFileIsAUsageError() throws {
         let missing = tmp.sub("no-such-ca.pem")
