@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        // The school server's HTTPS (serve --tls-cert); hummingbird's HummingbirdTLS needs it too.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // System libraries, each with a shim header for what Swift cannot import.
@@ -41,6 +43,9 @@ let package = Package(
             dependencies: [
                 "Updatinator", "UpdatinatorLua", "CSQLite",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]),
 
         // The command-line tool: thin commands over the core.

@@ -77,7 +77,7 @@ public final class SchoolServer: Sendable {
 
     /// Serves until SIGTERM or SIGINT, writing queued checks to the inventory five times a
     /// second and once more at the end.
-    public func run(host: String, port: Int, onListening: @escaping @Sendable (String) -> Void) async throws {
+    public func run(host: String, port: Int, tls: ServerTLS? = nil, onListening: @escaping @Sendable (String) -> Void) async throws {
         let (inventory, logger, threads) = (self.inventory, settings.logger, fileThreads)
         let writer = Task {
             while !Task.isCancelled {
@@ -88,7 +88,7 @@ public final class SchoolServer: Sendable {
             }
         }
         defer { writer.cancel() }
-        try await HTTPService.run(router(), host: host, port: port, name: "school", onListening: onListening)
+        try await HTTPService.run(router(), host: host, port: port, name: "school", tls: tls, onListening: onListening)
         try inventory.writeChecks()
     }
 
@@ -359,15 +359,16 @@ final class SchoolServerView: SchoolView {
 /// Runs a router on an address until SIGTERM or SIGINT, calling `onListening` with the URL
 /// once the socket is bound (a port of 0 picks a free one).
 public enum HTTPService {
-    public static func run(_ router: Router<ServerContext>, host: String, port: Int, name: String,
+    public static func run(_ router: Router<ServerContext>, host: String, port: Int, name: String, tls: ServerTLS? = nil,
                            onListening: @escaping @Sendable (String) -> Void) async throws {
         // The server reports what matters itself, on stderr; the framework's per-request logger
         // metadata would cost a tenth of a small file's time.
         let logger = Logger(label: "updatinator.\(name)", factory: { _ in SwiftLogNoOpLogHandler() })
         let app = Application(
             router: router,
+            server: try tls?.server() ?? .http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: "updatinator"),
-            onServerRunning: { channel in onListening("http://\(host):\(channel.localAddress?.port ?? port)") },
+            onServerRunning: { channel in onListening("\(tls == nil ? "http" : "https")://\(host):\(channel.localAddress?.port ?? port)") },
             logger: logger)
         try await app.runService()
     }

@@ -397,7 +397,7 @@ _updatinator_plan() {
     repeating_flags=()
     non_repeating_flags=(--live --json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--root --to --from --keyring)
+    non_repeating_options=(--root --to --from --keyring --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -420,6 +420,9 @@ _updatinator_plan() {
     '--keyring')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -427,7 +430,7 @@ _updatinator_apply() {
     repeating_flags=()
     non_repeating_flags=(--live --resume --json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--root --to --from --rate-limit --concurrency --keyring)
+    non_repeating_options=(--root --to --from --rate-limit --concurrency --ca-file --keyring)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -451,6 +454,9 @@ _updatinator_apply() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--keyring')
@@ -463,7 +469,7 @@ _updatinator_get-manifest() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--rate-limit --concurrency --out --keyring)
+    non_repeating_options=(--rate-limit --concurrency --ca-file --out --keyring)
     __updatinator_offer_flags_options 2
 
     # Offer option value completions
@@ -475,6 +481,9 @@ _updatinator_get-manifest() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--out')
@@ -490,7 +499,7 @@ _updatinator_fetch() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--to --rate-limit --concurrency --cache --from --root)
+    non_repeating_options=(--to --rate-limit --concurrency --ca-file --cache --from --root)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -505,6 +514,9 @@ _updatinator_fetch() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--cache')
@@ -522,8 +534,8 @@ _updatinator_fetch() {
 _updatinator_run() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
-    repeating_options=(--allow-path)
-    non_repeating_options=(--root --state --config --instruction-limit --time-limit --memory-limit)
+    repeating_options=()
+    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --ca-file)
     __updatinator_offer_flags_options -1
 
     # Offer option value completions
@@ -537,16 +549,13 @@ _updatinator_run() {
     '--config')
         return
         ;;
-    '--allow-path')
-        return
-        ;;
     '--instruction-limit')
         return
         ;;
-    '--time-limit')
+    '--memory-limit')
         return
         ;;
-    '--memory-limit')
+    '--ca-file')
         return
         ;;
     esac
@@ -555,8 +564,8 @@ _updatinator_run() {
 _updatinator_repl() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
-    repeating_options=(--allow-path)
-    non_repeating_options=(--root --state --config --instruction-limit --time-limit --memory-limit)
+    repeating_options=()
+    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -570,16 +579,13 @@ _updatinator_repl() {
     '--config')
         return
         ;;
-    '--allow-path')
-        return
-        ;;
     '--instruction-limit')
         return
         ;;
-    '--time-limit')
+    '--memory-limit')
         return
         ;;
-    '--memory-limit')
+    '--ca-file')
         return
         ;;
     esac
@@ -588,8 +594,8 @@ _updatinator_repl() {
 _updatinator_agent() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --once --version -h --help)
-    repeating_options=(--allow-path)
-    non_repeating_options=(--root --state --config --instruction-limit --time-limit --memory-limit --policy)
+    repeating_options=()
+    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --ca-file --policy)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -603,16 +609,13 @@ _updatinator_agent() {
     '--config')
         return
         ;;
-    '--allow-path')
-        return
-        ;;
     '--instruction-limit')
         return
         ;;
-    '--time-limit')
+    '--memory-limit')
         return
         ;;
-    '--memory-limit')
+    '--ca-file')
         return
         ;;
     '--policy')
@@ -625,7 +628,7 @@ _updatinator_serve() {
     repeating_flags=()
     non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
     repeating_options=()
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --tls-cert --tls-key --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -672,10 +675,10 @@ _updatinator_serve() {
     '--operator-token-file')
         return
         ;;
-    '--admission')
+    '--tls-cert')
         return
         ;;
-    '--enrolment-token-file')
+    '--tls-key')
         return
         ;;
     '--root')
@@ -694,7 +697,7 @@ _updatinator_upgrade() {
     repeating_flags=()
     non_repeating_flags=(--live --json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device --device-key --enrolment-token-file)
+    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -726,10 +729,7 @@ _updatinator_upgrade() {
     '--device')
         return
         ;;
-    '--device-key')
-        return
-        ;;
-    '--enrolment-token-file')
+    '--ca-file')
         return
         ;;
     esac
@@ -739,7 +739,7 @@ _updatinator_deploy() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--sysroot --to --keyring --rate-limit --concurrency)
+    non_repeating_options=(--sysroot --to --keyring --rate-limit --concurrency --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -763,6 +763,9 @@ _updatinator_deploy() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
@@ -843,13 +846,13 @@ _updatinator_fleet() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    devices|device|rollouts|pause|resume|halt|advance|pin|release|admit|reject)
+    devices|device|rollouts|pause|resume|halt|advance|pin|release)
         # Offer subcommand argument completions
         "_updatinator_fleet_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'devices device rollouts pause resume halt advance pin release admit reject' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'devices device rollouts pause resume halt advance pin release' -- "${cur}"))
         ;;
     esac
 }
@@ -858,7 +861,7 @@ _updatinator_fleet_devices() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --image --version --status --school --decision --admission --seen-within --limit)
+    non_repeating_options=(--server --token-file --ca-file --image --version --status --school --decision --seen-within --limit)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -867,6 +870,9 @@ _updatinator_fleet_devices() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--image')
@@ -884,9 +890,6 @@ _updatinator_fleet_devices() {
     '--decision')
         return
         ;;
-    '--admission')
-        return
-        ;;
     '--seen-within')
         return
         ;;
@@ -900,7 +903,7 @@ _updatinator_fleet_device() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -911,6 +914,9 @@ _updatinator_fleet_device() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -918,7 +924,7 @@ _updatinator_fleet_rollouts() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -929,6 +935,9 @@ _updatinator_fleet_rollouts() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -936,7 +945,7 @@ _updatinator_fleet_pause() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --reason)
+    non_repeating_options=(--server --token-file --ca-file --reason)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -945,6 +954,9 @@ _updatinator_fleet_pause() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--reason')
@@ -957,7 +969,7 @@ _updatinator_fleet_resume() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -966,6 +978,9 @@ _updatinator_fleet_resume() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
@@ -975,7 +990,7 @@ _updatinator_fleet_halt() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --reason)
+    non_repeating_options=(--server --token-file --ca-file --reason)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -984,6 +999,9 @@ _updatinator_fleet_halt() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--reason')
@@ -996,7 +1014,7 @@ _updatinator_fleet_advance() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -1007,6 +1025,9 @@ _updatinator_fleet_advance() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -1014,7 +1035,7 @@ _updatinator_fleet_pin() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 3
 
     # Offer option value completions
@@ -1025,6 +1046,9 @@ _updatinator_fleet_pin() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -1032,7 +1056,7 @@ _updatinator_fleet_release() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -1043,40 +1067,7 @@ _updatinator_fleet_release() {
     '--token-file')
         return
         ;;
-    esac
-}
-
-_updatinator_fleet_admit() {
-    repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--server --token-file)
-    __updatinator_offer_flags_options 1
-
-    # Offer option value completions
-    case "${prev}" in
-    '--server')
-        return
-        ;;
-    '--token-file')
-        return
-        ;;
-    esac
-}
-
-_updatinator_fleet_reject() {
-    repeating_flags=()
-    non_repeating_flags=(--json --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--server --token-file)
-    __updatinator_offer_flags_options 1
-
-    # Offer option value completions
-    case "${prev}" in
-    '--server')
-        return
-        ;;
-    '--token-file')
+    '--ca-file')
         return
         ;;
     esac

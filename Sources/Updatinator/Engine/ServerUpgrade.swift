@@ -23,6 +23,8 @@ public struct ServerUpgrade {
     /// This device's peer server, advertised to the school server with each check and report.
     public var peerURL: String?
     public var concurrency = 4
+    /// The CA file that https servers' and mirrors' certificates must chain to; nil for the system's store.
+    public var caFile: String?
     public var faults = FaultInjection.none
     /// What of the tree is the machine's (`.runningSystem` for a running system's root).
     public var machine = MachinePaths.none
@@ -47,7 +49,7 @@ public struct ServerUpgrade {
 
     public func run() throws -> Outcome {
         let installed = try from ?? StateDirectory(root: root).readInstalled()
-        let client = SchoolServerClient(server: server, signer: signer)
+        let client = SchoolServerClient(server: server, signer: signer, caFile: caFile)
         let nonce = SchoolServerClient.newNonce()
         let request = CheckRequest(device: device, nonce: nonce, image: installed.manifest.image, version: installed.manifest.version,
                                    channel: channel, peer: peerURL, freeBytes: try? FilesystemSpace(path: root).free,
@@ -66,12 +68,15 @@ public struct ServerUpgrade {
         }
         report(client, DeviceReport(device: device, status: .applying, image: image, version: version))
         do {
-            let manifestFetcher = try CurlFetcher(options: FetchOptions(mirrors: [server] + mirrors))
+            var manifestOptions = FetchOptions(mirrors: [server] + mirrors)
+            manifestOptions.caFile = caFile
+            let manifestFetcher = try CurlFetcher(options: manifestOptions)
             let target = try manifestFetcher.downloadManifest(image: image, version: version, into: nil, keyring: keyring,
                                                               hash: decision.manifestHash, size: decision.manifestSize).verified!
             var options = FetchOptions(peers: decision.peers, mirrors: mirrors + [server])
             options.rateLimit = decision.rateLimit
             options.concurrency = concurrency
+            options.caFile = caFile
             // Without peers, the contents come from the server in batches; peers serve blobs.
             let sources = ContentSources(mirrors: options, batchServer: decision.peers.isEmpty ? server : nil, signer: signer)
             let result = try UpdateEngine.apply(UpdateEngine.ApplyRequest(root: root, target: target, from: from, sources: sources,

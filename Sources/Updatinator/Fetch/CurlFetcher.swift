@@ -195,6 +195,8 @@ public final class CurlFetcher: @unchecked Sendable {
         /// A transfer from a file:// mirror, which libcurl cannot pause.
         let isLocal: Bool
         var writeFailed: Int32 = 0
+        /// libcurl's own words on a failure (its error buffer), such as why a certificate did not verify.
+        let errorText = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
         let run: RunState
         unowned let fetcher: CurlFetcher
 
@@ -209,9 +211,13 @@ public final class CurlFetcher: @unchecked Sendable {
             resumedFrom = received
             self.run = run
             self.fetcher = fetcher
+            errorText[0] = 0
         }
 
-        deinit { curl_slist_free_all(headers) }
+        deinit {
+            curl_slist_free_all(headers)
+            errorText.deallocate()
+        }
 
         /// Closes the partial download and the local source, once the transfer is over.
         func close() {
@@ -497,6 +503,13 @@ public final class CurlFetcher: @unchecked Sendable {
         guard let easy = curl_easy_init() else { throw UpdError(.network, "libcurl: cannot create a transfer") }
         let t = Transfer(job: job, easy: easy, file: file, source: source, received: have, run: state, fetcher: self)
         _ = CCurl_easy_setopt_str(easy, CURLOPT_URL, url)
+        do {
+            try Self.requireVerifiedTLS(t, caFile: options.caFile)
+        } catch {
+            curl_easy_cleanup(easy)
+            t.close()
+            throw error
+        }
         _ = CCurl_easy_setopt_long(easy, CURLOPT_NOSIGNAL, 1)
         // A peer (a device nearby) is given a much shorter time to connect and to stall.
         let isPeer = options.peers.contains(mirror)
@@ -642,6 +655,9 @@ public final class CurlFetcher: @unchecked Sendable {
             return retry(job, "HTTP \(code)")
         case CURLE_HTTP_RETURNED_ERROR:
             return nextMirror(job, demote: false, "HTTP \(code)")
+        case _ where Self.isTLSFailure(result):
+            // Another mirror may have a certificate that verifies.
+            return nextMirror(job, demote: true, "TLS: \(Self.reason(t, result))")
         case CURLE_FILE_COULDNT_READ_FILE, CURLE_REMOTE_FILE_NOT_FOUND:
             return nextMirror(job, demote: false, "not found")
         case CURLE_PARTIAL_FILE, CURLE_RECV_ERROR, CURLE_GOT_NOTHING, CURLE_SEND_ERROR, CURLE_COULDNT_CONNECT,

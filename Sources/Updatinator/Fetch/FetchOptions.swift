@@ -1,3 +1,5 @@
+import Glibc
+
 /// How a fetcher talks to its mirrors.
 public struct FetchOptions: Sendable {
     /// Repository roots, tried in order for each blob: `http://`, `https://` or `file://` URLs.
@@ -23,6 +25,9 @@ public struct FetchOptions: Sendable {
     public var attemptsPerMirror = 3
     /// The first retry's delay; each later one doubles, with ±50 % jitter, up to 8 s.
     public var retryDelay = 0.25
+    /// A PEM file of the certificate authorities that https servers' certificates must chain to,
+    /// instead of the system's store; nil for the system's store.
+    public var caFile: String?
 
     public init(mirrors: [String]) {
         self.mirrors = mirrors.map(Self.normalized)
@@ -55,6 +60,7 @@ public struct FetchOptions: Sendable {
         guard minimumAverageRate >= 1, deadlineAllowanceSeconds >= 1, peerStallSeconds >= 1 else {
             throw UpdError(.usage, "a minimum rate, a deadline allowance and a peer stall time must be at least 1")
         }
+        if let caFile, access(caFile, R_OK) != 0 { throw UpdError(.usage, "CA file \(caFile): \(String(cString: strerror(errno)))") }
     }
 }
 

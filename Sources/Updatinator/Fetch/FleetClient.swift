@@ -7,10 +7,13 @@ import Foundation
 public struct FleetClient: Sendable {
     public let server: String
     private let token: String
+    /// The CA file the server's certificate must chain to (https); nil for the system's store.
+    public let caFile: String?
 
-    public init(server: String, token: String) {
+    public init(server: String, token: String, caFile: String? = nil) {
         self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
         self.token = token
+        self.caFile = caFile
     }
 
     /// GETs a path of the API with a query; the JSON answer's bytes.
@@ -32,6 +35,7 @@ public struct FleetClient: Sendable {
     private func send(_ verb: String, _ path: String, body: [UInt8]?) throws -> [UInt8] {
         let url = server + path
         var options = FetchOptions(mirrors: [server])
+        options.caFile = caFile
         // An action is sent once: retried after a dropped answer, it could act twice.
         if verb != "GET" { options.attemptsPerMirror = 1 }
         let response = try CurlFetcher(options: options)

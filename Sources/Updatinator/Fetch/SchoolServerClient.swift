@@ -10,10 +10,13 @@ import Foundation
 public struct SchoolServerClient: Sendable {
     public let server: String
     public let signer: RequestSigner
+    /// The CA file the server's certificate must chain to (https); nil for the system's store.
+    public let caFile: String?
 
-    public init(server: String, signer: RequestSigner) {
+    public init(server: String, signer: RequestSigner, caFile: String? = nil) {
         self.server = server
         self.signer = signer
+        self.caFile = caFile
     }
 
     func endpoint(_ name: String) -> String {
@@ -22,7 +25,9 @@ public struct SchoolServerClient: Sendable {
 
     /// POSTs `body`, signed, to the endpoint `name`; the answer, or the server's refusal of the device as an error.
     private func post(_ name: String, body: [UInt8]) throws -> CurlFetcher.Response {
-        let response = try signer.post("v1/" + name, to: server, body: body, via: CurlFetcher(options: FetchOptions(mirrors: [server])))
+        var options = FetchOptions(mirrors: [server])
+        options.caFile = caFile
+        let response = try signer.post("v1/" + name, to: server, body: body, via: CurlFetcher(options: options))
         if let refusal = DeviceRefusal(response) { throw refusal.error(endpoint(name)) }
         return response
     }

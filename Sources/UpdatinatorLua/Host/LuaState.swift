@@ -36,6 +36,8 @@ public final class LuaState {
         public var fixedTime: Double?
         /// Where `upd.system` reads the machine's power supplies.
         public var powerSupplyDirectory = "/sys/class/power_supply"
+        /// The CA file that https mirrors' and servers' certificates must chain to; nil for the system's store.
+        public var caFile: String?
 
         public init() {}
     }
@@ -73,6 +75,12 @@ public final class LuaState {
     var now: Double { options.fixedTime ?? Date().timeIntervalSince1970 }
     /// This device's id, as scripts see it.
     func deviceID() throws -> String { try DeviceIdentity.read(configured: options.deviceID) }
+    /// The transport's options for `mirrors`, trusting the configured CA file.
+    func fetchOptions(_ mirrors: [String]) -> FetchOptions {
+        var options = FetchOptions(mirrors: mirrors)
+        options.caFile = self.options.caFile
+        return options
+    }
     /// The file `upd.state` keeps its values in; nil keeps them in memory only.
     public var stateFile: String?
     /// The file the engine keeps channel serials and the verified time in (`FreshnessStore`),

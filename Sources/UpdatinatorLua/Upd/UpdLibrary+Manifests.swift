@@ -101,7 +101,7 @@ extension UpdLibrary {
             state.setFunction("load") { call in
                 let location = try call.string(1)
                 try call.state.checkLocation(location)
-                let m = try call.state.untimed { try loadManifest(location) }
+                let m = try call.state.untimed { try loadManifest(location, options: call.state.fetchOptions) }
                 try call.push(m, as: manifestType)
                 return 1
             }
@@ -134,13 +134,13 @@ extension UpdLibrary {
     }
 
     /// A manifest from a file, or from a URL (with its signature, if the server has one).
-    static func loadManifest(_ location: String) throws -> LuaManifest {
+    static func loadManifest(_ location: String, options: ([String]) -> FetchOptions) throws -> LuaManifest {
         guard let scheme = location.range(of: "://"), location[..<scheme.lowerBound].allSatisfy(\.isLetter) else {
             return try LuaManifest(path: location)
         }
         let slash = location.lastIndex(of: "/")!
         let mirror = String(location[..<slash]), name = String(location[location.index(after: slash)...])
-        let got = try CurlFetcher(options: FetchOptions(mirrors: [mirror]))
+        let got = try CurlFetcher(options: options([mirror]))
             .fetchSigned(name, maxBytes: UInt64(ManifestParser.maxManifestBytes), signatureRequired: false)
         let manifest = try ManifestParser.parse(got.content, source: location)
         return LuaManifest(manifest: manifest, bytes: got.content, signatures: got.signature, source: location)

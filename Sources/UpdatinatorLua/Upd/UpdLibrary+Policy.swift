@@ -70,7 +70,7 @@ extension UpdLibrary {
             request["nonce"] = .string(SchoolServerClient.newNonce())
             request["agent_version"] = .string(UpdatinatorVersion.current)
             let checked = try message(CheckRequest.self, request, call, 2)
-            let client = SchoolServerClient(server: server, signer: try signer(call, device: checked.device))
+            let client = SchoolServerClient(server: server, signer: try signer(call, device: checked.device), caFile: call.state.options.caFile)
             let d = try call.state.untimed { try client.check(checked, keyring: keyring.keyring, now: Int64(call.state.now)) }
             // The decision's time only helps judge channel files later: a freshness state that
             // cannot be read (the channel check reports it) does not stop the decision.
@@ -105,7 +105,7 @@ extension UpdLibrary {
             guard status["status"]?.stringValue != nil else { throw call.argumentError(2, "field 'status' is required") }
             if status["device"] == nil { status["device"] = .string(try call.state.deviceID()) }
             let report = try message(DeviceReport.self, status, call, 2)
-            let client = SchoolServerClient(server: server, signer: try signer(call, device: report.device))
+            let client = SchoolServerClient(server: server, signer: try signer(call, device: report.device), caFile: call.state.options.caFile)
             try call.state.untimed { try client.report(report) }
             return call.results(.boolean(true))
         }
@@ -119,7 +119,7 @@ extension UpdLibrary {
             let clock = Int64(call.state.now)
             let metadata = try call.state.untimed {
                 try call.state.updateFreshness {
-                    try ChannelFollower.check(name, mirrors: FetchOptions(mirrors: mirrors), keyring: keyring.keyring, state: &$0, clock: clock)
+                    try ChannelFollower.check(name, mirrors: call.state.fetchOptions(mirrors), keyring: keyring.keyring, state: &$0, clock: clock)
                 }
             }
             call.state.announce(image: metadata.image, version: metadata.version, hash: metadata.manifestHash)

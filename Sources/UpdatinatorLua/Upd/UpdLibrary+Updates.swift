@@ -66,7 +66,7 @@ extension UpdLibrary {
             }
             if let dir { try call.state.checkPath(dir, for: .write) }
             let size = try options.integer("size").map { UInt64(clamping: $0) }
-            let fetcher = try CurlFetcher(options: FetchOptions(mirrors: mirrors))
+            let fetcher = try CurlFetcher(options: call.state.fetchOptions(mirrors))
             let got = try call.state.untimed(cancel: { fetcher.cancel() }) {
                 try fetcher.downloadManifest(image: image, version: version, into: dir, keyring: keyring?.keyring,
                                              hash: hash ?? announced, size: size)
@@ -172,7 +172,7 @@ extension UpdLibrary {
     static func fetchOptions(_ options: LuaOptions, _ call: LuaCall) throws -> FetchOptions? {
         guard let mirrors = try options.strings("mirrors") else { return nil }
         for mirror in mirrors { try call.state.checkLocation(mirror) }
-        var fetchOptions = FetchOptions(mirrors: mirrors)
+        var fetchOptions = call.state.fetchOptions(mirrors)
         if let limit = try options.integer("rate_limit") { fetchOptions.rateLimit = UInt64(max(0, limit)) }
         if let concurrency = try options.integer("concurrency") { fetchOptions.concurrency = Int(concurrency) }
         do {

@@ -13,6 +13,8 @@ struct FleetOptions: ParsableArguments {
     @Flag(help: "Print the server's JSON answer.")
     var json = false
 
+    @OptionGroup var tls: TLSOptions
+
     func client() throws -> FleetClient {
         let token: String
         do {
@@ -20,7 +22,7 @@ struct FleetOptions: ParsableArguments {
         } catch {
             throw UpdError(.usage, "\(tokenFile): cannot read the operator token (--token-file): \((error as NSError).localizedDescription)")
         }
-        return FleetClient(server: server, token: token)
+        return FleetClient(server: server, token: token, caFile: tls.caFile)
     }
 
     /// Prints an answer: as it came with --json, else through `text`.

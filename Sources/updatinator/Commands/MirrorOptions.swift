@@ -13,12 +13,15 @@ struct MirrorOptions: ParsableArguments {
     @Option(help: "How many downloads run at once.")
     var concurrency = 4
 
+    @OptionGroup var tls: TLSOptions
+
     /// The transport's options for these mirrors; nil when none is given.
     var fetchOptions: FetchOptions? {
         guard !mirror.isEmpty else { return nil }
         var options = FetchOptions(mirrors: mirror)
         options.rateLimit = rateLimit
         options.concurrency = concurrency
+        options.caFile = tls.caFile
         return options
     }
 

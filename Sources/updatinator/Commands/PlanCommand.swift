@@ -28,10 +28,13 @@ struct PlanCommand: UpdatinatorSubcommand {
     @Flag(help: "Print JSON instead of text.")
     var json = false
 
+    @OptionGroup var tls: TLSOptions
+
     func execute() throws {
         let target = try ManifestFile.read(move.to)
         let origin = try move.from.map { try ManifestFile.read($0) } ?? StateDirectory(root: move.root).readInstalled()
-        let mirrors: FetchOptions? = mirror.isEmpty ? nil : FetchOptions(mirrors: mirror)
+        var mirrors: FetchOptions? = mirror.isEmpty ? nil : FetchOptions(mirrors: mirror)
+        mirrors?.caFile = tls.caFile
         let sources = ContentSources(blobDirectories: move.blobs, mirrors: mirrors, deltaKeyring: mirror.isEmpty ? nil : try Keyring(directory: keyring))
         let plan = PlanSummary(try UpdateEngine.plan(root: move.root, from: origin, to: target, sources: sources,
                                                      machine: try move.machine, observer: UpdateObserver(warn: { Console.warning($0) })))

@@ -42,6 +42,7 @@ struct ScriptOptions: ParsableArguments {
             _exit(watchdogStatus)
         }
     }
+    @OptionGroup var tls: TLSOptions
 
     /// Prints a script's error, `SCRIPT:LINE: message` and its traceback, on standard error.
     static func report(_ error: LuaError) {
@@ -89,6 +90,7 @@ struct ScriptOptions: ParsableArguments {
         options.deviceID = Environment.deviceID
         options.deviceKey = DeviceCredentials.keyPath(nil)
         options.enrolmentToken = try DeviceCredentials.enrolmentToken(nil)
+        options.caFile = tls.caFile
         options.fixedTime = Environment.fixedTime
         if let directory = Environment.powerSupplyDirectory { options.powerSupplyDirectory = directory }
         let lua = try LuaState(options: options)

@@ -86,6 +86,12 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Flag(help: "Answer no batch requests (devices then download contents one by one).")
     var noBatches = false
 
+    @Option(help: "A PEM certificate chain to serve HTTPS with (with --tls-key); without it the server speaks plain HTTP.")
+    var tlsCert: String?
+
+    @Option(help: "The PEM private key of --tls-cert, readable by its owner only.")
+    var tlsKey: String?
+
     @Option(help: "With --peer: the installed tree whose contents are served.")
     var root: String?
 
@@ -97,6 +103,7 @@ struct ServeCommand: UpdatinatorSubcommand {
 
     func execute() throws {
         let (host, port) = try Self.address(listen)
+        let tls = try serverTLS()
         if peer {
             let source: PeerServer.Source
             switch (root, sysroot) {
@@ -105,7 +112,7 @@ struct ServeCommand: UpdatinatorSubcommand {
             default: throw UpdError(.usage, "serve --peer needs either --root (a tree upgraded in place) or --sysroot (staged deployments)")
             }
             let server = try PeerServer(source, cache: cache)
-            try Self.run(listen) { try await HTTPService.run(server.router(), host: host, port: port, name: "peer", onListening: $0) }
+            try Self.run(listen) { try await HTTPService.run(server.router(), host: host, port: port, name: "peer", tls: tls, onListening: $0) }
             return
         }
         var policySettings = PolicyPool.Settings(script: policy, configFile: config)
@@ -126,7 +133,16 @@ struct ServeCommand: UpdatinatorSubcommand {
         settings.operators = try OperatorAccess(token: try operatorTokenFile.map { try Self.readToken($0) }, publicFleet: publicFleet)
         settings.admission = try admissionRule()
         let server = try SchoolServer(settings: settings)
-        try Self.run(listen) { try await server.run(host: host, port: port, onListening: $0) }
+        try Self.run(listen) { try await server.run(host: host, port: port, tls: tls, onListening: $0) }
+    }
+
+    /// The certificate and key of --tls-cert and --tls-key (both or neither); nil for plain HTTP.
+    func serverTLS() throws -> ServerTLS? {
+        switch (tlsCert, tlsKey) {
+        case (nil, nil): return nil
+        case (let cert?, let key?): return try ServerTLS(certificateFile: cert, keyFile: key)
+        default: throw UpdError(.usage, "--tls-cert and --tls-key go together")
+        }
     }
 
     /// The rule `--admission` names, with its token.

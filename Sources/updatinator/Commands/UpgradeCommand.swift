@@ -63,11 +63,14 @@ struct UpgradeCommand: UpdatinatorSubcommand {
     @Flag(help: "Print the outcome as JSON.")
     var json = false
 
+    @OptionGroup var tls: TLSOptions
+
     func execute() throws {
         var upgrade = ServerUpgrade(root: root, server: server, keyring: try Keyring(directory: keyring),
                                     decisionKeyring: try Keyring(directory: decisionKeyring),
                                     signer: try DeviceCredentials.signer(device: device, keyFile: deviceKey, enrolmentTokenFile: enrolmentTokenFile))
         upgrade.mirrors = mirror
+        upgrade.caFile = tls.caFile
         upgrade.channel = channel
         upgrade.peerURL = peerURL
         upgrade.machine = try MachinePaths.of(root: root, live: live)

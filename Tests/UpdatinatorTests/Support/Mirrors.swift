@@ -16,18 +16,24 @@ final class NginxMirror {
     let url: String
     let state: String
 
-    init(repo: String) throws {
-        let out = try Shell.run([Scripts.path("serve-repo"), repo]).split(separator: " ")
+    /// Serves `repo`, over HTTPS with `tls`'s certificate and key when given.
+    init(repo: String, tls: (certificate: String, key: String)? = nil) throws {
+        let options = tls.map { ["--tls", $0.certificate, $0.key] } ?? []
+        let out = try Shell.run([Scripts.path("serve-repo")] + options + [repo]).split(separator: " ")
         url = String(out[0])
         state = String(out[1]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     deinit { _ = try? Shell.run([Scripts.path("serve-repo"), "--stop", state]) }
 
+    /// The requests nginx answered, from its access log ("GET /blobs/… HTTP/1.1 200 1234").
+    var requests: [Substring] {
+        ((try? String(contentsOfFile: "\(state)/access.log", encoding: .utf8)) ?? "").split(separator: "\n")
+    }
+
     /// Body bytes nginx sent for blobs, from its access log ("GET /blobs/… HTTP/1.1 200 1234").
     var blobBytesSent: Int {
-        let log = (try? String(contentsOfFile: "\(state)/access.log", encoding: .utf8)) ?? ""
-        return log.split(separator: "\n").filter { $0.hasPrefix("GET /blobs/") }
+        requests.filter { $0.hasPrefix("GET /blobs/") }
             .compactMap { $0.split(separator: " ").last.flatMap { Int($0) } }.reduce(0, +)
     }
 }
