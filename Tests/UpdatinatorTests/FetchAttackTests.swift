@@ -47,14 +47,16 @@ import Testing
         let fresh = try channelMirror("fresh", serial: 8, expires: 4_000_000_000, key: key)
         let bad = [stale, forged, "file://" + garbled]
 
-        let (metadata, _) = try ChannelFollower.check("stable", mirrors: FetchOptions(mirrors: bad + [fresh]), keyring: keyring,
-                                                      remembered: ChannelMemory(), now: 2000)
+        var state = FreshnessState()
+        let metadata = try ChannelFollower.check("stable", mirrors: FetchOptions(mirrors: bad + [fresh]), keyring: keyring,
+                                                 state: &state, clock: 2000)
         #expect(metadata.serial == 8)
 
         // With no good mirror, one line names each mirror and what was wrong with it.
         let error = try #require(throws: UpdError.self) {
-            try ChannelFollower.check("stable", mirrors: FetchOptions(mirrors: bad + ["file://" + tmp.sub("empty")]), keyring: keyring,
-                                      remembered: ChannelMemory(), now: 2000)
+            var state = FreshnessState()
+            _ = try ChannelFollower.check("stable", mirrors: FetchOptions(mirrors: bad + ["file://" + tmp.sub("empty")]), keyring: keyring,
+                                          state: &state, clock: 2000)
         }
         #expect(error.code == .verification)
         #expect(!error.message.contains("\n"))

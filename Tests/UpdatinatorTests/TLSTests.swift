@@ -132,7 +132,7 @@ import Testing
         expectRefused(try upgrade(laptop, server, caFile: nil), url: "\(server.server.url)/v1/check",
                       reason: "unable to get local issuer certificate")
         // The same request with the CA is answered: the refusal was the certificate's.
-        let client = SchoolServerClient(server: server.server.url, caFile: ca.certificate)
+        let client = SchoolServerClient(server: server.server.url, signer: try TestDevices.signer("tls-laptop"), caFile: ca.certificate)
         let request = CheckRequest(device: "tls-laptop", nonce: SchoolServerClient.newNonce(), image: "olpc-ext3", version: "1")
         let decision = try client.check(request, keyring: try Keyring(directory: server.decisionKeyring), now: Int64(Date().timeIntervalSince1970))
         #expect(decision.update && decision.version == "2")
