@@ -39,7 +39,7 @@ let package = Package(
         .target(
             name: "UpdatinatorServer",
             dependencies: [
-                "Updatinator", "UpdatinatorLua", "CSQLite",
+                "Updatinator", "UpdatinatorLua", "CSQLite", "CLinux",
                 .product(name: "Hummingbird", package: "hummingbird"),
             ]),
 

@@ -16,7 +16,8 @@ struct ServeCommand: UpdatinatorSubcommand {
             inventory (SQLite), and gives operators who present the token of \
             --operator-token-file the inventory (GET /v1/fleet), counters (GET /metrics), the \
             management API (/v1/fleet/devices, /v1/rollouts: pause, resume, halt, advance, pin, \
-            release) and the dashboard (/dashboard). A policy error or limit answers "no update" \
+            release) and the dashboard (/dashboard). The policy runs in worker processes, each \
+            call within --policy-time-limit; a policy error or limit answers "no update" \
             (policy-error) and is logged and counted. \
             With --peer, a laptop serves GET /blobs/<hh>/<hash> for the contents of the image \
             it runs, read from its tree (--root, through its installed manifest) or from the \
@@ -51,6 +52,12 @@ struct ServeCommand: UpdatinatorSubcommand {
 
     @Option(help: "Bytes of memory each policy state may use (0 for no limit).")
     var memoryLimit = 64 << 20
+
+    @Option(help: "Seconds a policy call may take, inside Lua's C functions too; a call past it answers no update (policy-error) and its worker process is replaced.")
+    var policyTimeLimit = 1.0
+
+    @Option(help: "Policy worker processes, each with the policy loaded: the policy calls that may run at once (default: 4, or twice the cores when more).")
+    var policyWorkers: Int?
 
     @Option(help: "Where computed batches are kept; default: REPO/.batch-cache.")
     var batchCache: String?
@@ -98,7 +105,14 @@ struct ServeCommand: UpdatinatorSubcommand {
             try Self.run(listen) { try await HTTPService.run(server.router(), host: host, port: port, name: "peer", onListening: $0) }
             return
         }
-        var policySettings = PolicyPool.Settings(script: policy, configFile: config)
+        guard policyTimeLimit > 0, policyTimeLimit <= 3600 else { throw UpdError(.usage, "--policy-time-limit must be more than 0 and at most 3600 seconds") }
+        // The policy runs in worker processes of this very executable (`policy-worker`).
+        var policySettings = PolicyPool.Settings(script: policy, configFile: config, workerCommand: ["/proc/self/exe", "policy-worker"])
+        policySettings.timeLimit = policyTimeLimit
+        if let policyWorkers {
+            guard (1...256).contains(policyWorkers) else { throw UpdError(.usage, "--policy-workers must be 1 to 256") }
+            policySettings.workers = policyWorkers
+        }
         policySettings.instructionLimit = instructionLimit > 0 ? instructionLimit : nil
         policySettings.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
         var settings = SchoolServer.Settings(repository: repo, policy: policySettings,
