@@ -74,11 +74,13 @@ final class PolicyChannel {
                 if ready < 0 && errno != EINTR { throw Closed(reason: "poll: \(String(cString: strerror(errno)))") }
                 if ready <= 0 { continue }
             }
-            var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let n = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16 * 1024) { chunk in
+                let n = read(fd, chunk.baseAddress, chunk.count)
+                if n > 0 { buffer += chunk[0..<n] }
+                return n
+            }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { throw Closed(reason: n == 0 ? "the other end closed the channel" : String(cString: strerror(errno))) }
-            buffer += chunk[0..<n]
         }
     }
 

@@ -261,9 +261,18 @@ final class PolicyProcesses: Sendable {
                                                   "--memory-limit", String(settings.memoryLimit ?? 0)]
         if let config = settings.configFile { arguments += ["--config", config] }
         let argv = arguments.map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        // The server's environment, but a worker that crashes dies at once rather than run
+        // Swift's backtracer for seconds (the server logs the signal).
+        var envp = [UnsafeMutablePointer<CChar>?]()
+        var entry = environ
+        while let variable = entry.pointee {
+            envp.append(strdup(variable))
+            entry += 1
+        }
+        envp += [strdup("SWIFT_BACKTRACE=enable=no"), nil]
+        defer { (argv + envp).forEach { free($0) } }
         var pid: pid_t = 0
-        let error = posix_spawn(&pid, settings.workerCommand[0], &actions, &attributes, argv, environ)
+        let error = posix_spawn(&pid, settings.workerCommand[0], &actions, &attributes, argv, envp)
         guard error == 0 else {
             channel.close()
             throw UpdError(.io, "cannot start \(settings.workerCommand[0]): \(String(cString: strerror(error)))")
