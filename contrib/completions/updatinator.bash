@@ -607,7 +607,7 @@ _updatinator_serve() {
     repeating_flags=()
     non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
     repeating_options=()
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -634,6 +634,12 @@ _updatinator_serve() {
         return
         ;;
     '--memory-limit')
+        return
+        ;;
+    '--policy-time-limit')
+        return
+        ;;
+    '--policy-workers')
         return
         ;;
     '--batch-cache')
