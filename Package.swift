@@ -41,7 +41,7 @@ let package = Package(
         .target(
             name: "UpdatinatorServer",
             dependencies: [
-                "Updatinator", "UpdatinatorLua", "CSQLite",
+                "Updatinator", "UpdatinatorLua", "CSQLite", "CLinux",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),

@@ -86,4 +86,11 @@ static inline int CLinux_send_signal_to_pipe(int number, int fd) {
     CLinux_signal_pipe = fd;
     return sigaction(number, &action, NULL);
 }
+/* The signal this process gets when the thread that started it ends (prctl is variadic, which
+   Swift cannot call). */
+#include <sys/prctl.h>
+static inline int CLinux_set_parent_death_signal(int number) { return prctl(PR_SET_PDEATHSIG, number, 0, 0, 0); }
+/* The process's name in ps and top (up to 15 bytes). */
+static inline int CLinux_set_process_name(const char *name) { return prctl(PR_SET_NAME, name, 0, 0, 0); }
+
 #endif

@@ -3,19 +3,29 @@ import Logging
 import Updatinator
 import UpdatinatorLua
 
-/// The server policy's Lua states: one per concurrent request, each loaded with the policy
-/// script and the server's view. A state whose call failed (an error, the instruction or
-/// memory limit) is dropped and a fresh one is made for a later request. Its calls block (a
-/// policy may run for its whole instruction limit): the server makes them on its policy threads.
+/// The server policy, run in worker processes (`PolicyProcesses`, `PolicyWorker`), each with
+/// one Lua state with the policy loaded. Every call has a wall-clock limit that holds inside C
+/// functions too: a call past it gets its worker killed and answers an error, and the other
+/// workers go on answering. A state whose call failed (an error, the instruction or memory
+/// limit) is replaced by a fresh one in its worker. Its calls block until the answer or the
+/// limit: the server makes them on its policy threads.
 public final class PolicyPool: Sendable {
     public struct Settings: Sendable {
         public var script: String
         public var configFile: String?
         public var instructionLimit: Int? = 10_000_000
         public var memoryLimit: Int? = 64 << 20
-        public init(script: String, configFile: String? = nil) {
+        /// Seconds a call may take, Lua and C functions alike.
+        public var timeLimit: Double = 1
+        /// Worker processes, and so calls that may run at once.
+        public var workers = max(4, 2 * ProcessInfo.processInfo.activeProcessorCount)
+        /// The command that starts a worker (`updatinator policy-worker`): the front end knows
+        /// where its executable is.
+        public var workerCommand: [String]
+        public init(script: String, configFile: String? = nil, workerCommand: [String]) {
             self.script = script
             self.configFile = configFile
+            self.workerCommand = workerCommand
         }
     }
 
@@ -37,44 +47,21 @@ public final class PolicyPool: Sendable {
 
     private let settings: Settings
     private let makeView: @Sendable () -> SchoolView
-    private let logger: Logger
-    /// States not in use. A state is used by one thread at a time: taken from here under the
-    /// lock, called, and given back.
-    private let idle = Locked<[LuaState]>([])
+    private let processes: PolicyProcesses
 
-    /// Loads the policy once, so a broken script is reported at start rather than per request.
+    /// Starts the workers, each loading the policy, so a broken script is reported at start
+    /// rather than per request.
     public init(settings: Settings, logger: Logger = Logger(label: "updatinator.policy"), view: @escaping @Sendable () -> SchoolView) throws {
         self.settings = settings
-        self.logger = logger
         self.makeView = view
-        let first = try makeState()
-        idle.withLock { $0.append(first) }
+        processes = try PolicyProcesses(settings: settings, logger: logger)
     }
 
-    private func makeState() throws -> LuaState {
-        var options = LuaState.Options()
-        options.instructionLimit = settings.instructionLimit
-        options.memoryLimit = settings.memoryLimit
-        let lua = try LuaState(options: options)
-        lua.configFile = settings.configFile
-        lua.stateFile = nil
-        lua.installSchool(makeView())
-        let logger = self.logger
-        lua.log = { level, message in logger.log(level: Logger.Level(policyLevel: level), "policy: \(message)") }
-        lua.output = { logger.info("policy: \($0.trimmingCharacters(in: .newlines))") }
-        do {
-            try lua.runFile(settings.script)
-        } catch let error as LuaError {
-            throw UpdError(.usage, "policy \(error.message)")
-        }
-        guard try lua.run("return type(decide)").first == .string("function") else {
-            throw UpdError(.usage, "\(settings.script): the policy defines no function decide(device)")
-        }
-        return lua
-    }
+    /// Ends the workers.
+    public func stop() { processes.stop() }
 
-    /// Runs `decide(device)`. A script error, a limit or a malformed answer throws `LuaError`
-    /// or `UpdError`; the caller answers "no update" (`policy-error`).
+    /// Runs `decide(device)`. A script error, a limit, the time limit or a malformed answer
+    /// throws `UpdError`; the caller answers "no update" (`policy-error`).
     public func decide(_ device: [String: LuaValue]) throws -> Outcome {
         let results = try call("decide", [.table(device)]) ?? []
         return try Self.outcome(results.first ?? .nil)
@@ -92,12 +79,10 @@ public final class PolicyPool: Sendable {
         }
     }
 
-    /// Calls a global function of the policy in an idle state; nil when it is not defined.
+    /// Calls a global function of the policy in a worker, within the time limit; nil when it
+    /// is not defined.
     private func call(_ name: String, _ arguments: [LuaValue]) throws -> [LuaValue]? {
-        let lua = try idle.withLock({ $0.popLast() }) ?? makeState()
-        let results = try lua.callGlobal(name, arguments)
-        idle.withLock { $0.append(lua) }
-        return results
+        try processes.call(name, arguments, view: makeView(), deadline: .now() + settings.timeLimit)
     }
 
     /// Whether the policy's optional function `name(argument)` allows something: true when

@@ -52,8 +52,8 @@ public final class SchoolServer: Sendable {
     public let admission: DeviceAdmission
     let policy: PolicyPool
     let batches: BatchService?
-    /// Where policy calls run (each may take up to its instruction limit), with what they ask
-    /// of the repository index and the inventory.
+    /// Where policy calls wait for their worker process (each up to the policy's time limit),
+    /// answering what it asks of the repository index and the inventory.
     let policyThreads: WorkerThreads
     /// Where file reads, SQLite and a batch request's checks run.
     let fileThreads: WorkerThreads
@@ -69,7 +69,8 @@ public final class SchoolServer: Sendable {
             SchoolServerView(index: index, inventory: inventory, controls: controls)
         }
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        policyThreads = WorkerThreads(name: "policy", count: max(2, cores))
+        // A thread per policy worker: a call waiting for its worker holds its thread.
+        policyThreads = WorkerThreads(name: "policy", count: settings.policy.workers)
         fileThreads = WorkerThreads(name: "files", count: max(4, 2 * cores))
         let fileThreads = self.fileThreads
         batches = try settings.batches.map { try BatchService(settings: $0, repository: Repository(opening: settings.repository), fileThreads: fileThreads) }
@@ -88,6 +89,7 @@ public final class SchoolServer: Sendable {
             }
         }
         defer { writer.cancel() }
+        defer { policy.stop() }
         try await HTTPService.run(router(), host: host, port: port, name: "school", tls: tls, onListening: onListening)
         try inventory.writeChecks()
     }

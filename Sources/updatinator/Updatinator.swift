@@ -19,6 +19,7 @@ struct UpdatinatorCommand: ParsableCommand {
             DiffCommand.self, FsckCommand.self, PublishCommand.self, DeltaCommand.self, PackCommand.self, AdoptCommand.self, PlanCommand.self, ApplyCommand.self, GetManifestCommand.self, FetchCommand.self,
             RunCommand.self, ReplCommand.self, AgentCommand.self, ServeCommand.self, UpgradeCommand.self,
             DeployCommand.self, RollbackCommand.self, StatusCommand.self, GCCommand.self, MarkGoodCommand.self, FleetCommand.self,
+            PolicyWorkerCommand.self,
         ])
 
     /// Parses and runs a command; under `--json`, a command line that does not parse is a JSON

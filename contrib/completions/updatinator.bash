@@ -397,7 +397,7 @@ _updatinator_plan() {
     repeating_flags=()
     non_repeating_flags=(--live --json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--root --to --from --keyring --ca-file)
+    non_repeating_options=(--root --to --from --keyring)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -420,9 +420,6 @@ _updatinator_plan() {
     '--keyring')
         return
         ;;
-    '--ca-file')
-        return
-        ;;
     esac
 }
 
@@ -430,7 +427,7 @@ _updatinator_apply() {
     repeating_flags=()
     non_repeating_flags=(--live --resume --json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--root --to --from --rate-limit --concurrency --ca-file --keyring)
+    non_repeating_options=(--root --to --from --rate-limit --concurrency --keyring)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -454,9 +451,6 @@ _updatinator_apply() {
         return
         ;;
     '--concurrency')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     '--keyring')
@@ -469,7 +463,7 @@ _updatinator_get-manifest() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--rate-limit --concurrency --ca-file --out --keyring)
+    non_repeating_options=(--rate-limit --concurrency --out --keyring)
     __updatinator_offer_flags_options 2
 
     # Offer option value completions
@@ -481,9 +475,6 @@ _updatinator_get-manifest() {
         return
         ;;
     '--concurrency')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     '--out')
@@ -499,7 +490,7 @@ _updatinator_fetch() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--to --rate-limit --concurrency --ca-file --cache --from --root)
+    non_repeating_options=(--to --rate-limit --concurrency --cache --from --root)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -514,9 +505,6 @@ _updatinator_fetch() {
         return
         ;;
     '--concurrency')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     '--cache')
@@ -535,7 +523,7 @@ _updatinator_run() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
     repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --ca-file)
+    non_repeating_options=(--root --state --config --instruction-limit --memory-limit)
     __updatinator_offer_flags_options -1
 
     # Offer option value completions
@@ -555,9 +543,6 @@ _updatinator_run() {
     '--memory-limit')
         return
         ;;
-    '--ca-file')
-        return
-        ;;
     esac
 }
 
@@ -565,7 +550,7 @@ _updatinator_repl() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
     repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --ca-file)
+    non_repeating_options=(--root --state --config --instruction-limit --memory-limit)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -583,9 +568,6 @@ _updatinator_repl() {
         return
         ;;
     '--memory-limit')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     esac
@@ -595,7 +577,7 @@ _updatinator_agent() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --once --version -h --help)
     repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --ca-file --policy)
+    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --policy)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -613,9 +595,6 @@ _updatinator_agent() {
         return
         ;;
     '--memory-limit')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     '--policy')
@@ -628,7 +607,7 @@ _updatinator_serve() {
     repeating_flags=()
     non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
     repeating_options=()
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --tls-cert --tls-key --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -657,6 +636,12 @@ _updatinator_serve() {
     '--memory-limit')
         return
         ;;
+    '--policy-time-limit')
+        return
+        ;;
+    '--policy-workers')
+        return
+        ;;
     '--batch-cache')
         return
         ;;
@@ -675,12 +660,6 @@ _updatinator_serve() {
     '--operator-token-file')
         return
         ;;
-    '--tls-cert')
-        return
-        ;;
-    '--tls-key')
-        return
-        ;;
     '--root')
         return
         ;;
@@ -697,7 +676,7 @@ _updatinator_upgrade() {
     repeating_flags=()
     non_repeating_flags=(--live --json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device --ca-file)
+    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -729,9 +708,6 @@ _updatinator_upgrade() {
     '--device')
         return
         ;;
-    '--ca-file')
-        return
-        ;;
     esac
 }
 
@@ -739,7 +715,7 @@ _updatinator_deploy() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--sysroot --to --keyring --rate-limit --concurrency --ca-file)
+    non_repeating_options=(--sysroot --to --keyring --rate-limit --concurrency)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -763,9 +739,6 @@ _updatinator_deploy() {
         return
         ;;
     '--concurrency')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     esac
@@ -861,7 +834,7 @@ _updatinator_fleet_devices() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --ca-file --image --version --status --school --decision --seen-within --limit)
+    non_repeating_options=(--server --token-file --image --version --status --school --decision --seen-within --limit)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -870,9 +843,6 @@ _updatinator_fleet_devices() {
         return
         ;;
     '--token-file')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     '--image')
@@ -903,7 +873,7 @@ _updatinator_fleet_device() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --ca-file)
+    non_repeating_options=(--server --token-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -914,9 +884,6 @@ _updatinator_fleet_device() {
     '--token-file')
         return
         ;;
-    '--ca-file')
-        return
-        ;;
     esac
 }
 
@@ -924,7 +891,7 @@ _updatinator_fleet_rollouts() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --ca-file)
+    non_repeating_options=(--server --token-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -935,9 +902,6 @@ _updatinator_fleet_rollouts() {
     '--token-file')
         return
         ;;
-    '--ca-file')
-        return
-        ;;
     esac
 }
 
@@ -945,7 +909,7 @@ _updatinator_fleet_pause() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --ca-file --reason)
+    non_repeating_options=(--server --token-file --reason)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -954,9 +918,6 @@ _updatinator_fleet_pause() {
         return
         ;;
     '--token-file')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     '--reason')
@@ -969,7 +930,7 @@ _updatinator_fleet_resume() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --ca-file)
+    non_repeating_options=(--server --token-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -978,9 +939,6 @@ _updatinator_fleet_resume() {
         return
         ;;
     '--token-file')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     esac
@@ -990,7 +948,7 @@ _updatinator_fleet_halt() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --ca-file --reason)
+    non_repeating_options=(--server --token-file --reason)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -999,9 +957,6 @@ _updatinator_fleet_halt() {
         return
         ;;
     '--token-file')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     '--reason')
@@ -1014,7 +969,7 @@ _updatinator_fleet_advance() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --ca-file)
+    non_repeating_options=(--server --token-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -1025,9 +980,6 @@ _updatinator_fleet_advance() {
     '--token-file')
         return
         ;;
-    '--ca-file')
-        return
-        ;;
     esac
 }
 
@@ -1035,7 +987,7 @@ _updatinator_fleet_pin() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --ca-file)
+    non_repeating_options=(--server --token-file)
     __updatinator_offer_flags_options 3
 
     # Offer option value completions
@@ -1046,9 +998,6 @@ _updatinator_fleet_pin() {
     '--token-file')
         return
         ;;
-    '--ca-file')
-        return
-        ;;
     esac
 }
 
@@ -1056,7 +1005,7 @@ _updatinator_fleet_release() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --ca-file)
+    non_repeating_options=(--server --token-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -1065,9 +1014,6 @@ _updatinator_fleet_release() {
         return
         ;;
     '--token-file')
-        return
-        ;;
-    '--ca-file')
         return
         ;;
     esac

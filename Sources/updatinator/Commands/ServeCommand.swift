@@ -20,7 +20,8 @@ struct ServeCommand: UpdatinatorSubcommand {
             batch request must be signed by the device's key; a device's first signed request \
             enrols its key, and --admission says whether it is admitted then (auto), when it \
             proves it knows the enrolment token (token), or once an operator admits it \
-            (operator, the default); until then it gets no decision and no batch. A policy error or limit answers "no update" \
+            (operator, the default); until then it gets no decision and no batch. The policy \
+            runs in worker processes, each call within --policy-time-limit; a policy error or limit answers "no update" \
             (policy-error) and is logged and counted. \
             With --peer, a laptop serves GET /blobs/<hh>/<hash> for the contents of the image \
             it runs, read from its tree (--root, through its installed manifest) or from the \
@@ -55,6 +56,12 @@ struct ServeCommand: UpdatinatorSubcommand {
 
     @Option(help: "Bytes of memory each policy state may use (0 for no limit).")
     var memoryLimit = 64 << 20
+
+    @Option(help: "Seconds a policy call may take, inside Lua's C functions too; a call past it answers no update (policy-error) and its worker process is replaced.")
+    var policyTimeLimit = 1.0
+
+    @Option(help: "Policy worker processes, each with the policy loaded: the policy calls that may run at once (default: 4, or twice the cores when more).")
+    var policyWorkers: Int?
 
     @Option(help: "Where computed batches are kept; default: REPO/.batch-cache.")
     var batchCache: String?
@@ -115,7 +122,14 @@ struct ServeCommand: UpdatinatorSubcommand {
             try Self.run(listen) { try await HTTPService.run(server.router(), host: host, port: port, name: "peer", tls: tls, onListening: $0) }
             return
         }
-        var policySettings = PolicyPool.Settings(script: policy, configFile: config)
+        guard policyTimeLimit > 0, policyTimeLimit <= 3600 else { throw UpdError(.usage, "--policy-time-limit must be more than 0 and at most 3600 seconds") }
+        // The policy runs in worker processes of this very executable (`policy-worker`).
+        var policySettings = PolicyPool.Settings(script: policy, configFile: config, workerCommand: ["/proc/self/exe", "policy-worker"])
+        policySettings.timeLimit = policyTimeLimit
+        if let policyWorkers {
+            guard (1...256).contains(policyWorkers) else { throw UpdError(.usage, "--policy-workers must be 1 to 256") }
+            policySettings.workers = policyWorkers
+        }
         policySettings.instructionLimit = instructionLimit > 0 ? instructionLimit : nil
         policySettings.memoryLimit = memoryLimit > 0 ? memoryLimit : nil
         var settings = SchoolServer.Settings(repository: repo, policy: policySettings,
