@@ -43,7 +43,13 @@ import Testing
         try Sys.writeFileAtomically(path, Array(script.utf8))
         var environment = ["UPDATINATOR_DEVICE_ID": "laptop-1"]
         environment["UPDATINATOR_TIME"] = time.map(String.init)
-        let r = try CLI.run(["run", "--state", tmp.sub("device/policy-state.json"), path, "--"] + arguments, environment: environment)
+        // The script may use the directories its arguments name, as a deployment would allow them.
+        let allowed = [tmp.path] + arguments.compactMap { argument -> String? in
+            let path = argument.hasPrefix("file://") ? String(argument.dropFirst(7)) : argument
+            return path.hasPrefix("/") ? path : nil
+        }
+        let r = try CLI.run(["run", "--state", tmp.sub("device/policy-state.json")] + allowed.flatMap { ["--allow-path", $0] }
+                            + [path, "--"] + arguments, environment: environment)
         #expect(r.status == 0, "\(r.stderr)")
         return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -114,7 +120,7 @@ import Testing
         #expect(try checkChannel(mirror, "testing", time: published + 60) == "serial 1")
         // The clock is stuck a year before: stable's metadata expired a day ago all the same.
         let frozen = try checkChannel(mirror, time: published - 365 * 86400)
-        #expect(frozen.contains("channels/stable.json: expired at "), "\(frozen)")
+        #expect(frozen.contains("channels/stable.json: ") && frozen.contains(": expired at "), "\(frozen)")
     }
 
     @Test("indefinite-freeze: a decision is judged by its own time, whatever the laptop's clock, and vouches for that time")
@@ -138,7 +144,7 @@ import Testing
         #expect(try device(check, [school.server.url, school.decisionKeyring], time: stuck) == "update true")
         // The decision's time is now past the metadata's expiry, whatever the clock says.
         let frozen = try checkChannel(mirror, time: stuck)
-        #expect(frozen.contains("channels/stable.json: expired at "), "\(frozen)")
+        #expect(frozen.contains("channels/stable.json: ") && frozen.contains(": expired at "), "\(frozen)")
 
         // A decision whose lifetime is over when it is made is refused.
         let decisionKey = try KeyFile.readSecret(host.tmp.sub("decision.sec"))
@@ -185,13 +191,13 @@ import Testing
         // Version 1's signed index, served as version 2's.
         (index.image, index.version) = ("olpc-ext3", "1")
         try writeSigned(index.encoded(), to: mirror + "/images/olpc-ext3/2.deltas", purpose: .deltas)
-        #expect(throws: UpdError(.verification, "images/olpc-ext3/2.deltas: the index is for olpc-ext3 1, not olpc-ext3 2")) {
+        expectUpdError(.verification, "the index is for olpc-ext3 1, not olpc-ext3 2") {
             try fetcher.downloadDeltaIndex(image: "olpc-ext3", version: "2", keyring: ring)
         }
         // An index of format 1 names no version, so it could be any version's.
         (index.image, index.version) = (nil, nil)
         try writeSigned(index.encoded(), to: mirror + "/images/olpc-ext3/2.deltas", purpose: .deltas)
-        expectUpdError(.verification, "images/olpc-ext3/2.deltas: the index names no image and version (format 1)") {
+        expectUpdError(.verification, "the index names no image and version (format 1)") {
             try fetcher.downloadDeltaIndex(image: "olpc-ext3", version: "2", keyring: ring)
         }
     }
@@ -210,7 +216,8 @@ import Testing
         let arguments = { (hash: String) in ["file://" + mirror, "file://" + self.samples.repo, try self.keyring(), hash] }
         // The channel names version 2 with version 1's hash: the repository's version 2 is refused.
         try publish(mirror, serial: 1, manifestHash: version1)
-        #expect(try device(script, try arguments("")) == "images/olpc-ext3/2.manifest: its hash is not the \(version1.hex) that was announced")
+        let refused = try device(script, try arguments(""))
+        #expect(refused.contains("images/olpc-ext3/2.manifest: ") && refused.contains("its hash is not the \(version1.hex) that was announced"), "\(refused)")
         #expect(try device(script, try arguments(version2.hex))
             == "bad argument #4 to 'get_manifest' (hash \(version2.hex) is not the \(version1.hex) that a verified decision or channel named for olpc-ext3 2)")
         // Named with its own hash, it comes.

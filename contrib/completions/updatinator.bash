@@ -397,7 +397,7 @@ _updatinator_plan() {
     repeating_flags=()
     non_repeating_flags=(--live --json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--root --to --from --keyring)
+    non_repeating_options=(--root --to --from --keyring --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -420,6 +420,9 @@ _updatinator_plan() {
     '--keyring')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -427,7 +430,7 @@ _updatinator_apply() {
     repeating_flags=()
     non_repeating_flags=(--live --resume --json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--root --to --from --rate-limit --concurrency --keyring)
+    non_repeating_options=(--root --to --from --rate-limit --concurrency --ca-file --keyring)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -451,6 +454,9 @@ _updatinator_apply() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--keyring')
@@ -463,7 +469,7 @@ _updatinator_get-manifest() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--rate-limit --concurrency --out --keyring)
+    non_repeating_options=(--rate-limit --concurrency --ca-file --out --keyring)
     __updatinator_offer_flags_options 2
 
     # Offer option value completions
@@ -475,6 +481,9 @@ _updatinator_get-manifest() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--out')
@@ -490,7 +499,7 @@ _updatinator_fetch() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--to --rate-limit --concurrency --cache --from --root)
+    non_repeating_options=(--to --rate-limit --concurrency --ca-file --cache --from --root)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -505,6 +514,9 @@ _updatinator_fetch() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--cache')
@@ -522,8 +534,8 @@ _updatinator_fetch() {
 _updatinator_run() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit)
+    repeating_options=(--allow-path)
+    non_repeating_options=(--root --state --config --instruction-limit --time-limit --memory-limit --ca-file)
     __updatinator_offer_flags_options -1
 
     # Offer option value completions
@@ -537,10 +549,19 @@ _updatinator_run() {
     '--config')
         return
         ;;
+    '--allow-path')
+        return
+        ;;
     '--instruction-limit')
         return
         ;;
+    '--time-limit')
+        return
+        ;;
     '--memory-limit')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
@@ -549,8 +570,8 @@ _updatinator_run() {
 _updatinator_repl() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit)
+    repeating_options=(--allow-path)
+    non_repeating_options=(--root --state --config --instruction-limit --time-limit --memory-limit --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -564,10 +585,19 @@ _updatinator_repl() {
     '--config')
         return
         ;;
+    '--allow-path')
+        return
+        ;;
     '--instruction-limit')
         return
         ;;
+    '--time-limit')
+        return
+        ;;
     '--memory-limit')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
@@ -576,8 +606,8 @@ _updatinator_repl() {
 _updatinator_agent() {
     repeating_flags=()
     non_repeating_flags=(--allow-os --once --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--root --state --config --instruction-limit --memory-limit --policy)
+    repeating_options=(--allow-path)
+    non_repeating_options=(--root --state --config --instruction-limit --time-limit --memory-limit --ca-file --policy)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -591,10 +621,19 @@ _updatinator_agent() {
     '--config')
         return
         ;;
+    '--allow-path')
+        return
+        ;;
     '--instruction-limit')
         return
         ;;
+    '--time-limit')
+        return
+        ;;
     '--memory-limit')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--policy')
@@ -607,7 +646,7 @@ _updatinator_serve() {
     repeating_flags=()
     non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
     repeating_options=()
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --tls-cert --tls-key --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -660,6 +699,18 @@ _updatinator_serve() {
     '--operator-token-file')
         return
         ;;
+    '--admission')
+        return
+        ;;
+    '--enrolment-token-file')
+        return
+        ;;
+    '--tls-cert')
+        return
+        ;;
+    '--tls-key')
+        return
+        ;;
     '--root')
         return
         ;;
@@ -676,7 +727,7 @@ _updatinator_upgrade() {
     repeating_flags=()
     non_repeating_flags=(--live --json --version -h --help)
     repeating_options=(--mirror)
-    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device)
+    non_repeating_options=(--root --server --keyring --decision-keyring --from --channel --peer-url --device --device-key --enrolment-token-file --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -708,6 +759,15 @@ _updatinator_upgrade() {
     '--device')
         return
         ;;
+    '--device-key')
+        return
+        ;;
+    '--enrolment-token-file')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -715,7 +775,7 @@ _updatinator_deploy() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=(--blobs --mirror)
-    non_repeating_options=(--sysroot --to --keyring --rate-limit --concurrency)
+    non_repeating_options=(--sysroot --to --keyring --rate-limit --concurrency --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -739,6 +799,9 @@ _updatinator_deploy() {
         return
         ;;
     '--concurrency')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
@@ -819,13 +882,13 @@ _updatinator_fleet() {
     unset 'unparsed_words[0]'
     unparsed_words=("${unparsed_words[@]}")
     case "${subcommand}" in
-    devices|device|rollouts|pause|resume|halt|advance|pin|release)
+    devices|device|rollouts|pause|resume|halt|advance|pin|release|admit|reject)
         # Offer subcommand argument completions
         "_updatinator_fleet_${subcommand}"
         ;;
     *)
         # Offer subcommand completions
-        COMPREPLY+=($(compgen -W 'devices device rollouts pause resume halt advance pin release' -- "${cur}"))
+        COMPREPLY+=($(compgen -W 'devices device rollouts pause resume halt advance pin release admit reject' -- "${cur}"))
         ;;
     esac
 }
@@ -834,7 +897,7 @@ _updatinator_fleet_devices() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --image --version --status --school --decision --seen-within --limit)
+    non_repeating_options=(--server --token-file --ca-file --image --version --status --school --decision --admission --seen-within --limit)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -843,6 +906,9 @@ _updatinator_fleet_devices() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--image')
@@ -860,6 +926,9 @@ _updatinator_fleet_devices() {
     '--decision')
         return
         ;;
+    '--admission')
+        return
+        ;;
     '--seen-within')
         return
         ;;
@@ -873,7 +942,7 @@ _updatinator_fleet_device() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -884,6 +953,9 @@ _updatinator_fleet_device() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -891,7 +963,7 @@ _updatinator_fleet_rollouts() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -902,6 +974,9 @@ _updatinator_fleet_rollouts() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -909,7 +984,7 @@ _updatinator_fleet_pause() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --reason)
+    non_repeating_options=(--server --token-file --ca-file --reason)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -918,6 +993,9 @@ _updatinator_fleet_pause() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--reason')
@@ -930,7 +1008,7 @@ _updatinator_fleet_resume() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -939,6 +1017,9 @@ _updatinator_fleet_resume() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
@@ -948,7 +1029,7 @@ _updatinator_fleet_halt() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file --reason)
+    non_repeating_options=(--server --token-file --ca-file --reason)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -957,6 +1038,9 @@ _updatinator_fleet_halt() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--reason')
@@ -969,7 +1053,7 @@ _updatinator_fleet_advance() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -980,6 +1064,9 @@ _updatinator_fleet_advance() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -987,7 +1074,7 @@ _updatinator_fleet_pin() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 3
 
     # Offer option value completions
@@ -998,6 +1085,9 @@ _updatinator_fleet_pin() {
     '--token-file')
         return
         ;;
+    '--ca-file')
+        return
+        ;;
     esac
 }
 
@@ -1005,7 +1095,7 @@ _updatinator_fleet_release() {
     repeating_flags=()
     non_repeating_flags=(--json --version -h --help)
     repeating_options=()
-    non_repeating_options=(--server --token-file)
+    non_repeating_options=(--server --token-file --ca-file)
     __updatinator_offer_flags_options 1
 
     # Offer option value completions
@@ -1014,6 +1104,51 @@ _updatinator_fleet_release() {
         return
         ;;
     '--token-file')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_admit() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file --ca-file)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    '--ca-file')
+        return
+        ;;
+    esac
+}
+
+_updatinator_fleet_reject() {
+    repeating_flags=()
+    non_repeating_flags=(--json --version -h --help)
+    repeating_options=()
+    non_repeating_options=(--server --token-file --ca-file)
+    __updatinator_offer_flags_options 1
+
+    # Offer option value completions
+    case "${prev}" in
+    '--server')
+        return
+        ;;
+    '--token-file')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     esac
