@@ -40,6 +40,9 @@ final class PolicyProcesses: Sendable {
     }
 
     private let settings: PolicyPool.Settings
+    /// The policy's text, read once at start: every worker, a replacement too, runs the policy
+    /// the server started with, whatever happens to the file afterwards.
+    private let source: String
     private let logger: Logger
     private let state = Locked(State())
     /// Signalled once for each worker put in `idle`, for each job, for each of the first
@@ -54,6 +57,14 @@ final class PolicyProcesses: Sendable {
     init(settings: PolicyPool.Settings, logger: Logger) throws {
         self.settings = settings
         self.logger = logger
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: settings.script)) } catch {
+            throw UpdError(.usage, "policy cannot read \(settings.script): \(error.localizedDescription)")
+        }
+        guard data.count < PolicyChannel.maxFrame / 2, let text = String(validating: data, as: UTF8.self) else {
+            throw UpdError(.usage, "\(settings.script): a policy must be UTF-8 text under \(PolicyChannel.maxFrame / 2 >> 20) MiB")
+        }
+        source = text
         for _ in 0..<settings.workers { queue(.start) }
         let supervisor = Thread { [self] in supervise() }
         supervisor.name = "policy supervisor"
@@ -281,6 +292,7 @@ final class PolicyProcesses: Sendable {
         // Loading a policy is quick; a generous limit covers a busy machine starting a process.
         let deadline = DispatchTime.now() + max(10, settings.timeLimit)
         do {
+            try channel.send([.string("policy"), .string(source)])
             while true {
                 let message = try channel.receive(until: deadline)
                 switch message[0].stringValue {

@@ -17,8 +17,13 @@ public enum PolicyWorker {
         let channel = PolicyChannel(fd: fd)
         let view = RemoteSchoolView(channel: channel)
         var lua: LuaState
+        let source: String
         do {
-            lua = try load(settings, channel: channel, view: view)
+            // The server's first message is the policy's text.
+            let first = try channel.receive()
+            guard first.count == 2, first[0] == .string("policy"), let text = first[1].stringValue else { return 1 }
+            source = text
+            lua = try load(source, settings, channel: channel, view: view)
             try channel.send([.string("ready")])
         } catch {
             try? channel.send([.string("unloadable"), .string((error as? UpdError)?.message ?? (error as? LuaError)?.message ?? "\(error)")])
@@ -40,7 +45,7 @@ public enum PolicyWorker {
                     // As in-process before: a state whose call failed (an error, a limit) is
                     // not used again.
                     try channel.send([.string("error"), .string((error as? LuaError)?.message ?? (error as? UpdError)?.message ?? "\(error)")])
-                    lua = try load(settings, channel: channel, view: view)
+                    lua = try load(source, settings, channel: channel, view: view)
                 }
             } catch {
                 return error is PolicyChannel.Closed ? 0 : 1
@@ -48,8 +53,9 @@ public enum PolicyWorker {
         }
     }
 
-    /// A Lua state with the policy loaded; a broken policy throws `UpdError` (usage).
-    static func load(_ settings: PolicyPool.Settings, channel: PolicyChannel, view: SchoolView) throws -> LuaState {
+    /// A Lua state with the policy `source` (the text of `settings.script`) loaded; a broken
+    /// policy throws `UpdError` (usage).
+    static func load(_ source: String, _ settings: PolicyPool.Settings, channel: PolicyChannel, view: SchoolView) throws -> LuaState {
         var options = LuaState.Options()
         options.instructionLimit = settings.instructionLimit
         options.memoryLimit = settings.memoryLimit
@@ -60,7 +66,7 @@ public enum PolicyWorker {
         lua.log = { level, message in try? channel.send([.string("log"), .string(level), .string(message)]) }
         lua.output = { try? channel.send([.string("log"), .string("info"), .string($0.trimmingCharacters(in: .newlines))]) }
         do {
-            try lua.runFile(settings.script)
+            try lua.runScript(Data(source.utf8), path: settings.script)
         } catch let error as LuaError {
             throw UpdError(.usage, "policy \(error.message)")
         }

@@ -222,8 +222,12 @@ public final class LuaState {
         do { source = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw LuaError(message: "cannot read \(path): \(error.localizedDescription)")
         }
-        let chunkName = "@" + path
-        try load(source, chunkName: chunkName)
+        try runScript(source, path: path, arguments: arguments)
+    }
+
+    /// Runs the text of the script file `path`, read before, as `runFile` runs the file.
+    public func runScript(_ source: Data, path: String, arguments: [String] = []) throws {
+        try load(source, chunkName: "@" + path)
         lua_createtable(L, Int32(arguments.count), 1)
         push(path)
         lua_rawseti(L, -2, 0)
