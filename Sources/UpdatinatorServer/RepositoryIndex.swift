@@ -45,6 +45,11 @@ public final class RepositoryIndex: Sendable {
         return now.hashes[path].map { (path, $0.hash, $0.size) }
     }
 
+    /// Scans the directory again at the next question (a mirror stored a manifest).
+    public func invalidate() {
+        snapshot.withLock { $0?.taken.addTimeInterval(-maxAge) }
+    }
+
     private func current() -> Snapshot {
         snapshot.withLock { saved in
             if let saved, Date().timeIntervalSince(saved.taken) < maxAge { return saved }

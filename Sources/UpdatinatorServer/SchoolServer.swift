@@ -30,6 +30,9 @@ public final class SchoolServer: Sendable {
         public var operators = try! OperatorAccess(token: nil)
         /// How a device that signs its first request is admitted (by an operator, by default).
         public var admission = AdmissionRule.byOperator
+        /// The tier above, whose repository this server mirrors (`serve --upstream`); nil when the
+        /// repository is copied onto it.
+        public var upstream: UpstreamService.Settings?
         /// Where the server reports what goes wrong while it serves (a policy error, a failed
         /// inventory write); the front end chooses the handler.
         public var logger = Logger(label: "updatinator.serve")
@@ -47,7 +50,9 @@ public final class SchoolServer: Sendable {
     public let inventory: FleetInventory
     public let controls: FleetControls
     public let index: RepositoryIndex
-    public let metrics = ServerMetrics()
+    public let metrics: ServerMetrics
+    /// The repository's upstream, when the server mirrors one.
+    public let upstream: UpstreamService?
     /// Which devices may ask and report: their keys and admission.
     public let admission: DeviceAdmission
     let policy: PolicyPool
@@ -60,6 +65,10 @@ public final class SchoolServer: Sendable {
 
     public init(settings: Settings) throws {
         self.settings = settings
+        let metrics = ServerMetrics()
+        self.metrics = metrics
+        // The mirror first: a new one fetches repo.json, which the batch service opens.
+        upstream = try settings.upstream.map { try UpstreamService(root: settings.repository, settings: $0, metrics: metrics, logger: settings.logger) }
         inventory = try FleetInventory(path: settings.database)
         controls = try FleetControls(path: settings.database)
         admission = try DeviceAdmission(rule: settings.admission, inventory: inventory)
@@ -89,6 +98,8 @@ public final class SchoolServer: Sendable {
             }
         }
         defer { writer.cancel() }
+        let following = upstream.map { upstream in Task { await upstream.run() } }
+        defer { following?.cancel() }
         defer { policy.stop() }
         try await HTTPService.run(router(), host: host, port: port, name: "school", tls: tls, onListening: onListening)
         try inventory.writeChecks()
@@ -99,22 +110,16 @@ public final class SchoolServer: Sendable {
         let router = Router(context: ServerContext.self)
         router.add(middleware: CountingMiddleware(metrics: metrics))
         let files = FileResponder(root: settings.repository, metrics: metrics, threads: fileThreads)
-        router.files("/repo.json") { request, _ in try await files.respond(to: request, path: "repo.json", immutable: false) }
+        router.files("/repo.json") { request, _ in try await self.repositoryFile(request, ["repo.json"], files) }
         router.files("/channels/:name") { request, context in
-            guard let path = FileResponder.relativePath(["channels", try context.parameters.require("name")]) else { throw HTTPError(.notFound) }
-            return try await files.respond(to: request, path: path, immutable: false)
+            try await self.repositoryFile(request, ["channels", try context.parameters.require("name")], files)
         }
         router.files("/images/:image/:name") { request, context in
-            let name = try context.parameters.require("name")
-            guard let path = FileResponder.relativePath(["images", try context.parameters.require("image"), name]) else { throw HTTPError(.notFound) }
-            return try await files.respond(to: request, path: path, immutable: name.hasSuffix(".manifest"))
+            try await self.repositoryFile(request, ["images", try context.parameters.require("image"), try context.parameters.require("name")], files)
         }
         for kind in ["blobs", "deltas"] {
             router.files("/\(kind)/:prefix/:name") { request, context in
-                guard let path = FileResponder.relativePath([kind, try context.parameters.require("prefix"), try context.parameters.require("name")]) else {
-                    throw HTTPError(.notFound)
-                }
-                return try await files.respond(to: request, path: path, immutable: true)
+                try await self.repositoryFile(request, [kind, try context.parameters.require("prefix"), try context.parameters.require("name")], files)
             }
         }
         router.post("/v1/check") { request, context in try await self.check(request, context) }
@@ -131,6 +136,27 @@ public final class SchoolServer: Sendable {
         addManagementRoutes(to: router)
         addDashboardRoutes(to: router)
         return router
+    }
+
+    /// A file of the repository; with an upstream, one the school lacks is fetched first, and a
+    /// channel is checked again when it is due. Contents and manifests are immutable to caches.
+    func repositoryFile(_ request: Request, _ components: [String], _ files: FileResponder) async throws -> Response {
+        guard let path = FileResponder.relativePath(components) else { throw HTTPError(.notFound) }
+        let name = components.last!
+        let immutable = components[0] == "blobs" || components[0] == "deltas" || name.hasSuffix(".manifest")
+        guard let upstream, let file = RepositoryFile(path: components) else {
+            return try await files.respond(to: request, path: path, immutable: immutable)
+        }
+        if file.isMutable { try await upstream.ensure(file) }
+        do {
+            let response = try await files.respond(to: request, path: path, immutable: immutable)
+            upstream.mirror.used(file)
+            return response
+        } catch let error as HTTPError where error.status == .notFound && !file.isMutable {
+            try await upstream.ensure(file)
+            upstream.mirror.used(file)
+            return try await files.respond(to: request, path: path, immutable: immutable)
+        }
     }
 
     func body(of request: Request) async throws -> [UInt8] {
@@ -185,7 +211,7 @@ public final class SchoolServer: Sendable {
         var outcome = self.outcome(check, address: address)
         if case .update(let answer) = outcome {
             do {
-                guard let manifest = index.manifest(image: answer.image, version: answer.version) else {
+                guard let manifest = heldManifest(image: answer.image, version: answer.version, from: check) else {
                     throw UpdError(.corrupt, "decide named \(answer.image) \(answer.version), which the repository does not hold")
                 }
                 decision.update = true
@@ -212,6 +238,25 @@ public final class SchoolServer: Sendable {
         metrics.decision(recorded)
         try inventory.recordCheck(check, address: address, decision: recorded, now: now)
         return decision
+    }
+
+    /// The manifest of the version a device is to move to, from the repository; with an
+    /// upstream, fetched when the school lacks it, pinned in the cache while devices move to it,
+    /// and the device's own version's manifest fetched too, so that its batch finds its bases.
+    /// Blocks.
+    func heldManifest(image: String, version: String, from check: CheckRequest) -> (path: String, hash: ContentHash, size: UInt64)? {
+        guard let upstream else { return index.manifest(image: image, version: version) }
+        upstream.mirror.markInUse(image: image, version: version)
+        let current = check.image.flatMap { image in check.version.map { (image, $0) } }
+        for (image, version) in [(image, version)] + (current.map { [$0] } ?? []) where !upstream.mirror.hasManifest(image: image, version: version) {
+            do {
+                try upstream.ensureBlocking(.manifest(image: image, version: version))
+                index.invalidate()
+            } catch {
+                settings.logger.warning("upstream: manifest of \(image) \(version): \((error as? HTTPError)?.body ?? "\(error)")")
+            }
+        }
+        return index.manifest(image: image, version: version)
     }
 
     /// What the device is to run: the version an operator pinned it to; else the policy's
@@ -294,6 +339,7 @@ public final class SchoolServer: Sendable {
         let started = DispatchTime.now()
         let result: (key: String, bytes: UInt64, computed: Bool)
         do {
+            try await upstream?.ensureContents(Set((parsed.after + parsed.items).flatMap { [$0.hash] + ($0.base.map { [$0] } ?? []) }))
             result = try await service.prepare(parsed)
         } catch is BatchWork.Busy {
             metrics.batch("busy")

@@ -13,6 +13,10 @@ public final class ServerMetrics: Sendable {
         var batches = [String: Int]()      // outcome → count
         var batchSeconds = 0.0
         var refusals = [String: Int]()     // why → count
+        var upstreamFiles = [String: Int]()  // document or content → count
+        var upstreamBytes = 0
+        var upstreamFailures = 0
+        var cachedBytes: UInt64 = 0
     }
     private let counts = Locked(Counts())
 
@@ -50,6 +54,19 @@ public final class ServerMetrics: Sendable {
     /// `rejected`, `unknown`).
     func refusal(_ why: String) {
         counts.withLock { $0.refusals[why, default: 0] += 1 }
+    }
+
+    /// Files fetched from upstream (`kind`: document or content), and what the mirror holds now.
+    func upstream(files: Int, bytes: UInt64, kind: String, cachedBytes: UInt64) {
+        counts.withLock {
+            $0.upstreamFiles[kind, default: 0] += files
+            $0.upstreamBytes += Int(bytes)
+            $0.cachedBytes = cachedBytes
+        }
+    }
+
+    func upstreamFailure() {
+        counts.withLock { $0.upstreamFailures += 1 }
     }
 
     /// How many batch requests had this outcome.
@@ -101,6 +118,21 @@ public final class ServerMetrics: Sendable {
         for why in ["signature", "replay", "clock", "pending", "rejected", "unknown"] {
             lines.append("updatinator_device_refusals_total{why=\"\(why)\"} \(c.refusals[why] ?? 0)")
         }
+        lines += [
+            "# HELP updatinator_upstream_files_total Files fetched from upstream (serve --upstream), by kind (document, content).",
+            "# TYPE updatinator_upstream_files_total counter",
+            "updatinator_upstream_files_total{kind=\"document\"} \(c.upstreamFiles["document"] ?? 0)",
+            "updatinator_upstream_files_total{kind=\"content\"} \(c.upstreamFiles["content"] ?? 0)",
+            "# HELP updatinator_upstream_bytes_total Bytes fetched from upstream.",
+            "# TYPE updatinator_upstream_bytes_total counter",
+            "updatinator_upstream_bytes_total \(c.upstreamBytes)",
+            "# HELP updatinator_upstream_failures_total Fetches from upstream that failed (unreachable, missing or refused).",
+            "# TYPE updatinator_upstream_failures_total counter",
+            "updatinator_upstream_failures_total \(c.upstreamFailures)",
+            "# HELP updatinator_mirror_cached_bytes Bytes of contents the mirror of upstream holds.",
+            "# TYPE updatinator_mirror_cached_bytes gauge",
+            "updatinator_mirror_cached_bytes \(c.cachedBytes)",
+        ]
         return lines.joined(separator: "\n") + "\n"
     }
 }

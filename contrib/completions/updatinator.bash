@@ -645,8 +645,8 @@ _updatinator_agent() {
 _updatinator_serve() {
     repeating_flags=()
     non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
-    repeating_options=()
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --tls-cert --tls-key --root --sysroot --cache)
+    repeating_options=(--follow)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --tls-cert --tls-key --upstream --keyring --upstream-cache-bytes --upstream-interval --prefetch-window --prefetch-rate --ca-file --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -709,6 +709,30 @@ _updatinator_serve() {
         return
         ;;
     '--tls-key')
+        return
+        ;;
+    '--upstream')
+        return
+        ;;
+    '--keyring')
+        return
+        ;;
+    '--follow')
+        return
+        ;;
+    '--upstream-cache-bytes')
+        return
+        ;;
+    '--upstream-interval')
+        return
+        ;;
+    '--prefetch-window')
+        return
+        ;;
+    '--prefetch-rate')
+        return
+        ;;
+    '--ca-file')
         return
         ;;
     '--root')

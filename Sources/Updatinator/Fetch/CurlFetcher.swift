@@ -554,7 +554,11 @@ public final class CurlFetcher: @unchecked Sendable {
                     }
                 }
             }
-            if verb != (body == nil ? "GET" : "POST") { _ = CCurl_easy_setopt_str(easy, CURLOPT_CUSTOMREQUEST, verb) }
+            if verb == "HEAD" {
+                _ = CCurl_easy_setopt_long(easy, CURLOPT_NOBODY, 1)
+            } else if verb != (body == nil ? "GET" : "POST") {
+                _ = CCurl_easy_setopt_str(easy, CURLOPT_CUSTOMREQUEST, verb)
+            }
         }
         _ = CCurl_easy_setopt_write(easy, Self.write)
         _ = CCurl_easy_setopt_ptr(easy, CURLOPT_WRITEDATA, Unmanaged.passRetained(t).toOpaque())

@@ -146,25 +146,31 @@ extension CurlFetcher {
     /// An image version's delta index from the mirrors (`DeltaIndex.path`), its signature checked
     /// against `keyring` when one is given; nil when no mirror has one.
     public func downloadDeltaIndex(image: String, version: String, keyring: Keyring?) throws -> DeltaIndex? {
-        let remote = DeltaIndex.path(image: image, version: version)
         do {
-            return try fetchSigned(remote, maxBytes: UInt64(DeltaIndex.maxBytes), signatureRequired: keyring != nil, compressed: true) { got in
-                if let keyring {
-                    try keyring.verify(got.content, signatures: SignatureFile.parse(got.signature!, source: remote + ".sig"),
-                                       purpose: .deltas, source: remote)
-                }
-                let index = try DeltaIndex.parse(got.content, source: remote)
-                // A signed index of another version (mix-and-match), or of format 1, which names none.
-                guard let named = index.image, let namedVersion = index.version else {
-                    throw UpdError(.verification, "\(remote): the index names no image and version (format 1); run `updatinator delta` again to rewrite it")
-                }
-                guard named == image, namedVersion == version else {
-                    throw UpdError(.verification, "\(remote): the index is for \(named) \(namedVersion), not \(image) \(version)")
-                }
-                return index
-            }
+            return try downloadSignedDeltaIndex(image: image, version: version, keyring: keyring).index
         } catch let e as UpdError where e.code == .network {
             return nil
+        }
+    }
+
+    /// `downloadDeltaIndex` with the bytes and signature as downloaded (for a mirror that keeps
+    /// them); no mirror having one is a `network` error.
+    public func downloadSignedDeltaIndex(image: String, version: String, keyring: Keyring?) throws -> (index: DeltaIndex, download: SignedDownload) {
+        let remote = DeltaIndex.path(image: image, version: version)
+        return try fetchSigned(remote, maxBytes: UInt64(DeltaIndex.maxBytes), signatureRequired: keyring != nil, compressed: true) { got in
+            if let keyring {
+                try keyring.verify(got.content, signatures: SignatureFile.parse(got.signature!, source: remote + ".sig"),
+                                   purpose: .deltas, source: remote)
+            }
+            let index = try DeltaIndex.parse(got.content, source: remote)
+            // A signed index of another version (mix-and-match), or of format 1, which names none.
+            guard let named = index.image, let namedVersion = index.version else {
+                throw UpdError(.verification, "\(remote): the index names no image and version (format 1); run `updatinator delta` again to rewrite it")
+            }
+            guard named == image, namedVersion == version else {
+                throw UpdError(.verification, "\(remote): the index is for \(named) \(namedVersion), not \(image) \(version)")
+            }
+            return (index, got)
         }
     }
 

@@ -27,6 +27,10 @@ struct ServeCommand: UpdatinatorSubcommand {
             it runs, read from its tree (--root, through its installed manifest) or from the \
             current deployment of its sysroot (--sysroot), so that neighbours can use it as a \
             mirror. \
+            With --upstream, the school server mirrors the tier above: a file of the \
+            repository it lacks is fetched from upstream when first asked for (once, however \
+            many laptops ask), verified against --keyring or by its hash, and kept within \
+            --upstream-cache-bytes; the versions of --follow channels are fetched ahead. \
             Prints the URL it listens on, then runs until SIGTERM or SIGINT.
             """)
 
@@ -99,6 +103,8 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Option(help: "The PEM private key of --tls-cert, readable by its owner only.")
     var tlsKey: String?
 
+    @OptionGroup var upstream: UpstreamOptions
+
     @Option(help: "With --peer: the installed tree whose contents are served.")
     var root: String?
 
@@ -146,6 +152,7 @@ struct ServeCommand: UpdatinatorSubcommand {
         }
         settings.operators = try OperatorAccess(token: try operatorTokenFile.map { try Self.readToken($0) }, publicFleet: publicFleet)
         settings.admission = try admissionRule()
+        settings.upstream = try upstream.settings()
         let server = try SchoolServer(settings: settings)
         try Self.run(listen) { try await server.run(host: host, port: port, tls: tls, onListening: $0) }
     }

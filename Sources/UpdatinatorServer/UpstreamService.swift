@@ -1,0 +1,182 @@
+import Foundation
+import Hummingbird
+import Logging
+import Updatinator
+
+/// The school server's link to the tier above (`serve --upstream`): its repository is a
+/// `RepositoryMirror` of the upstream one. A file a laptop asks for that the school lacks is
+/// fetched then; concurrent requests for one file wait for one fetch (`FetchFlights`), so every
+/// content crosses the upstream link at most once. In the background it checks the followed
+/// channels every `interval` and, inside the prefetch window, fetches the contents of the
+/// versions they name at the prefetch rate, so the first laptop finds them there.
+///
+/// While upstream cannot be reached the school serves, decides and records from what it holds;
+/// a file it lacks then gets 503 with `Retry-After`.
+public final class UpstreamService: Sendable {
+    public struct Settings: Sendable {
+        public var mirror: RepositoryMirror.Settings
+        /// The channels whose versions are fetched ahead of the first laptop.
+        public var channels: [String] = []
+        /// How often the channels are checked.
+        public var interval: TimeInterval = 60
+        /// When contents may be fetched ahead (nil: at any time).
+        public var prefetchWindow: TimeWindow?
+        /// The prefetch's rate limit in bytes per second (nil: none).
+        public var prefetchRate: UInt64?
+        /// Contents per prefetch step: a laptop that asks for one of them waits for that step.
+        public var prefetchStep = 64
+
+        public init(mirror: RepositoryMirror.Settings) {
+            self.mirror = mirror
+        }
+    }
+
+    public let settings: Settings
+    public let mirror: RepositoryMirror
+    let flights = FetchFlights()
+    let threads = WorkerThreads(name: "upstream", count: 4)
+    let prefetcher: CurlFetcher
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    /// Opens the mirror at `root`; a mirror without `repo.json` fetches it now, so the first start
+    /// needs upstream.
+    public init(root: String, settings: Settings, metrics: ServerMetrics, logger: Logger) throws {
+        self.settings = settings
+        self.metrics = metrics
+        self.logger = logger
+        mirror = try RepositoryMirror(root: root, settings: settings.mirror)
+        var options = FetchOptions(mirrors: [settings.mirror.upstream])
+        options.caFile = settings.mirror.caFile
+        options.rateLimit = settings.prefetchRate
+        prefetcher = try CurlFetcher(options: options)
+        if mirror.needsFetch(.config) {
+            do {
+                try record(mirror.fetch([.config]), kind: "document")
+            } catch let error as UpdError where FileManager.default.fileExists(atPath: root + "/repo.json") {
+                logger.warning("upstream: \(error.message); serving the copy held")
+            }
+        }
+    }
+
+    /// Makes `file` present, fetching it from upstream when it is missing (or a channel due for
+    /// a check). Throws the HTTP answer when it cannot: 404 when upstream lacks it or no verified
+    /// document names it, 503 while upstream cannot be reached, 502 when what it sent is refused.
+    /// A channel upstream cannot give keeps being served from the copy held.
+    func ensure(_ file: RepositoryFile) async throws {
+        guard mirror.needsFetch(file) else { return }
+        do {
+            try await fetch([file], via: nil)
+        } catch let error as HTTPError where file.isMutable && FileManager.default.fileExists(atPath: "\(mirror.root)/\(file.path)") {
+            logger.warning("upstream: \(error.body ?? "\(error.status)"); serving the copy of \(file.path) held")
+        }
+    }
+
+    /// Makes the contents present that a verified manifest names and the school lacks (a batch's).
+    func ensureContents(_ hashes: some Sequence<ContentHash>) async throws {
+        let missing = mirror.missingContents(hashes)
+        guard !missing.isEmpty else { return }
+        try await fetch(missing.map { .blob($0) }, via: nil)
+    }
+
+    /// `ensure` from a thread that may block (a policy thread, deciding).
+    func ensureBlocking(_ file: RepositoryFile) throws {
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Locked<Error?>(nil)
+        Task {
+            do { try await ensure(file) } catch { outcome.withLock { $0 = error } }
+            done.signal()
+        }
+        done.wait()
+        if let error = outcome.withLock({ $0 }) { throw error }
+    }
+
+    /// Fetches the files, each once however many ask at the same time.
+    private func fetch(_ files: [RepositoryFile], via fetcher: CurlFetcher?) async throws {
+        let (mirror, threads) = (self.mirror, self.threads)
+        do {
+            try await flights.fetch(files) { claimed in
+                // Another request may have fetched one of them just before this claim.
+                let needed = claimed.filter { mirror.needsFetch($0) }
+                guard !needed.isEmpty else { return }
+                let fetched = try await threads.run { try mirror.fetch(needed, via: fetcher) }
+                self.record(fetched, kind: needed.allSatisfy(\.isContent) ? "content" : "document")
+            }
+        } catch let error as UpdError {
+            if error.code != .usage { metrics.upstreamFailure() }
+            switch error.code {
+            case .network where !mirror.isReachable:
+                throw HTTPError(.serviceUnavailable, headers: [.retryAfter: String(Int(settings.mirror.retryAfter))], message: error.message)
+            case .network, .usage:
+                throw HTTPError(.notFound, message: error.message)
+            default:
+                logger.error("upstream: \(error.message)")
+                throw HTTPError(.badGateway, message: error.message)
+            }
+        }
+    }
+
+    private func record(_ fetched: RepositoryMirror.Fetched, kind: String) {
+        metrics.upstream(files: fetched.files, bytes: fetched.bytes, kind: kind, cachedBytes: mirror.cachedBytes)
+    }
+
+    /// Checks the followed channels every `interval` until cancelled, fetching each one's
+    /// manifest, and its contents inside the prefetch window.
+    func run() async {
+        while !Task.isCancelled {
+            for channel in settings.channels {
+                do {
+                    try await follow(channel)
+                } catch {
+                    logger.warning("upstream: channel \(channel): \((error as? HTTPError)?.body ?? "\(error)")")
+                }
+            }
+            try? await Task.sleep(for: .seconds(settings.interval))
+        }
+    }
+
+    /// One check of a followed channel.
+    func follow(_ channel: String) async throws {
+        let file = RepositoryFile.channel(channel)
+        try await ensure(file)
+        let bytes = try FileDescriptor.readRegularFile(beneath: mirror.root, components: ["channels", "\(channel).json"], limit: 64 * 1024)
+        let metadata = try ChannelMetadata.parse(bytes, source: file.path)
+        mirror.markInUse(image: metadata.image, version: metadata.version)
+        try await ensure(.manifest(image: metadata.image, version: metadata.version))
+        guard settings.prefetchWindow?.contains(Date()) ?? true,
+              let contents = mirror.contents(image: metadata.image, version: metadata.version) else { return }
+        let missing = mirror.missingContents(contents)
+        var start = 0
+        while start < missing.count, !Task.isCancelled {
+            let step = missing[start..<min(missing.count, start + settings.prefetchStep)]
+            try await fetch(step.map { .blob($0) }, via: prefetcher)
+            start += step.count
+        }
+    }
+}
+
+/// Fetches in flight, by file: a request for a file already being fetched waits for that fetch.
+actor FetchFlights {
+    private var running = [RepositoryFile: Task<Void, Error>]()
+
+    /// Runs `work` for the files no fetch in flight claims, and waits for that and the others.
+    func fetch(_ files: [RepositoryFile], _ work: @escaping @Sendable ([RepositoryFile]) async throws -> Void) async throws {
+        var waits = Array(Set(files.compactMap { running[$0] }))
+        let unclaimed = files.filter { running[$0] == nil }
+        if !unclaimed.isEmpty {
+            let task = Task { try await work(unclaimed) }
+            for file in unclaimed { running[file] = task }
+            waits.append(task)
+            Task {
+                _ = await task.result
+                self.finished(unclaimed)
+            }
+        }
+        for task in waits { try await task.value }
+    }
+
+    private func finished(_ files: [RepositoryFile]) {
+        for file in files { running[file] = nil }
+    }
+
+}

@@ -1,0 +1,178 @@
+import Foundation
+import Testing
+@testable import Updatinator
+
+/// A school server that mirrors the tier above (`serve --upstream`): the national repository
+/// on nginx, whose access log shows every request that crossed the national link.
+@Suite struct UpstreamTests {
+    let samples: SampleImages
+    let tmp = TemporaryDirectory("upstream")
+
+    init() throws { samples = try SampleImages.shared }
+
+    /// The national repository: the samples with a signed `stable` channel at olpc-ext3 2.
+    func nationalRepository() throws -> String {
+        let repo = tmp.sub("national")
+        try Shell.run(["cp", "-a", samples.repo, repo])
+        let published = try CLI.run(["publish", "--repo", repo, "--channel", "stable", "--image", "olpc-ext3", "--version", "2",
+                                     "--expires", "1d", "--secret-key", samples.secretKey])
+        try #require(published.status == 0, "\(published.stderr)")
+        return repo
+    }
+
+    /// A school server whose repository mirrors `upstream`, deciding with the default policy.
+    func school(_ upstream: String, _ extra: [String] = []) throws -> (server: ServeProcess, repo: String, decisionKeyring: String) {
+        let repo = tmp.sub("school-\(UUID().uuidString)")
+        let decisionKeyring = tmp.sub("decision-keyring")
+        let secret = tmp.sub("decision.sec")
+        if !FileManager.default.fileExists(atPath: secret) {
+            try Sys.mkdirs(decisionKeyring)
+            try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: secret, publicPath: decisionKeyring + "/decision.pub")
+        }
+        let config = tmp.sub("policy.json")
+        try Sys.writeFileAtomically(config, Array(#"{"image": "olpc-ext3"}"#.utf8))
+        let server = try ServeProcess(["--repo", repo, "--policy", SchoolServerTests.serverPolicy("default.lua"), "--decision-key", secret,
+                                       "--config", config, "--upstream", upstream, "--keyring", samples.keyring] + extra)
+        return (server, repo, decisionKeyring)
+    }
+
+    /// A tree at olpc-ext3 `version` with its installed-manifest record.
+    func installedTree(_ name: String, version: String) throws -> String {
+        let root = tmp.sub(name)
+        try Shell.copyTree(samples.tree("olpc-ext3", version), root)
+        try Sys.mkdirs("\(root)/.updatinator")
+        try Sys.writeFileAtomically("\(root)/.updatinator/installed.manifest", Sys.readFile(samples.manifest("olpc-ext3", version)))
+        return root
+    }
+
+    /// The paths nginx answered with `status`, each as often as it was asked.
+    func answered(_ national: NginxMirror, _ status: Int = 200) -> [String] {
+        national.requests.compactMap { line in
+            let parts = line.split(separator: " ")
+            return parts.count >= 4 && parts[3] == String(status) ? String(parts[1]) : nil
+        }
+    }
+
+    @Test("a content many laptops of one school fetch crosses the national link once")
+    func contentsCrossUpstreamOnce() throws {
+        let national = try NginxMirror(repo: try nationalRepository())
+        // The followed channel's contents are not fetched ahead now: the window is hours away.
+        let hour = Calendar.current.component(.hour, from: Date())
+        let school = try school(national.url, ["--follow", "stable", "--prefetch-window", "\((hour + 2) % 24):00-\((hour + 3) % 24):00"])
+        let laptops = try (0..<4).map { try installedTree("laptop-\($0)", version: "1") }
+        // Four laptops upgrade at once: the first batch's contents are fetched while the others wait for them.
+        let upgrades = try laptops.enumerated().map { n, root in
+            try Subprocess([CLI.binary, "upgrade", "--root", root, "--server", school.server.url, "--keyring", samples.keyring,
+                            "--decision-keyring", school.decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": "laptop-\(n)"])
+        }
+        for upgrade in upgrades { #expect(upgrade.wait() == 0, "\(upgrade.stderr)") }
+        for root in laptops { #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == []) }
+
+        let blobs = answered(national).filter { $0.hasPrefix("/blobs/") }
+        #expect(!blobs.isEmpty)
+        #expect(blobs.count == Set(blobs).count, "a blob crossed twice: \(blobs.count) requests for \(Set(blobs).count) blobs")
+        #expect(try school.server.metric("updatinator_upstream_files_total", ["content"]) == blobs.count)
+        // What the school holds is what crossed, each verified by its hash.
+        let held = try FileManager.default.subpathsOfDirectory(atPath: school.repo + "/blobs").filter { $0.count == 67 }
+        #expect(Set(held.map { "/blobs/" + $0 }) == Set(blobs))
+        let manifests = answered(national).filter { $0.hasPrefix("/images/") && $0.contains(".manifest") }
+        #expect(manifests.count == Set(manifests).count, "\(manifests)")
+        // A second school's laptops cost the national link again; this school's second round does not.
+        let again = try installedTree("laptop-late", version: "1")
+        let late = try CLI.run(["upgrade", "--root", again, "--server", school.server.url, "--keyring", samples.keyring,
+                                "--decision-keyring", school.decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": "laptop-late"])
+        #expect(late.status == 0, "\(late.stderr)")
+        #expect(answered(national).filter { $0.hasPrefix("/blobs/") }.count == blobs.count)
+    }
+
+    @Test("hostile-upstream: a blob that is not its content, or a manifest not signed by the build key, is refused and not kept")
+    func whatUpstreamSendsIsVerified() throws {
+        let repo = try nationalRepository()
+        let national = try NginxMirror(repo: repo)
+        let school = try school(national.url)
+        let manifest = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
+        let (hash, facts) = try #require(manifest.contents.first { $0.value.size > 100 })
+        let path = "blobs/\(hash.hex.prefix(2))/\(hash.hex)"
+        // Before the school holds the manifest, a blob is named by nothing it verified.
+        #expect(try Curl.get("\(school.server.url)/\(path)").status == 404)
+        #expect(answered(national).filter { $0.hasPrefix("/blobs/") }.isEmpty, "an unnamed content is not asked for upstream")
+        #expect(try Curl.get("\(school.server.url)/images/olpc-ext3/2.manifest").status == 200)
+
+        // Another content's blob of the same compressed size, under this one's name.
+        let other = try #require(manifest.contents.first { $0.key != hash && $0.value.blobSize == facts.blobSize }?.key
+                                 ?? manifest.contents.first { $0.key != hash }?.key)
+        try Sys.writeFileAtomically("\(repo)/\(path)", Sys.readFile("\(repo)/blobs/\(other.hex.prefix(2))/\(other.hex)"))
+        let refused = try Curl.get("\(school.server.url)/\(path)")
+        #expect(refused.status == 502, "\(refused.status) \(refused.body)")
+        #expect(!FileManager.default.fileExists(atPath: "\(school.repo)/\(path)"))
+
+        // A manifest signed by another key.
+        let stranger = SecretKey.generate()
+        let text = try Sys.readFile("\(repo)/images/olpc-ext3/1.manifest")
+        var signatures = SignatureFile()
+        signatures.sign(text, with: stranger, purpose: .manifest)
+        try Sys.writeFileAtomically("\(repo)/images/olpc-ext3/1.manifest.sig", signatures.encoded())
+        let forged = try Curl.get("\(school.server.url)/images/olpc-ext3/1.manifest")
+        #expect(forged.status == 502, "\(forged.status) \(forged.body)")
+        #expect(!FileManager.default.fileExists(atPath: "\(school.repo)/images/olpc-ext3/1.manifest"))
+        #expect(try school.server.metric("updatinator_upstream_failures_total") == 2)
+    }
+
+    @Test("a school serves what it holds through an upstream outage, and answers 503 at once for what it lacks")
+    func aSchoolServesThroughAnOutage() throws {
+        var national: NginxMirror? = try NginxMirror(repo: try nationalRepository())
+        let school = try school(national!.url, ["--follow", "stable"])
+        // The followed channel's version is fetched ahead: manifest and every content.
+        let needed = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2")).contents.count
+        try waitUntil(timeout: 60, "the school holds olpc-ext3 2's contents") {
+            try school.server.metric("updatinator_upstream_files_total", ["content"]) >= needed
+        }
+        national = nil
+        let laptop = try installedTree("laptop", version: "1")
+        let upgrade = try CLI.run(["upgrade", "--root", laptop, "--server", school.server.url, "--keyring", samples.keyring,
+                                   "--decision-keyring", school.decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": "laptop"])
+        #expect(upgrade.status == 0, "\(upgrade.stderr)")
+        #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: laptop) == [])
+        // The channel keeps being served from the copy held.
+        #expect(try Curl.get(school.server.url + "/channels/stable.json").status == 200)
+        // A manifest the school never fetched: 503, with when to ask again.
+        let lacking = try Curl.get(school.server.url + "/images/olpc-devel-ext3/2.manifest")
+        #expect(lacking.status == 503 && lacking.header("Retry-After") != nil, "\(lacking.status) \(lacking.body)")
+    }
+
+    @Test("the cache keeps to its bound, the least recently used first, never evicting the version laptops move to")
+    func theCacheKeepsToItsBound() throws {
+        let national = try NginxMirror(repo: try nationalRepository())
+        let target = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2")).contents
+        let other = try ManifestParser.parse(contentsOf: samples.manifest("olpc-devel-ext3", "2")).contents
+        let pinnedBytes = target.values.reduce(0) { $0 + $1.blobSize }
+        // Four contents of another version, the second the largest and the fourth the smallest.
+        let extras = other.filter { target[$0.key] == nil }.sorted { $0.value.blobSize > $1.value.blobSize }
+        try #require(extras.count >= 4)
+        let (e2, e1, e3, e4) = (extras[0], extras[1], extras[2], extras[extras.count - 1])
+        let bound = pinnedBytes + e1.value.blobSize + e2.value.blobSize + e3.value.blobSize
+        let school = try school(national.url, ["--follow", "stable", "--upstream-cache-bytes", String(bound)])
+        func held(_ hash: ContentHash) -> Bool { FileManager.default.fileExists(atPath: "\(school.repo)/blobs/\(hash.hex.prefix(2))/\(hash.hex)") }
+        func ask(_ hash: ContentHash) throws -> Int { try Curl.get("\(school.server.url)/blobs/\(hash.hex.prefix(2))/\(hash.hex)").status }
+        try waitUntil(timeout: 60, "the followed version's contents are fetched ahead") { target.keys.allSatisfy(held) }
+
+        #expect(try Curl.get(school.server.url + "/images/olpc-devel-ext3/2.manifest").status == 200)
+        for hash in [e1.key, e2.key, e3.key] { #expect(try ask(hash) == 200) }
+        #expect([e1.key, e2.key, e3.key].allSatisfy(held), "the bound holds all three")
+        #expect(try ask(e1.key) == 200, "e1 used again")
+        #expect(try ask(e4.key) == 200)
+        #expect(!held(e2.key), "the least recently used went first")
+        #expect([e1.key, e3.key, e4.key].allSatisfy(held))
+        #expect(target.keys.filter { !held($0) }.count == 0, "the version laptops move to is pinned")
+        #expect(try school.server.metric("updatinator_mirror_cached_bytes") <= Int(bound))
+
+        // Under a bound smaller than the pinned version, the pinned contents all stay and the others go.
+        let tight = try self.school(national.url, ["--follow", "stable", "--upstream-cache-bytes", String(pinnedBytes / 2)])
+        func heldTight(_ hash: ContentHash) -> Bool { FileManager.default.fileExists(atPath: "\(tight.repo)/blobs/\(hash.hex.prefix(2))/\(hash.hex)") }
+        try waitUntil(timeout: 60, "the followed version's contents are fetched ahead") { target.keys.allSatisfy(heldTight) }
+        #expect(try Curl.get(tight.server.url + "/images/olpc-devel-ext3/2.manifest").status == 200)
+        for hash in [e1.key, e2.key] { #expect(try Curl.get("\(tight.server.url)/blobs/\(hash.hex.prefix(2))/\(hash.hex)").status == 200) }
+        #expect(!heldTight(e1.key) && heldTight(e2.key), "only the content just asked for is kept beyond the pinned ones")
+        #expect(target.keys.filter { !heldTight($0) }.count == 0)
+    }
+}
