@@ -59,16 +59,19 @@ enum FuzzTargets {
     }
 
     /// The school server's request handling: the first byte picks the check body, the report
-    /// body, the batch body, a repository path, or a Range header.
+    /// body, the batch body, a repository path, a Range header, a school's forwarded reports, or
+    /// a path as a mirror of upstream reads it.
     static func request(_ bytes: [UInt8]) {
         guard let first = bytes.first else { return }
         let rest = Array(bytes.dropFirst())
-        switch first % 5 {
+        switch first % 7 {
         case 0: _ = (try? WireCoding.decode(CheckRequest.self, from: rest))?.policyTable(address: "10.1.2.3")
         case 1: _ = try? WireCoding.decode(DeviceReport.self, from: rest)
         case 2: _ = try? WireCoding.decode(BatchRequest.self, from: rest, userInfo: [BatchRequest.maxItemsKey: 1000])
         case 3: _ = FileResponder.relativePath(String(decoding: rest, as: UTF8.self).split(separator: "/", omittingEmptySubsequences: false).map(String.init))
-        default: _ = FileResponder.parseRange(String(decoding: rest, as: UTF8.self), size: 1 << 20)
+        case 4: _ = FileResponder.parseRange(String(decoding: rest, as: UTF8.self), size: 1 << 20)
+        case 5: _ = try? WireCoding.decode(ForwardedReports.self, from: rest)
+        default: _ = RepositoryFile(path: String(decoding: rest, as: UTF8.self).split(separator: "/", omittingEmptySubsequences: false).map(String.init))
         }
     }
 

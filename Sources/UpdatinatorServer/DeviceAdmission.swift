@@ -35,11 +35,15 @@ public final class DeviceAdmission: Sendable {
     private let enrolled: Locked<[String: Enrolment]>
     private let nonces = NonceMemory()
 
-    public init(rule: AdmissionRule, inventory: FleetInventory, window: Int64 = 300) throws {
+    /// Who enrols here: devices, or the school servers of a tier above them.
+    public let kind: Enrollee
+
+    public init(rule: AdmissionRule, inventory: FleetInventory, kind: Enrollee = .device, window: Int64 = 300) throws {
         self.rule = rule
         self.window = window
         self.inventory = inventory
-        enrolled = Locked(try inventory.enrolments())
+        self.kind = kind
+        enrolled = Locked(try inventory.enrolments(of: kind))
     }
 
     /// A device's enrolment, if it has one.
@@ -78,7 +82,7 @@ public final class DeviceAdmission: Sendable {
         let known = enrolment(device)
         if let known, known.key != signature.key {
             throw ServerRefusal(.forbidden, DeviceRefusal.signature,
-                                "device \(device) is enrolled under another key (\(known.key.keyID)); this request's key is \(signature.key.keyID)")
+                                "\(kind.rawValue) \(device) is enrolled under another key (\(known.key.keyID)); this request's key is \(signature.key.keyID)")
         }
         guard signature.isValid(method: method, path: path, bodyHash: bodyHash, key: known?.key ?? signature.key) else {
             throw ServerRefusal(.unauthorized, DeviceRefusal.signature, "the signature of device \(device) does not verify for this request")
@@ -90,7 +94,7 @@ public final class DeviceAdmission: Sendable {
         if state == nil {
             guard let first = try firstState(signature) else {
                 throw ServerRefusal(.forbidden, DeviceRefusal.notAdmitted,
-                                    "device \(device) is unknown: this server admits devices by enrolment token, and the request's is missing or wrong",
+                                    "\(kind.rawValue) \(device) is unknown: this server admits devices by enrolment token, and the request's is missing or wrong",
                                     state: "unknown")
             }
             state = try await enrol { try self.enrol(device, Enrolment(key: signature.key, state: first), address: address, now: now) }.state
@@ -99,9 +103,9 @@ public final class DeviceAdmission: Sendable {
         case .admitted: return device
         case .pending:
             throw ServerRefusal(.forbidden, DeviceRefusal.notAdmitted,
-                                "device \(device) is pending: an operator must admit it (key \(signature.key.keyID))", state: "pending")
+                                "\(kind.rawValue) \(device) is pending: an operator must admit it (key \(signature.key.keyID))", state: "pending")
         case .rejected:
-            throw ServerRefusal(.forbidden, DeviceRefusal.notAdmitted, "device \(device) was rejected by an operator", state: "rejected")
+            throw ServerRefusal(.forbidden, DeviceRefusal.notAdmitted, "\(kind.rawValue) \(device) was rejected by an operator", state: "rejected")
         }
     }
 
@@ -122,11 +126,11 @@ public final class DeviceAdmission: Sendable {
         try enrolled.withLock { enrolled in
             if let existing = enrolled[device] {
                 guard existing.key == enrolment.key else {
-                    throw ServerRefusal(.forbidden, DeviceRefusal.signature, "device \(device) is enrolled under another key (\(existing.key.keyID))")
+                    throw ServerRefusal(.forbidden, DeviceRefusal.signature, "\(kind.rawValue) \(device) is enrolled under another key (\(existing.key.keyID))")
                 }
                 return existing
             }
-            try inventory.enrol(device, enrolment, address: address, now: now)
+            try inventory.enrol(device, enrolment, address: address, now: now, kind: kind)
             enrolled[device] = enrolment
             return enrolment
         }
@@ -136,10 +140,10 @@ public final class DeviceAdmission: Sendable {
     public func set(_ device: String, _ state: AdmissionState) throws {
         try enrolled.withLock { enrolled in
             guard var enrolment = enrolled[device] else {
-                throw UpdError(.usage, "device \(device) has not enrolled (it has sent no signed request)")
+                throw UpdError(.usage, "\(kind.rawValue) \(device) has not enrolled (it has sent no signed request)")
             }
-            guard enrolment.state != state else { throw UpdError(.nothingToDo, "device \(device) is \(state.rawValue) already") }
-            try inventory.setAdmission(device, state)
+            guard enrolment.state != state else { throw UpdError(.nothingToDo, "\(kind.rawValue) \(device) is \(state.rawValue) already") }
+            try inventory.setAdmission(device, state, kind: kind)
             enrolment.state = state
             enrolled[device] = enrolment
         }

@@ -18,12 +18,21 @@ public struct Enrolment: Sendable, Equatable {
     public var state: AdmissionState
 }
 
+/// Who enrols with a server: its devices (laptops), or the school servers below it, each in a
+/// table of its own so that schools never count as devices.
+public enum Enrollee: String, Sendable {
+    case device, school
+
+    var table: String { self == .device ? "devices" : "schools" }
+    var column: String { rawValue }
+}
+
 extension FleetInventory {
-    /// Every enrolled device's key and admission: what the server loads once and keeps in memory.
-    public func enrolments() throws -> [String: Enrolment] {
+    /// Every enrolled device's (or school's) key and admission: what the server loads once and keeps in memory.
+    public func enrolments(of kind: Enrollee = .device) throws -> [String: Enrolment] {
         try database.withLock { db in
             var enrolments = [String: Enrolment]()
-            for row in try db.query("SELECT device, public_key, admission FROM devices WHERE public_key IS NOT NULL") {
+            for row in try db.query("SELECT \(kind.column), public_key, admission FROM \(kind.table) WHERE public_key IS NOT NULL") {
                 guard let device = row[0].text, let key = row[1].text.flatMap({ PublicKey(hex: $0) }),
                       let state = row[2].text.flatMap({ AdmissionState(rawValue: $0) }) else { continue }
                 enrolments[device] = Enrolment(key: key, state: state)
@@ -34,12 +43,12 @@ extension FleetInventory {
 
     /// Records a device's first signed request: its key, its admission, its address. A row the
     /// device had before it had a key (an inventory older than device keys) is kept and bound to it.
-    public func enrol(_ device: String, _ enrolment: Enrolment, address: String?, now: Int64) throws {
+    public func enrol(_ device: String, _ enrolment: Enrolment, address: String?, now: Int64, kind: Enrollee = .device) throws {
         try database.withLock { db in
             try db.query("""
-                INSERT INTO devices (device, address, first_seen, last_seen, public_key, key_fingerprint, admission)
+                INSERT INTO \(kind.table) (\(kind.column), address, first_seen, last_seen, public_key, key_fingerprint, admission)
                 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)
-                ON CONFLICT (device) DO UPDATE SET public_key = ?4, key_fingerprint = ?5, admission = ?6,
+                ON CONFLICT (\(kind.column)) DO UPDATE SET public_key = ?4, key_fingerprint = ?5, admission = ?6,
                     address = coalesce(?2, address), last_seen = ?3
                 """, [.text(device), text(address), .integer(now), .text(enrolment.key.hex), .text(enrolment.key.keyID),
                       .text(enrolment.state.rawValue)])
@@ -47,9 +56,9 @@ extension FleetInventory {
     }
 
     /// Sets an enrolled device's admission.
-    public func setAdmission(_ device: String, _ state: AdmissionState) throws {
+    public func setAdmission(_ device: String, _ state: AdmissionState, kind: Enrollee = .device) throws {
         try database.withLock { db in
-            try db.query("UPDATE devices SET admission = ? WHERE device = ?", [.text(state.rawValue), .text(device)])
+            try db.query("UPDATE \(kind.table) SET admission = ? WHERE \(kind.column) = ?", [.text(state.rawValue), .text(device)])
         }
         forgetCachedCounts()
     }

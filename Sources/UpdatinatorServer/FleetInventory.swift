@@ -13,7 +13,11 @@ public final class FleetInventory: Sendable {
     private let pendingChecks = Locked<[(CheckRequest, String?, String, Int64)]>([])
     private let peerCandidates: ShortLivedCache<[PeerCandidate]>
 
-    public init(path: String, countLifetime: TimeInterval = 1) throws {
+    /// Whether each report is also kept in the outbox, for the tier above (`ReportForwarder`).
+    let keepsOutbox: Bool
+
+    public init(path: String, countLifetime: TimeInterval = 1, keepsOutbox: Bool = false) throws {
+        self.keepsOutbox = keepsOutbox
         counts = ShortLivedCache(lifetime: countLifetime, capacity: 10_000)
         peerCandidates = ShortLivedCache(lifetime: countLifetime, capacity: 1000)
         let db = try SQLiteDatabase(path: path)
@@ -30,6 +34,12 @@ public final class FleetInventory: Sendable {
                 id INTEGER PRIMARY KEY, device TEXT NOT NULL, time INTEGER NOT NULL, status TEXT NOT NULL,
                 image TEXT, version TEXT, code TEXT, message TEXT, bytes INTEGER);
             CREATE INDEX IF NOT EXISTS history_by_device ON history (device, time);
+            CREATE TABLE IF NOT EXISTS schools (
+                school TEXT PRIMARY KEY, address TEXT, first_seen INTEGER NOT NULL, last_seen INTEGER NOT NULL,
+                public_key TEXT, key_fingerprint TEXT, admission TEXT, last_forward INTEGER);
+            CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, address TEXT, report TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS forwarded (school TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (school, epoch));
+            CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
             """)
         // Columns added since the first release, for a database that predates them.
         let columns = Set(try db.query("PRAGMA table_info(devices)").compactMap { $0[1].text })
@@ -84,30 +94,43 @@ public final class FleetInventory: Sendable {
         try writeChecks()
         try database.withLock { db in
             try db.transaction {
-                if report.status == .done {
-                    try db.query("""
-                        INSERT INTO devices (device, image, version, address, status, peer, first_seen, last_seen, last_report)
-                        VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6, ?6, ?6)
-                        ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
-                            address = coalesce(?4, address), status = 'done', code = NULL, target_image = NULL,
-                            target_version = NULL, peer = ?5, last_seen = ?6, last_report = ?6
-                        """, [.text(report.device), text(report.image), text(report.version), text(address), text(report.peer), .integer(now)])
-                } else {
-                    try db.query("""
-                        INSERT INTO devices (device, address, status, code, target_image, target_version, first_seen, last_seen, last_report)
-                        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)
-                        ON CONFLICT (device) DO UPDATE SET address = coalesce(?2, address), status = ?3, code = ?4,
-                            target_image = coalesce(?5, target_image), target_version = coalesce(?6, target_version),
-                            last_seen = ?7, last_report = ?7
-                        """, [.text(report.device), text(address), .text(report.status.rawValue), text(report.code), text(report.image),
-                              text(report.version), .integer(now)])
+                try write(report, address: address, now: now, school: nil, in: db)
+                if keepsOutbox {
+                    try db.query("INSERT INTO outbox (time, address, report) VALUES (?, ?, ?)",
+                                 [.integer(now), text(address), .text(String(decoding: try WireCoding.encode(report), as: UTF8.self))])
                 }
-                forgetCachedCounts()
-                try db.query("INSERT INTO history (device, time, status, image, version, code, message, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             [.text(report.device), .integer(now), .text(report.status.rawValue), text(report.image), text(report.version),
-                              text(report.code), text(report.message), report.bytes.map { .integer($0) } ?? .null])
             }
         }
+        forgetCachedCounts()
+    }
+
+    /// Writes a report into the device's row and its history; `school`, for a report a school
+    /// forwarded, is recorded as the device's school.
+    func write(_ report: DeviceReport, address: String?, now: Int64, school: String?, in db: SQLiteDatabase) throws {
+        if report.status == .done {
+            try db.query("""
+                INSERT INTO devices (device, image, version, address, status, peer, first_seen, last_seen, last_report)
+                VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6, ?6, ?6)
+                ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
+                    address = coalesce(?4, address), status = 'done', code = NULL, target_image = NULL,
+                    target_version = NULL, peer = ?5, last_seen = ?6, last_report = ?6
+                """, [.text(report.device), text(report.image), text(report.version), text(address), text(report.peer), .integer(now)])
+        } else {
+            try db.query("""
+                INSERT INTO devices (device, address, status, code, target_image, target_version, first_seen, last_seen, last_report)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)
+                ON CONFLICT (device) DO UPDATE SET address = coalesce(?2, address), status = ?3, code = ?4,
+                    target_image = coalesce(?5, target_image), target_version = coalesce(?6, target_version),
+                    last_seen = ?7, last_report = ?7
+                """, [.text(report.device), text(address), .text(report.status.rawValue), text(report.code), text(report.image),
+                      text(report.version), .integer(now)])
+        }
+        if let school {
+            try db.query("UPDATE devices SET school = ? WHERE device = ?", [.text(school), .text(report.device)])
+        }
+        try db.query("INSERT INTO history (device, time, status, image, version, code, message, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                     [.text(report.device), .integer(now), .text(report.status.rawValue), text(report.image), text(report.version),
+                      text(report.code), text(report.message), report.bytes.map { .integer($0) } ?? .null])
     }
 
     /// How many devices match every filter (field name → value; see `FleetFilter.names`).
@@ -181,6 +204,8 @@ public final class FleetInventory: Sendable {
                 "by_version": versions.map { ["image": $0[0].text ?? NSNull(), "version": $0[1].text ?? NSNull(), "devices": $0[2].integer ?? 0] as [String: Any] },
                 "by_status": Dictionary(uniqueKeysWithValues: statuses.map { ($0[0].text ?? "unknown", $0[1].integer ?? 0) }),
                 "devices": devices.map { Self.object(Self.deviceColumns, $0) },
+                "schools": try db.query("SELECT \(Self.schoolColumns.joined(separator: ", ")) FROM schools ORDER BY school")
+                    .map { Self.object(Self.schoolColumns, $0) },
             ]
         }
     }

@@ -10,7 +10,8 @@ import UpdatinatorLua
 /// - `GET /v1/fleet/devices?image=&version=&status=&school=&decision=&seen_within=&limit=`;
 /// - `GET /v1/fleet/devices/DEVICE`: one device, its pin and its reports;
 /// - `POST /v1/fleet/devices/DEVICE/pin` (`{"image": …, "version": …}`) and `…/release`;
-/// - `POST /v1/fleet/devices/DEVICE/admit` and `…/reject`: a device's admission (`DeviceAdmission`);
+/// - `POST /v1/fleet/devices/DEVICE/admit` and `…/reject`: a device's admission (`DeviceAdmission`), or a
+///   school server's, when no device has that id;
 /// - `GET /v1/rollouts`, `GET /v1/rollouts/IMAGE`: each image's rollout (see `rolloutView`);
 /// - `POST /v1/rollouts/IMAGE/pause|resume|halt|advance` (`{"reason": …}` optional);
 /// - `GET /metrics` (the fleet views are public only when the server was told so).
@@ -43,7 +44,10 @@ extension SchoolServer {
             let fields = try await Self.managementInput { try Self.jsonFields(try await self.body(of: request)) }
             let name = try context.parameters.require("action")
             if let state = Self.admissionActions[name] {
-                try await self.setAdmission(id, state)
+                let admission = try await self.setAdmission(id, state)
+                if admission.kind == .school {
+                    return try await Self.json(on: self.fileThreads) { ["schools": try self.inventory.schools().filter { $0["school"] as? String == id }] }
+                }
             } else {
                 let action = try await Self.managementInput { try self.deviceAction(name, device: id, fields: fields) }
                 _ = try await self.perform(action)
@@ -75,10 +79,13 @@ extension SchoolServer {
 
     /// Admits or rejects an enrolled device on the file threads; nothing to do is 409, a device
     /// that never enrolled 404.
-    func setAdmission(_ device: String, _ state: AdmissionState) async throws {
-        let admission = self.admission
+    @discardableResult
+    func setAdmission(_ device: String, _ state: AdmissionState) async throws -> DeviceAdmission {
+        // A school server that enrolled here, when no device has its id, is admitted the same way.
+        let admission = self.admission.enrolment(device) == nil && schoolAdmission.enrolment(device) != nil ? schoolAdmission : self.admission
         do {
             try await fileThreads.run { try admission.set(device, state) }
+            return admission
         } catch let error as UpdError where error.code == .nothingToDo {
             throw HTTPError(.conflict, message: error.message)
         } catch let error as UpdError where error.code == .usage {

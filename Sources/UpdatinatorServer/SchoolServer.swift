@@ -55,6 +55,8 @@ public final class SchoolServer: Sendable {
     public let upstream: UpstreamService?
     /// Which devices may ask and report: their keys and admission.
     public let admission: DeviceAdmission
+    /// Which school servers may forward their reports here (`POST /v1/reports`), by the same rule.
+    public let schoolAdmission: DeviceAdmission
     let policy: PolicyPool
     let batches: BatchService?
     /// Where policy calls wait for their worker process (each up to the policy's time limit),
@@ -69,9 +71,10 @@ public final class SchoolServer: Sendable {
         self.metrics = metrics
         // The mirror first: a new one fetches repo.json, which the batch service opens.
         upstream = try settings.upstream.map { try UpstreamService(root: settings.repository, settings: $0, metrics: metrics, logger: settings.logger) }
-        inventory = try FleetInventory(path: settings.database)
+        inventory = try FleetInventory(path: settings.database, keepsOutbox: settings.upstream != nil)
         controls = try FleetControls(path: settings.database)
         admission = try DeviceAdmission(rule: settings.admission, inventory: inventory)
+        schoolAdmission = try DeviceAdmission(rule: settings.admission, inventory: inventory, kind: .school)
         index = RepositoryIndex(root: settings.repository)
         let (index, inventory, controls) = (self.index, self.inventory, self.controls)
         policy = try PolicyPool(settings: settings.policy, logger: settings.logger) {
@@ -100,6 +103,8 @@ public final class SchoolServer: Sendable {
         defer { writer.cancel() }
         let following = upstream.map { upstream in Task { await upstream.run() } }
         defer { following?.cancel() }
+        let forwarding = upstream.map { upstream in Task { await upstream.forwardReports(from: inventory) } }
+        defer { forwarding?.cancel() }
         defer { policy.stop() }
         try await HTTPService.run(router(), host: host, port: port, name: "school", tls: tls, onListening: onListening)
         try inventory.writeChecks()
@@ -124,6 +129,7 @@ public final class SchoolServer: Sendable {
         }
         router.post("/v1/check") { request, context in try await self.check(request, context) }
         router.post("/v1/report") { request, context in try await self.report(request, context) }
+        router.post("/v1/reports") { request, context in try await self.forwardedReports(request, context) }
         if let batches {
             router.post("/v1/batch") { request, context in try await self.batch(request, context, batches) }
             let cached = FileResponder(root: batches.settings.cacheDirectory, metrics: metrics, threads: fileThreads)
@@ -166,10 +172,11 @@ public final class SchoolServer: Sendable {
 
     /// The admitted device that signed `request` (see `DeviceAdmission.authenticate`); its
     /// refusal is counted in `/metrics` by why.
-    func authenticatedDevice(_ request: Request, bodyHash: ContentHash, _ context: ServerContext) async throws -> String {
+    func authenticatedDevice(_ request: Request, bodyHash: ContentHash, _ context: ServerContext,
+                             by admission: DeviceAdmission? = nil) async throws -> String {
         do {
             let threads = fileThreads
-            return try await admission.authenticate(request, bodyHash: bodyHash, address: context.clientAddress,
+            return try await (admission ?? self.admission).authenticate(request, bodyHash: bodyHash, address: context.clientAddress,
                                                     now: Int64(Date().timeIntervalSince1970)) {
                 try await threads.run($0)
             }
@@ -300,6 +307,25 @@ public final class SchoolServer: Sendable {
         let (inventory, address) = (self.inventory, context.clientAddress)
         try await fileThreads.run { try inventory.recordReport(report, address: address, now: Int64(Date().timeIntervalSince1970)) }
         return Response(status: .noContent)
+    }
+
+    /// `POST /v1/reports`: a school server's forwarded reports (`ForwardedReports`), signed by
+    /// the admitted school; answers how many were new and the last number recorded, after they
+    /// are written.
+    func forwardedReports(_ request: Request, _ context: ServerContext) async throws -> Response {
+        var buffer = try await request.body.collect(upTo: ForwardedReports.maxRequestBytes)
+        let bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        let school = try await authenticatedDevice(request, bodyHash: try await fileThreads.run { Blake2b.hash(bytes) }, context,
+                                                   by: schoolAdmission)
+        let batch: ForwardedReports
+        do {
+            batch = try await fileThreads.run { try WireCoding.decode(ForwardedReports.self, from: bytes) }
+        } catch let error as UpdError {
+            throw HTTPError(.badRequest, message: "reports: \(error.message)")
+        }
+        let inventory = self.inventory
+        let recorded = try await fileThreads.run { try inventory.recordForwarded(batch, school: school, now: Int64(Date().timeIntervalSince1970)) }
+        return Self.json(Array(#"{"recorded":\#(recorded),"through":\#(batch.reports.last!.seq)}"#.utf8))
     }
 
     /// `POST /v1/batch`: the batch's path and size once it is computed or found in the cache.

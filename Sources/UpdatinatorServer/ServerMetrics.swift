@@ -17,6 +17,7 @@ public final class ServerMetrics: Sendable {
         var upstreamBytes = 0
         var upstreamFailures = 0
         var cachedBytes: UInt64 = 0
+        var forwarded = 0
     }
     private let counts = Locked(Counts())
 
@@ -63,6 +64,10 @@ public final class ServerMetrics: Sendable {
             $0.upstreamBytes += Int(bytes)
             $0.cachedBytes = cachedBytes
         }
+    }
+
+    func forwarded(_ reports: Int) {
+        counts.withLock { $0.forwarded += reports }
     }
 
     func upstreamFailure() {
@@ -132,6 +137,9 @@ public final class ServerMetrics: Sendable {
             "# HELP updatinator_mirror_cached_bytes Bytes of contents the mirror of upstream holds.",
             "# TYPE updatinator_mirror_cached_bytes gauge",
             "updatinator_mirror_cached_bytes \(c.cachedBytes)",
+            "# HELP updatinator_reports_forwarded_total Reports sent upstream and recorded there.",
+            "# TYPE updatinator_reports_forwarded_total counter",
+            "updatinator_reports_forwarded_total \(c.forwarded)",
         ]
         return lines.joined(separator: "\n") + "\n"
     }

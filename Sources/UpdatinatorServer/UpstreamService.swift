@@ -25,9 +25,16 @@ public final class UpstreamService: Sendable {
         public var prefetchRate: UInt64?
         /// Contents per prefetch step: a laptop that asks for one of them waits for that step.
         public var prefetchStep = 64
+        /// The school's own identity, which signs what it sends upstream (its reports).
+        public var signer: RequestSigner
+        /// How often the outbox is sent upstream while it holds reports.
+        public var forwardInterval: TimeInterval = 10
+        /// Reports per forwarded batch.
+        public var forwardBatch = 500
 
-        public init(mirror: RepositoryMirror.Settings) {
+        public init(mirror: RepositoryMirror.Settings, signer: RequestSigner) {
             self.mirror = mirror
+            self.signer = signer
         }
     }
 
@@ -36,6 +43,8 @@ public final class UpstreamService: Sendable {
     let flights = FetchFlights()
     let threads = WorkerThreads(name: "upstream", count: 4)
     let prefetcher: CurlFetcher
+    /// For the requests the school signs (its reports).
+    let caller: CurlFetcher
     let metrics: ServerMetrics
     let logger: Logger
 
@@ -50,6 +59,8 @@ public final class UpstreamService: Sendable {
         options.caFile = settings.mirror.caFile
         options.rateLimit = settings.prefetchRate
         prefetcher = try CurlFetcher(options: options)
+        options.rateLimit = nil
+        caller = try CurlFetcher(options: options)
         if mirror.needsFetch(.config) {
             do {
                 try record(mirror.fetch([.config]), kind: "document")
@@ -152,6 +163,45 @@ public final class UpstreamService: Sendable {
             try await fetch(step.map { .blob($0) }, via: prefetcher)
             start += step.count
         }
+    }
+}
+
+extension UpstreamService {
+    /// Sends the outbox's reports upstream every `forwardInterval` until cancelled, at once again
+    /// while a full batch went; a failure is logged when it begins and when it ends.
+    func forwardReports(from inventory: FleetInventory) async {
+        var failing = false
+        while !Task.isCancelled {
+            do {
+                let sent = try await threads.run { try self.forwardOnce(from: inventory) }
+                if failing { logger.notice("upstream: reports are forwarded again") }
+                failing = false
+                if sent == settings.forwardBatch { continue }
+            } catch {
+                if !failing { logger.warning("upstream: reports not forwarded, kept in the outbox: \((error as? UpdError)?.message ?? "\(error)")") }
+                failing = true
+            }
+            try? await Task.sleep(for: .seconds(settings.forwardInterval))
+        }
+    }
+
+    /// Sends the oldest reports of the outbox in one signed request, and removes them once
+    /// upstream answered that it recorded them; how many. Blocks.
+    func forwardOnce(from inventory: FleetInventory) throws -> Int {
+        let entries = try inventory.outbox(limit: settings.forwardBatch)
+        guard let last = entries.last else { return 0 }
+        let body = try WireCoding.encode(ForwardedReports(epoch: try inventory.outboxEpoch(), reports: entries))
+        let server = settings.mirror.upstream
+        let response = try settings.signer.post("v1/reports", to: server, body: body, via: caller)
+        if let refusal = DeviceRefusal(response) { throw refusal.error(server + "/v1/reports") }
+        guard response.status == 200,
+              let answer = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any],
+              (answer["through"] as? NSNumber)?.int64Value == last.seq else {
+            throw UpdError(.network, "\(server)/v1/reports answered \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))")
+        }
+        try inventory.removeFromOutbox(through: last.seq)
+        metrics.forwarded(entries.count)
+        return entries.count
     }
 }
 

@@ -175,4 +175,93 @@ import Testing
         #expect(!heldTight(e1.key) && heldTight(e2.key), "only the content just asked for is kept beyond the pinned ones")
         #expect(target.keys.filter { !heldTight($0) }.count == 0)
     }
+
+    /// A national server (`serve`) over the national repository, on `port` (0: a free one), with
+    /// its inventory at `database`.
+    func nationalServer(_ repo: String, database: String, port: Int = 0) throws -> ServeProcess {
+        let secret = tmp.sub("national-decision.sec")
+        if !FileManager.default.fileExists(atPath: secret) {
+            try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: secret, publicPath: tmp.sub("national-decision.pub"))
+        }
+        return try ServeProcess(["--repo", repo, "--policy", SchoolServerTests.serverPolicy("default.lua"), "--decision-key", secret,
+                                 "--db", database, "--listen", "127.0.0.1:\(port)"])
+    }
+
+    /// A device's row and its reports in the inventory of `server`; empty when it has none.
+    func device(_ id: String, on server: ServeProcess) throws -> [String: Any] {
+        let response = try server.operatorGet("/v1/fleet/devices/\(id)")
+        guard response.status != 404 else { return [:] }
+        try #require(response.status == 200, "\(response.status) \(response.body)")
+        return try JSONSerialization.jsonObject(with: Data(response.body.utf8)) as! [String: Any]
+    }
+
+    @Test("a school records through an upstream outage and a restart, then forwards every report once")
+    func reportsReachTheNationalInventoryOnce() throws {
+        let repo = try nationalRepository()
+        let nationalDatabase = tmp.sub("national.sqlite")
+        var national: ServeProcess? = try nationalServer(repo, database: nationalDatabase)
+        let nationalURL = national!.url
+        let port = Int(nationalURL.split(separator: ":").last!)!
+        let schoolKey = tmp.sub("school.key")
+        let schoolRepo = tmp.sub("school-repo")
+        let schoolDatabase = tmp.sub("school.sqlite")
+        let decisionKeyring = tmp.sub("decision-keyring")
+        try Sys.mkdirs(decisionKeyring)
+        try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: tmp.sub("decision.sec"), publicPath: decisionKeyring + "/decision.pub")
+        try Sys.writeFileAtomically(tmp.sub("policy.json"), Array(#"{"image": "olpc-ext3"}"#.utf8))
+        func startSchool() throws -> ServeProcess {
+            try ServeProcess(["--repo", schoolRepo, "--db", schoolDatabase, "--policy", SchoolServerTests.serverPolicy("default.lua"),
+                              "--decision-key", tmp.sub("decision.sec"), "--config", tmp.sub("policy.json"),
+                              "--upstream", nationalURL, "--keyring", samples.keyring, "--follow", "stable",
+                              "--school-id", "school-1", "--school-key", schoolKey, "--forward-interval", "0.2"])
+        }
+        var school = try startSchool()
+        func upgrade(_ name: String) throws {
+            let root = try installedTree(name, version: "1")
+            let run = try CLI.run(["upgrade", "--root", root, "--server", school.url, "--keyring", samples.keyring,
+                                   "--decision-keyring", decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": name])
+            #expect(run.status == 0, "\(run.stderr)")
+        }
+        func reports(_ id: String, on server: ServeProcess) throws -> [String] {
+            (try device(id, on: server)["history"] as? [[String: Any]] ?? []).compactMap { $0["status"] as? String }
+        }
+
+        try upgrade("laptop-1")
+        try waitUntil(timeout: 30, "laptop-1's reports reach the national inventory") {
+            try reports("laptop-1", on: national!).contains("done")
+        }
+        #expect(try device("laptop-1", on: national!)["school"] as? String == "school-1")
+
+        // The national server goes away: the school serves, decides and records; the reports wait.
+        national = nil
+        try upgrade("laptop-2")
+        try upgrade("laptop-3")
+        // The school restarts during the outage; its outbox is on disk.
+        school = try { school.process.stop(); return try startSchool() }()
+        try upgrade("laptop-4")
+        #expect(try school.metric("updatinator_reports_forwarded_total") == 0)
+
+        national = try nationalServer(repo, database: nationalDatabase, port: port)
+        for laptop in ["laptop-2", "laptop-3", "laptop-4"] {
+            try waitUntil(timeout: 30, "\(laptop)'s reports reach the national inventory") { try reports(laptop, on: national!).contains("done") }
+        }
+        for laptop in ["laptop-1", "laptop-2", "laptop-3", "laptop-4"] {
+            #expect(try reports(laptop, on: national!) == reports(laptop, on: school), "\(laptop): the same reports, each once")
+        }
+
+        // A batch sent again (its answer lost) is recorded once: the school's own signed request, twice.
+        let signer = RequestSigner(sender: "school-1", key: try DeviceIdentity.key(at: schoolKey))
+        let report = DeviceReport(device: "laptop-5", status: .failed, image: "olpc-ext3", version: "2", code: "io", message: "disk")
+        let body = try WireCoding.encode(ForwardedReports(epoch: "resent", reports: [.init(seq: 1, time: 1_800_000_000, address: nil, report: report)]))
+        let fetcher = try CurlFetcher(options: FetchOptions(mirrors: [national!.url]))
+        for expected in [1, 0] {
+            let answer = try signer.post("v1/reports", to: national!.url, body: body, via: fetcher)
+            #expect(answer.status == 200 && String(decoding: answer.body, as: UTF8.self).contains("\"recorded\":\(expected)"),
+                    "\(answer.status) \(String(decoding: answer.body, as: UTF8.self))")
+        }
+        #expect(try reports("laptop-5", on: national!) == ["failed"])
+        // Nobody else speaks for the school: another key under its id is refused.
+        let impostor = RequestSigner(sender: "school-1", key: SecretKey.generate())
+        #expect(try impostor.post("v1/reports", to: national!.url, body: body, via: fetcher).status == 403)
+    }
 }

@@ -82,6 +82,22 @@ import Testing
     }
 
     @Test(arguments: [
+        (#"{"reports": [REPORT]}"#, "epoch: required"),
+        (#"{"epoch": "e 1", "reports": [REPORT]}"#, "epoch: 1 to 128 printable characters"),
+        (#"{"epoch": "e", "reports": []}"#, "reports: a list of 1 to 1000 reports in increasing seq expected"),
+        (#"{"epoch": "e", "reports": [REPORT, REPORT]}"#, "reports: a list of 1 to 1000 reports in increasing seq expected"),
+        (#"{"epoch": "e", "reports": [{"seq": 0, "time": 5, "report": {"device": "d", "status": "done"}}]}"#, "reports[0].seq: a positive integer expected"),
+        (#"{"epoch": "e", "reports": [{"seq": 1, "report": {"device": "d", "status": "done"}}]}"#, "reports[0].time: required"),
+        (#"{"epoch": "e", "reports": [{"seq": 1, "time": 5, "report": {"device": "d", "status": "hacked"}}]}"#, "reports[0].report.status: one of"),
+        (#"{"epoch": "e", "reports": [{"seq": 1, "time": 5, "school": "s", "report": {"device": "d", "status": "done"}}]}"#, "reports[0].school: unknown field"),
+        (#"{"epoch": "e", "reports": [REPORT], "school": "other"}"#, "school: unknown field"),
+    ])
+    func forwardedReportsAreRefusedNamingTheField(_ body: String, _ message: String) {
+        let body = body.replacingOccurrences(of: "REPORT", with: #"{"seq": 1, "time": 5, "report": {"device": "d", "status": "done"}}"#)
+        expectUpdError(.corrupt, message, "\(body)") { try WireCoding.decode(ForwardedReports.self, from: Array(body.utf8)) }
+    }
+
+    @Test(arguments: [
         (#"{"limit": 5}"#, "items: required"),
         (#"{"items": []}"#, "items: a list of 1 to 3 contents expected"),
         (#"{"items": [{"hash": "HASH", "size": 1}, {"hash": "HASH", "size": 1}, {"hash": "HASH", "size": 1}, {"hash": "HASH", "size": 1}]}"#, "items: a list of 1 to 3 contents expected"),

@@ -646,7 +646,7 @@ _updatinator_serve() {
     repeating_flags=()
     non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
     repeating_options=(--follow)
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --tls-cert --tls-key --upstream --keyring --upstream-cache-bytes --upstream-interval --prefetch-window --prefetch-rate --ca-file --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --tls-cert --tls-key --upstream --keyring --upstream-cache-bytes --upstream-interval --prefetch-window --prefetch-rate --school-id --school-key --school-enrolment-token-file --forward-interval --ca-file --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -730,6 +730,18 @@ _updatinator_serve() {
         return
         ;;
     '--prefetch-rate')
+        return
+        ;;
+    '--school-id')
+        return
+        ;;
+    '--school-key')
+        return
+        ;;
+    '--school-enrolment-token-file')
+        return
+        ;;
+    '--forward-interval')
         return
         ;;
     '--ca-file')

@@ -228,7 +228,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         let answer: CurlFetcher.Response
         do {
             defer { downloads.withLock { preparing = nil } }
-            answer = try signer.post("v1/batch", to: server, body: body, via: mirrors, deadlineSeconds: 900, flow: downloads.flow)
+            answer = try signer.post("v1/batch", to: server, body: body, via: mirrors, maxResponseBytes: 64 * 1024, deadlineSeconds: 900, flow: downloads.flow)
         }
         guard answer.status == 200 else {
             let message = String(decoding: answer.body.prefix(300), as: UTF8.self)

@@ -6,8 +6,13 @@ extension RequestSigner {
     /// again at that time and sent once more. The server's time is not signed, so a forged one
     /// costs a retry and nothing else. A refusal as a replay (the transport resent a request
     /// whose answer was lost) is answered the same way, with a fresh nonce. The answer, whatever its status.
-    func post(_ path: String, to server: String, body: [UInt8], via fetcher: CurlFetcher, maxResponseBytes: Int = 64 * 1024,
-              deadlineSeconds: Int = 30, flow: CurlFetcher.Flow? = nil) throws -> CurlFetcher.Response {
+    public func post(_ path: String, to server: String, body: [UInt8], via fetcher: CurlFetcher, maxResponseBytes: Int = 64 * 1024,
+                     deadlineSeconds: Int = 30) throws -> CurlFetcher.Response {
+        try post(path, to: server, body: body, via: fetcher, maxResponseBytes: maxResponseBytes, deadlineSeconds: deadlineSeconds, flow: nil)
+    }
+
+    func post(_ path: String, to server: String, body: [UInt8], via fetcher: CurlFetcher, maxResponseBytes: Int,
+              deadlineSeconds: Int, flow: CurlFetcher.Flow?) throws -> CurlFetcher.Response {
         let signedPath = Self.requestPath(path, below: server)
         func send(at time: Int64) throws -> CurlFetcher.Response {
             try fetcher.call("POST", path, to: server, body: body, headers: headers(method: "POST", path: signedPath, body: body, time: time),

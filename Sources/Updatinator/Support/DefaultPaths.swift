@@ -24,6 +24,8 @@ public enum DefaultPaths {
     public static let sysroot = "/sysroot"
     /// The device's secret key, made at first start, which signs its requests to the school server.
     public static let deviceKey = state + "/device.key"
+    /// A school server's own key, which signs its requests to the tier above.
+    public static let schoolKey = state + "/school.key"
     /// The deployment's enrolment token, baked into the image, which admits the device to a
     /// school server that admits by token (and on that server, the token it expects).
     public static let enrolmentToken = configuration + "/enrolment-token"

@@ -26,6 +26,18 @@ struct UpstreamOptions: ParsableArguments {
     @Option(help: "With --upstream: the most bytes per second that fetching ahead may use.")
     var prefetchRate: UInt64?
 
+    @Option(help: "With --upstream: the school's id, which its requests upstream carry; default: this machine's id.")
+    var schoolID: String?
+
+    @Option(help: "With --upstream: the school's Ed25519 key, which signs its requests upstream (made at first start, mode 0600).")
+    var schoolKey = DefaultPaths.schoolKey
+
+    @Option(help: "With --upstream: a file holding the enrolment token the tier above admits schools by (when it admits by token).")
+    var schoolEnrolmentTokenFile: String?
+
+    @Option(help: "With --upstream: seconds between sendings of the report outbox upstream while it holds reports.")
+    var forwardInterval = 10.0
+
     @OptionGroup var tls: TLSOptions
 
     /// The settings, or nil without --upstream.
@@ -41,7 +53,10 @@ struct UpstreamOptions: ParsableArguments {
         mirror.caFile = tls.caFile
         guard upstreamInterval >= 1 else { throw UpdError(.usage, "--upstream-interval must be at least 1 second") }
         mirror.channelMaxAge = upstreamInterval
-        var settings = UpstreamService.Settings(mirror: mirror)
+        let token = try schoolEnrolmentTokenFile.map { Array(try ServeCommand.readToken($0, what: "enrolment token").utf8) }
+        let signer = RequestSigner(sender: try DeviceIdentity.read(configured: schoolID), key: try DeviceIdentity.key(at: schoolKey),
+                                   enrolmentToken: token)
+        var settings = UpstreamService.Settings(mirror: mirror, signer: signer)
         for channel in follow { try Manifest.checkName(channel, what: "channel name") }
         settings.channels = follow
         settings.interval = upstreamInterval
@@ -50,6 +65,8 @@ struct UpstreamOptions: ParsableArguments {
             settings.prefetchWindow = window
         }
         settings.prefetchRate = prefetchRate
+        guard forwardInterval > 0 else { throw UpdError(.usage, "--forward-interval must be more than 0 seconds") }
+        settings.forwardInterval = forwardInterval
         return settings
     }
 }
