@@ -79,6 +79,38 @@ public final class PolicyPool: Sendable {
         }
     }
 
+    /// Runs the policy's optional `school_rollout(school)` on a national server: for each image,
+    /// what the school's devices may move to (`versions`, and `staged` for `percent` of devices
+    /// by bucket of `salt`); nil when the policy does not define it.
+    public func schoolRollout(_ school: [String: LuaValue]) throws -> [String: NationalRollout.Rule]? {
+        guard let results = try call("school_rollout", [.table(school)]) else { return nil }
+        guard case .table(let images, let items) = results.first ?? .nil, items.isEmpty else {
+            throw UpdError(.corrupt, "school_rollout returned \(results.first ?? .nil), not a table of images")
+        }
+        return try images.mapValues { value in
+            guard case .table(let fields, _) = value else { throw UpdError(.corrupt, "school_rollout returned a rule that is not a table") }
+            if let unknown = fields.keys.sorted().first(where: { !["versions", "staged", "percent", "salt"].contains($0) }) {
+                throw UpdError(.corrupt, "school_rollout returned a rule with the unknown field '\(unknown)'")
+            }
+            var rule = NationalRollout.Rule()
+            if let versions = fields["versions"] {
+                guard case .table(let f, let list) = versions, f.isEmpty, list.allSatisfy({ $0.stringValue != nil }) else {
+                    throw UpdError(.corrupt, "school_rollout returned versions that are not a list of strings")
+                }
+                rule.versions = list.compactMap(\.stringValue)
+            }
+            rule.staged = fields["staged"]?.stringValue
+            if let percent = fields["percent"] {
+                guard let value = percent.integerValue, (0...100).contains(value) else {
+                    throw UpdError(.corrupt, "school_rollout returned a percent that is not 0 to 100")
+                }
+                rule.percent = Int(value)
+            }
+            if let salt = fields["salt"]?.stringValue { rule.salt = salt }
+            return rule
+        }
+    }
+
     /// Calls a global function of the policy in a worker, within the time limit; nil when it
     /// is not defined.
     private func call(_ name: String, _ arguments: [LuaValue]) throws -> [LuaValue]? {

@@ -21,6 +21,9 @@ public final class SchoolServer: Sendable {
         public var database: String
         /// How long a decision may be acted on.
         public var decisionLifetime: Int64 = 900
+        /// How long a national rollout this server signs for a school counts (`POST /v1/rollout`):
+        /// how long a school cut off from it goes on by the last one.
+        public var rolloutLifetime: Int64 = 7 * 86400
         /// Peers listed in a decision when the policy names none.
         public var peerLimit = 4
         public var maxRequestBytes = 64 * 1024
@@ -130,6 +133,7 @@ public final class SchoolServer: Sendable {
         router.post("/v1/check") { request, context in try await self.check(request, context) }
         router.post("/v1/report") { request, context in try await self.report(request, context) }
         router.post("/v1/reports") { request, context in try await self.forwardedReports(request, context) }
+        router.post("/v1/rollout") { request, context in try await self.schoolRollout(request, context) }
         if let batches {
             router.post("/v1/batch") { request, context in try await self.batch(request, context, batches) }
             let cached = FileResponder(root: batches.settings.cacheDirectory, metrics: metrics, threads: fileThreads)
@@ -266,10 +270,19 @@ public final class SchoolServer: Sendable {
         return index.manifest(image: image, version: version)
     }
 
-    /// What the device is to run: the version an operator pinned it to; else the policy's
+    /// What the device is to run (`localOutcome`), within what the national rollout allows this
+    /// school when it follows one: a school narrows the national decision, never widens it. Blocks.
+    func outcome(_ check: CheckRequest, address: String?) -> PolicyPool.Outcome {
+        let local = localOutcome(check, address: address)
+        guard case .update(let answer) = local,
+              let (reason, message) = upstream?.nationalRefusal(device: check.device, image: answer.image, version: answer.version) else { return local }
+        return .noUpdate(reason, message)
+    }
+
+    /// What the device is to run by this server alone: the version an operator pinned it to; else the policy's
     /// answer, held where it is while operators have paused or halted the rollout of the image
     /// it would move to; no update when the policy fails (the device keeps what it runs). Blocks.
-    func outcome(_ check: CheckRequest, address: String?) -> PolicyPool.Outcome {
+    func localOutcome(_ check: CheckRequest, address: String?) -> PolicyPool.Outcome {
         if let pin = controls.pin(check.device) {
             if pin.image == check.image && pin.version == check.version {
                 return .noUpdate(.pinned, "pinned to \(pin.image) \(pin.version) by an operator")
@@ -326,6 +339,32 @@ public final class SchoolServer: Sendable {
         let inventory = self.inventory
         let recorded = try await fileThreads.run { try inventory.recordForwarded(batch, school: school, now: Int64(Date().timeIntervalSince1970)) }
         return Self.json(Array(#"{"recorded":\#(recorded),"through":\#(batch.reports.last!.seq)}"#.utf8))
+    }
+
+    /// `POST /v1/rollout`: what the school that signed the request may let its devices run: the
+    /// policy's `school_rollout(school)`, with this server's operators' pauses and halts laid
+    /// over it, signed with the decision key (`NationalRollout`). 404 when the policy sets none.
+    func schoolRollout(_ request: Request, _ context: ServerContext) async throws -> Response {
+        let bytes = try await body(of: request)
+        let school = try await authenticatedDevice(request, bodyHash: Blake2b.hash(bytes), context, by: schoolAdmission)
+        let argument: [String: LuaValue] = ["school": .string(school), "address": .string(context.clientAddress ?? "")]
+        let rules: [String: NationalRollout.Rule]?
+        do {
+            rules = try await policyThreads.run { try self.policy.schoolRollout(argument) }
+        } catch {
+            logPolicyError("in school_rollout for school \(school)", error)
+            throw HTTPError(.internalServerError, message: "rollout: the server's policy failed; its log says why")
+        }
+        guard var images = rules else { throw HTTPError(.notFound, message: "rollout: this server's policy sets no national rollout") }
+        for (image, rule) in images {
+            let operators = controls.rollout(image)
+            guard operators.state != .active else { continue }
+            images[image]!.state = operators.state.rawValue
+            images[image]!.reason = operators.reason ?? rule.reason
+        }
+        let now = Int64(Date().timeIntervalSince1970)
+        let rollout = NationalRollout(school: school, time: now, expires: now + settings.rolloutLifetime, images: images)
+        return Self.json(rollout.signed(with: settings.decisionKey))
     }
 
     /// `POST /v1/batch`: the batch's path and size once it is computed or found in the cache.

@@ -31,6 +31,9 @@ public final class UpstreamService: Sendable {
         public var forwardInterval: TimeInterval = 10
         /// Reports per forwarded batch.
         public var forwardBatch = 500
+        /// The upstream server's decision keyring: with it, the school follows the national
+        /// rollout signed with those keys (`NationalRollout`); without it, it decides alone.
+        public var nationalKeyring: Keyring?
 
         public init(mirror: RepositoryMirror.Settings, signer: RequestSigner) {
             self.mirror = mirror
@@ -47,6 +50,9 @@ public final class UpstreamService: Sendable {
     let caller: CurlFetcher
     let metrics: ServerMetrics
     let logger: Logger
+    /// The last national rollout verified, kept on disk beside the mirror (a hidden name, never served).
+    let rollout: Locked<NationalRollout?>
+    var rolloutFile: NationalRolloutFile { NationalRolloutFile(path: "\(mirror.root)/.national-rollout") }
 
     /// Opens the mirror at `root`; a mirror without `repo.json` fetches it now, so the first start
     /// needs upstream.
@@ -61,6 +67,9 @@ public final class UpstreamService: Sendable {
         prefetcher = try CurlFetcher(options: options)
         options.rateLimit = nil
         caller = try CurlFetcher(options: options)
+        rollout = Locked(settings.nationalKeyring.flatMap {
+            NationalRolloutFile(path: "\(root)/.national-rollout").load(keyring: $0, school: settings.signer.sender)
+        })
         if mirror.needsFetch(.config) {
             do {
                 try record(mirror.fetch([.config]), kind: "document")
@@ -131,10 +140,17 @@ public final class UpstreamService: Sendable {
         metrics.upstream(files: fetched.files, bytes: fetched.bytes, kind: kind, cachedBytes: mirror.cachedBytes)
     }
 
-    /// Checks the followed channels every `interval` until cancelled, fetching each one's
-    /// manifest, and its contents inside the prefetch window.
+    /// Checks the national rollout and the followed channels every `interval` until cancelled,
+    /// fetching each channel's manifest, and its contents inside the prefetch window.
     func run() async {
         while !Task.isCancelled {
+            if settings.nationalKeyring != nil {
+                do {
+                    try await threads.run { try self.refreshRollout() }
+                } catch {
+                    logger.warning("upstream: national rollout: \((error as? UpdError)?.message ?? "\(error)"); keeping the one held")
+                }
+            }
             for channel in settings.channels {
                 do {
                     try await follow(channel)
@@ -202,6 +218,40 @@ extension UpstreamService {
         try inventory.removeFromOutbox(through: last.seq)
         metrics.forwarded(entries.count)
         return entries.count
+    }
+}
+
+extension UpstreamService {
+    /// Why the national rollout does not let `device` move to `image` `version`, or nil when it
+    /// does (or the school follows none). Until the first one arrives, nothing is allowed.
+    func nationalRefusal(device: String, image: String, version: String) -> (NoUpdateReason, String)? {
+        guard settings.nationalKeyring != nil else { return nil }
+        guard let held = rollout.withLock({ $0 }) else {
+            return (.held, "this school has no national rollout yet; no moves until it reaches its upstream")
+        }
+        return held.refusal(device: device, image: image, version: version, now: Int64(Date().timeIntervalSince1970))
+    }
+
+    /// Asks upstream for this school's rollout, signed, and keeps it once verified (not older
+    /// than the one held). Upstream setting none (404) drops the one held. Blocks.
+    func refreshRollout() throws {
+        guard let keyring = settings.nationalKeyring else { return }
+        let server = settings.mirror.upstream
+        let response = try settings.signer.post("v1/rollout", to: server, body: Array("{}".utf8), via: caller, maxResponseBytes: 1 << 20)
+        if let refusal = DeviceRefusal(response) { throw refusal.error(server + "/v1/rollout") }
+        if response.status == 404 {
+            rollout.withLock { $0 = nil }
+            rolloutFile.remove()
+            return
+        }
+        guard response.status == 200 else {
+            throw UpdError(.network, "\(server)/v1/rollout answered \(response.status): \(String(decoding: response.body.prefix(200), as: UTF8.self))")
+        }
+        let held = rollout.withLock { $0?.time } ?? 0
+        let fresh = try NationalRollout.verify(envelope: response.body, keyring: keyring, school: settings.signer.sender,
+                                               notBefore: held, source: server + "/v1/rollout")
+        try rolloutFile.save(response.body)
+        rollout.withLock { $0 = fresh }
     }
 }
 

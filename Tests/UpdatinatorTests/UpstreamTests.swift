@@ -264,4 +264,96 @@ import Testing
         let impostor = RequestSigner(sender: "school-1", key: SecretKey.generate())
         #expect(try impostor.post("v1/reports", to: national!.url, body: body, via: fetcher).status == 403)
     }
+
+    @Test("a school narrows the national rollout but cannot widen it, follows a national halt, and holds the last rollout until it expires")
+    func aSchoolCannotWidenTheNationalRollout() throws {
+        let repo = try nationalRepository()
+        let nationalKeyring = tmp.sub("national-keyring")
+        try Sys.mkdirs(nationalKeyring)
+        try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: tmp.sub("national.sec"), publicPath: nationalKeyring + "/national.pub")
+        // Nationally: olpc-ext3 2 has reached half of each school's devices, and version 1 is open to all.
+        try Sys.writeFileAtomically(tmp.sub("national.json"), Array(#"{"image": "olpc-ext3", "versions": ["1"], "staged": "2", "percent": 50}"#.utf8))
+        var national: ServeProcess? = try ServeProcess(["--repo", repo, "--policy", SchoolServerTests.serverPolicy("national.lua"),
+                                                        "--decision-key", tmp.sub("national.sec"), "--config", tmp.sub("national.json"),
+                                                        "--db", tmp.sub("national.sqlite"), "--rollout-lifetime", "8s"])
+        // The school's own policy would move every device to the newest version.
+        let school = try school(national!.url, ["--upstream-keyring", nationalKeyring, "--school-id", "school-9",
+                                                "--school-key", tmp.sub("school-9.key"), "--upstream-interval", "1", "--follow", "stable"])
+        let keyring = try Keyring(directory: school.decisionKeyring)
+        func check(_ device: String) throws -> Decision {
+            let nonce = SchoolServerClient.newNonce()
+            let response = try school.server.post("/v1/check", ["device": device, "nonce": nonce, "image": "olpc-ext3", "version": "1"])
+            try #require(response.status == 200, "\(String(decoding: response.body, as: UTF8.self))")
+            return try Decision.verify(envelope: response.body, keyring: keyring, device: device, nonce: nonce,
+                                       now: Int64(Date().timeIntervalSince1970), source: "check")
+        }
+        let devices = (0..<40).map { "device-\($0)" }
+        let inStage = Set(devices.filter { RolloutBucket.of(device: $0, salt: "national") < 50 })
+        try #require(!inStage.isEmpty && inStage.count < devices.count)
+        try waitUntil(timeout: 30, "the school holds its national rollout") { try check(inStage.first!).update }
+        for device in devices {
+            let decision = try check(device)
+            #expect(decision.update == inStage.contains(device), "\(device): \(decision)")
+            if !decision.update { #expect(decision.reason == "held" && decision.message?.contains("national") == true, "\(decision)") }
+        }
+        // An operator's pin at the school cannot widen it either.
+        let outside = try #require(devices.first { !inStage.contains($0) })
+        let pinned = try Curl.get(school.server.url + "/v1/fleet/devices/\(outside)/pin",
+                                  ["-X", "POST", "-H", "Authorization: Bearer \(school.server.operatorToken!)", "-H", "Content-Type: application/json",
+                                   "--data", #"{"image": "olpc-ext3", "version": "2"}"#])
+        #expect(pinned.status == 200, "\(pinned.body)")
+        #expect(try check(outside).reason == "held")
+
+        // A national halt reaches the school at its next look upstream.
+        let halted = try Curl.get(national!.url + "/v1/rollouts/olpc-ext3/halt",
+                                  ["-X", "POST", "-H", "Authorization: Bearer \(national!.operatorToken!)", "-H", "Content-Type: application/json",
+                                   "--data", #"{"reason": "bad kernel"}"#])
+        #expect(halted.status == 200, "\(halted.body)")
+        try waitUntil(timeout: 30, "the national halt reaches the school") { try check(inStage.first!).reason == "halted" }
+        #expect(try check(inStage.first!).message == "halted nationally: bad kernel")
+        let resumed = try Curl.get(national!.url + "/v1/rollouts/olpc-ext3/resume",
+                                   ["-X", "POST", "-H", "Authorization: Bearer \(national!.operatorToken!)"])
+        #expect(resumed.status == 200, "\(resumed.body)")
+        try waitUntil(timeout: 30, "the resume reaches the school") { try check(inStage.first!).update }
+
+        // Cut off from national, the school goes on by the last rollout it verified, until it expires.
+        national = nil
+        #expect(try check(inStage.first!).update)
+        #expect(try check(outside).reason == "held")
+        try waitUntil(timeout: 30, "the rollout held expires") { try check(inStage.first!).message?.contains("expired") == true }
+        #expect(try check(inStage.first!).update == false)
+    }
+
+    @Test("the repository on a static origin behind a caching proxy: contents cached for ever, channels a minute, each fetched from the origin once")
+    func aCachingProxyInFrontOfAStaticOrigin() throws {
+        let origin = try NginxMirror(repo: try nationalRepository())
+        let proxy = try NginxProxy(origin: origin.url)
+        let manifest = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
+        let hash = try #require(manifest.contents.keys.first)
+        let forever = "public, max-age=31536000, immutable"
+        #expect(try Curl.get("\(proxy.url)/blobs/\(hash.hex.prefix(2))/\(hash.hex)").header("Cache-Control") == forever)
+        #expect(try Curl.get(proxy.url + "/images/olpc-ext3/2.manifest").header("Cache-Control") == forever)
+        #expect(try Curl.get(proxy.url + "/channels/stable.json").header("Cache-Control") == "public, max-age=60")
+        #expect(try Curl.get(proxy.url + "/images/olpc-ext3/2.manifest.sig").header("Cache-Control") == "public, max-age=300")
+
+        // Two laptops apply from the proxy as from any mirror; the second one's contents come from its cache.
+        for n in 0..<2 {
+            let root = try installedTree("cdn-laptop-\(n)", version: "1")
+            let apply = try CLI.run(["apply", "--root", root, "--to", samples.manifest("olpc-ext3", "2"), "--keyring", samples.keyring,
+                                     "--mirror", proxy.url])
+            #expect(apply.status == 0, "\(apply.stderr)")
+            #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "2"), root: root) == [])
+        }
+        let fromOrigin = answered(origin).filter { $0.hasPrefix("/blobs/") || $0.hasSuffix(".pack") }
+        #expect(!fromOrigin.isEmpty)
+        #expect(fromOrigin.count == Set(fromOrigin).count, "the origin sent a content twice: \(fromOrigin.count) for \(Set(fromOrigin).count)")
+        #expect(proxy.requests.contains { $0.hasSuffix(" HIT") }, "the second laptop was served from the proxy's cache")
+
+        // A school server may follow the proxy instead of the origin: what it fetches is verified the same way.
+        let school = try school(proxy.url, ["--follow", "stable"])
+        let laptop = try installedTree("cdn-school-laptop", version: "1")
+        let upgrade = try CLI.run(["upgrade", "--root", laptop, "--server", school.server.url, "--keyring", samples.keyring,
+                                   "--decision-keyring", school.decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": "cdn-school-laptop"])
+        #expect(upgrade.status == 0, "\(upgrade.stderr)")
+    }
 }

@@ -646,7 +646,7 @@ _updatinator_serve() {
     repeating_flags=()
     non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
     repeating_options=(--follow)
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --tls-cert --tls-key --upstream --keyring --upstream-cache-bytes --upstream-interval --prefetch-window --prefetch-rate --school-id --school-key --school-enrolment-token-file --forward-interval --ca-file --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --tls-cert --tls-key --rollout-lifetime --upstream --keyring --upstream-cache-bytes --upstream-interval --prefetch-window --prefetch-rate --school-id --school-key --school-enrolment-token-file --upstream-keyring --forward-interval --ca-file --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -711,6 +711,9 @@ _updatinator_serve() {
     '--tls-key')
         return
         ;;
+    '--rollout-lifetime')
+        return
+        ;;
     '--upstream')
         return
         ;;
@@ -739,6 +742,9 @@ _updatinator_serve() {
         return
         ;;
     '--school-enrolment-token-file')
+        return
+        ;;
+    '--upstream-keyring')
         return
         ;;
     '--forward-interval')

@@ -11,6 +11,8 @@ public enum SignaturePurpose: String, Sendable {
     case deltas
     /// A request a device sends its school server (`RequestSignature`), signed with its device key.
     case request
+    /// What a national server allows a school's devices to run (`NationalRollout`), signed with its decision key.
+    case rollout
 
     func message(for content: [UInt8]) -> [UInt8] {
         Array("updatinator-\(rawValue)-v1".utf8) + [0] + content

@@ -36,16 +36,6 @@ public struct RolloutControl: Sendable, Equatable {
     }
 }
 
-/// Stable rollout buckets: BLAKE2b-256 of the salt, a NUL and the device id; its first eight
-/// bytes, big-endian, modulo 100. A salt per rollout gives each rollout its own order.
-public enum RolloutBucket {
-    public static func of(device: String, salt: String) -> Int {
-        let hash = Blake2b.hash(Array(salt.utf8) + [0] + Array(device.utf8))
-        let head = hash.bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return Int(head % 100)
-    }
-}
-
 extension LuaState {
     /// Adds the server-side view (`upd.repo`, `upd.fleet`, `upd.rollout`) to this state's `upd`.
     public func installSchool(_ view: SchoolView) {

@@ -103,6 +103,9 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Option(help: "The PEM private key of --tls-cert, readable by its owner only.")
     var tlsKey: String?
 
+    @Option(help: "How long a national rollout this server signs for a school counts (POST /v1/rollout): how long a school cut off from it goes on by the last one (90s, 12h, 7d).")
+    var rolloutLifetime = "7d"
+
     @OptionGroup var upstream: UpstreamOptions
 
     @Option(help: "With --peer: the installed tree whose contents are served.")
@@ -153,6 +156,7 @@ struct ServeCommand: UpdatinatorSubcommand {
         settings.operators = try OperatorAccess(token: try operatorTokenFile.map { try Self.readToken($0) }, publicFleet: publicFleet)
         settings.admission = try admissionRule()
         settings.upstream = try upstream.settings()
+        settings.rolloutLifetime = try ChannelMetadata.parseDuration(rolloutLifetime)
         let server = try SchoolServer(settings: settings)
         try Self.run(listen) { try await server.run(host: host, port: port, tls: tls, onListening: $0) }
     }

@@ -35,6 +35,9 @@ struct UpstreamOptions: ParsableArguments {
     @Option(help: "With --upstream: a file holding the enrolment token the tier above admits schools by (when it admits by token).")
     var schoolEnrolmentTokenFile: String?
 
+    @Option(help: "With --upstream: the upstream server's decision keyring; with it the school follows the national rollout signed with those keys, and its own policy, pins and controls may narrow it but never widen it.")
+    var upstreamKeyring: String?
+
     @Option(help: "With --upstream: seconds between sendings of the report outbox upstream while it holds reports.")
     var forwardInterval = 10.0
 
@@ -43,8 +46,8 @@ struct UpstreamOptions: ParsableArguments {
     /// The settings, or nil without --upstream.
     func settings() throws -> UpstreamService.Settings? {
         guard let upstream else {
-            guard follow.isEmpty, prefetchWindow == nil, prefetchRate == nil else {
-                throw UpdError(.usage, "--follow, --prefetch-window and --prefetch-rate need --upstream")
+            guard follow.isEmpty, prefetchWindow == nil, prefetchRate == nil, upstreamKeyring == nil else {
+                throw UpdError(.usage, "--follow, --prefetch-window, --prefetch-rate and --upstream-keyring need --upstream")
             }
             return nil
         }
@@ -67,6 +70,7 @@ struct UpstreamOptions: ParsableArguments {
         settings.prefetchRate = prefetchRate
         guard forwardInterval > 0 else { throw UpdError(.usage, "--forward-interval must be more than 0 seconds") }
         settings.forwardInterval = forwardInterval
+        settings.nationalKeyring = try upstreamKeyring.map { try Keyring(directory: $0) }
         return settings
     }
 }

@@ -38,6 +38,26 @@ final class NginxMirror {
     }
 }
 
+/// nginx as a caching proxy (proxy_cache, a CDN's stand-in) in front of an origin, stopped when
+/// released.
+final class NginxProxy {
+    let url: String
+    let state: String
+
+    init(origin: String) throws {
+        let out = try Shell.run([Scripts.path("serve-repo"), "--proxy", origin]).split(separator: " ")
+        url = String(out[0])
+        state = String(out[1]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit { _ = try? Shell.run([Scripts.path("serve-repo"), "--stop", state]) }
+
+    /// The requests it answered: "GET /blobs/… HTTP/1.1 200 1234 HIT" (the cache's status last).
+    var requests: [Substring] {
+        ((try? String(contentsOfFile: "\(state)/access.log", encoding: .utf8)) ?? "").split(separator: "\n")
+    }
+}
+
 /// scripts/flaky-mirror in one of its misbehaving modes, stopped when released.
 final class FlakyMirror {
     let url: String
