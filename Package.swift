@@ -15,6 +15,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         // The school server's HTTPS (serve --tls-cert); hummingbird's HummingbirdTLS needs it too.
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // A national server's fleet inventory, shared by its processes (serve --db postgres://…).
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // System libraries, each with a shim header for what Swift cannot import.
@@ -28,7 +30,7 @@ let package = Package(
         .systemLibrary(name: "CEdit", pkgConfig: "libedit", providers: [.apt(["libedit-dev"])]),
         // Linux calls that Swift's Glibc module lacks (extended attributes, O_NOATIME).
         .systemLibrary(name: "CLinux"),
-        // The school server's fleet inventory.
+        // The school server's fleet inventory (a national server's may be on PostgreSQL).
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
 
         // The core: manifests, trees, blobs, signing. No Lua, no HTTP server.
@@ -46,6 +48,7 @@ let package = Package(
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]),
 
         // The command-line tool: thin commands over the core.

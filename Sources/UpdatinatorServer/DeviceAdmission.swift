@@ -46,6 +46,13 @@ public final class DeviceAdmission: Sendable {
         enrolled = Locked(try inventory.enrolments(of: kind))
     }
 
+    /// Reads the enrolments again, for what other server processes sharing the inventory
+    /// enrolled, admitted or rejected.
+    public func reload() throws {
+        let fresh = try inventory.enrolments(of: kind)
+        enrolled.withLock { $0 = fresh }
+    }
+
     /// A device's enrolment, if it has one.
     public func enrolment(_ device: String) -> Enrolment? {
         enrolled.withLock { $0[device] }
@@ -54,9 +61,10 @@ public final class DeviceAdmission: Sendable {
     /// The sender of a request signed by an admitted device: the signature must be valid for the
     /// method, path and body as received, by the key the device enrolled with (or, at enrolment,
     /// the key it sends), its time within `window` of `now`, its nonce unseen. Anything else is a
-    /// `DeviceRefusal`. A first request is enrolled by the rule (through `enrol`, which blocks).
+    /// `DeviceRefusal`. A first request is enrolled by the rule. What blocks (an enrolment, and
+    /// the nonce's record in an inventory other processes share) runs on `threads`.
     func authenticate(_ request: Request, bodyHash: ContentHash, address: String?, now: Int64,
-                      enrol: @Sendable (@escaping @Sendable () throws -> Enrolment) async throws -> Enrolment) async throws -> String {
+                      threads: WorkerThreads) async throws -> String {
         let signature: RequestSignature
         do {
             let headers = request.headers
@@ -87,7 +95,13 @@ public final class DeviceAdmission: Sendable {
         guard signature.isValid(method: method, path: path, bodyHash: bodyHash, key: known?.key ?? signature.key) else {
             throw ServerRefusal(.unauthorized, DeviceRefusal.signature, "the signature of device \(device) does not verify for this request")
         }
-        guard nonces.firstUse(signature.nonce, now: now, window: window) else {
+        var unseen = nonces.firstUse(signature.nonce, now: now, window: window)
+        if unseen && inventory.isShared {
+            // A replay may go to another server process that shares the inventory.
+            let (inventory, nonce, window) = (self.inventory, signature.nonce, self.window)
+            unseen = try await threads.run { try inventory.firstUse(ofNonce: nonce, now: now, window: window) }
+        }
+        guard unseen else {
             throw ServerRefusal(.unauthorized, DeviceRefusal.replay, "the request of device \(device) was sent before (nonce \(signature.nonce)); refusing a replay")
         }
         var state = known?.state
@@ -97,7 +111,7 @@ public final class DeviceAdmission: Sendable {
                                     "\(kind.rawValue) \(device) is unknown: this server admits devices by enrolment token, and the request's is missing or wrong",
                                     state: "unknown")
             }
-            state = try await enrol { try self.enrol(device, Enrolment(key: signature.key, state: first), address: address, now: now) }.state
+            state = try await threads.run { try self.enrol(device, Enrolment(key: signature.key, state: first), address: address, now: now) }.state
         }
         switch state! {
         case .admitted: return device
@@ -130,9 +144,13 @@ public final class DeviceAdmission: Sendable {
                 }
                 return existing
             }
-            try inventory.enrol(device, enrolment, address: address, now: now, kind: kind)
-            enrolled[device] = enrolment
-            return enrolment
+            // Another process sharing the inventory may have enrolled this id meanwhile: its key stands.
+            let stored = try inventory.enrol(device, enrolment, address: address, now: now, kind: kind)
+            guard stored.key == enrolment.key else {
+                throw ServerRefusal(.forbidden, DeviceRefusal.signature, "\(kind.rawValue) \(device) is enrolled under another key (\(stored.key.keyID))")
+            }
+            enrolled[device] = stored
+            return stored
         }
     }
 

@@ -57,19 +57,35 @@ public final class FleetControls: Sendable {
         var pins = [String: Pin]()
     }
 
-    private let database: Locked<SQLiteDatabase>
+    private let database: Locked<any FleetDatabase>
     private let current: Locked<Current>
 
-    public init(path: String) throws {
-        let db = try SQLiteDatabase(path: path)
+    /// Opens the controls kept where `location` names (`FleetStore`), and reads them.
+    public init(path location: String) throws {
+        let db = try FleetStore.open(location)
         try db.execute("""
-            PRAGMA journal_mode = WAL;
             CREATE TABLE IF NOT EXISTS rollouts (
                 image TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT, stage INTEGER NOT NULL, stage_version TEXT, changed INTEGER);
             CREATE TABLE IF NOT EXISTS pins (device TEXT PRIMARY KEY, image TEXT NOT NULL, version TEXT NOT NULL, since INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS operator_actions (
                 id INTEGER PRIMARY KEY, time INTEGER NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT);
             """)
+        isShared = db.isShared
+        database = Locked(db)
+        current = Locked(try Self.load(db))
+    }
+
+    /// Whether other server processes may change the controls (a shared PostgreSQL): the server
+    /// then reads them again every second (`reload`).
+    public let isShared: Bool
+
+    /// Reads the controls again, for what other processes changed.
+    public func reload() throws {
+        let loaded = try database.withLock { try Self.load($0) }
+        current.withLock { $0 = loaded }
+    }
+
+    private static func load(_ db: any FleetDatabase) throws -> Current {
         var loaded = Current()
         for row in try db.query("SELECT image, state, reason, stage, changed, stage_version FROM rollouts") {
             guard let image = row[0].text else { continue }
@@ -85,8 +101,7 @@ public final class FleetControls: Sendable {
             guard let device = row[0].text, let image = row[1].text, let version = row[2].text else { continue }
             loaded.pins[device] = Pin(image: image, version: version, since: row[3].integer ?? 0)
         }
-        database = Locked(db)
-        current = Locked(loaded)
+        return loaded
     }
 
     /// The image's rollout (active when no operator touched it).
@@ -116,9 +131,14 @@ public final class FleetControls: Sendable {
     @discardableResult
     public func perform(_ action: Action, now: Int64) throws -> Rollout? {
         try database.withLock { db in
-            let (rollouts, pins) = current.withLock { ($0.rollouts, $0.pins) }
             var rollout: Rollout?
             try db.transaction {
+                // Another server process may have acted since this one last read them.
+                if db.isShared {
+                    let loaded = try Self.load(db)
+                    current.withLock { $0 = loaded }
+                }
+                let (rollouts, pins) = current.withLock { ($0.rollouts, $0.pins) }
                 switch action {
                 case .pause(let image, let reason), .halt(let image, let reason):
                     var r = rollouts[image] ?? Rollout(image: image)
@@ -140,8 +160,10 @@ public final class FleetControls: Sendable {
                     r.stage += 1
                     rollout = try save(r, now: now, in: db)
                 case .pin(let device, let image, let version):
-                    try db.query("INSERT OR REPLACE INTO pins (device, image, version, since) VALUES (?, ?, ?, ?)",
-                                 [.text(device), .text(image), .text(version), .integer(now)])
+                    try db.query("""
+                        INSERT INTO pins (device, image, version, since) VALUES (?1, ?2, ?3, ?4)
+                        ON CONFLICT (device) DO UPDATE SET image = ?2, version = ?3, since = ?4
+                        """, [.text(device), .text(image), .text(version), .integer(now)])
                 case .release(let device):
                     guard pins[device] != nil else { throw UpdError(.nothingToDo, "device \(device) is not pinned") }
                     try db.query("DELETE FROM pins WHERE device = ?", [.text(device)])
@@ -173,10 +195,13 @@ public final class FleetControls: Sendable {
         }
     }
 
-    private func save(_ rollout: Rollout, now: Int64, in db: SQLiteDatabase) throws -> Rollout {
+    private func save(_ rollout: Rollout, now: Int64, in db: any FleetDatabase) throws -> Rollout {
         var saved = rollout
         saved.changed = now
-        try db.query("INSERT OR REPLACE INTO rollouts (image, state, reason, stage, stage_version, changed) VALUES (?, ?, ?, ?, ?, ?)",
+        try db.query("""
+            INSERT INTO rollouts (image, state, reason, stage, stage_version, changed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            ON CONFLICT (image) DO UPDATE SET state = ?2, reason = ?3, stage = ?4, stage_version = ?5, changed = ?6
+            """,
                      [.text(saved.image), .text(saved.state.rawValue), saved.reason.map { .text($0) } ?? .null,
                       .integer(Int64(saved.stage)), saved.stageVersion.map { .text($0) } ?? .null, .integer(now)])
         return saved

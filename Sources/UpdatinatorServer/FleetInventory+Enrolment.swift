@@ -43,17 +43,40 @@ extension FleetInventory {
 
     /// Records a device's first signed request: its key, its admission, its address. A row the
     /// device had before it had a key (an inventory older than device keys) is kept and bound to it.
-    public func enrol(_ device: String, _ enrolment: Enrolment, address: String?, now: Int64, kind: Enrollee = .device) throws {
+    /// An id that already has a key keeps it (another server process sharing the inventory may
+    /// have enrolled it first): the enrolment stored is returned, whoever made it.
+    @discardableResult
+    public func enrol(_ device: String, _ enrolment: Enrolment, address: String?, now: Int64, kind: Enrollee = .device) throws -> Enrolment {
         try database.withLock { db in
-            try db.query("""
-                INSERT INTO \(kind.table) (\(kind.column), address, first_seen, last_seen, public_key, key_fingerprint, admission)
-                VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)
-                ON CONFLICT (\(kind.column)) DO UPDATE SET public_key = ?4, key_fingerprint = ?5, admission = ?6,
-                    address = coalesce(?2, address), last_seen = ?3
-                """, [.text(device), text(address), .integer(now), .text(enrolment.key.hex), .text(enrolment.key.keyID),
-                      .text(enrolment.state.rawValue)])
+            try db.transaction {
+                let table = kind.table
+                try db.query("""
+                    INSERT INTO \(table) (\(kind.column), address, first_seen, last_seen, public_key, key_fingerprint, admission)
+                    VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)
+                    ON CONFLICT (\(kind.column)) DO UPDATE SET public_key = coalesce(\(table).public_key, ?4),
+                        key_fingerprint = coalesce(\(table).key_fingerprint, ?5), admission = coalesce(\(table).admission, ?6),
+                        address = coalesce(?2, \(table).address), last_seen = ?3
+                    """, [.text(device), text(address), .integer(now), .text(enrolment.key.hex), .text(enrolment.key.keyID),
+                          .text(enrolment.state.rawValue)])
+                let row = try db.query("SELECT public_key, admission FROM \(table) WHERE \(kind.column) = ?", [.text(device)]).first
+                guard let key = row?[0].text.flatMap({ PublicKey(hex: $0) }), let state = row?[1].text.flatMap({ AdmissionState(rawValue: $0) }) else {
+                    throw UpdError(.corrupt, "\(kind.rawValue) \(device): its enrolment could not be read back")
+                }
+                return Enrolment(key: key, state: state)
+            }
         }
     }
+
+    /// Whether a request's nonce is new to every server process sharing the inventory; nonces
+    /// older than twice the window are forgotten.
+    func firstUse(ofNonce nonce: String, now: Int64, window: Int64) throws -> Bool {
+        try database.withLock { db in
+            try db.query("DELETE FROM nonces WHERE time < ?", [.integer(now - 2 * window)])
+            return !(try db.query("INSERT INTO nonces (nonce, time) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+                                  [.text(nonce), .integer(now)])).isEmpty
+        }
+    }
+
 
     /// Sets an enrolled device's admission.
     public func setAdmission(_ device: String, _ state: AdmissionState, kind: Enrollee = .device) throws {

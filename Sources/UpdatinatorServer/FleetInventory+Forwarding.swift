@@ -47,7 +47,7 @@ extension FleetInventory {
         try writeChecks()
         let recorded: Int = try database.withLock { db in
             try db.transaction {
-                let key: [SQLiteDatabase.Value] = [.text(school), .text(batch.epoch)]
+                let key: [SQLValue] = [.text(school), .text(batch.epoch)]
                 let last = try db.query("SELECT seq FROM forwarded WHERE school = ? AND epoch = ?", key).first?.first?.integer ?? 0
                 let new = batch.reports.filter { $0.seq > last }
                 for entry in new { try write(entry.report, address: entry.address, now: entry.time, school: school, in: db) }

@@ -54,7 +54,7 @@ extension FleetInventory {
     public func devices(_ query: DeviceQuery, now: Int64) throws -> [[String: Any]] {
         try writeChecks()
         var conditions = [String]()
-        var values = [SQLiteDatabase.Value]()
+        var values = [SQLValue]()
         for (column, value) in [("image", query.image), ("version", query.version), ("status", query.status),
                                 ("school", query.school), ("decision", query.decision), ("admission", query.admission)] {
             if let value {
@@ -94,7 +94,7 @@ extension FleetInventory {
         try writeChecks()
         return try database.withLock { db in
             var counts = [String: Int]()
-            func count(_ sql: String, _ values: [SQLiteDatabase.Value]) throws -> Int {
+            func count(_ sql: String, _ values: [SQLValue]) throws -> Int {
                 Int(try db.query(sql, values).first?.first?.integer ?? 0)
             }
             counts["devices"] = try count("SELECT count(*) FROM devices WHERE image = ? OR target_image = ?", [.text(image), .text(image)])
@@ -158,7 +158,7 @@ extension FleetInventory {
     }
 
     /// A row as a JSON object, without its nulls.
-    static func object(_ names: [String], _ row: [SQLiteDatabase.Value]) -> [String: Any] {
+    static func object(_ names: [String], _ row: [SQLValue]) -> [String: Any] {
         var object = [String: Any]()
         for (name, value) in zip(names, row) {
             switch value {

@@ -8,22 +8,26 @@ import UpdatinatorLua
 /// (SQLite writes to disk): the server makes them on its worker threads, never on the threads
 /// that run its async handlers.
 public final class FleetInventory: Sendable {
-    let database: Locked<SQLiteDatabase>
+    let database: Locked<any FleetDatabase>
     private let counts: ShortLivedCache<Int>
     private let pendingChecks = Locked<[(CheckRequest, String?, String, Int64)]>([])
     private let peerCandidates: ShortLivedCache<[PeerCandidate]>
 
-    /// Whether each report is also kept in the outbox, for the tier above (`ReportForwarder`).
+    /// Whether each report is also kept in the outbox, for the tier above (`UpstreamService.forwardReports`).
     let keepsOutbox: Bool
+    /// Whether other server processes share this inventory (a PostgreSQL one): what a process
+    /// keeps in memory of it (enrolments, controls) is then read again.
+    public let isShared: Bool
 
-    public init(path: String, countLifetime: TimeInterval = 1, keepsOutbox: Bool = false) throws {
+    /// Opens the inventory that `location` names: a SQLite file, or a `postgres://` URL that
+    /// several servers share (`FleetStore`).
+    public init(path location: String, countLifetime: TimeInterval = 1, keepsOutbox: Bool = false) throws {
         self.keepsOutbox = keepsOutbox
         counts = ShortLivedCache(lifetime: countLifetime, capacity: 10_000)
         peerCandidates = ShortLivedCache(lifetime: countLifetime, capacity: 1000)
-        let db = try SQLiteDatabase(path: path)
+        let db = try FleetStore.open(location)
+        isShared = db.isShared
         try db.execute("""
-            PRAGMA journal_mode = WAL;
-            PRAGMA synchronous = NORMAL;
             CREATE TABLE IF NOT EXISTS devices (
                 device TEXT PRIMARY KEY, image TEXT, version TEXT, channel TEXT, address TEXT,
                 status TEXT, code TEXT, target_image TEXT, target_version TEXT, peer TEXT,
@@ -40,12 +44,11 @@ public final class FleetInventory: Sendable {
             CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, address TEXT, report TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS forwarded (school TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (school, epoch));
             CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, time INTEGER NOT NULL);
             """)
         // Columns added since the first release, for a database that predates them.
-        let columns = Set(try db.query("PRAGMA table_info(devices)").compactMap { $0[1].text })
-        for (column, type) in [("school", "TEXT"), ("decision", "TEXT"), ("agent_version", "TEXT"), ("public_key", "TEXT"),
-                               ("key_fingerprint", "TEXT"), ("admission", "TEXT")] where !columns.contains(column) {
-            try db.execute("ALTER TABLE devices ADD COLUMN \(column) \(type)")
+        for column in ["school", "decision", "agent_version", "public_key", "key_fingerprint", "admission"] {
+            try db.addColumn("devices", column, "TEXT")
         }
         database = Locked(db)
     }
@@ -77,9 +80,9 @@ public final class FleetInventory: Sendable {
                         INSERT INTO devices (device, image, version, channel, address, peer, status, first_seen, last_seen, school, decision,
                             agent_version)
                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'checking', ?7, ?7, ?8, ?9, ?10)
-                        ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
-                            channel = coalesce(?4, channel), address = coalesce(?5, address), peer = coalesce(?6, peer), last_seen = ?7,
-                            school = coalesce(?8, school), decision = ?9, agent_version = coalesce(?10, agent_version)
+                        ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, devices.image), version = coalesce(?3, devices.version),
+                            channel = coalesce(?4, devices.channel), address = coalesce(?5, devices.address), peer = coalesce(?6, devices.peer), last_seen = ?7,
+                            school = coalesce(?8, devices.school), decision = ?9, agent_version = coalesce(?10, devices.agent_version)
                         """, [.text(request.device), text(request.image), text(request.version), text(request.channel), text(address),
                               text(request.peer), .integer(now), text(Self.school(of: request)), .text(decision), text(request.agentVersion)])
                 }
@@ -106,21 +109,21 @@ public final class FleetInventory: Sendable {
 
     /// Writes a report into the device's row and its history; `school`, for a report a school
     /// forwarded, is recorded as the device's school.
-    func write(_ report: DeviceReport, address: String?, now: Int64, school: String?, in db: SQLiteDatabase) throws {
+    func write(_ report: DeviceReport, address: String?, now: Int64, school: String?, in db: any FleetDatabase) throws {
         if report.status == .done {
             try db.query("""
                 INSERT INTO devices (device, image, version, address, status, peer, first_seen, last_seen, last_report)
                 VALUES (?1, ?2, ?3, ?4, 'done', ?5, ?6, ?6, ?6)
-                ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, image), version = coalesce(?3, version),
-                    address = coalesce(?4, address), status = 'done', code = NULL, target_image = NULL,
+                ON CONFLICT (device) DO UPDATE SET image = coalesce(?2, devices.image), version = coalesce(?3, devices.version),
+                    address = coalesce(?4, devices.address), status = 'done', code = NULL, target_image = NULL,
                     target_version = NULL, peer = ?5, last_seen = ?6, last_report = ?6
                 """, [.text(report.device), text(report.image), text(report.version), text(address), text(report.peer), .integer(now)])
         } else {
             try db.query("""
                 INSERT INTO devices (device, address, status, code, target_image, target_version, first_seen, last_seen, last_report)
                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)
-                ON CONFLICT (device) DO UPDATE SET address = coalesce(?2, address), status = ?3, code = ?4,
-                    target_image = coalesce(?5, target_image), target_version = coalesce(?6, target_version),
+                ON CONFLICT (device) DO UPDATE SET address = coalesce(?2, devices.address), status = ?3, code = ?4,
+                    target_image = coalesce(?5, devices.target_image), target_version = coalesce(?6, devices.target_version),
                     last_seen = ?7, last_report = ?7
                 """, [.text(report.device), text(address), .text(report.status.rawValue), text(report.code), text(report.image),
                       text(report.version), .integer(now)])
@@ -216,7 +219,7 @@ public final class FleetInventory: Sendable {
         return nil
     }
 
-    func text(_ value: String?) -> SQLiteDatabase.Value { value.map { .text($0) } ?? .null }
+    func text(_ value: String?) -> SQLValue { value.map { .text($0) } ?? .null }
 }
 
 /// Dotted IPv4 addresses, for the nearest-peer rule.

@@ -76,7 +76,7 @@ public final class PeerServer: Sendable {
 
     public func router() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
-        router.add(middleware: CountingMiddleware(metrics: metrics))
+        router.add(middleware: CountingMiddleware(metrics: metrics, logger: logger))
         let files = FileResponder(root: cache.directory, metrics: metrics, threads: threads)
         router.files("/blobs/:prefix/:name") { request, context in
             let name = try context.parameters.require("name")

@@ -4,7 +4,7 @@ import Updatinator
 
 /// One SQLite connection with prepared statements kept by their text. Not thread-safe: the
 /// inventory serialises every use behind its lock.
-final class SQLiteDatabase {
+final class SQLiteDatabase: FleetDatabase {
     private var db: OpaquePointer?
     private var statements = [String: OpaquePointer]()
     let path: String
@@ -17,7 +17,11 @@ final class SQLiteDatabase {
             throw UpdError(.io, "\(path): cannot open the fleet inventory: \(message)")
         }
         sqlite3_busy_timeout(db, 5000)
+        try execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
     }
+
+    var isShared: Bool { false }
+    var lockingRead: String { "" }
 
     deinit {
         for statement in statements.values { sqlite3_finalize(statement) }
@@ -36,19 +40,14 @@ final class SQLiteDatabase {
         guard sqlite3_exec(db, sql, nil, nil, nil) == SQLITE_OK else { throw failure("cannot run '\(sql.prefix(40))…'") }
     }
 
-    /// A value bound to a statement's parameter or read from a row.
-    enum Value: Equatable, Sendable {
-        case null
-        case integer(Int64)
-        case text(String)
-
-        var text: String? { if case .text(let s) = self { return s } else { return nil } }
-        var integer: Int64? { if case .integer(let i) = self { return i } else { return nil } }
+    func addColumn(_ table: String, _ column: String, _ type: String) throws {
+        let columns = Set(try query("PRAGMA table_info(\(table))").compactMap { $0[1].text })
+        if !columns.contains(column) { try execute("ALTER TABLE \(table) ADD COLUMN \(column) \(type)") }
     }
 
     /// Runs one statement with its parameters, returning its rows.
     @discardableResult
-    func query(_ sql: String, _ parameters: [Value] = []) throws -> [[Value]] {
+    func query(_ sql: String, _ parameters: [SQLValue]) throws -> [[SQLValue]] {
         let statement = try prepared(sql)
         defer {
             sqlite3_reset(statement)
@@ -62,7 +61,7 @@ final class SQLiteDatabase {
             case .text(let s): _ = CSQLite_bind_text(statement, position, s, -1)
             }
         }
-        var rows = [[Value]]()
+        var rows = [[SQLValue]]()
         while true {
             let step = sqlite3_step(statement)
             if step == SQLITE_DONE { break }

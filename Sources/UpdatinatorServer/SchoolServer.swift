@@ -108,6 +108,22 @@ public final class SchoolServer: Sendable {
         defer { following?.cancel() }
         let forwarding = upstream.map { upstream in Task { await upstream.forwardReports(from: inventory) } }
         defer { forwarding?.cancel() }
+        // Other server processes sharing the inventory enrol, admit and act: read it again every second.
+        let (controls, admissions) = (self.controls, [admission, schoolAdmission])
+        let rereading = !inventory.isShared ? nil : Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                do {
+                    try await threads.run {
+                        try controls.reload()
+                        for admission in admissions { try admission.reload() }
+                    }
+                } catch {
+                    logger.error("\((error as? UpdError)?.message ?? "\(error)")")
+                }
+            }
+        }
+        defer { rereading?.cancel() }
         defer { policy.stop() }
         try await HTTPService.run(router(), host: host, port: port, name: "school", tls: tls, onListening: onListening)
         try inventory.writeChecks()
@@ -116,7 +132,7 @@ public final class SchoolServer: Sendable {
     /// The routes.
     public func router() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
-        router.add(middleware: CountingMiddleware(metrics: metrics))
+        router.add(middleware: CountingMiddleware(metrics: metrics, logger: settings.logger))
         let files = FileResponder(root: settings.repository, metrics: metrics, threads: fileThreads)
         router.files("/repo.json") { request, _ in try await self.repositoryFile(request, ["repo.json"], files) }
         router.files("/channels/:name") { request, context in
@@ -179,11 +195,8 @@ public final class SchoolServer: Sendable {
     func authenticatedDevice(_ request: Request, bodyHash: ContentHash, _ context: ServerContext,
                              by admission: DeviceAdmission? = nil) async throws -> String {
         do {
-            let threads = fileThreads
             return try await (admission ?? self.admission).authenticate(request, bodyHash: bodyHash, address: context.clientAddress,
-                                                    now: Int64(Date().timeIntervalSince1970)) {
-                try await threads.run($0)
-            }
+                                                                        now: Int64(Date().timeIntervalSince1970), threads: fileThreads)
         } catch let refusal as ServerRefusal {
             metrics.refusal(refusal.state ?? refusal.code)
             throw refusal

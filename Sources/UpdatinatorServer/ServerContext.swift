@@ -1,4 +1,6 @@
 import Hummingbird
+import Logging
+import Updatinator
 import NIOCore
 
 /// A request's context, with the client's IP address (for the inventory and nearest peers).
@@ -12,9 +14,11 @@ public struct ServerContext: RequestContext {
     }
 }
 
-/// Counts every answer by route and status for `/metrics`.
+/// Counts every answer by route and status for `/metrics`, and logs what failed without an
+/// HTTP answer of its own (a database that went away, say), which is answered 500.
 struct CountingMiddleware: RouterMiddleware {
     let metrics: ServerMetrics
+    let logger: Logger
 
     func handle(_ request: Request, context: ServerContext,
                 next: (Request, ServerContext) async throws -> Response) async throws -> Response {
@@ -24,6 +28,10 @@ struct CountingMiddleware: RouterMiddleware {
             return response
         } catch let error as any HTTPResponseError {
             metrics.request(route: context.endpointPath ?? "unmatched", status: error.status.code)
+            throw error
+        } catch {
+            metrics.request(route: context.endpointPath ?? "unmatched", status: 500)
+            logger.error("\(request.method) \(request.uri.path): \((error as? UpdError)?.message ?? "\(error)")")
             throw error
         }
     }

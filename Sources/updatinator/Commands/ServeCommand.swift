@@ -49,7 +49,7 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Option(help: "Where to listen, HOST:PORT (port 0 picks a free one).")
     var listen = "0.0.0.0:8080"
 
-    @Option(help: "The fleet inventory's SQLite file; default: REPO/fleet.sqlite.")
+    @Option(help: "The fleet inventory: a SQLite file (default: REPO/fleet.sqlite), or a postgres://USER@HOST:PORT/DATABASE URL that several server processes share.")
     var db: String?
 
     @Option(help: "A JSON file of settings that upd.config lays over the policy's defaults.")

@@ -58,6 +58,39 @@ final class NginxProxy {
     }
 }
 
+/// nginx in front of server processes side by side, round robin (scripts/serve-repo --replicas).
+final class NginxBalancer {
+    let url: String
+    let state: String
+
+    init(_ replicas: [String]) throws {
+        let out = try Shell.run([Scripts.path("serve-repo"), "--replicas"] + replicas).split(separator: " ")
+        url = String(out[0])
+        state = String(out[1]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit { _ = try? Shell.run([Scripts.path("serve-repo"), "--stop", state]) }
+
+    /// The replica that answered each request, in order ("127.0.0.1:PORT").
+    var replicasAnswering: [Substring] {
+        ((try? String(contentsOfFile: "\(state)/access.log", encoding: .utf8)) ?? "").split(separator: "\n").compactMap { $0.split(separator: " ").last }
+    }
+}
+
+/// A PostgreSQL server of the test's own (scripts/postgres), stopped and removed when released.
+final class PostgresServer {
+    let url: String
+    let directory: String
+
+    init() throws {
+        let out = try Shell.run([Scripts.path("postgres"), "start"]).split(separator: " ")
+        url = String(out[0])
+        directory = String(out[1]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    deinit { _ = try? Shell.run([Scripts.path("postgres"), "stop", directory]) }
+}
+
 /// scripts/flaky-mirror in one of its misbehaving modes, stopped when released.
 final class FlakyMirror {
     let url: String
