@@ -70,6 +70,9 @@ let package = Package(
         // scripts/bench server: signed checks made beforehand, which wrk sends in turn.
         .executableTarget(name: "request-bench", dependencies: ["Updatinator"]),
 
+        // scripts/fleet-sim: a school's light laptops, which check, download and report but apply nothing.
+        .executableTarget(name: "fleet-laptops", dependencies: ["Updatinator"]),
+
         .testTarget(
             name: "UpdatinatorTests",
             dependencies: ["Updatinator", "UpdatinatorLua", "UpdatinatorServer", "updatinator", "CLinux", "CZlib"],
