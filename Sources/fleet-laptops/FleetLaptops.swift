@@ -48,10 +48,16 @@ enum FleetLaptops {
         let started = Date()
         let totals = Locked(Totals())
         totals.withLock { $0.devices = count }
-        let pending = Locked(Array(0..<count))
-        let threads = (0..<8).map { _ in
+        // Devices waiting for their next check, the next first (at the end), each with its time.
+        let pending = Locked((0..<count).map { ($0, started) })
+        let finished = DispatchSemaphore(value: 0)
+        let workers = 8
+        for _ in 0..<workers {
             Thread {
-                while Date().timeIntervalSince(started) < deadline, let n = pending.withLock({ $0.popLast() }) {
+                defer { finished.signal() }
+                while Date().timeIntervalSince(started) < deadline, let (n, due) = pending.withLock({ $0.popLast() }) {
+                    let wait = due.timeIntervalSinceNow
+                    if wait > 0 { Thread.sleep(forTimeInterval: wait) }
                     let device = "\(prefix)-\(n)"
                     let fails = Double(RolloutBucket.of(device: device, salt: "fleet-sim")) < failShare * 100
                     do {
@@ -63,21 +69,11 @@ enum FleetLaptops {
                         }
                     }
                     // Not moved yet: back to the queue, to check again after the interval.
-                    Thread.sleep(forTimeInterval: interval)
-                    pending.withLock { $0.insert(n, at: 0) }
+                    pending.withLock { $0.insert((n, Date().addingTimeInterval(interval)), at: 0) }
                 }
-            }
-        }
-        let finished = DispatchSemaphore(value: 0)
-        for thread in threads {
-            let body = thread
-            Thread {
-                body.start()
-                while !body.isFinished { Thread.sleep(forTimeInterval: 0.05) }
-                finished.signal()
             }.start()
         }
-        for _ in threads { finished.wait() }
+        for _ in 0..<workers { finished.wait() }
         var result = totals.withLock { $0 }
         result.seconds = Date().timeIntervalSince(started)
         let encoder = JSONEncoder()
