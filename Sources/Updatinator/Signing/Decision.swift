@@ -55,12 +55,7 @@ public struct Decision: Codable, Equatable, Sendable {
 
     /// The envelope of this decision, signed with a decision key.
     public func signed(with key: SecretKey) throws -> [UInt8] {
-        let content = CanonicalJSON.encode(self, pretty: false)
-        var signatures = SignatureFile()
-        signatures.sign(content, with: key, purpose: .decision)
-        let envelope = Envelope(decision: String(decoding: content, as: UTF8.self),
-                                signatures: String(decoding: signatures.encoded(), as: UTF8.self))
-        return CanonicalJSON.encode(envelope, pretty: false)
+        SignedEnvelope.seal(self, as: "decision", key: key, purpose: .decision)
     }
 
     /// Verifies an envelope: signed by the keyring's decision keys, canonical, for this device and
@@ -71,19 +66,8 @@ public struct Decision: Codable, Equatable, Sendable {
     /// device's clock says. Only a decision without `time` is judged by `now`, the device's clock.
     public static func verify(envelope bytes: [UInt8], keyring: Keyring, device: String, nonce: String,
                               now: Int64, source: String) throws -> Decision {
-        guard bytes.count <= 64 * 1024, let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)) else {
-            throw UpdError(.corrupt, "\(source): not a decision envelope")
-        }
-        let content = Array(envelope.decision.utf8)
-        let signatures = try SignatureFile.parse(Array(envelope.signatures.utf8), source: "\(source) signatures")
-        try keyring.verify(content, signatures: signatures, purpose: .decision, source: source)
-        try CanonicalJSON.requireCanonical(content, pretty: false, source: source)
-        let decision: Decision
-        do {
-            decision = try JSONDecoder().decode(Decision.self, from: Data(content))
-        } catch {
-            throw UpdError(.corrupt, "\(source): not a valid decision (\(JSONErrors.describe(error)))")
-        }
+        let decision = try SignedEnvelope.open(bytes, as: "decision", Decision.self, keyring: keyring, purpose: .decision,
+                                               maxBytes: 64 * 1024, source: source)
         guard decision.device == device, decision.nonce == nonce else {
             throw UpdError(.verification, "\(source): the decision is for another request (device or nonce differs)")
         }

@@ -58,19 +58,9 @@ public struct NationalRollout: Codable, Equatable, Sendable {
         return (.held, "the national rollout does not allow \(image) \(version)")
     }
 
-    /// What travels over HTTP: the document's canonical JSON text and its signature file's text.
-    struct Envelope: Codable {
-        var rollout: String
-        var signatures: String
-    }
-
     /// The envelope of this document, signed with a national decision key.
     public func signed(with key: SecretKey) -> [UInt8] {
-        let content = CanonicalJSON.encode(self, pretty: false)
-        var signatures = SignatureFile()
-        signatures.sign(content, with: key, purpose: .rollout)
-        return CanonicalJSON.encode(Envelope(rollout: String(decoding: content, as: UTF8.self),
-                                             signatures: String(decoding: signatures.encoded(), as: UTF8.self)), pretty: false)
+        SignedEnvelope.seal(self, as: "rollout", key: key, purpose: .rollout)
     }
 
     /// Verifies an envelope: signed by the keyring's keys for this purpose, canonical, for this
@@ -79,19 +69,8 @@ public struct NationalRollout: Codable, Equatable, Sendable {
     /// what was allowed, and `refusal` refuses every move under it.
     public static func verify(envelope bytes: [UInt8], keyring: Keyring, school: String, notBefore: Int64 = 0,
                               source: String) throws -> NationalRollout {
-        guard bytes.count <= 1 << 20, let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)) else {
-            throw UpdError(.corrupt, "\(source): not a national rollout envelope")
-        }
-        let content = Array(envelope.rollout.utf8)
-        let signatures = try SignatureFile.parse(Array(envelope.signatures.utf8), source: "\(source) signatures")
-        try keyring.verify(content, signatures: signatures, purpose: .rollout, source: source)
-        try CanonicalJSON.requireCanonical(content, pretty: false, source: source)
-        let rollout: NationalRollout
-        do {
-            rollout = try JSONDecoder().decode(NationalRollout.self, from: Data(content))
-        } catch {
-            throw UpdError(.corrupt, "\(source): not a valid national rollout (\(JSONErrors.describe(error)))")
-        }
+        let rollout = try SignedEnvelope.open(bytes, as: "rollout", NationalRollout.self, keyring: keyring, purpose: .rollout,
+                                              maxBytes: 1 << 20, source: source)
         guard rollout.school == school else {
             throw UpdError(.verification, "\(source): the rollout is for school \(rollout.school), not \(school)")
         }
