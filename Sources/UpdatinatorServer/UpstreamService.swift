@@ -141,24 +141,40 @@ public final class UpstreamService: Sendable {
     }
 
     /// Checks the national rollout and the followed channels every `interval` until cancelled,
-    /// fetching each channel's manifest, and its contents inside the prefetch window.
+    /// each on its own schedule, so that fetching a new version ahead never delays a national
+    /// halt: fetching each channel's manifest, and its contents inside the prefetch window.
     func run() async {
-        while !Task.isCancelled {
+        await withTaskGroup(of: Void.self) { group in
             if settings.nationalKeyring != nil {
-                do {
-                    try await threads.run { try self.refreshRollout() }
-                } catch {
-                    logger.warning("upstream: national rollout: \((error as? UpdError)?.message ?? "\(error)"); keeping the one held")
+                group.addTask {
+                    await self.every(self.settings.interval) {
+                        do {
+                            try await self.threads.run { try self.refreshRollout() }
+                        } catch {
+                            self.logger.warning("upstream: national rollout: \((error as? UpdError)?.message ?? "\(error)"); keeping the one held")
+                        }
+                    }
                 }
             }
-            for channel in settings.channels {
-                do {
-                    try await follow(channel)
-                } catch {
-                    logger.warning("upstream: channel \(channel): \((error as? HTTPError)?.body ?? "\(error)")")
+            group.addTask {
+                await self.every(self.settings.interval) {
+                    for channel in self.settings.channels {
+                        do {
+                            try await self.follow(channel)
+                        } catch {
+                            self.logger.warning("upstream: channel \(channel): \((error as? HTTPError)?.body ?? "\(error)")")
+                        }
+                    }
                 }
             }
-            try? await Task.sleep(for: .seconds(settings.interval))
+        }
+    }
+
+    /// Runs `work`, then again `seconds` after it ended, until cancelled.
+    private func every(_ seconds: TimeInterval, _ work: () async -> Void) async {
+        while !Task.isCancelled {
+            await work()
+            try? await Task.sleep(for: .seconds(seconds))
         }
     }
 
