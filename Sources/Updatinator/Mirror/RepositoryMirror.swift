@@ -176,9 +176,13 @@ public final class RepositoryMirror: Sendable {
                 fetched.bytes += report.bytes
             }
         } catch let error as UpdError where error.code == .network {
-            // What failed, asked of upstream once more: no answer is an outage; an answer but
-            // 200 means it lacks the file; 200 means what it sent was refused.
-            switch try? fetcher.call("HEAD", files[0].path, to: settings.upstream, body: nil, headers: [], deadlineSeconds: 10).status {
+            // What failed, asked of upstream once more, on a connection of its own: no answer is
+            // an outage; an answer but 200 means it lacks the file; 200 means what it sent was refused.
+            var options = FetchOptions(mirrors: [settings.upstream])
+            options.caFile = settings.caFile
+            // (A HEAD has no body, but its Content-Length must not trip the cap on answers' sizes.)
+            switch try? CurlFetcher(options: options).call("HEAD", files[0].path, to: settings.upstream, body: nil, headers: [],
+                                                            maxResponseBytes: 1 << 40, deadlineSeconds: 10).status {
             case nil:
                 freshness.withLock { $0.unreachableUntil = Date().addingTimeInterval(settings.retryAfter) }
                 throw UpdError(.network, "upstream \(settings.upstream) is unreachable: \(error.message)")
