@@ -357,4 +357,35 @@ import Testing
                                    "--decision-keyring", school.decisionKeyring], environment: ["UPDATINATOR_DEVICE_ID": "cdn-school-laptop"])
         #expect(upgrade.status == 0, "\(upgrade.stderr)")
     }
+
+    @Test("hostile-upstream: a school fetches a version's pack whole, at the size its signed delta index announces, each blob in it checked")
+    func aPackIsFetchedWholeAndChecked() throws {
+        let repo = try nationalRepository()
+        for arguments in [["delta", "--repo", repo, "--from", "olpc-ext3/1", "--to", "olpc-ext3/2", "--secret-key", samples.secretKey],
+                          ["pack", "--repo", repo, "olpc-ext3/2", "--secret-key", samples.secretKey]] {
+            let run = try CLI.run(arguments)
+            try #require(run.status == 0, "\(run.stderr)")
+        }
+        let national = try NginxMirror(repo: repo)
+        let school = try school(national.url)
+        let pack = try Sys.readFile("\(repo)/images/olpc-ext3/2.pack")
+        let served = try Curl.get(school.server.url + "/images/olpc-ext3/2.pack")
+        #expect(served.status == 200 && Array(served.body.data(using: .isoLatin1)!) == pack)
+        #expect(answered(national).filter { $0.hasSuffix(".pack") }.count == 1)
+
+        // The same pack with one byte of its first blob changed, for another version named alike.
+        let tampered = try nationalRepository()
+        for arguments in [["delta", "--repo", tampered, "--from", "olpc-ext3/1", "--to", "olpc-ext3/2", "--secret-key", samples.secretKey],
+                          ["pack", "--repo", tampered, "olpc-ext3/2", "--secret-key", samples.secretKey]] {
+            #expect(try CLI.run(arguments).status == 0)
+        }
+        var bytes = try Sys.readFile("\(tampered)/images/olpc-ext3/2.pack")
+        bytes[bytes.count / 3] ^= 0xff
+        try Sys.writeFileAtomically("\(tampered)/images/olpc-ext3/2.pack", bytes)
+        let hostile = try NginxMirror(repo: tampered)
+        let other = try self.school(hostile.url)
+        let refused = try Curl.get(other.server.url + "/images/olpc-ext3/2.pack")
+        #expect(refused.status == 502, "\(refused.status) \(refused.body)")
+        #expect(!FileManager.default.fileExists(atPath: "\(other.repo)/images/olpc-ext3/2.pack"))
+    }
 }
