@@ -6,9 +6,10 @@ import Updatinator
 /// The school server's link to the tier above (`serve --upstream`): its repository is a
 /// `RepositoryMirror` of the upstream one. A file a laptop asks for that the school lacks is
 /// fetched then; concurrent requests for one file wait for one fetch (`FetchFlights`), so every
-/// content crosses the upstream link at most once. In the background it checks the followed
-/// channels every `interval` and, inside the prefetch window, fetches the contents of the
-/// versions they name at the prefetch rate, so the first laptop finds them there.
+/// content crosses the upstream link at most once. In the background it checks the national
+/// rollout (with a national keyring) and the followed channels every `interval`, fetching the
+/// contents of the versions those name inside the prefetch window at the prefetch rate, so the
+/// first laptop finds them there; and it forwards the inventory's outbox upstream.
 ///
 /// While upstream cannot be reached the school serves, decides and records from what it holds;
 /// a file it lacks then gets 503 with `Retry-After`.
@@ -17,7 +18,7 @@ public final class UpstreamService: Sendable {
         public var mirror: RepositoryMirror.Settings
         /// The channels whose versions are fetched ahead of the first laptop.
         public var channels: [String] = []
-        /// How often the channels are checked.
+        /// How often the national rollout and the channels are checked.
         public var interval: TimeInterval = 60
         /// When contents may be fetched ahead (nil: at any time).
         public var prefetchWindow: TimeWindow?
@@ -25,7 +26,7 @@ public final class UpstreamService: Sendable {
         public var prefetchRate: UInt64?
         /// Contents per prefetch step: a laptop that asks for one of them waits for that step.
         public var prefetchStep = 64
-        /// The school's own identity, which signs what it sends upstream (its reports).
+        /// The school's own identity, which signs what it sends upstream (its reports, its requests for its rollout).
         public var signer: RequestSigner
         /// How often the outbox is sent upstream while it holds reports.
         public var forwardInterval: TimeInterval = 10
@@ -44,9 +45,13 @@ public final class UpstreamService: Sendable {
     public let settings: Settings
     public let mirror: RepositoryMirror
     let flights = FetchFlights()
+    /// Where fetches from upstream wait for the network.
     let threads = WorkerThreads(name: "upstream", count: 4)
+    /// Where the school's signed requests wait (its rollout, its reports): a slow fetch never
+    /// holds up a national halt.
+    let calls = WorkerThreads(name: "upstream calls", count: 2)
     let prefetcher: CurlFetcher
-    /// For the requests the school signs (its reports).
+    /// For the requests the school signs.
     let caller: CurlFetcher
     let metrics: ServerMetrics
     let logger: Logger
@@ -149,7 +154,7 @@ public final class UpstreamService: Sendable {
                 group.addTask {
                     await self.every(self.settings.interval) {
                         do {
-                            try await self.threads.run { try self.refreshRollout() }
+                            try await self.calls.run { try self.refreshRollout() }
                         } catch {
                             self.logger.warning("upstream: national rollout: \((error as? UpdError)?.message ?? "\(error)"); keeping the one held")
                         }
@@ -205,7 +210,7 @@ extension UpstreamService {
         var failing = false
         while !Task.isCancelled {
             do {
-                let sent = try await threads.run { try self.forwardOnce(from: inventory) }
+                let sent = try await calls.run { try self.forwardOnce(from: inventory) }
                 if failing { logger.notice("upstream: reports are forwarded again") }
                 failing = false
                 if sent == settings.forwardBatch { continue }
