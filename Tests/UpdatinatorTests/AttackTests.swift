@@ -127,7 +127,7 @@ import Testing
         let repo = try upgrades.packedRepository()
         let pack = repo + "/images/olpc-ext3/2.pack"
         var bytes = try Sys.readFile(pack)
-        for offset in stride(from: 100, to: bytes.count, by: 4096) { bytes[offset] ^= 0x55 }
+        for offset in stride(from: 100, to: bytes.count, by: 1024) { bytes[offset] ^= 0x55 }
         try Sys.writeFileAtomically(pack, bytes)
         let nginx = try NginxMirror(repo: repo)
         let r = try upgrades.applyOneToTwo(from: nginx.url, "corrupt-pack")

@@ -18,6 +18,9 @@ public struct ImageGenerator {
     /// The creation time to record (the CLI passes SOURCE_DATE_EPOCH); none by default, so that output is reproducible.
     public var created: Int64?
     public var compressionLevel: Int32?
+    /// Whether blobs are written by libdeflate when the system has it (else by zlib): the same
+    /// format either way, but other bytes and sizes, which a manifest records.
+    public var libdeflate = true
     public var workers = Parallel.defaultWorkers
     public var progress: (@Sendable (TreeScanner.Progress) -> Void)?
 
@@ -34,6 +37,7 @@ public struct ImageGenerator {
         let repository = try Repository(creatingAt: repositoryRoot, compressionLevel: compressionLevel)
         var scanner = TreeScanner(root: tree, blobs: repository.blobs)
         scanner.workers = workers
+        scanner.libdeflate = libdeflate
         scanner.progress = progress
         let (manifest, stats) = try scanner.scan(image: image, version: version, created: created)
 

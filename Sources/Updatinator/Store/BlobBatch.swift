@@ -1,16 +1,24 @@
 import CLinux
 import Glibc
 
-/// Per-thread scratch state for writing blobs: a read buffer and a reusable zlib stream.
+/// Per-thread scratch state for writing blobs: a read buffer, a reusable zlib stream, and, when
+/// the system has libdeflate, its compressor and a buffer for a whole content.
 public final class BlobWorkspace {
     let buffer: UnsafeMutableRawBufferPointer
     let deflater: ZlibDeflater
     let level: Int32
+    let whole: LibDeflate.Compressor?
+    /// The largest content libdeflate compresses in one call; larger ones stream through zlib.
+    let wholeLimit: Int
+    var content = [UInt8]()
 
-    public init(level: Int32) throws {
+    /// With `libdeflate` false, every blob is written by zlib (what runs without the library).
+    public init(level: Int32, libdeflate: Bool = true, wholeLimit: Int = 64 << 20) throws {
         self.level = level
+        self.wholeLimit = wholeLimit
         buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: BlobStore.chunkSize, alignment: 64)
         deflater = try ZlibDeflater(level: level)
+        whole = libdeflate ? LibDeflate.shared.flatMap { LibDeflate.Compressor(library: $0, level: level) } : nil
     }
 
     deinit { buffer.deallocate() }
@@ -141,10 +149,26 @@ public final class BlobBatch: Sendable {
                 try Sys.writeAll(out.rawValue, chunk, path: final)
                 written += UInt64(chunk.count)
             }
+            // With libdeflate, a content that ends within its limit is compressed in one call; a
+            // larger one goes on through zlib from what was read.
+            var streaming = workspace.whole == nil
+            workspace.content.removeAll(keepingCapacity: true)
             while true {
                 let n = try readChunk(workspace.buffer)
                 let chunk = UnsafeRawBufferPointer(rebasing: workspace.buffer[0..<n])
                 hasher.update(chunk)
+                if !streaming {
+                    workspace.content.append(contentsOf: chunk)
+                    if n == 0 {
+                        try workspace.content.withUnsafeBytes { try workspace.whole!.compress($0, sink: sink) }
+                        break
+                    }
+                    guard workspace.content.count > workspace.wholeLimit else { continue }
+                    streaming = true
+                    try workspace.content.withUnsafeBytes { try deflater.compress($0, finish: false, sink: sink) }
+                    workspace.content.removeAll()
+                    continue
+                }
                 try deflater.compress(chunk, finish: n == 0, sink: sink)
                 if n == 0 { break }
             }

@@ -26,6 +26,8 @@ public struct TreeScanner {
 
     public let root: String
     public var blobs: BlobStore?
+    /// Whether blobs are written by libdeflate when the system has it (see `BlobWorkspace`).
+    public var libdeflate = true
     public var workers = Parallel.defaultWorkers
     /// Contents already verified by hash as they were written, by path: a file that is still
     /// the one written (`KnownContent.matches`) is not read again.
@@ -215,12 +217,12 @@ public struct TreeScanner {
         let total = fileIndices.reduce(UInt64(0)) { $0 + UInt64(items[$1].st.st_size) }
         let done = Locked<(files: Int, bytes: UInt64)>((0, 0))
         let batch = blobs.map { BlobBatch(store: $0) }
-        let level = blobs?.compressionLevel ?? RepoConfig.defaultCompressionLevel
+        let (level, libdeflate) = (blobs?.compressionLevel ?? RepoConfig.defaultCompressionLevel, self.libdeflate)
         let progress = self.progress
         let paths = fileIndices.map { items[$0].path }
         let sizes = fileIndices.map { UInt64(items[$0].st.st_size) }
         let known = fileIndices.map { i in knownContents[items[i].path].flatMap { $0.matches(items[i].st) ? $0.hash : nil } }
-        try Parallel.forEach(fileIndices.count, workers: workers, perWorker: { try BlobWorkspace(level: level) }) { workspace, n in
+        try Parallel.forEach(fileIndices.count, workers: workers, perWorker: { try BlobWorkspace(level: level, libdeflate: libdeflate) }) { workspace, n in
             let r = try known[n].map { ContentResult(hash: $0) }
                 ?? Self.hashFile(fs: fs, path: paths[n], expectedSize: sizes[n], batch: batch, workspace: workspace)
             sendableResults.value[n] = r
