@@ -38,7 +38,7 @@ extension LuaState {
             throw TestFailure()
         }
         let trackersBefore = Tracker.live.load(ordering: .relaxed)
-        let objectsBefore = LuaObjectBox.live.load(ordering: .relaxed)
+        let objectsBefore = lua.liveObjects
         let result = try lua.run("""
             local failures, message = 0
             for i = 1, 10000 do
@@ -54,7 +54,7 @@ extension LuaState {
         #expect(result.last?.stringValue?.hasPrefix("test:3: fails: TestFailure") == true, "\(result)")
         try lua.run("collectgarbage()")
         #expect(Tracker.live.load(ordering: .relaxed) == trackersBefore, "every Swift frame was unwound")
-        #expect(LuaObjectBox.live.load(ordering: .relaxed) == objectsBefore)
+        #expect(lua.liveObjects == objectsBefore, "every host object was released")
     }
 
     @Test func objectsAreReleasedByCloseAndByTheCollector() throws {
@@ -63,7 +63,7 @@ extension LuaState {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try KeyFile.writeKeyPair(SecretKey.generate(), secretPath: "\(dir)/k.sec", publicPath: "\(dir)/k.pub")
         let lua = try LuaState()
-        let before = LuaObjectBox.live.load(ordering: .relaxed)
+        let before = lua.liveObjects
         let r = try lua.run("""
             local kept = upd.keyring("\(dir)")
             do
@@ -82,7 +82,7 @@ extension LuaState {
         #expect(r[2].stringValue?.contains("Keyring is closed") == true, "\(r)")
         #expect(r[3] == .string("Keyring (closed)"))
         try lua.run("collectgarbage(); collectgarbage()")
-        #expect(LuaObjectBox.live.load(ordering: .relaxed) == before)
+        #expect(lua.liveObjects == before)
     }
 
     @Test func aScriptErrorComesBackWithItsPositionAndATraceback() throws {

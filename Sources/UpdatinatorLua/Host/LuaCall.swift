@@ -1,5 +1,4 @@
 internal import CLua
-import Synchronization
 import Updatinator
 
 /// One call from Lua into a Swift function: checked access to its arguments, and its results.
@@ -179,7 +178,6 @@ struct LuaObjectType<T: AnyObject>: Sendable {
 
 /// What a userdata holds: a retained box, released by `__gc` or `__close`.
 final class LuaObjectBox {
-    static let live = Atomic<Int>(0)
     let object: AnyObject
     /// What the object is charged against the memory limit.
     let bytes: Int
@@ -187,8 +185,5 @@ final class LuaObjectBox {
     init(_ object: AnyObject, bytes: Int) {
         self.object = object
         self.bytes = bytes
-        LuaObjectBox.live.add(1, ordering: .relaxed)
     }
-
-    deinit { LuaObjectBox.live.subtract(1, ordering: .relaxed) }
 }

@@ -200,10 +200,17 @@ public final class LuaState {
             }
         }
         limits.pointee.used += size_t(bytes)
+        liveObjects += 1
     }
 
     /// Gives back what `charge` took, when the object is collected or closed.
-    func release(_ bytes: Int) { limits.pointee.used -= size_t(bytes) }
+    func release(_ bytes: Int) {
+        limits.pointee.used -= size_t(bytes)
+        liveObjects -= 1
+    }
+
+    /// Host objects this state holds, not yet collected or closed.
+    private(set) var liveObjects = 0
 
     private var loadedPolicyState: PolicyState?
 
