@@ -7,7 +7,8 @@ import Updatinator
 /// recorded them. The upper tier keeps, per school and outbox (`epoch`: a random name the
 /// outbox gets when it is made, so that a school whose database was replaced starts a new
 /// count), the highest number it recorded, and skips what it already has: a batch sent again
-/// after a lost answer counts once.
+/// after a lost answer counts once, even when two server processes sharing the inventory get it
+/// at the same time.
 extension FleetInventory {
     /// The outbox's name, made on first use.
     public func outboxEpoch() throws -> String {
@@ -48,14 +49,14 @@ extension FleetInventory {
         let recorded: Int = try database.withLock { db in
             try db.transaction {
                 let key: [SQLValue] = [.text(school), .text(batch.epoch)]
-                let last = try db.query("SELECT seq FROM forwarded WHERE school = ? AND epoch = ?", key).first?.first?.integer ?? 0
+                // The school's row, locked until the end of the transaction: another server process
+                // given the same batch at the same time waits, then sees what this one recorded.
+                try db.query("INSERT INTO forwarded (school, epoch, seq) VALUES (?, ?, 0) ON CONFLICT (school, epoch) DO NOTHING", key)
+                let last = try db.query("SELECT seq FROM forwarded WHERE school = ? AND epoch = ?" + db.lockingRead, key).first?.first?.integer ?? 0
                 let new = batch.reports.filter { $0.seq > last }
                 for entry in new { try write(entry.report, address: entry.address, now: entry.time, school: school, in: db) }
                 if let highest = new.last?.seq {
-                    try db.query("""
-                        INSERT INTO forwarded (school, epoch, seq) VALUES (?1, ?2, ?3)
-                        ON CONFLICT (school, epoch) DO UPDATE SET seq = ?3
-                        """, key + [.integer(highest)])
+                    try db.query("UPDATE forwarded SET seq = ? WHERE school = ? AND epoch = ?", [.integer(highest)] + key)
                 }
                 try db.query("UPDATE schools SET last_forward = ? WHERE school = ?", [.integer(now), .text(school)])
                 return new.count

@@ -214,6 +214,11 @@ extension SchoolServer {
                 lines.append("updatinator_rollout_state{image=\"\(Self.label(rollout.image))\",state=\"\(state.rawValue)\"} \(rollout.state == state ? 1 : 0)")
             }
         }
+        if let upstream {
+            lines += ["# HELP updatinator_mirror_cached_bytes Bytes of contents the mirror of upstream holds.",
+                      "# TYPE updatinator_mirror_cached_bytes gauge",
+                      "updatinator_mirror_cached_bytes \(upstream.mirror.cachedBytes)"]
+        }
         return metrics.text() + lines.joined(separator: "\n") + "\n"
     }
 

@@ -96,8 +96,7 @@ public final class SchoolServer: Sendable {
     public func run(host: String, port: Int, tls: ServerTLS? = nil, onListening: @escaping @Sendable (String) -> Void) async throws {
         let (inventory, logger, threads) = (self.inventory, settings.logger, fileThreads)
         let writer = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(200))
+            await repeatEvery(0.2) {
                 do { try await threads.run { try inventory.writeChecks() } } catch {
                     logger.error("\((error as? UpdError)?.message ?? "\(error)")")
                 }
@@ -111,8 +110,7 @@ public final class SchoolServer: Sendable {
         // Other server processes sharing the inventory enrol, admit and act: read it again every second.
         let (controls, admissions) = (self.controls, [admission, schoolAdmission])
         let rereading = !inventory.isShared ? nil : Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
+            await repeatEvery(1) {
                 do {
                     try await threads.run {
                         try controls.reload()

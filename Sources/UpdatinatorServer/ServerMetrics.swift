@@ -16,7 +16,6 @@ public final class ServerMetrics: Sendable {
         var upstreamFiles = [String: Int]()  // document or content → count
         var upstreamBytes = 0
         var upstreamFailures = 0
-        var cachedBytes: UInt64 = 0
         var forwarded = 0
     }
     private let counts = Locked(Counts())
@@ -57,12 +56,11 @@ public final class ServerMetrics: Sendable {
         counts.withLock { $0.refusals[why, default: 0] += 1 }
     }
 
-    /// Files fetched from upstream (`kind`: document or content), and what the mirror holds now.
-    func upstream(files: Int, bytes: UInt64, kind: String, cachedBytes: UInt64) {
+    /// Files fetched from upstream (`kind`: document or content).
+    func upstream(files: Int, bytes: UInt64, kind: String) {
         counts.withLock {
             $0.upstreamFiles[kind, default: 0] += files
             $0.upstreamBytes += Int(bytes)
-            $0.cachedBytes = cachedBytes
         }
     }
 
@@ -134,9 +132,6 @@ public final class ServerMetrics: Sendable {
             "# HELP updatinator_upstream_failures_total Fetches from upstream that failed (unreachable, missing or refused).",
             "# TYPE updatinator_upstream_failures_total counter",
             "updatinator_upstream_failures_total \(c.upstreamFailures)",
-            "# HELP updatinator_mirror_cached_bytes Bytes of contents the mirror of upstream holds.",
-            "# TYPE updatinator_mirror_cached_bytes gauge",
-            "updatinator_mirror_cached_bytes \(c.cachedBytes)",
             "# HELP updatinator_reports_forwarded_total Reports sent upstream and recorded there.",
             "# TYPE updatinator_reports_forwarded_total counter",
             "updatinator_reports_forwarded_total \(c.forwarded)",

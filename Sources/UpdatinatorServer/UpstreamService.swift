@@ -57,7 +57,7 @@ public final class UpstreamService: Sendable {
     let logger: Logger
     /// The last national rollout verified, kept on disk beside the mirror (a hidden name, never served).
     let rollout: Locked<NationalRollout?>
-    var rolloutFile: NationalRolloutFile { NationalRolloutFile(path: "\(mirror.root)/.national-rollout") }
+    let rolloutFile: NationalRolloutFile
 
     /// Opens the mirror at `root`; a mirror without `repo.json` fetches it now, so the first start
     /// needs upstream.
@@ -66,15 +66,12 @@ public final class UpstreamService: Sendable {
         self.metrics = metrics
         self.logger = logger
         mirror = try RepositoryMirror(root: root, settings: settings.mirror)
-        var options = FetchOptions(mirrors: [settings.mirror.upstream])
-        options.caFile = settings.mirror.caFile
-        options.rateLimit = settings.prefetchRate
-        prefetcher = try CurlFetcher(options: options)
-        options.rateLimit = nil
-        caller = try CurlFetcher(options: options)
-        rollout = Locked(settings.nationalKeyring.flatMap {
-            NationalRolloutFile(path: "\(root)/.national-rollout").load(keyring: $0, school: settings.signer.sender)
-        })
+        var prefetching = settings.mirror.fetchOptions
+        prefetching.rateLimit = settings.prefetchRate
+        prefetcher = try CurlFetcher(options: prefetching)
+        caller = try CurlFetcher(options: settings.mirror.fetchOptions)
+        rolloutFile = NationalRolloutFile(path: "\(root)/.national-rollout")
+        rollout = Locked(settings.nationalKeyring.flatMap { [rolloutFile] in rolloutFile.load(keyring: $0, school: settings.signer.sender) })
         if mirror.needsFetch(.config) {
             do {
                 try record(mirror.fetch([.config]), kind: "document")
@@ -142,7 +139,7 @@ public final class UpstreamService: Sendable {
     }
 
     private func record(_ fetched: RepositoryMirror.Fetched, kind: String) {
-        metrics.upstream(files: fetched.files, bytes: fetched.bytes, kind: kind, cachedBytes: mirror.cachedBytes)
+        metrics.upstream(files: fetched.files, bytes: fetched.bytes, kind: kind)
     }
 
     /// Checks the national rollout and the followed channels every `interval` until cancelled,
@@ -152,7 +149,7 @@ public final class UpstreamService: Sendable {
         await withTaskGroup(of: Void.self) { group in
             if settings.nationalKeyring != nil {
                 group.addTask {
-                    await self.every(self.settings.interval) {
+                    await repeatEvery(self.settings.interval) {
                         do {
                             try await self.calls.run { try self.refreshRollout() }
                         } catch {
@@ -162,7 +159,7 @@ public final class UpstreamService: Sendable {
                 }
             }
             group.addTask {
-                await self.every(self.settings.interval) {
+                await repeatEvery(self.settings.interval) {
                     for channel in self.settings.channels {
                         do {
                             try await self.follow(channel)
@@ -172,14 +169,6 @@ public final class UpstreamService: Sendable {
                     }
                 }
             }
-        }
-    }
-
-    /// Runs `work`, then again `seconds` after it ended, until cancelled.
-    private func every(_ seconds: TimeInterval, _ work: () async -> Void) async {
-        while !Task.isCancelled {
-            await work()
-            try? await Task.sleep(for: .seconds(seconds))
         }
     }
 

@@ -1,6 +1,15 @@
 import Foundation
 import Updatinator
 
+/// Runs `work`, then again `seconds` after it ended, until the task is cancelled: the server's
+/// background jobs (writing checks, reading a shared inventory again, looking upstream).
+func repeatEvery(_ seconds: TimeInterval, _ work: () async -> Void) async {
+    while !Task.isCancelled {
+        await work()
+        try? await Task.sleep(for: .seconds(seconds))
+    }
+}
+
 /// Runs blocking work — a Lua policy call, SQLite, file I/O, a batch's computation — on threads
 /// of its own, and resumes the waiting handler with the result, so that the threads that run
 /// the server's async handlers (Swift's cooperative pool, one thread per core) only parse

@@ -57,6 +57,8 @@ final class MirrorCache: Sendable {
 
     var totalBytes: UInt64 { state.withLock { $0.total } }
 
+    var isOverBound: Bool { state.withLock { $0.total > bound } }
+
     /// A content was served: it becomes the most recently used.
     func used(_ path: String) {
         state.withLock { state in

@@ -11,8 +11,7 @@ struct MirrorCatalog {
 
     private(set) var contents = [ContentHash: Content]()
     private(set) var deltas = [String: UInt64]()
-    /// Each version's contents ("image/version" → hashes), for the pins of upgrades in progress.
-    private(set) var versions = [String: [ContentHash]]()
+    /// Each version's manifest ("image/version" → manifest): its contents are the pins of upgrades in progress.
     private(set) var manifests = [String: Manifest]()
     private(set) var packs = [String: PackIndex]()
     private var indexes = [String: DeltaIndex]()
@@ -22,12 +21,7 @@ struct MirrorCatalog {
 
     mutating func add(_ manifest: Manifest) {
         let key = Self.key(manifest.image, manifest.version)
-        var hashes = [ContentHash]()
-        for (hash, facts) in manifest.contents {
-            contents[hash] = Content(size: facts.size, blobSize: facts.blobSize)
-            hashes.append(hash)
-        }
-        versions[key] = hashes
+        for (hash, facts) in manifest.contents { contents[hash] = Content(size: facts.size, blobSize: facts.blobSize) }
         manifests[key] = manifest
         layOutPack(key)
     }

@@ -41,6 +41,15 @@ public final class RepositoryMirror: Sendable {
             self.upstream = upstream
             self.keyring = keyring
         }
+
+        /// How every transfer from upstream is made: the one mirror, the CA file, and a connect
+        /// timeout shorter than a laptop's, so that an outage is noticed sooner.
+        public var fetchOptions: FetchOptions {
+            var options = FetchOptions(mirrors: [upstream])
+            options.caFile = caFile
+            options.connectTimeoutSeconds = 10
+            return options
+        }
     }
 
     /// What a fetch from upstream did.
@@ -67,11 +76,7 @@ public final class RepositoryMirror: Sendable {
         self.root = root
         self.settings = settings
         try Sys.mkdirs(root)
-        var options = FetchOptions(mirrors: [settings.upstream])
-        options.caFile = settings.caFile
-        options.connectTimeoutSeconds = 10
-        try options.validate()
-        fetcher = try CurlFetcher(options: options)
+        fetcher = try CurlFetcher(options: settings.fetchOptions)
         cache = MirrorCache(root: root, bound: settings.cacheBytes)
         let files = FileManager.default
         for image in (try? files.contentsOfDirectory(atPath: "\(root)/images")) ?? [] where Manifest.problem(withName: image) == nil {
@@ -126,7 +131,7 @@ public final class RepositoryMirror: Sendable {
 
     /// The contents of the version's manifest, when it is held.
     public func contents(image: String, version: String) -> [ContentHash]? {
-        catalog.withLock { $0.versions[MirrorCatalog.key(image, version)] }
+        catalog.withLock { $0.manifests[MirrorCatalog.key(image, version)].map { Array($0.contents.keys) } }
     }
 
     /// Of `hashes`, those a verified manifest names and the mirror does not hold.
@@ -178,10 +183,8 @@ public final class RepositoryMirror: Sendable {
         } catch let error as UpdError where error.code == .network {
             // What failed, asked of upstream once more, on a connection of its own: no answer is
             // an outage; an answer but 200 means it lacks the file; 200 means what it sent was refused.
-            var options = FetchOptions(mirrors: [settings.upstream])
-            options.caFile = settings.caFile
             // (A HEAD has no body, but its Content-Length must not trip the cap on answers' sizes.)
-            switch try? CurlFetcher(options: options).call("HEAD", files[0].path, to: settings.upstream, body: nil, headers: [],
+            switch try? CurlFetcher(options: settings.fetchOptions).call("HEAD", files[0].path, to: settings.upstream, body: nil, headers: [],
                                                             maxResponseBytes: 1 << 40, deadlineSeconds: 10).status {
             case nil:
                 freshness.withLock { $0.unreachableUntil = Date().addingTimeInterval(settings.retryAfter) }
@@ -200,26 +203,22 @@ public final class RepositoryMirror: Sendable {
     /// Removes least recently used contents over the bound, keeping those of versions in use
     /// and `kept`.
     public func trim(keeping kept: Set<String> = []) {
+        guard cache.isOverBound else { return }
         let now = Date()
         let inUse = freshness.withLock { state in
             state.inUse = state.inUse.filter { $0.value > now }
             return Array(state.inUse.keys)
         }
-        let pinned: Set<String> = catalog.withLock { catalog in
-            var paths = Set<String>()
-            for key in inUse {
-                for hash in catalog.versions[key] ?? [] { paths.insert(RepositoryFile.blob(hash).path) }
-                paths.insert("images/\(key).pack")
-            }
-            return paths
+        let hashes: Set<String> = catalog.withLock { catalog in
+            Set(inUse.flatMap { catalog.manifests[$0]?.contents.keys.map(\.hex) ?? [] })
         }
-        let pinnedTargets = Set(pinned.compactMap { $0.hasPrefix("blobs/") ? $0.split(separator: "/").last.map(String.init) : nil })
+        let packs = Set(inUse.map { "images/\($0).pack" })
         cache.trim { path in
-            if pinned.contains(path) || kept.contains(path) { return true }
-            // A delta into a pinned content is pinned with it.
-            if path.hasPrefix("deltas/"), let name = path.split(separator: "/").last, let target = name.split(separator: "-").last {
-                return pinnedTargets.contains(String(target))
-            }
+            if kept.contains(path) || packs.contains(path) { return true }
+            // A pinned content's blob, and a delta into one (`deltas/HH/BASE-TARGET`), are pinned.
+            guard let name = path.split(separator: "/").last else { return false }
+            if path.hasPrefix("blobs/") { return hashes.contains(String(name)) }
+            if path.hasPrefix("deltas/"), let target = name.split(separator: "-").last { return hashes.contains(String(target)) }
             return false
         }
     }
