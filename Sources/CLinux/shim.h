@@ -50,9 +50,7 @@ static inline int CLinux_mount_id(int fd, uint64_t *id) {
 /* Declared here because Swift's Glibc module is built without _GNU_SOURCE. */
 extern int syncfs(int fd);
 static inline int CLinux_syncfs(int fd) { return syncfs(fd); }
-extern int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags);
 /* Starts writing a file's dirty pages to disk without waiting (SYNC_FILE_RANGE_WRITE). */
-static inline int CLinux_start_writeback(int fd) { return sync_file_range(fd, 0, 0, 2); }
 
 /* Makes the filesystem holding `fd` write its journal out to where the data lives, by freezing
    it (FIFREEZE) and thawing it at once (FITHAW): a boot loader reads a journaled filesystem

@@ -39,16 +39,21 @@ public struct ImageGenerator {
         scanner.workers = workers
         scanner.libdeflate = libdeflate
         scanner.progress = progress
-        let (manifest, stats) = try scanner.scan(image: image, version: version, created: created)
+        let (manifest, stats, batch) = try scanner.scanUncommitted(image: image, version: version, created: created)
 
-        let bytes = ManifestWriter.write(manifest)
-        let path = repository.manifestPath(image: image, version: version)
-        // Publish nothing a client would refuse (an xattr too large, too many of them, …).
-        do {
-            _ = try ManifestParser.parse(bytes, source: path)
-        } catch let e as UpdError {
-            throw UpdError(.usage, "\(tree) cannot be an image: its manifest would break the format's limits: \(e.message)")
+        // The manifest is made while the blobs are flushed to disk, and written only after.
+        let (path, tree) = (repository.manifestPath(image: image, version: version), self.tree)
+        let prepared = Locked<Swift.Result<(bytes: [UInt8], copy: [UInt8]), Error>?>(nil)
+        let committed = Locked<Error?>(nil)
+        DispatchQueue.concurrentPerform(iterations: 2) { task in
+            if task == 0 {
+                do { try batch?.commit() } catch { committed.withLock { $0 = error } }
+                return
+            }
+            prepared.withLock { $0 = Swift.Result { try Self.manifestFile(manifest, path: path, tree: tree) } }
         }
+        if let error = committed.withLock({ $0 }) { throw error }
+        let (bytes, copy) = try prepared.withLock { $0! }.get()
         if (try Sys.lstatIfExists(path)) != nil {
             // A published version is immutable: clients may hold its manifest and signatures.
             guard try Sys.readFile(path, limit: ManifestParser.maxManifestBytes) == bytes else {
@@ -56,12 +61,24 @@ public struct ImageGenerator {
             }
         } else {
             try Sys.mkdirs(Sys.parentDirectory(of: path))
-            try CompressedCopy.write(path, bytes)
+            try CompressedCopy.write(path, bytes, compressed: copy)
         }
         var signer: String? = nil
         if let key = signingKey {
             signer = try SignedDocument.signManifest(at: path, with: key)
         }
         return Result(manifest: manifest, manifestPath: path, statistics: stats, signedBy: signer)
+    }
+
+    /// The manifest's text, checked as a client would parse it, and its compressed copy.
+    private static func manifestFile(_ manifest: Manifest, path: String, tree: String) throws -> (bytes: [UInt8], copy: [UInt8]) {
+        let bytes = ManifestWriter.write(manifest)
+        // Publish nothing a client would refuse (an xattr too large, too many of them, …).
+        do {
+            _ = try ManifestParser.parse(bytes, source: path)
+        } catch let e as UpdError {
+            throw UpdError(.usage, "\(tree) cannot be an image: its manifest would break the format's limits: \(e.message)")
+        }
+        return (bytes, try CompressedCopy.compressed(bytes))
     }
 }

@@ -7,10 +7,16 @@ import CZstd
 public enum CompressedCopy {
     public static let suffix = ".zst"
 
-    /// Writes `bytes` to `path` and its compressed copy to `path.zst`, each atomically (the copy first).
-    public static func write(_ path: String, _ bytes: [UInt8]) throws {
-        try Sys.writeFileAtomically(path + suffix, ContentDelta.compress(bytes, prefix: [], level: 19))
+    /// Writes `bytes` to `path` and its compressed copy (`compressed(bytes)` unless given) to
+    /// `path.zst`, each atomically (the copy first).
+    public static func write(_ path: String, _ bytes: [UInt8], compressed copy: [UInt8]? = nil) throws {
+        try Sys.writeFileAtomically(path + suffix, copy ?? compressed(bytes))
         try Sys.writeFileAtomically(path, bytes)
+    }
+
+    /// The copy's bytes.
+    public static func compressed(_ bytes: [UInt8]) throws -> [UInt8] {
+        try ContentDelta.compress(bytes, prefix: [], level: 19)
     }
 
     /// The decompressed bytes of a copy; `.corrupt` when it does not decode or would exceed `limit`.

@@ -48,8 +48,16 @@ public struct TreeScanner {
         var xattrs: [ExtendedAttribute] = []
     }
 
-    /// Scans the tree into a manifest named `image` `version`.
+    /// Scans the tree into a manifest named `image` `version`; the new blobs are committed (see
+    /// `BlobBatch`) before it returns.
     public func scan(image: String, version: String, created: Int64? = nil) throws -> (Manifest, Statistics) {
+        let (manifest, stats, batch) = try scanUncommitted(image: image, version: version, created: created)
+        try batch?.commit()
+        return (manifest, stats)
+    }
+
+    /// `scan`, leaving the blobs it wrote to the caller to commit: their names do not exist until then.
+    func scanUncommitted(image: String, version: String, created: Int64?) throws -> (Manifest, Statistics, BlobBatch?) {
         let fs = FileSystemPath(root: root)
         guard let rootStat = try Sys.lstatIfExists(root), rootStat.st_mode & S_IFMT == S_IFDIR else {
             throw UpdError(.usage, "\(root) is not a directory")
@@ -71,7 +79,7 @@ public struct TreeScanner {
             }
         }
 
-        let results = try hashContents(items: items, fileIndices: fileIndices, fs: fs)
+        let (results, batch) = try hashContents(items: items, fileIndices: fileIndices, fs: fs)
         var stats = Statistics(entries: items.count)
         var seen = Set<ContentHash>()
         var entries = [ManifestEntry]()
@@ -115,7 +123,7 @@ public struct TreeScanner {
             entries.append(ManifestEntry(path: item.path, kind: kind, metadata: metadata))
         }
         stats.blobsReused = blobs == nil ? 0 : stats.contents - stats.blobsNew
-        return (Manifest(image: image, version: version, created: created, entries: entries), stats)
+        return (Manifest(image: image, version: version, created: created, entries: entries), stats, batch)
     }
 
     private struct InodeKey: Hashable {
@@ -205,8 +213,9 @@ public struct TreeScanner {
         }
     }
 
-    /// Hashes (and stores) the content of each listed file, on all workers.
-    private func hashContents(items: [Item], fileIndices: [Int], fs: FileSystemPath) throws -> [ContentResult] {
+    /// Hashes (and stores, in the batch returned, not yet committed) the content of each listed
+    /// file, on all workers.
+    private func hashContents(items: [Item], fileIndices: [Int], fs: FileSystemPath) throws -> ([ContentResult], BlobBatch?) {
         let results = UnsafeMutableBufferPointer<ContentResult>.allocate(capacity: fileIndices.count)
         results.initialize(repeating: ContentResult())
         defer {
@@ -222,7 +231,10 @@ public struct TreeScanner {
         let paths = fileIndices.map { items[$0].path }
         let sizes = fileIndices.map { UInt64(items[$0].st.st_size) }
         let known = fileIndices.map { i in knownContents[items[i].path].flatMap { $0.matches(items[i].st) ? $0.hash : nil } }
-        try Parallel.forEach(fileIndices.count, workers: workers, perWorker: { try BlobWorkspace(level: level, libdeflate: libdeflate) }) { workspace, n in
+        // The largest first, so that no worker is left with a large file when the others are done.
+        let order = sizes.indices.sorted { sizes[$0] > sizes[$1] }
+        try Parallel.forEach(fileIndices.count, workers: workers, perWorker: { try BlobWorkspace(level: level, libdeflate: libdeflate) }) { workspace, i in
+            let n = order[i]
             let r = try known[n].map { ContentResult(hash: $0) }
                 ?? Self.hashFile(fs: fs, path: paths[n], expectedSize: sizes[n], batch: batch, workspace: workspace)
             sendableResults.value[n] = r
@@ -233,8 +245,7 @@ public struct TreeScanner {
             }
             progress?(Progress(filesDone: snapshot.0, filesTotal: paths.count, bytesDone: snapshot.1, bytesTotal: total))
         }
-        try batch?.commit()
-        return Array(results)
+        return (Array(results), batch)
     }
 
     private static func hashFile(fs: FileSystemPath, path: ManifestPath, expectedSize: UInt64, batch: BlobBatch?,
@@ -244,6 +255,26 @@ public struct TreeScanner {
         if fd < 0 && errno == EPERM { fd = fs.withCString(path) { Glibc.open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) } }
         guard fd >= 0 else { throw UpdError.system("open", display) }
         defer { Sys.close(fd) }
+        if let batch, expectedSize <= UInt64(workspace.wholeLimit) {
+            // Read once into memory: hashed, then compressed from the same bytes.
+            let count = Int(expectedSize)
+            if workspace.content.count <= count { workspace.content = [UInt8](repeating: 0, count: count + 1) }
+            return try workspace.content.withUnsafeMutableBytes { memory in
+                var got = 0
+                while got <= count {
+                    let n = try Sys.read(fd, memory.baseAddress! + got, count + 1 - got, path: display)
+                    if n == 0 { break }
+                    got += n
+                }
+                guard got == count else { throw UpdError(.io, "\(display): file changed size while it was being read") }
+                let content = UnsafeRawBufferPointer(rebasing: memory[0..<count])
+                let hasher = Blake2b()
+                hasher.update(content)
+                var result = ContentResult(hash: hasher.finalize())
+                (result.blobSize, result.isNew) = try batch.store(hashed: content, hash: result.hash, workspace: workspace)
+                return result
+            }
+        }
         let hasher = Blake2b()
         var size: UInt64 = 0
         let buffer = workspace.buffer
