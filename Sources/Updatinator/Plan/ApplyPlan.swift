@@ -66,8 +66,8 @@ public struct ApplyPlan: Sendable {
 
     /// A digest of the steps, which an interrupted apply must find unchanged when it resumes.
     public var fingerprint: String {
-        let hasher = Blake2b()
-        for step in steps { hasher.update(Array("\(step)\n".utf8)) }
-        return hasher.finalize().hex
+        var bytes = [UInt8]()
+        for step in steps { step.appendEncoding(to: &bytes) }
+        return Blake2b.hash(bytes).hex
     }
 }

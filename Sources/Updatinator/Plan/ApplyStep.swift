@@ -21,3 +21,32 @@ public enum ApplyStep: Sendable, Equatable {
     /// Sets every directory's metadata, deepest first, now that their contents are final.
     case finishDirectories
 }
+
+extension ApplyStep {
+    /// Appends a line that tells this step from any other: its kind, then its entry as a
+    /// manifest writes it, or its content and path. (What a plan's fingerprint is made of.)
+    func appendEncoding(to out: inout [UInt8]) {
+        func line(_ s: String, _ p: ManifestPath? = nil) {
+            out.append(contentsOf: s.utf8)
+            if let p { out.append(32); ByteEscaping.append(p.bytes, to: &out) }
+            out.append(10)
+        }
+        func entry(_ kind: String, _ e: ManifestEntry) {
+            out.append(contentsOf: kind.utf8)
+            out.append(32)
+            ManifestWriter.appendEntry(e, to: &out)  // (ends its line)
+        }
+        switch self {
+        case .preserve(let hash, let from): line("preserve \(hash.hex)", from)
+        case .checkpoint: line("checkpoint")
+        case .remove(let p, let directory): line(directory ? "remove-directory" : "remove", p)
+        case .makeDirectory(let p): line("mkdir", p)
+        case .writeFile(let e): entry("write", e)
+        case .link(let e): entry("link", e)
+        case .makeSpecial(let e): entry("special", e)
+        case .setMetadata(let e): entry("metadata", e)
+        case .release(let hash): line("release \(hash.hex)")
+        case .finishDirectories: line("finish-directories")
+        }
+    }
+}

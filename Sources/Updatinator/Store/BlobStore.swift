@@ -106,7 +106,8 @@ public final class BlobStore: Sendable {
         }
         let hasher = Blake2b()
         let inflater = try ZlibInflater(expectedSize: size, source: blobPath)
-        var buffer = [UInt8](repeating: 0, count: Self.chunkSize)
+        // (Sized to the blob: zeroing a whole chunk for each small blob costs more than reading it.)
+        var buffer = [UInt8](repeating: 0, count: Int(min(UInt64(Self.chunkSize), UInt64(st.st_size) + 1)))
         try buffer.withUnsafeMutableBytes { buf in
             while true {
                 let n = try Sys.read(fd, buf.baseAddress!, buf.count, path: blobPath)
