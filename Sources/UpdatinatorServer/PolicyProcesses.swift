@@ -118,7 +118,7 @@ final class PolicyProcesses: Sendable {
                     do {
                         reply = [.string("answer"), try view.answer(message.count > 1 ? message[1].stringValue ?? "" : "", Array(message.dropFirst(2)))]
                     } catch {
-                        reply = [.string("failure"), .string((error as? UpdError)?.message ?? "\(error)")]
+                        reply = [.string("failure"), .string("\(error)")]
                     }
                     try channel.send(reply)
                 case "log":
@@ -225,7 +225,7 @@ final class PolicyProcesses: Sendable {
             if kept { idleWorkers.signal() } else { close(worker.fd) }
             if first { firstWorkers.signal() }
         } catch {
-            let message = (error as? UpdError)?.message ?? "\(error)"
+            let message = "\(error)"
             let first = state.withLock {
                 $0.failures += 1
                 if $0.starting { $0.unloadable = $0.unloadable ?? message }

@@ -44,7 +44,7 @@ public enum PolicyWorker {
                 } catch {
                     // As in-process before: a state whose call failed (an error, a limit) is
                     // not used again.
-                    try channel.send([.string("error"), .string((error as? LuaError)?.message ?? (error as? UpdError)?.message ?? "\(error)")])
+                    try channel.send([.string("error"), .string((error as? LuaError)?.message ?? "\(error)")])
                     lua = try load(source, settings, channel: channel, view: view)
                 }
             } catch {

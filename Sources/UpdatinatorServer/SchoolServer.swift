@@ -98,7 +98,7 @@ public final class SchoolServer: Sendable {
         let writer = Task {
             await repeatEvery(0.2) {
                 do { try await threads.run { try inventory.writeChecks() } } catch {
-                    logger.error("\((error as? UpdError)?.message ?? "\(error)")")
+                    logger.error("\(error)")
                 }
             }
         }
@@ -117,7 +117,7 @@ public final class SchoolServer: Sendable {
                         for admission in admissions { try admission.reload() }
                     }
                 } catch {
-                    logger.error("\((error as? UpdError)?.message ?? "\(error)")")
+                    logger.error("\(error)")
                 }
             }
         }
@@ -434,7 +434,7 @@ public final class SchoolServer: Sendable {
 
     /// One log line for a policy call that failed (the server goes on).
     func logPolicyError(_ context: String, _ error: Error) {
-        let message = (error as? LuaError)?.message ?? (error as? UpdError)?.message ?? "\(error)"
+        let message = (error as? LuaError)?.message ?? "\(error)"
         settings.logger.error("policy error \(context): \(message)")
     }
 

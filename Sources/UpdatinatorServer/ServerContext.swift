@@ -31,7 +31,7 @@ struct CountingMiddleware: RouterMiddleware {
             throw error
         } catch {
             metrics.request(route: context.endpointPath ?? "unmatched", status: 500)
-            logger.error("\(request.method) \(request.uri.path): \((error as? UpdError)?.message ?? "\(error)")")
+            logger.error("\(request.method) \(request.uri.path): \(error)")
             throw error
         }
     }

@@ -153,7 +153,7 @@ public final class UpstreamService: Sendable {
                         do {
                             try await self.calls.run { try self.refreshRollout() }
                         } catch {
-                            self.logger.warning("upstream: national rollout: \((error as? UpdError)?.message ?? "\(error)"); keeping the one held")
+                            self.logger.warning("upstream: national rollout: \(error); keeping the one held")
                         }
                     }
                 }
@@ -204,7 +204,7 @@ extension UpstreamService {
                 failing = false
                 if sent == settings.forwardBatch { continue }
             } catch {
-                if !failing { logger.warning("upstream: reports not forwarded, kept in the outbox: \((error as? UpdError)?.message ?? "\(error)")") }
+                if !failing { logger.warning("upstream: reports not forwarded, kept in the outbox: \(error)") }
                 failing = true
             }
             try? await Task.sleep(for: .seconds(settings.forwardInterval))

@@ -65,7 +65,7 @@ enum FleetLaptops {
                     } catch {
                         totals.withLock {
                             $0.errors += 1
-                            $0.lastError = (error as? UpdError)?.message ?? "\(error)"
+                            $0.lastError = "\(error)"
                         }
                     }
                     // Not moved yet: back to the queue, to check again after the interval.

@@ -43,17 +43,16 @@ public struct ImageGenerator {
 
         // The manifest is made while the blobs are flushed to disk, and written only after.
         let (path, tree) = (repository.manifestPath(image: image, version: version), self.tree)
-        let prepared = Locked<Swift.Result<(bytes: [UInt8], copy: [UInt8]), Error>?>(nil)
-        let committed = Locked<Error?>(nil)
-        DispatchQueue.concurrentPerform(iterations: 2) { task in
+        let prepared = Locked<(bytes: [UInt8], copy: [UInt8])?>(nil)
+        try Parallel.forEach(2, workers: 2) { task in
             if task == 0 {
-                do { try batch?.commit() } catch { committed.withLock { $0 = error } }
-                return
+                try batch?.commit()
+            } else {
+                let file = try Self.manifestFile(manifest, path: path, tree: tree)
+                prepared.withLock { $0 = file }
             }
-            prepared.withLock { $0 = Swift.Result { try Self.manifestFile(manifest, path: path, tree: tree) } }
         }
-        if let error = committed.withLock({ $0 }) { throw error }
-        let (bytes, copy) = try prepared.withLock { $0! }.get()
+        let (bytes, copy) = prepared.withLock { $0! }
         if (try Sys.lstatIfExists(path)) != nil {
             // A published version is immutable: clients may hold its manifest and signatures.
             guard try Sys.readFile(path, limit: ManifestParser.maxManifestBytes) == bytes else {

@@ -95,7 +95,7 @@ public struct ServerUpgrade {
         do {
             try client.report(report)
         } catch {
-            observer.warn("report '\(report.status.rawValue)': \((error as? UpdError)?.message ?? "\(error)")")
+            observer.warn("report '\(report.status.rawValue)': \(error)")
         }
     }
 }

@@ -188,7 +188,7 @@ extension CurlFetcher {
         do {
             return try downloadDeltaIndex(image: manifest.image, version: manifest.version, keyring: keyring)
         } catch {
-            warn("deltas not used: \((error as? UpdError)?.message ?? "\(error)")")
+            warn("deltas not used: \(error)")
             return nil
         }
     }

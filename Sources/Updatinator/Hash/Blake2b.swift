@@ -29,10 +29,14 @@ public final class Blake2b {
     }
 
     /// Hashes bytes held in memory.
-    public static func hash(_ bytes: [UInt8]) -> ContentHash {
+    public static func hash(_ bytes: UnsafeRawBufferPointer) -> ContentHash {
         let h = Blake2b()
         h.update(bytes)
         return h.finalize()
+    }
+
+    public static func hash(_ bytes: [UInt8]) -> ContentHash {
+        bytes.withUnsafeBytes { hash($0) }
     }
 }
 

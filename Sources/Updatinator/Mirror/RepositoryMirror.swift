@@ -308,7 +308,7 @@ public final class RepositoryMirror: Sendable {
             try ContentDelta.decode(deltaAt: "\(root)/\(path)", base: baseBytes, target: request.hash, size: request.size) { _ in }
         } catch {
             Sys.unlink("\(root)/\(path)")
-            throw UpdError(.corrupt, "\(settings.upstream)/\(path): \((error as? UpdError)?.message ?? "\(error)")")
+            throw UpdError(.corrupt, "\(settings.upstream)/\(path): \(error)")
         }
     }
 

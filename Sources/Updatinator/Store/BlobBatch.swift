@@ -2,15 +2,16 @@ import CLinux
 import Glibc
 
 /// Per-thread scratch state for writing blobs: a read buffer, a reusable zlib stream, and, when
-/// the system has libdeflate, its compressor and a buffer for a whole content.
+/// the system has libdeflate, its compressor; and room for a whole content.
 public final class BlobWorkspace {
     let buffer: UnsafeMutableRawBufferPointer
     let deflater: ZlibDeflater
     let level: Int32
     let whole: LibDeflate.Compressor?
-    /// The largest content libdeflate compresses in one call; larger ones stream through zlib.
+    /// The largest content read whole into memory (and there compressed in one call by
+    /// libdeflate); larger ones are read and compressed by zlib in chunks.
     let wholeLimit: Int
-    var content = [UInt8]()
+    private var content = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     /// With `libdeflate` false, every blob is written by zlib (what runs without the library).
     public init(level: Int32, libdeflate: Bool = true, wholeLimit: Int = 64 << 20) throws {
@@ -26,7 +27,27 @@ public final class BlobWorkspace {
     /// (49.9 against 50.4 MB) in 82 % of the time its own 6 takes (which makes 49.7 MB).
     static func libdeflateLevel(zlib level: Int32) -> Int32 { level >= 6 ? level - 1 : level }
 
-    deinit { buffer.deallocate() }
+    deinit {
+        buffer.deallocate()
+        content.deallocate()
+    }
+
+    /// Reads the `size` bytes from `fd`'s offset to its end (at most `wholeLimit`) into memory
+    /// that stays valid until the next call; nil when the file holds another amount.
+    func readWhole(_ fd: Int32, size: Int, display: String) throws -> UnsafeRawBufferPointer? {
+        precondition(size <= wholeLimit, "a content larger than the workspace's limit")
+        if content.count <= size {
+            content.deallocate()
+            content = UnsafeMutableRawBufferPointer.allocate(byteCount: size + 1, alignment: 64)
+        }
+        var got = 0
+        while got <= size {
+            let n = try Sys.read(fd, content.baseAddress! + got, size + 1 - got, path: display)
+            if n == 0 { break }
+            got += n
+        }
+        return got == size ? UnsafeRawBufferPointer(rebasing: content[0..<size]) : nil
+    }
 }
 
 /// Writes many blobs into a store with one flush to disk.
@@ -59,32 +80,61 @@ public final class BlobBatch: Sendable {
         }
     }
 
-    /// Stores the content read from `fd` (from its current offset to the end) under `hash`,
+    /// Stores the `size` bytes read from `fd` (from its current offset to the end) under `hash`,
     /// unless the store or this batch has it already. Returns the blob's compressed size and
     /// whether this call wrote it.
     ///
-    /// The content is hashed again while it is compressed, so a file that changed since it was
-    /// hashed is refused rather than stored under the wrong name.
-    public func store(from fd: Int32, source: String, hash: ContentHash,
+    /// The content is hashed again as it is read, so a file that changed since it was hashed is
+    /// refused rather than stored under the wrong name.
+    public func store(from fd: Int32, size: UInt64, source: String, hash: ContentHash,
                       workspace: BlobWorkspace) throws -> (blobSize: UInt64, isNew: Bool) {
-        try store(hash: hash, source: source, workspace: workspace) { buffer in
-            try Sys.read(fd, buffer.baseAddress!, buffer.count, path: source)
+        if let size = try store.blobSize(of: hash) { return (size, false) }
+        if size <= UInt64(workspace.wholeLimit) {
+            guard let content = try workspace.readWhole(fd, size: Int(size), display: source),
+                  Blake2b.hash(content) == hash else { throw Self.changed(source) }
+            return try store(hashed: content, hash: hash, workspace: workspace)
         }
+        return try write(hash) { sink in
+            let hasher = Blake2b()
+            let deflater = workspace.deflater
+            try deflater.reset()
+            var total: UInt64 = 0
+            while true {
+                let n = try Sys.read(fd, workspace.buffer.baseAddress!, workspace.buffer.count, path: source)
+                let chunk = UnsafeRawBufferPointer(rebasing: workspace.buffer[0..<n])
+                hasher.update(chunk)
+                total += UInt64(n)
+                try deflater.compress(chunk, finish: n == 0, sink: sink)
+                if n == 0 { break }
+            }
+            guard total == size, hasher.finalize() == hash else { throw Self.changed(source) }
+        }
+    }
+
+    private static func changed(_ source: String) -> UpdError {
+        UpdError(.corrupt, "\(source): content changed while it was being stored")
     }
 
     /// Stores bytes held in memory.
     public func store(bytes: [UInt8], workspace: BlobWorkspace) throws -> (hash: ContentHash, blobSize: UInt64, isNew: Bool) {
         let hash = Blake2b.hash(bytes)
-        var offset = 0
-        let result = try store(hash: hash, source: "content \(hash.hex)", workspace: workspace) { buffer in
-            let n = min(buffer.count, bytes.count - offset)
-            bytes.withUnsafeBytes { source in
-                buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[offset..<(offset + n)]))
-            }
-            offset += n
-            return n
-        }
+        let result = try bytes.withUnsafeBytes { try store(hashed: $0, hash: hash, workspace: workspace) }
         return (hash, result.blobSize, result.isNew)
+    }
+
+    /// Stores a content held in memory whose hash the caller computed from these very bytes:
+    /// compressed in one call (by libdeflate within the workspace's limit), nothing read or
+    /// hashed again.
+    public func store(hashed content: UnsafeRawBufferPointer, hash: ContentHash,
+                      workspace: BlobWorkspace) throws -> (blobSize: UInt64, isNew: Bool) {
+        try write(hash) { sink in
+            if let whole = workspace.whole, content.count <= workspace.wholeLimit {
+                try whole.compress(content, sink: sink)
+            } else {
+                try workspace.deflater.reset()
+                try workspace.deflater.compress(content, finish: true, sink: sink)
+            }
+        }
     }
 
     /// Makes every blob of the batch durable, then gives each its name. Without `durable`, a
@@ -132,55 +182,6 @@ public final class BlobBatch: Sendable {
             case nil: return nil
             case .written(_, let size): return size
             case .writing: usleep(500)
-            }
-        }
-    }
-
-    /// Stores a content held in memory whose hash the caller computed from these very bytes:
-    /// compressed in one call, with nothing read or hashed again.
-    public func store(hashed content: UnsafeRawBufferPointer, hash: ContentHash,
-                      workspace: BlobWorkspace) throws -> (blobSize: UInt64, isNew: Bool) {
-        try write(hash) { sink in
-            if let whole = workspace.whole, content.count <= workspace.wholeLimit {
-                try whole.compress(content, sink: sink)
-            } else {
-                try workspace.deflater.reset()
-                try workspace.deflater.compress(content, finish: true, sink: sink)
-            }
-        }
-    }
-
-    private func store(hash: ContentHash, source: String, workspace: BlobWorkspace,
-                       readChunk: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> (blobSize: UInt64, isNew: Bool) {
-        try write(hash) { sink in
-            let hasher = Blake2b()
-            let deflater = workspace.deflater
-            try deflater.reset()
-            // With libdeflate, a content that ends within its limit is compressed in one call; a
-            // larger one goes on through zlib from what was read.
-            var streaming = workspace.whole == nil
-            workspace.content.removeAll(keepingCapacity: true)
-            while true {
-                let n = try readChunk(workspace.buffer)
-                let chunk = UnsafeRawBufferPointer(rebasing: workspace.buffer[0..<n])
-                hasher.update(chunk)
-                if !streaming {
-                    workspace.content.append(contentsOf: chunk)
-                    if n == 0 {
-                        try workspace.content.withUnsafeBytes { try workspace.whole!.compress($0, sink: sink) }
-                        break
-                    }
-                    guard workspace.content.count > workspace.wholeLimit else { continue }
-                    streaming = true
-                    try workspace.content.withUnsafeBytes { try deflater.compress($0, finish: false, sink: sink) }
-                    workspace.content.removeAll()
-                    continue
-                }
-                try deflater.compress(chunk, finish: n == 0, sink: sink)
-                if n == 0 { break }
-            }
-            guard hasher.finalize() == hash else {
-                throw UpdError(.corrupt, "\(source): content changed while it was being stored")
             }
         }
     }

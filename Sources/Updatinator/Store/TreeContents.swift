@@ -40,7 +40,7 @@ public final class TreeContents: Sendable {
             throw UpdError(.corrupt, "\(tree.display(file.path)): no longer the file the installed manifest lists")
         }
         let batch = BlobBatch(store: cache)
-        _ = try batch.store(from: fd, source: tree.display(file.path), hash: hash, workspace: BlobWorkspace(level: cache.compressionLevel))
+        _ = try batch.store(from: fd, size: file.size, source: tree.display(file.path), hash: hash, workspace: BlobWorkspace(level: cache.compressionLevel))
         try batch.commit(durable: false)
         return path
     }

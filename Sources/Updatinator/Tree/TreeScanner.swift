@@ -248,6 +248,10 @@ public struct TreeScanner {
         return (Array(results), batch)
     }
 
+    private static func changedSize(_ display: String) -> UpdError {
+        UpdError(.io, "\(display): file changed size while it was being read")
+    }
+
     private static func hashFile(fs: FileSystemPath, path: ManifestPath, expectedSize: UInt64, batch: BlobBatch?,
                                  workspace: BlobWorkspace) throws -> ContentResult {
         let display = fs.display(path)
@@ -257,23 +261,12 @@ public struct TreeScanner {
         defer { Sys.close(fd) }
         if let batch, expectedSize <= UInt64(workspace.wholeLimit) {
             // Read once into memory: hashed, then compressed from the same bytes.
-            let count = Int(expectedSize)
-            if workspace.content.count <= count { workspace.content = [UInt8](repeating: 0, count: count + 1) }
-            return try workspace.content.withUnsafeMutableBytes { memory in
-                var got = 0
-                while got <= count {
-                    let n = try Sys.read(fd, memory.baseAddress! + got, count + 1 - got, path: display)
-                    if n == 0 { break }
-                    got += n
-                }
-                guard got == count else { throw UpdError(.io, "\(display): file changed size while it was being read") }
-                let content = UnsafeRawBufferPointer(rebasing: memory[0..<count])
-                let hasher = Blake2b()
-                hasher.update(content)
-                var result = ContentResult(hash: hasher.finalize())
-                (result.blobSize, result.isNew) = try batch.store(hashed: content, hash: result.hash, workspace: workspace)
-                return result
+            guard let content = try workspace.readWhole(fd, size: Int(expectedSize), display: display) else {
+                throw Self.changedSize(display)
             }
+            var result = ContentResult(hash: Blake2b.hash(content))
+            (result.blobSize, result.isNew) = try batch.store(hashed: content, hash: result.hash, workspace: workspace)
+            return result
         }
         let hasher = Blake2b()
         var size: UInt64 = 0
@@ -284,11 +277,11 @@ public struct TreeScanner {
             hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
             size += UInt64(n)
         }
-        guard size == expectedSize else { throw UpdError(.io, "\(display): file changed size while it was being read") }
+        guard size == expectedSize else { throw Self.changedSize(display) }
         var result = ContentResult(hash: hasher.finalize())
         if let batch {
             guard lseek(fd, 0, SEEK_SET) == 0 else { throw UpdError.system("lseek", display) }
-            (result.blobSize, result.isNew) = try batch.store(from: fd, source: display, hash: result.hash, workspace: workspace)
+            (result.blobSize, result.isNew) = try batch.store(from: fd, size: size, source: display, hash: result.hash, workspace: workspace)
         }
         return result
     }
