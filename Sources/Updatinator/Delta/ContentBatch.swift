@@ -112,12 +112,15 @@ public enum ContentBatch {
         try Parallel.forEach(ranges.count, workers: workers) { c in
             let chunk = items[ranges[c]]
             let end = after.count + ranges[c].lowerBound
+            let history = sequence[historyStart(sequence[..<end].lazy.map(\.size), limit: limits.history)..<end]
+            let chunkBases = bases(of: chunk)
+            // (Sized beforehand: grown by appending, the buffers would reach twice their size.)
             var prefix = [UInt8]()
-            for item in sequence[historyStart(sequence[..<end].lazy.map(\.size), limit: limits.history)..<end] {
-                prefix += try content(item.hash, item.size)
-            }
-            for base in bases(of: chunk) { prefix += try content(base.hash, base.size) }
+            prefix.reserveCapacity(Int(history.reduce(0) { $0 + $1.size } + chunkBases.reduce(0) { $0 + $1.size }))
+            for item in history { prefix += try content(item.hash, item.size) }
+            for base in chunkBases { prefix += try content(base.hash, base.size) }
             var input = [UInt8]()
+            input.reserveCapacity(Int(chunk.reduce(0) { $0 + $1.size }))
             for item in chunk { input += try content(item.hash, item.size) }
             let frame = try ContentDelta.compress(input, prefix: prefix, level: level)
             frames.withLock { $0[c] = frame }
@@ -197,8 +200,12 @@ public final class ContentBatchReader {
         let frame = try read(Int(frameBytes))
         guard frame.count == Int(frameBytes) else { throw UpdError(.corrupt, "\(path): truncated") }
         recent.removeFirst(ContentBatch.historyStart(recent.lazy.map { UInt64($0.bytes.count) }, limit: limits.history))
-        var prefix = recent.flatMap(\.bytes)
-        for b in ContentBatch.bases(of: slice) {
+        let chunkBases = ContentBatch.bases(of: slice)
+        // (Sized beforehand: grown by appending, the prefix would reach twice its size.)
+        var prefix = [UInt8]()
+        prefix.reserveCapacity(recent.reduce(0) { $0 + $1.bytes.count } + Int(chunkBases.reduce(0) { $0 + $1.size }))
+        for content in recent { prefix += content.bytes }
+        for b in chunkBases {
             guard let bytes = try base(b.hash), bytes.count == Int(b.size) else {
                 throw UpdError(.corrupt, "\(path): the base \(b.hash.hex) of a chunk is not intact")
             }
@@ -251,6 +258,7 @@ public final class ContentBatchReader {
             if n == 0 { break }
             got += n
         }
-        return Array(result[0..<got])
+        result.removeLast(count - got)
+        return result
     }
 }
