@@ -43,6 +43,7 @@ final class InPlaceApplier {
     private lazy var newGroups = InodeGroups(planned.new)
     private var oldGroups: InodeGroups?
     private var tree: RootedTree!
+    private lazy var writingDirectories = DirectoryCursor(tree)
     /// The state directory, `apply/` in it and the work area, opened from the root without
     /// following symlinks (`StateDirectory.open`); -1 while not open.
     private var stateFD: Int32 = -1
@@ -446,7 +447,7 @@ final class InPlaceApplier {
             let temporary = Self.temporaryName(for: e.path)
             let targetDir = try tree.openDirectory(target.parent)
             defer { Sys.close(targetDir) }
-            try tree.inParent(of: e.path) { fd, name in
+            try inParentWriting(e.path) { fd, name in
                 _ = tree.withName(temporary) { unlinkat(fd, $0, 0) }
                 let rc = tree.withName(target.name) { t in tree.withName(temporary) { linkat(targetDir, t, fd, $0, 0) } }
                 if rc != 0 { throw UpdError.system("link", tree.display(e.path)) }
@@ -456,7 +457,7 @@ final class InPlaceApplier {
             operation()
         case .makeSpecial(let e):
             let temporary = Self.temporaryName(for: e.path)
-            try tree.inParent(of: e.path) { fd, name in
+            try inParentWriting(e.path) { fd, name in
                 _ = tree.withName(temporary) { unlinkat(fd, $0, 0) }
                 let display = tree.display(e.path)
                 try tree.makeSpecial(e, in: fd, named: temporary, display: display)
@@ -464,7 +465,7 @@ final class InPlaceApplier {
             }
             operation()
         case .setMetadata(let e):
-            try tree.inParent(of: e.path) { fd, name in
+            try inParentWriting(e.path) { fd, name in
                 try tree.setMetadata(fd, name, expecting: e.kind, links: links(of: e), e.metadata, display: tree.display(e.path))
             }
             operation()
@@ -479,6 +480,15 @@ final class InPlaceApplier {
         }
     }
 
+    /// `tree.inParent` for the steps that write entries, through one cursor: they come after
+    /// every removal and new directory and in path order, so most reuse the parent left open.
+    private func inParentWriting<T>(_ path: ManifestPath, _ body: (Int32, [UInt8]) throws -> T) throws -> T {
+        guard let fd = try writingDirectories.directory(path.parent) else {
+            throw UpdError.system("openat", tree.display(path.parent), errno: ENOENT)
+        }
+        return try body(fd, path.name)
+    }
+
     private func rename(_ fd: Int32, _ from: [UInt8], _ to: [UInt8], display: String) throws {
         let rc = tree.withName(from) { f in tree.withName(to) { renameat(fd, f, fd, $0) } }
         if rc != 0 { throw UpdError.system("rename", display) }
@@ -490,7 +500,7 @@ final class InPlaceApplier {
         guard case .file(let size, let hash, _) = e.kind else { return }
         let temporary = Self.temporaryName(for: e.path)
         let display = tree.display(e.path)
-        try tree.inParent(of: e.path) { dir, name in
+        try inParentWriting(e.path) { dir, name in
             _ = tree.withName(temporary) { unlinkat(dir, $0, 0) }
             let fd = tree.withName(temporary) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
             guard fd >= 0 else { throw UpdError.system("create", display) }
