@@ -88,6 +88,15 @@ extension FleetInventory {
         }
     }
 
+    /// The versions the image's devices run now.
+    public func versions(of image: String) throws -> [String] {
+        try writeChecks()
+        return try database.withLock { db in
+            try db.query("SELECT DISTINCT version FROM devices WHERE image = ? AND version IS NOT NULL ORDER BY version", [.text(image)])
+                .compactMap { $0[0].text }
+        }
+    }
+
     /// A rollout's counts: the image's devices, those done at `version`, those failed on it,
     /// those moving to it, and the devices' last answers by reason.
     public func rolloutCounts(image: String, version: String) throws -> [String: Int] {

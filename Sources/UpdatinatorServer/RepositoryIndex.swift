@@ -38,6 +38,13 @@ public final class RepositoryIndex: Sendable {
         return now.versions[image]?.last
     }
 
+    /// The versions an image's devices are sent to, as far as the repository says: those its
+    /// channels name, and its newest.
+    public func targets(of image: String) -> Set<String> {
+        let now = current()
+        return Set(now.channels.values.filter { $0.image == image }.map(\.version) + (now.versions[image]?.last.map { [$0] } ?? []))
+    }
+
     /// The manifest's repository path, the hash of its bytes and its size, when the repository has it.
     public func manifest(image: String, version: String) -> (path: String, hash: ContentHash, size: UInt64)? {
         let now = current()

@@ -219,6 +219,16 @@ extension SchoolServer {
                       "# TYPE updatinator_mirror_cached_bytes gauge",
                       "updatinator_mirror_cached_bytes \(upstream.mirror.cachedBytes)"]
         }
+        if let precompute {
+            let counts = precompute.counts
+            lines += ["# HELP updatinator_batch_precomputes_total Moves whose batches were computed ahead of their devices, by outcome.",
+                      "# TYPE updatinator_batch_precomputes_total counter",
+                      "updatinator_batch_precomputes_total{outcome=\"done\"} \(counts.done)",
+                      "updatinator_batch_precomputes_total{outcome=\"failed\"} \(counts.failed)",
+                      "# HELP updatinator_batch_precompute_seconds_total Time spent computing moves ahead.",
+                      "# TYPE updatinator_batch_precompute_seconds_total counter",
+                      "updatinator_batch_precompute_seconds_total \(counts.seconds)"]
+        }
         return metrics.text() + lines.joined(separator: "\n") + "\n"
     }
 

@@ -62,6 +62,8 @@ public final class SchoolServer: Sendable {
     public let schoolAdmission: DeviceAdmission
     let policy: PolicyPool
     let batches: BatchService?
+    /// Computes the frames of coming moves before their devices ask; nil when batches or it are off.
+    let precompute: BatchPrecompute?
     /// Where policy calls wait for their worker process (each up to the policy's time limit),
     /// answering what it asks of the repository index and the inventory.
     let policyThreads: WorkerThreads
@@ -73,13 +75,16 @@ public final class SchoolServer: Sendable {
         let metrics = ServerMetrics()
         self.metrics = metrics
         // The mirror first: a new one fetches repo.json, which the batch service opens.
-        upstream = try settings.upstream.map { try UpstreamService(root: settings.repository, settings: $0, metrics: metrics, logger: settings.logger) }
+        let index = RepositoryIndex(root: settings.repository)
+        self.index = index
+        upstream = try settings.upstream.map {
+            try UpstreamService(root: settings.repository, settings: $0, metrics: metrics, logger: settings.logger) { index.invalidate() }
+        }
         inventory = try FleetInventory(path: settings.database, keepsOutbox: settings.upstream != nil)
         controls = try FleetControls(path: settings.database)
         admission = try DeviceAdmission(rule: settings.admission, inventory: inventory)
         schoolAdmission = try DeviceAdmission(rule: settings.admission, inventory: inventory, kind: .school)
-        index = RepositoryIndex(root: settings.repository)
-        let (index, inventory, controls) = (self.index, self.inventory, self.controls)
+        let (inventory, controls) = (self.inventory, self.controls)
         policy = try PolicyPool(settings: settings.policy, logger: settings.logger) {
             SchoolServerView(index: index, inventory: inventory, controls: controls)
         }
@@ -89,6 +94,10 @@ public final class SchoolServer: Sendable {
         fileThreads = WorkerThreads(name: "files", count: max(4, 2 * cores))
         let fileThreads = self.fileThreads
         batches = try settings.batches.map { try BatchService(settings: $0, repository: Repository(opening: settings.repository), fileThreads: fileThreads) }
+        let upstream = self.upstream
+        precompute = batches.flatMap { service in
+            service.settings.precompute ? BatchPrecompute(service: service, index: index, upstream: upstream, logger: settings.logger) : nil
+        }
     }
 
     /// Serves until SIGTERM or SIGINT, writing queued checks to the inventory five times a
@@ -122,6 +131,16 @@ public final class SchoolServer: Sendable {
             }
         }
         defer { rereading?.cancel() }
+        let precomputing = precompute.map { precompute in
+            Task {
+                await repeatEvery(precompute.interval) {
+                    do { try await threads.run { try precompute.sweep(inventory) } } catch {
+                        logger.error("\(error)")
+                    }
+                }
+            }
+        }
+        defer { precomputing?.cancel() }
         defer { policy.stop() }
         try await HTTPService.run(router(), host: host, port: port, name: "school", tls: tls, onListening: onListening)
         try inventory.writeChecks()
@@ -154,6 +173,7 @@ public final class SchoolServer: Sendable {
             router.files("/v1/batch/:key") { request, context in
                 let key = try context.parameters.require("key")
                 guard key.count == 64, ContentHash(hex: key) != nil else { throw HTTPError(.notFound) }
+                if let streamed = try await batches.streamComputing(key, request: request, metrics: self.metrics) { return streamed }
                 return try await cached.respond(to: request, path: key + ".batch", immutable: true)
             }
         }
@@ -247,6 +267,9 @@ public final class SchoolServer: Sendable {
                 decision.rateLimit = answer.rateLimit
                 decision.notBefore = answer.notBefore
                 decision.window = answer.window
+                if let version = check.version, check.image == answer.image {
+                    precompute?.want(BatchPrecompute.Move(image: answer.image, from: version, to: answer.version))
+                }
             } catch {
                 logPolicyError("for device \(check.device)", error)
                 outcome = .noUpdate(.policyError, nil)
@@ -378,7 +401,8 @@ public final class SchoolServer: Sendable {
         return Self.json(rollout.signed(with: settings.decisionKey))
     }
 
-    /// `POST /v1/batch`: the batch's path and size once it is computed or found in the cache.
+    /// `POST /v1/batch`: the batch's path and size once it is computed or found in the cache; for
+    /// a request that asks for a stream, its path at once while it is computed.
     func batch(_ request: Request, _ context: ServerContext, _ service: BatchService) async throws -> Response {
         var buffer = try await request.body.collect(upTo: BatchService.Settings.maxRequestBytes)
         let body = buffer.readBytes(length: buffer.readableBytes) ?? []
@@ -413,7 +437,7 @@ public final class SchoolServer: Sendable {
             throw HTTPError(.forbidden, message: "batch: the server's policy allows no batch now; download the contents one by one")
         }
         let started = DispatchTime.now()
-        let result: (key: String, bytes: UInt64, computed: Bool)
+        let result: (key: String, bytes: UInt64?, computed: Bool)
         do {
             try await upstream?.ensureContents(Set((parsed.after + parsed.items).flatMap { [$0.hash] + ($0.base.map { [$0] } ?? []) }))
             result = try await service.prepare(parsed)
@@ -424,10 +448,9 @@ public final class SchoolServer: Sendable {
             metrics.batch("invalid")
             throw HTTPError(.notFound, message: "batch: \(error.message)")
         }
-        metrics.batch(result.computed ? "computed" : "cached",
-                      seconds: result.computed ? Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9 : 0)
-        if let limit = parsed.limit, result.bytes > limit {
-            throw HTTPError(.conflict, message: "batch: \(result.bytes) bytes, more than the limit of \(limit); download the contents one by one")
+        metrics.batch(result.computed ? "computed" : "cached", seconds: Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9)
+        if let limit = parsed.limit, let bytes = result.bytes, bytes > limit {
+            throw HTTPError(.conflict, message: "batch: \(bytes) bytes, more than the limit of \(limit); download the contents one by one")
         }
         return Self.json(try WireCoding.encode(BatchAnswer(path: "/v1/batch/\(result.key)", bytes: result.bytes)))
     }

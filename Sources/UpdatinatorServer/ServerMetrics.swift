@@ -112,7 +112,7 @@ public final class ServerMetrics: Sendable {
             lines.append("updatinator_batches_total{outcome=\"\(outcome)\"} \(c.batches[outcome] ?? 0)")
         }
         lines += [
-            "# HELP updatinator_batch_seconds_total Time spent computing batches.",
+            "# HELP updatinator_batch_seconds_total Time devices waited for the answers to their batch requests (a batch computed, or made of cached frames, or found cached).",
             "# TYPE updatinator_batch_seconds_total counter",
             "updatinator_batch_seconds_total \(c.batchSeconds)",
             "# HELP updatinator_device_refusals_total Device requests refused, by why (signature, replay, clock, pending, rejected, unknown).",

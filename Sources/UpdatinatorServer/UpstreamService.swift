@@ -55,14 +55,18 @@ public final class UpstreamService: Sendable {
     let caller: CurlFetcher
     let metrics: ServerMetrics
     let logger: Logger
+    /// Told when following a channel may have stored a manifest (the repository index rescans).
+    let manifestsChanged: @Sendable () -> Void
     /// The last national rollout verified, kept on disk beside the mirror (a hidden name, never served).
     let rollout: Locked<NationalRollout?>
     let rolloutFile: NationalRolloutFile
 
     /// Opens the mirror at `root`; a mirror without `repo.json` fetches it now, so the first start
     /// needs upstream.
-    public init(root: String, settings: Settings, metrics: ServerMetrics, logger: Logger) throws {
+    public init(root: String, settings: Settings, metrics: ServerMetrics, logger: Logger,
+                manifestsChanged: @escaping @Sendable () -> Void = {}) throws {
         self.settings = settings
+        self.manifestsChanged = manifestsChanged
         self.metrics = metrics
         self.logger = logger
         mirror = try RepositoryMirror(root: root, settings: settings.mirror)
@@ -180,6 +184,7 @@ public final class UpstreamService: Sendable {
         let metadata = try ChannelMetadata.parse(bytes, source: file.path)
         mirror.markInUse(image: metadata.image, version: metadata.version)
         try await ensure(.manifest(image: metadata.image, version: metadata.version))
+        manifestsChanged()
         guard settings.prefetchWindow?.contains(Date()) ?? true,
               let contents = mirror.contents(image: metadata.image, version: metadata.version) else { return }
         let missing = mirror.missingContents(contents)

@@ -104,9 +104,11 @@ enum FleetLaptops {
             let answer = try signer.post("v1/batch", to: server, body: request, via: fetcher, deadlineSeconds: 900)
             guard answer.status == 200 else { throw UpdError(.network, "\(server)/v1/batch: HTTP \(answer.status)") }
             let batch = try WireCoding.decode(BatchAnswer.self, from: answer.body)
-            let body = try fetcher.call("GET", batch.path, to: server, body: nil, headers: [], maxResponseBytes: Int(batch.bytes) + 1, deadlineSeconds: 900)
-            guard body.status == 200, body.body.count == batch.bytes else { throw UpdError(.network, "\(server)\(batch.path): HTTP \(body.status)") }
-            downloaded += batch.bytes
+            // (A request that does not ask for a stream is answered once the batch is whole.)
+            guard let bytes = batch.bytes else { throw UpdError(.corrupt, "\(server)/v1/batch: an answer without the batch's size") }
+            let body = try fetcher.call("GET", batch.path, to: server, body: nil, headers: [], maxResponseBytes: Int(bytes) + 1, deadlineSeconds: 900)
+            guard body.status == 200, body.body.count == bytes else { throw UpdError(.network, "\(server)\(batch.path): HTTP \(body.status)") }
+            downloaded += bytes
         }
         let report = fails ? DeviceReport(device: device, status: .failed, image: image, version: version, code: "io", message: "simulated failure")
                            : DeviceReport(device: device, status: .done, image: image, version: version, bytes: Int64(downloaded))

@@ -20,6 +20,17 @@ import Testing
         try CLI.run(["fsck", "--tree", root, "--manifest", samples.manifest("olpc-ext3", "2")]).status
     }
 
+    /// Upgrades a new laptop `name` at version 1 through `server`, which holds a damaged file:
+    /// the contents no batch brought intact come on their own, and the tree is the new image.
+    func expectContentsOnTheirOwn(_ name: String, _ server: SchoolServerTests.School) throws {
+        let laptop = try school.installedTree(name, version: "1")
+        let r = try upgrade(laptop, server, device: name)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("downloaded on its own"), "\(r.stderr)")
+        #expect(try fsck(laptop) == 0)
+        #expect(try server.server.metric("updatinator_requests_total", ["blobs", "200"]) >= 1)
+    }
+
     /// The batch request a laptop at olpc-ext3 1 makes for `image` 2, with every matched base.
     func requestBody(prefix count: Int? = nil, image: String = "olpc-ext3") throws -> [String: Any] {
         let old = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1"))
@@ -54,7 +65,8 @@ import Testing
     }
 
     @Test func anUpgradeComesInOneBatchComputedOnceForTheWholeSchool() throws {
-        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"],
+                                                  extra: ["--no-batch-precompute"])
         let first = try school.installedTree("first", version: "1"), second = try school.installedTree("second", version: "1")
         for (laptop, device) in [(first, "first"), (second, "second")] {
             let r = try upgrade(laptop, server, device: device)
@@ -75,7 +87,8 @@ import Testing
     }
 
     @Test func aSmallWindowTakesSeveralBatchesEachCompressedAfterTheOneBefore() throws {
-        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"],
+                                                  extra: ["--no-batch-precompute"])
         let laptop = try school.installedTree("small-window", version: "1")
         let target = try Keyring(directory: samples.keyring).verifiedManifest(at: samples.manifest("olpc-ext3", "2"))
         var sources = ContentSources(mirrors: FetchOptions(mirrors: [server.server.url]), batchServer: server.server.url,
@@ -145,12 +158,7 @@ import Testing
         var bytes = try Sys.readFile(file)
         bytes[bytes.count - 40] ^= 0x20
         try Sys.writeFileAtomically(file, bytes)
-        let laptop = try school.installedTree("laptop", version: "1")
-        let r = try upgrade(laptop, server, device: "laptop")
-        #expect(r.status == 0, "\(r.stderr)")
-        #expect(r.stderr.contains("downloaded on its own"), "\(r.stderr)")
-        #expect(try fsck(laptop) == 0)
-        #expect(try server.server.metric("updatinator_requests_total", ["blobs", "200"]) >= 1)
+        try expectContentsOnTheirOwn("laptop", server)
     }
 
     @Test func theBatchFormatRoundTripsAndRefusesAnotherPrefix() throws {
@@ -210,5 +218,75 @@ import Testing
         expectUpdError(.corrupt, "where the request makes another cut") {
             try ContentBatchReader(path: tmp.sub("1"), items: first, limits: ContentBatch.Limits(chunkContent: 1 << 20)).content(at: 0) { _ in nil }
         }
+    }
+
+    @Test func aMoveComputedAheadServesItsFirstLaptopFromTheCache() throws {
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"],
+                                                  extra: ["--batch-precompute-interval", "0.2"])
+        // The inventory learns that a device runs version 1; the newest is 2: the server computes that move.
+        try server.report("scout", "done", version: "1")
+        #expect(try eventually(within: 300) { try server.server.metric("updatinator_batch_precomputes_total", ["done"]) == 1 })
+        // The requests it forecast are the laptop's own: every batch comes from the cache.
+        let laptop = try school.installedTree("first-after-precompute", version: "1")
+        let r = try upgrade(laptop, server, device: "first-after-precompute")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(try fsck(laptop) == 0)
+        #expect(try server.server.metric("updatinator_batches_total", ["computed"]) == 0)
+        #expect(try server.server.metric("updatinator_batches_total", ["cached"]) >= 1)
+        #expect(try server.server.metric("updatinator_requests_total", ["blobs"]) == 0)
+        #expect(try server.server.metric("updatinator_batch_precomputes_total", ["failed"]) == 0)
+    }
+
+    @Test func aForecastMakesTheRequestsOfTheDevicesPlanInItsWindowsGroups() throws {
+        let old = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1"))
+        let new = try ManifestParser.parse(contentsOf: samples.manifest("olpc-devel-ext3", "2"))
+        let whole = try ContentBatch.forecast(from: old, to: new)
+        let small = try ContentBatch.forecast(from: old, to: new, window: 256 << 10)
+        #expect(whole.count == 1 && small.count > 2, "\(whole.count) and \(small.count) batches")
+        // The same contents in the same order, each with its base; each batch after the ones before it.
+        #expect(small.flatMap(\.items) == whole[0].items)
+        #expect(whole[0].items.contains { $0.base != nil })
+        for (i, request) in small.enumerated() {
+            let before = small[..<i].flatMap(\.items).map { ContentBatch.Item(hash: $0.hash, size: $0.size) }
+            #expect(request.after == Array(before.suffix(request.after.count)) && request.after.count == before.count)
+        }
+    }
+
+    @Test func aStreamedBatchIsAnsweredAtOnceAndDownloadsAsItIsComputed() throws {
+        let cache = school.tmp.sub("stream-cache")
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"],
+                                                  extra: ["--batch-cache", cache, "--no-batch-precompute"])
+        var body = try requestBody(image: "olpc-devel-ext3")
+        body["stream"] = true
+        let answer = try server.server.post("/v1/batch", body)
+        #expect(answer.status == 200)
+        let fields = try JSONSerialization.jsonObject(with: Data(answer.body)) as! [String: Any]
+        // No size: the batch is being computed, and its download follows the computation.
+        #expect(fields["bytes"] == nil, "\(fields)")
+        let path = fields["path"] as! String
+        let fetched = school.tmp.sub("streamed.batch")
+        try CurlFetcher(options: FetchOptions(mirrors: [server.server.url]))
+            .fetchFile(String(path.dropFirst()), to: fetched, maxBytes: 64 << 20, from: nil, flow: nil, patienceSeconds: 600)
+        let cached = "\(cache)/\(path.split(separator: "/").last!).batch"
+        let whole = try Sys.readFile(cached)
+        #expect(try Sys.readFile(fetched) == whole)
+        #expect(!FileManager.default.fileExists(atPath: ContentBatch.partialPath(cached)))
+        // Asked again, it is whole: answered with its size.
+        let again = try JSONSerialization.jsonObject(with: Data(try server.server.post("/v1/batch", body).body)) as! [String: Any]
+        #expect(again["bytes"] as? Int == whole.count)
+    }
+
+    @Test func aStreamedBatchWhoseComputationFailsLeavesItsContentsToComeOnTheirOwn() throws {
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"],
+                                                  extra: ["--no-batch-precompute"])
+        // A base the batch is compressed against is damaged on the server's disk (replaced: the
+        // repository shares its files with the samples): its computation fails after the answer.
+        let base = try #require(((try requestBody()["items"] as! [[String: Any]]).compactMap { $0["base"] as? String }).first)
+        let blob = "\(server.repo)/blobs/\(base.prefix(2))/\(base)"
+        var bytes = try Sys.readFile(blob)
+        bytes[bytes.count / 2] ^= 0xff
+        Sys.unlink(blob)
+        try Sys.writeFileAtomically(blob, bytes)
+        try expectContentsOnTheirOwn("failed-stream", server)
     }
 }

@@ -644,9 +644,9 @@ _updatinator_agent() {
 
 _updatinator_serve() {
     repeating_flags=()
-    non_repeating_flags=(--peer --public-fleet --no-batches --version -h --help)
+    non_repeating_flags=(--peer --no-batch-precompute --public-fleet --no-batches --version -h --help)
     repeating_options=(--follow)
-    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --operator-token-file --admission --enrolment-token-file --tls-cert --tls-key --rollout-lifetime --upstream --keyring --upstream-cache-bytes --upstream-interval --prefetch-window --prefetch-rate --school-id --school-key --school-enrolment-token-file --upstream-keyring --forward-interval --ca-file --root --sysroot --cache)
+    non_repeating_options=(--repo --policy --decision-key --listen --db --config --instruction-limit --memory-limit --policy-time-limit --policy-workers --batch-cache --batch-cache-bytes --batch-workers --batch-queue --batch-level --batch-precompute-hours --batch-precompute-interval --operator-token-file --admission --enrolment-token-file --tls-cert --tls-key --rollout-lifetime --upstream --keyring --upstream-cache-bytes --upstream-interval --prefetch-window --prefetch-rate --school-id --school-key --school-enrolment-token-file --upstream-keyring --forward-interval --ca-file --root --sysroot --cache)
     __updatinator_offer_flags_options 0
 
     # Offer option value completions
@@ -694,6 +694,12 @@ _updatinator_serve() {
         return
         ;;
     '--batch-level')
+        return
+        ;;
+    '--batch-precompute-hours')
+        return
+        ;;
+    '--batch-precompute-interval')
         return
         ;;
     '--operator-token-file')

@@ -54,6 +54,7 @@ final class InPlaceApplier {
     /// The files this run wrote, each verified as it was written, for the final check.
     private var written = [ManifestPath: KnownContent]()
     private var startUsed: UInt64 = 0
+    private var started = Date()
     private var peakBase: Int64 = 0
     private var downloads: ContentDownloads?
     /// Contents to download that the run this one resumes had already written to a path of the
@@ -100,6 +101,7 @@ final class InPlaceApplier {
 
     func run() throws -> ApplyReport {
         let start = Date()
+        started = start
         tree = try RootedTree(root: root)
         let targetHash = Blake2b.hash(targetBytes).hex
         stateFD = try state.open(in: tree, create: true)!
@@ -511,6 +513,9 @@ final class InPlaceApplier {
             }
             operation()
             try contentChain.write(hash, size: size, into: fd, display: display)
+            if report.firstDownloadSeconds == nil, downloads?.isExpected(hash) == true {
+                report.firstDownloadSeconds = Date().timeIntervalSince(started)
+            }
             report.bytesWritten += size
             try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
             operation()

@@ -100,40 +100,89 @@ public enum ContentBatch {
         }
     }
 
-    /// Writes the batch of `items` to `path`, reading each content (and base) with `content`,
-    /// compressing chunks on `workers` threads; returns the file's size. `after` are the
-    /// contents the client decoded just before these, in order (their bases do not matter).
+    /// Where `encode` writes the batch for `path` while it computes it: its frames appear there
+    /// in order as each is ready (a server streams them from there), and the file is renamed to
+    /// `path` once whole, or removed when the computation fails.
+    public static func partialPath(_ path: String) -> String { path + ".part" }
+
+    /// Compresses the chunks of `items` on `workers` threads, reading each content (and base)
+    /// with `content`, and writes the batch to `path` (see `partialPath`); returns its size.
+    /// `after` are the contents the client decoded just before these, in order (their bases do
+    /// not matter).
+    @discardableResult
     public static func encode(_ items: [Item], after: [Item] = [], to path: String, level: Int32 = defaultLevel,
                               limits: Limits = .standard, workers: Int = 2,
                               content: @Sendable (ContentHash, UInt64) throws -> [UInt8]) throws -> UInt64 {
         let ranges = chunks(items, limits: limits)
         let sequence = after + items
-        let frames = Locked([Int: [UInt8]]())
-        try Parallel.forEach(ranges.count, workers: workers) { c in
-            let chunk = items[ranges[c]]
-            let end = after.count + ranges[c].lowerBound
-            let history = sequence[historyStart(sequence[..<end].lazy.map(\.size), limit: limits.history)..<end]
-            let chunkBases = bases(of: chunk)
-            // (Sized beforehand: grown by appending, the buffers would reach twice their size.)
-            var prefix = [UInt8]()
-            prefix.reserveCapacity(Int(history.reduce(0) { $0 + $1.size } + chunkBases.reduce(0) { $0 + $1.size }))
-            for item in history { prefix += try content(item.hash, item.size) }
-            for base in chunkBases { prefix += try content(base.hash, base.size) }
-            var input = [UInt8]()
-            input.reserveCapacity(Int(chunk.reduce(0) { $0 + $1.size }))
-            for item in chunk { input += try content(item.hash, item.size) }
-            let frame = try ContentDelta.compress(input, prefix: prefix, level: level)
-            frames.withLock { $0[c] = frame }
+        let output = try PartialBatch(path: path, chunks: ranges.map(\.count))
+        do {
+            try Parallel.forEach(ranges.count, workers: workers) { c in
+                let chunk = items[ranges[c]]
+                let end = after.count + ranges[c].lowerBound
+                let history = sequence[historyStart(sequence[..<end].lazy.map(\.size), limit: limits.history)..<end]
+                let chunkBases = bases(of: chunk)
+                // (Sized beforehand: grown by appending, the buffers would reach twice their size.)
+                var prefix = [UInt8]()
+                prefix.reserveCapacity(Int(history.reduce(0) { $0 + $1.size } + chunkBases.reduce(0) { $0 + $1.size }))
+                for item in history { prefix += try content(item.hash, item.size) }
+                for base in chunkBases { prefix += try content(base.hash, base.size) }
+                var input = [UInt8]()
+                input.reserveCapacity(Int(chunk.reduce(0) { $0 + $1.size }))
+                for item in chunk { input += try content(item.hash, item.size) }
+                try output.add(c, try ContentDelta.compress(input, prefix: prefix, level: level))
+            }
+            return try output.finish()
+        } catch {
+            output.abandon()
+            throw error
         }
-        var out = magic
-        let all = frames.withLock { $0 }
-        for (c, range) in ranges.enumerated() {
-            let frame = all[c]!
-            out += le(UInt32(range.count)) + le(UInt64(frame.count)) + frame
+    }
+
+    /// A batch file written as its frames are computed, in any order: each is appended once the
+    /// ones before it are there (and dropped from memory).
+    final class PartialBatch: @unchecked Sendable {
+        let path: String
+        let partial: String
+        private let fd: Int32
+        private let counts: [Int]
+        private let lock = NSLock()
+        private var ready = [Int: [UInt8]]()
+        private var next = 0
+
+        init(path: String, chunks counts: [Int]) throws {
+            self.path = path
+            partial = ContentBatch.partialPath(path)
+            self.counts = counts
+            fd = try Sys.open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o644)
+            try write(ContentBatch.magic)
         }
-        out += le(UInt32(0))
-        try Sys.writeFileAtomically(path, out)
-        return UInt64(out.count)
+
+        deinit { Sys.close(fd) }
+
+        func add(_ chunk: Int, _ frame: [UInt8]) throws {
+            try lock.withLock {
+                ready[chunk] = frame
+                while let frame = ready.removeValue(forKey: next) {
+                    try write(ContentBatch.le(UInt32(counts[next])) + ContentBatch.le(UInt64(frame.count)) + frame)
+                    next += 1
+                }
+            }
+        }
+
+        /// Ends the file and gives it its name; its size.
+        func finish() throws -> UInt64 {
+            try write(ContentBatch.le(UInt32(0)))
+            try Sys.fsync(fd, path: partial)
+            try Sys.rename(partial, path)
+            return UInt64(try Sys.fstat(fd, path: path).st_size)
+        }
+
+        func abandon() { Sys.unlink(partial) }
+
+        private func write(_ bytes: [UInt8]) throws {
+            try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, path: partial) }
+        }
     }
 
     static func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] { withUnsafeBytes(of: value.littleEndian) { Array($0) } }
@@ -147,7 +196,9 @@ public final class ContentBatchReader {
     private let path: String
     private let items: [ContentBatch.Item]
     private let limits: ContentBatch.Limits
-    private let fd: Int32
+    private let file: FileDescriptor
+    /// Where the next read starts.
+    private var offset: UInt64 = 0
     private var nextItem = 0
     /// The decoded chunk: its first item, and each item's bytes.
     private var chunkStart = 0
@@ -158,46 +209,50 @@ public final class ContentBatchReader {
     /// The most recent contents decoded, oldest first: at least the history of the next chunk.
     public private(set) var recent: [Content]
 
-    /// Opens the batch at `path` of `items`; `after` are the contents the request named as
-    /// decoded just before them, in order.
-    public init(path: String, items: [ContentBatch.Item], after: [Content] = [], limits: ContentBatch.Limits = .standard) throws {
+    /// Reads the batch of `items` at `path`, or from `file` (opened at its start) when given:
+    /// `path` then names it in errors. `after` are the contents the request named as decoded
+    /// just before them, in order.
+    public init(path: String, file: FileDescriptor? = nil, items: [ContentBatch.Item], after: [Content] = [],
+                limits: ContentBatch.Limits = .standard) throws {
         self.path = path
         self.items = items
         self.limits = limits
         expectedChunks = ContentBatch.chunks(items, limits: limits)
         recent = after
-        fd = try Sys.open(path, O_RDONLY | O_NOFOLLOW)
-        guard try read(ContentBatch.magic.count) == ContentBatch.magic else {
-            Sys.close(fd)
-            throw UpdError(.corrupt, "\(path): not a batch of this format")
-        }
+        self.file = try file ?? FileDescriptor(owning: Sys.open(path, O_RDONLY | O_NOFOLLOW))
     }
-
-    deinit { Sys.close(fd) }
 
     /// The bytes of item `index`, not yet checked against its hash. Items are asked for in
     /// order (an item of the current chunk may be asked for again). `base` returns a base's
-    /// verified bytes, or nil when it is not at hand (the chunk then cannot be decoded).
-    public func content(at index: Int, base: (ContentHash) throws -> [UInt8]?) throws -> [UInt8] {
+    /// verified bytes, or nil when it is not at hand (the chunk then cannot be decoded). For a
+    /// batch still being downloaded, `more` is called when the file ends before a chunk does,
+    /// with the bytes read so far: it returns once the file may hold more, true, or false when
+    /// nothing more will come.
+    public func content(at index: Int, base: (ContentHash) throws -> [UInt8]?, more: (UInt64) throws -> Bool = { _ in false }) throws -> [UInt8] {
         guard index >= chunkStart, index < items.count else {
             throw UpdError(.usage, "\(path): item \(index) was asked for after a later chunk, or is not in the batch")
         }
-        while index >= chunkStart + chunk.count { try decodeNextChunk(base: base) }
+        if offset == 0 {
+            guard try read(ContentBatch.magic.count, more: more) == ContentBatch.magic else {
+                throw UpdError(.corrupt, "\(path): not a batch of this format")
+            }
+        }
+        while index >= chunkStart + chunk.count { try decodeNextChunk(base: base, more: more) }
         return chunk[index - chunkStart]
     }
 
-    private func decodeNextChunk(base: (ContentHash) throws -> [UInt8]?) throws {
-        let count = Int(try integer(UInt32.self))
+    private func decodeNextChunk(base: (ContentHash) throws -> [UInt8]?, more: (UInt64) throws -> Bool) throws {
+        let count = Int(try integer(UInt32.self, more: more))
         guard let expected = expectedChunks.first(where: { $0.lowerBound == nextItem }), count == expected.count else {
             throw UpdError(.corrupt, "\(path): a chunk of \(count) items where the request makes another cut")
         }
-        let frameBytes = try integer(UInt64.self)
+        let frameBytes = try integer(UInt64.self, more: more)
         let slice = items[nextItem..<nextItem + count]
         let total = slice.reduce(UInt64(0)) { $0 + $1.size }
         guard frameBytes <= total + total / 64 + 4096, frameBytes <= 1 << 31 else {
             throw UpdError(.corrupt, "\(path): a chunk of \(frameBytes) bytes for \(total) bytes of content")
         }
-        let frame = try read(Int(frameBytes))
+        let frame = try read(Int(frameBytes), more: more)
         guard frame.count == Int(frameBytes) else { throw UpdError(.corrupt, "\(path): truncated") }
         recent.removeFirst(ContentBatch.historyStart(recent.lazy.map { UInt64($0.bytes.count) }, limit: limits.history))
         let chunkBases = ContentBatch.bases(of: slice)
@@ -244,19 +299,25 @@ public final class ContentBatchReader {
         guard size == output.count else { throw UpdError(.corrupt, "\(path): a chunk decodes to \(size) bytes, not \(output.count)") }
     }
 
-    private func integer<T: FixedWidthInteger>(_: T.Type) throws -> T {
-        let bytes = try read(MemoryLayout<T>.size)
+    private func integer<T: FixedWidthInteger>(_: T.Type, more: (UInt64) throws -> Bool) throws -> T {
+        let bytes = try read(MemoryLayout<T>.size, more: more)
         guard bytes.count == MemoryLayout<T>.size else { throw UpdError(.corrupt, "\(path): truncated") }
         return bytes.reversed().reduce(T(0)) { $0 << 8 | T($1) }
     }
 
-    private func read(_ count: Int) throws -> [UInt8] {
+    /// Up to `count` bytes at the reading position: fewer only where the file ends for good.
+    private func read(_ count: Int, more: (UInt64) throws -> Bool) throws -> [UInt8] {
         var result = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
-            let n = try result.withUnsafeMutableBytes { try Sys.read(fd, $0.baseAddress! + got, count - got, path: path) }
-            if n == 0 { break }
+            let n = try result.withUnsafeMutableBytes {
+                try Sys.pread(file.rawValue, $0.baseAddress! + got, count - got, offset: offset, path: path)
+            }
+            offset += UInt64(n)
             got += n
+            if n == 0 {
+                guard try more(offset) else { break }
+            }
         }
         result.removeLast(count - got)
         return result

@@ -15,6 +15,9 @@ public struct ApplyReport: Sendable, Encodable, DownloadFigures {
     /// What this run downloaded.
     public var blobsDownloaded = 0, downloadRetries = 0, downloadFailovers = 0
     public var bytesDownloaded: UInt64 = 0
+    /// Seconds from the start of this run until the first content it downloaded was in the
+    /// tree (how long a batch, a delta or a blob kept it waiting); nil when it downloaded none.
+    public var firstDownloadSeconds: Double?
     /// Contents planned to come as deltas.
     public var deltas = 0
     /// Downloads that came another way than planned (a delta as its blob, a refused batch or an
@@ -33,6 +36,7 @@ public struct ApplyReport: Sendable, Encodable, DownloadFigures {
         case observedPeakExtraDisk = "observed_peak_extra_disk", seconds, operations, deltas, fallbacks
         case blobsDownloaded = "blobs_downloaded", bytesDownloaded = "bytes_downloaded"
         case downloadRetries = "download_retries", downloadFailovers = "download_failovers"
+        case firstDownloadSeconds = "first_download_seconds"
     }
 }
 

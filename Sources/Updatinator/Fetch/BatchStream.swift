@@ -25,8 +25,9 @@ extension ContentDownloads {
 /// or from a static mirror's pack (`PackIndex`) with multi-range requests.
 ///
 /// The requests (in order of use) are cut into groups of at most half the window (by the
-/// plan's download bytes, which a batch may not exceed); each group is one `POST /v1/batch`
-/// and one resumable download of the answer, or a few multi-range GETs of the pack. A group is
+/// plan's download bytes, which a batch may not exceed: `groups`); each group is one
+/// `POST /v1/batch` and one download of the answer (read as it arrives when the server streams
+/// it as it computes it), or a few multi-range GETs of the pack. A group is
 /// downloaded only when the groups not yet released and it fit in the window (or nothing is
 /// held), and deleted once its last content is released. A group the server refuses (an old
 /// server, a policy that turns batches off, a busy server, a batch not smaller than the
@@ -50,6 +51,12 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         let limit: UInt64
         /// The downloaded batch, or nil when the group came as one file per content.
         var batch: String?
+        /// Whether the server streams the batch as it computes it (it is read as it grows), and
+        /// whether it is still downloading; whether reading it failed (its remaining contents
+        /// then come on their own).
+        var streamed = false
+        var streaming = false
+        var broken = false
         /// What was downloaded for each content, when it came as one file per content.
         var stored: [BlobRequest] = []
         var released = 0
@@ -68,7 +75,9 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private var groups: [Group]
     private var arrived = 0
     private var held: UInt64 = 0
-    private var reader: (group: Int, reader: ContentBatchReader)?
+    private var reader: (group: Int, reader: ContentBatchReader, file: FileDescriptor)?
+    /// Whether batch requests ask for a stream (not once a server has refused the field).
+    private var streams = true
     /// The most recent contents of the last batch released: the next batch's history.
     private var history: (group: Int, contents: [ContentBatchReader.Content])?
     /// The batch the server is preparing, and the last one begun that `takeBatchWait` did not return yet.
@@ -88,17 +97,9 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         store = BlobStore(directory: directory)
         try? FileManager.default.removeItem(atPath: directory)
         try Sys.mkdirs(directory, mode: 0o700)
-        groups = []
-        var current = [BlobRequest](), bytes: UInt64 = 0
-        for r in requests {
-            if !current.isEmpty && bytes + r.downloadBytes > window / 2 {
-                groups.append(Group(requests: current, limit: bytes))
-                (current, bytes) = ([], 0)
-            }
-            current.append(r)
-            bytes += r.downloadBytes
+        groups = Self.groups(requests.map(\.downloadBytes), window: window).map { range in
+            Group(requests: Array(requests[range]), limit: requests[range].reduce(0) { $0 + $1.downloadBytes })
         }
-        if !current.isEmpty { groups.append(Group(requests: current, limit: bytes)) }
         for (g, group) in groups.enumerated() {
             for (i, r) in group.requests.enumerated() { groupOf[r.hash] = (g, i) }
         }
@@ -106,6 +107,23 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         downloads.start("batch downloads") { [self] in
             for g in 0..<count { try download(g) }
         }
+    }
+
+    /// The groups of requests of `downloadBytes`: consecutive runs of at most half the window
+    /// (a larger request is a group of its own). A school server forecasts a device's batches
+    /// with it (`ContentBatch.forecast`).
+    static func groups(_ downloadBytes: [UInt64], window: UInt64) -> [Range<Int>] {
+        var result = [Range<Int>]()
+        var start = 0, bytes: UInt64 = 0
+        for (i, size) in downloadBytes.enumerated() {
+            if i > start && bytes + size > window / 2 {
+                result.append(start..<i)
+                (start, bytes) = (i, 0)
+            }
+            bytes += size
+        }
+        if start < downloadBytes.count { result.append(start..<downloadBytes.count) }
+        return result
     }
 
     func isExpected(_ hash: ContentHash) -> Bool { groupOf[hash] != nil }
@@ -128,7 +146,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         switch source {
         case .server(let server):
             do {
-                path = try downloadBatch(requests, after: after, limit: limit, from: server, into: "\(store.directory)/batch-\(g)")
+                path = try downloadBatch(g, requests, after: after, limit: limit, from: server, into: "\(store.directory)/batch-\(g)")
             } catch let e as UpdError where (e.code == .network || e.code == .corrupt) && !downloads.isStopping {
                 problems.withLock { $0.append("batch \(g + 1) of \(groups.count) (\(requests.count) contents): \(e.message); downloaded one by one") }
                 // A base named for the server is no delta: the mirrors have the blobs.
@@ -146,6 +164,10 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             downloads.broadcast()
         }
     }
+
+    /// How long a server may take to compute a batch: to answer its request, or to send the
+    /// whole of one it streams.
+    static let computeSeconds = 900
 
     /// The most ranges in one request, and the most bytes (the memory the answer takes).
     static let rangesPerRequest = 200
@@ -212,53 +234,119 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private func contentsBefore(_ g: Int) -> [ContentBatch.Item] {
         var first = g
         while first > 0 && groups[first - 1].batch != nil { first -= 1 }
-        let contents = groups[first..<g].flatMap(\.requests).map { ContentBatch.Item(hash: $0.hash, size: $0.size) }
-        return Array(contents[ContentBatch.historyStart(contents.lazy.map(\.size), limit: ContentBatch.Limits.standard.history)...])
+        return ContentBatch.history(before: groups[first..<g].flatMap(\.requests).map(batchItem)[...])
     }
 
-    /// Asks the server for the batch of `requests`, compressed after the contents `after`, and
-    /// downloads it to `destination`.
-    private func downloadBatch(_ requests: [BlobRequest], after: [ContentBatch.Item], limit: UInt64, from server: String,
+    /// Asks the server for the batch of `requests` (group `g`), compressed after the contents
+    /// `after`, and downloads it to `destination`. When the server streams it as it computes it,
+    /// the group is readable from the start of the download (`streaming`), and a download that
+    /// fails then leaves the rest of its contents to come on their own.
+    private func downloadBatch(_ g: Int, _ requests: [BlobRequest], after: [ContentBatch.Item], limit: UInt64, from server: String,
                                into destination: String) throws -> String {
         // The server answers only batch requests its admitted devices signed.
         guard let signer else { throw UpdError(.network, "\(server)/v1/batch: no device key to sign a batch request with") }
-        let body = try WireCoding.encode(BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: signer.sender))
+        var request = BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: signer.sender)
+        request.stream = streams
         let wait = BatchWait(items: requests.count, bytes: limit)
         downloads.withLock { (preparing, unseen) = (wait, wait) }
-        let answer: CurlFetcher.Response
+        var answer: CurlFetcher.Response
         do {
             defer { downloads.withLock { preparing = nil } }
-            answer = try signer.post("v1/batch", to: server, body: body, via: mirrors, maxResponseBytes: 64 * 1024, deadlineSeconds: 900, flow: downloads.flow)
+            answer = try signer.post("v1/batch", to: server, body: try WireCoding.encode(request), via: mirrors, maxResponseBytes: 64 * 1024,
+                                     deadlineSeconds: Self.computeSeconds, flow: downloads.flow)
+            if answer.status == 400 && request.stream {
+                // A server older than streamed batches: asked as it understands.
+                (streams, request.stream) = (false, false)
+                answer = try signer.post("v1/batch", to: server, body: try WireCoding.encode(request), via: mirrors, maxResponseBytes: 64 * 1024,
+                                         deadlineSeconds: Self.computeSeconds, flow: downloads.flow)
+            }
         }
         guard answer.status == 200 else {
             let message = String(decoding: answer.body.prefix(300), as: UTF8.self)
             throw UpdError(.network, "\(server)/v1/batch answered \(answer.status): \(message)")
         }
-        guard let fields = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any],
-              let path = fields["path"] as? String, path.hasPrefix("/v1/batch/"), let bytes = fields["bytes"] as? Int,
-              bytes > 0, UInt64(bytes) <= limit else {
+        guard let batch = try? WireCoding.decode(BatchAnswer.self, from: answer.body), batch.bytes.map({ $0 <= limit }) ?? request.stream else {
             throw UpdError(.corrupt, "\(server)/v1/batch: an answer without a valid path and size")
         }
-        var r = try mirrors.fetchFile(String(path.dropFirst()), to: destination, maxBytes: UInt64(bytes), from: [server],
-                                      flow: downloads.flow)
-        r.blobs += requests.count - 1
-        downloads.add(r)
+        let path = String(batch.path.dropFirst())
+        if let bytes = batch.bytes {
+            var r = try mirrors.fetchFile(path, to: destination, maxBytes: bytes, from: [server], flow: downloads.flow)
+            r.blobs += requests.count - 1
+            downloads.add(r)
+            return destination
+        }
+        downloads.withLock {
+            (groups[g].batch, groups[g].streamed, groups[g].streaming, arrived) = (destination, true, true, g + 1)
+            downloads.broadcast()
+        }
+        defer {
+            downloads.withLock {
+                groups[g].streaming = false
+                if groups[g].released == groups[g].requests.count { removeBatch(destination) }
+                downloads.broadcast()
+            }
+        }
+        do {
+            var r = try mirrors.fetchFile(path, to: destination, maxBytes: limit, from: [server], flow: downloads.flow,
+                                          patienceSeconds: Self.computeSeconds)
+            r.blobs += requests.count - 1
+            downloads.add(r)
+        } catch let e as UpdError where !downloads.isStopping {
+            problems.withLock { $0.append("batch \(g + 1) of \(groups.count) (\(requests.count) contents): \(e.message); the contents it did not bring downloaded on their own") }
+        }
         return destination
     }
 
-    /// A request as a batch item: with its base when the plan keeps one (one whose size is known).
-    private func batchItem(_ r: BlobRequest) -> ContentBatch.Item {
-        guard let base = r.delta?.base, let size = baseSizes[base] else { return ContentBatch.Item(hash: r.hash, size: r.size) }
-        return ContentBatch.Item(hash: r.hash, size: r.size, base: base, baseSize: size)
+    /// The file of a streamed batch, once its download has begun: the partial download (the
+    /// same file once renamed whole).
+    private func openStreamed(_ g: Int, _ path: String, whileWaiting: () throws -> Void) throws -> FileDescriptor {
+        var file: FileDescriptor?
+        try downloads.wait(until: {
+            for candidate in [CurlFetcher.partialPath(path), path] {
+                let fd = Glibc.open(candidate, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+                if fd >= 0 {
+                    file = FileDescriptor(owning: fd)
+                    return true
+                }
+            }
+            return !groups[g].streaming
+        }, missing: UpdError(.network, "\(path): the download ended before it began"), whileWaiting: whileWaiting)
+        guard let file else { throw UpdError(.corrupt, "\(path): the download ended before it began") }
+        return file
     }
+
+    /// Waits until the streamed batch of group `g` in `file` holds more than `have` bytes (true),
+    /// or its download has ended without them (false).
+    private func waitForBytes(_ g: Int, in file: FileDescriptor, beyond have: UInt64, whileWaiting: () throws -> Void) throws -> Bool {
+        var more = false
+        try downloads.wait(until: {
+            var st = stat()
+            more = fstat(file.rawValue, &st) == 0 && UInt64(st.st_size) > have
+            return more || !groups[g].streaming
+        }, missing: UpdError(.network, "the download of batch \(g + 1) ended"), whileWaiting: whileWaiting)
+        return more
+    }
+
+    /// Removes a group's batch, whole or partly downloaded.
+    private func removeBatch(_ path: String) {
+        Sys.unlink(path)
+        Sys.unlink(CurlFetcher.partialPath(path))
+    }
+
+    private func batchItem(_ r: BlobRequest) -> ContentBatch.Item { ContentBatch.Item(r, baseSizes: baseSizes) }
 
     func write(_ hash: ContentHash, into fd: Int32, display: String, base: (ContentHash) throws -> [UInt8]?,
                whileWaiting: () throws -> Void) throws {
         let (g, item) = groupOf[hash]!
         try downloads.wait(until: { arrived > g }, missing: UpdError(.network, "content \(hash.hex) was not downloaded"),
                            whileWaiting: whileWaiting)
-        let (requests, batch, stored) = downloads.withLock { (groups[g].requests, groups[g].batch, groups[g].stored) }
+        let (requests, batch, stored, streamed, broken) = downloads.withLock {
+            (groups[g].requests, groups[g].batch, groups[g].stored, groups[g].streamed, groups[g].broken)
+        }
         let request = requests[item]
+        if broken {
+            return downloads.add(try BlobStream.writeWholeBlob(request, into: fd, display: display, store: store, fetcher: mirrors))
+        }
         guard let batch else {
             return try BlobStream.writeDownloaded(stored[item], at: store.path(for: stored[item]), into: fd, display: display, base: base,
                                                   store: store, fetcher: mirrors, problems: problems)
@@ -267,13 +355,19 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             if reader?.group != g {
                 // What the batch's request named as `after` follows from the groups before it, all downloaded by now.
                 let after = downloads.withLock { contentsBefore(g) }
-                reader = (g, try ContentBatchReader(path: batch, items: requests.map(batchItem), after: try decoded(after, before: g)))
+                let file = try streamed ? openStreamed(g, batch, whileWaiting: whileWaiting) : FileDescriptor(owning: Sys.open(batch, O_RDONLY | O_NOFOLLOW))
+                reader = (g, try ContentBatchReader(path: batch, file: file, items: requests.map(batchItem), after: try decoded(after, before: g)), file)
             }
-            let bytes = try reader!.reader.content(at: item, base: base)
+            let file = reader!.file
+            let bytes = try reader!.reader.content(at: item, base: base) { have in
+                try self.waitForBytes(g, in: file, beyond: have, whileWaiting: whileWaiting)
+            }
             guard Blake2b.hash(bytes) == hash else { throw UpdError(.corrupt, "\(batch): item \(item + 1) does not match its hash") }
             try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, path: display) }
         } catch let e as UpdError where e.code == .corrupt {
             problems.withLock { $0.append("\(display): \(e.message); downloaded on its own") }
+            // (A streamed batch that failed may have ended inside a chunk: the rest of it comes on its own too.)
+            if streamed { downloads.withLock { groups[g].broken = true } }
             downloads.add(try BlobStream.writeWholeBlob(request, into: fd, display: display, store: store, fetcher: mirrors))
         }
     }
@@ -296,7 +390,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         downloads.withLock {
             groups[g].released += 1
             guard groups[g].released == groups[g].requests.count else { return }
-            if let batch = groups[g].batch { Sys.unlink(batch) }
+            // (A batch still streaming is removed when its download ends.)
+            if let batch = groups[g].batch, !groups[g].streaming { removeBatch(batch) }
             for r in groups[g].stored { store.remove(r) }
             if let current = reader, current.group == g {
                 history = (g, current.reader.recent)

@@ -16,6 +16,10 @@ extension CurlFetcher {
         let method: Method
         /// The blob's hash, for a blob (what `Flow` admits and announces).
         var hash: ContentHash? = nil
+        /// For a download the server sends as it computes it (a streamed batch), which may pause
+        /// for as long as a chunk takes: no low-speed limit, and the whole download must be done
+        /// within this many seconds instead.
+        var patienceSeconds: Int? = nil
 
         enum Method {
             /// A GET into a partial file, resumed after an interruption, verified, and renamed.

@@ -121,16 +121,24 @@ public final class CurlFetcher: @unchecked Sendable {
         try fetchFile(path, to: destination, maxBytes: maxBytes, from: nil, flow: nil)
     }
 
+    /// Where `fetchFile` writes the file for `destination` while it downloads it (appended to
+    /// as the bytes arrive, renamed to `destination` once whole).
+    static func partialPath(_ destination: String) -> String { destination + ".partial" }
+
     /// `fetchFile` from the given base URLs (nil for the mirrors), paced by `flow`.
     @discardableResult
-    func fetchFile(_ path: String, to destination: String, maxBytes: UInt64, from bases: [String]?, flow: Flow?) throws -> FetchReport {
+    func fetchFile(_ path: String, to destination: String, maxBytes: UInt64, from bases: [String]?, flow: Flow?,
+                   patienceSeconds: Int? = nil) throws -> FetchReport {
         let name = String(destination.split(separator: "/").last ?? "")
         // The caller names the directory; only the files in it are opened without following.
-        let place = Place(destination: destination, name: name, partialName: name + ".partial") {
+        let partial = Self.partialPath(destination)
+        let place = Place(destination: destination, name: name, partialName: Sys.fileName(of: partial)) {
             try Sys.openDirectory(Sys.parentDirectory(of: destination))
         }
-        let download = FileDownload(destination: destination, partial: destination + ".partial", place: place, verify: nil)
-        return try run([Request(label: path, path: path, bases: bases, maxBytes: maxBytes, method: .download(download))], flow: flow).report
+        let download = FileDownload(destination: destination, partial: partial, place: place, verify: nil)
+        var request = Request(label: path, path: path, bases: bases, maxBytes: maxBytes, method: .download(download))
+        request.patienceSeconds = patienceSeconds
+        return try run([request], flow: flow).report
     }
 
     /// One request's progress through its base URLs. Its base is chosen when it starts and
@@ -520,11 +528,15 @@ public final class CurlFetcher: @unchecked Sendable {
         switch request.method {
         case .download, .ranges:
             _ = CCurl_easy_setopt_long(easy, CURLOPT_FAILONERROR, 1)
-            _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
-            _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, t.stallSeconds)
-            // What is left of the content must come within its deadline.
-            t.deadlineSeconds = options.deadline(bytes: request.maxBytes - min(have, request.maxBytes),
-                                                 rateLimit: bucket.withLock { $0.limit })
+            if let patience = request.patienceSeconds {
+                t.deadlineSeconds = Double(patience)
+            } else {
+                _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_LIMIT, options.lowSpeedLimit)
+                _ = CCurl_easy_setopt_long(easy, CURLOPT_LOW_SPEED_TIME, t.stallSeconds)
+                // What is left of the content must come within its deadline.
+                t.deadlineSeconds = options.deadline(bytes: request.maxBytes - min(have, request.maxBytes),
+                                                     rateLimit: bucket.withLock { $0.limit })
+            }
             _ = CCurl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, Int(min(t.deadlineSeconds * 1000, Double(Int.max / 2))))
             // A mirror may redirect (to https, to another host), but only to http or https.
             _ = CCurl_easy_setopt_long(easy, CURLOPT_FOLLOWLOCATION, 1)

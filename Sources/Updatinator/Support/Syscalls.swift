@@ -23,6 +23,15 @@ enum Sys {
         }
     }
 
+    /// Reads up to `count` bytes at `offset`; returns 0 at end of file.
+    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int, offset: UInt64, path: String) throws -> Int {
+        while true {
+            let n = Glibc.pread(fd, buffer, count, off_t(offset))
+            if n >= 0 { return n }
+            if errno != EINTR { throw UpdError.system("read", path) }
+        }
+    }
+
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
         var offset = 0
         while offset < bytes.count {

@@ -14,6 +14,9 @@ public struct BatchRequest: Codable, Equatable, Sendable {
     public var after: [ContentBatch.Item] = []
     public var limit: UInt64?
     public var device: String?
+    /// Whether the client reads the batch while the server computes it: the answer then comes at
+    /// once, and the download sends each chunk as it is compressed.
+    public var stream = false
 
     /// The most contents a request may name; a decoder's `userInfo[maxItemsKey]` may lower it.
     public static let maxItems = 500_000
@@ -39,7 +42,7 @@ public struct BatchRequest: Codable, Equatable, Sendable {
 
     public init(from decoder: Decoder) throws {
         let object = try WireObject(decoder, nullIsAbsent: false)
-        try object.refuseUnknown(["items", "after", "limit", "device"])
+        try object.refuseUnknown(["items", "after", "limit", "device", "stream"])
         let maxItems = min(Self.maxItems, decoder.userInfo[Self.maxItemsKey] as? Int ?? Self.maxItems)
         items = try object.required("items", [ContentBatch.Item].self, "a list of 1 to \(maxItems) contents expected") {
             (1...maxItems).contains($0.count)
@@ -54,6 +57,7 @@ public struct BatchRequest: Codable, Equatable, Sendable {
         }
         limit = try object.optional("limit", UInt64.self, "a byte count expected")
         device = try object.optional("device", String.self, WireCoding.identifierExpected, where: WireCoding.isIdentifier)
+        stream = try object.optional("stream", Bool.self, "true or false expected") ?? false
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -62,16 +66,19 @@ public struct BatchRequest: Codable, Equatable, Sendable {
         if !after.isEmpty { try c.encode(after, "after") }
         try c.encode(limit, "limit")
         try c.encode(device, "device")
+        if stream { try c.encode(stream, "stream") }
     }
 }
 
-/// The server's answer to a batch request: where to download the batch, and its size.
+/// The server's answer to a batch request: where to download the batch, and its size; no size
+/// when the request asked for a stream and the batch is being computed (its download then
+/// sends each chunk as it is ready).
 public struct BatchAnswer: Codable, Equatable, Sendable {
     /// The batch's path on the server, `/v1/batch/KEY`.
     public var path: String
-    public var bytes: UInt64
+    public var bytes: UInt64?
 
-    public init(path: String, bytes: UInt64) {
+    public init(path: String, bytes: UInt64?) {
         self.path = path
         self.bytes = bytes
     }
@@ -79,13 +86,13 @@ public struct BatchAnswer: Codable, Equatable, Sendable {
     public init(from decoder: Decoder) throws {
         let object = try WireObject(decoder)
         path = try object.required("path", String.self, "a path /v1/batch/KEY expected") { $0.hasPrefix("/v1/batch/") && !$0.contains("..") }
-        bytes = try object.required("bytes", UInt64.self, "a byte count expected") { $0 > 0 }
+        bytes = try object.optional("bytes", UInt64.self, "a byte count expected") { $0 > 0 }
     }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: WireKey.self)
         try c.encode(path, "path")
-        try c.encode(bytes, "bytes")
+        if let bytes { try c.encode(bytes, "bytes") }
     }
 }
 

@@ -82,6 +82,15 @@ struct ServeCommand: UpdatinatorSubcommand {
     @Option(help: "The zstd level of batches, 1 to 22.")
     var batchLevel: Int32 = ContentBatch.defaultLevel
 
+    @Option(help: "The hours (HH:MM-HH:MM, local time) at which the server computes ahead the batches of the moves its devices are about to make (from the versions they run to those the channels and the newest name); default: any hour.")
+    var batchPrecomputeHours: String?
+
+    @Option(help: "Seconds between two looks at the inventory for moves to compute ahead.")
+    var batchPrecomputeInterval = 60.0
+
+    @Flag(help: "Compute no batch ahead: each is computed when its first device asks.")
+    var noBatchPrecompute = false
+
     @Option(help: "A file holding the operator token (16 to 256 printable characters, readable by its owner only), which opens the management API and the dashboard; without it they are off.")
     var operatorTokenFile: String?
 
@@ -152,6 +161,15 @@ struct ServeCommand: UpdatinatorSubcommand {
             settings.batches?.workers = batchWorkers
             settings.batches?.queueLimit = max(0, batchQueue)
             settings.batches?.level = batchLevel
+            settings.batches?.precompute = !noBatchPrecompute
+            if let batchPrecomputeHours {
+                guard let hours = TimeWindow(parsing: batchPrecomputeHours) else {
+                    throw UpdError(.usage, "--batch-precompute-hours '\(batchPrecomputeHours)' is not HH:MM-HH:MM")
+                }
+                settings.batches?.precomputeHours = hours
+            }
+            guard batchPrecomputeInterval > 0 else { throw UpdError(.usage, "--batch-precompute-interval must be more than 0 seconds") }
+            settings.batches?.precomputeInterval = batchPrecomputeInterval
         }
         settings.operators = try OperatorAccess(token: try operatorTokenFile.map { try Self.readToken($0) }, publicFleet: publicFleet)
         settings.admission = try admissionRule()
