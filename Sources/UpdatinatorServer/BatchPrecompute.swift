@@ -6,13 +6,14 @@ import Updatinator
 /// them, so that the usual first device of a move finds them ready instead of waiting minutes
 /// for a level-19 compression.
 ///
-/// The moves come from the inventory (every version the devices of an image run now, towards
-/// the versions its channels name and its newest: `sweep`, every `precomputeInterval`) and
-/// from decisions (a device told to move). A move's batches are those a device with the
+/// The moves come from the inventory: every version the devices of an image run now, towards
+/// the versions its channels name and its newest (`sweep`, every `precomputeInterval`; a
+/// version a device is sent to is one of those). A move's batches are those a device with the
 /// default download window asks for (`ContentBatch.forecast`), with the same keys. They are
-/// computed one at a time, on a thread of their own at a lower CPU priority (nice 10) with one
-/// core (`BatchService.computeAhead`), for the moves queued within `precomputeHours`; each move
-/// once while the server runs (its batches are then in the cache, trimmed like the others).
+/// computed one move and one batch at a time, on a thread of their own at a lower CPU priority
+/// (nice 10) with one core (`BatchService.computeAhead`), for the moves queued within
+/// `precomputeHours`; each move once while the server runs (its batches are then in the cache,
+/// trimmed like the others).
 final class BatchPrecompute: Sendable {
     struct Move: Hashable, Sendable {
         let image: String
@@ -26,12 +27,24 @@ final class BatchPrecompute: Sendable {
     private let logger: Logger
     private let known = Locked(Set<Move>())
     private let figures = Locked((done: 0, failed: 0, seconds: 0.0))
+    /// The moves queued, computed one after the other by `run`.
+    private let queue: AsyncStream<Move>.Continuation
+    private let moves: AsyncStream<Move>
 
     init(service: BatchService, index: RepositoryIndex, upstream: UpstreamService?, logger: Logger) {
         self.service = service
         self.index = index
         self.upstream = upstream
         self.logger = logger
+        (moves, queue) = AsyncStream.makeStream(of: Move.self)
+    }
+
+    /// Computes the moves queued, one at a time, until cancelled.
+    func run() async {
+        for await move in moves {
+            if Task.isCancelled { return }
+            await compute(move)
+        }
     }
 
     var interval: Double { service.settings.precomputeInterval }
@@ -44,7 +57,7 @@ final class BatchPrecompute: Sendable {
         guard move.from != move.to, service.settings.precomputeHours?.contains(Date()) ?? true,
               index.manifest(image: move.image, version: move.from) != nil, index.manifest(image: move.image, version: move.to) != nil,
               known.withLock({ $0.insert(move).inserted }) else { return }
-        Task { await compute(move) }
+        queue.yield(move)
     }
 
     /// Queues the moves the inventory says are coming. Blocks (it reads the inventory).

@@ -147,6 +147,8 @@ actor BatchWork {
     private let aheadThread = WorkerThreads(name: "batch ahead", count: 1)
     private let limit: Int
     private var inFlight = [String: Task<(UInt64, Bool), Error>]()
+    /// The keys in flight that are computed ahead (they do not count against `limit`).
+    private var ahead = Set<String>()
 
     init(workers: Int, queueLimit: Int) {
         threads = WorkerThreads(name: "batch", count: workers)
@@ -174,12 +176,16 @@ actor BatchWork {
     /// The task computing `key`, in flight until it ends (one computed ahead does not count
     /// against the limit: there is one at a time).
     private func begin(_ key: String, ahead: Bool = false, _ compute: @escaping @Sendable () throws -> (UInt64, Bool)) throws -> Task<(UInt64, Bool), Error> {
-        guard ahead || inFlight.count < limit else { throw Busy() }
+        guard ahead || inFlight.count - self.ahead.count < limit else { throw Busy() }
         let task = Task { [threads, aheadThread] in try await (ahead ? aheadThread : threads).run(compute) }
         inFlight[key] = task
+        if ahead { self.ahead.insert(key) }
         Task { _ = try? await task.value; self.finished(key) }
         return task
     }
 
-    private func finished(_ key: String) { inFlight[key] = nil }
+    private func finished(_ key: String) {
+        inFlight[key] = nil
+        ahead.remove(key)
+    }
 }

@@ -133,9 +133,14 @@ public final class SchoolServer: Sendable {
         defer { rereading?.cancel() }
         let precomputing = precompute.map { precompute in
             Task {
-                await repeatEvery(precompute.interval) {
-                    do { try await threads.run { try precompute.sweep(inventory) } } catch {
-                        logger.error("\(error)")
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { await precompute.run() }
+                    group.addTask {
+                        await repeatEvery(precompute.interval) {
+                            do { try await threads.run { try precompute.sweep(inventory) } } catch {
+                                logger.error("\(error)")
+                            }
+                        }
                     }
                 }
             }
@@ -267,9 +272,6 @@ public final class SchoolServer: Sendable {
                 decision.rateLimit = answer.rateLimit
                 decision.notBefore = answer.notBefore
                 decision.window = answer.window
-                if let version = check.version, check.image == answer.image {
-                    precompute?.want(BatchPrecompute.Move(image: answer.image, from: version, to: answer.version))
-                }
             } catch {
                 logPolicyError("for device \(check.device)", error)
                 outcome = .noUpdate(.policyError, nil)

@@ -39,6 +39,21 @@ import Testing
         #expect(try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "2")]).status == 0)
     }
 
+    @Test func aStreamedBatchWhoseDownloadDropsStartsAgainAndIsReadWhole() throws {
+        let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"],
+                                                  extra: ["--no-batch-precompute"])
+        let proxy = try Self.droppingProxy(to: server.server.url) { $0.method == "GET" && $0.path.hasPrefix("/v1/batch/") }
+        let laptop = try school.installedTree("dropped-stream", version: "1")
+        let target = try Keyring(directory: samples.keyring).verifiedManifest(at: samples.manifest("olpc-ext3", "2"))
+        let sources = ContentSources(mirrors: FetchOptions(mirrors: [proxy.url]), batchServer: proxy.url, signer: try TestDevices.signer("dropped-stream"))
+        let report = try UpdateEngine.apply(UpdateEngine.ApplyRequest(root: laptop, target: target, sources: sources))
+        #expect(report.fallbacks.isEmpty, "\(report.fallbacks)")
+        #expect(proxy.requests.filter { $0.method == "GET" && $0.path.hasPrefix("/v1/batch/") }.count == 2, "\(proxy.requests)")
+        #expect(try server.server.metric("updatinator_batches_total", ["computed"]) == 1)
+        #expect(try server.server.metric("updatinator_requests_total", ["blobs"]) == 0)
+        #expect(try CLI.run(["fsck", "--tree", laptop, "--manifest", samples.manifest("olpc-ext3", "2")]).status == 0)
+    }
+
     @Test func aCheckAndAReportWhoseConnectionsDropAreRetried() throws {
         let server = try SchoolServerTests.School(school, policy: SchoolServerTests.serverPolicy("default.lua"), settings: ["image": "olpc-ext3"])
         let proxy = try Self.droppingProxy(to: server.server.url) { $0.method == "POST" }

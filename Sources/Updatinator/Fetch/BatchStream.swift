@@ -52,8 +52,9 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         /// The downloaded batch, or nil when the group came as one file per content.
         var batch: String?
         /// Whether the server streams the batch as it computes it (it is read as it grows), and
-        /// whether it is still downloading; whether reading it failed (its remaining contents
-        /// then come on their own).
+        /// whether it is still downloading; whether its download broke or it could not be read
+        /// (its remaining contents then come on their own, and the next batch is not compressed
+        /// after it).
         var streamed = false
         var streaming = false
         var broken = false
@@ -233,7 +234,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     /// otherwise. Called under the lock.
     private func contentsBefore(_ g: Int) -> [ContentBatch.Item] {
         var first = g
-        while first > 0 && groups[first - 1].batch != nil { first -= 1 }
+        while first > 0 && groups[first - 1].batch != nil && !groups[first - 1].broken { first -= 1 }
         return ContentBatch.history(before: groups[first..<g].flatMap(\.requests).map(batchItem)[...])
     }
 
@@ -293,6 +294,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             downloads.add(r)
         } catch let e as UpdError where !downloads.isStopping {
             problems.withLock { $0.append("batch \(g + 1) of \(groups.count) (\(requests.count) contents): \(e.message); the contents it did not bring downloaded on their own") }
+            // (Before the next batch is asked for: it is not compressed after this one.)
+            downloads.withLock { groups[g].broken = true }
         }
         return destination
     }
@@ -351,6 +354,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             return try BlobStream.writeDownloaded(stored[item], at: store.path(for: stored[item]), into: fd, display: display, base: base,
                                                   store: store, fetcher: mirrors, problems: problems)
         }
+        var readIntact = false
         do {
             if reader?.group != g {
                 // What the batch's request named as `after` follows from the groups before it, all downloaded by now.
@@ -362,12 +366,14 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             let bytes = try reader!.reader.content(at: item, base: base) { have in
                 try self.waitForBytes(g, in: file, beyond: have, whileWaiting: whileWaiting)
             }
+            readIntact = true
             guard Blake2b.hash(bytes) == hash else { throw UpdError(.corrupt, "\(batch): item \(item + 1) does not match its hash") }
             try bytes.withUnsafeBytes { try Sys.writeAll(fd, $0, path: display) }
         } catch let e as UpdError where e.code == .corrupt {
             problems.withLock { $0.append("\(display): \(e.message); downloaded on its own") }
-            // (A streamed batch that failed may have ended inside a chunk: the rest of it comes on its own too.)
-            if streamed { downloads.withLock { groups[g].broken = true } }
+            // (A streamed batch that could not be read may have ended inside a chunk: the rest
+            // of it comes on its own too.)
+            if streamed && !readIntact { downloads.withLock { groups[g].broken = true } }
             downloads.add(try BlobStream.writeWholeBlob(request, into: fd, display: display, store: store, fetcher: mirrors))
         }
     }

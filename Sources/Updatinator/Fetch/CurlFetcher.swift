@@ -496,7 +496,9 @@ public final class CurlFetcher: @unchecked Sendable {
         if case .download(let download) = request.method {
             let partial = try download.openPartial()
             let existing = UInt64(try Sys.fstat(partial.rawValue, path: download.partial).st_size)
-            have = existing <= request.maxBytes ? existing : 0
+            // A download the server sends as it computes it has no length to resume within: it
+            // starts again from its first byte, in the same file (its reader keeps it open).
+            have = existing <= request.maxBytes && request.patienceSeconds == nil ? existing : 0
             if have > 0, let verifyPrefix = download.verifyPrefix {
                 do {
                     try verifyPrefix(download.partial)
