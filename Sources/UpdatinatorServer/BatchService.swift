@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Logging
 import Updatinator
 
 /// Batch answers for the school server: a device names the contents its plan downloads, in
@@ -42,11 +43,15 @@ public final class BatchService: Sendable {
     /// million contents, each a `stat`.
     let fileThreads: WorkerThreads
 
-    public init(settings: Settings, repository: Repository, fileThreads: WorkerThreads) throws {
+    /// `logger` hears of every computation that fails (a device that asked for a stream, or
+    /// none, may be the only one to have waited for it).
+    public init(settings: Settings, repository: Repository, fileThreads: WorkerThreads, logger: Logger) throws {
         self.settings = settings
         self.repository = repository
         self.fileThreads = fileThreads
-        work = BatchWork(workers: settings.workers, queueLimit: settings.queueLimit)
+        work = BatchWork(workers: settings.workers, queueLimit: settings.queueLimit) { key, error in
+            logger.error("batch \(key): \(error); its devices download its contents one by one")
+        }
         try FileManager.default.createDirectory(atPath: settings.cacheDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         // Batches a stopped server was computing: begun again when asked for.
@@ -150,9 +155,12 @@ actor BatchWork {
     /// The keys in flight that are computed ahead (they do not count against `limit`).
     private var ahead = Set<String>()
 
-    init(workers: Int, queueLimit: Int) {
+    private let failed: @Sendable (String, Error) -> Void
+
+    init(workers: Int, queueLimit: Int, failed: @escaping @Sendable (String, Error) -> Void) {
         threads = WorkerThreads(name: "batch", count: workers)
         limit = max(1, workers) + max(0, queueLimit)
+        self.failed = failed
     }
 
     /// The result of the computation in flight for `key` (as not computed by this request), or
@@ -180,7 +188,10 @@ actor BatchWork {
         let task = Task { [threads, aheadThread] in try await (ahead ? aheadThread : threads).run(compute) }
         inFlight[key] = task
         if ahead { self.ahead.insert(key) }
-        Task { _ = try? await task.value; self.finished(key) }
+        Task {
+            do { _ = try await task.value } catch { self.failed(key, error) }
+            self.finished(key)
+        }
         return task
     }
 

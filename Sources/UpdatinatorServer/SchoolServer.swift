@@ -93,7 +93,9 @@ public final class SchoolServer: Sendable {
         policyThreads = WorkerThreads(name: "policy", count: settings.policy.workers)
         fileThreads = WorkerThreads(name: "files", count: max(4, 2 * cores))
         let fileThreads = self.fileThreads
-        batches = try settings.batches.map { try BatchService(settings: $0, repository: Repository(opening: settings.repository), fileThreads: fileThreads) }
+        batches = try settings.batches.map {
+            try BatchService(settings: $0, repository: Repository(opening: settings.repository), fileThreads: fileThreads, logger: settings.logger)
+        }
         let upstream = self.upstream
         precompute = batches.flatMap { service in
             service.settings.precompute ? BatchPrecompute(service: service, index: index, upstream: upstream, logger: settings.logger) : nil

@@ -288,5 +288,8 @@ import Testing
         Sys.unlink(blob)
         try Sys.writeFileAtomically(blob, bytes)
         try expectContentsOnTheirOwn("failed-stream", server)
+        // The server says which batch failed and why.
+        #expect(try eventually(within: 30) { server.server.process.stderr.contains("its devices download its contents one by one") },
+                "\(server.server.process.stderr)")
     }
 }
