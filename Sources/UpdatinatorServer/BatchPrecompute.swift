@@ -85,7 +85,7 @@ final class BatchPrecompute: Sendable {
             }
             // A school that follows an upstream fetches the contents first (it would for the batch).
             try await upstream?.ensureContents(Set(requests.flatMap(\.items).flatMap { [$0.hash] + ($0.base.map { [$0] } ?? []) }))
-            for request in requests { _ = try await service.computeAhead(request) }
+            for request in requests { try await service.computeAhead(request) }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - started.uptimeNanoseconds) / 1e9
             figures.withLock { $0.done += 1; $0.seconds += seconds }
         } catch {

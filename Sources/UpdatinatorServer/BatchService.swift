@@ -87,17 +87,15 @@ public final class BatchService: Sendable {
     }
 
     /// Computes the batch of `request` unless it is cached or being computed, on the thread
-    /// for batches computed ahead: one core, at a lower CPU priority (nice 10). Whether it was
-    /// computed.
-    func computeAhead(_ request: BatchRequest) async throws -> Bool {
-        let key = request.key, path = path(forKey: key)
-        if try await fileThreads.run({ Self.cachedSize(path) }) != nil { return false }
-        let compute = computation(request, path: path, workers: 1)
-        return try await work.result(for: key, ahead: true) {
+    /// for batches computed ahead: one core, at a lower CPU priority (nice 10).
+    func computeAhead(_ request: BatchRequest) async throws {
+        let key = request.key
+        let compute = computation(request, path: path(forKey: key), workers: 1)
+        _ = try await work.result(for: key, ahead: true) {
             // (Linux keeps a nice value per thread; 0 names the calling one.)
             setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
             return try compute()
-        }.1
+        }
     }
 
     /// The computation of `request`'s batch into `path` on `workers` threads: its size, and

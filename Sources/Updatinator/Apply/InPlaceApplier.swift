@@ -54,6 +54,7 @@ final class InPlaceApplier {
     /// The files this run wrote, each verified as it was written, for the final check.
     private var written = [ManifestPath: KnownContent]()
     private var startUsed: UInt64 = 0
+    /// When `run` began.
     private var started = Date()
     private var peakBase: Int64 = 0
     private var downloads: ContentDownloads?
@@ -100,8 +101,7 @@ final class InPlaceApplier {
     }
 
     func run() throws -> ApplyReport {
-        let start = Date()
-        started = start
+        started = Date()
         tree = try RootedTree(root: root)
         let targetHash = Blake2b.hash(targetBytes).hex
         stateFD = try state.open(in: tree, create: true)!
@@ -266,7 +266,7 @@ final class InPlaceApplier {
         try reportProgress(final: true)
         try checkResult()
         try finish()
-        report.seconds = Date().timeIntervalSince(start)
+        report.seconds = Date().timeIntervalSince(started)
         report.operations = operations
         return report
     }

@@ -196,7 +196,8 @@ public final class ContentBatchReader {
     private let path: String
     private let items: [ContentBatch.Item]
     private let limits: ContentBatch.Limits
-    private let file: FileDescriptor
+    /// The batch's file (a streamed one grows while it is read).
+    public let file: FileDescriptor
     /// Where the next read starts.
     private var offset: UInt64 = 0
     private var nextItem = 0

@@ -76,7 +76,7 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private var groups: [Group]
     private var arrived = 0
     private var held: UInt64 = 0
-    private var reader: (group: Int, reader: ContentBatchReader, file: FileDescriptor)?
+    private var reader: (group: Int, reader: ContentBatchReader)?
     /// Whether batch requests ask for a stream (not once a server has refused the field).
     private var streams = true
     /// The most recent contents of the last batch released: the next batch's history.
@@ -247,19 +247,21 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         // The server answers only batch requests its admitted devices signed.
         guard let signer else { throw UpdError(.network, "\(server)/v1/batch: no device key to sign a batch request with") }
         var request = BatchRequest(items: requests.map(batchItem), after: after, limit: limit, device: signer.sender)
-        request.stream = streams
+        func post() throws -> CurlFetcher.Response {
+            request.stream = streams
+            return try signer.post("v1/batch", to: server, body: try WireCoding.encode(request), via: mirrors, maxResponseBytes: 64 * 1024,
+                                   deadlineSeconds: Self.computeSeconds, flow: downloads.flow)
+        }
         let wait = BatchWait(items: requests.count, bytes: limit)
         downloads.withLock { (preparing, unseen) = (wait, wait) }
         var answer: CurlFetcher.Response
         do {
             defer { downloads.withLock { preparing = nil } }
-            answer = try signer.post("v1/batch", to: server, body: try WireCoding.encode(request), via: mirrors, maxResponseBytes: 64 * 1024,
-                                     deadlineSeconds: Self.computeSeconds, flow: downloads.flow)
-            if answer.status == 400 && request.stream {
+            answer = try post()
+            if answer.status == 400 && streams {
                 // A server older than streamed batches: asked as it understands.
-                (streams, request.stream) = (false, false)
-                answer = try signer.post("v1/batch", to: server, body: try WireCoding.encode(request), via: mirrors, maxResponseBytes: 64 * 1024,
-                                         deadlineSeconds: Self.computeSeconds, flow: downloads.flow)
+                streams = false
+                answer = try post()
             }
         }
         guard answer.status == 200 else {
@@ -269,30 +271,29 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
         guard let batch = try? WireCoding.decode(BatchAnswer.self, from: answer.body), batch.bytes.map({ $0 <= limit }) ?? request.stream else {
             throw UpdError(.corrupt, "\(server)/v1/batch: an answer without a valid path and size")
         }
-        let path = String(batch.path.dropFirst())
-        if let bytes = batch.bytes {
-            var r = try mirrors.fetchFile(path, to: destination, maxBytes: bytes, from: [server], flow: downloads.flow)
-            r.blobs += requests.count - 1
-            downloads.add(r)
-            return destination
-        }
-        downloads.withLock {
-            (groups[g].batch, groups[g].streamed, groups[g].streaming, arrived) = (destination, true, true, g + 1)
-            downloads.broadcast()
-        }
-        defer {
+        // Without a size, the batch is sent as it is computed: readable from the start.
+        let streamed = batch.bytes == nil
+        if streamed {
             downloads.withLock {
-                groups[g].streaming = false
-                if groups[g].released == groups[g].requests.count { removeBatch(destination) }
+                (groups[g].batch, groups[g].streamed, groups[g].streaming, arrived) = (destination, true, true, g + 1)
                 downloads.broadcast()
             }
         }
+        defer {
+            if streamed {
+                downloads.withLock {
+                    groups[g].streaming = false
+                    if groups[g].released == groups[g].requests.count { removeBatch(destination) }
+                    downloads.broadcast()
+                }
+            }
+        }
         do {
-            var r = try mirrors.fetchFile(path, to: destination, maxBytes: limit, from: [server], flow: downloads.flow,
-                                          patienceSeconds: Self.computeSeconds)
+            var r = try mirrors.fetchFile(String(batch.path.dropFirst()), to: destination, maxBytes: batch.bytes ?? limit, from: [server],
+                                          flow: downloads.flow, patienceSeconds: streamed ? Self.computeSeconds : nil)
             r.blobs += requests.count - 1
             downloads.add(r)
-        } catch let e as UpdError where !downloads.isStopping {
+        } catch let e as UpdError where streamed && !downloads.isStopping {
             problems.withLock { $0.append("batch \(g + 1) of \(groups.count) (\(requests.count) contents): \(e.message); the contents it did not bring downloaded on their own") }
             // (Before the next batch is asked for: it is not compressed after this one.)
             downloads.withLock { groups[g].broken = true }
@@ -305,14 +306,8 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
     private func openStreamed(_ g: Int, _ path: String, whileWaiting: () throws -> Void) throws -> FileDescriptor {
         var file: FileDescriptor?
         try downloads.wait(until: {
-            for candidate in [CurlFetcher.partialPath(path), path] {
-                let fd = Glibc.open(candidate, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-                if fd >= 0 {
-                    file = FileDescriptor(owning: fd)
-                    return true
-                }
-            }
-            return !groups[g].streaming
+            file = [CurlFetcher.partialPath(path), path].lazy.compactMap { try? Sys.openRegularFile($0) }.first
+            return file != nil || !groups[g].streaming
         }, missing: UpdError(.network, "\(path): the download ended before it began"), whileWaiting: whileWaiting)
         guard let file else { throw UpdError(.corrupt, "\(path): the download ended before it began") }
         return file
@@ -359,10 +354,10 @@ final class BatchStream: ContentDownloads, @unchecked Sendable {
             if reader?.group != g {
                 // What the batch's request named as `after` follows from the groups before it, all downloaded by now.
                 let after = downloads.withLock { contentsBefore(g) }
-                let file = try streamed ? openStreamed(g, batch, whileWaiting: whileWaiting) : FileDescriptor(owning: Sys.open(batch, O_RDONLY | O_NOFOLLOW))
-                reader = (g, try ContentBatchReader(path: batch, file: file, items: requests.map(batchItem), after: try decoded(after, before: g)), file)
+                let file = try streamed ? openStreamed(g, batch, whileWaiting: whileWaiting) : nil
+                reader = (g, try ContentBatchReader(path: batch, file: file, items: requests.map(batchItem), after: try decoded(after, before: g)))
             }
-            let file = reader!.file
+            let file = reader!.reader.file
             let bytes = try reader!.reader.content(at: item, base: base) { have in
                 try self.waitForBytes(g, in: file, beyond: have, whileWaiting: whileWaiting)
             }
