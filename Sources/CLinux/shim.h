@@ -50,7 +50,10 @@ static inline int CLinux_mount_id(int fd, uint64_t *id) {
 /* Declared here because Swift's Glibc module is built without _GNU_SOURCE. */
 extern int syncfs(int fd);
 static inline int CLinux_syncfs(int fd) { return syncfs(fd); }
-/* Starts writing a file's dirty pages to disk without waiting (SYNC_FILE_RANGE_WRITE). */
+/* Swaps two names in a directory atomically (renameat2 with RENAME_EXCHANGE); -1 with errno
+   ENOENT when either is missing, EINVAL where the filesystem cannot. */
+extern int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
+static inline int CLinux_exchange(int dirfd, const char *a, const char *b) { return renameat2(dirfd, a, dirfd, b, 1u << 1); }
 
 /* Makes the filesystem holding `fd` write its journal out to where the data lives, by freezing
    it (FIFREEZE) and thawing it at once (FITHAW): a boot loader reads a journaled filesystem

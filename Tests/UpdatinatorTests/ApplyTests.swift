@@ -101,6 +101,35 @@ import Testing
         #expect(try Shell.rsyncDifferences(expected: samples.tree("olpc-ext3", "1"), root: root) == [])
     }
 
+    @Test("a damaged blob read ahead is named as when read in turn, leaves a resumable tree, and a later blob directory's copy serves it")
+    func aDamagedBlobIsNamedAndAnotherDirectorysCopyServesIt() throws {
+        try install("olpc-ext3", "1", at: root)
+        let old = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "1"))
+        let new = try ManifestParser.parse(contentsOf: samples.manifest("olpc-ext3", "2"))
+        // The last content the move writes from a blob, so that every one before it is read ahead first.
+        let written = new.entries.compactMap { e -> ContentHash? in
+            guard case .file(let size, let hash, _) = e.kind, size > 0, old.contents[hash] == nil else { return nil }
+            return hash
+        }
+        let victim = try #require(written.last)
+        let damaged = tmp.sub("damaged")
+        try Shell.copyTree("\(samples.repo)/blobs", damaged)
+        let blob = BlobStore(directory: damaged).path(for: victim)
+        let other = try #require(written.first { $0 != victim })
+        try Sys.writeFileAtomically(blob, Sys.readFile(BlobStore(directory: damaged).path(for: other)))
+
+        var arguments = applyArguments("olpc-ext3", "2", root: root).map { $0.hasSuffix("/blobs") ? damaged : $0 }
+        let r = try CLI.run(arguments)
+        #expect(r.status == 5)
+        #expect(r.stderr.contains("no intact source for content \(victim.hex)") && r.stderr.contains("(\(blob): "), "\(r.stderr)")
+        #expect((try Sys.lstatIfExists("\(root)/.updatinator/apply/journal")) != nil, "the apply stopped at a resumable point")
+
+        arguments += ["--blobs", "\(samples.repo)/blobs"]
+        let resumed = try CLI.run(arguments)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        try expectAt("olpc-ext3", "2", root: root)
+    }
+
     @Test func completesAfterSigkillAtFiftyPoints() throws {
         // The number of operations of a whole run, to spread the kill points over.
         try install("olpc-ext3", "1", at: tmp.sub("probe"))

@@ -61,7 +61,7 @@ import Testing
             for content in [small, large] {
                 let (hash, blobSize, _) = try batch.store(bytes: content, workspace: workspace)
                 try batch.commit(durable: false)
-                #expect(try store.readAll(hash, size: UInt64(content.count)) == content, "\(name): read back through zlib")
+                #expect(try inflateWithZlib(store.path(for: hash), size: content.count) == content, "\(name): read back through zlib")
                 sizes[name, default: []].append(blobSize)
             }
         }
@@ -102,11 +102,23 @@ import Testing
         expectUpdError(.corrupt, "larger than the 1064 bytes its content can compress to") { try store.read(hash, size: 1000) { _ in Issue.record("inflated") } }
     }
 
-    @Test func refusesTruncatedAndTrailingData() throws {
+    /// The content of a zlib stream, inflated by zlib itself.
+    func inflateWithZlib(_ path: String, size: Int) throws -> [UInt8] {
+        let inflater = try ZlibInflater(expectedSize: UInt64(size), source: path)
+        var content = [UInt8]()
+        try Sys.readFile(path).withUnsafeBytes { try inflater.inflate($0) { content += $0 } }
+        try inflater.finish()
+        return content
+    }
+
+    @Test("a blob is refused when truncated, when data follows its stream, or when it inflates past its size, both when inflated whole (libdeflate) and when streamed through zlib past the limit",
+          arguments: [30_000, Int(BlobStore.wholeLimit) + 1])
+    func refusesTruncatedAndTrailingData(size: Int) throws {
         let tmp = TemporaryDirectory("blobs")
         let store = BlobStore(directory: tmp.sub("blobs"))
-        let content = Array(String(repeating: "abc", count: 10000).utf8)
+        let content = Array(String(repeating: "abc", count: size / 3 + 1).utf8.prefix(size))
         let stored = try store.store(bytes: content)
+        #expect(try store.readAll(stored.hash, size: UInt64(size)) == content)
         let blob = try Sys.readFile(store.path(for: stored.hash))
         try Sys.writeFileAtomically(store.path(for: stored.hash), Array(blob.dropLast(4)))
         expectUpdError(.corrupt, "truncated zlib stream") { try store.verify(stored.hash, size: UInt64(content.count)) }

@@ -3,7 +3,8 @@ import Glibc
 /// Where a file's content comes from while a tree is written, in one order for the in-place
 /// apply and for a deployment being built: an intact local copy (the old tree's, preserved in
 /// the work area; or the current deployment's), else the download stream when it carries the
-/// content, else the first local blob directory whose blob verifies, else — when a planned local
+/// content, else the first local blob directory whose blob verifies (read ahead on another
+/// thread when it could be: `ContentPrefetch`), else — when a planned local
 /// copy turned out changed (a machine's own /etc, a file edited since) — the content's blob
 /// downloaded from the mirrors there and then. Every source is verified by its hash as it is
 /// copied; one that fails is skipped, and named if nothing else serves.
@@ -31,6 +32,8 @@ struct ContentChain {
     let fetchOne: ((ContentHash, UInt64, (UnsafeRawBufferPointer) throws -> Void) throws -> FetchReport)?
     /// Told of each content that came from the mirrors after all: why, and the download.
     let onFallback: (String, FetchReport) -> Void
+    /// The blob directories' contents read ahead (`ContentPrefetch`), taken before reading them here.
+    var prefetched: ContentPrefetch? = nil
 
     /// Writes the content into `fd`, an empty file.
     func write(_ hash: ContentHash, size: UInt64, into fd: Int32, display: String) throws {
@@ -46,11 +49,14 @@ struct ContentChain {
         if let downloads, downloads.isExpected(hash) {
             return try downloads.write(hash, into: fd, display: display, base: localBytes, whileWaiting: whileWaiting)
         }
+        if let content = prefetched?.take(hash) {
+            return try content.withUnsafeBytes { try Sys.writeAll(fd, $0, path: display) }
+        }
         for directory in blobDirectories {
-            let store = BlobStore(directory: directory)
-            guard (try Sys.lstatIfExists(store.path(for: hash))) != nil else { continue }
             do {
-                return try store.read(hash, size: size) { try Sys.writeAll(fd, $0, path: display) }
+                if try BlobStore.readIfPresent(blobAt: BlobStore(directory: directory).path(for: hash), hash: hash, size: size, sink: {
+                    try Sys.writeAll(fd, $0, path: display)
+                }) { return }
             } catch let e as UpdError where e.code == .corrupt {
                 problems.append(e.message)
                 try restart(fd, display: display)

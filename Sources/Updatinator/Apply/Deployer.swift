@@ -238,7 +238,7 @@ final class Deployer {
         guard fd >= 0 else { throw UpdError.system("create", display) }
         defer { Sys.close(fd) }
         try fill(fd)
-        try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
+        try RootedTree.setMetadata(fd: fd, e.metadata, opened: true, display: display)
         return try Sys.fstat(fd, path: display)
     }
 

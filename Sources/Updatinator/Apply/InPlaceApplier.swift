@@ -44,6 +44,11 @@ final class InPlaceApplier {
     private var oldGroups: InodeGroups?
     private var tree: RootedTree!
     private lazy var writingDirectories = DirectoryCursor(tree)
+    /// Whether the filesystem swaps names (`rename`).
+    private var exchangeWorks = true
+    /// The parents of the entries the remove steps remove (a directory removed is never asked
+    /// for again: asking for its parent closes it).
+    private lazy var removingDirectories = DirectoryCursor(tree)
     /// The state directory, `apply/` in it and the work area, opened from the root without
     /// following symlinks (`StateDirectory.open`); -1 while not open.
     private var stateFD: Int32 = -1
@@ -62,6 +67,10 @@ final class InPlaceApplier {
     /// new image after its last checkpoint, found intact there: the steps it redoes copy them
     /// from that path instead of downloading them again.
     private var writtenEarlier = [ContentHash: ManifestPath]()
+    /// The contents the plan keeps a copy of in the work area: only these can be there.
+    private var preservedContents = Set<ContentHash>()
+    /// The contents the writes take from the blob directories, read ahead on another thread.
+    private var prefetch: ContentPrefetch?
     private lazy var progress = ProgressReporter(onProgress)
     private var stepsDone = 0
     private var totalSteps = 0
@@ -174,6 +183,9 @@ final class InPlaceApplier {
             throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(space.free); nothing was changed")
         }
         report.plannedPeakExtraDisk = plan.peakExtraDisk
+        preservedContents = Set(plan.steps.compactMap { step in
+            if case .preserve(let hash, _) = step { hash } else { nil }
+        })
         report.bytesReused = plan.bytesReused
         startUsed = space.used
         // The excess over the larger tree before anything changes; observed growth adds to it.
@@ -188,14 +200,18 @@ final class InPlaceApplier {
                 throw UpdError(.corrupt, "\(state.journal): records a different plan than this version of updatinator makes; finish the apply with the version that started it")
             }
             journalRecord.done = journal.done
-        } else {
+        }
+        var (requests, lastUse) = plan.downloads(from: journalRecord.done)
+        // Reading ahead starts while the kept entries are checked.
+        startPrefetch(plan.steps[journalRecord.done...], downloading: Set(requests.map(\.hash)))
+        defer { prefetch?.finish() }
+        if journal == nil {
             // The tree must still be the old image where the apply keeps what is there.
             try checkKeptEntries(old: planned.old, steps: plan.steps)
         }
         // Every directory of the apply's state is checked (or made) before anything is written there.
         if applyFD < 0 { applyFD = try state.open(StateDirectory.applyDirectory, in: tree, create: true)! }
         workFD = try state.open(StateDirectory.workDirectory, in: tree, create: true)!
-        var (requests, lastUse) = plan.downloads(from: journalRecord.done)
         if fetcher != nil && !requests.isEmpty {
             // The download streams write below this path.
             Sys.close(try state.open(StateDirectory.downloadsDirectory, in: tree, create: true)!)
@@ -333,29 +349,44 @@ final class InPlaceApplier {
             }
         }
         for case .setMetadata(let e) in steps where e.kind.letter == "f" {
-            try tree.inParent(of: e.path) { fd, name in
-                Sys.close(try tree.openEntry(fd, name, expecting: e.kind, links: links(of: e), display: tree.display(e.path)))
-            }
+            let (fd, name) = try dirs.parent(of: e.path)
+            Sys.close(try tree.openEntry(fd, name, expecting: e.kind, links: links(of: e), display: tree.display(e.path)))
         }
     }
 
     /// How many links the entry `e` may have, given its status: nil for a directory, 1 for a
     /// symlink, device or fifo, and for a regular file the names of its inode that the manifests
-    /// account for, each counted when it is that inode now: the names the old and the new image
-    /// give it, and the work area's copy.
+    /// account for, each counted when it is that inode now: its own name (the status is that
+    /// name's), the other names the old and the new image give it, and the work area's copy
+    /// (only a preserved content has one).
     private func links(of e: ManifestEntry) -> ((stat) throws -> Int)? {
         guard case .file(_, let hash, _) = e.kind else { return e.kind == .directory ? nil : { _ in 1 } }
         return { [self] st in
-            let names = Set((newGroups.group(at: e.path)?.paths ?? [e.path]) + (oldGroups?.group(at: e.path)?.paths ?? []))
-            let dirs = DirectoryCursor(tree)
-            var count = 0
+            let others = Set((newGroups.group(at: e.path)?.paths ?? []) + (oldGroups?.group(at: e.path)?.paths ?? [])).subtracting([e.path])
+            var count = 1
             func isSame(_ other: stat?) -> Bool { other.map { $0.st_dev == st.st_dev && $0.st_ino == st.st_ino } ?? false }
-            for name in names.sorted() {
-                guard let dir = try dirs.directory(name.parent) else { continue }
+            let dirs = others.isEmpty ? nil : DirectoryCursor(tree)
+            for name in others.sorted() {
+                guard let dir = try dirs!.directory(name.parent) else { continue }
                 if isSame(try RootedTree.status(dir, name.name, display: tree.display(name))) { count += 1 }
             }
-            if workFD >= 0, isSame(try RootedTree.status(workFD, Array(hash.hex.utf8), display: "\(state.work)/\(hash.hex)")) { count += 1 }
+            if workFD >= 0, preservedContents.contains(hash),
+               isSame(try RootedTree.status(workFD, Array(hash.hex.utf8), display: "\(state.work)/\(hash.hex)")) { count += 1 }
             return count
+        }
+    }
+
+    /// Starts reading ahead the contents the steps' writes take from the blob directories: those
+    /// neither preserved in the work area nor downloaded, each no larger than the window.
+    private func startPrefetch(_ steps: ArraySlice<ApplyStep>, downloading: Set<ContentHash>) {
+        let window = ContentPrefetch.defaultWindow
+        let planned = steps.compactMap { step -> (hash: ContentHash, size: UInt64)? in
+            guard case .writeFile(let e) = step, case .file(let size, let hash, _) = e.kind, size > 0, size <= window,
+                  !preservedContents.contains(hash), !downloading.contains(hash) else { return nil }
+            return (hash, size)
+        }
+        if !planned.isEmpty && !blobDirectories.isEmpty {
+            prefetch = ContentPrefetch(planned: planned, blobDirectories: blobDirectories, window: window)
         }
     }
 
@@ -400,7 +431,7 @@ final class InPlaceApplier {
     }
 
     private func observe() {
-        guard let space = try? FilesystemSpace(path: root) else { return }
+        guard let space = try? FilesystemSpace(fd: tree.rootFD, display: root) else { return }
         let extra = Int64(space.used) - Int64(startUsed) + peakBase
         if extra > Int64(report.observedPeakExtraDisk) { report.observedPeakExtraDisk = UInt64(extra) }
     }
@@ -432,7 +463,7 @@ final class InPlaceApplier {
             }
             operation()
         case .remove(let path, let directory):
-            try tree.remove(path, directory: directory)
+            try tree.remove(path, directory: directory, through: removingDirectories)
             operation()
         case .makeDirectory(let path):
             try tree.inParent(of: path) { fd, name in
@@ -491,9 +522,24 @@ final class InPlaceApplier {
         return try body(fd, path.name)
     }
 
+    /// Puts the entry `from` at `to` in the directory `fd`, atomically. An entry already at `to`
+    /// is swapped with it (`RENAME_EXCHANGE`) and then removed from `from`, rather than renamed
+    /// over: ext4 writes out a file renamed over another there and then (`auto_da_alloc`), one
+    /// file at a time, where the next checkpoint's syncfs writes them all at once.
     private func rename(_ fd: Int32, _ from: [UInt8], _ to: [UInt8], display: String) throws {
-        let rc = tree.withName(from) { f in tree.withName(to) { renameat(fd, f, fd, $0) } }
-        if rc != 0 { throw UpdError.system("rename", display) }
+        let swapped = exchangeWorks && tree.withName(from) { f in tree.withName(to) { CLinux_exchange(fd, f, $0) } } == 0
+        if !swapped {
+            if errno == EINVAL { exchangeWorks = false }
+            let rc = tree.withName(from) { f in tree.withName(to) { renameat(fd, f, fd, $0) } }
+            if rc != 0 { throw UpdError.system("rename", display) }
+            return
+        }
+        if tree.withName(from, { unlinkat(fd, $0, 0) }) != 0 {
+            let err = errno
+            // A directory was there (which renaming over refuses): put it back.
+            _ = tree.withName(from) { f in tree.withName(to) { CLinux_exchange(fd, f, $0) } }
+            throw UpdError.system("rename", display, errno: err)
+        }
     }
 
     /// Writes a regular file under a temporary name, from the work area or a blob directory,
@@ -503,8 +549,12 @@ final class InPlaceApplier {
         let temporary = Self.temporaryName(for: e.path)
         let display = tree.display(e.path)
         try inParentWriting(e.path) { dir, name in
-            _ = tree.withName(temporary) { unlinkat(dir, $0, 0) }
-            let fd = tree.withName(temporary) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+            func create() -> Int32 { tree.withName(temporary) { openat(dir, $0, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) } }
+            var fd = create()
+            if fd < 0 && errno == EEXIST {  // left by a run stopped while writing it
+                _ = tree.withName(temporary) { unlinkat(dir, $0, 0) }
+                fd = create()
+            }
             guard fd >= 0 else { throw UpdError.system("create", display) }
             var renamed = false
             defer {
@@ -517,7 +567,7 @@ final class InPlaceApplier {
                 report.firstDownloadSeconds = Date().timeIntervalSince(started)
             }
             report.bytesWritten += size
-            try RootedTree.setMetadata(fd: fd, e.metadata, display: display)
+            try RootedTree.setMetadata(fd: fd, e.metadata, opened: true, display: display)
             operation()
             try rename(dir, temporary, name, display: display)
             renamed = true
@@ -573,6 +623,7 @@ final class InPlaceApplier {
 
     /// Streams the work area's copy of a content to `sink`, reading no more than its size.
     private func readPreserved(_ hash: ContentHash, size: UInt64, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ContentChain.LocalCopy {
+        guard preservedContents.contains(hash) else { return .absent }
         let name = Array(hash.hex.utf8)
         // O_NONBLOCK: a fifo planted where a file was must not hang the apply.
         let fd = tree.withName(name) { openat(workFD, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
@@ -588,6 +639,6 @@ final class InPlaceApplier {
         ContentChain(local: { [unowned self] in try readLocal($0, size: $1, sink: $2) }, localSizes: contentSizes,
                      downloads: downloads, blobDirectories: blobDirectories, whileWaiting: { [unowned self] in try reportProgress() },
                      fetchOne: sources.fetchOne(target: target, directory: state.downloads + "/fallback"),
-                     onFallback: { [unowned self] in report.addFallback($0, $1) })
+                     onFallback: { [unowned self] in report.addFallback($0, $1) }, prefetched: prefetch)
     }
 }

@@ -29,6 +29,8 @@ public struct ContentHash: Hashable, Comparable, Sendable, CustomStringConvertib
     public var description: String { hex }
 
     public static func < (a: ContentHash, b: ContentHash) -> Bool {
-        a.bytes.lexicographicallyPrecedes(b.bytes)
+        a.bytes.bytesPrecede(b.bytes)
     }
+
+    public func hash(into hasher: inout Hasher) { bytes.hashBytes(into: &hasher) }
 }

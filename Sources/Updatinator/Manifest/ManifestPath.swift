@@ -74,6 +74,8 @@ public struct ManifestPath: Hashable, Comparable, Sendable, CustomStringConverti
     public var description: String { ByteEscaping.escape(bytes) }
 
     public static func < (a: ManifestPath, b: ManifestPath) -> Bool {
-        a.bytes.lexicographicallyPrecedes(b.bytes)
+        a.bytes.bytesPrecede(b.bytes)
     }
+
+    public func hash(into hasher: inout Hasher) { bytes.hashBytes(into: &hasher) }
 }

@@ -93,24 +93,88 @@ public final class BlobStore: Sendable {
         try Self.read(blobAt: path(for: hash), hash: hash, size: size, sink: sink)
     }
 
+    /// Contents up to this size are inflated whole, by libdeflate when the system has it; larger
+    /// ones stream through zlib, so that memory stays bounded.
+    static let wholeLimit: UInt64 = 16 << 20
+
     /// Inflates and verifies the blob file at `blobPath`, which should hold `hash`.
     static func read(blobAt blobPath: String, hash: ContentHash, size: UInt64,
                      sink: (UnsafeRawBufferPointer) throws -> Void) throws {
-        let file = try Sys.openRegularFile(blobPath)
-        let fd = file.rawValue
-        let st = try Sys.fstat(fd, path: blobPath)
+        guard try readIfPresent(blobAt: blobPath, hash: hash, size: size, sink: sink) else {
+            throw UpdError.system("open", blobPath, errno: ENOENT)
+        }
+    }
+
+    /// `read(blobAt:)`, or false when there is no file at `blobPath`.
+    static func readIfPresent(blobAt blobPath: String, hash: ContentHash, size: UInt64,
+                              sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Bool {
+        guard let (file, blobSize) = try openBlob(blobPath, size: size) else { return false }
+        if let library = LibDeflate.shared, size <= wholeLimit {
+            try inflateWhole(file, blobSize: blobSize, library, blobPath, hash: hash, size: size).withUnsafeBytes { try sink($0) }
+        } else {
+            try inflateStreaming(file, blobSize: blobSize, blobPath, hash: hash, size: size, sink: sink)
+        }
+        return true
+    }
+
+    /// The verified content of the blob file at `blobPath`, whole; nil when there is no file there.
+    static func contentIfPresent(blobAt blobPath: String, hash: ContentHash, size: UInt64) throws -> [UInt8]? {
+        guard let (file, blobSize) = try openBlob(blobPath, size: size) else { return nil }
+        if let library = LibDeflate.shared, size <= wholeLimit {
+            return try inflateWhole(file, blobSize: blobSize, library, blobPath, hash: hash, size: size)
+        }
+        var content = [UInt8]()
+        content.reserveCapacity(Int(size))
+        try inflateStreaming(file, blobSize: blobSize, blobPath, hash: hash, size: size) { content += $0 }
+        return content
+    }
+
+    /// The blob file at `blobPath` and its size, refused when larger than a content of `size`
+    /// bytes can compress to; nil when there is none.
+    private static func openBlob(_ blobPath: String, size: UInt64) throws -> (FileDescriptor, Int)? {
+        let file: FileDescriptor
+        do {
+            file = try Sys.openRegularFile(blobPath)
+        } catch let e as UpdError where e.errno == ENOENT {
+            return nil
+        }
+        let st = try Sys.fstat(file.rawValue, path: blobPath)
         // zlib never expands data beyond this; a larger blob is padding or garbage.
         let bound = size + size / 1024 + 64
         guard UInt64(st.st_size) <= bound else {
             throw UpdError(.corrupt, "\(blobPath): larger than the \(bound) bytes its content can compress to", path: blobPath)
         }
+        return (file, Int(st.st_size))
+    }
+
+    private static func inflateWhole(_ file: FileDescriptor, blobSize: Int, _ library: LibDeflate, _ blobPath: String,
+                                     hash: ContentHash, size: UInt64) throws -> [UInt8] {
+        let blob = try [UInt8](unsafeUninitializedCapacity: blobSize) { buffer, count in
+            while count < buffer.count {
+                let n = try Sys.read(file.rawValue, buffer.baseAddress! + count, buffer.count - count, path: blobPath)
+                if n == 0 { break }
+                count += n
+            }
+        }
+        let content = try [UInt8](unsafeUninitializedCapacity: Int(size)) { buffer, count in
+            try blob.withUnsafeBytes { try library.inflate($0, into: UnsafeMutableRawBufferPointer(buffer), source: blobPath) }
+            count = Int(size)
+        }
+        let hasher = Blake2b()
+        hasher.update(content)
+        try requireHash(hasher, hash, blobPath)
+        return content
+    }
+
+    private static func inflateStreaming(_ file: FileDescriptor, blobSize: Int, _ blobPath: String, hash: ContentHash, size: UInt64,
+                                         sink: (UnsafeRawBufferPointer) throws -> Void) throws {
         let hasher = Blake2b()
         let inflater = try ZlibInflater(expectedSize: size, source: blobPath)
         // (Sized to the blob: zeroing a whole chunk for each small blob costs more than reading it.)
-        var buffer = [UInt8](repeating: 0, count: Int(min(UInt64(Self.chunkSize), UInt64(st.st_size) + 1)))
+        var buffer = [UInt8](repeating: 0, count: min(Self.chunkSize, blobSize + 1))
         try buffer.withUnsafeMutableBytes { buf in
             while true {
-                let n = try Sys.read(fd, buf.baseAddress!, buf.count, path: blobPath)
+                let n = try Sys.read(file.rawValue, buf.baseAddress!, buf.count, path: blobPath)
                 if n == 0 { break }
                 try inflater.inflate(UnsafeRawBufferPointer(rebasing: buf[0..<n])) { chunk in
                     hasher.update(chunk)
@@ -119,6 +183,10 @@ public final class BlobStore: Sendable {
             }
         }
         try inflater.finish()
+        try requireHash(hasher, hash, blobPath)
+    }
+
+    private static func requireHash(_ hasher: Blake2b, _ hash: ContentHash, _ blobPath: String) throws {
         let actual = hasher.finalize()
         guard actual == hash else {
             throw UpdError(.corrupt, "\(blobPath): content hash is \(actual.hex), not the blob's name")

@@ -12,6 +12,17 @@ public struct FilesystemSpace: Sendable {
     public init(path: String) throws {
         var s = statfs()
         guard statfs(path, &s) == 0 else { throw UpdError.system("statfs", path) }
+        self.init(s)
+    }
+
+    /// The filesystem of an open descriptor (`display` names it in errors).
+    init(fd: Int32, display: String) throws {
+        var s = statfs()
+        guard fstatfs(fd, &s) == 0 else { throw UpdError.system("statfs", display) }
+        self.init(s)
+    }
+
+    private init(_ s: statfs) {
         unit = UInt64(s.f_frsize)
         free = UInt64(s.f_bavail) * unit
         used = (UInt64(s.f_blocks) - UInt64(s.f_bfree)) * unit

@@ -118,10 +118,10 @@ final class RootedTree {
         throw UpdError.system("fstatat", display)
     }
 
-    /// Removes an entry (an empty directory with `directory`); nothing there is not an error.
-    func remove(_ path: ManifestPath, directory: Bool) throws {
-        guard let fd = try openDirectoryIfExists(path.parent) else { return }
-        defer { Sys.close(fd) }
+    /// Removes an entry (an empty directory with `directory`), its parent opened through
+    /// `directories`; nothing there is not an error.
+    func remove(_ path: ManifestPath, directory: Bool, through directories: DirectoryCursor) throws {
+        guard let fd = try directories.directory(path.parent) else { return }
         let rc = withName(path.name) { unlinkat(fd, $0, directory ? AT_REMOVEDIR : 0) }
         if rc != 0 && errno != ENOENT {
             if errno == ENOTEMPTY || errno == EEXIST {
@@ -273,29 +273,33 @@ final class RootedTree {
     }
 
     /// Sets owner, extended attributes, mode (except a symlink's) and time of what `fd` refers
-    /// to (also an `O_PATH` descriptor), in the order that keeps them: chown clears setuid bits
-    /// and capabilities, so it comes first; time is last.
+    /// to, in the order that keeps them: chown clears setuid bits and capabilities, so it comes
+    /// first; time is last.
     ///
-    /// The calls name `/proc/self/fd/FD`, which leads to the descriptor's own inode, a symlink
-    /// included, and never through a name in the tree.
-    static func setMetadata(fd: Int32, _ m: Metadata, isSymlink: Bool = false, display: String) throws {
+    /// A file the apply opened itself (`opened`) is changed through its descriptor. Any other
+    /// descriptor may be `O_PATH`, which the descriptor calls refuse: the calls then name
+    /// `/proc/self/fd/FD`, which leads to the descriptor's own inode, a symlink included, and
+    /// never through a name in the tree.
+    static func setMetadata(fd: Int32, _ m: Metadata, isSymlink: Bool = false, opened: Bool = false, display: String) throws {
         let path = "/proc/self/fd/\(fd)"
-        if chown(path, m.uid, m.gid) != 0 { throw UpdError.system("chown", display) }
+        if (opened ? fchown(fd, m.uid, m.gid) : chown(path, m.uid, m.gid)) != 0 { throw UpdError.system("chown", display) }
         // Drop what the entry has (a new file's inherited default ACLs, labels) that the manifest does not list.
         let wanted = Set(m.xattrs.map(\.name))
-        for name in try XattrNames.read(call: "listxattr", display: display, { listxattr(path, $0, $1) })
+        for name in try XattrNames.read(call: "listxattr", display: display, { opened ? flistxattr(fd, $0, $1) : listxattr(path, $0, $1) })
         where !wanted.contains(name) {
-            if withName(name, { removexattr(path, $0) }) != 0 && errno != ENODATA {
+            if withName(name, { opened ? fremovexattr(fd, $0) : removexattr(path, $0) }) != 0 && errno != ENODATA {
                 throw UpdError.system("removexattr", display)
             }
         }
         for x in m.xattrs {
-            let rc = withName(x.name) { n in x.value.withUnsafeBytes { setxattr(path, n, $0.baseAddress, $0.count, 0) } }
+            let rc = withName(x.name) { n in
+                x.value.withUnsafeBytes { opened ? fsetxattr(fd, n, $0.baseAddress, $0.count, 0) : setxattr(path, n, $0.baseAddress, $0.count, 0) }
+            }
             if rc != 0 { throw UpdError.system("setxattr \(String(decoding: x.name, as: UTF8.self))", display) }
         }
-        if !isSymlink && chmod(path, mode_t(m.mode)) != 0 { throw UpdError.system("chmod", display) }
+        if !isSymlink && (opened ? fchmod(fd, mode_t(m.mode)) : chmod(path, mode_t(m.mode))) != 0 { throw UpdError.system("chmod", display) }
         var times = [timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds)),
                      timespec(tv_sec: Int(m.mtime.seconds), tv_nsec: Int(m.mtime.nanoseconds))]
-        if utimensat(AT_FDCWD, path, &times, 0) != 0 { throw UpdError.system("utimensat", display) }
+        if (opened ? futimens(fd, &times) : utimensat(AT_FDCWD, path, &times, 0)) != 0 { throw UpdError.system("utimensat", display) }
     }
 }
