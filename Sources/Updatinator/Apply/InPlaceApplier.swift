@@ -315,8 +315,15 @@ final class InPlaceApplier {
             case .writeFile(let e), .link(let e), .makeSpecial(let e): path = e.path
             default: continue
             }
-            _ = try? tree.inParent(of: path) { fd, _ in
-                tree.withName(Self.temporaryName(for: path)) { unlinkat(fd, $0, 0) }
+            _ = try? tree.inParent(of: path) { fd, name in
+                let temporary = Self.temporaryName(for: path)
+                if tree.withName(temporary, { unlinkat(fd, $0, 0) }) != 0 && errno == EISDIR {
+                    // A directory found at the path, stopped while `rename` swapped it back:
+                    // back it goes, and the step meets it again.
+                    if tree.withName(temporary, { t in tree.withName(name) { CLinux_exchange(fd, t, $0) } }) == 0 {
+                        _ = tree.withName(temporary) { unlinkat(fd, $0, 0) }
+                    }
+                }
             }
         }
     }
@@ -536,8 +543,11 @@ final class InPlaceApplier {
         }
         if tree.withName(from, { unlinkat(fd, $0, 0) }) != 0 {
             let err = errno
-            // A directory was there (which renaming over refuses): put it back.
-            _ = tree.withName(from) { f in tree.withName(to) { CLinux_exchange(fd, f, $0) } }
+            // A directory was there (which renaming over refuses): put it back (or, stopped
+            // before that, `removeLeftoverTemporaries` does).
+            if tree.withName(from, { f in tree.withName(to) { CLinux_exchange(fd, f, $0) } }) != 0 {
+                throw UpdError.system("rename", display)
+            }
             throw UpdError.system("rename", display, errno: err)
         }
     }

@@ -135,7 +135,7 @@ public final class BlobStore: Sendable {
         let file: FileDescriptor
         do {
             file = try Sys.openRegularFile(blobPath)
-        } catch let e as UpdError where e.errno == ENOENT {
+        } catch let e as UpdError where e.errno == ENOENT || e.errno == ENOTDIR {
             return nil
         }
         let st = try Sys.fstat(file.rawValue, path: blobPath)
