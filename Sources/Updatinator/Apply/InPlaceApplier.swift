@@ -71,6 +71,7 @@ final class InPlaceApplier {
     private var preservedContents = Set<ContentHash>()
     /// The contents the writes take from the blob directories, read ahead on another thread.
     private var prefetch: ContentPrefetch?
+    private var writeback: EarlyWriteback?
     private lazy var progress = ProgressReporter(onProgress)
     private var stepsDone = 0
     private var totalSteps = 0
@@ -205,6 +206,8 @@ final class InPlaceApplier {
         // Reading ahead starts while the kept entries are checked.
         startPrefetch(plan.steps[journalRecord.done...], downloading: Set(requests.map(\.hash)))
         defer { prefetch?.finish() }
+        writeback = EarlyWriteback(filesystemOf: tree.rootFD)
+        defer { writeback?.finish() }
         if journal == nil {
             // The tree must still be the old image where the apply keeps what is there.
             try checkKeptEntries(old: planned.old, steps: plan.steps)
@@ -577,6 +580,7 @@ final class InPlaceApplier {
                 report.firstDownloadSeconds = Date().timeIntervalSince(started)
             }
             report.bytesWritten += size
+            writeback?.wrote(size)
             try RootedTree.setMetadata(fd: fd, e.metadata, opened: true, display: display)
             operation()
             try rename(dir, temporary, name, display: display)

@@ -6,11 +6,17 @@ import Glibc
 /// remove what goes away (children first, so space is freed before anything is written),
 /// create new directories, write contents grouped by content (each preserved content is
 /// dropped after its last use), create symlinks and special files, fix metadata that changed
-/// in place, and set directory metadata last. Checkpoints between phases, and every few MiB,
-/// make the apply resumable after a crash.
+/// in place, and set directory metadata last. Checkpoints between phases, and every
+/// `checkpointBytes` written (`releaseCheckpointBytes` while a preserved content waits to be
+/// released), make the apply resumable after a crash.
 public struct Planner {
-    /// Bytes written (or held for release) between two checkpoints.
-    public static let checkpointBytes: UInt64 = 8 << 20
+    /// Bytes written between two checkpoints: the most that a crash makes the apply write again.
+    /// Each checkpoint flushes the whole filesystem, which costs a disk's cache flush and a
+    /// journal commit however little it writes.
+    public static let checkpointBytes: UInt64 = 64 << 20
+    /// Bytes written or held for release between two checkpoints while a preserved content
+    /// waits to be released: its space is freed only at the checkpoint after its last use.
+    public static let releaseCheckpointBytes: UInt64 = 8 << 20
     /// The journal, and its replacement while a checkpoint rewrites it.
     public var journalBytes: UInt64 { 2 * allocationUnit }
 
@@ -159,7 +165,7 @@ public struct Planner {
                 pendingReleases.append(released)
                 sinceCheckpoint += oldSizes[released]!.size
             }
-            if sinceCheckpoint >= Self.checkpointBytes { checkpoint() }
+            if sinceCheckpoint >= (pendingReleases.isEmpty ? Self.checkpointBytes : Self.releaseCheckpointBytes) { checkpoint() }
         }
         if !pendingReleases.isEmpty { checkpoint() }
 
