@@ -7,7 +7,7 @@ import Foundation
 /// Where a parser's input is signed, the target also signs the bytes with a key of its own
 /// keyring, so that the fuzzer reaches what follows the signature check.
 enum FuzzTargets {
-    static let names = ["manifest", "signature", "keyfile", "repo-json", "channel", "decision", "request"]
+    static let names = ["manifest", "signature", "keyfile", "repo-json", "channel", "decision", "request", "blob"]
 
     /// A keyring of one key, and that key.
     struct Keys {
@@ -53,6 +53,8 @@ enum FuzzTargets {
             }
         case "request":
             request(bytes)
+        case "blob":
+            blob(bytes)
         default:
             fatalError("no fuzz target '\(target)' (known: \(names.joined(separator: ", ")))")
         }
@@ -61,6 +63,30 @@ enum FuzzTargets {
     /// The school server's request handling: the first byte picks the check body, the report
     /// body, the batch body, a repository path, a Range header, a school's forwarded reports, or
     /// a path as a mirror of upstream reads it.
+    /// A blob (after three bytes that declare its content's size, up to 1 MiB): libdeflate's
+    /// whole inflate (`BlobStore` up to its limit) and zlib's stream (past it) must refuse the
+    /// same blobs, and give the same content for the others.
+    static func blob(_ bytes: [UInt8]) {
+        guard bytes.count >= 3, let library = LibDeflate.shared else { return }
+        let size = Int(bytes[0]) | Int(bytes[1]) << 8 | Int(bytes[2] & 0x0f) << 16
+        let stream = Array(bytes[3...])
+        let whole = try? [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+            try stream.withUnsafeBytes { try library.inflate($0, into: UnsafeMutableRawBufferPointer(buffer), source: "fuzz") }
+            count = size
+        }
+        var streamed: [UInt8]? = []
+        do {
+            let inflater = try ZlibInflater(expectedSize: UInt64(size), source: "fuzz")
+            try stream.withUnsafeBytes { try inflater.inflate($0) { streamed! += $0 } }
+            try inflater.finish()
+        } catch {
+            streamed = nil
+        }
+        if whole != streamed {
+            fatalError("libdeflate \(whole == nil ? "refuses" : "accepts") and zlib \(streamed == nil ? "refuses" : "accepts") a blob of declared size \(size)\(whole != nil && streamed != nil ? ", with different contents" : "")")
+        }
+    }
+
     static func request(_ bytes: [UInt8]) {
         guard let first = bytes.first else { return }
         let rest = Array(bytes.dropFirst())
