@@ -12,7 +12,7 @@ import Foundation
 /// nil, for the caller to read the usual way, which names the problem.
 final class ContentPrefetch: @unchecked Sendable {
     /// The bytes of contents read ahead that an apply holds at most.
-    static let defaultWindow: UInt64 = 16 << 20
+    static let defaultWindow: UInt64 = 8 << 20
 
     private let condition = NSCondition()
     private let planned: [(hash: ContentHash, size: UInt64)]
