@@ -44,7 +44,7 @@ final class EarlyWriteback: @unchecked Sendable {
             condition.broadcast()
             while !ended { condition.wait() }
         }
-        if fd >= 0 { Glibc.close(fd) }
+        if fd >= 0 { Sys.close(fd) }
     }
 
     private func run() {
