@@ -72,6 +72,8 @@ final class InPlaceApplier {
     /// The contents the writes take from the blob directories, read ahead on another thread.
     private var prefetch: ContentPrefetch?
     private var writeback: EarlyWriteback?
+    /// Where the writes take their contents from (`makeContentChain`).
+    private var contentChain: ContentChain!
     private lazy var progress = ProgressReporter(onProgress)
     private var stepsDone = 0
     private var totalSteps = 0
@@ -259,6 +261,7 @@ final class InPlaceApplier {
             progress.downloads = downloads
         }
         defer { downloads?.finish() }
+        contentChain = makeContentChain()
         for index in journalRecord.done..<plan.steps.count {
             let step = plan.steps[index]
             defer {
@@ -648,8 +651,9 @@ final class InPlaceApplier {
         return try VerifiedContent.read(fd, size: size, hash: hash, display: "preserved \(hash.hex)", sink: sink) ? .copied : .damaged
     }
 
-    /// The sources of the files this apply writes: the work area, the downloads, the blob directories.
-    private var contentChain: ContentChain {
+    /// The sources of the files this apply writes: the work area, the downloads, the blob
+    /// directories (made once, when the downloads and the read-ahead have started).
+    private func makeContentChain() -> ContentChain {
         ContentChain(local: { [unowned self] in try readLocal($0, size: $1, sink: $2) }, localSizes: contentSizes,
                      downloads: downloads, blobDirectories: blobDirectories, whileWaiting: { [unowned self] in try reportProgress() },
                      fetchOne: sources.fetchOne(target: target, directory: state.downloads + "/fallback"),
