@@ -18,9 +18,11 @@ final class EarlyWriteback: @unchecked Sendable {
     /// On the applying thread: bytes written since the last request.
     private var pending: UInt64 = 0
 
-    /// Flushes the filesystem of `fd` (a descriptor it duplicates) when asked.
+    /// Flushes the filesystem of the directory `fd` when asked, through a descriptor of its own:
+    /// syncfs reports a write error once to each open file, so the checkpoints' syncfs on `fd`
+    /// still sees an error that a flush here met (and ignored).
     init(filesystemOf fd: Int32) {
-        self.fd = dup(fd)
+        self.fd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         let thread = Thread { [self] in run() }
         thread.name = "writeback"
         thread.start()
@@ -55,7 +57,7 @@ final class EarlyWriteback: @unchecked Sendable {
                 return !stopping
             }
             guard go, fd >= 0 else { break }
-            // (A failure shows at the next checkpoint's own syncfs.)
+            // (A failure shows at the next checkpoint's own syncfs: see `init`.)
             _ = CLinux_syncfs(fd)
         }
         condition.withLock {
