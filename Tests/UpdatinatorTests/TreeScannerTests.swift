@@ -103,6 +103,42 @@ import Testing
         #expect(try ManifestParser.parse(ManifestWriter.write(m)) == m)
     }
 
+    /// The check walks the tree without describing it whole: it must find what comparing the
+    /// manifest with a whole scan finds, hardlinks broken and made included, in batches of hashes.
+    @Test func theWalkingCheckFindsWhatAWholeScanFinds() throws {
+        let tmp = TemporaryDirectory("walking-check")
+        let root = tmp.sub("tree")
+        Self.buildFixture(at: root)
+        let t = TreeBuilder(root: root)
+        t.dir("/usr/share/many")
+        for i in 0..<(TreeComparison.batchFiles + 10) { t.file("/usr/share/many/\(i)", "content \(i)\n") }
+        let (m, _) = try TreeScanner(root: root).scan(image: "fixture", version: "1")
+        #expect(try TreeChecker(manifest: m).checkTree(root: root, known: [:]).isEmpty)
+
+        // A name of gzip's inode made a file of its own; another file made a name of hostname's
+        // inode; a content changed past the first batch of hashes; a directory where none was.
+        unlink(root + "/usr/bin/gunzip")
+        t.file("/usr/bin/gunzip", try String(contentsOfFile: root + "/usr/bin/gzip", encoding: .utf8), mode: 0o755)
+        unlink(root + "/usr/bin/passwd")
+        t.hardlink("/usr/bin/passwd", to: "/etc/hostname")
+        t.file("/usr/share/many/4100", "changed\n")
+        t.dir("/opt").dir("/opt/planted").file("/opt/planted/file", "planted\n")
+        unlink(root + "/usr/share/many/7")
+
+        let findings = try TreeChecker(manifest: m).checkTree(root: root, known: [:]).map(\.description).sorted()
+        let (scanned, _) = try TreeScanner(root: root).scan(image: "fixture", version: "1")
+        let diff = ManifestDiff(from: m, to: scanned)
+        let expected = (diff.removed.map { "\($0.path): missing (\($0.kind.typeName) expected)" }
+            + diff.added.map { "\($0.path): unexpected \($0.kind.typeName)" }
+            + diff.changed.filter { !TreeChecker.differsOnlyInSymlinkMode($0) }.map { "\($0.path): \(TreeChecker.describe($0))" }).sorted()
+        #expect(findings == expected)
+        #expect(findings.contains { $0.hasPrefix("/usr/bin/gunzip: is a file, expected a hardlink") }, "\(findings)")
+        #expect(findings.contains { $0.hasPrefix("/usr/bin/passwd: is a hardlink, expected a file") }, "\(findings)")
+        #expect(findings.contains { $0.hasPrefix("/usr/share/many/4100: content differs") }, "\(findings)")
+        #expect(findings.contains("/opt/planted/file: unexpected file"), "\(findings)")
+        #expect(findings.contains("/usr/share/many/7: missing (file expected)"), "\(findings)")
+    }
+
     @Test func fsckReportsEveryKindOfDifference() throws {
         let tmp = TemporaryDirectory("fsck")
         let root = tmp.sub("tree")

@@ -76,10 +76,9 @@ final class Deployer {
             guard let manifest = try? sysroot.manifest(of: name), let tree = try? RootedTree(root: sysroot.tree(of: name)) else { return nil }
             return (tree, manifest)
         }
-        var currentEntries = [ManifestPath: ManifestEntry]()
+        let currentManifest = current?.manifest ?? Manifest(image: target.image, version: target.version, entries: [])
         var currentPaths = [ContentHash: ManifestPath]()
         for e in current?.manifest.entries ?? [] {
-            currentEntries[e.path] = e
             // A copy outside /etc first: the machine may have changed its /etc.
             if case .file(_, let hash, _) = e.kind, currentPaths[hash].map({ EtcMerge.covers($0) && !EtcMerge.covers(e.path) }) ?? true {
                 currentPaths[hash] = e.path
@@ -98,7 +97,7 @@ final class Deployer {
             }
         }
         report.deltas = requests.filter { $0.delta != nil }.count
-        try checkSpace(currentEntries: currentEntries, downloadBytes: requests.reduce(0) { $0 + $1.downloadBytes })
+        try checkSpace(current: currentManifest, downloadBytes: requests.reduce(0) { $0 + $1.downloadBytes })
         try Sys.writeFileAtomically(sysroot.manifestPath(of: name), targetBytes)
         operation()
         try Sys.mkdirs(building, mode: 0o700)
@@ -143,7 +142,7 @@ final class Deployer {
                 }
             case .file(let size, let hash, _):
                 // /etc is the machine's to change: a file there shares no inode with another deployment.
-                if let currentDirs, let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata,
+                if let currentDirs, let old = currentManifest.entry(at: e.path), old.contentHash == hash, old.metadata == e.metadata,
                    !EtcMerge.covers(e.path), try link(e, from: currentDirs, into: dirs, used: &usedInodes) {
                     report.filesLinked += 1
                     report.bytesLinked += size
@@ -186,14 +185,14 @@ final class Deployer {
 
     /// Refuses before anything is built when the filesystem lacks room for the files that
     /// cannot be shared (whole allocation units), the directories, and the download window.
-    private func checkSpace(currentEntries: [ManifestPath: ManifestEntry], downloadBytes: UInt64) throws {
+    private func checkSpace(current: Manifest, downloadBytes: UInt64) throws {
         let space = try FilesystemSpace(path: sysroot.path)
         let unit = max(space.unit, 1)
         var need: UInt64 = 0
         for e in target.entries {
             switch e.kind {
             case .file(let size, let hash, _):
-                if let old = currentEntries[e.path], old.contentHash == hash, old.metadata == e.metadata, !EtcMerge.covers(e.path) { continue }
+                if let old = current.entry(at: e.path), old.contentHash == hash, old.metadata == e.metadata, !EtcMerge.covers(e.path) { continue }
                 need += (size + unit - 1) / unit * unit
             case .directory:
                 if !space.isTmpfs { need += unit }

@@ -3,22 +3,28 @@ public struct ContentHash: Hashable, Comparable, Sendable, CustomStringConvertib
     public static let algorithm = "blake2b-256"
     public static let byteCount = 32
 
-    public let bytes: [UInt8]
+    /// The digest as four big-endian words, held in the value itself: a manifest holds one
+    /// for each file, and the words compare in the bytes' order.
+    private let words: (UInt64, UInt64, UInt64, UInt64)
 
     public init?(bytes: [UInt8]) {
         guard bytes.count == Self.byteCount else { return nil }
-        self.bytes = bytes
+        func word(_ i: Int) -> UInt64 { bytes[i * 8..<i * 8 + 8].reduce(0) { $0 << 8 | UInt64($1) } }
+        words = (word(0), word(1), word(2), word(3))
     }
 
     /// Parses 64 lowercase hexadecimal digits.
     public init?(hex: String) {
-        guard let b = Hex.decode(hex.utf8, count: Self.byteCount) else { return nil }
-        bytes = b
+        self.init(hexBytes: hex.utf8)
     }
 
     init?<C: Collection>(hexBytes: C) where C.Element == UInt8 {
         guard let b = Hex.decode(hexBytes, count: Self.byteCount) else { return nil }
-        bytes = b
+        self.init(bytes: b)
+    }
+
+    public var bytes: [UInt8] {
+        [words.0, words.1, words.2, words.3].flatMap { w in (0..<8).map { UInt8(truncatingIfNeeded: w >> (56 - 8 * $0)) } }
     }
 
     public var hex: String { Hex.encode(bytes) }
@@ -28,9 +34,14 @@ public struct ContentHash: Hashable, Comparable, Sendable, CustomStringConvertib
     public static let empty = Blake2b.hash([])
     public var description: String { hex }
 
-    public static func < (a: ContentHash, b: ContentHash) -> Bool {
-        a.bytes.bytesPrecede(b.bytes)
-    }
+    public static func == (a: ContentHash, b: ContentHash) -> Bool { a.words == b.words }
 
-    public func hash(into hasher: inout Hasher) { bytes.hashBytes(into: &hasher) }
+    public static func < (a: ContentHash, b: ContentHash) -> Bool { a.words < b.words }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(words.0)
+        hasher.combine(words.1)
+        hasher.combine(words.2)
+        hasher.combine(words.3)
+    }
 }

@@ -46,6 +46,11 @@ public struct Manifest: Hashable, Sendable {
 
     /// The position of the entry at a path (entries are in path order), or nil.
     public func index(of path: ManifestPath) -> Int? {
+        Self.index(of: path, in: entries)
+    }
+
+    /// The position of the entry at a path in entries sorted by path, or nil.
+    static func index(of path: ManifestPath, in entries: [ManifestEntry]) -> Int? {
         var low = 0, high = entries.count
         while low < high {
             let mid = (low + high) / 2

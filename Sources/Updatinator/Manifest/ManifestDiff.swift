@@ -40,34 +40,49 @@ public struct ManifestDiff: Sendable {
 
     /// Compares two manifests. Blob sizes are ignored: they describe a repository, not a tree.
     public init(from old: Manifest, to new: Manifest) {
-        var i = 0, j = 0
-        let a = old.entries, b = new.entries
-        while i < a.count || j < b.count {
-            if j == b.count || (i < a.count && a[i].path < b[j].path) {
-                removed.append(a[i])
-                removedFileBytes += Self.fileSize(a[i])
-                i += 1
-            } else if i == a.count || b[j].path < a[i].path {
-                added.append(b[j])
-                addedFileBytes += Self.fileSize(b[j])
-                j += 1
-            } else {
-                let aspects = Self.compare(a[i], b[j])
-                if !aspects.isEmpty {
-                    changed.append(Change(old: a[i], new: b[j], aspects: aspects))
-                    if !aspects.isDisjoint(with: [.type, .content]) {
-                        removedFileBytes += Self.fileSize(a[i])
-                        addedFileBytes += Self.fileSize(b[j])
-                    }
+        Self.forEachDifference(from: old, to: new) { a, b in
+            switch (a, b) {
+            case (let a?, nil):
+                removed.append(a)
+                removedFileBytes += Self.fileSize(a)
+            case (nil, let b?):
+                added.append(b)
+                addedFileBytes += Self.fileSize(b)
+            case (let a?, let b?):
+                let change = Change(old: a, new: b, aspects: Self.compare(a, b))
+                changed.append(change)
+                if !change.aspects.isDisjoint(with: [.type, .content]) {
+                    removedFileBytes += Self.fileSize(a)
+                    addedFileBytes += Self.fileSize(b)
                 }
-                i += 1
-                j += 1
+            case (nil, nil):
+                break
             }
         }
         let oldContents = old.contents
         for (hash, sizes) in new.contents where oldContents[hash] == nil {
             newContents += 1
             newContentBlobBytes += sizes.blobSize
+        }
+    }
+
+    /// Calls `body` for each path the manifests do not agree on, in path order: with the old
+    /// entry alone (removed), the new one alone (added), or both (changed). Nothing is kept.
+    static func forEachDifference(from old: Manifest, to new: Manifest, _ body: (ManifestEntry?, ManifestEntry?) throws -> Void) rethrows {
+        var i = 0, j = 0
+        let a = old.entries, b = new.entries
+        while i < a.count || j < b.count {
+            if j == b.count || (i < a.count && a[i].path < b[j].path) {
+                try body(a[i], nil)
+                i += 1
+            } else if i == a.count || b[j].path < a[i].path {
+                try body(nil, b[j])
+                j += 1
+            } else {
+                if !compare(a[i], b[j]).isEmpty { try body(a[i], b[j]) }
+                i += 1
+                j += 1
+            }
         }
     }
 

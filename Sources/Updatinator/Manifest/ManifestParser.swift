@@ -109,26 +109,19 @@ private struct Parser {
         // A line is at least 12 bytes, so the input bounds how many entries to reserve.
         var entries = [ManifestEntry]()
         entries.reserveCapacity(min(Int(count), (bytes.count - position) / 12 + 1))
-        var directories = Set<ManifestPath>()
-        var files = [ManifestPath: Metadata]()
         while try nextLine() {
             guard entries.count < Int(count) else {
                 throw fail("entries", "more entries than the header's count of \(count)")
             }
-            let entry = try parseEntry(files: files)
+            let entry = try parseEntry(earlier: entries)
             if let previous = entries.last {
                 if entry.path == previous.path { throw fail("path", "duplicate path \(entry.path)") }
                 if entry.path < previous.path { throw fail("path", "\(entry.path) is out of order (entries are sorted by path bytes)") }
-                guard directories.contains(entry.path.parent) else {
+                guard Manifest.index(of: entry.path.parent, in: entries).map({ entries[$0].kind == .directory }) == true else {
                     throw fail("path", "parent directory of \(entry.path) is not an earlier directory entry")
                 }
             } else if !entry.path.isRoot || entry.kind != .directory {
                 throw fail("path", "the first entry must be the root directory '/'")
-            }
-            switch entry.kind {
-            case .directory: directories.insert(entry.path)
-            case .file: files[entry.path] = entry.metadata
-            default: break
             }
             entries.append(entry)
         }
@@ -139,7 +132,8 @@ private struct Parser {
         return Manifest(image: image, version: version, created: created, entries: entries)
     }
 
-    func parseEntry(files: [ManifestPath: Metadata]) throws -> ManifestEntry {
+    /// Parses the current line; `earlier` are the entries before it, in path order.
+    func parseEntry(earlier: [ManifestEntry]) throws -> ManifestEntry {
         let f = try fields()
         guard f.count >= 3 else { throw fail("line", "too few fields for an entry") }
         let path = try parsePath(f[0], field: "path")
@@ -148,10 +142,10 @@ private struct Parser {
         if letter == UInt8(ascii: "h") {
             guard f.count == 3 else { throw fail("line", "a hardlink entry has exactly 3 fields") }
             let target = try parsePath(f[2], field: "target")
-            guard let metadata = files[target] else {
+            guard let i = Manifest.index(of: target, in: earlier), case .file = earlier[i].kind else {
                 throw fail("target", "hardlink target \(target) is not an earlier regular file")
             }
-            return ManifestEntry(path: path, kind: .hardlink(target: target), metadata: metadata)
+            return ManifestEntry(path: path, kind: .hardlink(target: target), metadata: earlier[i].metadata)
         }
         guard f.count >= 6 else { throw fail("line", "too few fields for an entry") }
         guard f[2].count == 4, let mode = octal(f[2]) else {

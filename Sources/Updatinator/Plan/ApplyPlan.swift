@@ -66,8 +66,14 @@ public struct ApplyPlan: Sendable {
 
     /// A digest of the steps, which an interrupted apply must find unchanged when it resumes.
     public var fingerprint: String {
+        // (Hashed a step at a time: the encoding of a large image's steps is tens of megabytes.)
+        let hasher = Blake2b()
         var bytes = [UInt8]()
-        for step in steps { step.appendEncoding(to: &bytes) }
-        return Blake2b.hash(bytes).hex
+        for step in steps {
+            bytes.removeAll(keepingCapacity: true)
+            step.appendEncoding(to: &bytes)
+            hasher.update(bytes)
+        }
+        return hasher.finalize().hex
     }
 }

@@ -68,11 +68,10 @@ public struct Planner {
     func keptGroups(old: InodeGroups, new: InodeGroups) -> [ManifestPath: ManifestPath] {
         var kept = [ManifestPath: ManifestPath]()
         var taken = Set<ManifestPath>()
-        for file in new.groups.keys.sorted() {
-            let g = new.groups[file]!
-            guard let oldID = old.inodeOf[file], let og = old.groups[oldID], og.hash == g.hash, og.size == g.size,
-                  !taken.contains(oldID), g.paths.allSatisfy({ old.inodeOf[$0] == oldID }) else { continue }
-            kept[file] = oldID
+        for g in new.all {
+            guard let oldID = old.inode(of: g.file), let og = old.group(file: oldID), og.hash == g.hash, og.size == g.size,
+                  !taken.contains(oldID), g.paths.allSatisfy({ old.inode(of: $0) == oldID }) else { continue }
+            kept[g.file] = oldID
             taken.insert(oldID)
         }
         return kept
@@ -81,7 +80,7 @@ public struct Planner {
     /// The delta each content to download comes as: the cheapest one against a content of the
     /// old tree, when it is smaller than the blob and no blob directory has the content.
     func chooseDeltas(old: InodeGroups) throws -> [ContentHash: DeltaIndex.Delta] {
-        let oldHashes = Set(old.groups.values.filter { $0.size > 0 }.map(\.hash))
+        let oldHashes = Set(old.all.filter { $0.size > 0 }.map(\.hash))
         let contents = to.contents
         var chosen = [ContentHash: DeltaIndex.Delta]()
         if batches {
@@ -102,13 +101,12 @@ public struct Planner {
     func makeSteps(old: InodeGroups, new: InodeGroups, deltas: [ContentHash: DeltaIndex.Delta] = [:]) -> [ApplyStep] {
         var steps = [ApplyStep]()
         let kept = keptGroups(old: old, new: new)
-        let writes = new.groups.keys.sorted().filter { kept[$0] == nil }.map { new.groups[$0]! }
+        let writes = Array(new.all.filter { kept[$0.file] == nil })
 
         // Old contents that new files need, kept safe from the removals and replacements below.
         var oldHolder = [ContentHash: ManifestPath]()
-        for file in old.groups.keys.sorted() where old.groups[file]!.size > 0 {
-            let g = old.groups[file]!
-            if oldHolder[g.hash] == nil { oldHolder[g.hash] = file }
+        for g in old.all where g.size > 0 {
+            if oldHolder[g.hash] == nil { oldHolder[g.hash] = g.file }
         }
         // ... and the bases of the chosen deltas (a delta against no base needs none).
         let bases = deltas.compactMapValues { $0.base == .empty ? nil : $0.base }
@@ -178,7 +176,7 @@ public struct Planner {
                     steps.append(.makeSpecial(e))
                 }
             case .file:
-                if let oldID = kept[e.path], old.groups[oldID]!.metadata != e.metadata { steps.append(.setMetadata(e)) }
+                if let oldID = kept[e.path], old.group(file: oldID)!.metadata != e.metadata { steps.append(.setMetadata(e)) }
             default:
                 break
             }
@@ -190,12 +188,10 @@ public struct Planner {
 
     func countChanges() -> ApplyPlan.Changes {
         var c = ApplyPlan.Changes()
-        let diff = ManifestDiff(from: from, to: to)
-        c.created = diff.added.count
-        c.removed = diff.removed.count
-        for change in diff.changed {
-            if !change.aspects.isDisjoint(with: [.type, .content]) { c.replaced += 1 }
-            let a = change.old.metadata, b = change.new.metadata
+        ManifestDiff.forEachDifference(from: from, to: to) { old, new in
+            guard let old, let new else { return old == nil ? (c.created += 1) : (c.removed += 1) }
+            if !ManifestDiff.compare(old, new).isDisjoint(with: [.type, .content]) { c.replaced += 1 }
+            let a = old.metadata, b = new.metadata
             if a.uid != b.uid || a.gid != b.gid { c.reowned += 1 }
             if a.mode != b.mode { c.remoded += 1 }
             if a.mtime != b.mtime { c.retimed += 1 }
@@ -206,7 +202,7 @@ public struct Planner {
 
     /// Where each written content comes from, and the byte figures.
     func account(_ plan: inout ApplyPlan, old: InodeGroups, new: InodeGroups) throws {
-        let oldHashes = Set(old.groups.values.map(\.hash))
+        let oldHashes = Set(old.all.map(\.hash))
         var counted = Set<ContentHash>()
         let blobSizes = to.contents
         for step in plan.steps {
@@ -225,7 +221,7 @@ public struct Planner {
             }
         }
         let kept = keptGroups(old: old, new: new)
-        for (file, g) in new.groups where kept[file] != nil { plan.bytesReused += g.size }
+        for g in new.all where kept[g.file] != nil { plan.bytesReused += g.size }
     }
 
     func rounded(_ bytes: UInt64) -> UInt64 {
@@ -240,16 +236,16 @@ public struct Planner {
         var at = [ManifestPath: Inode]()
         var work = [ContentHash: Inode]()
         var allocated: UInt64 = existingStateBytes
-        for (file, g) in old.groups {
-            links[.old(file)] = g.paths.count
-            sizes[.old(file)] = rounded(g.size)
+        for g in old.all {
+            links[.old(g.file)] = g.paths.count
+            sizes[.old(g.file)] = rounded(g.size)
             allocated += rounded(g.size)
-            for p in g.paths { at[p] = .old(file) }
+            for p in g.paths { at[p] = .old(g.file) }
         }
         let directories = { (m: Manifest) in UInt64(m.entries.filter { $0.kind == .directory }.count) }
         allocated += directories(from) * directoryBytes
-        plan.oldTreeBytes = old.groups.values.reduce(0) { $0 + rounded($1.size) } + directories(from) * directoryBytes
-        plan.newTreeBytes = new.groups.values.reduce(0) { $0 + rounded($1.size) } + directories(to) * directoryBytes
+        plan.oldTreeBytes = old.all.reduce(0) { $0 + rounded($1.size) } + directories(from) * directoryBytes
+        plan.newTreeBytes = new.all.reduce(0) { $0 + rounded($1.size) } + directories(to) * directoryBytes
         let start = allocated
         let floor = max(plan.oldTreeBytes, plan.newTreeBytes) + existingStateBytes
         var highest = allocated

@@ -1,3 +1,4 @@
+import Glibc
 
 /// Compares a tree (and optionally a repository's blobs) against a manifest and lists every difference.
 public struct TreeChecker {
@@ -31,16 +32,15 @@ public struct TreeChecker {
     /// paths (and what is beneath them). Files still as they were when `known` records them
     /// are not hashed again.
     func checkTree(root: String, known: [ManifestPath: KnownContent], excluding excluded: [ManifestPath] = []) throws -> [Finding] {
-        var scanner = TreeScanner(root: root)
-        scanner.workers = workers
-        scanner.knownContents = known
-        scanner.excluded = Set(excluded)
-        let (actual, _) = try scanner.scan(image: manifest.image, version: manifest.version)
-        let diff = ManifestDiff(from: manifest, to: actual)
+        guard let rootStat = try Sys.lstatIfExists(root), rootStat.st_mode & S_IFMT == S_IFDIR else {
+            throw UpdError(.usage, "\(root) is not a directory")
+        }
+        var comparison = TreeComparison(root: root, manifest: manifest, known: known, excluded: Set(excluded), workers: workers)
+        try comparison.run()
         var findings = [Finding]()
-        for e in diff.removed { findings.append(Finding(path: e.path.description, problem: "missing (\(e.kind.typeName) expected)")) }
-        for e in diff.added { findings.append(Finding(path: e.path.description, problem: "unexpected \(e.kind.typeName)")) }
-        for c in diff.changed where !Self.differsOnlyInSymlinkMode(c) {
+        for e in comparison.missing { findings.append(Finding(path: e.path.description, problem: "missing (\(e.kind.typeName) expected)")) }
+        for e in comparison.unexpected { findings.append(Finding(path: e.path.description, problem: "unexpected \(e.kind.typeName)")) }
+        for c in comparison.differences where !Self.differsOnlyInSymlinkMode(c) {
             findings.append(Finding(path: c.path.description, problem: Self.describe(c)))
         }
         return findings.sorted { $0.path < $1.path }

@@ -29,11 +29,6 @@ public struct TreeScanner {
     /// Whether blobs are written by libdeflate when the system has it (see `BlobWorkspace`).
     public var libdeflate = true
     public var workers = Parallel.defaultWorkers
-    /// Contents already verified by hash as they were written, by path: a file that is still
-    /// the one written (`KnownContent.matches`) is not read again.
-    var knownContents: [ManifestPath: KnownContent] = [:]
-    /// Paths left out with everything beneath them (what the machine keeps, `MachinePaths`).
-    var excluded = Set<ManifestPath>()
     public var progress: (@Sendable (Progress) -> Void)?
 
     public init(root: String, blobs: BlobStore? = nil) {
@@ -85,7 +80,6 @@ public struct TreeScanner {
         var entries = [ManifestEntry]()
         entries.reserveCapacity(items.count)
         var resultIndex = 0
-        var metadataByPath = [ManifestPath: Metadata]()
         for (i, item) in items.enumerated() {
             // The manifest parser refuses (uid_t)-1, which chown reads as "leave unchanged".
             guard item.st.st_uid != uid_t.max, item.st.st_gid != gid_t.max else {
@@ -104,13 +98,14 @@ public struct TreeScanner {
             case S_IFIFO: kind = .fifo
             case S_IFREG:
                 if let target = hardlinkTargets[i] {
-                    entries.append(ManifestEntry(path: item.path, kind: .hardlink(target: target), metadata: metadataByPath[target]!))
+                    // (The target is an earlier entry: its inode's first name in path order.)
+                    let metadata = entries[Manifest.index(of: target, in: entries)!].metadata
+                    entries.append(ManifestEntry(path: item.path, kind: .hardlink(target: target), metadata: metadata))
                     continue
                 }
                 let r = results[resultIndex]
                 resultIndex += 1
                 kind = .file(size: UInt64(item.st.st_size), hash: r.hash, blobSize: r.blobSize)
-                metadataByPath[item.path] = metadata
                 if seen.insert(r.hash).inserted {
                     stats.contents += 1
                     stats.rawBytes += UInt64(item.st.st_size)
@@ -131,7 +126,7 @@ public struct TreeScanner {
         let inode: UInt
     }
 
-    private struct ContentResult {
+    struct ContentResult {
         var hash = ContentHash(bytes: [UInt8](repeating: 0, count: 32))!
         var blobSize: UInt64 = 0
         var isNew = false
@@ -144,12 +139,11 @@ public struct TreeScanner {
     private func walk(_ fs: FileSystemPath) throws -> [Item] {
         var items = [Item]()
         var pending = [ManifestPath.root]
-        items.append(Item(path: .root, st: try Sys.lstat(root), xattrs: try readXattrs(fs, .root)))
+        items.append(Item(path: .root, st: try Sys.lstat(root), xattrs: try Self.readXattrs(fs, .root)))
         while let directory = pending.popLast() {
-            for name in try listDirectory(fs, directory) {
+            for name in try Self.listDirectory(fs, directory) {
                 if directory.isRoot && name == ManifestPath.stateDirectoryName { continue }
                 let path = directory.appending(name)
-                if excluded.contains(path) { continue }
                 if let problem = ManifestPath.problem(with: path.bytes) {
                     throw UpdError(.usage, "\(fs.display(path)): cannot be part of an image: \(problem)")
                 }
@@ -157,8 +151,8 @@ public struct TreeScanner {
                 let rc = fs.withCString(path) { Glibc.lstat($0, &st) }
                 if rc != 0 { throw UpdError.system("lstat", fs.display(path)) }
                 var item = Item(path: path, st: st)
-                if st.st_mode & S_IFMT == S_IFLNK { item.linkTarget = try readLink(fs, path) }
-                item.xattrs = try readXattrs(fs, path)
+                if st.st_mode & S_IFMT == S_IFLNK { item.linkTarget = try Self.readLink(fs, path) }
+                item.xattrs = try Self.readXattrs(fs, path)
                 items.append(item)
                 if st.st_mode & S_IFMT == S_IFDIR { pending.append(path) }
             }
@@ -166,7 +160,7 @@ public struct TreeScanner {
         return items
     }
 
-    private func listDirectory(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [[UInt8]] {
+    static func listDirectory(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [[UInt8]] {
         guard let dir = fs.withCString(path, { opendir($0) }) else { throw UpdError.system("opendir", fs.display(path)) }
         defer { closedir(dir) }
         var names = [[UInt8]]()
@@ -183,7 +177,7 @@ public struct TreeScanner {
         return names
     }
 
-    private func readLink(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [UInt8] {
+    static func readLink(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = fs.withCString(path) { p in
             buffer.withUnsafeMutableBufferPointer { readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count) }
@@ -193,7 +187,7 @@ public struct TreeScanner {
     }
 
     /// Reads every extended attribute of an entry, sorted by name.
-    private func readXattrs(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [ExtendedAttribute] {
+    static func readXattrs(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [ExtendedAttribute] {
         try fs.withCString(path) { p -> [ExtendedAttribute] in
             var result = [ExtendedAttribute]()
             for nameBytes in try XattrNames.read(call: "llistxattr", display: fs.display(path), { llistxattr(p, $0, $1) }) {
@@ -230,13 +224,11 @@ public struct TreeScanner {
         let progress = self.progress
         let paths = fileIndices.map { items[$0].path }
         let sizes = fileIndices.map { UInt64(items[$0].st.st_size) }
-        let known = fileIndices.map { i in knownContents[items[i].path].flatMap { $0.matches(items[i].st) ? $0.hash : nil } }
         // The largest first, so that no worker is left with a large file when the others are done.
         let order = sizes.indices.sorted { sizes[$0] > sizes[$1] }
         try Parallel.forEach(fileIndices.count, workers: workers, perWorker: { try BlobWorkspace(level: level, libdeflate: libdeflate) }) { workspace, i in
             let n = order[i]
-            let r = try known[n].map { ContentResult(hash: $0) }
-                ?? Self.hashFile(fs: fs, path: paths[n], expectedSize: sizes[n], batch: batch, workspace: workspace)
+            let r = try Self.hashFile(fs: fs, path: paths[n], expectedSize: sizes[n], batch: batch, workspace: workspace)
             sendableResults.value[n] = r
             let snapshot = done.withLock { d -> (Int, UInt64) in
                 d.files += 1
@@ -252,7 +244,7 @@ public struct TreeScanner {
         UpdError(.io, "\(display): file changed size while it was being read")
     }
 
-    private static func hashFile(fs: FileSystemPath, path: ManifestPath, expectedSize: UInt64, batch: BlobBatch?,
+    static func hashFile(fs: FileSystemPath, path: ManifestPath, expectedSize: UInt64, batch: BlobBatch?,
                                  workspace: BlobWorkspace) throws -> ContentResult {
         let display = fs.display(path)
         var fd = fs.withCString(path) { Glibc.open($0, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | CLinux_O_NOATIME) }
@@ -295,18 +287,23 @@ public struct TreeScanner {
 /// file and reporting on the tree.
 struct KnownContent: Sendable {
     let hash: ContentHash
-    private let identity: [Int]
+    private let identity: Identity
+
+    private struct Identity: Equatable {
+        let device: UInt, inode: UInt, size: Int, changed: Int, changedNanoseconds: Int
+
+        init(_ st: stat) {
+            (device, inode, size) = (st.st_dev, st.st_ino, st.st_size)
+            (changed, changedNanoseconds) = (st.st_ctim.tv_sec, st.st_ctim.tv_nsec)
+        }
+    }
 
     init(hash: ContentHash, of st: stat) {
         self.hash = hash
-        identity = Self.identity(st)
+        identity = Identity(st)
     }
 
-    func matches(_ st: stat) -> Bool { Self.identity(st) == identity }
-
-    private static func identity(_ st: stat) -> [Int] {
-        [Int(st.st_dev), Int(st.st_ino), Int(st.st_size), st.st_ctim.tv_sec, st.st_ctim.tv_nsec]
-    }
+    func matches(_ st: stat) -> Bool { Identity(st) == identity }
 }
 
 /// Carries a value across a concurrency boundary where the caller guarantees disjoint access.
