@@ -27,7 +27,11 @@ enum FuzzTargets {
         let now: Int64 = 1_800_000_000
         switch target {
         case "manifest":
-            _ = try? ManifestParser.parse(bytes, source: "fuzz")
+            // The parser accepts the canonical form alone: the writer gives back what it accepted,
+            // byte for byte (a verified manifest's bytes are made again from it, `VerifiedManifest`).
+            if let manifest = try? ManifestParser.parse(bytes, source: "fuzz") {
+                precondition(ManifestWriter.write(manifest) == bytes, "a manifest the parser accepts is not in canonical form")
+            }
         case "signature":
             if let signatures = try? SignatureFile.parse(bytes, source: "fuzz") {
                 _ = try? keys.keyring.verify(Array("content".utf8), signatures: signatures, purpose: .manifest, source: "fuzz")

@@ -284,7 +284,7 @@ import Testing
         let empty = Manifest(image: "hostile", version: "0", entries: [try dir("/")])
         let request = UpdateEngine.ApplyRequest(
             root: root, target: VerifiedManifest(manifest: target, bytes: ManifestWriter.write(target), signers: []),
-            from: (empty, ManifestWriter.write(empty)), sources: ContentSources(blobDirectories: [blobs]))
+            from: empty, sources: ContentSources(blobDirectories: [blobs]))
         let error = #expect(throws: UpdError.self) { _ = try UpdateEngine.apply(request) }
         #expect(error?.code == .corrupt)
         #expect(error?.message.contains("which is not the hash of no bytes") == true, "\(String(describing: error))")

@@ -17,7 +17,8 @@ import Glibc
 final class Deployer {
     let sysroot: Sysroot
     let target: Manifest
-    let targetBytes: [UInt8]
+    /// The digest of the target's signed text (`VerifiedManifest`).
+    let targetDigest: ContentHash
     /// Where the contents the current deployment lacks come from; a content to download comes as
     /// its cheapest delta against a content of the current deployment, when that is smaller than its blob.
     let sources: ResolvedSources
@@ -32,7 +33,7 @@ final class Deployer {
     init(sysroot: Sysroot, target: VerifiedManifest, sources: ResolvedSources, faults: FaultInjection) {
         self.sysroot = sysroot
         self.target = target.manifest
-        self.targetBytes = target.bytes
+        targetDigest = target.hash
         self.sources = sources
         self.faults = faults
     }
@@ -44,7 +45,7 @@ final class Deployer {
 
     func run() throws -> DeployReport {
         let started = Date()
-        let name = Sysroot.deploymentName(target, bytes: targetBytes)
+        let name = Sysroot.deploymentName(target, digest: targetDigest)
         report.name = name
         let boot = try BootEntries(sysroot: sysroot)   // an ESP not mounted is refused before the build
         try removeUnfinishedBuilds()
@@ -98,7 +99,7 @@ final class Deployer {
         }
         report.deltas = requests.filter { $0.delta != nil }.count
         try checkSpace(current: currentManifest, downloadBytes: requests.reduce(0) { $0 + $1.downloadBytes })
-        try Sys.writeFileAtomically(sysroot.manifestPath(of: name), targetBytes)
+        try Sys.writeFileAtomically(sysroot.manifestPath(of: name), ManifestWriter.write(target))
         operation()
         try Sys.mkdirs(building, mode: 0o700)
         let tree = try RootedTree(root: building)

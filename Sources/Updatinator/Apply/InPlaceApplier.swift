@@ -13,9 +13,11 @@ import Synchronization
 final class InPlaceApplier {
     let root: String
     let target: Manifest
-    let targetBytes: [UInt8]
+    /// The digest and length of the target's signed text (`VerifiedManifest`).
+    let targetDigest: ContentHash
+    let targetByteCount: Int
     /// The manifest the tree matches, for a tree without an installed-manifest record.
-    var from: (manifest: Manifest, bytes: [UInt8])?
+    var from: Manifest?
     /// Where the contents the tree lacks come from.
     let sources: ResolvedSources
     var blobDirectories: [String] { sources.blobDirectories }
@@ -81,7 +83,8 @@ final class InPlaceApplier {
     init(root: String, target: VerifiedManifest, sources: ResolvedSources, faults: FaultInjection) {
         self.root = root
         self.target = target.manifest
-        self.targetBytes = target.bytes
+        targetDigest = target.hash
+        targetByteCount = target.byteCount
         self.sources = sources
         self.faults = faults
         deltaIndex = sources.deltaIndex
@@ -115,7 +118,7 @@ final class InPlaceApplier {
     func run() throws -> ApplyReport {
         started = Date()
         tree = try RootedTree(root: root)
-        let targetHash = Blake2b.hash(targetBytes).hex
+        let targetHash = targetDigest.hex
         stateFD = try state.open(in: tree, create: true)!
         let lock = try Sys.lockExclusively(in: stateFD, StateDirectory.lockName, display: "\(state.directory)/\(StateDirectory.lockName)",
                                            busy: "\(root): another updatinator apply is changing this tree (it holds \(state.directory)/lock)")
@@ -125,9 +128,10 @@ final class InPlaceApplier {
         if let journal, journal.to != targetHash {
             throw UpdError(.usage, "\(state.journal): an apply to another manifest (\(journal.to.prefix(16))…) is in progress; finish it first")
         }
-        let installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest, limit: ManifestParser.maxManifestBytes)
+        var installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest,
+                                                 limit: ManifestParser.maxManifestBytes)
 
-        if installed == targetBytes {
+        if let installed, Blake2b.hash(installed) == targetDigest {
             // A run killed after the switch may have left its state behind: finishing it is
             // the end of that apply, not "already there".
             let leftOver = applyFD >= 0
@@ -135,7 +139,7 @@ final class InPlaceApplier {
             if leftOver { report.resumed = true } else { report.alreadyCurrent = true }
             return report
         }
-        let old: (manifest: Manifest, bytes: [UInt8])
+        let old: Manifest
         if let journal {
             guard let bytes = try Sys.readFileIfExists(in: applyFD, StateDirectory.fromName, display: state.fromManifest, limit: ManifestParser.maxManifestBytes) else {
                 throw UpdError(.corrupt, "\(state.fromManifest): missing, though the journal records an apply in progress")
@@ -143,18 +147,22 @@ final class InPlaceApplier {
             guard Blake2b.hash(bytes).hex == journal.from else {
                 throw UpdError(.corrupt, "\(state.fromManifest): does not match the journal")
             }
-            old = (try ManifestParser.parse(bytes, source: state.fromManifest), bytes)
+            old = try ManifestParser.parse(bytes, source: state.fromManifest)
             report.resumed = true
         } else if let from {
             old = from
         } else if let installed {
-            old = (try ManifestParser.parse(installed, source: state.installedManifest), installed)
+            old = try ManifestParser.parse(installed, source: state.installedManifest)
         } else {
             throw state.nothingInstalled
         }
+        // (Manifests' text is not kept: a large image's is tens of megabytes. The old manifest's
+        // is made again from the parsed one where the state directory needs it.)
+        installed = nil
+        let (oldHash, oldByteCount) = { (text: [UInt8]) in (Blake2b.hash(text).hex, text.count) }(ManifestWriter.write(old))
 
-        planned = try plannedManifests(old: old.manifest, resumed: journal != nil)
-        let savesPlanned = planned.old != old.manifest || planned.new != target
+        planned = try plannedManifests(old: old, resumed: journal != nil)
+        let savesPlanned = planned.old != old || planned.new != target
         let plannedBytes = savesPlanned ? ManifestWriter.write(planned.old).count + ManifestWriter.write(planned.new).count : 0
         oldGroups = InodeGroups(planned.old)
         contentSizes = planned.old.contents.mapValues(\.size).merging(planned.new.contents.mapValues(\.size)) { a, _ in a }
@@ -168,7 +176,7 @@ final class InPlaceApplier {
         if fetcher == nil || batches { deltaIndex = nil }
         func makePlan(window: UInt64?) throws -> ApplyPlan {
             // The state files: both images, and the planned manifests when they differ (counted with the new one).
-            try Self.plan(root: root, from: planned.old, fromBytes: old.bytes.count, to: planned.new, toBytes: targetBytes.count + plannedBytes,
+            try Self.plan(root: root, from: planned.old, fromBytes: oldByteCount, to: planned.new, toBytes: targetByteCount + plannedBytes,
                           blobDirectories: blobDirectories, downloadWindow: window, deltaIndex: deltaIndex, batches: batches,
                           grouped: batches || sources.groupsDownloads)
         }
@@ -194,7 +202,7 @@ final class InPlaceApplier {
         // The excess over the larger tree before anything changes; observed growth adds to it.
         peakBase = Int64(plan.oldTreeBytes) - Int64(max(plan.oldTreeBytes, plan.newTreeBytes))
 
-        var journalRecord = ApplyJournal(from: Blake2b.hash(old.bytes).hex, to: targetHash, plan: plan.fingerprint, done: 0,
+        var journalRecord = ApplyJournal(from: oldHash, to: targetHash, plan: plan.fingerprint, done: 0,
                                          downloadWindow: journal?.downloadWindow ?? plan.downloadWindow)
         if let journal {
             // The step list must be the one the journal counts: a different planner (an updated
@@ -222,8 +230,8 @@ final class InPlaceApplier {
             Sys.close(try state.open(StateDirectory.downloadsDirectory, in: tree, create: true)!)
         }
         if journal == nil {
-            try Sys.writeFileAtomically(in: applyFD, StateDirectory.fromName, display: state.fromManifest, old.bytes)
-            try Sys.writeFileAtomically(in: applyFD, StateDirectory.targetName, display: state.targetManifest, targetBytes)
+            try Sys.writeFileAtomically(in: applyFD, StateDirectory.fromName, display: state.fromManifest, ManifestWriter.write(old))
+            try Sys.writeFileAtomically(in: applyFD, StateDirectory.targetName, display: state.targetManifest, ManifestWriter.write(target))
             if savesPlanned {
                 try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedFromName, display: state.plannedFrom, ManifestWriter.write(planned.old))
                 try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedToName, display: state.plannedTo, ManifestWriter.write(planned.new))

@@ -47,8 +47,9 @@ public final class Sysroot {
     deinit { if lockFD >= 0 { Sys.close(lockFD) } }
 
     /// A deployment's name: image, version and the first 12 hex digits of the manifest's hash.
-    public static func deploymentName(_ manifest: Manifest, bytes: [UInt8]) -> String {
-        "\(manifest.image)-\(manifest.version)-\(Blake2b.hash(bytes).hex.prefix(12))"
+    /// The name of the deployment of `manifest`, whose signed text has the BLAKE2b `digest`.
+    public static func deploymentName(_ manifest: Manifest, digest: ContentHash) -> String {
+        "\(manifest.image)-\(manifest.version)-\(digest.hex.prefix(12))"
     }
 
     public func tree(of name: String) -> String { "\(deployments)/\(name)" }

@@ -53,7 +53,7 @@ extension UpdateEngine {
             }
         }
         let installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest, limit: ManifestParser.maxManifestBytes)
-        if installed == target.bytes {
+        if installed.map(Blake2b.hash) == target.hash {
             throw UpdError(.nothingToDo, "\(root) already has \(target.name) recorded as installed", path: state.installedManifest)
         }
 

@@ -15,7 +15,7 @@ public struct ServerUpgrade {
     /// Repositories to download from after the peers and before the server.
     public var mirrors: [String] = []
     /// The manifest the tree matches, for a tree without an installed-manifest record.
-    public var from: (manifest: Manifest, bytes: [UInt8])?
+    public var from: Manifest?
     /// This device's id and key, which sign every request to the server.
     public var signer: RequestSigner
     public var device: String { signer.sender }
@@ -48,15 +48,15 @@ public struct ServerUpgrade {
     }
 
     public func run() throws -> Outcome {
-        let installed = try from ?? StateDirectory(root: root).readInstalled()
+        let installed = try from ?? StateDirectory(root: root).readInstalled().manifest
         let client = SchoolServerClient(server: server, signer: signer, caFile: caFile)
         let nonce = SchoolServerClient.newNonce()
-        let request = CheckRequest(device: device, nonce: nonce, image: installed.manifest.image, version: installed.manifest.version,
+        let request = CheckRequest(device: device, nonce: nonce, image: installed.image, version: installed.version,
                                    channel: channel, peer: peerURL, freeBytes: try? FilesystemSpace(path: root).free,
                                    agentVersion: UpdatinatorVersion.current)
         let decision = try client.check(request, keyring: decisionKeyring, now: Int64(now().timeIntervalSince1970))
         guard decision.update, let image = decision.image, let version = decision.version,
-              image != installed.manifest.image || version != installed.manifest.version else {
+              image != installed.image || version != installed.version else {
             return .noUpdate(decision.update ? .upToDate : decision.noUpdateReason, decision.message, decision)
         }
         if let notBefore = decision.notBefore, Int64(now().timeIntervalSince1970) < notBefore {

@@ -9,13 +9,13 @@ public enum UpdateEngine {
         public var root: String
         public var target: VerifiedManifest
         /// The manifest the tree matches, for a tree without an installed-manifest record.
-        public var from: (manifest: Manifest, bytes: [UInt8])?
+        public var from: Manifest?
         public var sources: ContentSources
         public var faults: FaultInjection
         /// What of the tree is the machine's: `.runningSystem` for the root a system runs from.
         public var machine: MachinePaths
 
-        public init(root: String, target: VerifiedManifest, from: (manifest: Manifest, bytes: [UInt8])? = nil,
+        public init(root: String, target: VerifiedManifest, from: Manifest? = nil,
                     sources: ContentSources, faults: FaultInjection = .none, machine: MachinePaths = .none) {
             self.root = root
             self.target = target

@@ -4,16 +4,24 @@
 /// hand the engine an unverified manifest by forgetting a check.
 public struct VerifiedManifest: Sendable {
     public let manifest: Manifest
-    /// The exact bytes the signatures cover.
-    public let bytes: [UInt8]
+    /// The BLAKE2b digest of the bytes the signatures cover.
+    public let hash: ContentHash
+    public let byteCount: Int
     /// The ids of the keys whose signatures verified.
     public let signers: [String]
 
+    /// `bytes` must be the manifest's canonical text (`ManifestWriter.write(manifest)`), which
+    /// the keyring checks before it makes one.
     init(manifest: Manifest, bytes: [UInt8], signers: [String]) {
         self.manifest = manifest
-        self.bytes = bytes
+        hash = Blake2b.hash(bytes)
+        byteCount = bytes.count
         self.signers = signers
     }
+
+    /// The exact bytes the signatures cover, made again from the manifest when asked for: the
+    /// text is not held, as it is tens of megabytes for a large image.
+    public var bytes: [UInt8] { ManifestWriter.write(manifest) }
 
     /// The image and version, as people name them: "olpc-ext3 445".
     public var name: String { "\(manifest.image) \(manifest.version)" }
@@ -24,12 +32,22 @@ extension Keyring {
     public func verifiedManifest(_ bytes: [UInt8], signatures: [UInt8], source: String) throws -> VerifiedManifest {
         let parsed = try SignatureFile.parse(signatures, source: source + ".sig")
         let signers = try verify(bytes, signatures: parsed, purpose: .manifest, source: source)
-        return VerifiedManifest(manifest: try ManifestParser.parse(bytes, source: source), bytes: bytes, signers: signers)
+        return try Self.verified(bytes, signers: signers, source: source)
     }
 
     /// Reads a manifest whose signature file (`PATH.sig`) verifies against this keyring, then parses it.
     public func verifiedManifest(at path: String) throws -> VerifiedManifest {
         let (bytes, signers) = try verifyFile(path, purpose: .manifest)
-        return VerifiedManifest(manifest: try ManifestParser.parse(bytes, source: path), bytes: bytes, signers: signers)
+        return try Self.verified(bytes, signers: signers, source: path)
+    }
+
+    /// Parses signed bytes, which must be in the canonical form the parser demands: then the
+    /// writer gives them back byte for byte, and a verified manifest need not hold them.
+    private static func verified(_ bytes: [UInt8], signers: [String], source: String) throws -> VerifiedManifest {
+        let manifest = try ManifestParser.parse(bytes, source: source)
+        guard ManifestWriter.write(manifest) == bytes else {
+            throw UpdError(.corrupt, "\(source): not in the canonical form of a manifest")
+        }
+        return VerifiedManifest(manifest: manifest, bytes: bytes, signers: signers)
     }
 }

@@ -126,7 +126,7 @@ extension UpdLibrary {
             let root = try options.string("root") ?? p.root
             try call.state.checkPath(root, for: .tree)
             let request = UpdateEngine.ApplyRequest(root: root, target: target,
-                                                    from: (p.from.manifest, p.from.bytes), sources: sources, machine: p.machine)
+                                                    from: p.from.manifest, sources: sources, machine: p.machine)
             // An interrupt cancels the apply's downloads too: it stops at a resumable point.
             let report = try state.untimed(cancel: { fetcher.withLock { $0 }?.cancel() }) { try UpdateEngine.apply(request, observer: observer) }
             return call.results(try LuaValue(encoding: report))

@@ -74,7 +74,7 @@ struct UpgradeCommand: UpdatinatorSubcommand {
         upgrade.channel = channel
         upgrade.peerURL = peerURL
         upgrade.machine = try MachinePaths.of(root: root, live: live)
-        if let from { upgrade.from = try ManifestFile.read(from) }
+        if let from { upgrade.from = try ManifestParser.parse(contentsOf: from) }
         upgrade.observer = MirrorOptions.observer("upgrading")
         upgrade.faults = Environment.faults
         let outcome = try upgrade.run()
