@@ -84,6 +84,26 @@ import Testing
         #expect(m.entries[3].metadata == m.entries[2].metadata)
     }
 
+    /// A symlink's target may start with "x:", as an extended attribute does: one without a
+    /// literal '=' is the target. A tree with such a link is scanned into a manifest that parses.
+    @Test func aSymlinkTargetStartingLikeAnExtendedAttributeIsTheTarget() throws {
+        let text = Self.manifest([Self.root, Self.usr, "/usr/l l 0777 0 0 1.000000000 x:file%3Dname x:user.a=1"])
+        let m = try ManifestParser.parse(Array(text.utf8))
+        #expect(m.entries[2].kind == .symlink(target: Array("x:file=name".utf8)))
+        #expect(m.entries[2].metadata.xattrs == [ExtendedAttribute(name: Array("user.a".utf8), value: Array("1".utf8))])
+        #expect(ManifestWriter.write(m) == Array(text.utf8))
+        // An attribute where the target should be is still a missing target.
+        let missing = #expect(throws: UpdError.self) {
+            try ManifestParser.parse(Array(Self.manifest([Self.root, "/l l 0777 0 0 1.000000000 x:user.a=1"]).utf8))
+        }
+        #expect(missing?.message.contains("field target: missing") == true, "\(String(describing: missing))")
+
+        let tmp = TemporaryDirectory("x-colon-symlink")
+        TreeBuilder(root: tmp.sub("tree")).symlink("/link", to: "x:not-an-attribute")
+        let (scanned, _) = try TreeScanner(root: tmp.sub("tree")).scan(image: "links", version: "1")
+        #expect(try ManifestParser.parse(ManifestWriter.write(scanned)) == scanned)
+    }
+
     @Test func survivesEveryTruncationAndByteFlipOfAValidManifest() throws {
         let valid = Array(Self.manifest([Self.root, Self.usr, Self.file, "/usr/g h /usr/f",
                                          "/usr/l l 0777 0 0 1.000000000 f x:user.a=%00"]).utf8)

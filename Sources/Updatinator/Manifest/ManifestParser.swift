@@ -157,7 +157,12 @@ private struct Parser {
         let mtime = try parseTimestamp(f[5])
         var next = 6
         func take(_ name: String) throws -> ArraySlice<UInt8> {
-            guard next < f.count, !f[next].starts(with: "x:".utf8) else { throw fail(name, "missing") }
+            // An extended attribute (x:NAME=VALUE) where this field should be: it is missing. A
+            // field without a literal '=' is no attribute ('=' is escaped everywhere else), so
+            // a symlink's target may start with "x:".
+            guard next < f.count, !(f[next].starts(with: "x:".utf8) && f[next].contains(UInt8(ascii: "="))) else {
+                throw fail(name, "missing")
+            }
             next += 1
             return f[next - 1]
         }
