@@ -109,6 +109,7 @@ struct TreeComparison {
     }
 
     private mutating func hashPending() throws {
+        guard !toHash.isEmpty else { return }
         let files = toHash
         toHash = []
         let hashes = UnsafeSendable(UnsafeMutableBufferPointer<ContentHash>.allocate(capacity: files.count))
