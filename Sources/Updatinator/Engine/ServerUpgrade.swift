@@ -48,7 +48,9 @@ public struct ServerUpgrade {
     }
 
     public func run() throws -> Outcome {
-        let installed = try from ?? StateDirectory(root: root).readInstalled().manifest
+        // (Its name alone is kept: the apply reads the installed manifest itself, and one parsed
+        // copy of a large image's manifest is enough.)
+        let installed = try { (m: Manifest) in (image: m.image, version: m.version) }(from ?? StateDirectory(root: root).readInstalled().manifest)
         let client = SchoolServerClient(server: server, signer: signer, caFile: caFile)
         let nonce = SchoolServerClient.newNonce()
         let request = CheckRequest(device: device, nonce: nonce, image: installed.image, version: installed.version,
