@@ -16,9 +16,9 @@ import Glibc
 /// run removes the half-built one.
 final class Deployer {
     let sysroot: Sysroot
-    let target: Manifest
-    /// The digest of the target's signed text (`VerifiedManifest`).
-    let targetDigest: ContentHash
+    /// The image to deploy; its signed text is made again from it for the sysroot.
+    let signed: VerifiedManifest
+    var target: Manifest { signed.manifest }
     /// Where the contents the current deployment lacks come from; a content to download comes as
     /// its cheapest delta against a content of the current deployment, when that is smaller than its blob.
     let sources: ResolvedSources
@@ -32,8 +32,7 @@ final class Deployer {
 
     init(sysroot: Sysroot, target: VerifiedManifest, sources: ResolvedSources, faults: FaultInjection) {
         self.sysroot = sysroot
-        self.target = target.manifest
-        targetDigest = target.hash
+        signed = target
         self.sources = sources
         self.faults = faults
     }
@@ -45,7 +44,7 @@ final class Deployer {
 
     func run() throws -> DeployReport {
         let started = Date()
-        let name = Sysroot.deploymentName(target, digest: targetDigest)
+        let name = Sysroot.deploymentName(target, digest: signed.hash)
         report.name = name
         let boot = try BootEntries(sysroot: sysroot)   // an ESP not mounted is refused before the build
         try removeUnfinishedBuilds()
@@ -99,7 +98,7 @@ final class Deployer {
         }
         report.deltas = requests.filter { $0.delta != nil }.count
         try checkSpace(current: currentManifest, downloadBytes: requests.reduce(0) { $0 + $1.downloadBytes })
-        try Sys.writeFileAtomically(sysroot.manifestPath(of: name), ManifestWriter.write(target))
+        try Sys.writeFileAtomically(sysroot.manifestPath(of: name), signed.bytes)
         operation()
         try Sys.mkdirs(building, mode: 0o700)
         let tree = try RootedTree(root: building)

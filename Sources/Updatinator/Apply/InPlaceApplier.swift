@@ -12,10 +12,9 @@ import Synchronization
 /// place. The installed manifest changes to the new one only when the tree matches it.
 final class InPlaceApplier {
     let root: String
-    let target: Manifest
-    /// The digest and length of the target's signed text (`VerifiedManifest`).
-    let targetDigest: ContentHash
-    let targetByteCount: Int
+    /// The image to move to; its signed text is made again from it for the state directory.
+    let signed: VerifiedManifest
+    var target: Manifest { signed.manifest }
     /// The manifest the tree matches, for a tree without an installed-manifest record.
     var from: Manifest?
     /// Where the contents the tree lacks come from.
@@ -82,9 +81,7 @@ final class InPlaceApplier {
 
     init(root: String, target: VerifiedManifest, sources: ResolvedSources, faults: FaultInjection) {
         self.root = root
-        self.target = target.manifest
-        targetDigest = target.hash
-        targetByteCount = target.byteCount
+        signed = target
         self.sources = sources
         self.faults = faults
         deltaIndex = sources.deltaIndex
@@ -118,7 +115,7 @@ final class InPlaceApplier {
     func run() throws -> ApplyReport {
         started = Date()
         tree = try RootedTree(root: root)
-        let targetHash = targetDigest.hex
+        let targetHash = signed.hash.hex
         stateFD = try state.open(in: tree, create: true)!
         let lock = try Sys.lockExclusively(in: stateFD, StateDirectory.lockName, display: "\(state.directory)/\(StateDirectory.lockName)",
                                            busy: "\(root): another updatinator apply is changing this tree (it holds \(state.directory)/lock)")
@@ -131,7 +128,7 @@ final class InPlaceApplier {
         var installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest,
                                                  limit: ManifestParser.maxManifestBytes)
 
-        if let installed, Blake2b.hash(installed) == targetDigest {
+        if let installed, Blake2b.hash(installed) == signed.hash {
             // A run killed after the switch may have left its state behind: finishing it is
             // the end of that apply, not "already there".
             let leftOver = applyFD >= 0
@@ -176,7 +173,7 @@ final class InPlaceApplier {
         if fetcher == nil || batches { deltaIndex = nil }
         func makePlan(window: UInt64?) throws -> ApplyPlan {
             // The state files: both images, and the planned manifests when they differ (counted with the new one).
-            try Self.plan(root: root, from: planned.old, fromBytes: oldByteCount, to: planned.new, toBytes: targetByteCount + plannedBytes,
+            try Self.plan(root: root, from: planned.old, fromBytes: oldByteCount, to: planned.new, toBytes: signed.byteCount + plannedBytes,
                           blobDirectories: blobDirectories, downloadWindow: window, deltaIndex: deltaIndex, batches: batches,
                           grouped: batches || sources.groupsDownloads)
         }
@@ -231,7 +228,7 @@ final class InPlaceApplier {
         }
         if journal == nil {
             try Sys.writeFileAtomically(in: applyFD, StateDirectory.fromName, display: state.fromManifest, ManifestWriter.write(old))
-            try Sys.writeFileAtomically(in: applyFD, StateDirectory.targetName, display: state.targetManifest, ManifestWriter.write(target))
+            try Sys.writeFileAtomically(in: applyFD, StateDirectory.targetName, display: state.targetManifest, signed.bytes)
             if savesPlanned {
                 try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedFromName, display: state.plannedFrom, ManifestWriter.write(planned.old))
                 try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedToName, display: state.plannedTo, ManifestWriter.write(planned.new))

@@ -46,8 +46,8 @@ public final class Sysroot {
 
     deinit { if lockFD >= 0 { Sys.close(lockFD) } }
 
-    /// A deployment's name: image, version and the first 12 hex digits of the manifest's hash.
-    /// The name of the deployment of `manifest`, whose signed text has the BLAKE2b `digest`.
+    /// A deployment's name: image, version and the first 12 hex digits of `digest`, the BLAKE2b
+    /// hash of the manifest's signed text.
     public static func deploymentName(_ manifest: Manifest, digest: ContentHash) -> String {
         "\(manifest.image)-\(manifest.version)-\(digest.hex.prefix(12))"
     }

@@ -50,7 +50,10 @@ public struct ServerUpgrade {
     public func run() throws -> Outcome {
         // (Its name alone is kept: the apply reads the installed manifest itself, and one parsed
         // copy of a large image's manifest is enough.)
-        let installed = try { (m: Manifest) in (image: m.image, version: m.version) }(from ?? StateDirectory(root: root).readInstalled().manifest)
+        let installed: (image: String, version: String) = try {
+            let manifest = try from ?? StateDirectory(root: root).readInstalled().manifest
+            return (manifest.image, manifest.version)
+        }()
         let client = SchoolServerClient(server: server, signer: signer, caFile: caFile)
         let nonce = SchoolServerClient.newNonce()
         let request = CheckRequest(device: device, nonce: nonce, image: installed.image, version: installed.version,

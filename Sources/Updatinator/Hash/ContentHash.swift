@@ -9,8 +9,10 @@ public struct ContentHash: Hashable, Comparable, Sendable, CustomStringConvertib
 
     public init?(bytes: [UInt8]) {
         guard bytes.count == Self.byteCount else { return nil }
-        func word(_ i: Int) -> UInt64 { bytes[i * 8..<i * 8 + 8].reduce(0) { $0 << 8 | UInt64($1) } }
-        words = (word(0), word(1), word(2), word(3))
+        words = bytes.withUnsafeBytes { b in
+            func word(_ i: Int) -> UInt64 { UInt64(bigEndian: b.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+            return (word(0), word(1), word(2), word(3))
+        }
     }
 
     /// Parses 64 lowercase hexadecimal digits.
@@ -23,11 +25,14 @@ public struct ContentHash: Hashable, Comparable, Sendable, CustomStringConvertib
         self.init(bytes: b)
     }
 
-    public var bytes: [UInt8] {
-        [words.0, words.1, words.2, words.3].flatMap { w in (0..<8).map { UInt8(truncatingIfNeeded: w >> (56 - 8 * $0)) } }
-    }
+    public var bytes: [UInt8] { withBytes { Array($0) } }
 
-    public var hex: String { Hex.encode(bytes) }
+    public var hex: String { withBytes { Hex.encode($0) } }
+
+    /// Calls `body` with the digest's bytes, in order, without making an array of them.
+    private func withBytes<T>(_ body: (UnsafeRawBufferPointer) -> T) -> T {
+        withUnsafeBytes(of: (words.0.bigEndian, words.1.bigEndian, words.2.bigEndian, words.3.bigEndian), body)
+    }
 
     /// The hash of no bytes: as a delta's base, a content compressed on its own (zstd, which
     /// beats a zlib blob), which every client has.

@@ -40,23 +40,20 @@ public struct ManifestDiff: Sendable {
 
     /// Compares two manifests. Blob sizes are ignored: they describe a repository, not a tree.
     public init(from old: Manifest, to new: Manifest) {
-        Self.forEachDifference(from: old, to: new) { a, b in
-            switch (a, b) {
-            case (let a?, nil):
-                removed.append(a)
-                removedFileBytes += Self.fileSize(a)
-            case (nil, let b?):
-                added.append(b)
-                addedFileBytes += Self.fileSize(b)
-            case (let a?, let b?):
-                let change = Change(old: a, new: b, aspects: Self.compare(a, b))
+        Self.forEachDifference(from: old, to: new) { difference in
+            switch difference {
+            case .removed(let e):
+                removed.append(e)
+                removedFileBytes += Self.fileSize(e)
+            case .added(let e):
+                added.append(e)
+                addedFileBytes += Self.fileSize(e)
+            case .changed(let change):
                 changed.append(change)
                 if !change.aspects.isDisjoint(with: [.type, .content]) {
-                    removedFileBytes += Self.fileSize(a)
-                    addedFileBytes += Self.fileSize(b)
+                    removedFileBytes += Self.fileSize(change.old)
+                    addedFileBytes += Self.fileSize(change.new)
                 }
-            case (nil, nil):
-                break
             }
         }
         let oldContents = old.contents
@@ -66,20 +63,27 @@ public struct ManifestDiff: Sendable {
         }
     }
 
-    /// Calls `body` for each path the manifests do not agree on, in path order: with the old
-    /// entry alone (removed), the new one alone (added), or both (changed). Nothing is kept.
-    static func forEachDifference(from old: Manifest, to new: Manifest, _ body: (ManifestEntry?, ManifestEntry?) throws -> Void) rethrows {
+    /// What differs at one path.
+    enum Difference {
+        case removed(ManifestEntry)
+        case added(ManifestEntry)
+        case changed(Change)
+    }
+
+    /// Calls `body` for each path the manifests do not agree on, in path order. Nothing is kept.
+    static func forEachDifference(from old: Manifest, to new: Manifest, _ body: (Difference) throws -> Void) rethrows {
         var i = 0, j = 0
         let a = old.entries, b = new.entries
         while i < a.count || j < b.count {
             if j == b.count || (i < a.count && a[i].path < b[j].path) {
-                try body(a[i], nil)
+                try body(.removed(a[i]))
                 i += 1
             } else if i == a.count || b[j].path < a[i].path {
-                try body(nil, b[j])
+                try body(.added(b[j]))
                 j += 1
             } else {
-                if !compare(a[i], b[j]).isEmpty { try body(a[i], b[j]) }
+                let aspects = compare(a[i], b[j])
+                if !aspects.isEmpty { try body(.changed(Change(old: a[i], new: b[j], aspects: aspects))) }
                 i += 1
                 j += 1
             }

@@ -9,8 +9,10 @@ struct InodeGroups {
         let hash: ContentHash
         let size: UInt64
         let metadata: Metadata
+        /// The inode's other names, its `h` entries (none, and no allocation, for most files).
+        let otherNames: [ManifestPath]
         /// Every path of the inode, the `f` path first.
-        let paths: [ManifestPath]
+        var paths: [ManifestPath] { [file] + otherNames }
     }
 
     let manifest: Manifest
@@ -62,6 +64,6 @@ struct InodeGroups {
         let e = manifest.entries[i]
         guard case .file(let size, let hash, _) = e.kind else { preconditionFailure("entry \(i) is not a file") }
         let others = hardlinks[i].map { $0.map { manifest.entries[$0].path } } ?? []
-        return Group(file: e.path, hash: hash, size: size, metadata: e.metadata, paths: [e.path] + others)
+        return Group(file: e.path, hash: hash, size: size, metadata: e.metadata, otherNames: others)
     }
 }

@@ -70,7 +70,7 @@ public struct Planner {
         var taken = Set<ManifestPath>()
         for g in new.all {
             guard let oldID = old.inode(of: g.file), let og = old.group(file: oldID), og.hash == g.hash, og.size == g.size,
-                  !taken.contains(oldID), g.paths.allSatisfy({ old.inode(of: $0) == oldID }) else { continue }
+                  !taken.contains(oldID), g.otherNames.allSatisfy({ old.inode(of: $0) == oldID }) else { continue }
             kept[g.file] = oldID
             taken.insert(oldID)
         }
@@ -156,7 +156,7 @@ public struct Planner {
         for (position, hash) in order.enumerated() {
             for g in byHash[hash]! {
                 steps.append(.writeFile(to.entry(at: g.file)!))
-                for path in g.paths.dropFirst() { steps.append(.link(to.entry(at: path)!)) }
+                for path in g.otherNames { steps.append(.link(to.entry(at: path)!)) }
                 sinceCheckpoint += g.size
             }
             for released in (releasedAfter[position] ?? []).sorted() {
@@ -188,14 +188,18 @@ public struct Planner {
 
     func countChanges() -> ApplyPlan.Changes {
         var c = ApplyPlan.Changes()
-        ManifestDiff.forEachDifference(from: from, to: to) { old, new in
-            guard let old, let new else { return old == nil ? (c.created += 1) : (c.removed += 1) }
-            if !ManifestDiff.compare(old, new).isDisjoint(with: [.type, .content]) { c.replaced += 1 }
-            let a = old.metadata, b = new.metadata
-            if a.uid != b.uid || a.gid != b.gid { c.reowned += 1 }
-            if a.mode != b.mode { c.remoded += 1 }
-            if a.mtime != b.mtime { c.retimed += 1 }
-            if a.xattrs != b.xattrs { c.xattrsChanged += 1 }
+        ManifestDiff.forEachDifference(from: from, to: to) { difference in
+            switch difference {
+            case .added: c.created += 1
+            case .removed: c.removed += 1
+            case .changed(let change):
+                if !change.aspects.isDisjoint(with: [.type, .content]) { c.replaced += 1 }
+                let a = change.old.metadata, b = change.new.metadata
+                if a.uid != b.uid || a.gid != b.gid { c.reowned += 1 }
+                if a.mode != b.mode { c.remoded += 1 }
+                if a.mtime != b.mtime { c.retimed += 1 }
+                if a.xattrs != b.xattrs { c.xattrsChanged += 1 }
+            }
         }
         return c
     }
@@ -237,10 +241,11 @@ public struct Planner {
         var work = [ContentHash: Inode]()
         var allocated: UInt64 = existingStateBytes
         for g in old.all {
-            links[.old(g.file)] = g.paths.count
+            links[.old(g.file)] = 1 + g.otherNames.count
             sizes[.old(g.file)] = rounded(g.size)
             allocated += rounded(g.size)
-            for p in g.paths { at[p] = .old(g.file) }
+            at[g.file] = .old(g.file)
+            for p in g.otherNames { at[p] = .old(g.file) }
         }
         let directories = { (m: Manifest) in UInt64(m.entries.filter { $0.kind == .directory }.count) }
         allocated += directories(from) * directoryBytes

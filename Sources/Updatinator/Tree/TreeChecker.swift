@@ -1,4 +1,3 @@
-import Glibc
 
 /// Compares a tree (and optionally a repository's blobs) against a manifest and lists every difference.
 public struct TreeChecker {
@@ -32,9 +31,6 @@ public struct TreeChecker {
     /// paths (and what is beneath them). Files still as they were when `known` records them
     /// are not hashed again.
     func checkTree(root: String, known: [ManifestPath: KnownContent], excluding excluded: [ManifestPath] = []) throws -> [Finding] {
-        guard let rootStat = try Sys.lstatIfExists(root), rootStat.st_mode & S_IFMT == S_IFDIR else {
-            throw UpdError(.usage, "\(root) is not a directory")
-        }
         var comparison = TreeComparison(root: root, manifest: manifest, known: known, excluded: Set(excluded), workers: workers)
         try comparison.run()
         var findings = [Finding]()

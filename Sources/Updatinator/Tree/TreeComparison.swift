@@ -24,12 +24,7 @@ struct TreeComparison {
     /// Regular files whose content is to be hashed, with what the tree says of them otherwise.
     private var toHash = [(entry: ManifestEntry, size: UInt64)]()
     /// The names of each inode with more than one link, and each name's entry as a file.
-    private var multiplyLinked = [InodeKey: [(entry: ManifestEntry, hashed: Bool)]]()
-
-    private struct InodeKey: Hashable {
-        let device: UInt
-        let inode: UInt
-    }
+    private var multiplyLinked = [TreeScanner.InodeKey: [(entry: ManifestEntry, hashed: Bool)]]()
 
     init(root: String, manifest: Manifest, known: [ManifestPath: KnownContent], excluded: Set<ManifestPath>, workers: Int) {
         self.root = root
@@ -43,23 +38,7 @@ struct TreeComparison {
 
     /// Walks the tree; then `differences`, `unexpected` and `missing` say how it differs.
     mutating func run() throws {
-        var pending = [ManifestPath.root]
-        // (As given: a root named with a trailing slash is the directory a symlink there names.)
-        try visit(.root, try Sys.lstat(root))
-        while let directory = pending.popLast() {
-            for name in try TreeScanner.listDirectory(fs, directory) {
-                if directory.isRoot && name == ManifestPath.stateDirectoryName { continue }
-                let path = directory.appending(name)
-                if excluded.contains(path) { continue }
-                if let problem = ManifestPath.problem(with: path.bytes) {
-                    throw UpdError(.usage, "\(fs.display(path)): cannot be part of an image: \(problem)")
-                }
-                var st = stat()
-                if fs.withCString(path, { Glibc.lstat($0, &st) }) != 0 { throw UpdError.system("lstat", fs.display(path)) }
-                try visit(path, st)
-                if st.st_mode & S_IFMT == S_IFDIR { pending.append(path) }
-            }
-        }
+        try TreeScanner.walk(root: root, fs: fs, excluding: excluded) { try visit($0, $1, linkTarget: $2, xattrs: $3) }
         try hashPending()
         try compareMultiplyLinked()
     }
@@ -69,36 +48,17 @@ struct TreeComparison {
         manifest.entries.indices.filter { !seen[$0] }.map { manifest.entries[$0] }
     }
 
-    private mutating func visit(_ path: ManifestPath, _ st: stat) throws {
-        // The manifest parser refuses (uid_t)-1, which chown reads as "leave unchanged".
-        guard st.st_uid != uid_t.max, st.st_gid != gid_t.max else {
-            throw UpdError(.usage, "\(fs.display(path)): an owner or group of 4294967295 cannot be part of an image")
+    private mutating func visit(_ path: ManifestPath, _ st: stat, linkTarget: [UInt8], xattrs: [ExtendedAttribute]) throws {
+        let (metadata, special) = try TreeScanner.describe(path, st, linkTarget: linkTarget, xattrs: xattrs, fs: fs)
+        if let special { return compare(ManifestEntry(path: path, kind: special, metadata: metadata)) }
+        // A regular file: its hash, when not known, is the batch's to find.
+        let knownHash = known[path].flatMap { $0.matches(st) ? $0.hash : nil }
+        let entry = ManifestEntry(path: path, kind: .file(size: UInt64(st.st_size), hash: knownHash ?? .empty, blobSize: 0), metadata: metadata)
+        if st.st_nlink > 1 {
+            multiplyLinked[TreeScanner.InodeKey(st), default: []].append((entry, knownHash != nil))
+        } else {
+            try compareFile(entry, hashed: knownHash != nil)
         }
-        let metadata = Metadata(mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
-                                mtime: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec)),
-                                xattrs: try TreeScanner.readXattrs(fs, path))
-        let kind: EntryKind
-        switch st.st_mode & S_IFMT {
-        case S_IFDIR: kind = .directory
-        case S_IFLNK: kind = .symlink(target: try TreeScanner.readLink(fs, path))
-        case S_IFCHR: kind = .characterDevice(major: TreeScanner.major(st.st_rdev), minor: TreeScanner.minor(st.st_rdev))
-        case S_IFBLK: kind = .blockDevice(major: TreeScanner.major(st.st_rdev), minor: TreeScanner.minor(st.st_rdev))
-        case S_IFIFO: kind = .fifo
-        case S_IFREG:
-            // (Its hash, when not known, is the batch's to find.)
-            let knownHash = known[path].flatMap { $0.matches(st) ? $0.hash : nil }
-            let entry = ManifestEntry(path: path, kind: .file(size: UInt64(st.st_size), hash: knownHash ?? .empty, blobSize: 0),
-                                      metadata: metadata)
-            if st.st_nlink > 1 {
-                multiplyLinked[InodeKey(device: st.st_dev, inode: st.st_ino), default: []].append((entry, knownHash != nil))
-            } else {
-                try compareFile(entry, hashed: knownHash != nil)
-            }
-            return
-        default:
-            throw UpdError(.usage, "\(fs.display(path)): sockets and other special files cannot be part of an image")
-        }
-        compare(ManifestEntry(path: path, kind: kind, metadata: metadata))
     }
 
     /// Compares a file whose content is known, or hashes it first (in a batch with others).

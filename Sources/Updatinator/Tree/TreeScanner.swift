@@ -39,8 +39,8 @@ public struct TreeScanner {
     private struct Item {
         let path: ManifestPath
         let st: stat
-        var linkTarget: [UInt8] = []
-        var xattrs: [ExtendedAttribute] = []
+        let linkTarget: [UInt8]
+        let xattrs: [ExtendedAttribute]
     }
 
     /// Scans the tree into a manifest named `image` `version`; the new blobs are committed (see
@@ -54,10 +54,8 @@ public struct TreeScanner {
     /// `scan`, leaving the blobs it wrote to the caller to commit: their names do not exist until then.
     func scanUncommitted(image: String, version: String, created: Int64?) throws -> (Manifest, Statistics, BlobBatch?) {
         let fs = FileSystemPath(root: root)
-        guard let rootStat = try Sys.lstatIfExists(root), rootStat.st_mode & S_IFMT == S_IFDIR else {
-            throw UpdError(.usage, "\(root) is not a directory")
-        }
-        var items = try walk(fs)
+        var items = [Item]()
+        try Self.walk(root: root, fs: fs) { items.append(Item(path: $0, st: $1, linkTarget: $2, xattrs: $3)) }
         items.sort { $0.path < $1.path }
 
         // The first name of an inode (in path order) is its file entry; later names are hardlinks.
@@ -65,7 +63,7 @@ public struct TreeScanner {
         var fileIndices = [Int]()
         var hardlinkTargets = [Int: ManifestPath]()
         for (i, item) in items.enumerated() where item.st.st_mode & S_IFMT == S_IFREG {
-            let key = InodeKey(device: item.st.st_dev, inode: item.st.st_ino)
+            let key = InodeKey(item.st)
             if item.st.st_nlink > 1, let first = firstName[key] {
                 hardlinkTargets[i] = first
             } else {
@@ -81,49 +79,36 @@ public struct TreeScanner {
         entries.reserveCapacity(items.count)
         var resultIndex = 0
         for (i, item) in items.enumerated() {
-            // The manifest parser refuses (uid_t)-1, which chown reads as "leave unchanged".
-            guard item.st.st_uid != uid_t.max, item.st.st_gid != gid_t.max else {
-                throw UpdError(.usage, "\(fs.display(item.path)): an owner or group of 4294967295 cannot be part of an image")
-            }
-            let metadata = Metadata(mode: UInt32(item.st.st_mode & 0o7777), uid: item.st.st_uid, gid: item.st.st_gid,
-                                    mtime: Timestamp(seconds: Int64(item.st.st_mtim.tv_sec),
-                                                     nanoseconds: UInt32(item.st.st_mtim.tv_nsec)),
-                                    xattrs: item.xattrs)
-            let kind: EntryKind
-            switch item.st.st_mode & S_IFMT {
-            case S_IFDIR: kind = .directory
-            case S_IFLNK: kind = .symlink(target: item.linkTarget)
-            case S_IFCHR: kind = .characterDevice(major: Self.major(item.st.st_rdev), minor: Self.minor(item.st.st_rdev))
-            case S_IFBLK: kind = .blockDevice(major: Self.major(item.st.st_rdev), minor: Self.minor(item.st.st_rdev))
-            case S_IFIFO: kind = .fifo
-            case S_IFREG:
-                if let target = hardlinkTargets[i] {
-                    // (The target is an earlier entry: its inode's first name in path order.)
-                    let metadata = entries[Manifest.index(of: target, in: entries)!].metadata
-                    entries.append(ManifestEntry(path: item.path, kind: .hardlink(target: target), metadata: metadata))
-                    continue
-                }
+            let (metadata, special) = try Self.describe(item.path, item.st, linkTarget: item.linkTarget, xattrs: item.xattrs, fs: fs)
+            if let special {
+                entries.append(ManifestEntry(path: item.path, kind: special, metadata: metadata))
+            } else if let target = hardlinkTargets[i] {
+                // (The target is an earlier entry: its inode's first name in path order.)
+                let metadata = entries[Manifest.index(of: target, in: entries)!].metadata
+                entries.append(ManifestEntry(path: item.path, kind: .hardlink(target: target), metadata: metadata))
+            } else {
                 let r = results[resultIndex]
                 resultIndex += 1
-                kind = .file(size: UInt64(item.st.st_size), hash: r.hash, blobSize: r.blobSize)
+                entries.append(ManifestEntry(path: item.path, kind: .file(size: UInt64(item.st.st_size), hash: r.hash, blobSize: r.blobSize),
+                                             metadata: metadata))
                 if seen.insert(r.hash).inserted {
                     stats.contents += 1
                     stats.rawBytes += UInt64(item.st.st_size)
                     stats.blobBytes += r.blobSize
                 }
                 if r.isNew { stats.blobsNew += 1 }
-            default:
-                throw UpdError(.usage, "\(fs.display(item.path)): sockets and other special files cannot be part of an image")
             }
-            entries.append(ManifestEntry(path: item.path, kind: kind, metadata: metadata))
         }
         stats.blobsReused = blobs == nil ? 0 : stats.contents - stats.blobsNew
         return (Manifest(image: image, version: version, created: created, entries: entries), stats, batch)
     }
 
-    private struct InodeKey: Hashable {
+    /// An inode, by its filesystem and number.
+    struct InodeKey: Hashable {
         let device: UInt
         let inode: UInt
+
+        init(_ st: stat) { (device, inode) = (st.st_dev, st.st_ino) }
     }
 
     struct ContentResult {
@@ -135,32 +120,56 @@ public struct TreeScanner {
     static func major(_ dev: UInt) -> UInt32 { UInt32(truncatingIfNeeded: ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)) }
     static func minor(_ dev: UInt) -> UInt32 { UInt32(truncatingIfNeeded: (dev & 0xff) | ((dev >> 12) & ~0xff)) }
 
-    /// Lists every entry below the root, depth first, never following symlinks.
-    private func walk(_ fs: FileSystemPath) throws -> [Item] {
-        var items = [Item]()
+    /// Calls `visit` with every entry of the directory `root` (the root first), depth first,
+    /// never following symlinks, without the state directory and the `excluded` paths and what
+    /// is beneath them: its path, status, symlink target (empty for others) and extended attributes.
+    static func walk(root: String, fs: FileSystemPath, excluding excluded: Set<ManifestPath> = [],
+                     _ visit: (ManifestPath, stat, [UInt8], [ExtendedAttribute]) throws -> Void) throws {
+        // (As given: a root named with a trailing slash is the directory a symlink there names.)
+        guard let rootStat = try Sys.lstatIfExists(root), rootStat.st_mode & S_IFMT == S_IFDIR else {
+            throw UpdError(.usage, "\(root) is not a directory")
+        }
+        try visit(.root, rootStat, [], try readXattrs(fs, .root))
         var pending = [ManifestPath.root]
-        items.append(Item(path: .root, st: try Sys.lstat(root), xattrs: try Self.readXattrs(fs, .root)))
         while let directory = pending.popLast() {
-            for name in try Self.listDirectory(fs, directory) {
+            for name in try listDirectory(fs, directory) {
                 if directory.isRoot && name == ManifestPath.stateDirectoryName { continue }
                 let path = directory.appending(name)
+                if excluded.contains(path) { continue }
                 if let problem = ManifestPath.problem(with: path.bytes) {
                     throw UpdError(.usage, "\(fs.display(path)): cannot be part of an image: \(problem)")
                 }
                 var st = stat()
-                let rc = fs.withCString(path) { Glibc.lstat($0, &st) }
-                if rc != 0 { throw UpdError.system("lstat", fs.display(path)) }
-                var item = Item(path: path, st: st)
-                if st.st_mode & S_IFMT == S_IFLNK { item.linkTarget = try Self.readLink(fs, path) }
-                item.xattrs = try Self.readXattrs(fs, path)
-                items.append(item)
+                if fs.withCString(path, { Glibc.lstat($0, &st) }) != 0 { throw UpdError.system("lstat", fs.display(path)) }
+                try visit(path, st, st.st_mode & S_IFMT == S_IFLNK ? try readLink(fs, path) : [], try readXattrs(fs, path))
                 if st.st_mode & S_IFMT == S_IFDIR { pending.append(path) }
             }
         }
-        return items
     }
 
-    static func listDirectory(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [[UInt8]] {
+    /// The metadata of the entry at `path`, and its kind unless it is a regular file (whose
+    /// content, or first name, its caller finds). Refuses what cannot be part of an image.
+    static func describe(_ path: ManifestPath, _ st: stat, linkTarget: [UInt8], xattrs: [ExtendedAttribute],
+                         fs: FileSystemPath) throws -> (metadata: Metadata, kind: EntryKind?) {
+        // The manifest parser refuses (uid_t)-1, which chown reads as "leave unchanged".
+        guard st.st_uid != uid_t.max, st.st_gid != gid_t.max else {
+            throw UpdError(.usage, "\(fs.display(path)): an owner or group of 4294967295 cannot be part of an image")
+        }
+        let metadata = Metadata(mode: UInt32(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid,
+                                mtime: Timestamp(seconds: Int64(st.st_mtim.tv_sec), nanoseconds: UInt32(st.st_mtim.tv_nsec)),
+                                xattrs: xattrs)
+        switch st.st_mode & S_IFMT {
+        case S_IFDIR: return (metadata, .directory)
+        case S_IFLNK: return (metadata, .symlink(target: linkTarget))
+        case S_IFCHR: return (metadata, .characterDevice(major: major(st.st_rdev), minor: minor(st.st_rdev)))
+        case S_IFBLK: return (metadata, .blockDevice(major: major(st.st_rdev), minor: minor(st.st_rdev)))
+        case S_IFIFO: return (metadata, .fifo)
+        case S_IFREG: return (metadata, nil)
+        default: throw UpdError(.usage, "\(fs.display(path)): sockets and other special files cannot be part of an image")
+        }
+    }
+
+    private static func listDirectory(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [[UInt8]] {
         guard let dir = fs.withCString(path, { opendir($0) }) else { throw UpdError.system("opendir", fs.display(path)) }
         defer { closedir(dir) }
         var names = [[UInt8]]()
@@ -177,7 +186,7 @@ public struct TreeScanner {
         return names
     }
 
-    static func readLink(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [UInt8] {
+    private static func readLink(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
         let n = fs.withCString(path) { p in
             buffer.withUnsafeMutableBufferPointer { readlink(p, UnsafeMutableRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), $0.count) }
@@ -187,7 +196,7 @@ public struct TreeScanner {
     }
 
     /// Reads every extended attribute of an entry, sorted by name.
-    static func readXattrs(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [ExtendedAttribute] {
+    private static func readXattrs(_ fs: FileSystemPath, _ path: ManifestPath) throws -> [ExtendedAttribute] {
         try fs.withCString(path) { p -> [ExtendedAttribute] in
             var result = [ExtendedAttribute]()
             for nameBytes in try XattrNames.read(call: "llistxattr", display: fs.display(path), { llistxattr(p, $0, $1) }) {
