@@ -86,6 +86,23 @@ struct RandomManifests {
         #expect(ManifestWriter.write(parsed) == text)
     }
 
+    @Test func aLargeManifestIsWrittenInBoundedPieces() throws {
+        var random = RandomManifests(rng: SeededGenerator(seed: 7))
+        let manifest = random.manifest(entries: 3000)
+        var pieces = [[UInt8]]()
+        ManifestWriter.write(manifest) { pieces.append(Array($0)) }
+        let text = pieces.flatMap { $0 }
+        #expect(text.count > 3 * ManifestWriter.pieceSize)
+        #expect(pieces.count > 3)
+        // A piece ends after the entry that reaches the piece size: never more than one entry beyond.
+        let longestLine = text.split(separator: 10).map(\.count).max()!
+        #expect(pieces.allSatisfy { $0.count < ManifestWriter.pieceSize + longestLine + 1 })
+        #expect(try ManifestParser.parse(text) == manifest)
+        let measured = ManifestWriter.measure(manifest)
+        #expect(measured.byteCount == text.count)
+        #expect(measured.hash == Blake2b.hash(text))
+    }
+
     @Test func everyByteOfAPathSurvivesEscaping() throws {
         let all = (1...255).map(UInt8.init).filter { $0 != UInt8(ascii: "/") }
         let escaped = ByteEscaping.escape(all)

@@ -98,7 +98,7 @@ final class Deployer {
         }
         report.deltas = requests.filter { $0.delta != nil }.count
         try checkSpace(current: currentManifest, downloadBytes: requests.reduce(0) { $0 + $1.downloadBytes })
-        try Sys.writeFileAtomically(sysroot.manifestPath(of: name), signed.bytes)
+        try Sys.writeFileAtomically(sysroot.manifestPath(of: name), contents: signed.write)
         operation()
         try Sys.mkdirs(building, mode: 0o700)
         let tree = try RootedTree(root: building)

@@ -156,11 +156,11 @@ final class InPlaceApplier {
         // (Manifests' text is not kept: a large image's is tens of megabytes. The old manifest's
         // is made again from the parsed one where the state directory needs it.)
         installed = nil
-        let (oldHash, oldByteCount) = { (text: [UInt8]) in (Blake2b.hash(text).hex, text.count) }(ManifestWriter.write(old))
+        let (oldHash, oldByteCount) = ManifestWriter.measure(old)
 
         planned = try plannedManifests(old: old, resumed: journal != nil)
         let savesPlanned = planned.old != old || planned.new != target
-        let plannedBytes = savesPlanned ? ManifestWriter.write(planned.old).count + ManifestWriter.write(planned.new).count : 0
+        let plannedBytes = savesPlanned ? ManifestWriter.measure(planned.old).byteCount + ManifestWriter.measure(planned.new).byteCount : 0
         oldGroups = InodeGroups(planned.old)
         contentSizes = planned.old.contents.mapValues(\.size).merging(planned.new.contents.mapValues(\.size)) { a, _ in a }
         // A resumed apply plans with the delta index the first run saved.
@@ -199,7 +199,7 @@ final class InPlaceApplier {
         // The excess over the larger tree before anything changes; observed growth adds to it.
         peakBase = Int64(plan.oldTreeBytes) - Int64(max(plan.oldTreeBytes, plan.newTreeBytes))
 
-        var journalRecord = ApplyJournal(from: oldHash, to: targetHash, plan: plan.fingerprint, done: 0,
+        var journalRecord = ApplyJournal(from: oldHash.hex, to: targetHash, plan: plan.fingerprint, done: 0,
                                          downloadWindow: journal?.downloadWindow ?? plan.downloadWindow)
         if let journal {
             // The step list must be the one the journal counts: a different planner (an updated
@@ -227,11 +227,11 @@ final class InPlaceApplier {
             Sys.close(try state.open(StateDirectory.downloadsDirectory, in: tree, create: true)!)
         }
         if journal == nil {
-            try Sys.writeFileAtomically(in: applyFD, StateDirectory.fromName, display: state.fromManifest, ManifestWriter.write(old))
-            try Sys.writeFileAtomically(in: applyFD, StateDirectory.targetName, display: state.targetManifest, signed.bytes)
+            try Sys.writeFileAtomically(in: applyFD, StateDirectory.fromName, display: state.fromManifest) { try ManifestWriter.write(old, into: $0) }
+            try Sys.writeFileAtomically(in: applyFD, StateDirectory.targetName, display: state.targetManifest, contents: signed.write)
             if savesPlanned {
-                try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedFromName, display: state.plannedFrom, ManifestWriter.write(planned.old))
-                try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedToName, display: state.plannedTo, ManifestWriter.write(planned.new))
+                try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedFromName, display: state.plannedFrom) { try ManifestWriter.write(planned.old, into: $0) }
+                try Sys.writeFileAtomically(in: applyFD, StateDirectory.plannedToName, display: state.plannedTo) { try ManifestWriter.write(planned.new, into: $0) }
             }
             if let deltaIndex {
                 try Sys.writeFileAtomically(in: applyFD, StateDirectory.deltasName, display: state.deltaIndex, deltaIndex.encoded())

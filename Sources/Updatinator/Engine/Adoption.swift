@@ -67,7 +67,7 @@ extension UpdateEngine {
 
         var report = AdoptReport(entriesChecked: expected.entries.count)
         report.replaced = try installed.map { try ManifestParser.parse($0, source: state.installedManifest) }.map { "\($0.image) \($0.version)" }
-        try Sys.writeFileAtomically(in: stateFD, StateDirectory.installedName, display: state.installedManifest, target.bytes)
+        try Sys.writeFileAtomically(in: stateFD, StateDirectory.installedName, display: state.installedManifest, contents: target.write)
         return report
     }
 }

@@ -74,7 +74,7 @@ public enum UpdateEngine {
         }
         // An apply saves the planned manifests beside the images' when they differ.
         let plannedBytes = planned == (from.manifest, to.manifest) ? 0
-            : ManifestWriter.write(planned.old).count + ManifestWriter.write(planned.new).count
+            : ManifestWriter.measure(planned.old).byteCount + ManifestWriter.measure(planned.new).byteCount
         return try InPlaceApplier.plan(root: root, from: planned.old, fromBytes: from.bytes.count, to: planned.new,
                                        toBytes: to.bytes.count + plannedBytes, blobDirectories: resolved.blobDirectories,
                                        downloadWindow: downloads ? resolved.downloadWindow : nil,

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A manifest whose signature a keyring has verified: the only kind of manifest the engine installs.
 ///
 /// Only a `Keyring` makes one (its initializer is internal to the core), so a front end cannot
@@ -19,9 +21,11 @@ public struct VerifiedManifest: Sendable {
         self.signers = signers
     }
 
-    /// The exact bytes the signatures cover, made again from the manifest when asked for: the
-    /// text is not held, as it is tens of megabytes for a large image.
-    public var bytes: [UInt8] { ManifestWriter.write(manifest) }
+    /// Hands `sink` the exact bytes the signatures cover, made again from the manifest piece by
+    /// piece: the text is not held, as it is tens of megabytes for a large image.
+    public func write(into sink: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try ManifestWriter.write(manifest, into: sink)
+    }
 
     /// The image and version, as people name them: "olpc-ext3 445".
     public var name: String { "\(manifest.image) \(manifest.version)" }
@@ -45,7 +49,15 @@ extension Keyring {
     /// writer gives them back byte for byte, and a verified manifest need not hold them.
     private static func verified(_ bytes: [UInt8], signers: [String], source: String) throws -> VerifiedManifest {
         let manifest = try ManifestParser.parse(bytes, source: source)
-        guard ManifestWriter.write(manifest) == bytes else {
+        var offset = 0, same = true
+        bytes.withUnsafeBytes { signed in
+            ManifestWriter.write(manifest) { piece in
+                same = same && offset + piece.count <= signed.count
+                    && memcmp(signed.baseAddress! + offset, piece.baseAddress!, piece.count) == 0
+                offset += piece.count
+            }
+        }
+        guard same && offset == bytes.count else {
             throw UpdError(.corrupt, "\(source): not in the canonical form of a manifest")
         }
         return VerifiedManifest(manifest: manifest, bytes: bytes, signers: signers)

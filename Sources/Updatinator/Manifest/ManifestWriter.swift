@@ -1,17 +1,42 @@
 /// Writes a manifest in its canonical text form; the same manifest always gives the same bytes.
 public enum ManifestWriter {
+    /// The text is handed to a sink in pieces of about this many bytes.
+    static let pieceSize = 64 << 10
+
     public static func write(_ manifest: Manifest) -> [UInt8] {
         var out = [UInt8]()
-        out.reserveCapacity(128 + manifest.entries.count * 120)
-        func line(_ s: String) { out.append(contentsOf: s.utf8); out.append(10) }
+        write(manifest) { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// Writes the text to `sink` in pieces, so that a large image's text (tens of megabytes)
+    /// need not be held whole: it goes to a file or a hash as it is made.
+    public static func write(_ manifest: Manifest, into sink: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        var piece = [UInt8]()
+        piece.reserveCapacity(pieceSize + 1024)
+        func line(_ s: String) { piece.append(contentsOf: s.utf8); piece.append(10) }
         line("\(Manifest.formatTag) \(Manifest.formatVersion)")
         line("image \(manifest.image)")
         line("version \(manifest.version)")
         line("hash \(ContentHash.algorithm)")
         if let created = manifest.created { line("created \(created)") }
         line("entries \(manifest.entries.count)")
-        for entry in manifest.entries { appendEntry(entry, to: &out) }
-        return out
+        for entry in manifest.entries {
+            appendEntry(entry, to: &piece)
+            if piece.count >= pieceSize {
+                try piece.withUnsafeBytes(sink)
+                piece.removeAll(keepingCapacity: true)
+            }
+        }
+        if !piece.isEmpty { try piece.withUnsafeBytes(sink) }
+    }
+
+    /// The digest and length of the text, made in pieces.
+    public static func measure(_ manifest: Manifest) -> (hash: ContentHash, byteCount: Int) {
+        let hasher = Blake2b()
+        var count = 0
+        write(manifest) { hasher.update($0); count += $0.count }
+        return (hasher.finalize(), count)
     }
 
     static func appendEntry(_ e: ManifestEntry, to out: inout [UInt8]) {

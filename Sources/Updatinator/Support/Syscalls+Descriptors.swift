@@ -43,12 +43,18 @@ extension Sys {
     /// rename over the name (which replaces a symlink there instead of following it), fsync
     /// of the directory. A nil `mode` leaves the mode the filesystem gives (FAT refuses most).
     static func writeFileAtomically(in dirFD: Int32, _ name: String, display: String, _ bytes: [UInt8], mode: mode_t? = 0o644) throws {
+        try writeFileAtomically(in: dirFD, name, display: display, mode: mode) { sink in try bytes.withUnsafeBytes(sink) }
+    }
+
+    /// `writeFileAtomically` of what `contents` hands its sink, piece by piece.
+    static func writeFileAtomically(in dirFD: Int32, _ name: String, display: String, mode: mode_t? = 0o644,
+                                    contents: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let temporary = ".tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
         let created = openat(dirFD, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode ?? 0o644)
         guard created >= 0 else { throw UpdError.system("create", display) }
         let file = FileDescriptor(owning: created)
         do {
-            try bytes.withUnsafeBytes { try writeAll(file.rawValue, $0, path: display) }
+            try contents { try writeAll(file.rawValue, $0, path: display) }
             if let mode, fchmod(file.rawValue, mode) != 0 { throw UpdError.system("fchmod", display) }
             try fsync(file.rawValue, path: display)
             file.close()

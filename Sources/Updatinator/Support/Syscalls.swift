@@ -250,7 +250,12 @@ enum Sys {
 
     /// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync of the directory.
     static func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t? = 0o644) throws {
+        try writeFileAtomically(path, mode: mode) { sink in try bytes.withUnsafeBytes(sink) }
+    }
+
+    static func writeFileAtomically(_ path: String, mode: mode_t? = 0o644,
+                                    contents: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
         let directory = try openDirectory(parentDirectory(of: path))
-        try writeFileAtomically(in: directory.rawValue, fileName(of: path), display: path, bytes, mode: mode)
+        try writeFileAtomically(in: directory.rawValue, fileName(of: path), display: path, mode: mode, contents: contents)
     }
 }
