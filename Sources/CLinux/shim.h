@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <stdint.h>
 #include <linux/stat.h>
+#include <malloc.h>
 
 /* O_NOATIME needs _GNU_SOURCE, which Swift's Glibc module is not built with. */
 #ifdef O_NOATIME

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CLinux
 import Foundation
 import Logging
 import Updatinator
@@ -26,6 +27,11 @@ struct UpdatinatorCommand: ParsableCommand {
     /// error too (code `usage`), like every other failure. On the journal, the servers' log
     /// lines carry their priority like the rest.
     static func main() {
+        // glibc raises its mmap threshold to the size of each large block freed; blocks of that
+        // size (a manifest's text) then come from the heap and stay resident when freed. With a
+        // fixed threshold they go back to the system: an apply of a 100,000-file image peaks at
+        // 129 MiB, not 144. (At 256 KiB, every content read ahead was mapped anew: slower.)
+        _ = mallopt(M_MMAP_THRESHOLD, 4 << 20)
         if Console.isJournal { LoggingSystem.bootstrap { JournalLogHandler(label: $0) } }
         do {
             var command = try parseAsRoot()
