@@ -37,8 +37,6 @@ final class InPlaceApplier {
     /// `machine` leaves them to the apply (`MachinePaths.planned`); the images themselves when
     /// the whole tree is theirs.
     private var planned: (old: Manifest, new: Manifest)!
-    /// The raw size of every content of both images.
-    private var contentSizes = [ContentHash: UInt64]()
     private lazy var targetContents = Set(planned.new.contents.keys)
     /// The inodes of both images, for counting the names a kept file may have.
     private lazy var newGroups = InodeGroups(planned.new)
@@ -68,8 +66,9 @@ final class InPlaceApplier {
     /// new image after its last checkpoint, found intact there: the steps it redoes copy them
     /// from that path instead of downloading them again.
     private var writtenEarlier = [ContentHash: ManifestPath]()
-    /// The contents the plan keeps a copy of in the work area: only these can be there.
-    private var preservedContents = Set<ContentHash>()
+    /// The contents the plan keeps a copy of in the work area (only these can be there), with
+    /// their sizes: the old contents the writes copy and the bases of the deltas.
+    private var preserved = [ContentHash: UInt64]()
     /// The contents the writes take from the blob directories, read ahead on another thread.
     private var prefetch: ContentPrefetch?
     private var writeback: EarlyWriteback?
@@ -162,7 +161,6 @@ final class InPlaceApplier {
         let savesPlanned = planned.old != old || planned.new != target
         let plannedBytes = savesPlanned ? ManifestWriter.measure(planned.old).byteCount + ManifestWriter.measure(planned.new).byteCount : 0
         oldGroups = InodeGroups(planned.old)
-        contentSizes = planned.old.contents.mapValues(\.size).merging(planned.new.contents.mapValues(\.size)) { a, _ in a }
         // A resumed apply plans with the delta index the first run saved.
         if journal != nil {
             deltaIndex = try Sys.readFileIfExists(in: applyFD, StateDirectory.deltasName, display: state.deltaIndex, limit: DeltaIndex.maxBytes)
@@ -191,9 +189,9 @@ final class InPlaceApplier {
             throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(space.free); nothing was changed")
         }
         report.plannedPeakExtraDisk = plan.peakExtraDisk
-        preservedContents = Set(plan.steps.compactMap { step in
-            if case .preserve(let hash, _) = step { hash } else { nil }
-        })
+        for case .preserve(let hash, let path) in plan.steps {
+            if case .file(let size, _, _)? = planned.old.entry(at: path)?.kind { preserved[hash] = size }
+        }
         report.bytesReused = plan.bytesReused
         startUsed = space.used
         // The excess over the larger tree before anything changes; observed growth adds to it.
@@ -261,7 +259,7 @@ final class InPlaceApplier {
         totalSteps = plan.steps.count
         if let fetcher, !requests.isEmpty {
             progress.watch(fetcher, downloading: requests)
-            downloads = try sources.downloads(requests, batches: batches, groups: true, target: target, baseSizes: contentSizes,
+            downloads = try sources.downloads(requests, batches: batches, groups: true, target: target, baseSizes: preserved,
                                               directory: state.downloads, window: plan.downloadWindow ?? 0)
             progress.downloads = downloads
         }
@@ -388,7 +386,7 @@ final class InPlaceApplier {
                 guard let dir = try dirs!.directory(name.parent) else { continue }
                 if isSame(try RootedTree.status(dir, name.name, display: tree.display(name))) { count += 1 }
             }
-            if workFD >= 0, preservedContents.contains(hash),
+            if workFD >= 0, preserved[hash] != nil,
                isSame(try RootedTree.status(workFD, Array(hash.hex.utf8), display: "\(state.work)/\(hash.hex)")) { count += 1 }
             return count
         }
@@ -400,7 +398,7 @@ final class InPlaceApplier {
         let window = ContentPrefetch.defaultWindow
         let planned = steps.compactMap { step -> (hash: ContentHash, size: UInt64)? in
             guard case .writeFile(let e) = step, case .file(let size, let hash, _) = e.kind, size > 0, size <= window,
-                  !preservedContents.contains(hash), !downloading.contains(hash) else { return nil }
+                  preserved[hash] == nil, !downloading.contains(hash) else { return nil }
             return (hash, size)
         }
         if !planned.isEmpty && !blobDirectories.isEmpty {
@@ -465,7 +463,7 @@ final class InPlaceApplier {
     private func execute(_ step: ApplyStep) throws {
         switch step {
         case .preserve(let hash, let path):
-            let size = contentSizes[hash] ?? 0
+            let size = preserved[hash] ?? 0
             try tree.inParent(of: path) { fd, name in
                 let rc = tree.withName(name) { n in tree.withName(Array(hash.hex.utf8)) { linkat(fd, n, workFD, $0, 0) } }
                 if rc != 0 && errno != EEXIST && errno != ENOENT { throw UpdError.system("link", tree.display(path)) }
@@ -645,7 +643,7 @@ final class InPlaceApplier {
 
     /// Streams the work area's copy of a content to `sink`, reading no more than its size.
     private func readPreserved(_ hash: ContentHash, size: UInt64, sink: (UnsafeRawBufferPointer) throws -> Void) throws -> ContentChain.LocalCopy {
-        guard preservedContents.contains(hash) else { return .absent }
+        guard preserved[hash] != nil else { return .absent }
         let name = Array(hash.hex.utf8)
         // O_NONBLOCK: a fifo planted where a file was must not hang the apply.
         let fd = tree.withName(name) { openat(workFD, $0, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
@@ -659,7 +657,7 @@ final class InPlaceApplier {
     /// The sources of the files this apply writes: the work area, the downloads, the blob
     /// directories (made once, when the downloads and the read-ahead have started).
     private func makeContentChain() -> ContentChain {
-        ContentChain(local: { [unowned self] in try readLocal($0, size: $1, sink: $2) }, localSizes: contentSizes,
+        ContentChain(local: { [unowned self] in try readLocal($0, size: $1, sink: $2) }, localSizes: preserved,
                      downloads: downloads, blobDirectories: blobDirectories, whileWaiting: { [unowned self] in try reportProgress() },
                      fetchOne: sources.fetchOne(target: target, directory: state.downloads + "/fallback"),
                      onFallback: { [unowned self] in report.addFallback($0, $1) }, prefetched: prefetch)

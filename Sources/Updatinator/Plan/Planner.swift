@@ -81,16 +81,16 @@ public struct Planner {
     /// old tree, when it is smaller than the blob and no blob directory has the content.
     func chooseDeltas(old: InodeGroups) throws -> [ContentHash: DeltaIndex.Delta] {
         let oldHashes = Set(old.all.filter { $0.size > 0 }.map(\.hash))
-        let contents = to.contents
         var chosen = [ContentHash: DeltaIndex.Delta]()
         if batches {
+            let contents = to.contents
             for (hash, match) in DeltaBases.match(from: from, to: to) where try BlobSource.find(hash, in: blobDirectories) == nil {
                 chosen[hash] = DeltaIndex.Delta(base: match.base, bytes: contents[hash]!.blobSize)
             }
             return chosen
         }
         guard let deltaIndex else { return [:] }
-        for (hash, sizes) in contents where sizes.size > 0 && !oldHashes.contains(hash) {
+        for (hash, sizes) in to.contents where sizes.size > 0 && !oldHashes.contains(hash) {
             guard let delta = deltaIndex.cheapest(into: hash, from: oldHashes.contains), delta.bytes < sizes.blobSize,
                   try BlobSource.find(hash, in: blobDirectories) == nil else { continue }
             chosen[hash] = delta
@@ -104,15 +104,15 @@ public struct Planner {
         let writes = Array(new.all.filter { kept[$0.file] == nil })
 
         // Old contents that new files need, kept safe from the removals and replacements below.
-        var oldHolder = [ContentHash: ManifestPath]()
+        var oldHolder = [ContentHash: (path: ManifestPath, size: UInt64)]()
         for g in old.all where g.size > 0 {
-            if oldHolder[g.hash] == nil { oldHolder[g.hash] = g.file }
+            if oldHolder[g.hash] == nil { oldHolder[g.hash] = (g.file, g.size) }
         }
         // ... and the bases of the chosen deltas (a delta against no base needs none).
         let bases = deltas.compactMapValues { $0.base == .empty ? nil : $0.base }
         let copied = Set(writes.map(\.hash)).filter { oldHolder[$0] != nil }
         let preserved = copied.union(bases.values)
-        for hash in preserved.sorted() { steps.append(.preserve(hash, from: oldHolder[hash]!)) }
+        for hash in preserved.sorted() { steps.append(.preserve(hash, from: oldHolder[hash]!.path)) }
         steps.append(.checkpoint)
 
         for e in from.entries.reversed() where !e.path.isRoot {
@@ -144,7 +144,6 @@ public struct Planner {
         }
         var releasedAfter = [Int: [ContentHash]]()
         for (hash, position) in lastUse { releasedAfter[position, default: []].append(hash) }
-        let oldSizes = from.contents
         var sinceCheckpoint: UInt64 = 0
         var pendingReleases = [ContentHash]()
         func checkpoint() {
@@ -161,7 +160,7 @@ public struct Planner {
             }
             for released in (releasedAfter[position] ?? []).sorted() {
                 pendingReleases.append(released)
-                sinceCheckpoint += oldSizes[released]!.size
+                sinceCheckpoint += oldHolder[released]!.size
             }
             if sinceCheckpoint >= (pendingReleases.isEmpty ? Self.checkpointBytes : Self.releaseCheckpointBytes) { checkpoint() }
         }
@@ -208,9 +207,8 @@ public struct Planner {
     func account(_ plan: inout ApplyPlan, old: InodeGroups, new: InodeGroups) throws {
         let oldHashes = Set(old.all.map(\.hash))
         var counted = Set<ContentHash>()
-        let blobSizes = to.contents
         for step in plan.steps {
-            guard case .writeFile(let e) = step, case .file(let size, let hash, _) = e.kind else { continue }
+            guard case .writeFile(let e) = step, case .file(let size, let hash, let blobSize) = e.kind else { continue }
             plan.bytesToWrite += size
             if size == 0 || oldHashes.contains(hash) {
                 plan.bytesReused += size
@@ -221,7 +219,7 @@ public struct Planner {
                 plan.contentsFromBlobs += 1
                 plan.bytesFromBlobs += size
             } else {
-                plan.missing[hash] = plan.deltas[hash]?.bytes ?? blobSizes[hash]?.blobSize ?? 0
+                plan.missing[hash] = plan.deltas[hash]?.bytes ?? blobSize
             }
         }
         let kept = keptGroups(old: old, new: new)
