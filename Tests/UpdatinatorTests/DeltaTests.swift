@@ -304,6 +304,8 @@ import Testing
             if version == "2" {
                 let deltas = try #require(r.stdout.firstMatch(of: /\((\d+) deltas\)/)?.1)
                 #expect(Int(deltas)! > 0, "\(r.stdout)")
+                // Each delta was patched against its base in the current deployment, none fetched whole instead.
+                #expect(!r.stderr.contains("warning"), "\(r.stderr)")
             }
         }
         #expect(try CLI.run(["fsck", "--tree", sysroot + "/current/", "--manifest", samples.manifest("olpc-ext3", "2")]).status == 0)

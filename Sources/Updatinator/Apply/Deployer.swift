@@ -97,6 +97,11 @@ final class Deployer {
             }
         }
         report.deltas = requests.filter { $0.delta != nil }.count
+        // The sizes of the deltas' bases, which come from the current deployment.
+        var baseSizes = [ContentHash: UInt64]()
+        for case let base? in requests.map(\.delta?.base) {
+            if let path = currentPaths[base], case .file(let size, _, _)? = currentManifest.entry(at: path)?.kind { baseSizes[base] = size }
+        }
         try checkSpace(current: currentManifest, downloadBytes: requests.reduce(0) { $0 + $1.downloadBytes })
         try Sys.writeFileAtomically(sysroot.manifestPath(of: name), contents: signed.write)
         operation()
@@ -116,7 +121,7 @@ final class Deployer {
             }
         }
 
-        var usedInodes = Set<[UInt64]>()
+        var usedInodes = Set<TreeScanner.InodeKey>()
         // The files this build wrote, each verified as it was written, for the final check.
         var written = [ManifestPath: KnownContent]()
         let dirs = DirectoryCursor(tree)
@@ -125,7 +130,7 @@ final class Deployer {
         let chain = ContentChain(local: { hash, size, sink in
             guard let currentDirs, let path = currentPaths[hash] else { return .absent }
             return try Self.read(from: currentDirs, path, hash: hash, size: size, sink: sink)
-        }, localSizes: current?.manifest.contents.mapValues(\.size) ?? [:], downloads: downloads,
+        }, localSizes: baseSizes, downloads: downloads,
            blobDirectories: sources.blobDirectories + [sysroot.blobCache],
            whileWaiting: { try progress.report(entriesDone, of: entryCount) },
            fetchOne: sources.fetchOne(target: target, directory: sysroot.downloads + "/fallback"),
@@ -214,7 +219,7 @@ final class Deployer {
     /// the manifest's is normal. A hardlink planted there to an outside file is harmless: the
     /// build never changes a linked file's metadata (it links only when the metadata is equal),
     /// and the check of the whole built tree refuses a content that is not the manifest's.
-    private func link(_ e: ManifestEntry, from current: DirectoryCursor, into dirs: DirectoryCursor, used: inout Set<[UInt64]>) throws -> Bool {
+    private func link(_ e: ManifestEntry, from current: DirectoryCursor, into dirs: DirectoryCursor, used: inout Set<TreeScanner.InodeKey>) throws -> Bool {
         // (Where the current deployment has no such directory, or a symlink in its place, there is nothing to link.)
         guard case .file(let size, _, _) = e.kind, let sourceDir = (try? current.directory(e.path.parent)) ?? nil else { return false }
         let n = e.path.name
@@ -223,7 +228,7 @@ final class Deployer {
               UInt64(st.st_size) == size, UInt32(st.st_mode & 0o7777) == e.metadata.mode & 0o7777,
               st.st_uid == e.metadata.uid, st.st_gid == e.metadata.gid, Int64(st.st_mtim.tv_sec) == e.metadata.mtime.seconds,
               UInt32(st.st_mtim.tv_nsec) == e.metadata.mtime.nanoseconds,
-              used.insert([UInt64(st.st_dev), UInt64(st.st_ino)]).inserted else { return false }
+              used.insert(TreeScanner.InodeKey(st)).inserted else { return false }
         let (fd, _) = try dirs.parent(of: e.path)
         if dirs.tree.withName(n, { linkat(sourceDir, $0, fd, $0, 0) }) != 0 { throw UpdError.system("link", dirs.tree.display(e.path)) }
         return true
