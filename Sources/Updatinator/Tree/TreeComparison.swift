@@ -23,8 +23,22 @@ struct TreeComparison {
     private var seen: [Bool]
     /// Regular files whose content is to be hashed, with what the tree says of them otherwise.
     private var toHash = [(entry: ManifestEntry, size: UInt64)]()
-    /// The names of each inode with more than one link, and each name's entry as a file.
-    private var multiplyLinked = [TreeScanner.InodeKey: [(entry: ManifestEntry, hashed: Bool)]]()
+    /// Each inode with more than one link: its first name in path order so far, as a file, and
+    /// its other names.
+    private var multiplyLinked = [TreeScanner.InodeKey: Names]()
+
+    private struct Names {
+        var file: ManifestEntry
+        /// Whether the file's entry has the content's hash (else it is to be hashed).
+        var hashed: Bool
+        var others = [ManifestPath]()
+
+        mutating func add(_ entry: ManifestEntry, hashed: Bool) {
+            guard entry.path < file.path else { return others.append(entry.path) }
+            others.append(file.path)
+            (file, self.hashed) = (entry, hashed)
+        }
+    }
 
     init(root: String, manifest: Manifest, known: [ManifestPath: KnownContent], excluded: Set<ManifestPath>, workers: Int) {
         self.root = root
@@ -55,7 +69,12 @@ struct TreeComparison {
         let knownHash = known[path].flatMap { $0.matches(st) ? $0.hash : nil }
         let entry = ManifestEntry(path: path, kind: .file(size: UInt64(st.st_size), hash: knownHash ?? .empty, blobSize: 0), metadata: metadata)
         if st.st_nlink > 1 {
-            multiplyLinked[TreeScanner.InodeKey(st), default: []].append((entry, knownHash != nil))
+            let key = TreeScanner.InodeKey(st)
+            if multiplyLinked[key] == nil {
+                multiplyLinked[key] = Names(file: entry, hashed: knownHash != nil)
+            } else {
+                multiplyLinked[key]!.add(entry, hashed: knownHash != nil)
+            }
         } else {
             try compareFile(entry, hashed: knownHash != nil)
         }
@@ -91,13 +110,12 @@ struct TreeComparison {
     /// The names of each inode with several links: the first in path order is a file, the
     /// others hardlinks to it, with its metadata.
     private mutating func compareMultiplyLinked() throws {
-        let inodes = multiplyLinked.values.map { $0.sorted { $0.entry.path < $1.entry.path } }
+        let inodes = multiplyLinked.values
         multiplyLinked = [:]
         for names in inodes {
-            let file = names[0].entry
-            try compareFile(file, hashed: names[0].hashed)
-            for name in names.dropFirst() {
-                compare(ManifestEntry(path: name.entry.path, kind: .hardlink(target: file.path), metadata: file.metadata))
+            try compareFile(names.file, hashed: names.hashed)
+            for path in names.others {
+                compare(ManifestEntry(path: path, kind: .hardlink(target: names.file.path), metadata: names.file.metadata))
             }
         }
         try hashPending()
