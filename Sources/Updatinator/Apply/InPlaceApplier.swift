@@ -91,6 +91,12 @@ final class InPlaceApplier {
 
     deinit { for fd in [stateFD, applyFD, workFD] where fd >= 0 { Sys.close(fd) } }
 
+    /// The bytes of the planned manifests the state directory keeps beside the images' (counted
+    /// with the new image's in the plan): none when they are the images themselves.
+    static func plannedManifestBytes(_ planned: (old: Manifest, new: Manifest), images: (old: Manifest, new: Manifest)) -> Int {
+        planned == images ? 0 : ManifestWriter.measure(planned.old).byteCount + ManifestWriter.measure(planned.new).byteCount
+    }
+
     /// Plans the move from the installed (or given) manifest, without changing anything.
     static func plan(root: String, from: Manifest, fromBytes: Int, to: Manifest, toBytes: Int,
                             blobDirectories: [String], downloadWindow: UInt64? = nil, deltaIndex: DeltaIndex? = nil,
@@ -158,8 +164,8 @@ final class InPlaceApplier {
         let (oldHash, oldByteCount) = ManifestWriter.measure(old)
 
         planned = try plannedManifests(old: old, resumed: journal != nil)
-        let savesPlanned = planned.old != old || planned.new != target
-        let plannedBytes = savesPlanned ? ManifestWriter.measure(planned.old).byteCount + ManifestWriter.measure(planned.new).byteCount : 0
+        let plannedBytes = Self.plannedManifestBytes(planned, images: (old, target))
+        let savesPlanned = plannedBytes > 0  // (a manifest's text is never empty)
         oldGroups = InodeGroups(planned.old)
         // A resumed apply plans with the delta index the first run saved.
         if journal != nil {

@@ -72,9 +72,7 @@ public enum UpdateEngine {
             let merged = try machine.planned(root: root, old: from.manifest, new: to.manifest)
             planned = (merged.old, merged.new)
         }
-        // An apply saves the planned manifests beside the images' when they differ.
-        let plannedBytes = planned == (from.manifest, to.manifest) ? 0
-            : ManifestWriter.measure(planned.old).byteCount + ManifestWriter.measure(planned.new).byteCount
+        let plannedBytes = InPlaceApplier.plannedManifestBytes(planned, images: (from.manifest, to.manifest))
         return try InPlaceApplier.plan(root: root, from: planned.old, fromBytes: from.bytes.count, to: planned.new,
                                        toBytes: to.bytes.count + plannedBytes, blobDirectories: resolved.blobDirectories,
                                        downloadWindow: downloads ? resolved.downloadWindow : nil,

@@ -1,4 +1,3 @@
-
 /// Compares a tree (and optionally a repository's blobs) against a manifest and lists every difference.
 public struct TreeChecker {
     /// One difference, described for a person.
