@@ -103,15 +103,25 @@ public struct Planner {
         let kept = keptGroups(old: old, new: new)
         let writes = Array(new.all.filter { kept[$0.file] == nil })
 
-        // Old contents that new files need, kept safe from the removals and replacements below.
-        var oldHolder = [ContentHash: (path: ManifestPath, size: UInt64)]()
-        for g in old.all where g.size > 0 {
-            if oldHolder[g.hash] == nil { oldHolder[g.hash] = (g.file, g.size) }
+        // Contents grouped together (kept in the order first met; made before the steps that
+        // come first, which need to know what is written).
+        var byHash = [ContentHash: [InodeGroups.Group]]()
+        var order = [ContentHash]()
+        for g in writes {
+            if byHash[g.hash] == nil { order.append(g.hash) }
+            byHash[g.hash, default: []].append(g)
         }
-        // ... and the bases of the chosen deltas (a delta against no base needs none).
+        // Old contents that new files need, kept safe from the removals and replacements below,
+        // and the bases of the chosen deltas (a delta against no base needs none). Only these
+        // old contents are held here, not every content of the old image.
         let bases = deltas.compactMapValues { $0.base == .empty ? nil : $0.base }
-        let copied = Set(writes.map(\.hash)).filter { oldHolder[$0] != nil }
-        let preserved = copied.union(bases.values)
+        let baseHashes = Set(bases.values)
+        var oldHolder = [ContentHash: (path: ManifestPath, size: UInt64)]()
+        for g in old.all where g.size > 0 && oldHolder[g.hash] == nil && (byHash[g.hash] != nil || baseHashes.contains(g.hash)) {
+            oldHolder[g.hash] = (g.file, g.size)
+        }
+        let copied = Set(byHash.keys.filter { oldHolder[$0] != nil })
+        let preserved = copied.union(baseHashes)
         for hash in preserved.sorted() { steps.append(.preserve(hash, from: oldHolder[hash]!.path)) }
         steps.append(.checkpoint)
 
@@ -126,13 +136,6 @@ public struct Planner {
             steps.append(.makeDirectory(e.path))
         }
 
-        // Contents grouped together; preserved ones first, so their space is released early.
-        var byHash = [ContentHash: [InodeGroups.Group]]()
-        var order = [ContentHash]()
-        for g in writes {
-            if byHash[g.hash] == nil { order.append(g.hash) }
-            byHash[g.hash, default: []].append(g)
-        }
         // Copies of old contents first, then patched contents, then the rest, each in path order
         // (the order of a version's pack); each preserved content is released after its last use.
         let patched = order.filter { deltas[$0] != nil }
@@ -231,36 +234,46 @@ public struct Planner {
     }
 
     /// Walks the steps, tracking every inode's links and the bytes allocated, for the peak.
+    /// It holds only what the steps change: an old path's inode, and an old inode's links and
+    /// size, are otherwise the old image's.
     func simulateDisk(_ plan: inout ApplyPlan, old: InodeGroups, new: InodeGroups) {
         enum Inode: Hashable { case old(ManifestPath), new(ManifestPath) }
+        var at = [ManifestPath: Inode?]()
         var links = [Inode: Int]()
-        var sizes = [Inode: UInt64]()
-        var at = [ManifestPath: Inode]()
+        var newSizes = [ManifestPath: UInt64]()
         var work = [ContentHash: Inode]()
-        var allocated: UInt64 = existingStateBytes
-        for g in old.all {
-            links[.old(g.file)] = 1 + g.otherNames.count
-            sizes[.old(g.file)] = rounded(g.size)
-            allocated += rounded(g.size)
-            at[g.file] = .old(g.file)
-            for p in g.otherNames { at[p] = .old(g.file) }
+        func current(at path: ManifestPath) -> Inode? {
+            if let changed = at[path] { return changed }
+            return old.inode(of: path).map(Inode.old)
         }
-        let directories = { (m: Manifest) in UInt64(m.entries.filter { $0.kind == .directory }.count) }
-        allocated += directories(from) * directoryBytes
+        func linkCount(_ inode: Inode) -> Int {
+            if let n = links[inode] { return n }
+            guard case .old(let file) = inode, let g = old.group(file: file) else { return 0 }
+            return 1 + g.otherNames.count
+        }
+        func size(_ inode: Inode) -> UInt64 {
+            switch inode {
+            case .old(let file): return rounded(old.group(file: file)!.size)
+            case .new(let path): return newSizes[path]!
+            }
+        }
+        let directories = { (m: Manifest) in UInt64(m.entries.reduce(0) { $0 + ($1.kind == .directory ? 1 : 0) }) }
         plan.oldTreeBytes = old.all.reduce(0) { $0 + rounded($1.size) } + directories(from) * directoryBytes
         plan.newTreeBytes = new.all.reduce(0) { $0 + rounded($1.size) } + directories(to) * directoryBytes
+        var allocated = existingStateBytes + plan.oldTreeBytes
         let start = allocated
         let floor = max(plan.oldTreeBytes, plan.newTreeBytes) + existingStateBytes
         var highest = allocated
 
         func unlink(_ inode: Inode?) {
-            guard let inode, let n = links[inode] else { return }
+            guard let inode else { return }
+            let n = linkCount(inode)
             links[inode] = n - 1
-            if n == 1 { allocated -= sizes[inode]! }
+            if n == 1 { allocated -= size(inode) }
         }
         func replace(_ path: ManifestPath, with inode: Inode?) {
-            unlink(at[path])
-            at[path] = inode
+            unlink(current(at: path))
+            at[path] = .some(inode)
         }
         // The state directory's copies of both manifests and the journal.
         allocated += rounded(fromManifestBytes) + rounded(toManifestBytes) + journalBytes
@@ -270,8 +283,9 @@ public struct Planner {
         for (index, step) in plan.steps.enumerated() {
             switch step {
             case .preserve(let hash, let path):
-                work[hash] = at[path]
-                links[at[path]!]! += 1
+                let inode = current(at: path)!
+                work[hash] = inode
+                links[inode] = linkCount(inode) + 1
             case .remove(let path, let directory):
                 replace(path, with: nil)
                 if directory { allocated -= directoryBytes }
@@ -280,14 +294,14 @@ public struct Planner {
             case .writeFile(let e):
                 let inode = Inode.new(e.path)
                 let size = rounded(ManifestDiff.fileSize(e))
-                sizes[inode] = size
+                newSizes[e.path] = size
                 links[inode] = 1
                 allocated += size   // the temporary file, before it replaces the old entry
                 highest = max(highest, allocated + downloads.held)
                 replace(e.path, with: inode)
             case .link(let e):
-                guard case .hardlink(let target) = e.kind, let inode = at[target] else { continue }
-                links[inode]! += 1
+                guard case .hardlink(let target) = e.kind, let inode = current(at: target) else { continue }
+                links[inode] = linkCount(inode) + 1
                 replace(e.path, with: inode)
             case .makeSpecial(let e):
                 replace(e.path, with: nil)
