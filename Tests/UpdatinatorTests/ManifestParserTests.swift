@@ -84,6 +84,25 @@ import Testing
         #expect(m.entries[3].metadata == m.entries[2].metadata)
     }
 
+    /// A manifest parsed beside another (an apply's old image beside its new one) takes the
+    /// other's bytes for every path both have, and a hardlink its file's: each is held once.
+    @Test func aManifestParsedBesideAnotherHoldsTheSharedPathsOnce() throws {
+        let new = try ManifestParser.parse(Array(Self.manifest([Self.root, "/a d 0755 0 0 1.000000000", "/a/x d 0755 0 0 1.000000000", Self.usr, Self.file]).utf8))
+        let text = Array(Self.manifest([Self.root, "/a d 0755 0 0 1.000000000", "/b d 0755 0 0 1.000000000", Self.usr,
+                                        "/usr/e f 0644 0 0 2.000000000 5 \(Self.hash) 13", "/usr/f h /usr/e"]).utf8)
+        let old = try ManifestParser.parse(text, sharingPathsWith: new)
+        #expect(old == (try ManifestParser.parse(text)))
+        func storage(_ path: ManifestPath) -> UnsafeRawPointer? { path.bytes.withUnsafeBytes { $0.baseAddress } }
+        func inNew(_ path: String) -> ManifestPath { new.entry(at: try! ManifestPath(path))!.path }
+        for shared in ["/", "/a", "/usr", "/usr/f"] {
+            #expect(storage(old.entry(at: try ManifestPath(shared))!.path) == storage(inNew(shared)), "\(shared)")
+        }
+        let own = storage(old.entry(at: try ManifestPath("/b"))!.path)
+        #expect(!new.entries.contains { storage($0.path) == own })
+        guard case .hardlink(let target) = old.entries[5].kind else { Issue.record("not a hardlink"); return }
+        #expect(storage(target) == storage(old.entries[4].path))
+    }
+
     /// A symlink's target may start with "x:", as an extended attribute does: one without a
     /// literal '=' is the target. A tree with such a link is scanned into a manifest that parses.
     @Test func aSymlinkTargetStartingLikeAnExtendedAttributeIsTheTarget() throws {

@@ -73,7 +73,7 @@ final class Deployer {
     private func build(_ name: String) throws {
         let building = "\(sysroot.deployments)/.building-\(name)"
         let current = sysroot.link("current").flatMap { name -> (tree: RootedTree, manifest: Manifest)? in
-            guard let manifest = try? sysroot.manifest(of: name), let tree = try? RootedTree(root: sysroot.tree(of: name)) else { return nil }
+            guard let manifest = try? sysroot.manifest(of: name, sharingPathsWith: target), let tree = try? RootedTree(root: sysroot.tree(of: name)) else { return nil }
             return (tree, manifest)
         }
         let currentManifest = current?.manifest ?? Manifest(image: target.image, version: target.version, entries: [])

@@ -149,12 +149,12 @@ final class InPlaceApplier {
             guard Blake2b.hash(bytes).hex == journal.from else {
                 throw UpdError(.corrupt, "\(state.fromManifest): does not match the journal")
             }
-            old = try ManifestParser.parse(bytes, source: state.fromManifest)
+            old = try ManifestParser.parse(bytes, source: state.fromManifest, sharingPathsWith: target)
             report.resumed = true
         } else if let from {
             old = from
         } else if let installed {
-            old = try ManifestParser.parse(installed, source: state.installedManifest)
+            old = try ManifestParser.parse(installed, source: state.installedManifest, sharingPathsWith: target)
         } else {
             throw state.nothingInstalled
         }
@@ -312,7 +312,8 @@ final class InPlaceApplier {
             guard let to = try Sys.readFileIfExists(in: applyFD, StateDirectory.plannedToName, display: state.plannedTo, limit: ManifestParser.maxManifestBytes) else {
                 throw UpdError(.corrupt, "\(state.plannedTo): missing, though \(state.plannedFrom) is there")
             }
-            return (try ManifestParser.parse(from, source: state.plannedFrom), try ManifestParser.parse(to, source: state.plannedTo))
+            let plannedOld = try ManifestParser.parse(from, source: state.plannedFrom, sharingPathsWith: target)
+            return (plannedOld, try ManifestParser.parse(to, source: state.plannedTo, sharingPathsWith: plannedOld))
         }
         if resumed || machine.isNone { return (old, target) }
         let merged = try machine.planned(root: root, old: old, new: target)

@@ -121,8 +121,9 @@ public final class Sysroot {
         return names.sorted { (began[$0]!, $0) > (began[$1]!, $1) }
     }
 
-    public func manifest(of name: String) throws -> Manifest {
-        try ManifestParser.parse(contentsOf: manifestPath(of: name))
+    /// The manifest of a deployment (taking `other`'s equal paths: see `ManifestParser.parse`).
+    public func manifest(of name: String, sharingPathsWith other: Manifest? = nil) throws -> Manifest {
+        try ManifestParser.parse(contentsOf: manifestPath(of: name), sharingPathsWith: other)
     }
 
     // MARK: Boot counting

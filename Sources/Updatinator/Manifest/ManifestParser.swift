@@ -15,15 +15,17 @@ public enum ManifestParser {
     /// than a few bytes per 16 KiB block.
     static func blobSizeBound(_ size: UInt64) -> UInt64 { size + size / 1024 + 64 }
 
-    /// Parses `bytes`; `source` names the input in error messages.
-    public static func parse(_ bytes: [UInt8], source: String = "manifest") throws -> Manifest {
-        var parser = Parser(bytes: bytes, source: source)
+    /// Parses `bytes`; `source` names the input in error messages. Each entry whose path is
+    /// also one of `other`'s takes that path's bytes, so that two images of one machine, held
+    /// together (an apply's old and new), hold each path they share once.
+    public static func parse(_ bytes: [UInt8], source: String = "manifest", sharingPathsWith other: Manifest? = nil) throws -> Manifest {
+        var parser = Parser(bytes: bytes, source: source, sharing: other?.entries ?? [])
         return try parser.run()
     }
 
     /// Parses the manifest file at `path`.
-    public static func parse(contentsOf path: String) throws -> Manifest {
-        try parse(ManifestFile.readNamed(path), source: path)
+    public static func parse(contentsOf path: String, sharingPathsWith other: Manifest? = nil) throws -> Manifest {
+        try parse(ManifestFile.readNamed(path), source: path, sharingPathsWith: other)
     }
 }
 
@@ -33,10 +35,21 @@ private struct Parser {
     var position = 0
     var lineNumber = 0
     var currentLine: ArraySlice<UInt8> = []
+    /// Another manifest's entries, whose paths equal ones are given; `sharedPosition` is how
+    /// far into them the entries, which come in path order, have gone.
+    let sharing: [ManifestEntry]
+    var sharedPosition = 0
 
-    init(bytes: [UInt8], source: String) {
+    init(bytes: [UInt8], source: String, sharing: [ManifestEntry]) {
         self.bytes = bytes
         self.source = source
+        self.sharing = sharing
+    }
+
+    /// `path`, or the equal path of `sharing`; paths are asked for in increasing order.
+    mutating func shared(_ path: ManifestPath) -> ManifestPath {
+        while sharedPosition < sharing.count && sharing[sharedPosition].path < path { sharedPosition += 1 }
+        return sharedPosition < sharing.count && sharing[sharedPosition].path == path ? sharing[sharedPosition].path : path
     }
 
     func fail(_ field: String, _ problem: String) -> UpdError {
@@ -113,7 +126,7 @@ private struct Parser {
             guard entries.count < Int(count) else {
                 throw fail("entries", "more entries than the header's count of \(count)")
             }
-            let entry = try parseEntry(earlier: entries)
+            var entry = try parseEntry(earlier: entries)
             if let previous = entries.last {
                 if entry.path == previous.path { throw fail("path", "duplicate path \(entry.path)") }
                 if entry.path < previous.path { throw fail("path", "\(entry.path) is out of order (entries are sorted by path bytes)") }
@@ -123,6 +136,7 @@ private struct Parser {
             } else if !entry.path.isRoot || entry.kind != .directory {
                 throw fail("path", "the first entry must be the root directory '/'")
             }
+            entry.path = shared(entry.path)
             entries.append(entry)
         }
         guard entries.count == Int(count) else {
@@ -145,7 +159,8 @@ private struct Parser {
             guard let i = Manifest.index(of: target, in: earlier), case .file = earlier[i].kind else {
                 throw fail("target", "hardlink target \(target) is not an earlier regular file")
             }
-            return ManifestEntry(path: path, kind: .hardlink(target: target), metadata: earlier[i].metadata)
+            // (The target's path is the earlier entry's: held once.)
+            return ManifestEntry(path: path, kind: .hardlink(target: earlier[i].path), metadata: earlier[i].metadata)
         }
         guard f.count >= 6 else { throw fail("line", "too few fields for an entry") }
         guard f[2].count == 4, let mode = octal(f[2]) else {

@@ -38,7 +38,7 @@ struct ApplyCommand: UpdatinatorSubcommand {
         let trusted = try Keyring(directory: keyring)
         let target = try trusted.verifiedManifest(at: move.to)
         let request = UpdateEngine.ApplyRequest(
-            root: move.root, target: target, from: try move.from.map { try ManifestParser.parse(contentsOf: $0) },
+            root: move.root, target: target, from: try move.from.map { try ManifestParser.parse(contentsOf: $0, sharingPathsWith: target.manifest) },
             sources: ContentSources(blobDirectories: move.blobs, mirrors: mirrors.fetchOptions, deltaKeyring: trusted),
             faults: Environment.faults, machine: try move.machine)
         let report = try UpdateEngine.apply(request, observer: MirrorOptions.observer("applying"))

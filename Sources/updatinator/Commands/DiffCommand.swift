@@ -22,7 +22,7 @@ struct DiffCommand: UpdatinatorSubcommand {
 
     func execute() throws {
         let a = try ManifestParser.parse(contentsOf: old)
-        let b = try ManifestParser.parse(contentsOf: new)
+        let b = try ManifestParser.parse(contentsOf: new, sharingPathsWith: a)
         let diff = ManifestDiff(from: a, to: b)
         let changedBy = { (aspect: ManifestDiff.Aspects) in diff.changed.filter { $0.aspects.contains(aspect) }.count }
         let summary: [String: Any] = [
