@@ -23,21 +23,17 @@ struct TreeComparison {
     private var seen: [Bool]
     /// Regular files whose content is to be hashed, with what the tree says of them otherwise.
     private var toHash = [(entry: ManifestEntry, size: UInt64)]()
-    /// Each inode with more than one link: its first name in path order so far, as a file, and
-    /// its other names.
+    /// Each inode with more than one link: its first name in path order so far (the manifest's
+    /// copy of the path when it has one), and its other names. Each name is compared when it is
+    /// met: the first as the file, a later one as a hardlink to it.
     private var multiplyLinked = [TreeScanner.InodeKey: Names]()
+    /// The inodes a name came to that sorts before the first met, with their metadata: their
+    /// other names were compared against another file, and are compared again at the end.
+    private var reordered = [TreeScanner.InodeKey: Metadata]()
 
     private struct Names {
-        var file: ManifestEntry
-        /// Whether the file's entry has the content's hash (else it is to be hashed).
-        var hashed: Bool
+        var first: ManifestPath
         var others = [ManifestPath]()
-
-        mutating func add(_ entry: ManifestEntry, hashed: Bool) {
-            guard entry.path < file.path else { return others.append(entry.path) }
-            others.append(file.path)
-            (file, self.hashed) = (entry, hashed)
-        }
     }
 
     init(root: String, manifest: Manifest, known: [ManifestPath: KnownContent], excluded: Set<ManifestPath>, workers: Int) {
@@ -54,7 +50,7 @@ struct TreeComparison {
     mutating func run() throws {
         try TreeScanner.walk(root: root, fs: fs, excluding: excluded) { try visit($0, $1, linkTarget: $2, xattrs: $3) }
         try hashPending()
-        try compareMultiplyLinked()
+        compareReordered()
     }
 
     /// The manifest's entries the tree lacks.
@@ -70,11 +66,21 @@ struct TreeComparison {
         let entry = ManifestEntry(path: path, kind: .file(size: UInt64(st.st_size), hash: knownHash ?? .empty, blobSize: 0), metadata: metadata)
         if st.st_nlink > 1 {
             let key = TreeScanner.InodeKey(st)
-            if multiplyLinked[key] == nil {
-                multiplyLinked[key] = Names(file: entry, hashed: knownHash != nil)
-            } else {
-                multiplyLinked[key]!.add(entry, hashed: knownHash != nil)
+            guard var names = multiplyLinked[key] else {
+                multiplyLinked[key] = Names(first: manifest.index(of: path).map { manifest.entries[$0].path } ?? path)
+                return try compareFile(entry, hashed: knownHash != nil)
             }
+            if path < names.first {
+                // (Rare: the walk meets names in path order but within a directory's subtree.)
+                names.others.append(names.first)
+                names.first = path
+                reordered[key] = metadata
+                try compareFile(entry, hashed: knownHash != nil)
+            } else {
+                names.others.append(path)
+                compare(ManifestEntry(path: path, kind: .hardlink(target: names.first), metadata: metadata))
+            }
+            multiplyLinked[key] = names
         } else {
             try compareFile(entry, hashed: knownHash != nil)
         }
@@ -107,18 +113,19 @@ struct TreeComparison {
         }
     }
 
-    /// The names of each inode with several links: the first in path order is a file, the
-    /// others hardlinks to it, with its metadata.
-    private mutating func compareMultiplyLinked() throws {
-        let inodes = multiplyLinked.values
-        multiplyLinked = [:]
-        for names in inodes {
-            try compareFile(names.file, hashed: names.hashed)
-            for path in names.others {
-                compare(ManifestEntry(path: path, kind: .hardlink(target: names.file.path), metadata: names.file.metadata))
-            }
+    /// The names of an inode a name came to that sorts before the first met: the first in path
+    /// order is the file, each other name a hardlink to it (not to the file it was compared with).
+    private mutating func compareReordered() {
+        guard !reordered.isEmpty else { return }
+        var again = [ManifestEntry]()
+        for (key, metadata) in reordered {
+            let names = multiplyLinked[key]!
+            again += names.others.map { ManifestEntry(path: $0, kind: .hardlink(target: names.first), metadata: metadata) }
         }
-        try hashPending()
+        let paths = Set(again.map(\.path))
+        differences.removeAll { paths.contains($0.new.path) }
+        unexpected.removeAll { paths.contains($0.path) }
+        again.forEach { compare($0) }
     }
 
     private mutating func compare(_ actual: ManifestEntry) {
