@@ -71,7 +71,8 @@ struct TreeComparison {
                 return try compareFile(entry, hashed: knownHash != nil)
             }
             if path < names.first {
-                // (Rare: the walk meets names in path order but within a directory's subtree.)
+                // (The walk meets a directory's names before those beneath it, and takes the
+                // directories last in, first out: not in path order.)
                 names.others.append(names.first)
                 names.first = path
                 reordered[key] = metadata
