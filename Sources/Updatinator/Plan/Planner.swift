@@ -103,13 +103,13 @@ public struct Planner {
         let kept = keptGroups(old: old, new: new)
         let writes = Array(new.all.filter { kept[$0.file] == nil })
 
-        // Contents grouped together (kept in the order first met; made before the steps that
-        // come first, which need to know what is written).
-        var byHash = [ContentHash: [InodeGroups.Group]]()
+        // Each content written, in the order first met (made before the steps that come first,
+        // which need to know what is written), and its position in that order.
         var order = [ContentHash]()
-        for g in writes {
-            if byHash[g.hash] == nil { order.append(g.hash) }
-            byHash[g.hash, default: []].append(g)
+        var positionOf = [ContentHash: Int]()
+        for g in writes where positionOf[g.hash] == nil {
+            positionOf[g.hash] = order.count
+            order.append(g.hash)
         }
         // Old contents that new files need, kept safe from the removals and replacements below,
         // and the bases of the chosen deltas (a delta against no base needs none). Only these
@@ -117,10 +117,10 @@ public struct Planner {
         let bases = deltas.compactMapValues { $0.base == .empty ? nil : $0.base }
         let baseHashes = Set(bases.values)
         var oldHolder = [ContentHash: (path: ManifestPath, size: UInt64)]()
-        for g in old.all where g.size > 0 && oldHolder[g.hash] == nil && (byHash[g.hash] != nil || baseHashes.contains(g.hash)) {
+        for g in old.all where g.size > 0 && oldHolder[g.hash] == nil && (positionOf[g.hash] != nil || baseHashes.contains(g.hash)) {
             oldHolder[g.hash] = (g.file, g.size)
         }
-        let copied = Set(byHash.keys.filter { oldHolder[$0] != nil })
+        let copied = Set(order.filter { oldHolder[$0] != nil })
         let preserved = copied.union(baseHashes)
         for hash in preserved.sorted() { steps.append(.preserve(hash, from: oldHolder[hash]!.path)) }
         steps.append(.checkpoint)
@@ -140,6 +140,19 @@ public struct Planner {
         // (the order of a version's pack); each preserved content is released after its last use.
         let patched = order.filter { deltas[$0] != nil }
         order = order.filter { copied.contains($0) } + patched + order.filter { !copied.contains($0) && deltas[$0] == nil }
+        for (position, hash) in order.enumerated() { positionOf[hash] = position }
+        // The writes of the content at `position`, in path order, are `writes` at
+        // `grouped[start[position]..<start[position + 1]]` (a counting sort: no list for each content).
+        var start = [Int](repeating: 0, count: order.count + 1)
+        for g in writes { start[positionOf[g.hash]! + 1] += 1 }
+        for position in order.indices { start[position + 1] += start[position] }
+        var grouped = [Int](repeating: 0, count: writes.count)
+        var filled = start
+        for (index, g) in writes.enumerated() {
+            let position = positionOf[g.hash]!
+            grouped[filled[position]] = index
+            filled[position] += 1
+        }
         var lastUse = [ContentHash: Int]()
         for (position, hash) in order.enumerated() {
             if copied.contains(hash) { lastUse[hash] = position }
@@ -155,8 +168,9 @@ public struct Planner {
             pendingReleases = []
             sinceCheckpoint = 0
         }
-        for (position, hash) in order.enumerated() {
-            for g in byHash[hash]! {
+        for position in order.indices {
+            for index in grouped[start[position]..<start[position + 1]] {
+                let g = writes[index]
                 steps.append(.writeFile(to.entry(at: g.file)!))
                 for path in g.otherNames { steps.append(.link(to.entry(at: path)!)) }
                 sinceCheckpoint += g.size
