@@ -164,6 +164,22 @@ import Testing
         #expect(try Sys.readFile("\(root)/b") == Array("moves to b".utf8))
     }
 
+    /// The parser accepts a manifest that gives one content two sizes; the apply finds out when
+    /// it writes the entry whose size is wrong, and stops there, naming it.
+    @Test func aContentGivenASecondWrongSizeStopsTheApplyAtThatEntry() throws {
+        let first = try signed("first", [try dir("/"), try file("/old", "old")])
+        #expect(try apply(first, from: try emptyTree()).status == 0)
+        let right = try file("/a", "hello")
+        var wrong = try file("/b", "hello")
+        guard case .file(let size, let hash, let blobSize) = wrong.kind else { Issue.record("not a file"); return }
+        wrong.kind = .file(size: size + 1, hash: hash, blobSize: blobSize)
+        let r = try apply(try signed("second", [try dir("/"), right, wrong]))
+        #expect(r.status == 5, "\(r.stderr)")
+        #expect(r.stderr.contains("/b: no intact source for content \(hash.hex)"), "\(r.stderr)")
+        #expect(r.stderr.contains("declared \(size + 1) bytes"), "\(r.stderr)")
+        #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(first))
+    }
+
     @Test func aFifoPlantedWhereAReusedFileWasNeitherHangsNorIsCopied() throws {
         let first = try signed("first", [try dir("/"), try file("/a", "reused content")])
         #expect(try apply(first, from: try emptyTree()).status == 0)
