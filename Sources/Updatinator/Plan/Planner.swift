@@ -121,8 +121,7 @@ public struct Planner {
             oldHolder[g.hash] = (g.file, g.size)
         }
         let copied = Set(order.filter { oldHolder[$0] != nil })
-        let preserved = copied.union(baseHashes)
-        for hash in preserved.sorted() { steps.append(.preserve(hash, from: oldHolder[hash]!.path)) }
+        for (hash, holder) in oldHolder.sorted(by: { $0.key < $1.key }) { steps.append(.preserve(hash, from: holder.path)) }
         steps.append(.checkpoint)
 
         for e in from.entries.reversed() where !e.path.isRoot {

@@ -66,22 +66,23 @@ struct TreeComparison {
         let entry = ManifestEntry(path: path, kind: .file(size: UInt64(st.st_size), hash: knownHash ?? .empty, blobSize: 0), metadata: metadata)
         if st.st_nlink > 1 {
             let key = TreeScanner.InodeKey(st)
-            guard var names = multiplyLinked[key] else {
-                multiplyLinked[key] = Names(first: manifest.index(of: path).map { manifest.entries[$0].path } ?? path)
+            // (The manifest's copy of the path, when it has one, is the one held.)
+            let held = manifest.index(of: path).map { manifest.entries[$0].path } ?? path
+            guard let first = multiplyLinked[key]?.first else {
+                multiplyLinked[key] = Names(first: held)
                 return try compareFile(entry, hashed: knownHash != nil)
             }
-            if path < names.first {
+            if path < first {
                 // (The walk meets a directory's names before those beneath it, and takes the
                 // directories last in, first out: not in path order.)
-                names.others.append(names.first)
-                names.first = path
+                multiplyLinked[key]!.others.append(first)
+                multiplyLinked[key]!.first = held
                 reordered[key] = metadata
                 try compareFile(entry, hashed: knownHash != nil)
             } else {
-                names.others.append(path)
-                compare(ManifestEntry(path: path, kind: .hardlink(target: names.first), metadata: metadata))
+                multiplyLinked[key]!.others.append(held)
+                compare(ManifestEntry(path: path, kind: .hardlink(target: first), metadata: metadata))
             }
-            multiplyLinked[key] = names
         } else {
             try compareFile(entry, hashed: knownHash != nil)
         }
