@@ -70,6 +70,9 @@ let package = Package(
         // scripts/bench server: signed checks made beforehand, which wrk sends in turn.
         .executableTarget(name: "request-bench", dependencies: ["Updatinator"]),
 
+        // scripts/bench apply: the filesystem's floor for moving a tree in place (no verification).
+        .executableTarget(name: "apply-floor"),
+
         // scripts/fleet-sim: a school's light laptops, which check, download and report but apply nothing.
         .executableTarget(name: "fleet-laptops", dependencies: ["Updatinator"]),
 
