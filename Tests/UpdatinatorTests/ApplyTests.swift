@@ -156,20 +156,49 @@ import Testing
         }
     }
 
-    @Test func anInterruptedApplyIsNeitherAbandonedNorMistakenForTheOldImage() throws {
-        try install("olpc-ext3", "1", at: tmp.sub("probe"))
-        let total = try report(try CLI.run(applyArguments("olpc-ext3", "2", root: tmp.sub("probe"))))["operations"] as! Int
+    /// A tree left half-way to olpc-ext3 2 by a kill.
+    func interruptedOnTheWayTo2(at root: String) throws {
+        try install("olpc-ext3", "1", at: tmp.sub("probe-2"))
+        let total = try report(try CLI.run(applyArguments("olpc-ext3", "2", root: tmp.sub("probe-2"))))["operations"] as! Int
+        try FileManager.default.removeItem(atPath: tmp.sub("probe-2"))
         try install("olpc-ext3", "1", at: root)
         let killed = try CLI.run(applyArguments("olpc-ext3", "2", root: root), environment: ["UPDATINATOR_KILL_AFTER": "\(total / 2)"])
-        #expect(killed.status == 128 + SIGKILL)
-        // The installed record still names image 1, but the tree is half-way: going "back" to 1
-        // must not declare it done and drop the journal with the preserved contents.
+        try #require(killed.status == 128 + SIGKILL)
+    }
+
+    var hashOf2: String { get throws { Blake2b.hash(try Sys.readFile(samples.manifest("olpc-ext3", "2"))).hex } }
+
+    /// The installed record still names image 1 while the tree is half-way to 2: an apply to 1
+    /// is not "already there", and an apply to another target is not refused (a target that
+    /// can never complete would strand the machine). It takes over, from the tree as it is.
+    @Test func anInterruptedApplyIsTakenOverByAnApplyToAnotherTarget() throws {
+        try interruptedOnTheWayTo2(at: root)
         let back = try CLI.run(applyArguments("olpc-ext3", "1", root: root))
-        #expect(back.status == 64, "\(back.stdout) \(back.stderr)")
-        #expect(back.stderr.contains("is in progress"))
+        #expect(back.status == 0, "\(back.stderr)")
+        #expect(try report(back)["superseded"] as? String == hashOf2)
+        try expectAt("olpc-ext3", "1", root: root)
         #expect(try CLI.run(applyArguments("olpc-ext3", "2", root: root)).status == 0)
         try expectAt("olpc-ext3", "2", root: root)
-        #expect(try CLI.run(applyArguments("olpc-ext3", "1", root: root)).status == 0)
-        try expectAt("olpc-ext3", "1", root: root)
+    }
+
+    /// A takeover killed at any point: the next run, to its target or to the one it took over
+    /// from, ends there.
+    @Test func aTakeoverKilledAtAnyPointEndsWhereTheNextRunGoes() throws {
+        try interruptedOnTheWayTo2(at: tmp.sub("probe"))
+        let probe = try CLI.run(applyArguments("olpc-devel-ext3", "2", root: tmp.sub("probe")))
+        try #require(probe.status == 0, "\(probe.stderr)")
+        let total = try report(probe)["operations"] as! Int
+        for point in stride(from: 1, to: total, by: max(1, total / 24)) {
+            let root = tmp.sub("kill-\(point)")
+            try interruptedOnTheWayTo2(at: root)
+            let killed = try CLI.run(applyArguments("olpc-devel-ext3", "2", root: root), environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
+            #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(total): \(killed.stderr)")
+            #expect(try Sys.lstatIfExists("\(root)/.updatinator/apply/journal") != nil, "kill point \(point): a journal is always there")
+            let (image, version) = point % 2 == 0 ? ("olpc-devel-ext3", "2") : ("olpc-ext3", "2")
+            let again = try CLI.run(applyArguments(image, version, root: root))
+            #expect(again.status == 0, "after a kill at \(point) of \(total), to \(image) \(version): \(again.stderr)")
+            try expectAt(image, version, root: root)
+            try FileManager.default.removeItem(atPath: root)
+        }
     }
 }

@@ -180,6 +180,35 @@ import Testing
         #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(first))
     }
 
+    /// A signed release whose apply can never complete strands no machine: the next release
+    /// takes over from the tree as the failed apply left it.
+    @Test func aReleaseThatCannotBeCompletedIsTakenOverByTheNext() throws {
+        let first = try signed("first", [try dir("/"), try file("/old", "old"), try file("/kept", "kept")])
+        #expect(try apply(first, from: try emptyTree()).status == 0)
+        var wrong = try file("/b", "hello")
+        guard case .file(let size, let hash, let blobSize) = wrong.kind else { Issue.record("not a file"); return }
+        wrong.kind = .file(size: size + 1, hash: hash, blobSize: blobSize)
+        let broken = try signed("broken", [try dir("/"), try file("/a", "hello"), wrong, try file("/kept", "kept")])
+        let failed = try apply(broken)
+        #expect(failed.status == 5, "\(failed.stderr)")
+        #expect(try Sys.readFile("\(root)/a") == Array("hello".utf8), "the broken apply got as far as /a")
+        #expect(try Sys.lstatIfExists("\(root)/old") == nil, "and removed /old")
+        // The same broken release fails again, where it failed.
+        #expect(try apply(broken).status == 5)
+
+        let fixed = try signed("fixed", [try dir("/"), try file("/a", "hello"), try file("/b", "fixed"), try file("/kept", "kept")])
+        let r = try CLI.run(["apply", "--root", root, "--to", fixed, "--keyring", keyring, "--blobs", blobs, "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        #expect(report["superseded"] as? String == Blake2b.hash(try Sys.readFile(broken)).hex)
+        #expect(try Sys.readFile("\(root)/b") == Array("fixed".utf8))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == [".updatinator", "a", "b", "kept"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(root)/.updatinator").sorted() == ["installed.manifest", "lock"])
+        #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(fixed))
+        let manifest = try ManifestParser.parse(contentsOf: fixed)
+        #expect(try TreeChecker(manifest: manifest).checkTree(root: root).map(\.description) == [])
+    }
+
     @Test func aFifoPlantedWhereAReusedFileWasNeitherHangsNorIsCopied() throws {
         let first = try signed("first", [try dir("/"), try file("/a", "reused content")])
         #expect(try apply(first, from: try emptyTree()).status == 0)

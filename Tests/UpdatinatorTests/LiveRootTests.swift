@@ -142,4 +142,37 @@ import Testing
             try expectLiveOnB()
         }
     }
+
+    @Test("live root: an apply to another image takes over from one killed half-way, and the machine's /etc stays its own")
+    func aTakeoverOfAnInterruptedLiveApplyKeepsTheMachinesEtc() throws {
+        let b = try imageB()
+        _ = try runningMachineOnA()
+        let probe = try apply(b, ["--live", "--json"])
+        try #require(probe.status == 0, "\(probe.stderr)")
+        let total = (try JSONSerialization.jsonObject(with: Data(probe.stdout.utf8)) as! [String: Any])["operations"] as! Int
+        let c = try signed("C", try skeleton() + [
+            try file("/etc/motd", "Image B\n"), try file("/etc/hostname", "image\n"), try file("/etc/image-version", "C\n"),
+            try file("/usr/bin/tool", "tool C\n"), try file("/var/lib/packages", "tool C\n"),
+        ])
+        // Kill points all through B's apply: /etc is written early, the rest after it.
+        for point in stride(from: 1, to: total, by: max(1, total / 8)) {
+            try FileManager.default.removeItem(atPath: root)
+            _ = try runningMachineOnA()
+            let killed = try apply(b, ["--live"], environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
+            #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(total): \(killed.stderr)")
+            let taken = try apply(c, ["--live"])
+            try #require(taken.status == 0, "after a kill at \(point) of \(total): \(taken.stderr)")
+            #expect(try text("/usr/bin/tool") == "tool C\n")
+            #expect(try Sys.lstatIfExists("\(root)/usr/bin/extra") == nil, "B's new file, if installed, is not C's")
+            #expect(try text("/etc/image-version") == "C\n", "what B's apply installed in /etc is the new image's to change (at \(point))")
+            #expect(try text("/etc/hostname") == "laptop-7\n", "a local change is kept (at \(point))")
+            #expect(try text("/etc/local.conf") == "made here\n", "a local file is kept")
+            #expect(try text("/etc/motd") == "Image A\nWelcome to this school\n", "the machine's version is kept")
+            #expect(try Sys.lstatIfExists("\(root)/etc/new.conf") == nil, "B's new default, if installed, is not C's (at \(point))")
+            #expect(try text("/var/lib/packages") == "tool A\n", "/var is the machine's")
+            #expect(try text("/var/log/syslog") == "booted\n")
+            #expect(try text("/tmp/session") == "x")
+            #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == (try Sys.readFile(tmp.sub("C.manifest"))))
+        }
+    }
 }

@@ -81,6 +81,7 @@ function Keyring:verify(manifest) end
 ---@class upd.ApplyReport
 ---@field already_current boolean
 ---@field resumed boolean
+---@field superseded? string the manifest hash an interrupted apply was moving to, when this one took over from it
 ---@field bytes_written integer
 ---@field bytes_reused integer
 ---@field bytes_downloaded integer

@@ -39,6 +39,7 @@ public struct StateDirectory: Sendable {
     public var directory: String { "\(root)/.updatinator" }
     public var installedManifest: String { "\(directory)/\(Self.installedName)" }
     var apply: String { "\(directory)/apply" }
+    var nextApply: String { "\(directory)/\(Self.nextApplyDirectory[0])" }
     var journal: String { "\(apply)/\(Self.journalName)" }
     var fromManifest: String { "\(apply)/\(Self.fromName)" }
     var targetManifest: String { "\(apply)/\(Self.targetName)" }
@@ -65,6 +66,9 @@ public struct StateDirectory: Sendable {
     static let applyDirectory = ["apply"]
     static let workDirectory = ["apply", "work"]
     static let downloadsDirectory = ["apply", "downloads"]
+    /// Where an apply that takes over from an apply in progress to another target prepares its
+    /// state, swapped whole with `apply/` once its journal is there (`ApplyTakeover`).
+    static let nextApplyDirectory = ["apply.next"]
 
     public init(root: String) {
         var r = root

@@ -126,14 +126,27 @@ final class InPlaceApplier {
                                            busy: "\(root): another updatinator apply is changing this tree (it holds \(state.directory)/lock)")
         defer { Sys.close(lock) }
         applyFD = try state.open(StateDirectory.applyDirectory, in: tree, create: false) ?? -1
-        let journal = applyFD < 0 ? nil : try ApplyJournal.read(in: applyFD, display: state.journal)
-        if let journal, journal.to != targetHash {
-            throw UpdError(.usage, "\(state.journal): an apply to another manifest (\(journal.to.prefix(16))…) is in progress; finish it first")
+        let found = applyFD < 0 ? nil : try ApplyJournal.read(in: applyFD, display: state.journal)
+        // A takeover stopped before its switch leaves what it prepared, which starts again.
+        try tree.removeTree(stateFD, Array(StateDirectory.nextApplyDirectory[0].utf8), display: state.nextApply)
+        // An apply in progress to another target is taken over, from the tree as it left it:
+        // its target may never complete (a release withdrawn, a content no source has).
+        let takesOver = found.map { $0.to != targetHash } ?? false
+        let journal = takesOver ? nil : found
+        var reclaimed: UInt64 = 0
+        var unfinished: [UInt8]?
+        if takesOver {
+            report.superseded = found!.to
+            unfinished = try Sys.readFileIfExists(in: applyFD, StateDirectory.targetName, display: state.targetManifest, limit: ManifestParser.maxManifestBytes)
+            reclaimed = try ApplyTakeover.exclusiveBytes(in: applyFD, display: state.apply, tree: tree)
+            Sys.close(applyFD)
+            applyFD = -1
         }
+        let applyDirectory = takesOver ? StateDirectory.nextApplyDirectory : StateDirectory.applyDirectory
         var installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest,
                                                  limit: ManifestParser.maxManifestBytes)
 
-        if let installed, Blake2b.hash(installed) == signed.hash {
+        if !takesOver, let installed, Blake2b.hash(installed) == signed.hash {
             // A run killed after the switch may have left its state behind: finishing it is
             // the end of that apply, not "already there".
             let leftOver = applyFD >= 0
@@ -142,7 +155,14 @@ final class InPlaceApplier {
             return report
         }
         let old: Manifest
-        if let journal {
+        if takesOver {
+            // (Both images are needed only for /etc's merge; the tree is what the apply plans from.)
+            let images = machine.mergesEtc ? try [(installed, state.installedManifest), (unfinished, state.targetManifest)].map { text, source in
+                try text.map { try ManifestParser.parse($0, source: source, sharingPathsWith: target) }
+            } : [nil, nil]
+            unfinished = nil
+            old = try ApplyTakeover(root: root, tree: tree, machine: machine).scan(installed: images[0], unfinished: images[1], target: target)
+        } else if let journal {
             guard let bytes = try Sys.readFileIfExists(in: applyFD, StateDirectory.fromName, display: state.fromManifest, limit: ManifestParser.maxManifestBytes) else {
                 throw UpdError(.corrupt, "\(state.fromManifest): missing, though the journal records an apply in progress")
             }
@@ -188,11 +208,13 @@ final class InPlaceApplier {
             throw UpdError(.usage, "\(plan.contentsToObtain) contents (\(plan.bytesToObtain) bytes compressed) are in neither the tree nor the blob directories, e.g. blob \(first.hex); give a mirror to download them from")
         }
         let space = try FilesystemSpace(path: root)
-        if journal == nil && space.free < plan.requiredFreeSpace && fetcher != nil && downloadWindow > 0 {
+        // (What a takeover frees by removing the old apply's state comes before any step.)
+        let free = space.free + reclaimed
+        if journal == nil && free < plan.requiredFreeSpace && fetcher != nil && downloadWindow > 0 {
             plan = try makePlan(window: 0)
         }
-        if journal == nil && space.free < plan.requiredFreeSpace {
-            throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(space.free); nothing was changed")
+        if journal == nil && free < plan.requiredFreeSpace {
+            throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(free); nothing was changed")
         }
         report.plannedPeakExtraDisk = plan.peakExtraDisk
         for case .preserve(let hash, let path) in plan.steps {
@@ -224,11 +246,11 @@ final class InPlaceApplier {
             try checkKeptEntries(old: planned.old, steps: plan.steps)
         }
         // Every directory of the apply's state is checked (or made) before anything is written there.
-        if applyFD < 0 { applyFD = try state.open(StateDirectory.applyDirectory, in: tree, create: true)! }
-        workFD = try state.open(StateDirectory.workDirectory, in: tree, create: true)!
+        if applyFD < 0 { applyFD = try state.open(applyDirectory, in: tree, create: true)! }
+        workFD = try state.open(applyDirectory + ["work"], in: tree, create: true)!
         if fetcher != nil && !requests.isEmpty {
             // The download streams write below this path.
-            Sys.close(try state.open(StateDirectory.downloadsDirectory, in: tree, create: true)!)
+            Sys.close(try state.open(applyDirectory + ["downloads"], in: tree, create: true)!)
         }
         if journal == nil {
             try Sys.writeFileAtomically(in: applyFD, StateDirectory.fromName, display: state.fromManifest) { try ManifestWriter.write(old, into: $0) }
@@ -242,6 +264,7 @@ final class InPlaceApplier {
             }
             if batches { try Sys.writeFileAtomically(in: applyFD, StateDirectory.batchesName, display: state.batchMarker, []) }
             try journalRecord.write(in: applyFD, display: state.journal)
+            if takesOver { try switchToNextApply() }
         }
         observe()
 
@@ -424,6 +447,17 @@ final class InPlaceApplier {
         }
     }
 
+    /// Puts the state a takeover prepared in place of the old apply's, in one step: a crash
+    /// leaves either whole. The descriptors open in it stay valid. Then removes the old one.
+    private func switchToNextApply() throws {
+        let (next, current) = (StateDirectory.nextApplyDirectory[0], StateDirectory.applyDirectory[0])
+        if CLinux_exchange(stateFD, next, current) != 0 { throw UpdError.system("rename", "\(state.nextApply) <-> \(state.apply)") }
+        try Sys.fsync(stateFD, path: state.directory)
+        operation()
+        try tree.removeTree(stateFD, Array(next.utf8), display: state.nextApply)
+        operation()
+    }
+
     /// Makes the target the installed manifest, then removes the apply's state.
     private func finish() throws {
         if renameat(applyFD, StateDirectory.targetName, stateFD, StateDirectory.installedName) != 0 {
@@ -463,7 +497,7 @@ final class InPlaceApplier {
         if CLinux_syncfs(tree.rootFD) != 0 { throw UpdError.system("syncfs", root) }
     }
 
-    private static func temporaryName(for path: ManifestPath) -> [UInt8] {
+    static func temporaryName(for path: ManifestPath) -> [UInt8] {
         Array(".updatinator-\(Blake2b.hash(path.bytes).hex.prefix(16)).tmp".utf8)
     }
 

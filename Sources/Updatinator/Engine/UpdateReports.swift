@@ -4,6 +4,9 @@ public struct ApplyReport: Sendable, Encodable, DownloadFigures {
     public var version = ""
     public var alreadyCurrent = false
     public var resumed = false
+    /// The hash of the manifest an apply in progress was moving to when this one, to another,
+    /// took over from it, starting from the tree as that apply left it.
+    public var superseded: String?
     public var bytesWritten: UInt64 = 0
     public var bytesReused: UInt64 = 0
     public var plannedPeakExtraDisk: UInt64 = 0
@@ -31,7 +34,7 @@ public struct ApplyReport: Sendable, Encodable, DownloadFigures {
 
     enum CodingKeys: String, CodingKey {
         case etcKept = "etc_kept", etcConflicts = "etc_conflicts"
-        case image, version, alreadyCurrent = "already_current", resumed, bytesWritten = "bytes_written"
+        case image, version, alreadyCurrent = "already_current", resumed, superseded, bytesWritten = "bytes_written"
         case bytesReused = "bytes_reused", plannedPeakExtraDisk = "planned_peak_extra_disk"
         case observedPeakExtraDisk = "observed_peak_extra_disk", seconds, operations, deltas, fallbacks
         case blobsDownloaded = "blobs_downloaded", bytesDownloaded = "bytes_downloaded"

@@ -42,7 +42,7 @@ public struct ManifestPath: Hashable, Comparable, Sendable, CustomStringConverti
             if c.elementsEqual([UInt8(ascii: ".")]) || c.elementsEqual([UInt8(ascii: "."), UInt8(ascii: ".")]) {
                 return "has a '.' or '..' component"
             }
-            if c.starts(with: temporaryPrefix) && c.reversed().starts(with: temporarySuffix.reversed()) {
+            if isTemporaryName(c) {
                 return "uses a name reserved for apply's temporary files (.updatinator-*.tmp)"
             }
         }
@@ -50,6 +50,11 @@ public struct ManifestPath: Hashable, Comparable, Sendable, CustomStringConverti
             return "is inside the state directory /.updatinator"
         }
         return nil
+    }
+
+    /// Whether a name is one apply writes a file under before renaming it into place.
+    static func isTemporaryName<Name: Collection<UInt8>>(_ name: Name) -> Bool {
+        name.starts(with: temporaryPrefix) && name.reversed().starts(with: temporarySuffix.reversed())
     }
 
     public var isRoot: Bool { bytes.count == 1 }

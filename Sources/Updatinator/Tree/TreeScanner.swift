@@ -29,6 +29,8 @@ public struct TreeScanner {
     /// Whether blobs are written by libdeflate when the system has it (see `BlobWorkspace`).
     public var libdeflate = true
     public var workers = Parallel.defaultWorkers
+    /// Paths left out of the scan with what is beneath them (a running system's own, `MachinePaths`).
+    public var excluded: Set<ManifestPath> = []
     public var progress: (@Sendable (Progress) -> Void)?
 
     public init(root: String, blobs: BlobStore? = nil) {
@@ -55,7 +57,7 @@ public struct TreeScanner {
     func scanUncommitted(image: String, version: String, created: Int64?) throws -> (Manifest, Statistics, BlobBatch?) {
         let fs = FileSystemPath(root: root)
         var items = [Item]()
-        try Self.walk(root: root, fs: fs) { items.append(Item(path: $0, st: $1, linkTarget: $2, xattrs: $3)) }
+        try Self.walk(root: root, fs: fs, excluding: excluded) { items.append(Item(path: $0, st: $1, linkTarget: $2, xattrs: $3)) }
         items.sort { $0.path < $1.path }
 
         // The first name of an inode (in path order) is its file entry; later names are hardlinks.

@@ -56,7 +56,8 @@ struct ApplyCommand: UpdatinatorSubcommand {
         if report.alreadyCurrent { throw ExitCode(UpdError.Code.nothingToDo.exitStatus) }
         if json { return }
         let download = report.download
-        Console.print("\(move.root) is now at \(target.name)\(report.resumed ? " (resumed)" : ""): "
+        let how = report.resumed ? " (resumed)" : report.superseded.map { " (taking over from an unfinished apply to \($0.prefix(16))…)" } ?? ""
+        Console.print("\(move.root) is now at \(target.name)\(how): "
             + (mirrors.mirror.isEmpty ? "" : "downloaded \(download.blobs) blobs, \(formatBytes(download.bytes)); ")
             + "wrote \(formatBytes(report.bytesWritten)), "
             + "reused \(formatBytes(report.bytesReused)), \(String(format: "%.2f", report.seconds)) s, peak extra disk "
