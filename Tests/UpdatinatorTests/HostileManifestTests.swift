@@ -164,20 +164,27 @@ import Testing
         #expect(try Sys.readFile("\(root)/b") == Array("moves to b".utf8))
     }
 
-    /// The parser accepts a manifest that gives one content two sizes; the apply finds out when
-    /// it writes the entry whose size is wrong, and stops there, naming it.
-    @Test func aContentGivenASecondWrongSizeStopsTheApplyAtThatEntry() throws {
-        let first = try signed("first", [try dir("/"), try file("/old", "old")])
+    /// The parser accepts a manifest that gives one content two sizes (it holds no table by
+    /// content); the plan refuses it before anything changes, naming both paths: among the
+    /// files it writes, or against the old image's copy.
+    @Test func aContentGivenTwoSizesIsRefusedBeforeAnyChange() throws {
+        let first = try signed("first", [try dir("/"), try file("/old", "hello")])
         #expect(try apply(first, from: try emptyTree()).status == 0)
         let right = try file("/a", "hello")
         var wrong = try file("/b", "hello")
         guard case .file(let size, let hash, let blobSize) = wrong.kind else { Issue.record("not a file"); return }
         wrong.kind = .file(size: size + 1, hash: hash, blobSize: blobSize)
-        let r = try apply(try signed("second", [try dir("/"), right, wrong]))
-        #expect(r.status == 5, "\(r.stderr)")
-        #expect(r.stderr.contains("/b: no intact source for content \(hash.hex)"), "\(r.stderr)")
-        #expect(r.stderr.contains("declared \(size + 1) bytes"), "\(r.stderr)")
-        #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(first))
+        for (name, list, message) in [
+            ("second", [try dir("/"), right, wrong], "two sizes: \(size) bytes at /a, \(size + 1) at /b; nothing was changed"),
+            ("third", [try dir("/"), wrong], "two sizes: \(size + 1) bytes at /b, \(size) at /old in the old image; nothing was changed"),
+        ] {
+            let r = try apply(try signed(name, list))
+            #expect(r.status == 5, "\(r.stderr)")
+            #expect(r.stderr.contains("gives content \(hash.hex) \(message)"), "\(r.stderr)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == [".updatinator", "old"])
+            #expect(try Sys.lstatIfExists("\(root)/.updatinator/apply") == nil)
+            #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(first))
+        }
     }
 
     /// A signed release whose apply can never complete strands no machine: the next release
@@ -185,10 +192,10 @@ import Testing
     @Test func aReleaseThatCannotBeCompletedIsTakenOverByTheNext() throws {
         let first = try signed("first", [try dir("/"), try file("/old", "old"), try file("/kept", "kept")])
         #expect(try apply(first, from: try emptyTree()).status == 0)
-        var wrong = try file("/b", "hello")
-        guard case .file(let size, let hash, let blobSize) = wrong.kind else { Issue.record("not a file"); return }
-        wrong.kind = .file(size: size + 1, hash: hash, blobSize: blobSize)
-        let broken = try signed("broken", [try dir("/"), try file("/a", "hello"), wrong, try file("/kept", "kept")])
+        // A release one of whose blobs is damaged wherever it is.
+        let damaged = try file("/b", "damaged everywhere")
+        let broken = try signed("broken", [try dir("/"), try file("/a", "hello"), damaged, try file("/kept", "kept")])
+        try Sys.writeFileAtomically(BlobStore(directory: blobs).path(for: damaged.contentHash!), Array("not a blob".utf8))
         let failed = try apply(broken)
         #expect(failed.status == 5, "\(failed.stderr)")
         #expect(try Sys.readFile("\(root)/a") == Array("hello".utf8), "the broken apply got as far as /a")

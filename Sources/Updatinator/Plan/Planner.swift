@@ -54,13 +54,21 @@ public struct Planner {
     public func plan() throws -> ApplyPlan {
         let old = InodeGroups(from), new = InodeGroups(to)
         let deltas = try chooseDeltas(old: old)
-        let steps = makeSteps(old: old, new: new, deltas: deltas)
+        let steps = try makeSteps(old: old, new: new, deltas: deltas)
         var plan = ApplyPlan(from: from, to: to, steps: steps, changes: countChanges())
         plan.downloadWindow = downloadWindow
         plan.deltas = deltas
         try account(&plan, old: old, new: new)
         simulateDisk(&plan, old: old, new: new)
         return plan
+    }
+
+    /// A target that gives a content it writes two sizes (among its files, or against the old
+    /// image's): one hash names one byte string, so an apply would stop at the file whose size
+    /// is wrong, with the tree half-way. It is refused before any step.
+    private func twoSizes(_ hash: ContentHash, _ a: (ManifestPath, UInt64), _ b: (ManifestPath, UInt64), old: Bool) -> UpdError {
+        UpdError(.corrupt, "\(to.image) \(to.version) gives content \(hash.hex) two sizes: \(a.1) bytes at \(a.0), \(b.1) at \(b.0)"
+                 + (old ? " in the old image" : "") + "; nothing was changed")
     }
 
     /// The new inode groups whose old inode stays: same content, and every path of the new group
@@ -98,7 +106,7 @@ public struct Planner {
         return chosen
     }
 
-    func makeSteps(old: InodeGroups, new: InodeGroups, deltas: [ContentHash: DeltaIndex.Delta] = [:]) -> [ApplyStep] {
+    func makeSteps(old: InodeGroups, new: InodeGroups, deltas: [ContentHash: DeltaIndex.Delta] = [:]) throws -> [ApplyStep] {
         var steps = [ApplyStep]()
         let kept = keptGroups(old: old, new: new)
         let writes = Array(new.all.filter { kept[$0.file] == nil })
@@ -167,9 +175,13 @@ public struct Planner {
             pendingReleases = []
             sinceCheckpoint = 0
         }
-        for position in order.indices {
-            for index in grouped[start[position]..<start[position + 1]] {
+        for (position, hash) in order.enumerated() {
+            let group = grouped[start[position]..<start[position + 1]]
+            let first = writes[group.first!]
+            if let o = oldHolder[hash], o.size != first.size { throw twoSizes(hash, (first.file, first.size), (o.path, o.size), old: true) }
+            for index in group {
                 let g = writes[index]
+                if g.size != first.size { throw twoSizes(hash, (first.file, first.size), (g.file, g.size), old: false) }
                 steps.append(.writeFile(to.entry(at: g.file)!))
                 for path in g.otherNames { steps.append(.link(to.entry(at: path)!)) }
                 sinceCheckpoint += g.size
