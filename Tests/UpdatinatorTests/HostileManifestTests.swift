@@ -190,25 +190,29 @@ import Testing
     /// A signed release whose apply can never complete strands no machine: the next release
     /// takes over from the tree as the failed apply left it.
     @Test func aReleaseThatCannotBeCompletedIsTakenOverByTheNext() throws {
-        let first = try signed("first", [try dir("/"), try file("/old", "old"), try file("/kept", "kept")])
+        let first = try signed("first", [try dir("/"), try file("/a", "shared"), try file("/kept", "kept"), try file("/old", "old")])
         #expect(try apply(first, from: try emptyTree()).status == 0)
-        // A release one of whose blobs is damaged wherever it is.
-        let damaged = try file("/b", "damaged everywhere")
-        let broken = try signed("broken", [try dir("/"), try file("/a", "hello"), damaged, try file("/kept", "kept")])
+        // A release one of whose blobs is damaged wherever it is. Its apply keeps /a's content
+        // in its work area (for /b) before it replaces /a, and stops at /0, before /a.
+        let damaged = try file("/0", "damaged everywhere")
+        let broken = try signed("broken", [try dir("/"), damaged, try file("/a", "hello"), try file("/b", "shared"), try file("/kept", "kept")])
         try Sys.writeFileAtomically(BlobStore(directory: blobs).path(for: damaged.contentHash!), Array("not a blob".utf8))
         let failed = try apply(broken)
         #expect(failed.status == 5, "\(failed.stderr)")
-        #expect(try Sys.readFile("\(root)/a") == Array("hello".utf8), "the broken apply got as far as /a")
+        #expect(try Sys.readFile("\(root)/b") == Array("shared".utf8), "the broken apply got as far as /b")
         #expect(try Sys.lstatIfExists("\(root)/old") == nil, "and removed /old")
+        #expect(try Sys.lstat("\(root)/a").st_nlink == 2, "/a's content is kept in the work area")
         // The same broken release fails again, where it failed.
         #expect(try apply(broken).status == 5)
 
-        let fixed = try signed("fixed", [try dir("/"), try file("/a", "hello"), try file("/b", "fixed"), try file("/kept", "kept")])
+        // The next release keeps /a, with another mode.
+        let fixed = try signed("fixed", [try dir("/"), try entries.file("/a", "shared", mode: 0o600), try file("/b", "fixed"), try file("/kept", "kept")])
         let r = try CLI.run(["apply", "--root", root, "--to", fixed, "--keyring", keyring, "--blobs", blobs, "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
         #expect(report["superseded"] as? String == Blake2b.hash(try Sys.readFile(broken)).hex)
         #expect(try Sys.readFile("\(root)/b") == Array("fixed".utf8))
+        #expect(try Sys.lstat("\(root)/a").st_mode & 0o7777 == 0o600)
         #expect(try FileManager.default.contentsOfDirectory(atPath: root).sorted() == [".updatinator", "a", "b", "kept"])
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(root)/.updatinator").sorted() == ["installed.manifest", "lock"])
         #expect(try Sys.readFile("\(root)/.updatinator/installed.manifest") == Sys.readFile(fixed))

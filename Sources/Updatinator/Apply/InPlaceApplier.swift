@@ -138,6 +138,10 @@ final class InPlaceApplier {
         if takesOver {
             report.superseded = found!.to
             unfinished = try Sys.readFileIfExists(in: applyFD, StateDirectory.targetName, display: state.targetManifest, limit: ManifestParser.maxManifestBytes)
+            // Its work area holds old contents by second links to files the tree may still
+            // have, which the scan cannot see: they go first. (Resumed after all, that apply
+            // takes those contents from its other sources.)
+            try tree.removeTree(applyFD, Array(StateDirectory.workDirectory[1].utf8), display: state.work)
             reclaimed = try ApplyTakeover.exclusiveBytes(in: applyFD, display: state.apply, tree: tree)
             Sys.close(applyFD)
             applyFD = -1
