@@ -182,22 +182,33 @@ import Testing
     }
 
     /// A takeover killed at any point: the next run, to its target or to the one it took over
-    /// from, ends there.
+    /// from, ends there; so does one to the installed image, which must not take the record
+    /// that names it for the end of the apply.
     @Test func aTakeoverKilledAtAnyPointEndsWhereTheNextRunGoes() throws {
-        try interruptedOnTheWayTo2(at: tmp.sub("probe"))
-        let probe = try CLI.run(applyArguments("olpc-devel-ext3", "2", root: tmp.sub("probe")))
-        try #require(probe.status == 0, "\(probe.stderr)")
-        let total = try report(probe)["operations"] as! Int
-        for point in stride(from: 1, to: total, by: max(1, total / 24)) {
-            let root = tmp.sub("kill-\(point)")
+        var totals = [String: Int]()
+        for image in ["olpc-devel-ext3", "olpc-ext3"] {
+            let probe = tmp.sub("probe-\(image)")
+            try interruptedOnTheWayTo2(at: probe)
+            let version = image == "olpc-ext3" ? "1" : "2"
+            let r = try CLI.run(applyArguments(image, version, root: probe))
+            try #require(r.status == 0, "\(r.stderr)")
+            totals[image] = try report(r)["operations"] as? Int
+        }
+        for (n, fraction) in stride(from: 0.0, to: 1.0, by: 1.0 / 30).enumerated() {
+            // Over to olpc-devel-ext3 2, then there again or back to 2; or over to the installed 1, then there again.
+            let (image, version) = n % 3 == 2 ? ("olpc-ext3", "1") : ("olpc-devel-ext3", "2")
+            let (next, nextVersion) = n % 3 == 1 ? ("olpc-ext3", "2") : (image, version)
+            let point = 1 + Int(fraction * Double(totals[image]! - 1))
+            let root = tmp.sub("kill-\(n)")
             try interruptedOnTheWayTo2(at: root)
-            let killed = try CLI.run(applyArguments("olpc-devel-ext3", "2", root: root), environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
-            #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(total): \(killed.stderr)")
-            #expect(try Sys.lstatIfExists("\(root)/.updatinator/apply/journal") != nil, "kill point \(point): a journal is always there")
-            let (image, version) = point % 2 == 0 ? ("olpc-devel-ext3", "2") : ("olpc-ext3", "2")
-            let again = try CLI.run(applyArguments(image, version, root: root))
-            #expect(again.status == 0, "after a kill at \(point) of \(total), to \(image) \(version): \(again.stderr)")
-            try expectAt(image, version, root: root)
+            let killed = try CLI.run(applyArguments(image, version, root: root), environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
+            #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(totals[image]!): \(killed.stderr)")
+            let installed = try Sys.readFile("\(root)/.updatinator/installed.manifest")
+            let complete = try installed == Sys.readFile(samples.manifest(next, nextVersion)) && Sys.lstatIfExists("\(root)/.updatinator/apply") == nil
+            #expect(try complete || Sys.lstatIfExists("\(root)/.updatinator/apply/journal") != nil, "kill point \(point): a journal is there")
+            let again = try CLI.run(applyArguments(next, nextVersion, root: root))
+            #expect(again.status == (complete ? 10 : 0), "after a kill at \(point) over to \(image) \(version), to \(next) \(nextVersion): \(again.stderr)")
+            try expectAt(next, nextVersion, root: root)
             try FileManager.default.removeItem(atPath: root)
         }
     }

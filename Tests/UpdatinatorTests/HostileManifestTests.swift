@@ -204,6 +204,14 @@ import Testing
         #expect(try Sys.lstat("\(root)/a").st_nlink == 2, "/a's content is kept in the work area")
         // The same broken release fails again, where it failed.
         #expect(try apply(broken).status == 5)
+        // A takeover that is refused (a content no source has) changes nothing of it.
+        let unreachable = ManifestEntry(path: try ManifestPath("/c"), kind: .file(size: 7, hash: Blake2b.hash(Array("nowhere".utf8)), blobSize: 20),
+                                        metadata: meta)
+        let refused = try apply(try signed("unreachable", [try dir("/"), unreachable]))
+        #expect(refused.status == 64, "\(refused.stderr)")
+        #expect(refused.stderr.contains("in neither the tree nor the blob directories"), "\(refused.stderr)")
+        #expect(try Sys.lstat("\(root)/a").st_nlink == 2, "the work area still keeps /a's content")
+        #expect(try Sys.lstatIfExists("\(root)/.updatinator/apply.next") == nil)
 
         // The next release keeps /a, with another mode.
         let fixed = try signed("fixed", [try dir("/"), try entries.file("/a", "shared", mode: 0o600), try file("/b", "fixed"), try file("/kept", "kept")])

@@ -40,7 +40,7 @@ import Testing
     func imageB() throws -> String {
         try signed("B", try skeleton() + [
             try file("/etc/motd", "Image B\n"), try file("/etc/hostname", "image\n"), try file("/etc/image-version", "B\n"),
-            try file("/etc/new.conf", "a new default\n"),
+            try file("/etc/new.conf", "a new default\n"), try dir("/etc/newdir"), try file("/etc/newdir/conf", "B\n"),
             try file("/usr/bin/tool", "tool B\n"), try file("/usr/bin/extra", "extra B\n"), try file("/var/lib/packages", "tool B, extra B\n"),
         ])
     }
@@ -152,6 +152,7 @@ import Testing
         let total = (try JSONSerialization.jsonObject(with: Data(probe.stdout.utf8)) as! [String: Any])["operations"] as! Int
         let c = try signed("C", try skeleton() + [
             try file("/etc/motd", "Image B\n"), try file("/etc/hostname", "image\n"), try file("/etc/image-version", "C\n"),
+            try dir("/etc/newdir"), try file("/etc/newdir/conf", "C\n"),
             try file("/usr/bin/tool", "tool C\n"), try file("/var/lib/packages", "tool C\n"),
         ])
         // Kill points all through B's apply: /etc is written early, the rest after it.
@@ -160,6 +161,11 @@ import Testing
             _ = try runningMachineOnA()
             let killed = try apply(b, ["--live"], environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
             #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(total): \(killed.stderr)")
+            // Without --live the whole tree would be the image's: the machine's /var, gone.
+            let whole = try apply(c)
+            #expect(whole.status == 64, "\(whole.stderr)")
+            #expect(whole.stderr.contains("take it over so"), "\(whole.stderr)")
+            #expect(try text("/var/log/syslog") == "booted\n")
             let taken = try apply(c, ["--live"])
             try #require(taken.status == 0, "after a kill at \(point) of \(total): \(taken.stderr)")
             #expect(try text("/usr/bin/tool") == "tool C\n")
@@ -169,6 +175,8 @@ import Testing
             #expect(try text("/etc/local.conf") == "made here\n", "a local file is kept")
             #expect(try text("/etc/motd") == "Image A\nWelcome to this school\n", "the machine's version is kept")
             #expect(try Sys.lstatIfExists("\(root)/etc/new.conf") == nil, "B's new default, if installed, is not C's (at \(point))")
+            #expect(try text("/etc/newdir/conf") == "C\n", "a directory B made, and its file, are C's to change (at \(point))")
+            #expect(try Sys.lstatIfExists("\(root)/etc/newdir/conf.updatinator-new") == nil, "(at \(point))")
             #expect(try text("/var/lib/packages") == "tool A\n", "/var is the machine's")
             #expect(try text("/var/log/syslog") == "booted\n")
             #expect(try text("/tmp/session") == "x")

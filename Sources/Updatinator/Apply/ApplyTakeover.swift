@@ -20,7 +20,8 @@ struct ApplyTakeover {
     ///
     /// With `/etc` merged three ways, `/etc` is the base of that merge: for each path, the
     /// interrupted apply's target (`unfinished`) where the tree has what that image has there
-    /// (the apply installed it, or it was already so), else the installed image. So the
+    /// (the apply installed it, or it was already so; a directory it made may not have its
+    /// final mode yet), else the installed image. So the
     /// machine's own changes are kept, and what the interrupted apply installed is the new
     /// target's to change.
     func scan(installed: Manifest?, unfinished: Manifest?, target: Manifest) throws -> Manifest {
@@ -38,21 +39,14 @@ struct ApplyTakeover {
             }
             let now = EtcMerge.etcEntries(entries), before = EtcMerge.etcEntries(installed.entries)
             let meant = EtcMerge.etcEntries(unfinished.entries)
+            // (A directory that apply made has its final mode and time only at its end.)
             let etc = Set(now.keys).union(before.keys).union(meant.keys).compactMap { path in
-                Self.same(now[path], meant[path]) ? meant[path] : before[path]
+                EtcMerge.same(now[path], meant[path]) || (now[path]?.kind == .directory && meant[path]?.kind == .directory)
+                    ? meant[path] : before[path]
             }
             entries = entries.filter { !EtcMerge.covers($0.path) } + etc
         }
         return Manifest(image: base.image, version: base.version, created: base.created, entries: MachinePaths.consistent(entries))
-    }
-
-    /// Whether two entries (or absences) are the same but for the blob size, which depends on
-    /// how the image was made.
-    static func same(_ a: ManifestEntry?, _ b: ManifestEntry?) -> Bool {
-        guard var a, var b else { return a == nil && b == nil }
-        if case .file(let size, let hash, _) = a.kind { a.kind = .file(size: size, hash: hash, blobSize: 0) }
-        if case .file(let size, let hash, _) = b.kind { b.kind = .file(size: size, hash: hash, blobSize: 0) }
-        return a == b
     }
 
     /// Removes every apply temporary below the directory `fd` (`path`), but for the machine's
@@ -88,22 +82,5 @@ struct ApplyTakeover {
             defer { Sys.close(childFD) }
             try removeTemporaries(in: childFD, child)
         }
-    }
-
-    /// The bytes that removing the directory `fd` frees: its files that have no other name.
-    static func exclusiveBytes(in fd: Int32, display: String, tree: RootedTree) throws -> UInt64 {
-        var total: UInt64 = 0
-        for name in try RootedTree.list(fd, display: display) {
-            let childDisplay = display + "/" + String(decoding: name, as: UTF8.self)
-            guard let st = try RootedTree.status(fd, name, display: childDisplay) else { continue }
-            if st.st_mode & S_IFMT == S_IFDIR {
-                guard let child = try tree.openChildDirectory(fd, name, display: childDisplay) else { continue }
-                defer { Sys.close(child) }
-                total += try exclusiveBytes(in: child, display: childDisplay, tree: tree)
-            } else if st.st_nlink == 1 {
-                total += UInt64(st.st_blocks) * 512
-            }
-        }
-        return total
     }
 }

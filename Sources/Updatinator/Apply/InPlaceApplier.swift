@@ -53,6 +53,8 @@ final class InPlaceApplier {
     private var stateFD: Int32 = -1
     private var applyFD: Int32 = -1
     private var workFD: Int32 = -1
+    /// During a takeover, until its switch: the work area of the apply taken over.
+    private var oldWorkFD: Int32 = -1
     private var operations = 0
     private var report = ApplyReport()
     /// The files this run wrote, each verified as it was written, for the final check.
@@ -89,7 +91,7 @@ final class InPlaceApplier {
         report.version = target.manifest.version
     }
 
-    deinit { for fd in [stateFD, applyFD, workFD] where fd >= 0 { Sys.close(fd) } }
+    deinit { for fd in [stateFD, applyFD, workFD, oldWorkFD] where fd >= 0 { Sys.close(fd) } }
 
     /// The bytes of the planned manifests the state directory keeps beside the images' (counted
     /// with the new image's in the plan): none when they are the images themselves.
@@ -126,34 +128,44 @@ final class InPlaceApplier {
                                            busy: "\(root): another updatinator apply is changing this tree (it holds \(state.directory)/lock)")
         defer { Sys.close(lock) }
         applyFD = try state.open(StateDirectory.applyDirectory, in: tree, create: false) ?? -1
-        let found = applyFD < 0 ? nil : try ApplyJournal.read(in: applyFD, display: state.journal)
+        var found = applyFD < 0 ? nil : try ApplyJournal.read(in: applyFD, display: state.journal)
         // A takeover stopped before its switch leaves what it prepared, which starts again.
         try tree.removeTree(stateFD, Array(StateDirectory.nextApplyDirectory[0].utf8), display: state.nextApply)
+        let leftOver = applyFD >= 0
+        var unfinished = applyFD < 0 ? nil : try Sys.readFileIfExists(in: applyFD, StateDirectory.targetName, display: state.targetManifest,
+                                                                     limit: ManifestParser.maxManifestBytes)
+        // `finish` installs the target by renaming its manifest out of `apply/`, then removes the
+        // rest: a journal without that manifest is an apply that ended, stopped while cleaning up.
+        if found != nil && unfinished == nil {
+            try removeApplyState()
+            found = nil
+        }
         // An apply in progress to another target is taken over, from the tree as it left it:
         // its target may never complete (a release withdrawn, a content no source has).
         let takesOver = found.map { $0.to != targetHash } ?? false
         let journal = takesOver ? nil : found
-        var reclaimed: UInt64 = 0
-        var unfinished: [UInt8]?
         if takesOver {
+            if machine.isNone, try RootedTree.status(applyFD, Array(StateDirectory.plannedFromName.utf8), display: state.plannedFrom) != nil {
+                throw UpdError(.usage, "\(state.journal): the apply in progress leaves part of the tree to the machine (it was started as a running system's, --live); take it over so")
+            }
             report.superseded = found!.to
-            unfinished = try Sys.readFileIfExists(in: applyFD, StateDirectory.targetName, display: state.targetManifest, limit: ManifestParser.maxManifestBytes)
-            // Its work area holds old contents by second links to files the tree may still
-            // have, which the scan cannot see: they go first. (Resumed after all, that apply
-            // takes those contents from its other sources.)
-            try tree.removeTree(applyFD, Array(StateDirectory.workDirectory[1].utf8), display: state.work)
-            reclaimed = try ApplyTakeover.exclusiveBytes(in: applyFD, display: state.apply, tree: tree)
+            // Its work area stays until the switch: the contents there may be the tree's only
+            // copies, should this apply be refused and that one resumed. Its partial downloads
+            // are of no use here, and their space is this apply's.
+            oldWorkFD = try state.open(StateDirectory.workDirectory, in: tree, create: false) ?? -1
+            try tree.removeTree(applyFD, Array(StateDirectory.downloadsDirectory[1].utf8), display: state.downloads)
             Sys.close(applyFD)
             applyFD = -1
+        } else {
+            unfinished = nil
         }
         let applyDirectory = takesOver ? StateDirectory.nextApplyDirectory : StateDirectory.applyDirectory
         var installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest,
                                                  limit: ManifestParser.maxManifestBytes)
 
-        if !takesOver, let installed, Blake2b.hash(installed) == signed.hash {
+        if journal == nil, !takesOver, let installed, Blake2b.hash(installed) == signed.hash {
             // A run killed after the switch may have left its state behind: finishing it is
             // the end of that apply, not "already there".
-            let leftOver = applyFD >= 0
             try removeApplyState()
             if leftOver { report.resumed = true } else { report.alreadyCurrent = true }
             return report
@@ -212,13 +224,11 @@ final class InPlaceApplier {
             throw UpdError(.usage, "\(plan.contentsToObtain) contents (\(plan.bytesToObtain) bytes compressed) are in neither the tree nor the blob directories, e.g. blob \(first.hex); give a mirror to download them from")
         }
         let space = try FilesystemSpace(path: root)
-        // (What a takeover frees by removing the old apply's state comes before any step.)
-        let free = space.free + reclaimed
-        if journal == nil && free < plan.requiredFreeSpace && fetcher != nil && downloadWindow > 0 {
+        if journal == nil && space.free < plan.requiredFreeSpace && fetcher != nil && downloadWindow > 0 {
             plan = try makePlan(window: 0)
         }
-        if journal == nil && free < plan.requiredFreeSpace {
-            throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(free); nothing was changed")
+        if journal == nil && space.free < plan.requiredFreeSpace {
+            throw UpdError(.noSpace, "\(root): the apply needs \(plan.requiredFreeSpace) bytes free at its peak, and the filesystem has \(space.free); nothing was changed")
         }
         report.plannedPeakExtraDisk = plan.peakExtraDisk
         for case .preserve(let hash, let path) in plan.steps {
@@ -257,6 +267,8 @@ final class InPlaceApplier {
             Sys.close(try state.open(applyDirectory + ["downloads"], in: tree, create: true)!)
         }
         if journal == nil {
+            // What a takeover scanned is on disk before a journal says the tree is so.
+            if takesOver { try syncFilesystem() }
             try Sys.writeFileAtomically(in: applyFD, StateDirectory.fromName, display: state.fromManifest) { try ManifestWriter.write(old, into: $0) }
             try Sys.writeFileAtomically(in: applyFD, StateDirectory.targetName, display: state.targetManifest, contents: signed.write)
             if savesPlanned {
@@ -408,7 +420,7 @@ final class InPlaceApplier {
     /// symlink, device or fifo, and for a regular file the names of its inode that the manifests
     /// account for, each counted when it is that inode now: its own name (the status is that
     /// name's), the other names the old and the new image give it, and the work area's copy
-    /// (only a preserved content has one).
+    /// (only a preserved content has one), and during a takeover the old work area's.
     private func links(of e: ManifestEntry) -> ((stat) throws -> Int)? {
         guard case .file(_, let hash, _) = e.kind else { return e.kind == .directory ? nil : { _ in 1 } }
         return { [self] st in
@@ -422,6 +434,7 @@ final class InPlaceApplier {
             }
             if workFD >= 0, preserved[hash] != nil,
                isSame(try RootedTree.status(workFD, Array(hash.hex.utf8), display: "\(state.work)/\(hash.hex)")) { count += 1 }
+            if oldWorkFD >= 0, isSame(try RootedTree.status(oldWorkFD, Array(hash.hex.utf8), display: "\(state.work)/\(hash.hex)")) { count += 1 }
             return count
         }
     }
@@ -458,6 +471,8 @@ final class InPlaceApplier {
         if CLinux_exchange(stateFD, next, current) != 0 { throw UpdError.system("rename", "\(state.nextApply) <-> \(state.apply)") }
         try Sys.fsync(stateFD, path: state.directory)
         operation()
+        if oldWorkFD >= 0 { Sys.close(oldWorkFD) }
+        oldWorkFD = -1
         try tree.removeTree(stateFD, Array(next.utf8), display: state.nextApply)
         operation()
     }
