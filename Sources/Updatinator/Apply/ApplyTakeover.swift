@@ -21,9 +21,8 @@ struct ApplyTakeover {
     /// With `/etc` merged three ways, `/etc` is the base of that merge: for each path, the
     /// interrupted apply's target (`unfinished`) where the tree has what that image has there
     /// (the apply installed it, or it was already so; a directory it made may not have its
-    /// final mode yet), else the installed image. So the
-    /// machine's own changes are kept, and what the interrupted apply installed is the new
-    /// target's to change.
+    /// final mode yet), else the installed image. So the machine's own changes are kept, and
+    /// what the interrupted apply installed is the new target's to change.
     func scan(installed: Manifest?, unfinished: Manifest?, target: Manifest) throws -> Manifest {
         try removeTemporaries(in: tree.rootFD, .root)
         var scanner = TreeScanner(root: root)
