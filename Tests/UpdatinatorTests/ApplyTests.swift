@@ -212,4 +212,31 @@ import Testing
             try FileManager.default.removeItem(atPath: root)
         }
     }
+
+    /// The apply's state left by a run stopped before its journal was written is not reused:
+    /// its files (here a planned manifest, which would mark the apply as a running system's)
+    /// would mislead the next run's resume.
+    @Test func stateWithoutAJournalIsNotReused() throws {
+        try install("olpc-ext3", "1", at: tmp.sub("probe"))
+        let total = try report(try CLI.run(applyArguments("olpc-ext3", "2", root: tmp.sub("probe"))))["operations"] as! Int
+        try install("olpc-ext3", "1", at: root)
+        try Sys.mkdirs("\(root)/.updatinator/apply")
+        try Sys.writeFileAtomically("\(root)/.updatinator/apply/planned-from.manifest", Array("stale".utf8))
+        let killed = try CLI.run(applyArguments("olpc-ext3", "2", root: root), environment: ["UPDATINATOR_KILL_AFTER": "\(total / 2)"])
+        try #require(killed.status == 128 + SIGKILL)
+        let resumed = try CLI.run(applyArguments("olpc-ext3", "2", root: root))
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        try expectAt("olpc-ext3", "2", root: root)
+    }
+
+    /// A journal whose target manifest is gone is an apply that ended only if that manifest is
+    /// the installed one; otherwise the state is damaged, and said so, not dropped.
+    @Test func aJournalWithoutItsTargetIsAnEndedApplyOnlyWhenThatTargetIsInstalled() throws {
+        try interruptedOnTheWayTo2(at: root)
+        try FileManager.default.removeItem(atPath: "\(root)/.updatinator/apply/target.manifest")
+        let r = try CLI.run(applyArguments("olpc-devel-ext3", "2", root: root))
+        #expect(r.status == 5, "\(r.stderr)")
+        #expect(r.stderr.contains("target.manifest: missing, though the journal records an apply in progress to it"), "\(r.stderr)")
+        #expect(try Sys.lstatIfExists("\(root)/.updatinator/apply/journal") != nil)
+    }
 }

@@ -19,7 +19,11 @@ import Testing
         try Sys.writeFileAtomically("\(keyring)/test.pub", KeyFile.encode(key.publicKey))
     }
 
-    func dir(_ path: String) throws -> ManifestEntry { try entries.dir(path) }
+    func dir(_ path: String, mode: UInt32 = 0o755) throws -> ManifestEntry {
+        var d = try entries.dir(path)
+        d.metadata.mode = mode
+        return d
+    }
 
     func file(_ path: String, _ content: String) throws -> ManifestEntry { try entries.file(path, content, mode: 0o644) }
 
@@ -27,12 +31,13 @@ import Testing
 
     /// What both images have: a system's top-level directories.
     func skeleton() throws -> [ManifestEntry] {
-        try ["/", "/etc", "/usr", "/usr/bin", "/var", "/var/lib", "/run", "/proc", "/tmp"].map(dir)
+        try ["/", "/etc", "/usr", "/usr/bin", "/var", "/var/lib", "/run", "/proc", "/tmp"].map { try dir($0) }
     }
 
     func imageA() throws -> String {
         try signed("A", try skeleton() + [
             try file("/etc/motd", "Image A\n"), try file("/etc/hostname", "image\n"), try file("/etc/image-version", "A\n"),
+            try dir("/etc/sudoers.d"),
             try file("/usr/bin/tool", "tool A\n"), try file("/var/lib/packages", "tool A\n"),
         ])
     }
@@ -41,6 +46,7 @@ import Testing
         try signed("B", try skeleton() + [
             try file("/etc/motd", "Image B\n"), try file("/etc/hostname", "image\n"), try file("/etc/image-version", "B\n"),
             try file("/etc/new.conf", "a new default\n"), try dir("/etc/newdir"), try file("/etc/newdir/conf", "B\n"),
+            try dir("/etc/sudoers.d", mode: 0o750),
             try file("/usr/bin/tool", "tool B\n"), try file("/usr/bin/extra", "extra B\n"), try file("/var/lib/packages", "tool B, extra B\n"),
         ])
     }
@@ -152,7 +158,7 @@ import Testing
         let total = (try JSONSerialization.jsonObject(with: Data(probe.stdout.utf8)) as! [String: Any])["operations"] as! Int
         let c = try signed("C", try skeleton() + [
             try file("/etc/motd", "Image B\n"), try file("/etc/hostname", "image\n"), try file("/etc/image-version", "C\n"),
-            try dir("/etc/newdir"), try file("/etc/newdir/conf", "C\n"),
+            try dir("/etc/newdir"), try file("/etc/newdir/conf", "C\n"), try dir("/etc/sudoers.d", mode: 0o750),
             try file("/usr/bin/tool", "tool C\n"), try file("/var/lib/packages", "tool C\n"),
         ])
         // Kill points all through B's apply: /etc is written early, the rest after it.
@@ -177,6 +183,7 @@ import Testing
             #expect(try Sys.lstatIfExists("\(root)/etc/new.conf") == nil, "B's new default, if installed, is not C's (at \(point))")
             #expect(try text("/etc/newdir/conf") == "C\n", "a directory B made, and its file, are C's to change (at \(point))")
             #expect(try Sys.lstatIfExists("\(root)/etc/newdir/conf.updatinator-new") == nil, "(at \(point))")
+            #expect(try Sys.lstat("\(root)/etc/sudoers.d").st_mode & 0o7777 == 0o750, "a directory's new mode is the images' (at \(point))")
             #expect(try text("/var/lib/packages") == "tool A\n", "/var is the machine's")
             #expect(try text("/var/log/syslog") == "booted\n")
             #expect(try text("/tmp/session") == "x")

@@ -20,8 +20,8 @@ struct ApplyTakeover {
     ///
     /// With `/etc` merged three ways, `/etc` is the base of that merge: for each path, the
     /// interrupted apply's target (`unfinished`) where the tree has what that image has there
-    /// (the apply installed it, or it was already so; a directory it made may not have its
-    /// final mode yet), else the installed image. So the machine's own changes are kept, and
+    /// (the apply installed it, or it was already so; a directory it made, which the installed
+    /// image lacks, may not have its final mode yet), else the installed image. So the machine's own changes are kept, and
     /// what the interrupted apply installed is the new target's to change.
     func scan(installed: Manifest?, unfinished: Manifest?, target: Manifest) throws -> Manifest {
         try removeTemporaries(in: tree.rootFD, .root)
@@ -40,7 +40,8 @@ struct ApplyTakeover {
             let meant = EtcMerge.etcEntries(unfinished.entries)
             // (A directory that apply made has its final mode and time only at its end.)
             let etc = Set(now.keys).union(before.keys).union(meant.keys).compactMap { path in
-                EtcMerge.same(now[path], meant[path]) || (now[path]?.kind == .directory && meant[path]?.kind == .directory)
+                EtcMerge.same(now[path], meant[path]) || (now[path]?.kind == .directory && meant[path]?.kind == .directory
+                                                          && before[path]?.kind != .directory)
                     ? meant[path] : before[path]
             }
             entries = entries.filter { !EtcMerge.covers($0.path) } + etc

@@ -134,9 +134,15 @@ final class InPlaceApplier {
         let leftOver = applyFD >= 0
         var unfinished = applyFD < 0 ? nil : try Sys.readFileIfExists(in: applyFD, StateDirectory.targetName, display: state.targetManifest,
                                                                      limit: ManifestParser.maxManifestBytes)
+        var installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest,
+                                                 limit: ManifestParser.maxManifestBytes)
         // `finish` installs the target by renaming its manifest out of `apply/`, then removes the
-        // rest: a journal without that manifest is an apply that ended, stopped while cleaning up.
-        if found != nil && unfinished == nil {
+        // rest: a journal without that manifest is an apply that ended, stopped while cleaning up
+        // (its target is the installed manifest).
+        if let journal = found, unfinished == nil {
+            guard installed.map({ Blake2b.hash($0).hex }) == journal.to else {
+                throw UpdError(.corrupt, "\(state.targetManifest): missing, though the journal records an apply in progress to it")
+            }
             try removeApplyState()
             found = nil
         }
@@ -160,8 +166,6 @@ final class InPlaceApplier {
             unfinished = nil
         }
         let applyDirectory = takesOver ? StateDirectory.nextApplyDirectory : StateDirectory.applyDirectory
-        var installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest,
-                                                 limit: ManifestParser.maxManifestBytes)
 
         if journal == nil, !takesOver, let installed, Blake2b.hash(installed) == signed.hash {
             // A run killed after the switch may have left its state behind: finishing it is
@@ -279,6 +283,12 @@ final class InPlaceApplier {
                 try Sys.writeFileAtomically(in: applyFD, StateDirectory.deltasName, display: state.deltaIndex, deltaIndex.encoded())
             }
             if batches { try Sys.writeFileAtomically(in: applyFD, StateDirectory.batchesName, display: state.batchMarker, []) }
+            // A run stopped before its journal may have left files this apply does not write,
+            // which a resume would take for its own.
+            for (name, written) in [(StateDirectory.plannedFromName, savesPlanned), (StateDirectory.plannedToName, savesPlanned),
+                                    (StateDirectory.deltasName, deltaIndex != nil), (StateDirectory.batchesName, batches)] where !written {
+                if unlinkat(applyFD, name, 0) != 0 && errno != ENOENT { throw UpdError.system("unlink", "\(state.apply)/\(name)") }
+            }
             try journalRecord.write(in: applyFD, display: state.journal)
             if takesOver { try switchToNextApply() }
         }
