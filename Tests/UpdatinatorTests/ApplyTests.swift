@@ -132,9 +132,7 @@ import Testing
 
     @Test func completesAfterSigkillAtFiftyPoints() throws {
         // The number of operations of a whole run, to spread the kill points over.
-        try install("olpc-ext3", "1", at: tmp.sub("probe"))
-        let probe = try CLI.run(applyArguments("olpc-ext3", "2", root: tmp.sub("probe")))
-        let total = try report(probe)["operations"] as! Int
+        let total = try operationsFrom1To2()
         let oldBytes = try Sys.readFile(samples.manifest("olpc-ext3", "1"))
         let newBytes = try Sys.readFile(samples.manifest("olpc-ext3", "2"))
         let points = Set((0..<50).map { 1 + $0 * (total - 1) / 49 })
@@ -156,11 +154,16 @@ import Testing
         }
     }
 
-    /// A tree left half-way to olpc-ext3 2 by a kill.
-    func interruptedOnTheWayTo2(at root: String) throws {
-        try install("olpc-ext3", "1", at: tmp.sub("probe-2"))
-        let total = try report(try CLI.run(applyArguments("olpc-ext3", "2", root: tmp.sub("probe-2"))))["operations"] as! Int
-        try FileManager.default.removeItem(atPath: tmp.sub("probe-2"))
+    /// The filesystem operations of a whole apply of olpc-ext3 1 → 2 (the kill switch's unit).
+    func operationsFrom1To2() throws -> Int {
+        let probe = tmp.sub("probe-1-2")
+        try install("olpc-ext3", "1", at: probe)
+        defer { try? FileManager.default.removeItem(atPath: probe) }
+        return try report(try CLI.run(applyArguments("olpc-ext3", "2", root: probe)))["operations"] as! Int
+    }
+
+    /// A tree left half-way to olpc-ext3 2 by a kill (`total`: `operationsFrom1To2`).
+    func interruptedOnTheWayTo2(at root: String, of total: Int) throws {
         try install("olpc-ext3", "1", at: root)
         let killed = try CLI.run(applyArguments("olpc-ext3", "2", root: root), environment: ["UPDATINATOR_KILL_AFTER": "\(total / 2)"])
         try #require(killed.status == 128 + SIGKILL)
@@ -172,7 +175,7 @@ import Testing
     /// is not "already there", and an apply to another target is not refused (a target that
     /// can never complete would strand the machine). It takes over, from the tree as it is.
     @Test func anInterruptedApplyIsTakenOverByAnApplyToAnotherTarget() throws {
-        try interruptedOnTheWayTo2(at: root)
+        try interruptedOnTheWayTo2(at: root, of: try operationsFrom1To2())
         let back = try CLI.run(applyArguments("olpc-ext3", "1", root: root))
         #expect(back.status == 0, "\(back.stderr)")
         #expect(try report(back)["superseded"] as? String == hashOf2)
@@ -185,10 +188,11 @@ import Testing
     /// from, ends there; so does one to the installed image, which must not take the record
     /// that names it for the end of the apply.
     @Test func aTakeoverKilledAtAnyPointEndsWhereTheNextRunGoes() throws {
+        let to2 = try operationsFrom1To2()
         var totals = [String: Int]()
         for image in ["olpc-devel-ext3", "olpc-ext3"] {
             let probe = tmp.sub("probe-\(image)")
-            try interruptedOnTheWayTo2(at: probe)
+            try interruptedOnTheWayTo2(at: probe, of: to2)
             let version = image == "olpc-ext3" ? "1" : "2"
             let r = try CLI.run(applyArguments(image, version, root: probe))
             try #require(r.status == 0, "\(r.stderr)")
@@ -200,7 +204,7 @@ import Testing
             let (next, nextVersion) = n % 3 == 1 ? ("olpc-ext3", "2") : (image, version)
             let point = 1 + Int(fraction * Double(totals[image]! - 1))
             let root = tmp.sub("kill-\(n)")
-            try interruptedOnTheWayTo2(at: root)
+            try interruptedOnTheWayTo2(at: root, of: to2)
             let killed = try CLI.run(applyArguments(image, version, root: root), environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
             #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(totals[image]!): \(killed.stderr)")
             let installed = try Sys.readFile("\(root)/.updatinator/installed.manifest")
@@ -217,8 +221,7 @@ import Testing
     /// its files (here a planned manifest, which would mark the apply as a running system's)
     /// would mislead the next run's resume.
     @Test func stateWithoutAJournalIsNotReused() throws {
-        try install("olpc-ext3", "1", at: tmp.sub("probe"))
-        let total = try report(try CLI.run(applyArguments("olpc-ext3", "2", root: tmp.sub("probe"))))["operations"] as! Int
+        let total = try operationsFrom1To2()
         try install("olpc-ext3", "1", at: root)
         try Sys.mkdirs("\(root)/.updatinator/apply")
         try Sys.writeFileAtomically("\(root)/.updatinator/apply/planned-from.manifest", Array("stale".utf8))
@@ -232,7 +235,7 @@ import Testing
     /// A journal whose target manifest is gone is an apply that ended only if that manifest is
     /// the installed one; otherwise the state is damaged, and said so, not dropped.
     @Test func aJournalWithoutItsTargetIsAnEndedApplyOnlyWhenThatTargetIsInstalled() throws {
-        try interruptedOnTheWayTo2(at: root)
+        try interruptedOnTheWayTo2(at: root, of: try operationsFrom1To2())
         try FileManager.default.removeItem(atPath: "\(root)/.updatinator/apply/target.manifest")
         let r = try CLI.run(applyArguments("olpc-devel-ext3", "2", root: root))
         #expect(r.status == 5, "\(r.stderr)")

@@ -129,19 +129,30 @@ import Testing
         #expect(try MachinePaths.of(root: tmp.path, live: true) == .runningSystem)
     }
 
-    @Test("live root: a kill at any point leaves a tree whose next run ends as an uninterrupted one does")
-    func liveApplyResumesAfterAKillAtAnyPoint() throws {
-        let b = try imageB()
+    /// The filesystem operations of a whole `apply --live` of B on the running machine (the kill
+    /// switch's unit); the machine is then on B.
+    func operationsOfALiveApplyOfB(_ b: String) throws -> Int {
         _ = try runningMachineOnA()
         let probe = try apply(b, ["--live", "--json"])
         try #require(probe.status == 0, "\(probe.stderr)")
-        let total = (try JSONSerialization.jsonObject(with: Data(probe.stdout.utf8)) as! [String: Any])["operations"] as! Int
+        return (try JSONSerialization.jsonObject(with: Data(probe.stdout.utf8)) as! [String: Any])["operations"] as! Int
+    }
+
+    /// A new running machine on A whose `apply --live` of B was killed after `point` operations.
+    func killedOnTheWayToB(_ b: String, at point: Int, of total: Int) throws {
+        try FileManager.default.removeItem(atPath: root)
+        _ = try runningMachineOnA()
+        let killed = try apply(b, ["--live"], environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
+        #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(total): \(killed.stderr)")
+    }
+
+    @Test("live root: a kill at any point leaves a tree whose next run ends as an uninterrupted one does")
+    func liveApplyResumesAfterAKillAtAnyPoint() throws {
+        let b = try imageB()
+        let total = try operationsOfALiveApplyOfB(b)
         try #require(total > 10)
         for point in stride(from: 1, to: total, by: max(1, total / 16)) {
-            try FileManager.default.removeItem(atPath: root)
-            _ = try runningMachineOnA()
-            let killed = try apply(b, ["--live"], environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
-            #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(total): \(killed.stderr)")
+            try killedOnTheWayToB(b, at: point, of: total)
             // The rerun plans with what the first run merged, not with the /etc it half changed.
             let resumed = try apply(b, ["--live"])
             try #require(resumed.status == 0, "after a kill at \(point) of \(total): \(resumed.stderr)")
@@ -152,10 +163,7 @@ import Testing
     @Test("live root: an apply to another image takes over from one killed half-way, and the machine's /etc stays its own")
     func aTakeoverOfAnInterruptedLiveApplyKeepsTheMachinesEtc() throws {
         let b = try imageB()
-        _ = try runningMachineOnA()
-        let probe = try apply(b, ["--live", "--json"])
-        try #require(probe.status == 0, "\(probe.stderr)")
-        let total = (try JSONSerialization.jsonObject(with: Data(probe.stdout.utf8)) as! [String: Any])["operations"] as! Int
+        let total = try operationsOfALiveApplyOfB(b)
         let c = try signed("C", try skeleton() + [
             try file("/etc/motd", "Image B\n"), try file("/etc/hostname", "image\n"), try file("/etc/image-version", "C\n"),
             try dir("/etc/newdir"), try file("/etc/newdir/conf", "C\n"), try dir("/etc/sudoers.d", mode: 0o750),
@@ -163,10 +171,7 @@ import Testing
         ])
         // Kill points all through B's apply: /etc is written early, the rest after it.
         for point in stride(from: 1, to: total, by: max(1, total / 8)) {
-            try FileManager.default.removeItem(atPath: root)
-            _ = try runningMachineOnA()
-            let killed = try apply(b, ["--live"], environment: ["UPDATINATOR_KILL_AFTER": "\(point)"])
-            #expect(killed.status == 128 + SIGKILL, "kill point \(point) of \(total): \(killed.stderr)")
+            try killedOnTheWayToB(b, at: point, of: total)
             // Without --live the whole tree would be the image's: the machine's /var, gone.
             let whole = try apply(c)
             #expect(whole.status == 64, "\(whole.stderr)")

@@ -45,8 +45,8 @@ public struct StateDirectory: Sendable {
     var targetManifest: String { "\(apply)/\(Self.targetName)" }
     var plannedFrom: String { "\(apply)/\(Self.plannedFromName)" }
     var plannedTo: String { "\(apply)/\(Self.plannedToName)" }
-    var work: String { "\(apply)/work" }
-    var downloads: String { "\(apply)/downloads" }
+    var work: String { "\(apply)/\(Self.workName)" }
+    var downloads: String { "\(apply)/\(Self.downloadsName)" }
     /// The delta index the plan was made with, so that a resumed apply makes the same plan.
     var deltaIndex: String { "\(apply)/\(Self.deltasName)" }
     /// Present when the plan keeps bases for a school server's batches.
@@ -64,8 +64,9 @@ public struct StateDirectory: Sendable {
     static let batchesName = "batches"
     /// The subdirectories, as names below the state directory.
     static let applyDirectory = ["apply"]
-    static let workDirectory = ["apply", "work"]
-    static let downloadsDirectory = ["apply", "downloads"]
+    /// The work area and the downloads, in an apply's directory.
+    static let workName = "work"
+    static let downloadsName = "downloads"
     /// Where an apply that takes over from an apply in progress to another target prepares its
     /// state, swapped whole with `apply/` once its journal is there (`ApplyTakeover`).
     static let nextApplyDirectory = ["apply.next"]

@@ -55,8 +55,8 @@ struct ApplyTakeover {
     private func removeTemporaries(in fd: Int32, _ path: ManifestPath) throws {
         let display = tree.display(path)
         let names = try RootedTree.list(fd, display: display)
-        var temporaries = [[UInt8]: [UInt8]]()  // temporary name -> the name it stands for
-        for name in names where ManifestPath.isTemporaryName(name) { temporaries[name] = [] }
+        var temporaries = [[UInt8]: [UInt8]?]()  // temporary name -> the name it stands for
+        for name in names where ManifestPath.isTemporaryName(name) { temporaries[name] = .some(nil) }
         if !temporaries.isEmpty {
             for name in names where !ManifestPath.isTemporaryName(name) {
                 let temporary = InPlaceApplier.temporaryName(for: path.appending(name))
@@ -64,12 +64,8 @@ struct ApplyTakeover {
             }
         }
         for (temporary, name) in temporaries {
-            if tree.withName(temporary, { unlinkat(fd, $0, 0) }) == 0 || errno == ENOENT { continue }
-            guard errno == EISDIR else { throw UpdError.system("unlink", tree.display(path.appending(temporary))) }
             let display = tree.display(path.appending(temporary))
-            if !name.isEmpty, tree.withName(temporary, { t in tree.withName(name) { CLinux_exchange(fd, t, $0) } }) == 0 {
-                if tree.withName(temporary, { unlinkat(fd, $0, 0) }) != 0 { throw UpdError.system("unlink", display) }
-            } else {
+            if try !InPlaceApplier.removeTemporary(temporary, standingFor: name, in: fd, tree: tree, display: display) {
                 try tree.removeTree(fd, temporary, display: display)
             }
         }

@@ -132,14 +132,12 @@ final class InPlaceApplier {
         // A takeover stopped before its switch leaves what it prepared, which starts again.
         try tree.removeTree(stateFD, Array(StateDirectory.nextApplyDirectory[0].utf8), display: state.nextApply)
         let leftOver = applyFD >= 0
-        var unfinished = applyFD < 0 ? nil : try Sys.readFileIfExists(in: applyFD, StateDirectory.targetName, display: state.targetManifest,
-                                                                     limit: ManifestParser.maxManifestBytes)
         var installed = try Sys.readFileIfExists(in: stateFD, StateDirectory.installedName, display: state.installedManifest,
                                                  limit: ManifestParser.maxManifestBytes)
         // `finish` installs the target by renaming its manifest out of `apply/`, then removes the
         // rest: a journal without that manifest is an apply that ended, stopped while cleaning up
         // (its target is the installed manifest).
-        if let journal = found, unfinished == nil {
+        if let journal = found, try RootedTree.status(applyFD, Array(StateDirectory.targetName.utf8), display: state.targetManifest) == nil {
             guard installed.map({ Blake2b.hash($0).hex }) == journal.to else {
                 throw UpdError(.corrupt, "\(state.targetManifest): missing, though the journal records an apply in progress to it")
             }
@@ -150,24 +148,28 @@ final class InPlaceApplier {
         // its target may never complete (a release withdrawn, a content no source has).
         let takesOver = found.map { $0.to != targetHash } ?? false
         let journal = takesOver ? nil : found
+        // (The images it moved between matter only to /etc's merge.)
+        var unfinished: Manifest?
         if takesOver {
             if machine.isNone, try RootedTree.status(applyFD, Array(StateDirectory.plannedFromName.utf8), display: state.plannedFrom) != nil {
                 throw UpdError(.usage, "\(state.journal): the apply in progress leaves part of the tree to the machine (it was started as a running system's, --live); take it over so")
             }
             report.superseded = found!.to
+            if machine.mergesEtc {
+                unfinished = try Sys.readFileIfExists(in: applyFD, StateDirectory.targetName, display: state.targetManifest, limit: ManifestParser.maxManifestBytes)
+                    .map { try ManifestParser.parse($0, source: state.targetManifest, sharingPathsWith: target) }
+            }
             // Its work area stays until the switch: the contents there may be the tree's only
             // copies, should this apply be refused and that one resumed. Its partial downloads
             // are of no use here, and their space is this apply's.
-            oldWorkFD = try state.open(StateDirectory.workDirectory, in: tree, create: false) ?? -1
-            try tree.removeTree(applyFD, Array(StateDirectory.downloadsDirectory[1].utf8), display: state.downloads)
+            oldWorkFD = try state.open(StateDirectory.applyDirectory + [StateDirectory.workName], in: tree, create: false) ?? -1
+            try tree.removeTree(applyFD, Array(StateDirectory.downloadsName.utf8), display: state.downloads)
             Sys.close(applyFD)
             applyFD = -1
-        } else {
-            unfinished = nil
         }
         let applyDirectory = takesOver ? StateDirectory.nextApplyDirectory : StateDirectory.applyDirectory
 
-        if journal == nil, !takesOver, let installed, Blake2b.hash(installed) == signed.hash {
+        if found == nil, let installed, Blake2b.hash(installed) == signed.hash {
             // A run killed after the switch may have left its state behind: finishing it is
             // the end of that apply, not "already there".
             try removeApplyState()
@@ -176,12 +178,9 @@ final class InPlaceApplier {
         }
         let old: Manifest
         if takesOver {
-            // (Both images are needed only for /etc's merge; the tree is what the apply plans from.)
-            let images = machine.mergesEtc ? try [(installed, state.installedManifest), (unfinished, state.targetManifest)].map { text, source in
-                try text.map { try ManifestParser.parse($0, source: source, sharingPathsWith: target) }
-            } : [nil, nil]
+            let base = machine.mergesEtc ? try installed.map { try ManifestParser.parse($0, source: state.installedManifest, sharingPathsWith: target) } : nil
+            old = try ApplyTakeover(root: root, tree: tree, machine: machine).scan(installed: base, unfinished: unfinished, target: target)
             unfinished = nil
-            old = try ApplyTakeover(root: root, tree: tree, machine: machine).scan(installed: images[0], unfinished: images[1], target: target)
         } else if let journal {
             guard let bytes = try Sys.readFileIfExists(in: applyFD, StateDirectory.fromName, display: state.fromManifest, limit: ManifestParser.maxManifestBytes) else {
                 throw UpdError(.corrupt, "\(state.fromManifest): missing, though the journal records an apply in progress")
@@ -265,10 +264,10 @@ final class InPlaceApplier {
         }
         // Every directory of the apply's state is checked (or made) before anything is written there.
         if applyFD < 0 { applyFD = try state.open(applyDirectory, in: tree, create: true)! }
-        workFD = try state.open(applyDirectory + ["work"], in: tree, create: true)!
+        workFD = try state.open(applyDirectory + [StateDirectory.workName], in: tree, create: true)!
         if fetcher != nil && !requests.isEmpty {
             // The download streams write below this path.
-            Sys.close(try state.open(applyDirectory + ["downloads"], in: tree, create: true)!)
+            Sys.close(try state.open(applyDirectory + [StateDirectory.downloadsName], in: tree, create: true)!)
         }
         if journal == nil {
             // What a takeover scanned is on disk before a journal says the tree is so.
@@ -380,15 +379,9 @@ final class InPlaceApplier {
             case .writeFile(let e), .link(let e), .makeSpecial(let e): path = e.path
             default: continue
             }
+            // (A directory that cannot be swapped back stays, for the step to meet.)
             _ = try? tree.inParent(of: path) { fd, name in
-                let temporary = Self.temporaryName(for: path)
-                if tree.withName(temporary, { unlinkat(fd, $0, 0) }) != 0 && errno == EISDIR {
-                    // A directory found at the path, stopped while `rename` swapped it back:
-                    // back it goes, and the step meets it again.
-                    if tree.withName(temporary, { t in tree.withName(name) { CLinux_exchange(fd, t, $0) } }) == 0 {
-                        _ = tree.withName(temporary) { unlinkat(fd, $0, 0) }
-                    }
-                }
+                try Self.removeTemporary(Self.temporaryName(for: path), standingFor: name, in: fd, tree: tree, display: tree.display(path))
             }
         }
     }
@@ -528,6 +521,19 @@ final class InPlaceApplier {
 
     static func temporaryName(for path: ManifestPath) -> [UInt8] {
         Array(".updatinator-\(Blake2b.hash(path.bytes).hex.prefix(16)).tmp".utf8)
+    }
+
+    /// Removes the temporary `temporary` in the directory `fd`, which stands for `name` there
+    /// (`display`). A directory under it was swapped out of `name` by a `rename` stopped
+    /// halfway: back it goes. False when a directory is still there (no name stands for it, or
+    /// it could not be swapped back).
+    @discardableResult
+    static func removeTemporary(_ temporary: [UInt8], standingFor name: [UInt8]?, in fd: Int32, tree: RootedTree, display: String) throws -> Bool {
+        if tree.withName(temporary, { unlinkat(fd, $0, 0) }) == 0 || errno == ENOENT { return true }
+        guard errno == EISDIR else { throw UpdError.system("unlink", display) }
+        guard let name, tree.withName(temporary, { t in tree.withName(name) { CLinux_exchange(fd, t, $0) } }) == 0 else { return false }
+        if tree.withName(temporary, { unlinkat(fd, $0, 0) }) != 0 { throw UpdError.system("unlink", display) }
+        return true
     }
 
     private func execute(_ step: ApplyStep) throws {
